@@ -1,0 +1,79 @@
+//! Mode 1: one AEAD message under a caller-supplied nonce.
+//!
+//! The caller owns nonce uniqueness (the key service allocates `instance id ‖
+//! counter` nonces durably). The associated data is `header ‖ caller AAD`.
+
+use super::{Body, Header, KeyId};
+use crate::{Error, Result, aead::AeadKey, aead::NONCE_LEN, aead::TAG_LEN};
+
+/// Seals `plaintext` into a mode-1 envelope.
+pub fn seal(
+    key: &AeadKey,
+    key_id: &KeyId,
+    key_version: u32,
+    nonce: [u8; NONCE_LEN],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>> {
+    let header = Header {
+        algorithm: key.algorithm(),
+        key_id: key_id.clone(),
+        key_version,
+        body: Body::Single { nonce },
+    };
+    let mut out =
+        Vec::with_capacity(16 + key_id.as_str().len() + NONCE_LEN + plaintext.len() + TAG_LEN);
+    header.encode_into(&mut out);
+    let header_len = out.len();
+    out.extend_from_slice(plaintext);
+    let (head, body) = out.split_at_mut(header_len);
+    let tag = if aad.is_empty() {
+        key.seal_detached(&nonce, head, body)?
+    } else {
+        key.seal_detached(&nonce, &[&*head, aad].concat(), body)?
+    };
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Opens a mode-1 envelope whose header was already parsed by [`Header::parse`]
+/// (callers parse first to pick the key by id and version).
+pub fn open_parsed(
+    key: &AeadKey,
+    header: &Header,
+    envelope: &[u8],
+    header_len: usize,
+    aad: &[u8],
+) -> Result<Vec<u8>> {
+    let Body::Single { nonce } = &header.body else {
+        return Err(Error::Malformed("mode (expected single)"));
+    };
+    if header.algorithm != key.algorithm() {
+        return Err(Error::Open);
+    }
+    let (head, body) = envelope
+        .split_at_checked(header_len)
+        .ok_or(Error::Truncated)?;
+    if body.len() < TAG_LEN {
+        return Err(Error::Truncated);
+    }
+    let mut out = vec![0u8; body.len() - TAG_LEN];
+    let result = if aad.is_empty() {
+        key.open_to(nonce, head, body, &mut out)
+    } else {
+        key.open_to(nonce, &[head, aad].concat(), body, &mut out)
+    };
+    match result {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            zeroize::Zeroize::zeroize(&mut out);
+            Err(e)
+        }
+    }
+}
+
+/// Parses and opens a mode-1 envelope.
+pub fn open(key: &AeadKey, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let (header, len) = Header::parse(envelope)?;
+    open_parsed(key, &header, envelope, len, aad)
+}
