@@ -12,6 +12,10 @@ use hpke::{
     kdf::HkdfSha256, kem::XWing,
 };
 
+/// The `rand_core` version the `hpke` crate takes, for deterministic encapsulation
+/// in known-answer tests.
+pub use ::hpke::rand_core;
+
 /// HPKE KEM id of X-Wing.
 pub const KEM_ID: u16 = 0x647a;
 /// HPKE KDF id of HKDF-SHA256.
@@ -117,6 +121,27 @@ impl XWingRecipient {
         let (enc, ctx) =
             hpke::setup_sender::<ExportOnlyAead, HkdfSha256, XWing>(&OpModeS::Base, &self.0, info)
                 .map_err(|_| Error::Provider)?;
+        let mut out = [0u8; 32];
+        ctx.export(exporter_context, &mut out)
+            .map_err(|_| Error::Provider)?;
+        Ok((enc.to_bytes().to_vec(), SecretBytes::new(out)))
+    }
+
+    /// [`Self::export_key`] drawing the encapsulation randomness from `rng`: for
+    /// known-answer tests only. A predictable `rng` makes the key predictable.
+    pub fn export_key_with_rng(
+        &self,
+        info: &[u8],
+        exporter_context: &[u8],
+        rng: &mut impl rand_core::CryptoRng,
+    ) -> Result<(Vec<u8>, SecretBytes<32>)> {
+        let (enc, ctx) = hpke::setup_sender_with_rng::<ExportOnlyAead, HkdfSha256, XWing>(
+            &OpModeS::Base,
+            &self.0,
+            info,
+            rng,
+        )
+        .map_err(|_| Error::Provider)?;
         let mut out = [0u8; 32];
         ctx.export(exporter_context, &mut out)
             .map_err(|_| Error::Provider)?;
