@@ -103,10 +103,12 @@ impl StreamSealer {
         } else {
             segment.len() == s.segment_len
         };
-        if !ok_len {
-            return Err(Error::Malformed("segment length"));
-        }
         let i = s.next_index()?;
+        if !ok_len {
+            let e = Error::Malformed("segment length");
+            s.failed = Some(e.clone());
+            return Err(e);
+        }
         if let Err(e) = s
             .key
             .seal_in_place(&segment_nonce(i, last), &s.aad, segment)
