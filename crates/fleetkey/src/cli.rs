@@ -1,0 +1,168 @@
+//! The command line: every flag and its help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const ABOUT: &str = "fleetkey: identities, keys and sealed data for device fleets.
+
+The offline commands work on files and need no server:
+
+  fleetkey keygen -o app.key                 make a symmetric key file (mode 0600)
+  fleetkey seal --key app.key -i in -o out   seal a file (any size; streams)
+  fleetkey unseal --key app.key -i out       open it again (to stdout)
+  fleetkey keygen --recipient -o me.id       make an X-Wing identity; prints its recipient
+  fleetkey seal --recipient fk1r:… -i in     seal to someone's public recipient
+  fleetkey inspect -i out                    show an envelope's header as JSON
+
+Exit codes: 0 success, 1 envelope or key refused, 2 usage error, 3 file error.
+Formats are specified in docs/formats.md.";
+
+#[derive(Parser, Debug)]
+#[command(name = "fleetkey", version, about = ABOUT, long_about = ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a symmetric key file, or an X-Wing identity with --recipient.
+    #[command(
+        long_about = "Create a symmetric key file, or with --recipient an X-Wing \
+(X25519 + ML-KEM-768) identity for public-key sealing.
+
+Key files are JSON, created with mode 0600; fleetkey refuses to read them once group \
+or others can. Keep them out of version control.
+
+Examples:
+  fleetkey keygen -o app.key
+  fleetkey keygen --algorithm chacha20-poly1305 --key-id backups -o backups.key
+  fleetkey keygen --recipient -o me.id          # prints fk1r:… to share
+  fleetkey keygen --recipient -o me.id --recipient-out me.pub"
+    )]
+    Keygen(KeygenArgs),
+    /// Seal data with a key file or to a recipient.
+    #[command(
+        long_about = "Seal data into an fk1 envelope, with a symmetric key file \
+(--key) or to a recipient's public key (--recipient, HPKE with X-Wing).
+
+Input of any size is sealed in 64 KiB segments in constant memory; truncation, \
+reordering and appending are all detected on unseal. --aad binds the envelope to a \
+context string that is not stored: the same --aad must be given to unseal.
+
+Examples:
+  fleetkey seal --key app.key -i backup.tar -o backup.tar.fk
+  echo hi | fleetkey seal --key app.key --armor
+  fleetkey seal --recipient fk1r:AAAA… --aad tenant=acme -i report.pdf -o report.fk
+  fleetkey seal --recipient me.pub -i notes.txt -o notes.fk"
+    )]
+    Seal(SealArgs),
+    /// Open an envelope with a key file or an identity.
+    #[command(
+        long_about = "Open an fk1 envelope (binary or armored) with the key file \
+or identity it was sealed for.
+
+With -o, plaintext goes to a temporary file beside OUT that is renamed into place \
+only after the last segment verifies: a failed unseal never leaves partial plaintext. \
+On stdout, each segment is written only after it verifies, and a failure exits \
+non-zero.
+
+Examples:
+  fleetkey unseal --key app.key -i backup.tar.fk -o backup.tar
+  fleetkey unseal --identity me.id --aad tenant=acme -i report.fk -o report.pdf"
+    )]
+    Unseal(UnsealArgs),
+    /// Print an envelope's header as JSON without opening it.
+    #[command(
+        long_about = "Print an envelope's header (format, mode, algorithm, key id, \
+key version, nonce or salt, sizes) as JSON, without any key. Nothing here is secret.
+
+Example:
+  fleetkey inspect -i backup.tar.fk"
+    )]
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Where to write the new key or identity file (created with mode 0600).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Make an X-Wing identity for public-key sealing instead of a symmetric key.
+    #[arg(long)]
+    pub recipient: bool,
+    /// Also write the recipient string to this file (only with --recipient).
+    #[arg(long, value_name = "FILE", requires = "recipient")]
+    pub recipient_out: Option<PathBuf>,
+    /// AEAD algorithm of a symmetric key: aes-256-gcm, chacha20-poly1305, aes-256-gcm-siv.
+    #[arg(long, default_value = "aes-256-gcm", conflicts_with = "recipient")]
+    pub algorithm: String,
+    /// Key id written into every envelope this key seals (default: random `k-…`).
+    #[arg(long, value_name = "ID", conflicts_with = "recipient")]
+    pub key_id: Option<String>,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("with").required(true).args(["key", "recipient"])))]
+pub struct SealArgs {
+    /// Symmetric key file made by `fleetkey keygen`.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Recipient: an `fk1r:` string, or a file holding one (or an identity file).
+    #[arg(long, value_name = "STRING_OR_FILE")]
+    pub recipient: Option<String>,
+    /// AEAD for --recipient envelopes (a key file fixes its own).
+    #[arg(long, default_value = "aes-256-gcm", conflicts_with = "key")]
+    pub algorithm: String,
+    /// Associated data: authenticated, not stored, required again to unseal.
+    #[arg(long, value_name = "TEXT")]
+    pub aad: Option<String>,
+    /// Input file (default: stdin).
+    #[arg(short, long, value_name = "IN")]
+    pub input: Option<PathBuf>,
+    /// Output file (default: stdout).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Write `fk1:` text armor instead of binary (holds the envelope in memory).
+    #[arg(long)]
+    pub armor: bool,
+    /// Segment size as a power of two, 10 (1 KiB) to 20 (1 MiB).
+    #[arg(long, default_value_t = fleetkey_crypto::envelope::DEFAULT_SEGMENT_LOG2, value_name = "LOG2", hide = true)]
+    pub segment_log2: u8,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("with").required(true).args(["key", "identity"])))]
+pub struct UnsealArgs {
+    /// Symmetric key file the envelope was sealed with.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Identity file the envelope was sealed to.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// The associated data given when sealing.
+    #[arg(long, value_name = "TEXT")]
+    pub aad: Option<String>,
+    /// Input file (default: stdin).
+    #[arg(short, long, value_name = "IN")]
+    pub input: Option<PathBuf>,
+    /// Output file (default: stdout); written atomically.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Input file (default: stdin).
+    #[arg(short, long, value_name = "IN")]
+    pub input: Option<PathBuf>,
+}

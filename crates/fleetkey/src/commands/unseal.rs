@@ -1,0 +1,107 @@
+//! `fleetkey unseal`.
+
+use super::{EnvelopeStart, MAX_IN_MEMORY, read_envelope_start, read_up_to};
+use crate::cli::UnsealArgs;
+use crate::error::{CliError, CliResult, envelope_error, stream_error};
+use crate::files::{Output, open_input, progress};
+use crate::keyfile::{Identity, SymmetricKey};
+use fleetkey_crypto::envelope::{Body, io as eio, recipient, single, stream};
+
+pub fn run(args: UnsealArgs) -> CliResult<()> {
+    let aad = args.aad.as_deref().unwrap_or("").as_bytes().to_vec();
+    // Load the key first: a bad key file fails before any input is read.
+    enum Opener {
+        Key(SymmetricKey, String),
+        Identity(Identity, String),
+    }
+    let opener = match (&args.key, &args.identity) {
+        (Some(p), None) => Opener::Key(SymmetricKey::load(p)?, p.display().to_string()),
+        (None, Some(p)) => Opener::Identity(Identity::load(p)?, p.display().to_string()),
+        _ => {
+            return Err(CliError::usage(
+                "pass exactly one of --key FILE or --identity FILE",
+            ));
+        }
+    };
+    let mut output = Output::create(args.output.as_deref(), args.force)?;
+    let input = open_input(args.input.as_deref())?;
+    let name = input.name.clone();
+    let bar = progress(input.size, "unsealing");
+    let EnvelopeStart {
+        header,
+        header_bytes,
+        body_start,
+        mut rest,
+    } = read_envelope_start(input.reader, &name)?;
+    let out_name = output.name();
+    let mut tick = |n: u64| bar.set_position(n);
+
+    match (&opener, &header.body) {
+        (Opener::Key(key, path), Body::Single { .. } | Body::Stream { .. }) => {
+            if header.key_id != key.key_id || header.key_version != key.key_version {
+                return Err(wrong_key(
+                    &header.key_id,
+                    header.key_version,
+                    path,
+                    &key.key_id,
+                    key.key_version,
+                ));
+            }
+            if let Body::Single { .. } = header.body {
+                let mut whole = header_bytes.clone();
+                whole.extend_from_slice(&body_start);
+                whole.extend(read_up_to(&mut *rest, MAX_IN_MEMORY, &name)?);
+                let pt = single::open_parsed(&key.key, &header, &whole, header_bytes.len(), &aad)
+                    .map_err(envelope_error)?;
+                output
+                    .writer()
+                    .write_all(&pt)
+                    .map_err(|e| CliError::io(&out_name, &e))?;
+            } else {
+                let o = stream::open_symmetric(&key.key, &header, &header_bytes, &aad)
+                    .map_err(envelope_error)?;
+                eio::open(o, body_start, rest, output.writer(), &mut tick)
+                    .map_err(|e| stream_error(e, &out_name))?;
+            }
+        }
+        (Opener::Identity(id, path), Body::Recipient { .. }) => {
+            if header.key_id != id.key_id {
+                return Err(CliError::refused(format!(
+                    "wrong identity: the envelope was sealed to {}, but {path} is {}",
+                    header.key_id, id.key_id
+                )));
+            }
+            let o = recipient::open(&id.identity, &header, &header_bytes, &aad)
+                .map_err(envelope_error)?;
+            eio::open(o, body_start, rest, output.writer(), &mut tick)
+                .map_err(|e| stream_error(e, &out_name))?;
+        }
+        (Opener::Key(..), Body::Recipient { .. }) => {
+            return Err(CliError::usage(format!(
+                "this envelope is sealed to recipient {}; open it with --identity",
+                header.key_id
+            )));
+        }
+        (Opener::Identity(..), _) => {
+            return Err(CliError::usage(format!(
+                "this envelope is sealed with symmetric key {} version {}; open it with --key",
+                header.key_id, header.key_version
+            )));
+        }
+    }
+    bar.finish_and_clear();
+    output.commit()
+}
+
+fn wrong_key(
+    env_id: &impl std::fmt::Display,
+    env_v: u32,
+    path: &str,
+    id: &impl std::fmt::Display,
+    v: u32,
+) -> CliError {
+    CliError::refused(format!(
+        "wrong key: the envelope was sealed with key {env_id} version {env_v}, but {path} holds {id} version {v}"
+    ))
+    .hint(format!("find the key file for {env_id} (see `fleetkey inspect`)"))
+}
