@@ -6,6 +6,8 @@
 //! 7-byte key id (header 31 bytes, all of it authenticated). Report with
 //! `scripts/bench_report.py`; results in `docs/benchmarks.md`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fleetkey_crypto::{
@@ -40,8 +42,12 @@ fn aead_vs_envelope(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new("raw", n), &pt, |b, pt| {
                 b.iter(|| {
                     let mut buf = pt.clone();
-                    raw.seal_in_place_append_tag(Nonce::assume_unique_for_key([1; 12]), Aad::empty(), &mut buf)
-                        .unwrap();
+                    raw.seal_in_place_append_tag(
+                        Nonce::assume_unique_for_key([1; 12]),
+                        Aad::empty(),
+                        &mut buf,
+                    )
+                    .unwrap();
                     black_box(buf)
                 })
             });
@@ -54,15 +60,23 @@ fn aead_vs_envelope(c: &mut Criterion) {
         for &n in &SIZES {
             let pt = vec![0x5au8; n];
             let mut sealed_raw = pt.clone();
-            raw.seal_in_place_append_tag(Nonce::assume_unique_for_key([1; 12]), Aad::empty(), &mut sealed_raw)
-                .unwrap();
+            raw.seal_in_place_append_tag(
+                Nonce::assume_unique_for_key([1; 12]),
+                Aad::empty(),
+                &mut sealed_raw,
+            )
+            .unwrap();
             let sealed_env = single::seal(&env_key, &kid, 1, [1; 12], &pt, b"").unwrap();
             g.throughput(Throughput::Bytes(n as u64));
             g.bench_with_input(BenchmarkId::new("raw", n), &sealed_raw, |b, ct| {
                 b.iter(|| {
                     let mut buf = ct.clone();
                     let len = raw
-                        .open_in_place(Nonce::assume_unique_for_key([1; 12]), Aad::empty(), &mut buf)
+                        .open_in_place(
+                            Nonce::assume_unique_for_key([1; 12]),
+                            Aad::empty(),
+                            &mut buf,
+                        )
                         .unwrap()
                         .len();
                     buf.truncate(len);
@@ -96,7 +110,11 @@ fn stream_in_memory(c: &mut Criterion) {
                 let mut nonce = [0u8; 12];
                 nonce[4..].copy_from_slice(&(i as u64).to_be_bytes());
                 let tag = raw
-                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut out[start..])
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::empty(),
+                        &mut out[start..],
+                    )
                     .unwrap();
                 out.extend_from_slice(tag.as_ref());
             }
@@ -119,7 +137,9 @@ fn hpke_xwing(c: &mut Criterion) {
     let r = id.recipient();
     let (enc, _) = r.export_key(b"info", b"ctx").unwrap();
     let mut g = c.benchmark_group("hpke-xwing");
-    g.bench_function("seal (encapsulate + export)", |b| b.iter(|| black_box(r.export_key(b"info", b"ctx").unwrap())));
+    g.bench_function("seal (encapsulate + export)", |b| {
+        b.iter(|| black_box(r.export_key(b"info", b"ctx").unwrap()))
+    });
     g.bench_function("open (decapsulate + export)", |b| {
         b.iter(|| black_box(id.export_key(&enc, b"info", b"ctx").unwrap()))
     });

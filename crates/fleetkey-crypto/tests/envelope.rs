@@ -1,6 +1,8 @@
 //! The fk1 envelope: round trips, every refusal path, golden vectors
 //! (`docs/vectors/fk1.json`), and property tests over sizes, bit flips and cuts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use fleetkey_crypto::{
     Error,
     aead::{AeadKey, Algorithm},

@@ -1,6 +1,8 @@
 //! Known-answer tests against the standards' published vectors (see
 //! `tests/vectors/README.md` for every file's source).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use fleetkey_crypto::{
     Error,
     aead::{AeadKey, Algorithm},

@@ -1,6 +1,8 @@
 //! The offline CLI: round trips and every refusal a user can hit, with the exit
 //! code and the one-line message that names the problem.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};

@@ -100,35 +100,70 @@ impl fmt::Debug for Body {
 }
 
 /// The name of the key an envelope was sealed with: 1 to 64 bytes of
-/// `A-Z a-z 0-9 . _ - : / @ +`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId(String);
+/// `A-Z a-z 0-9 . _ - : / @ +`. Stored inline, so parsing a header never allocates
+/// for it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId {
+    len: u8,
+    bytes: [u8; MAX_KEY_ID_LEN],
+}
+
+/// Which bytes may appear in a key id.
+const KEY_ID_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@' | b'+');
+        c += 1;
+    }
+    t
+};
 
 impl KeyId {
     /// Validates a key id.
     pub fn new(id: &str) -> Result<Self> {
-        let ok_char = |c: u8| c.is_ascii_alphanumeric() || b"._-:/@+".contains(&c);
-        if id.is_empty() || id.len() > MAX_KEY_ID_LEN || !id.bytes().all(ok_char) {
+        Self::from_bytes(id.as_bytes())
+    }
+
+    #[inline]
+    fn from_bytes(id: &[u8]) -> Result<Self> {
+        if id.is_empty()
+            || id.len() > MAX_KEY_ID_LEN
+            || !id.iter().all(|&c| KEY_ID_CHARS[usize::from(c)])
+        {
             return Err(Error::Malformed("key id"));
         }
-        Ok(Self(id.to_owned()))
+        let mut bytes = [0u8; MAX_KEY_ID_LEN];
+        bytes[..id.len()].copy_from_slice(id);
+        Ok(Self {
+            len: id.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The id's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Validated ASCII on construction, so this never falls back.
+        core::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 }
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({:?})", self.0)
+        write!(f, "KeyId({:?})", self.as_str())
     }
 }
 
@@ -190,6 +225,7 @@ impl Header {
     /// Refuses anything that is not exactly a header this version writes: wrong
     /// magic ([`Error::NotAnEnvelope`]), other versions, unknown ids, out-of-range
     /// fields, and input that ends early ([`Error::Truncated`]).
+    #[inline]
     pub fn parse(bytes: &[u8]) -> Result<(Header, usize)> {
         let mut c = Cursor { buf: bytes, pos: 0 };
         let magic = c.take(MAGIC.len()).map_err(|_| {
@@ -216,9 +252,7 @@ impl Header {
         let algorithm = Algorithm::from_id(c.u8()?)?;
         let kid_len = usize::from(c.u8()?);
         let kid = c.take(kid_len)?;
-        let key_id = core::str::from_utf8(kid)
-            .map_err(|_| Error::Malformed("key id"))
-            .and_then(KeyId::new)?;
+        let key_id = KeyId::from_bytes(kid)?;
         let key_version = c.u32()?;
         let body = match mode {
             1 => Body::Single { nonce: c.array()? },
@@ -270,8 +304,8 @@ impl Header {
         out.push(self.body.mode());
         out.push(self.algorithm.id());
         // KeyId guarantees 1..=64 bytes.
-        out.push(self.key_id.0.len() as u8);
-        out.extend_from_slice(self.key_id.0.as_bytes());
+        out.push(self.key_id.len);
+        out.extend_from_slice(self.key_id.as_bytes());
         out.extend_from_slice(&self.key_version.to_be_bytes());
         match &self.body {
             Body::Single { nonce } => out.extend_from_slice(nonce),

@@ -255,7 +255,7 @@ pub fn seal_symmetric_with_salt(
 ) -> Result<(Vec<u8>, StreamSealer)> {
     let header = Header {
         algorithm: key.algorithm(),
-        key_id: key_id.clone(),
+        key_id: *key_id,
         key_version,
         body: super::Body::Stream { segment_log2, salt },
     };

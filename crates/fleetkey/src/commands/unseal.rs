@@ -12,11 +12,11 @@ pub fn run(args: UnsealArgs) -> CliResult<()> {
     // Load the key first: a bad key file fails before any input is read.
     enum Opener {
         Key(SymmetricKey, String),
-        Identity(Identity, String),
+        Identity(Box<Identity>, String),
     }
     let opener = match (&args.key, &args.identity) {
         (Some(p), None) => Opener::Key(SymmetricKey::load(p)?, p.display().to_string()),
-        (None, Some(p)) => Opener::Identity(Identity::load(p)?, p.display().to_string()),
+        (None, Some(p)) => Opener::Identity(Box::new(Identity::load(p)?), p.display().to_string()),
         _ => {
             return Err(CliError::usage(
                 "pass exactly one of --key FILE or --identity FILE",
