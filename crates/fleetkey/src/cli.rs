@@ -132,6 +132,9 @@ pub struct SealArgs {
     /// Segment size as a power of two, 10 (1 KiB) to 20 (1 MiB).
     #[arg(long, default_value_t = fleetkey_crypto::envelope::DEFAULT_SEGMENT_LOG2, value_name = "LOG2", hide = true)]
     pub segment_log2: u8,
+    /// Flush OUT to disk before renaming it into place (survives power loss).
+    #[arg(long)]
+    pub sync: bool,
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
@@ -155,6 +158,9 @@ pub struct UnsealArgs {
     /// Output file (default: stdout); written atomically.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// Flush OUT to disk before renaming it into place (survives power loss).
+    #[arg(long)]
+    pub sync: bool,
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,

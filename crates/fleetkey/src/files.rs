@@ -5,6 +5,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Reads and writes go to the OS in blocks this large.
+const IO_BUFFER: usize = 1 << 20;
+
 /// An opened input and, for files, its size.
 pub struct Input {
     pub reader: Box<dyn Read>,
@@ -19,7 +22,7 @@ pub fn open_input(path: Option<&Path>) -> CliResult<Input> {
             let f = std::fs::File::open(p).map_err(|e| CliError::io(p.display(), &e))?;
             let size = f.metadata().ok().map(|m| m.len());
             Ok(Input {
-                reader: Box::new(f),
+                reader: Box::new(std::io::BufReader::with_capacity(IO_BUFFER, f)),
                 size,
                 name: p.display().to_string(),
             })
@@ -38,6 +41,7 @@ pub enum Output {
     Stdout(std::io::StdoutLock<'static>),
     File {
         tmp: tempfile::NamedTempFile,
+        writer: crate::background::BackgroundWriter<std::fs::File>,
         dest: PathBuf,
     },
 }
@@ -63,8 +67,14 @@ impl Output {
                     .suffix(".partial")
                     .tempfile_in(dir)
                     .map_err(|e| CliError::io(dir.display(), &e))?;
+                let handle = tmp
+                    .as_file()
+                    .try_clone()
+                    .map_err(|e| CliError::io(dir.display(), &e))?;
                 Ok(Output::File {
                     tmp,
+                    writer: crate::background::BackgroundWriter::new(handle)
+                        .map_err(|e| CliError::io("writer thread", &e))?,
                     dest: p.to_path_buf(),
                 })
             }
@@ -79,7 +89,7 @@ impl Output {
     pub fn writer(&mut self) -> &mut dyn Write {
         match self {
             Output::Stdout(s) => s,
-            Output::File { tmp, .. } => tmp.as_file_mut(),
+            Output::File { writer, .. } => writer,
         }
     }
 
@@ -90,14 +100,21 @@ impl Output {
         }
     }
 
-    /// Makes the output visible: flushes stdout, or syncs and renames the file.
-    pub fn commit(self) -> CliResult<()> {
+    /// Makes the output visible: flushes stdout, or renames the file into place.
+    /// With `sync`, the file's data reaches the disk before the rename (slower;
+    /// survives power loss); without, flushing is left to the OS, as `cp` does.
+    pub fn commit(self, sync: bool) -> CliResult<()> {
         match self {
             Output::Stdout(mut s) => s.flush().map_err(|e| CliError::io("stdout", &e)),
-            Output::File { tmp, dest } => {
-                tmp.as_file()
-                    .sync_all()
+            Output::File { tmp, writer, dest } => {
+                writer
+                    .finish()
                     .map_err(|e| CliError::io(dest.display(), &e))?;
+                if sync {
+                    tmp.as_file()
+                        .sync_all()
+                        .map_err(|e| CliError::io(dest.display(), &e))?;
+                }
                 tmp.persist(&dest)
                     .map(|_| ())
                     .map_err(|e| CliError::io(dest.display(), &e.error))

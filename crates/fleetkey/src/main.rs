@@ -1,6 +1,7 @@
 //! The `fleetkey` binary. This commands are offline: keygen, seal, unseal,
 //! inspect. See `fleetkey --help`.
 
+mod background;
 mod cli;
 mod commands;
 mod error;

@@ -64,5 +64,5 @@ pub fn run(args: SealArgs) -> CliResult<()> {
             .map_err(|e| stream_error(e, &out_name))?;
     }
     bar.finish_and_clear();
-    output.commit()
+    output.commit(args.sync)
 }

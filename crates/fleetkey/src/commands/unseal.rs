@@ -90,7 +90,7 @@ pub fn run(args: UnsealArgs) -> CliResult<()> {
         }
     }
     bar.finish_and_clear();
-    output.commit()
+    output.commit(args.sync)
 }
 
 fn wrong_key(
