@@ -121,6 +121,16 @@ const KEY_ID_CHARS: [bool; 256] = {
     t
 };
 
+fn validate_key_id(id: &[u8]) -> Result<()> {
+    if id.is_empty()
+        || id.len() > MAX_KEY_ID_LEN
+        || !id.iter().all(|&c| KEY_ID_CHARS[usize::from(c)])
+    {
+        return Err(Error::Malformed("key id"));
+    }
+    Ok(())
+}
+
 impl KeyId {
     /// Validates a key id.
     pub fn new(id: &str) -> Result<Self> {
@@ -129,12 +139,7 @@ impl KeyId {
 
     #[inline]
     fn from_bytes(id: &[u8]) -> Result<Self> {
-        if id.is_empty()
-            || id.len() > MAX_KEY_ID_LEN
-            || !id.iter().all(|&c| KEY_ID_CHARS[usize::from(c)])
-        {
-            return Err(Error::Malformed("key id"));
-        }
+        validate_key_id(id)?;
         let mut bytes = [0u8; MAX_KEY_ID_LEN];
         bytes[..id.len()].copy_from_slice(id);
         Ok(Self {
@@ -219,14 +224,35 @@ fn segment_log2(v: u8) -> Result<u8> {
     }
 }
 
-impl Header {
-    /// Parses the header at the start of `bytes`; returns it and its length.
-    ///
-    /// Refuses anything that is not exactly a header this version writes: wrong
-    /// magic ([`Error::NotAnEnvelope`]), other versions, unknown ids, out-of-range
-    /// fields, and input that ends early ([`Error::Truncated`]).
+/// A header parsed without copying anything: borrowed from the envelope bytes.
+/// [`Header::parse`] is this plus owned copies; the hot single-shot open path uses
+/// it directly. This is the one place the header layout is read.
+pub(crate) struct HeaderRef<'a> {
+    pub algorithm: Algorithm,
+    pub key_id: &'a [u8],
+    pub key_version: u32,
+    pub body: BodyRef<'a>,
+    /// Header length in bytes.
+    pub len: usize,
+}
+
+pub(crate) enum BodyRef<'a> {
+    Single {
+        nonce: [u8; NONCE_LEN],
+    },
+    Stream {
+        segment_log2: u8,
+        salt: [u8; SALT_LEN],
+    },
+    Recipient {
+        segment_log2: u8,
+        enc: &'a [u8],
+    },
+}
+
+impl<'a> HeaderRef<'a> {
     #[inline]
-    pub fn parse(bytes: &[u8]) -> Result<(Header, usize)> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self> {
         let mut c = Cursor { buf: bytes, pos: 0 };
         let magic = c.take(MAGIC.len()).map_err(|_| {
             if MAGIC.starts_with(bytes) && !bytes.is_empty() {
@@ -251,12 +277,12 @@ impl Header {
         }
         let algorithm = Algorithm::from_id(c.u8()?)?;
         let kid_len = usize::from(c.u8()?);
-        let kid = c.take(kid_len)?;
-        let key_id = KeyId::from_bytes(kid)?;
+        let key_id = c.take(kid_len)?;
+        validate_key_id(key_id)?;
         let key_version = c.u32()?;
         let body = match mode {
-            1 => Body::Single { nonce: c.array()? },
-            2 => Body::Stream {
+            1 => BodyRef::Single { nonce: c.array()? },
+            2 => BodyRef::Stream {
                 segment_log2: segment_log2(c.u8()?)?,
                 salt: c.array()?,
             },
@@ -280,20 +306,46 @@ impl Header {
                 if enc_len != hpke::ENC_LEN {
                     return Err(Error::Malformed("encapsulated key length"));
                 }
-                Body::Recipient {
+                BodyRef::Recipient {
                     segment_log2,
-                    enc: c.take(enc_len)?.to_vec(),
+                    enc: c.take(enc_len)?,
                 }
             }
         };
+        Ok(HeaderRef {
+            algorithm,
+            key_id,
+            key_version,
+            body,
+            len: c.pos,
+        })
+    }
+}
+
+impl Header {
+    /// Parses the header at the start of `bytes`; returns it and its length.
+    ///
+    /// Refuses anything that is not exactly a header this version writes: wrong
+    /// magic ([`Error::NotAnEnvelope`]), other versions, unknown ids, out-of-range
+    /// fields, and input that ends early ([`Error::Truncated`]).
+    pub fn parse(bytes: &[u8]) -> Result<(Header, usize)> {
+        let h = HeaderRef::parse(bytes)?;
+        let body = match h.body {
+            BodyRef::Single { nonce } => Body::Single { nonce },
+            BodyRef::Stream { segment_log2, salt } => Body::Stream { segment_log2, salt },
+            BodyRef::Recipient { segment_log2, enc } => Body::Recipient {
+                segment_log2,
+                enc: enc.to_vec(),
+            },
+        };
         Ok((
             Header {
-                algorithm,
-                key_id,
-                key_version,
+                algorithm: h.algorithm,
+                key_id: KeyId::from_bytes(h.key_id)?,
+                key_version: h.key_version,
                 body,
             },
-            c.pos,
+            h.len,
         ))
     }
 

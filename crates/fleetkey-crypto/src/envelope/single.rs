@@ -3,8 +3,8 @@
 //! The caller owns nonce uniqueness (the key service allocates `instance id ‖
 //! counter` nonces durably). The associated data is `header ‖ caller AAD`.
 
-use super::{Body, Header, KeyId};
-use crate::{Error, Result, aead::AeadKey, aead::NONCE_LEN, aead::TAG_LEN};
+use super::{Body, BodyRef, Header, HeaderRef, KeyId};
+use crate::{Error, Result, aead::AeadKey, aead::Algorithm, aead::NONCE_LEN, aead::TAG_LEN};
 
 /// Seals `plaintext` into a mode-1 envelope.
 pub fn seal(
@@ -48,7 +48,29 @@ pub fn open_parsed(
     let Body::Single { nonce } = &header.body else {
         return Err(Error::Malformed("mode (expected single)"));
     };
-    if header.algorithm != key.algorithm() {
+    open_body(key, header.algorithm, nonce, envelope, header_len, aad)
+}
+
+/// Parses and opens a mode-1 envelope. The caller is responsible for having picked
+/// the right key (see [`Header::parse`] for the key id and version).
+pub fn open(key: &AeadKey, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let h = HeaderRef::parse(envelope)?;
+    let BodyRef::Single { nonce } = &h.body else {
+        return Err(Error::Malformed("mode (expected single)"));
+    };
+    open_body(key, h.algorithm, nonce, envelope, h.len, aad)
+}
+
+#[inline]
+fn open_body(
+    key: &AeadKey,
+    algorithm: Algorithm,
+    nonce: &[u8; NONCE_LEN],
+    envelope: &[u8],
+    header_len: usize,
+    aad: &[u8],
+) -> Result<Vec<u8>> {
+    if algorithm != key.algorithm() {
         return Err(Error::Open);
     }
     let (head, body) = envelope
@@ -57,7 +79,7 @@ pub fn open_parsed(
     if body.len() < TAG_LEN {
         return Err(Error::Truncated);
     }
-    // Copy, then open in place: aws-lc's in-place path is the fastest it has.
+    // Copy, then open in place: aws-lc's in-place path is its fastest.
     let mut out = body.to_vec();
     let result = if aad.is_empty() {
         key.open_in_place(nonce, head, &mut out).map(|p| p.len())
@@ -75,10 +97,4 @@ pub fn open_parsed(
             Err(e)
         }
     }
-}
-
-/// Parses and opens a mode-1 envelope.
-pub fn open(key: &AeadKey, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-    let (header, len) = Header::parse(envelope)?;
-    open_parsed(key, &header, envelope, len, aad)
 }
