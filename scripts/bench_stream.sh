@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Streaming seal/unseal of a 1 GiB file with the release CLI, next to `cat` of the
-# same bytes in the same run. Prints each run, then medians and ratios.
+# same bytes in the same run. Prints each run, then medians and ratios. Every timed
+# command starts after `sync`, so no run pays for the previous one's writeback.
 # Usage: scripts/bench_stream.sh [RUNS]   (default 5; needs ~4 GiB free in $TMPDIR)
 set -euo pipefail
 runs=${1:-5}
@@ -12,11 +13,13 @@ trap 'rm -rf "$dir"' EXIT
 cd "$dir"
 "$fk" keygen -o k.fk 2>/dev/null
 head -c 1073741824 /dev/urandom > in.bin
+sync
 t() { /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null | tail -1; }
 : > results
 for i in $(seq "$runs"); do
   rm -f out.fk back.bin cat.bin; sync
   read -r s sm < <(t "$fk" seal --key k.fk -i in.bin -o out.fk)
+  sync
   read -r c _ < <(t sh -c 'cat in.bin > cat.bin')
   rm -f cat.bin; sync
   read -r u um < <(t "$fk" unseal --key k.fk -i out.fk -o back.bin)
