@@ -464,3 +464,50 @@ fn xwing_draft_vectors() {
     }
     assert!(checked >= 3);
 }
+
+// ---------------------------------------------------------------- RFC 9180
+
+/// RFC 9180 Appendix A.1.1 (DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, base mode):
+/// the exported secrets. fleetkey's recipient mode relies on the `hpke` crate's key
+/// schedule and `Export` exactly as this vector exercises them, with X-Wing as KEM.
+#[test]
+fn rfc9180_a_1_1_key_schedule_and_export() {
+    use ::hpke::{
+        Deserializable, OpModeR, aead::AesGcm128, kdf::HkdfSha256, kem::X25519HkdfSha256,
+    };
+    let sk_r = <X25519HkdfSha256 as ::hpke::Kem>::PrivateKey::from_bytes(
+        &hex::decode("4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8").unwrap(),
+    )
+    .unwrap();
+    let enc = <X25519HkdfSha256 as ::hpke::Kem>::EncappedKey::from_bytes(
+        &hex::decode("37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431").unwrap(),
+    )
+    .unwrap();
+    let info = hex::decode("4f6465206f6e2061204772656369616e2055726e").unwrap();
+    let ctx = ::hpke::setup_receiver::<AesGcm128, HkdfSha256, X25519HkdfSha256>(
+        &OpModeR::Base,
+        &sk_r,
+        &enc,
+        &info,
+    )
+    .unwrap();
+    for (context, want) in [
+        (
+            "",
+            "3853fe2b4035195a573ffc53856e77058e15d9ea064de3e59f4961d0095250ee",
+        ),
+        (
+            "00",
+            "2e8f0b54673c7029649d4eb9d5e33bf1872cf76d623ff164ac185da9e88c21a5",
+        ),
+        (
+            "54657374436f6e74657874",
+            "e9e43065102c3836401bed8c3c3c75ae46be1639869391d62c61f1ec7af54931",
+        ),
+    ] {
+        let mut out = [0u8; 32];
+        ctx.export(&hex::decode(context).unwrap(), &mut out)
+            .unwrap();
+        assert_eq!(hex::encode(out), want, "exporter context {context:?}");
+    }
+}
