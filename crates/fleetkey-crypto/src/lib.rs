@@ -63,6 +63,7 @@ pub mod envelope;
 mod error;
 pub mod hkdf;
 pub mod hpke;
+pub mod keyfile;
 pub mod mldsa;
 pub mod mlkem;
 pub mod rand;

@@ -2,13 +2,14 @@
 
 use crate::cli::KeygenArgs;
 use crate::error::{CliError, CliResult};
-use crate::keyfile::{Identity, SymmetricKey, write_secret_file};
+use crate::keyfile::write_secret_file;
+use fleetkey_crypto::keyfile::{IdentityFile, SymmetricKeyFile};
 use fleetkey_crypto::{aead::Algorithm, envelope::KeyId};
 
 pub fn run(args: KeygenArgs) -> CliResult<()> {
     if args.recipient {
-        let id = Identity::generate()?;
-        write_secret_file(&args.output, id.to_file().as_bytes(), args.force)?;
+        let id = IdentityFile::generate().map_err(|e| CliError::refused(e.to_string()))?;
+        write_secret_file(&args.output, id.to_text().as_bytes(), args.force)?;
         let recipient = id.recipient_string();
         if let Some(path) = &args.recipient_out {
             let mut opts = std::fs::OpenOptions::new();
@@ -55,8 +56,9 @@ pub fn run(args: KeygenArgs) -> CliResult<()> {
             KeyId::new(&format!("k-{hex}")).map_err(|e| CliError::refused(e.to_string()))?
         }
     };
-    let key = SymmetricKey::generate(algorithm, key_id)?;
-    write_secret_file(&args.output, key.to_file().as_bytes(), args.force)?;
+    let key = SymmetricKeyFile::generate(algorithm, key_id)
+        .map_err(|e| CliError::refused(e.to_string()))?;
+    write_secret_file(&args.output, key.to_text().as_bytes(), args.force)?;
     eprintln!(
         "fleetkey: wrote {} key {} to {} (mode 0600)",
         algorithm,

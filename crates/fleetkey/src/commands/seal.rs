@@ -3,7 +3,7 @@
 use crate::cli::SealArgs;
 use crate::error::{CliError, CliResult, stream_error};
 use crate::files::{Output, open_input, progress};
-use crate::keyfile::{SymmetricKey, load_recipient};
+use crate::keyfile::{load_key, load_recipient};
 use fleetkey_crypto::{
     aead::Algorithm,
     envelope::{SEGMENT_LOG2_RANGE, armor, io as eio, recipient, stream},
@@ -23,7 +23,7 @@ pub fn run(args: SealArgs) -> CliResult<()> {
     }
     let aad = args.aad.as_deref().unwrap_or("").as_bytes();
     let (header, sealer) = if let Some(path) = &args.key {
-        let key = SymmetricKey::load(path)?;
+        let key = load_key(path)?;
         stream::seal_symmetric(
             &key.key,
             &key.key_id,

@@ -4,19 +4,20 @@ use super::{EnvelopeStart, MAX_IN_MEMORY, read_envelope_start, read_up_to};
 use crate::cli::UnsealArgs;
 use crate::error::{CliError, CliResult, envelope_error, stream_error};
 use crate::files::{Output, open_input, progress};
-use crate::keyfile::{Identity, SymmetricKey};
+use crate::keyfile::{load_identity, load_key};
 use fleetkey_crypto::envelope::{Body, io as eio, recipient, single, stream};
+use fleetkey_crypto::keyfile::{IdentityFile, SymmetricKeyFile};
 
 pub fn run(args: UnsealArgs) -> CliResult<()> {
     let aad = args.aad.as_deref().unwrap_or("").as_bytes().to_vec();
     // Load the key first: a bad key file fails before any input is read.
     enum Opener {
-        Key(SymmetricKey, String),
-        Identity(Box<Identity>, String),
+        Key(SymmetricKeyFile, String),
+        Identity(Box<IdentityFile>, String),
     }
     let opener = match (&args.key, &args.identity) {
-        (Some(p), None) => Opener::Key(SymmetricKey::load(p)?, p.display().to_string()),
-        (None, Some(p)) => Opener::Identity(Box::new(Identity::load(p)?), p.display().to_string()),
+        (Some(p), None) => Opener::Key(load_key(p)?, p.display().to_string()),
+        (None, Some(p)) => Opener::Identity(Box::new(load_identity(p)?), p.display().to_string()),
         _ => {
             return Err(CliError::usage(
                 "pass exactly one of --key FILE or --identity FILE",

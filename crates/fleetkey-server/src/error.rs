@@ -1,0 +1,104 @@
+//! The one error type of `fleetkey-server`.
+
+/// What can go wrong in the service core. Variants are grouped by whose fault it is;
+/// each says when it happens and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // --- the caller asked for something that does not exist or is not allowed ---
+    /// No keyring with this name. Check the name (`fleetkey keys list`).
+    #[error("keyring {0:?} not found")]
+    KeyringNotFound(String),
+    /// A keyring with this name already exists.
+    #[error("keyring {0:?} already exists")]
+    KeyringExists(String),
+    /// The envelope names a key version the keyring never had.
+    #[error("keyring {keyring:?} has no version {version}")]
+    UnknownVersion {
+        /// Keyring name.
+        keyring: String,
+        /// Version named by the envelope.
+        version: u32,
+    },
+    /// The version was revoked in an emergency: data sealed with it is refused.
+    #[error("keyring {keyring:?} version {version} is revoked")]
+    Revoked {
+        /// Keyring name.
+        keyring: String,
+        /// Revoked version.
+        version: u32,
+    },
+    /// The version is older than the keyring's minimum decrypt version (its overlap
+    /// window ended, or it fell out of "keep last N"). Rewrap data before this happens.
+    #[error("keyring {keyring:?} version {version} is below the minimum decrypt version {min}")]
+    BelowMinimum {
+        /// Keyring name.
+        keyring: String,
+        /// Version named by the envelope.
+        version: u32,
+        /// The keyring's current minimum.
+        min: u32,
+    },
+    /// The envelope was sealed by another keyring.
+    #[error("envelope belongs to keyring {found:?}, not {expected:?}")]
+    WrongKeyring {
+        /// Keyring asked to open it.
+        expected: String,
+        /// Keyring named in the envelope.
+        found: String,
+    },
+    /// A parameter is out of range (policy, name, version).
+    #[error("invalid {what}: {why}")]
+    Invalid {
+        /// Which parameter.
+        what: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// The envelope was refused (wrong key, tampered, wrong AAD, malformed).
+    #[error(transparent)]
+    Envelope(#[from] fleetkey_crypto::Error),
+
+    // --- custody ---
+    /// The root key could not be opened: wrong passphrase or key-encryption key, or
+    /// the root key file was altered.
+    #[error(
+        "cannot open the root key: wrong passphrase or key-encryption key, or the root key file was altered"
+    )]
+    RootKeyLocked,
+    /// Custody is not configured: set `FLEETKEY_ROOT_KEY_FILE` or `FLEETKEY_PASSPHRASE`.
+    #[error("custody not configured: {0}")]
+    CustodyConfig(String),
+
+    // --- storage and the platform ---
+    /// The store failed. Operations that need it fail closed.
+    #[error("store error: {0}")]
+    Store(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The nonce space for a key version is exhausted on every instance id we could
+    /// lease; rotate the keyring.
+    #[error("nonce space exhausted for keyring {0:?}; rotate it")]
+    NonceExhausted(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

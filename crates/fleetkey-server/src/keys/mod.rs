@@ -1,0 +1,942 @@
+//! Keyrings: versions, rotation by age and by use, the decrypt-only overlap,
+//! emergency revocation, rewrap, and "keep last N".
+//!
+//! [`KeyService`] owns the keyrings of one instance. [`Keyring`] handles seal and
+//! unseal; its seal path is lock-free: one atomic counter gives both the nonce and
+//! the use count, so sealing costs an atomic add on top of the envelope. Everything
+//! that needs the store (a new nonce block, a rotation) happens on a slow path
+//! serialised per keyring. Every change appends an audit entry in the same store
+//! transaction.
+//!
+//! Policy checks: the use budget is checked on every seal (exact: the seal after the
+//! `max_uses`-th rotates first). Age is checked at every nonce block boundary, every
+//! 256 seals, and by [`KeyService::run_policies`] (the scheduler tick), so a keyring
+//! that is idle still rotates on time.
+
+pub mod nonce;
+
+use crate::audit::{AuditDraft, Checkpoint};
+use crate::clock::{SharedClock, UnixTime};
+use crate::custody::Custody;
+use crate::error::{Error, Result};
+use crate::store::{Change, KeyringRecord, Policy, Store, VersionRecord, VersionState};
+use arc_swap::ArcSwap;
+use fleetkey_crypto::{
+    aead::{AeadKey, Algorithm},
+    envelope::{Body, Header, KeyId, single},
+    secret::SecretBytes,
+};
+use nonce::NonceBlock;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Tunables of the key service.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// Name under which this instance leases its nonce instance id.
+    pub instance_holder: String,
+    /// Counters reserved per store transaction.
+    pub nonce_block: u32,
+    /// Counter value at which a nonce-space warning is raised.
+    pub nonce_alert_at: u64,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self {
+            instance_holder: "embedded".into(),
+            nonce_block: nonce::DEFAULT_BLOCK,
+            nonce_alert_at: nonce::DEFAULT_ALERT_AT,
+        }
+    }
+}
+
+/// Counters an operator watches (exported as metrics by the HTTP layer).
+#[derive(Debug, Default)]
+pub struct KeyMetrics {
+    /// Envelopes sealed.
+    pub seals: AtomicU64,
+    /// Envelopes opened.
+    pub unseals: AtomicU64,
+    /// Rotations (manual and automatic).
+    pub rotations: AtomicU64,
+    /// Nonce blocks reserved.
+    pub nonce_blocks: AtomicU64,
+    /// Times a counter crossed the alert threshold.
+    pub nonce_space_alerts: AtomicU64,
+    /// Fresh instance ids leased because a counter space ran out.
+    pub instance_renewals: AtomicU64,
+}
+
+/// Validates a keyring name: it becomes the envelope key id.
+pub fn validate_name(name: &str) -> Result<KeyId> {
+    KeyId::new(name).map_err(|_| Error::Invalid {
+        what: "keyring name",
+        why: "use 1 to 64 characters from A-Z a-z 0-9 . _ - : / @ +".into(),
+    })
+}
+
+fn validate_policy(p: &Policy) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Invalid {
+            what: "policy",
+            why: why.into(),
+        })
+    };
+    if p.rotation_period_secs < 60 {
+        return bad("rotation period must be at least 60 seconds");
+    }
+    if p.max_uses == 0 || p.max_uses > 1 << 40 {
+        return bad("max uses must be between 1 and 2^40");
+    }
+    if p.overlap_secs < 0 {
+        return bad("overlap must not be negative");
+    }
+    if p.keep_last == Some(0) {
+        return bad("keep-last must be at least 1");
+    }
+    Ok(())
+}
+
+fn wrap_context(name: &str, version: u32) -> String {
+    format!("keyring:{name}/v{version}")
+}
+
+/// What `show`/`list` report about a keyring. Never contains key material.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyringInfo {
+    /// Name.
+    pub name: String,
+    /// AEAD.
+    pub algorithm: String,
+    /// Sealing version.
+    pub primary_version: u32,
+    /// Oldest version that may open.
+    pub min_decrypt_version: u32,
+    /// Rotation policy.
+    pub policy: Policy,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Versions, oldest first.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// One version in [`KeyringInfo`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionInfo {
+    /// Version number.
+    pub version: u32,
+    /// Life-cycle state.
+    pub state: VersionState,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// When it stopped being primary.
+    pub retired_at: Option<UnixTime>,
+    /// When it was revoked.
+    pub revoked_at: Option<UnixTime>,
+    /// Seals recorded (flushed in batches).
+    pub seal_count: u64,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    custody: Arc<dyn Custody>,
+    clock: SharedClock,
+    config: KeyConfig,
+    instance: [u8; 8],
+    metrics: KeyMetrics,
+}
+
+/// The primary version's sealing state, replaced wholesale on rotation or when a
+/// nonce block runs out.
+struct Primary {
+    version: u32,
+    key: Arc<AeadKey>,
+    block: NonceBlock,
+    /// Uses of this version before `block` (counting every reserved counter).
+    uses_before: u64,
+    /// When the version was created (for the age policy).
+    created_at: UnixTime,
+}
+
+/// Keyring metadata cached for unseal decisions.
+struct Meta {
+    record: KeyringRecord,
+    versions: BTreeMap<u32, VersionRecord>,
+}
+
+/// One keyring of a [`KeyService`].
+pub struct Keyring {
+    name: String,
+    key_id: KeyId,
+    shared: Arc<Shared>,
+    primary: ArcSwap<Primary>,
+    meta: ArcSwap<Meta>,
+    keys: std::sync::RwLock<HashMap<u32, Arc<AeadKey>>>,
+    slow: tokio::sync::Mutex<()>,
+    /// Seal counts not yet written to the store.
+    unflushed: std::sync::Mutex<Vec<(u32, u64)>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keyring {
+    /// The keyring's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Seals `plaintext` with the primary version. `aad` is authenticated, not stored.
+    pub async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        loop {
+            let p = self.primary.load();
+            if let Some(counter) = p.block.take() {
+                // Age check on a sample of seals; the scheduler covers idle keyrings.
+                if counter & 0xFF == 0 && self.age_due(&p) {
+                    drop(p);
+                    self.slow_path().await?;
+                    continue;
+                }
+                let nonce = nonce::nonce(&p.block.instance, counter);
+                let out = single::seal(&p.key, &self.key_id, p.version, nonce, plaintext, aad)?;
+                self.shared.metrics.seals.fetch_add(1, Ordering::Relaxed);
+                return Ok(out);
+            }
+            drop(p);
+            self.slow_path().await?;
+        }
+    }
+
+    fn age_due(&self, p: &Primary) -> bool {
+        let period = self.meta.load().record.policy.rotation_period_secs;
+        self.shared.clock.now() >= p.created_at.saturating_add(period)
+    }
+
+    /// Refills the nonce block, rotating first when the use budget or age says so.
+    async fn slow_path(&self) -> Result<()> {
+        let _guard = self.slow.lock().await;
+        let p = self.primary.load_full();
+        let meta = self.meta.load_full();
+        let policy = meta.record.policy;
+        let uses = p.uses_before + p.block.used();
+        self.record_usage(p.version, p.block.used());
+        // Another task may have refilled while we waited.
+        if p.block.used() < p.block.limit - p.block.start && !self.age_due(&p) {
+            return Ok(());
+        }
+        let is_current = meta.record.primary_version == p.version && p.block.end > 0;
+        let version_state = meta
+            .versions
+            .get(&meta.record.primary_version)
+            .map(|v| v.state);
+        let age_due = self.age_due(&p) && is_current;
+        let uses_due = is_current && uses >= policy.max_uses;
+        let (version, created_at) = if age_due || uses_due {
+            let reason = if uses_due { "max_uses" } else { "period" };
+            self.rotate_locked("scheduler", reason).await?;
+            let m = self.meta.load();
+            let v = m.record.primary_version;
+            (v, m.versions.get(&v).map(|r| r.created_at).unwrap_or(0))
+        } else {
+            if version_state != Some(VersionState::Active) {
+                return Err(Error::Store(format!(
+                    "keyring {:?} has no active primary version",
+                    self.name
+                )));
+            }
+            let v = meta.record.primary_version;
+            (v, meta.versions.get(&v).map(|r| r.created_at).unwrap_or(0))
+        };
+        self.refill(version, created_at).await
+    }
+
+    /// Reserves a new nonce block for `version` and installs it.
+    async fn refill(&self, version: u32, created_at: UnixTime) -> Result<()> {
+        self.flush_usage().await?;
+        let policy = self.meta.load().record.policy;
+        let s = &self.shared;
+        let reserved_before = s.store.reserved_nonces(&self.name, version).await?;
+        let budget = policy.max_uses.saturating_sub(reserved_before).max(1);
+        let count = u64::from(s.config.nonce_block).min(budget) as u32;
+        let mut instance = s.instance;
+        let start = loop {
+            match s
+                .store
+                .reserve_nonces(&self.name, version, instance, count)
+                .await?
+            {
+                Some(start) => break start,
+                None => {
+                    // This instance id's counters for the version are spent: lease a
+                    // fresh id just for this (keyring, version).
+                    s.metrics.instance_renewals.fetch_add(1, Ordering::Relaxed);
+                    let n = s.metrics.instance_renewals.load(Ordering::Relaxed);
+                    let holder = format!(
+                        "{}/{}/v{}/{}",
+                        s.config.instance_holder, self.name, version, n
+                    );
+                    instance = s.store.lease_instance(&holder, s.clock.now()).await?;
+                    tracing::warn!(keyring = %self.name, version, "nonce space of an instance id exhausted; leased a new one");
+                }
+            }
+        };
+        s.metrics.nonce_blocks.fetch_add(1, Ordering::Relaxed);
+        let end = u64::from(start) + u64::from(count);
+        if end >= s.config.nonce_alert_at {
+            s.metrics.nonce_space_alerts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(keyring = %self.name, version, counter = end, "nonce counter above the alert threshold; rotate this keyring");
+        }
+        let key = self.key(version).await?;
+        let limit = u64::from(start) + budget.min(u64::from(count));
+        self.primary.store(Arc::new(Primary {
+            version,
+            key,
+            block: NonceBlock::new(instance, u64::from(start), end, limit),
+            uses_before: reserved_before,
+            created_at,
+        }));
+        Ok(())
+    }
+
+    fn record_usage(&self, version: u32, used: u64) {
+        // Called once per retired block: count its used counters.
+        if used > 0
+            && let Ok(mut u) = self.unflushed.lock()
+        {
+            u.push((version, used));
+        }
+    }
+
+    async fn flush_usage(&self) -> Result<()> {
+        let pending: Vec<(String, u32, u64)> = match self.unflushed.lock() {
+            Ok(mut u) => u
+                .drain(..)
+                .map(|(v, n)| (self.name.clone(), v, n))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        self.shared.store.add_seal_counts(&pending).await
+    }
+
+    /// The unwrapped key of `version`, from cache or custody.
+    async fn key(&self, version: u32) -> Result<Arc<AeadKey>> {
+        if let Some(k) = self.keys.read().ok().and_then(|m| m.get(&version).cloned()) {
+            return Ok(k);
+        }
+        let meta = self.meta.load_full();
+        let rec = meta
+            .versions
+            .get(&version)
+            .ok_or_else(|| Error::UnknownVersion {
+                keyring: self.name.clone(),
+                version,
+            })?;
+        let raw = self
+            .shared
+            .custody
+            .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
+            .await?;
+        let key = Arc::new(AeadKey::new(meta.record.algorithm, raw)?);
+        if let Ok(mut m) = self.keys.write() {
+            m.insert(version, key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Checks that `version` may open, with a distinct error for each refusal.
+    fn check_version(&self, version: u32) -> Result<()> {
+        let meta = self.meta.load();
+        let rec = meta
+            .versions
+            .get(&version)
+            .ok_or_else(|| Error::UnknownVersion {
+                keyring: self.name.clone(),
+                version,
+            })?;
+        if rec.state == VersionState::Revoked {
+            return Err(Error::Revoked {
+                keyring: self.name.clone(),
+                version,
+            });
+        }
+        if version < meta.record.min_decrypt_version || rec.state == VersionState::Destroyed {
+            return Err(Error::BelowMinimum {
+                keyring: self.name.clone(),
+                version,
+                min: meta.record.min_decrypt_version,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens an envelope sealed by this keyring.
+    pub async fn unseal(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let (header, len) = Header::parse(envelope)?;
+        self.check_header(&header)?;
+        let key = self.key(header.key_version).await?;
+        let out = single::open_parsed(&key, &header, envelope, len, aad)?;
+        self.shared.metrics.unseals.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    fn check_header(&self, header: &Header) -> Result<()> {
+        if header.key_id != self.key_id {
+            return Err(Error::WrongKeyring {
+                expected: self.name.clone(),
+                found: header.key_id.to_string(),
+            });
+        }
+        if !matches!(header.body, Body::Single { .. }) {
+            return Err(Error::Invalid {
+                what: "envelope",
+                why: "keyrings seal and open single-shot (mode 1) envelopes".into(),
+            });
+        }
+        self.check_version(header.key_version)
+    }
+
+    /// Opens with any allowed version and reseals with the primary; the plaintext
+    /// never leaves this function and is wiped before it returns.
+    async fn rewrap_one(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let pt = zeroize::Zeroizing::new(self.unseal(envelope, aad).await?);
+        self.seal(&pt, aad).await
+    }
+
+    /// Rotates to a new primary version (caller holds `slow`).
+    async fn rotate_locked(&self, actor: &str, reason: &str) -> Result<u32> {
+        let s = &self.shared;
+        let meta = self.meta.load_full();
+        let old = meta.record.primary_version;
+        let new_version = meta.versions.keys().next_back().copied().unwrap_or(0) + 1;
+        let now = s.clock.now();
+        let data_key = SecretBytes::<32>::random()?;
+        let wrapped = s
+            .custody
+            .wrap(&data_key, &wrap_context(&self.name, new_version))
+            .await?;
+        let new = VersionRecord {
+            keyring: self.name.clone(),
+            version: new_version,
+            wrapped_key: wrapped,
+            state: VersionState::Active,
+            created_at: now,
+            retired_at: None,
+            revoked_at: None,
+            seal_count: 0,
+        };
+        s.store
+            .apply(
+                Change::Rotate {
+                    name: self.name.clone(),
+                    new,
+                    retire: old,
+                    at: now,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.rotate",
+                    format!("keyring:{}", self.name),
+                    json!({ "from_version": old, "to_version": new_version, "reason": reason }),
+                ),
+                now,
+            )
+            .await?;
+        if let Ok(mut m) = self.keys.write() {
+            m.insert(
+                new_version,
+                Arc::new(AeadKey::new(meta.record.algorithm, data_key)?),
+            );
+        }
+        s.metrics.rotations.fetch_add(1, Ordering::Relaxed);
+        self.reload().await?;
+        // Old nonce block must not be used for the new version: install an empty one
+        // so the next seal refills for the new primary.
+        self.primary.store(Arc::new(Primary {
+            version: new_version,
+            key: self.key(new_version).await?,
+            block: NonceBlock::empty(),
+            uses_before: 0,
+            created_at: now,
+        }));
+        Ok(new_version)
+    }
+
+    /// Re-reads metadata from the store.
+    async fn reload(&self) -> Result<()> {
+        let s = &self.shared;
+        let record = s
+            .store
+            .keyring(&self.name)
+            .await?
+            .ok_or_else(|| Error::KeyringNotFound(self.name.clone()))?;
+        let versions = s
+            .store
+            .versions(&self.name)
+            .await?
+            .into_iter()
+            .map(|v| (v.version, v))
+            .collect::<BTreeMap<_, _>>();
+        // Forget unwrapped keys that may no longer open anything.
+        if let Ok(mut m) = self.keys.write() {
+            m.retain(|v, _| {
+                versions.get(v).is_some_and(|r| {
+                    !matches!(r.state, VersionState::Destroyed | VersionState::Revoked)
+                })
+            });
+        }
+        self.meta.store(Arc::new(Meta { record, versions }));
+        Ok(())
+    }
+
+    fn info(&self) -> KeyringInfo {
+        let m = self.meta.load();
+        KeyringInfo {
+            name: m.record.name.clone(),
+            algorithm: m.record.algorithm.name().into(),
+            primary_version: m.record.primary_version,
+            min_decrypt_version: m.record.min_decrypt_version,
+            policy: m.record.policy,
+            created_at: m.record.created_at,
+            versions: m
+                .versions
+                .values()
+                .map(|v| VersionInfo {
+                    version: v.version,
+                    state: v.state,
+                    created_at: v.created_at,
+                    retired_at: v.retired_at,
+                    revoked_at: v.revoked_at,
+                    seal_count: v.seal_count,
+                })
+                .collect(),
+        }
+    }
+
+    /// The minimum decrypt version the policy requires at `now`.
+    fn required_minimum(&self, now: UnixTime) -> u32 {
+        let m = self.meta.load();
+        let r = &m.record;
+        let mut min = r.min_decrypt_version;
+        if let Some(n) = r.policy.keep_last {
+            min = min.max(r.primary_version.saturating_sub(n - 1).max(1));
+        }
+        // Versions whose overlap window has ended, oldest first, stop at the first
+        // one still inside its window.
+        for (v, rec) in m.versions.range(min..) {
+            if *v >= r.primary_version {
+                break;
+            }
+            match rec.retired_at {
+                Some(t) if t.saturating_add(r.policy.overlap_secs) <= now => min = v + 1,
+                _ if rec.state == VersionState::Revoked => min = v + 1,
+                _ => break,
+            }
+        }
+        min.min(r.primary_version)
+    }
+}
+
+/// The key service of one instance.
+pub struct KeyService {
+    shared: Arc<Shared>,
+    rings: tokio::sync::Mutex<HashMap<String, Arc<Keyring>>>,
+}
+
+impl KeyService {
+    /// Starts the service: leases this instance's nonce instance id.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        custody: Arc<dyn Custody>,
+        clock: SharedClock,
+        config: KeyConfig,
+    ) -> Result<Self> {
+        let instance = store
+            .lease_instance(&config.instance_holder, clock.now())
+            .await?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                store,
+                custody,
+                clock,
+                config,
+                instance,
+                metrics: KeyMetrics::default(),
+            }),
+            rings: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Operational counters.
+    pub fn metrics(&self) -> &KeyMetrics {
+        &self.shared.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// Creates a keyring with version 1.
+    pub async fn create(
+        &self,
+        actor: &str,
+        name: &str,
+        algorithm: Algorithm,
+        policy: Policy,
+    ) -> Result<KeyringInfo> {
+        validate_name(name)?;
+        validate_policy(&policy)?;
+        let s = &self.shared;
+        let now = s.clock.now();
+        let data_key = SecretBytes::<32>::random()?;
+        let wrapped = s.custody.wrap(&data_key, &wrap_context(name, 1)).await?;
+        let record = KeyringRecord {
+            name: name.to_owned(),
+            algorithm,
+            primary_version: 1,
+            min_decrypt_version: 1,
+            policy,
+            created_at: now,
+        };
+        let first = VersionRecord {
+            keyring: name.to_owned(),
+            version: 1,
+            wrapped_key: wrapped,
+            state: VersionState::Active,
+            created_at: now,
+            retired_at: None,
+            revoked_at: None,
+            seal_count: 0,
+        };
+        s.store
+            .apply(
+                Change::CreateKeyring {
+                    keyring: record,
+                    first,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.create",
+                    format!("keyring:{name}"),
+                    json!({ "algorithm": algorithm.name(), "policy": policy }),
+                ),
+                now,
+            )
+            .await?;
+        Ok(self.keyring(name).await?.info())
+    }
+
+    /// A handle to a keyring (cached).
+    pub async fn keyring(&self, name: &str) -> Result<Arc<Keyring>> {
+        let mut rings = self.rings.lock().await;
+        if let Some(r) = rings.get(name) {
+            return Ok(r.clone());
+        }
+        let key_id = validate_name(name).map_err(|_| Error::KeyringNotFound(name.to_owned()))?;
+        let ring = Arc::new(Keyring {
+            name: name.to_owned(),
+            key_id,
+            shared: self.shared.clone(),
+            primary: ArcSwap::from_pointee(Primary {
+                version: 0,
+                key: Arc::new(AeadKey::generate(Algorithm::Aes256Gcm)?),
+                block: NonceBlock::empty(),
+                uses_before: 0,
+                created_at: 0,
+            }),
+            meta: ArcSwap::from_pointee(Meta {
+                record: KeyringRecord {
+                    name: name.to_owned(),
+                    algorithm: Algorithm::Aes256Gcm,
+                    primary_version: 0,
+                    min_decrypt_version: 0,
+                    policy: Policy::default(),
+                    created_at: 0,
+                },
+                versions: BTreeMap::new(),
+            }),
+            keys: std::sync::RwLock::new(HashMap::new()),
+            slow: tokio::sync::Mutex::new(()),
+            unflushed: std::sync::Mutex::new(Vec::new()),
+        });
+        ring.reload().await?;
+        rings.insert(name.to_owned(), ring.clone());
+        Ok(ring)
+    }
+
+    /// All keyrings.
+    pub async fn list(&self) -> Result<Vec<KeyringInfo>> {
+        let mut out = Vec::new();
+        for r in self.shared.store.keyrings().await? {
+            out.push(self.show(&r.name).await?);
+        }
+        Ok(out)
+    }
+
+    /// One keyring with its versions (fresh from the store).
+    pub async fn show(&self, name: &str) -> Result<KeyringInfo> {
+        let ring = self.keyring(name).await?;
+        ring.flush_usage().await?;
+        ring.reload().await?;
+        Ok(ring.info())
+    }
+
+    /// Rotates now.
+    pub async fn rotate(&self, actor: &str, name: &str) -> Result<u32> {
+        let ring = self.keyring(name).await?;
+        let _g = ring.slow.lock().await;
+        ring.rotate_locked(actor, "manual").await
+    }
+
+    /// Emergency revocation: opening with `version` fails at once with
+    /// [`Error::Revoked`]. Revoking the primary rotates first.
+    pub async fn revoke(&self, actor: &str, name: &str, version: u32) -> Result<()> {
+        let ring = self.keyring(name).await?;
+        let _g = ring.slow.lock().await;
+        let meta = ring.meta.load_full();
+        if !meta.versions.contains_key(&version) {
+            return Err(Error::UnknownVersion {
+                keyring: name.to_owned(),
+                version,
+            });
+        }
+        if meta.record.primary_version == version {
+            ring.rotate_locked(actor, "revocation").await?;
+        }
+        let now = self.shared.clock.now();
+        self.shared
+            .store
+            .apply(
+                Change::Revoke {
+                    name: name.to_owned(),
+                    version,
+                    at: now,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.revoke",
+                    format!("keyring:{name}"),
+                    json!({ "version": version }),
+                ),
+                now,
+            )
+            .await?;
+        ring.reload().await
+    }
+
+    /// Replaces the rotation policy.
+    pub async fn set_policy(&self, actor: &str, name: &str, policy: Policy) -> Result<()> {
+        validate_policy(&policy)?;
+        let ring = self.keyring(name).await?;
+        let _g = ring.slow.lock().await;
+        let now = self.shared.clock.now();
+        let old = ring.meta.load().record.policy;
+        self.shared
+            .store
+            .apply(
+                Change::SetPolicy {
+                    name: name.to_owned(),
+                    policy,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.policy",
+                    format!("keyring:{name}"),
+                    json!({ "from": old, "to": policy }),
+                ),
+                now,
+            )
+            .await?;
+        ring.reload().await?;
+        // The use budget of the current block depends on the policy: refill.
+        let p = ring.primary.load_full();
+        if p.block.end > 0 {
+            ring.record_usage(p.version, p.block.used());
+            ring.refill(p.version, p.created_at).await?;
+        }
+        Ok(())
+    }
+
+    /// Rewraps a batch: each item opens with any allowed version and is resealed
+    /// with the primary; plaintext is never returned. One audit entry per batch.
+    pub async fn rewrap(
+        &self,
+        actor: &str,
+        name: &str,
+        envelopes: &[Vec<u8>],
+        aad: &[u8],
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let ring = self.keyring(name).await?;
+        let mut out = Vec::with_capacity(envelopes.len());
+        for e in envelopes {
+            out.push(ring.rewrap_one(e, aad).await);
+        }
+        let ok = out.iter().filter(|r| r.is_ok()).count();
+        let now = self.shared.clock.now();
+        self.shared
+            .store
+            .apply(
+                Change::AuditOnly,
+                AuditDraft::new(
+                    actor,
+                    "keyring.rewrap",
+                    format!("keyring:{name}"),
+                    json!({ "items": envelopes.len(), "rewrapped": ok, "to_version": ring.meta.load().record.primary_version }),
+                ),
+                now,
+            )
+            .await?;
+        Ok(out)
+    }
+
+    /// The scheduler tick: rotates keyrings whose primary is too old, raises minimum
+    /// decrypt versions whose overlap ended or that fell out of "keep last N", and
+    /// flushes usage counts. Returns one line per action taken.
+    pub async fn run_policies(&self, actor: &str) -> Result<Vec<String>> {
+        let mut actions = Vec::new();
+        for rec in self.shared.store.keyrings().await? {
+            let ring = self.keyring(&rec.name).await?;
+            ring.flush_usage().await?;
+            let _g = ring.slow.lock().await;
+            ring.reload().await?;
+            let now = self.shared.clock.now();
+            let meta = ring.meta.load_full();
+            let primary_created = meta
+                .versions
+                .get(&meta.record.primary_version)
+                .map(|v| v.created_at)
+                .unwrap_or(now);
+            if now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
+                let v = ring.rotate_locked(actor, "period").await?;
+                actions.push(format!("{}: rotated to version {v} (period)", rec.name));
+            }
+            let now = self.shared.clock.now();
+            let min = ring.required_minimum(now);
+            if min > ring.meta.load().record.min_decrypt_version {
+                self.shared
+                    .store
+                    .apply(
+                        Change::RaiseMinimum {
+                            name: rec.name.clone(),
+                            min,
+                        },
+                        AuditDraft::new(
+                            actor,
+                            "keyring.min_decrypt",
+                            format!("keyring:{}", rec.name),
+                            json!({ "min_decrypt_version": min }),
+                        ),
+                        now,
+                    )
+                    .await?;
+                ring.reload().await?;
+                actions.push(format!(
+                    "{}: minimum decrypt version raised to {min}",
+                    rec.name
+                ));
+            }
+        }
+        Ok(actions)
+    }
+
+    /// Writes pending usage counts.
+    pub async fn flush(&self) -> Result<()> {
+        let rings: Vec<Arc<Keyring>> = self.rings.lock().await.values().cloned().collect();
+        for r in rings {
+            let p = r.primary.load_full();
+            // Count what the live block has used so far, then start its count afresh.
+            let _g = r.slow.lock().await;
+            r.record_usage(p.version, p.block.used());
+            r.flush_usage().await?;
+            if p.block.end > 0 {
+                r.refill(p.version, p.created_at).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Signs the audit chain's head and stores the checkpoint.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let s = &self.shared;
+        let mut after = s
+            .store
+            .latest_checkpoint()
+            .await?
+            .map(|c| c.seq)
+            .unwrap_or(0);
+        let mut head = None;
+        loop {
+            let batch = s.store.audit_entries(after, 1000).await?;
+            match batch.last() {
+                Some(e) => {
+                    after = e.seq;
+                    head = Some((e.seq, e.hash));
+                }
+                None => break,
+            }
+        }
+        let Some((seq, hash)) = head else {
+            return s.store.latest_checkpoint().await;
+        };
+        let time = s.clock.now();
+        let signature = s
+            .custody
+            .sign(&Checkpoint::signed_bytes(seq, &hash, time))
+            .await?;
+        let c = Checkpoint {
+            seq,
+            head_hash: hash,
+            time,
+            signature,
+        };
+        s.store.put_checkpoint(&c).await?;
+        Ok(Some(c))
+    }
+
+    /// Writes the whole audit log as JSON lines, ending with a fresh checkpoint.
+    pub async fn export_audit(&self, out: &mut dyn std::io::Write) -> Result<u64> {
+        let checkpoint = self.checkpoint().await?;
+        let mut after = 0u64;
+        let mut n = 0u64;
+        let io = |e: std::io::Error| Error::Io {
+            path: "audit export".into(),
+            source: e,
+        };
+        let upto = checkpoint.as_ref().map(|c| c.seq).unwrap_or(0);
+        while after < upto {
+            let batch = self.shared.store.audit_entries(after, 1000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                if e.seq > upto {
+                    break;
+                }
+                after = e.seq;
+                let line = serde_json::to_string(&crate::audit::verify::ExportLine::Entry(e))
+                    .map_err(|e| Error::Store(e.to_string()))?;
+                writeln!(out, "{line}").map_err(io)?;
+                n += 1;
+            }
+        }
+        if let Some(c) = checkpoint {
+            let line = serde_json::to_string(&crate::audit::verify::ExportLine::Checkpoint(c))
+                .map_err(|e| Error::Store(e.to_string()))?;
+            writeln!(out, "{line}").map_err(io)?;
+        }
+        Ok(n)
+    }
+
+    /// The service's composite public key (for `audit verify`).
+    pub fn public_key(&self) -> Vec<u8> {
+        self.shared.custody.public_key()
+    }
+}

@@ -1,0 +1,46 @@
+//! # fleetkey-server
+//!
+//! The service core: keyrings with rotation and revocation ([`keys`]), crash-safe
+//! nonce allocation ([`keys::nonce`]), root-key custody ([`custody`]), storage
+//! ([`store`], embedded SQLite by default) and the hash-chained audit log
+//! ([`audit`]). Domain modules never know about transports; the HTTP API (a later
+//! issue) is an edge over [`keys::KeyService`].
+//!
+//! ## Example
+//!
+//! ```no_run
+//! # async fn demo() -> fleetkey_server::Result<()> {
+//! use fleetkey_server::{clock::SystemClock, custody::local::{KekSource, LocalCustody}, keys::{KeyConfig, KeyService}, store::{Policy, sqlite::SqliteStore}};
+//! use std::{path::Path, sync::Arc};
+//!
+//! let dir = Path::new("./fleetkey-data");
+//! let store = Arc::new(SqliteStore::open(dir).await?);
+//! let custody = Arc::new(LocalCustody::open(dir, KekSource::from_env()?).await?);
+//! let keys = KeyService::open(store, custody, Arc::new(SystemClock::default()), KeyConfig::default()).await?;
+//! keys.create("cli:root", "payments", Default::default(), Policy::default()).await?;
+//! let ring = keys.keyring("payments").await?;
+//! let sealed = ring.seal(b"4242", b"order-17").await?;
+//! assert_eq!(ring.unseal(&sealed, b"order-17").await?, b"4242");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Design decisions
+//!
+//! * **Every change is one transaction with its audit entry**, so the log cannot
+//!   miss a change and an unwritable log stops the change (fail closed).
+//! * **Nonces are reserved before use**, in blocks, so sealing needs no store write
+//!   per envelope and a crash cannot repeat a nonce.
+//! * **Time is injected** ([`clock::Clock`]) so tests drive rotations.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod clock;
+pub mod custody;
+mod error;
+pub mod keys;
+pub mod secret_file;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,214 @@
+//! Persistence. The [`Store`] trait is what the domain needs; [`sqlite`] is the
+//! embedded default. Every change to keyrings is applied together with its audit
+//! entry in one transaction ([`Store::apply`]), so the audit log cannot miss a change
+//! and a change cannot happen without its audit entry (fail closed).
+
+pub mod sqlite;
+
+use crate::audit::{AuditDraft, AuditEntry};
+use crate::clock::UnixTime;
+use crate::error::Result;
+use fleetkey_crypto::aead::Algorithm;
+
+/// A keyring's rotation policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Policy {
+    /// Rotate when the primary version is this old (seconds). Default 90 days.
+    pub rotation_period_secs: i64,
+    /// Rotate when the primary version has sealed this many times. Default 2^20.
+    pub max_uses: u64,
+    /// How long a replaced version stays decrypt-only (seconds). Default 30 days.
+    pub overlap_secs: i64,
+    /// Keep at most this many versions able to decrypt (including the primary).
+    pub keep_last: Option<u32>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            rotation_period_secs: 90 * 86_400,
+            max_uses: 1 << 20,
+            overlap_secs: 30 * 86_400,
+            keep_last: None,
+        }
+    }
+}
+
+/// A keyring row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringRecord {
+    /// Unique name; also the key id in every envelope it seals.
+    pub name: String,
+    /// AEAD of every version.
+    pub algorithm: Algorithm,
+    /// The version that seals.
+    pub primary_version: u32,
+    /// Versions below this are refused.
+    pub min_decrypt_version: u32,
+    /// Rotation policy.
+    pub policy: Policy,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+/// The life of a key version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// The primary: seals and opens.
+    Active,
+    /// Replaced by a newer primary: opens only.
+    DecryptOnly,
+    /// Revoked in an emergency: refused.
+    Revoked,
+    /// Fell below the minimum decrypt version; its wrapped key is erased.
+    Destroyed,
+}
+
+impl VersionState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Active => "active",
+            VersionState::DecryptOnly => "decrypt_only",
+            VersionState::Revoked => "revoked",
+            VersionState::Destroyed => "destroyed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "active" => VersionState::Active,
+            "decrypt_only" => VersionState::DecryptOnly,
+            "revoked" => VersionState::Revoked,
+            "destroyed" => VersionState::Destroyed,
+            other => {
+                return Err(crate::Error::Store(format!(
+                    "unknown version state {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// A key version row. `wrapped_key` is the data key sealed by custody; it is empty
+/// once the version is destroyed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// Keyring name.
+    pub keyring: String,
+    /// Version number, from 1.
+    pub version: u32,
+    /// The data key, wrapped by the custody root key.
+    pub wrapped_key: Vec<u8>,
+    /// Life-cycle state.
+    pub state: VersionState,
+    /// When it was made.
+    pub created_at: UnixTime,
+    /// When it stopped being primary.
+    pub retired_at: Option<UnixTime>,
+    /// When it was revoked.
+    pub revoked_at: Option<UnixTime>,
+    /// Seals recorded so far (flushed in batches; see `keys::usage`).
+    pub seal_count: u64,
+}
+
+impl std::fmt::Debug for VersionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionRecord")
+            .field("keyring", &self.keyring)
+            .field("version", &self.version)
+            .field("state", &self.state)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .field("revoked_at", &self.revoked_at)
+            .field("seal_count", &self.seal_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change to keyring state, applied atomically with its audit entry.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new keyring and its first version.
+    CreateKeyring {
+        /// The keyring.
+        keyring: KeyringRecord,
+        /// Version 1.
+        first: VersionRecord,
+    },
+    /// A new primary version; the old primary becomes decrypt-only.
+    Rotate {
+        /// Keyring name.
+        name: String,
+        /// The new version (state active).
+        new: VersionRecord,
+        /// The previous primary.
+        retire: u32,
+        /// Retirement time.
+        at: UnixTime,
+    },
+    /// Emergency revocation of one version.
+    Revoke {
+        /// Keyring name.
+        name: String,
+        /// The version.
+        version: u32,
+        /// When.
+        at: UnixTime,
+    },
+    /// A new rotation policy.
+    SetPolicy {
+        /// Keyring name.
+        name: String,
+        /// The policy.
+        policy: Policy,
+    },
+    /// Raise the minimum decrypt version and erase the wrapped keys below it.
+    RaiseMinimum {
+        /// Keyring name.
+        name: String,
+        /// New minimum.
+        min: u32,
+    },
+    /// Nothing but the audit entry (for example a rewrap batch).
+    AuditOnly,
+}
+
+/// What the domain needs from storage.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// One keyring.
+    async fn keyring(&self, name: &str) -> Result<Option<KeyringRecord>>;
+    /// All keyrings, by name.
+    async fn keyrings(&self) -> Result<Vec<KeyringRecord>>;
+    /// A keyring's versions, oldest first.
+    async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>>;
+    /// Applies `change` and appends its audit entry in one transaction.
+    async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry>;
+    /// Reserves `count` nonce counters for (keyring, version, instance) durably
+    /// before they are used, and returns the first. Returns `None` when the 32-bit
+    /// counter space of this instance id would overflow.
+    async fn reserve_nonces(
+        &self,
+        keyring: &str,
+        version: u32,
+        instance: [u8; 8],
+        count: u32,
+    ) -> Result<Option<u32>>;
+    /// The highest reserved counter for every instance of a version (for recovery
+    /// and usage accounting).
+    async fn reserved_nonces(&self, keyring: &str, version: u32) -> Result<u64>;
+    /// Adds seal counts in one transaction.
+    async fn add_seal_counts(&self, counts: &[(String, u32, u64)]) -> Result<()>;
+    /// Leases an 8-byte instance id for `holder`: the existing unretired one, or a
+    /// fresh random one that no instance has ever had.
+    async fn lease_instance(&self, holder: &str, now: UnixTime) -> Result<[u8; 8]>;
+    /// Audit entries with `seq > after`, at most `limit`.
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Stores a signed checkpoint.
+    async fn put_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<()>;
+    /// The newest checkpoint.
+    async fn latest_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>>;
+}

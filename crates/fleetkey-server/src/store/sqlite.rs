@@ -1,0 +1,412 @@
+//! The embedded store: SQLite through sqlx, WAL mode, `synchronous = FULL` (a
+//! committed nonce reservation survives `kill -9` and power loss), one connection
+//! (SQLite serialises writers anyway; one connection makes every transaction
+//! immediate and free of busy retries).
+
+use super::{Change, KeyringRecord, Policy, Store, VersionRecord, VersionState};
+use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
+use crate::clock::UnixTime;
+use crate::error::{Error, Result};
+use fleetkey_crypto::aead::Algorithm;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+
+/// The embedded SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn to_u32(v: i64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
+}
+
+fn keyring_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyringRecord> {
+    let alg: String = r.try_get("algorithm")?;
+    Ok(KeyringRecord {
+        name: r.try_get("name")?,
+        algorithm: Algorithm::from_name(&alg)
+            .map_err(|_| Error::Store(format!("unknown algorithm {alg:?}")))?,
+        primary_version: to_u32(r.try_get("primary_version")?, "primary_version")?,
+        min_decrypt_version: to_u32(r.try_get("min_decrypt_version")?, "min_decrypt_version")?,
+        policy: Policy {
+            rotation_period_secs: r.try_get("rotation_period_secs")?,
+            max_uses: r.try_get::<i64, _>("max_uses")? as u64,
+            overlap_secs: r.try_get("overlap_secs")?,
+            keep_last: r
+                .try_get::<Option<i64>, _>("keep_last")?
+                .map(|v| to_u32(v, "keep_last"))
+                .transpose()?,
+        },
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn version_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<VersionRecord> {
+    Ok(VersionRecord {
+        keyring: r.try_get("keyring")?,
+        version: to_u32(r.try_get("version")?, "version")?,
+        wrapped_key: r.try_get("wrapped_key")?,
+        state: VersionState::parse(&r.try_get::<String, _>("state")?)?,
+        created_at: r.try_get("created_at")?,
+        retired_at: r.try_get("retired_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        seal_count: r.try_get::<i64, _>("seal_count")? as u64,
+    })
+}
+
+fn hash32(v: Vec<u8>) -> Result<[u8; 32]> {
+    v.try_into()
+        .map_err(|_| Error::Store("stored hash is not 32 bytes".into()))
+}
+
+fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.try_get::<i64, _>("seq")? as u64,
+        time: r.try_get("time")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        subject: r.try_get("subject")?,
+        details: r.try_get("details")?,
+        prev_hash: hash32(r.try_get("prev_hash")?)?,
+        hash: hash32(r.try_get("hash")?)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/fleetkey.db` and runs migrations.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.join("fleetkey.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn keyring(&self, name: &str) -> Result<Option<KeyringRecord>> {
+        let row = sqlx::query("SELECT * FROM keyrings WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(keyring_from_row).transpose()
+    }
+
+    async fn keyrings(&self) -> Result<Vec<KeyringRecord>> {
+        let rows = sqlx::query("SELECT * FROM keyrings ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(keyring_from_row).collect()
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query("SELECT * FROM key_versions WHERE keyring = ? ORDER BY version")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry> {
+        let mut tx = self.pool.begin().await?;
+        match &change {
+            Change::CreateKeyring { keyring: k, first } => {
+                let exists = sqlx::query("SELECT 1 FROM keyrings WHERE name = ?")
+                    .bind(&k.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_some() {
+                    return Err(Error::KeyringExists(k.name.clone()));
+                }
+                sqlx::query(
+                    "INSERT INTO keyrings (name, algorithm, primary_version, min_decrypt_version, \
+                     rotation_period_secs, max_uses, overlap_secs, keep_last, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&k.name)
+                .bind(k.algorithm.name())
+                .bind(i64::from(k.primary_version))
+                .bind(i64::from(k.min_decrypt_version))
+                .bind(k.policy.rotation_period_secs)
+                .bind(k.policy.max_uses as i64)
+                .bind(k.policy.overlap_secs)
+                .bind(k.policy.keep_last.map(i64::from))
+                .bind(k.created_at)
+                .execute(&mut *tx)
+                .await?;
+                insert_version(&mut tx, first).await?;
+            }
+            Change::Rotate {
+                name,
+                new,
+                retire,
+                at,
+            } => {
+                sqlx::query(
+                    "UPDATE key_versions SET state = 'decrypt_only', retired_at = ? \
+                     WHERE keyring = ? AND version = ? AND state = 'active'",
+                )
+                .bind(at)
+                .bind(name)
+                .bind(i64::from(*retire))
+                .execute(&mut *tx)
+                .await?;
+                insert_version(&mut tx, new).await?;
+                sqlx::query("UPDATE keyrings SET primary_version = ? WHERE name = ?")
+                    .bind(i64::from(new.version))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Change::Revoke { name, version, at } => {
+                let n = sqlx::query(
+                    "UPDATE key_versions SET state = 'revoked', revoked_at = ? \
+                     WHERE keyring = ? AND version = ? AND state != 'destroyed'",
+                )
+                .bind(at)
+                .bind(name)
+                .bind(i64::from(*version))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(Error::UnknownVersion {
+                        keyring: name.clone(),
+                        version: *version,
+                    });
+                }
+            }
+            Change::SetPolicy { name, policy } => {
+                sqlx::query(
+                    "UPDATE keyrings SET rotation_period_secs = ?, max_uses = ?, overlap_secs = ?, keep_last = ? \
+                     WHERE name = ?",
+                )
+                .bind(policy.rotation_period_secs)
+                .bind(policy.max_uses as i64)
+                .bind(policy.overlap_secs)
+                .bind(policy.keep_last.map(i64::from))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::RaiseMinimum { name, min } => {
+                sqlx::query("UPDATE keyrings SET min_decrypt_version = ? WHERE name = ? AND min_decrypt_version < ?")
+                    .bind(i64::from(*min))
+                    .bind(name)
+                    .bind(i64::from(*min))
+                    .execute(&mut *tx)
+                    .await?;
+                // Below the minimum nothing may open again: erase the wrapped keys.
+                sqlx::query(
+                    "UPDATE key_versions SET state = 'destroyed', wrapped_key = X'' \
+                     WHERE keyring = ? AND version < ?",
+                )
+                .bind(name)
+                .bind(i64::from(*min))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::AuditOnly => {}
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let prev = match head {
+            Some(r) => Some((
+                r.try_get::<i64, _>("seq")? as u64,
+                hash32(r.try_get("hash")?)?,
+            )),
+            None => None,
+        };
+        let entry = AuditEntry::chain(&audit, prev, now)?;
+        sqlx::query(
+            "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(entry.seq as i64)
+        .bind(entry.time)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(&entry.details)
+        .bind(entry.prev_hash.as_slice())
+        .bind(entry.hash.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn reserve_nonces(
+        &self,
+        keyring: &str,
+        version: u32,
+        instance: [u8; 8],
+        count: u32,
+    ) -> Result<Option<u32>> {
+        let mut tx = self.pool.begin().await?;
+        let hw: Option<i64> = sqlx::query_scalar(
+            "SELECT high_water FROM nonce_reservations WHERE keyring = ? AND version = ? AND instance_id = ?",
+        )
+        .bind(keyring)
+        .bind(i64::from(version))
+        .bind(instance.as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let start = hw.unwrap_or(0);
+        let end = start + i64::from(count);
+        if end > 1i64 << 32 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (keyring, version, instance_id) DO UPDATE SET high_water = excluded.high_water",
+        )
+        .bind(keyring)
+        .bind(i64::from(version))
+        .bind(instance.as_slice())
+        .bind(end)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(to_u32(start, "nonce counter")?))
+    }
+
+    async fn reserved_nonces(&self, keyring: &str, version: u32) -> Result<u64> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(high_water) FROM nonce_reservations WHERE keyring = ? AND version = ?",
+        )
+        .bind(keyring)
+        .bind(i64::from(version))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(total.unwrap_or(0) as u64)
+    }
+
+    async fn add_seal_counts(&self, counts: &[(String, u32, u64)]) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (name, version, n) in counts {
+            sqlx::query("UPDATE key_versions SET seal_count = seal_count + ? WHERE keyring = ? AND version = ?")
+                .bind(*n as i64)
+                .bind(name)
+                .bind(i64::from(*version))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn lease_instance(&self, holder: &str, now: UnixTime) -> Result<[u8; 8]> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT instance_id FROM instance_leases WHERE holder = ? AND retired = 0",
+        )
+        .bind(holder)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = existing {
+            tx.commit().await?;
+            return id
+                .try_into()
+                .map_err(|_| Error::Store("instance id is not 8 bytes".into()));
+        }
+        for _ in 0..16 {
+            let id: [u8; 8] = fleetkey_crypto::rand::array()?;
+            let r = sqlx::query(
+                "INSERT INTO instance_leases (instance_id, holder, leased_at) VALUES (?, ?, ?)",
+            )
+            .bind(id.as_slice())
+            .bind(holder)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match r {
+                Ok(_) => {
+                    tx.commit().await?;
+                    return Ok(id);
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Store("could not find an unused instance id".into()))
+    }
+
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, head_hash, time, signature) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq as i64)
+        .bind(c.head_hash.as_slice())
+        .bind(c.time)
+        .bind(c.signature.as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let row = sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(Checkpoint {
+                seq: r.try_get::<i64, _>("seq")? as u64,
+                head_hash: hash32(r.try_get("head_hash")?)?,
+                time: r.try_get("time")?,
+                signature: r.try_get("signature")?,
+            })),
+        }
+    }
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    v: &VersionRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO key_versions (keyring, version, wrapped_key, state, created_at, retired_at, revoked_at, seal_count) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&v.keyring)
+    .bind(i64::from(v.version))
+    .bind(v.wrapped_key.as_slice())
+    .bind(v.state.as_str())
+    .bind(v.created_at)
+    .bind(v.retired_at)
+    .bind(v.revoked_at)
+    .bind(v.seal_count as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
