@@ -159,6 +159,8 @@ struct Primary {
     uses_before: u64,
     /// When the version was created (for the age policy).
     created_at: UnixTime,
+    /// Whether this block's usage has been recorded.
+    counted: std::sync::atomic::AtomicBool,
 }
 
 /// Keyring metadata cached for unseal decisions.
@@ -224,38 +226,51 @@ impl Keyring {
     async fn slow_path(&self) -> Result<()> {
         let _guard = self.slow.lock().await;
         let p = self.primary.load_full();
-        let meta = self.meta.load_full();
-        let policy = meta.record.policy;
-        let uses = p.uses_before + p.block.used();
-        self.record_usage(p.version, p.block.used());
         // Another task may have refilled while we waited.
         if p.block.used() < p.block.limit - p.block.start && !self.age_due(&p) {
             return Ok(());
         }
-        let is_current = meta.record.primary_version == p.version && p.block.end > 0;
-        let version_state = meta
-            .versions
-            .get(&meta.record.primary_version)
-            .map(|v| v.state);
-        let age_due = self.age_due(&p) && is_current;
-        let uses_due = is_current && uses >= policy.max_uses;
+        self.retire_block(&p);
+        let meta = self.meta.load_full();
+        let policy = meta.record.policy;
+        let primary = meta.record.primary_version;
+        let rec = meta.versions.get(&primary);
+        let created = rec.map(|v| v.created_at).unwrap_or(0);
+        let age_due =
+            self.shared.clock.now() >= created.saturating_add(policy.rotation_period_secs);
+        // The budget spent so far: this process's exact count while its block is
+        // live; after a restart, what the store has reserved (unused reservations
+        // count as used, so rotation comes early, never late).
+        let spent = if p.version == primary && p.block.end > 0 {
+            p.uses_before + p.block.used()
+        } else {
+            self.shared
+                .store
+                .reserved_nonces(&self.name, primary)
+                .await?
+        };
+        let uses_due = spent >= policy.max_uses;
         let (version, created_at) = if age_due || uses_due {
             let reason = if uses_due { "max_uses" } else { "period" };
-            self.rotate_locked("scheduler", reason).await?;
-            let m = self.meta.load();
-            let v = m.record.primary_version;
-            (v, m.versions.get(&v).map(|r| r.created_at).unwrap_or(0))
+            let v = self.rotate_locked("scheduler", reason).await?;
+            (v, self.shared.clock.now())
         } else {
-            if version_state != Some(VersionState::Active) {
+            if rec.map(|r| r.state) != Some(VersionState::Active) {
                 return Err(Error::Store(format!(
                     "keyring {:?} has no active primary version",
                     self.name
                 )));
             }
-            let v = meta.record.primary_version;
-            (v, meta.versions.get(&v).map(|r| r.created_at).unwrap_or(0))
+            (primary, created)
         };
         self.refill(version, created_at).await
+    }
+
+    /// Counts a block's used counters once, when it is replaced.
+    fn retire_block(&self, p: &Primary) {
+        if !p.counted.swap(true, Ordering::Relaxed) {
+            self.record_usage(p.version, p.block.used());
+        }
     }
 
     /// Reserves a new nonce block for `version` and installs it.
@@ -302,6 +317,7 @@ impl Keyring {
             block: NonceBlock::new(instance, u64::from(start), end, limit),
             uses_before: reserved_before,
             created_at,
+            counted: Default::default(),
         }));
         Ok(())
     }
@@ -465,6 +481,7 @@ impl Keyring {
             block: NonceBlock::empty(),
             uses_before: 0,
             created_at: now,
+            counted: Default::default(),
         }));
         Ok(new_version)
     }
@@ -651,6 +668,7 @@ impl KeyService {
                 block: NonceBlock::empty(),
                 uses_before: 0,
                 created_at: 0,
+                counted: Default::default(),
             }),
             meta: ArcSwap::from_pointee(Meta {
                 record: KeyringRecord {
@@ -759,7 +777,7 @@ impl KeyService {
         // The use budget of the current block depends on the policy: refill.
         let p = ring.primary.load_full();
         if p.block.end > 0 {
-            ring.record_usage(p.version, p.block.used());
+            ring.retire_block(&p);
             ring.refill(p.version, p.created_at).await?;
         }
         Ok(())
@@ -854,7 +872,7 @@ impl KeyService {
             let p = r.primary.load_full();
             // Count what the live block has used so far, then start its count afresh.
             let _g = r.slow.lock().await;
-            r.record_usage(p.version, p.block.used());
+            r.retire_block(&p);
             r.flush_usage().await?;
             if p.block.end > 0 {
                 r.refill(p.version, p.created_at).await?;
