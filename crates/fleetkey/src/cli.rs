@@ -72,6 +72,36 @@ Examples:
   fleetkey unseal --identity me.id --aad tenant=acme -i report.fk -o report.pdf"
     )]
     Unseal(UnsealArgs),
+    /// Manage keyrings in a local data directory (admin mode, no server needed).
+    #[command(
+        subcommand,
+        long_about = "Manage keyrings directly in a data directory \
+(default ./fleetkey-data). Custody needs FLEETKEY_ROOT_KEY_FILE (a key file made by \
+`fleetkey keygen`, kept off the data volume) or FLEETKEY_PASSPHRASE; the first command \
+initialises the directory.
+
+Examples:
+  export FLEETKEY_ROOT_KEY_FILE=/secure/root.kek
+  fleetkey keys create payments --max-uses 1000000 --rotation-period 30d
+  echo 4242 | fleetkey keys seal payments --aad order-17
+  fleetkey keys rotate payments
+  fleetkey keys revoke payments 1
+  fleetkey keys list --json"
+    )]
+    Keys(KeysCommand),
+    /// Export and verify the tamper-evident audit log.
+    #[command(
+        subcommand,
+        long_about = "The audit log records every change (create, rotate, \
+revoke, policy, rewrap) in a hash chain whose head is signed with the service's \
+composite Ed25519 + ML-DSA-65 key.
+
+Examples:
+  fleetkey audit export -o audit.jsonl
+  fleetkey audit public-key -o service.pub
+  fleetkey audit verify --export audit.jsonl --public-key service.pub"
+    )]
+    Audit(AuditCommand),
     /// Print an envelope's header as JSON without opening it.
     #[command(
         long_about = "Print an envelope's header (format, mode, algorithm, key id, \
@@ -171,4 +201,169 @@ pub struct InspectArgs {
     /// Input file (default: stdin).
     #[arg(short, long, value_name = "IN")]
     pub input: Option<PathBuf>,
+}
+
+/// Where the local data lives.
+#[derive(Args, Debug, Clone)]
+pub struct DataDir {
+    /// Data directory (store, sealed root key).
+    #[arg(
+        long,
+        env = "FLEETKEY_DATA_DIR",
+        default_value = "./fleetkey-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Rotation policy flags; durations take s, m, h or d suffixes (90d, 12h).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Rotate when the primary version is this old (default 90d).
+    #[arg(long, value_name = "DURATION")]
+    pub rotation_period: Option<String>,
+    /// Rotate after this many seals with one version (default 1048576).
+    #[arg(long, value_name = "N")]
+    pub max_uses: Option<u64>,
+    /// Keep a replaced version decrypt-only this long (default 30d).
+    #[arg(long, value_name = "DURATION")]
+    pub overlap: Option<String>,
+    /// Keep at most N versions able to decrypt.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Remove the keep-last limit.
+    #[arg(long, conflicts_with = "keep_last")]
+    pub no_keep_last: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a keyring (version 1).
+    Create {
+        /// Keyring name; also the key id in its envelopes.
+        name: String,
+        /// aes-256-gcm, chacha20-poly1305 or aes-256-gcm-siv.
+        #[arg(long, default_value = "aes-256-gcm")]
+        algorithm: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// List keyrings.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Show one keyring and its versions.
+    Show {
+        /// Keyring name.
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Rotate to a new primary version now.
+    Rotate {
+        /// Keyring name.
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Revoke one version in an emergency (unseal with it fails at once).
+    Revoke {
+        /// Keyring name.
+        name: String,
+        /// The version to revoke.
+        version: u32,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Change the rotation policy.
+    Policy {
+        /// Keyring name.
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Reseal envelopes (one armored envelope per input line) with the primary.
+    Rewrap {
+        /// Keyring name.
+        name: String,
+        /// The AAD the envelopes were sealed with.
+        #[arg(long, value_name = "TEXT")]
+        aad: Option<String>,
+        /// Input file (default: stdin).
+        #[arg(short, long, value_name = "IN")]
+        input: Option<PathBuf>,
+        /// Output file (default: stdout).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Seal data with a keyring (armored output).
+    Seal {
+        /// Keyring name.
+        name: String,
+        /// Associated data.
+        #[arg(long, value_name = "TEXT")]
+        aad: Option<String>,
+        /// Input file (default: stdin; at most 16 MiB).
+        #[arg(short, long, value_name = "IN")]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Open a keyring envelope (binary or armored).
+    Unseal {
+        /// Keyring name.
+        name: String,
+        /// Associated data given when sealing.
+        #[arg(long, value_name = "TEXT")]
+        aad: Option<String>,
+        /// Input file (default: stdin).
+        #[arg(short, long, value_name = "IN")]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Apply rotation and retention policies now (what the scheduler does).
+    Tick {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Write the audit log as JSON lines, ending with a fresh signed checkpoint.
+    Export {
+        /// Output file (default: stdout).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Write the service's composite public key (for `audit verify`).
+    PublicKey {
+        /// Output file (default: stdout).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Verify an export offline; reports the first bad sequence number.
+    Verify {
+        /// The JSON-lines export.
+        #[arg(long, value_name = "FILE")]
+        export: PathBuf,
+        /// The public key from `fleetkey audit public-key`.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+    },
 }

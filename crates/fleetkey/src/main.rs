@@ -1,5 +1,5 @@
-//! The `fleetkey` binary. This commands are offline: keygen, seal, unseal,
-//! inspect. See `fleetkey --help`.
+//! The `fleetkey` binary: offline file commands (keygen, seal, unseal, inspect) and
+//! local admin commands on a data directory (keys, audit). See `fleetkey --help`.
 
 mod background;
 mod cli;
@@ -7,6 +7,7 @@ mod commands;
 mod error;
 mod files;
 mod keyfile;
+mod local;
 
 use clap::Parser;
 use error::CliError;
@@ -18,6 +19,8 @@ fn main() {
         cli::Command::Seal(a) => commands::seal::run(a),
         cli::Command::Unseal(a) => commands::unseal::run(a),
         cli::Command::Inspect(a) => commands::inspect::run(a),
+        cli::Command::Keys(c) => commands::keys::run(c),
+        cli::Command::Audit(c) => commands::audit::run(c),
     };
     if let Err(e) = result {
         exit_with(e);

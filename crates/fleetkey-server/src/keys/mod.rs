@@ -881,6 +881,39 @@ impl KeyService {
         Ok(())
     }
 
+    /// Clean shutdown: writes usage counts, gives back the unused part of every
+    /// nonce reservation (so a restart does not count it as used), and leaves every
+    /// keyring with an empty block. Sealing after this reserves afresh.
+    pub async fn shutdown(&self) -> Result<()> {
+        let rings: Vec<Arc<Keyring>> = self.rings.lock().await.values().cloned().collect();
+        for r in rings {
+            let _g = r.slow.lock().await;
+            let p = r.primary.load_full();
+            // Stop handing out counters from this block before measuring it.
+            r.primary.store(Arc::new(Primary {
+                version: p.version,
+                key: p.key.clone(),
+                block: NonceBlock::empty(),
+                uses_before: 0,
+                created_at: p.created_at,
+                counted: std::sync::atomic::AtomicBool::new(true),
+            }));
+            let used = p.block.close();
+            if !p.counted.swap(true, Ordering::Relaxed) {
+                r.record_usage(p.version, used);
+            }
+            r.flush_usage().await?;
+            if p.block.end > 0 {
+                let used_end = p.block.start + used;
+                self.shared
+                    .store
+                    .release_nonces(&r.name, p.version, p.block.instance, p.block.end, used_end)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Signs the audit chain's head and stores the checkpoint.
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         let s = &self.shared;

@@ -68,9 +68,19 @@ impl NonceBlock {
         }
     }
 
+    /// Closes the block: every later [`NonceBlock::take`] fails, and the returned
+    /// count is exact (no take can slip in after it). Returns counters handed out.
+    pub fn close(&self) -> u64 {
+        let prev = self.next.fetch_add(1 << 40, Ordering::Relaxed);
+        prev.min(self.limit) - self.start
+    }
+
     /// Counters handed out so far (never more than `limit - start`).
     pub fn used(&self) -> u64 {
-        self.next.load(Ordering::Relaxed).min(self.limit) - self.start
+        self.next
+            .load(Ordering::Relaxed)
+            .min(self.limit)
+            .saturating_sub(self.start)
     }
 }
 
@@ -93,6 +103,12 @@ mod tests {
         assert_eq!(got, (10..15).collect::<Vec<_>>());
         assert_eq!(b.take(), None);
         assert_eq!(b.used(), 5);
+        let c = NonceBlock::new([0; 8], 10, 20, 20);
+        c.take();
+        c.take();
+        assert_eq!(c.close(), 2);
+        assert_eq!(c.take(), None);
+        assert_eq!(c.used(), 10, "a closed block reads as used up");
     }
 
     #[test]

@@ -197,6 +197,17 @@ pub trait Store: Send + Sync {
         instance: [u8; 8],
         count: u32,
     ) -> Result<Option<u32>>;
+    /// Gives back the unused tail of a reservation on a clean shutdown: sets the
+    /// high-water mark from `end` down to `used_end`, but only if it is still `end`
+    /// (nobody reserved after us). Returns whether it did.
+    async fn release_nonces(
+        &self,
+        keyring: &str,
+        version: u32,
+        instance: [u8; 8],
+        end: u64,
+        used_end: u64,
+    ) -> Result<bool>;
     /// The highest reserved counter for every instance of a version (for recovery
     /// and usage accounting).
     async fn reserved_nonces(&self, keyring: &str, version: u32) -> Result<u64>;

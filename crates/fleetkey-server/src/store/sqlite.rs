@@ -287,6 +287,32 @@ impl Store for SqliteStore {
         Ok(Some(to_u32(start, "nonce counter")?))
     }
 
+    async fn release_nonces(
+        &self,
+        keyring: &str,
+        version: u32,
+        instance: [u8; 8],
+        end: u64,
+        used_end: u64,
+    ) -> Result<bool> {
+        if used_end >= end {
+            return Ok(false);
+        }
+        let n = sqlx::query(
+            "UPDATE nonce_reservations SET high_water = ? \
+             WHERE keyring = ? AND version = ? AND instance_id = ? AND high_water = ?",
+        )
+        .bind(used_end as i64)
+        .bind(keyring)
+        .bind(i64::from(version))
+        .bind(instance.as_slice())
+        .bind(end as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     async fn reserved_nonces(&self, keyring: &str, version: u32) -> Result<u64> {
         let total: Option<i64> = sqlx::query_scalar(
             "SELECT SUM(high_water) FROM nonce_reservations WHERE keyring = ? AND version = ?",

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod inspect;
 pub mod keygen;
+pub mod keys;
 pub mod seal;
 pub mod unseal;
 

@@ -1,0 +1,94 @@
+//! Opening the key service on a local data directory (admin mode).
+
+use crate::error::{CliError, CliResult, code};
+use fleetkey_server::{
+    Error,
+    clock::SystemClock,
+    custody::local::{KekSource, LocalCustody},
+    keys::{KeyConfig, KeyService},
+    store::sqlite::SqliteStore,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The runtime for admin commands.
+pub fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("async runtime", &e))
+}
+
+/// Who the audit log says acted.
+pub fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
+    format!("cli:{user}")
+}
+
+/// Opens store, custody and key service on `dir`.
+pub async fn open(dir: &Path) -> CliResult<KeyService> {
+    let kek = KekSource::from_env().map_err(service_error)?;
+    let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
+    let custody = Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?);
+    KeyService::open(
+        store,
+        custody,
+        Arc::new(SystemClock::default()),
+        KeyConfig::default(),
+    )
+    .await
+    .map_err(service_error)
+}
+
+/// Maps a service error to a message, hint and exit code.
+pub fn service_error(e: Error) -> CliError {
+    match e {
+        Error::CustodyConfig(m) => CliError::usage(format!("custody: {m}")),
+        Error::RootKeyLocked => CliError::refused(Error::RootKeyLocked.to_string())
+            .hint("check FLEETKEY_PASSPHRASE or FLEETKEY_ROOT_KEY_FILE"),
+        Error::Envelope(inner) => crate::error::envelope_error(inner),
+        Error::Io { .. } | Error::Store(_) => CliError::new(code::IO, e.to_string()),
+        e @ Error::KeyringNotFound(_) => {
+            CliError::usage(e.to_string()).hint("see `fleetkey keys list`")
+        }
+        e @ Error::BelowMinimum { .. } => CliError::refused(e.to_string())
+            .hint("the data was not rewrapped before its version expired"),
+        other => CliError::refused(other.to_string()),
+    }
+}
+
+/// Parses `90d`, `12h`, `30m`, `45s` or plain seconds.
+pub fn parse_duration(s: &str) -> CliResult<i64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'd')) => (&s[..i], 86_400),
+        Some((i, 'h')) => (&s[..i], 3_600),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 's')) => (&s[..i], 1),
+        _ => (s, 1),
+    };
+    num.parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            CliError::usage(format!("invalid duration '{s}'"))
+                .hint("use a number with s, m, h or d, like 90d")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d").unwrap(), 90 * 86_400);
+        assert_eq!(parse_duration("12h").unwrap(), 12 * 3_600);
+        assert_eq!(parse_duration("5m").unwrap(), 300);
+        assert_eq!(parse_duration("7").unwrap(), 7);
+        assert!(parse_duration("-1d").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+}
