@@ -48,16 +48,27 @@ fn crash_child() {
         return; // Not a child: nothing to do.
     };
     let out = std::env::var("FLEETKEY_CRASH_OUT").unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let svc = service(Path::new(&dir)).await;
         let ring = svc.keyring("crash").await.unwrap();
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(out).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .unwrap();
         let mut i = 0u64;
         loop {
-            let env = ring.seal(format!("record {i}").as_bytes(), b"crash").await.unwrap();
+            let env = ring
+                .seal(format!("record {i}").as_bytes(), b"crash")
+                .await
+                .unwrap();
             // One write per line: a kill leaves at most one partial line.
-            f.write_all(format!("{}\n", armor::encode(&env)).as_bytes()).unwrap();
+            f.write_all(format!("{}\n", armor::encode(&env)).as_bytes())
+                .unwrap();
             i += 1;
         }
     });
@@ -80,15 +91,25 @@ fn sigkill_at_random_moments_never_repeats_a_nonce() {
     }
     let dir = tempfile::TempDir::new().unwrap();
     let kek = SymmetricKeyFile::generate(Algorithm::Aes256Gcm, KeyId::new("kek").unwrap()).unwrap();
-    fleetkey_server::secret_file::write(&dir.path().join("kek.fk"), kek.to_text().as_bytes(), false).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    fleetkey_server::secret_file::write(
+        &dir.path().join("kek.fk"),
+        kek.to_text().as_bytes(),
+        false,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let svc = service(dir.path()).await;
         let policy = Policy {
             max_uses: 1000,
             ..Policy::default()
         };
-        svc.create("test", "crash", Algorithm::Aes256Gcm, policy).await.unwrap();
+        svc.create("test", "crash", Algorithm::Aes256Gcm, policy)
+            .await
+            .unwrap();
     });
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -114,26 +135,46 @@ fn sigkill_at_random_moments_never_repeats_a_nonce() {
         std::thread::sleep(std::time::Duration::from_millis(wait_ms));
         child.kill().unwrap();
         let status = child.wait().unwrap();
-        assert!(!status.success(), "the child must have been killed, not exited");
-        produced += std::fs::read_to_string(&out).map(|s| s.lines().count()).unwrap_or(0);
+        assert!(
+            !status.success(),
+            "the child must have been killed, not exited"
+        );
+        produced += std::fs::read_to_string(&out)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
     }
     // Every envelope from every run: unique (version, nonce), and each opens.
     let mut seen = HashSet::new();
     let mut envelopes = Vec::new();
     for round in 0..KILLS {
-        let text = std::fs::read_to_string(dir.path().join(format!("out-{round}.txt"))).unwrap_or_default();
+        let text = std::fs::read_to_string(dir.path().join(format!("out-{round}.txt")))
+            .unwrap_or_default();
         for line in text.lines() {
             let Ok(env) = armor::decode(line) else {
                 continue; // the one line a kill may cut short
             };
             let (h, _) = Header::parse(&env).unwrap();
-            let Body::Single { nonce } = h.body else { panic!("not single") };
-            assert!(seen.insert((h.key_version, nonce)), "nonce repeated: version {} nonce {:02x?}", h.key_version, nonce);
+            let Body::Single { nonce } = h.body else {
+                panic!("not single")
+            };
+            assert!(
+                seen.insert((h.key_version, nonce)),
+                "nonce repeated: version {} nonce {:02x?}",
+                h.key_version,
+                nonce
+            );
             envelopes.push(env);
         }
     }
-    assert!(envelopes.len() > 1000, "children sealed too little to mean anything: {}", envelopes.len());
-    let versions: HashSet<u32> = envelopes.iter().map(|e| Header::parse(e).unwrap().0.key_version).collect();
+    assert!(
+        envelopes.len() > 1000,
+        "children sealed too little to mean anything: {}",
+        envelopes.len()
+    );
+    let versions: HashSet<u32> = envelopes
+        .iter()
+        .map(|e| Header::parse(e).unwrap().0.key_version)
+        .collect();
     assert!(versions.len() > 1, "no rotation happened during the test");
     rt.block_on(async {
         let svc = service(dir.path()).await;
@@ -142,5 +183,9 @@ fn sigkill_at_random_moments_never_repeats_a_nonce() {
             ring.unseal(e, b"crash").await.unwrap();
         }
     });
-    eprintln!("crash test: {} envelopes over {KILLS} kills ({produced} lines), {} versions, no repeats", envelopes.len(), versions.len());
+    eprintln!(
+        "crash test: {} envelopes over {KILLS} kills ({produced} lines), {} versions, no repeats",
+        envelopes.len(),
+        versions.len()
+    );
 }

@@ -36,23 +36,52 @@ impl Admin {
 #[test]
 fn keyring_life_cycle_from_the_command_line() {
     let a = Admin::new();
-    a.cmd().args(["keys", "create", "payments", "--max-uses", "2"]).assert().success().stdout(predicate::str::contains("payments"));
-    a.cmd().args(["keys", "create", "payments"]).assert().code(1).stderr(predicate::str::contains("already exists"));
+    a.cmd()
+        .args(["keys", "create", "payments", "--max-uses", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("payments"));
+    a.cmd()
+        .args(["keys", "create", "payments"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already exists"));
     let seal = |msg: &str| {
-        let out = a.cmd().args(["keys", "seal", "payments", "--aad", "ctx"]).write_stdin(msg.to_owned()).assert().success();
+        let out = a
+            .cmd()
+            .args(["keys", "seal", "payments", "--aad", "ctx"])
+            .write_stdin(msg.to_owned())
+            .assert()
+            .success();
         String::from_utf8(out.get_output().stdout.clone()).unwrap()
     };
     let e1 = seal("one");
     let e2 = seal("two");
     let e3 = seal("three"); // third seal: max-uses 2 rotated to version 2
-    a.cmd().args(["keys", "unseal", "payments", "--aad", "ctx"]).write_stdin(e1.clone()).assert().success().stdout("one");
-    a.cmd().args(["keys", "unseal", "payments", "--aad", "nope"]).write_stdin(e1.clone()).assert().code(1);
-    let show = a.cmd().args(["keys", "show", "payments", "--json"]).assert().success();
+    a.cmd()
+        .args(["keys", "unseal", "payments", "--aad", "ctx"])
+        .write_stdin(e1.clone())
+        .assert()
+        .success()
+        .stdout("one");
+    a.cmd()
+        .args(["keys", "unseal", "payments", "--aad", "nope"])
+        .write_stdin(e1.clone())
+        .assert()
+        .code(1);
+    let show = a
+        .cmd()
+        .args(["keys", "show", "payments", "--json"])
+        .assert()
+        .success();
     let v: serde_json::Value = serde_json::from_slice(&show.get_output().stdout).unwrap();
     assert_eq!(v["primary_version"], 2);
     assert_eq!(v["versions"][0]["seal_count"], 2);
     // Revoke version 1: its envelopes are refused with a distinct message.
-    a.cmd().args(["keys", "revoke", "payments", "1"]).assert().success();
+    a.cmd()
+        .args(["keys", "revoke", "payments", "1"])
+        .assert()
+        .success();
     a.cmd()
         .args(["keys", "unseal", "payments", "--aad", "ctx"])
         .write_stdin(e2.clone())
@@ -60,16 +89,60 @@ fn keyring_life_cycle_from_the_command_line() {
         .code(1)
         .stderr(predicate::str::contains("revoked"));
     // Rewrap: version 2 data moves to the primary after a rotation.
-    a.cmd().args(["keys", "rotate", "payments"]).assert().success().stderr(predicate::str::contains("version 3"));
-    let out = a.cmd().args(["keys", "rewrap", "payments", "--aad", "ctx"]).write_stdin(e3).assert().success();
+    a.cmd()
+        .args(["keys", "rotate", "payments"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("version 3"));
+    let out = a
+        .cmd()
+        .args(["keys", "rewrap", "payments", "--aad", "ctx"])
+        .write_stdin(e3)
+        .assert()
+        .success();
     let rewrapped = String::from_utf8(out.get_output().stdout.clone()).unwrap();
-    a.cmd().args(["inspect"]).write_stdin(rewrapped.clone()).assert().success().stdout(predicate::str::contains("\"key_version\": 3"));
-    a.cmd().args(["keys", "unseal", "payments", "--aad", "ctx"]).write_stdin(rewrapped).assert().success().stdout("three");
+    a.cmd()
+        .args(["inspect"])
+        .write_stdin(rewrapped.clone())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"key_version\": 3"));
+    a.cmd()
+        .args(["keys", "unseal", "payments", "--aad", "ctx"])
+        .write_stdin(rewrapped)
+        .assert()
+        .success()
+        .stdout("three");
     // Policy change and listing.
-    a.cmd().args(["keys", "policy", "payments", "--rotation-period", "7d", "--keep-last", "2"]).assert().success();
-    a.cmd().args(["keys", "list"]).assert().success().stdout(predicate::str::contains("7d"));
-    a.cmd().args(["keys", "tick"]).assert().success().stdout(predicate::str::contains("minimum decrypt version raised to 2"));
-    a.cmd().args(["keys", "show", "nope"]).assert().code(2).stderr(predicate::str::contains("not found"));
+    a.cmd()
+        .args([
+            "keys",
+            "policy",
+            "payments",
+            "--rotation-period",
+            "7d",
+            "--keep-last",
+            "2",
+        ])
+        .assert()
+        .success();
+    a.cmd()
+        .args(["keys", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("7d"));
+    a.cmd()
+        .args(["keys", "tick"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "minimum decrypt version raised to 2",
+        ));
+    a.cmd()
+        .args(["keys", "show", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not found"));
 }
 
 #[test]
@@ -77,20 +150,42 @@ fn audit_export_verifies_and_tampering_is_reported() {
     let a = Admin::new();
     a.cmd().args(["keys", "create", "a"]).assert().success();
     a.cmd().args(["keys", "rotate", "a"]).assert().success();
-    a.cmd().args(["audit", "export", "-o", &a.path("audit.jsonl")]).assert().success();
-    a.cmd().args(["audit", "public-key", "-o", &a.path("svc.pub")]).assert().success();
+    a.cmd()
+        .args(["audit", "export", "-o", &a.path("audit.jsonl")])
+        .assert()
+        .success();
+    a.cmd()
+        .args(["audit", "public-key", "-o", &a.path("svc.pub")])
+        .assert()
+        .success();
     let verify = |file: &str| {
         let mut c = Command::cargo_bin("fleetkey").unwrap();
-        c.args(["audit", "verify", "--export", file, "--public-key", &a.path("svc.pub")]);
+        c.args([
+            "audit",
+            "verify",
+            "--export",
+            file,
+            "--public-key",
+            &a.path("svc.pub"),
+        ]);
         c
     };
-    verify(&a.path("audit.jsonl")).assert().success().stdout(predicate::str::contains("valid: 2 entries"));
+    verify(&a.path("audit.jsonl"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("valid: 2 entries"));
     let text = std::fs::read_to_string(a.path("audit.jsonl")).unwrap();
     std::fs::write(a.path("edited.jsonl"), text.replacen("manual", "forged", 1)).unwrap();
-    verify(&a.path("edited.jsonl")).assert().code(1).stderr(predicate::str::contains("sequence 2"));
+    verify(&a.path("edited.jsonl"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("sequence 2"));
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(a.path("cut.jsonl"), lines[..2].join("\n")).unwrap();
-    verify(&a.path("cut.jsonl")).assert().code(1).stderr(predicate::str::contains("truncated"));
+    verify(&a.path("cut.jsonl"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("truncated"));
 }
 
 #[test]
@@ -105,9 +200,14 @@ fn custody_must_be_configured_and_the_passphrase_must_match() {
     let dir = a.path("pp");
     let run = |pw: &str| {
         let mut c = Command::cargo_bin("fleetkey").unwrap();
-        c.env("FLEETKEY_PASSPHRASE", pw).env_remove("FLEETKEY_ROOT_KEY_FILE").args(["keys", "list", "--data-dir", &dir]);
+        c.env("FLEETKEY_PASSPHRASE", pw)
+            .env_remove("FLEETKEY_ROOT_KEY_FILE")
+            .args(["keys", "list", "--data-dir", &dir]);
         c
     };
     run("first passphrase").assert().success();
-    run("wrong passphrase").assert().code(1).stderr(predicate::str::contains("cannot open the root key"));
+    run("wrong passphrase")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot open the root key"));
 }

@@ -15,16 +15,43 @@ pub fn seal(
     plaintext: &[u8],
     aad: &[u8],
 ) -> Result<Vec<u8>> {
-    let header = Header {
-        algorithm: key.algorithm(),
+    seal_with_prefix(
+        key,
+        &header_prefix(key.algorithm(), key_id, key_version),
+        nonce,
+        plaintext,
+        aad,
+    )
+}
+
+/// The header bytes before the nonce, which are the same for every envelope of a
+/// (key, version).
+fn header_prefix(algorithm: Algorithm, key_id: &KeyId, key_version: u32) -> Vec<u8> {
+    let mut h = Header {
+        algorithm,
         key_id: *key_id,
         key_version,
-        body: Body::Single { nonce },
-    };
-    let mut out =
-        Vec::with_capacity(16 + key_id.as_str().len() + NONCE_LEN + plaintext.len() + TAG_LEN);
-    header.encode_into(&mut out);
-    let header_len = out.len();
+        body: Body::Single {
+            nonce: [0; NONCE_LEN],
+        },
+    }
+    .encode();
+    h.truncate(h.len() - NONCE_LEN);
+    h
+}
+
+#[inline]
+fn seal_with_prefix(
+    key: &AeadKey,
+    prefix: &[u8],
+    nonce: [u8; NONCE_LEN],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>> {
+    let header_len = prefix.len() + NONCE_LEN;
+    let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let (head, body) = out.split_at_mut(header_len);
     let tag = if aad.is_empty() {
@@ -34,6 +61,40 @@ pub fn seal(
     };
     out.extend_from_slice(&tag);
     Ok(out)
+}
+
+/// A key bound to its id and version, with the constant part of the header encoded
+/// once: the hot path for callers that seal many envelopes with one key version.
+pub struct Sealer {
+    key: std::sync::Arc<AeadKey>,
+    prefix: Vec<u8>,
+}
+
+impl Sealer {
+    /// A sealer for `key` as `key_id` version `key_version`.
+    pub fn new(key: std::sync::Arc<AeadKey>, key_id: &KeyId, key_version: u32) -> Self {
+        let prefix = header_prefix(key.algorithm(), key_id, key_version);
+        Self { key, prefix }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &std::sync::Arc<AeadKey> {
+        &self.key
+    }
+
+    /// Seals like [`seal`]; the caller guarantees `nonce` is unique for this key.
+    #[inline]
+    pub fn seal(&self, nonce: [u8; NONCE_LEN], plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        seal_with_prefix(&self.key, &self.prefix, nonce, plaintext, aad)
+    }
+}
+
+impl core::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("header_prefix_len", &self.prefix.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Opens a mode-1 envelope whose header was already parsed by [`Header::parse`]

@@ -56,7 +56,8 @@ impl Default for KeyConfig {
 /// Counters an operator watches (exported as metrics by the HTTP layer).
 #[derive(Debug, Default)]
 pub struct KeyMetrics {
-    /// Envelopes sealed.
+    /// Envelopes sealed (counted per retired nonce block, so it lags by at most one
+    /// block per keyring).
     pub seals: AtomicU64,
     /// Envelopes opened.
     pub unseals: AtomicU64,
@@ -153,7 +154,7 @@ struct Shared {
 /// nonce block runs out.
 struct Primary {
     version: u32,
-    key: Arc<AeadKey>,
+    sealer: single::Sealer,
     block: NonceBlock,
     /// Uses of this version before `block` (counting every reserved counter).
     uses_before: u64,
@@ -161,6 +162,61 @@ struct Primary {
     created_at: UnixTime,
     /// Whether this block's usage has been recorded.
     counted: std::sync::atomic::AtomicBool,
+    /// The next block, being reserved in the background.
+    prefetch: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Reserved>>>>,
+}
+
+/// A durably reserved range of nonce counters.
+struct Reserved {
+    instance: [u8; 8],
+    start: u32,
+    count: u32,
+    /// Counters of the version reserved before this block, on every instance.
+    reserved_before: u64,
+}
+
+/// Reserves the next block of counters for (keyring, version), committing the new
+/// high-water mark before returning. Leases a fresh instance id when this one's
+/// counter space is spent.
+async fn reserve_block(
+    s: Arc<Shared>,
+    name: String,
+    version: u32,
+    max_uses: u64,
+) -> Result<Reserved> {
+    let reserved_before = s.store.reserved_nonces(&name, version).await?;
+    let budget = max_uses.saturating_sub(reserved_before).max(1);
+    let count = u64::from(s.config.nonce_block).min(budget) as u32;
+    let mut instance = s.instance;
+    let start = loop {
+        match s
+            .store
+            .reserve_nonces(&name, version, instance, count)
+            .await?
+        {
+            Some(start) => break start,
+            None => {
+                // This instance id's counters for the version are spent: lease a
+                // fresh id just for this (keyring, version).
+                let n = s.metrics.instance_renewals.fetch_add(1, Ordering::Relaxed) + 1;
+                let holder = format!("{}/{}/v{}/{}", s.config.instance_holder, name, version, n);
+                instance = s.store.lease_instance(&holder, s.clock.now()).await?;
+                tracing::warn!(keyring = %name, version, "nonce space of an instance id exhausted; leased a new one");
+            }
+        }
+    };
+    s.metrics.nonce_blocks.fetch_add(1, Ordering::Relaxed);
+    let end = u64::from(start) + u64::from(count);
+    if end >= s.config.nonce_alert_at {
+        s.metrics.nonce_space_alerts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(keyring = %name, version, counter = end, "nonce counter above the alert threshold; rotate this keyring");
+    }
+    Ok(Reserved {
+        instance,
+        start,
+        count,
+        reserved_before,
+    })
 }
 
 /// Keyring metadata cached for unseal decisions.
@@ -208,9 +264,7 @@ impl Keyring {
                     continue;
                 }
                 let nonce = nonce::nonce(&p.block.instance, counter);
-                let out = single::seal(&p.key, &self.key_id, p.version, nonce, plaintext, aad)?;
-                self.shared.metrics.seals.fetch_add(1, Ordering::Relaxed);
-                return Ok(out);
+                return Ok(p.sealer.seal(nonce, plaintext, aad)?);
             }
             drop(p);
             self.slow_path().await?;
@@ -275,54 +329,49 @@ impl Keyring {
 
     /// Reserves a new nonce block for `version` and installs it.
     async fn refill(&self, version: u32, created_at: UnixTime) -> Result<()> {
-        self.flush_usage().await?;
-        let policy = self.meta.load().record.policy;
-        let s = &self.shared;
-        let reserved_before = s.store.reserved_nonces(&self.name, version).await?;
-        let budget = policy.max_uses.saturating_sub(reserved_before).max(1);
-        let count = u64::from(s.config.nonce_block).min(budget) as u32;
-        let mut instance = s.instance;
-        let start = loop {
-            match s
-                .store
-                .reserve_nonces(&self.name, version, instance, count)
-                .await?
-            {
-                Some(start) => break start,
-                None => {
-                    // This instance id's counters for the version are spent: lease a
-                    // fresh id just for this (keyring, version).
-                    s.metrics.instance_renewals.fetch_add(1, Ordering::Relaxed);
-                    let n = s.metrics.instance_renewals.load(Ordering::Relaxed);
-                    let holder = format!(
-                        "{}/{}/v{}/{}",
-                        s.config.instance_holder, self.name, version, n
-                    );
-                    instance = s.store.lease_instance(&holder, s.clock.now()).await?;
-                    tracing::warn!(keyring = %self.name, version, "nonce space of an instance id exhausted; leased a new one");
-                }
+        // Use the block reserved in the background if it is for this version.
+        let old = self.primary.load_full();
+        let prefetched = match old.prefetch.lock().ok().and_then(|mut g| g.take()) {
+            Some(handle) if old.version == version => handle.await.ok().and_then(|r| r.ok()),
+            _ => None,
+        };
+        let max_uses = self.meta.load().record.policy.max_uses;
+        let r = match prefetched {
+            Some(r) => r,
+            None => {
+                reserve_block(self.shared.clone(), self.name.clone(), version, max_uses).await?
             }
         };
-        s.metrics.nonce_blocks.fetch_add(1, Ordering::Relaxed);
-        let end = u64::from(start) + u64::from(count);
-        if end >= s.config.nonce_alert_at {
-            s.metrics.nonce_space_alerts.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(keyring = %self.name, version, counter = end, "nonce counter above the alert threshold; rotate this keyring");
-        }
         let key = self.key(version).await?;
-        let limit = u64::from(start) + budget.min(u64::from(count));
-        self.primary.store(Arc::new(Primary {
+        let end = u64::from(r.start) + u64::from(r.count);
+        let primary = Arc::new(Primary {
             version,
-            key,
-            block: NonceBlock::new(instance, u64::from(start), end, limit),
-            uses_before: reserved_before,
+            sealer: single::Sealer::new(key, &self.key_id, version),
+            block: NonceBlock::new(r.instance, u64::from(r.start), end, end),
+            uses_before: r.reserved_before,
             created_at,
             counted: Default::default(),
-        }));
+            prefetch: std::sync::Mutex::new(None),
+        });
+        // Reserve the following block now, off the seal path, unless this block
+        // already ends the version's use budget.
+        if r.reserved_before + u64::from(r.count) < max_uses
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+            && let Ok(mut slot) = primary.prefetch.lock()
+        {
+            *slot = Some(handle.spawn(reserve_block(
+                self.shared.clone(),
+                self.name.clone(),
+                version,
+                max_uses,
+            )));
+        }
+        self.primary.store(primary);
         Ok(())
     }
 
     fn record_usage(&self, version: u32, used: u64) {
+        self.shared.metrics.seals.fetch_add(used, Ordering::Relaxed);
         // Called once per retired block: count its used counters.
         if used > 0
             && let Ok(mut u) = self.unflushed.lock()
@@ -477,11 +526,12 @@ impl Keyring {
         // so the next seal refills for the new primary.
         self.primary.store(Arc::new(Primary {
             version: new_version,
-            key: self.key(new_version).await?,
+            sealer: single::Sealer::new(self.key(new_version).await?, &self.key_id, new_version),
             block: NonceBlock::empty(),
             uses_before: 0,
             created_at: now,
             counted: Default::default(),
+            prefetch: std::sync::Mutex::new(None),
         }));
         Ok(new_version)
     }
@@ -664,11 +714,16 @@ impl KeyService {
             shared: self.shared.clone(),
             primary: ArcSwap::from_pointee(Primary {
                 version: 0,
-                key: Arc::new(AeadKey::generate(Algorithm::Aes256Gcm)?),
+                sealer: single::Sealer::new(
+                    Arc::new(AeadKey::generate(Algorithm::Aes256Gcm)?),
+                    &key_id,
+                    0,
+                ),
                 block: NonceBlock::empty(),
                 uses_before: 0,
                 created_at: 0,
                 counted: Default::default(),
+                prefetch: std::sync::Mutex::new(None),
             }),
             meta: ArcSwap::from_pointee(Meta {
                 record: KeyringRecord {
@@ -889,15 +944,29 @@ impl KeyService {
         for r in rings {
             let _g = r.slow.lock().await;
             let p = r.primary.load_full();
+            let ring_name = r.name.clone();
             // Stop handing out counters from this block before measuring it.
             r.primary.store(Arc::new(Primary {
                 version: p.version,
-                key: p.key.clone(),
+                sealer: single::Sealer::new(p.sealer.key().clone(), &r.key_id, p.version),
                 block: NonceBlock::empty(),
                 uses_before: 0,
                 created_at: p.created_at,
                 counted: std::sync::atomic::AtomicBool::new(true),
+                prefetch: std::sync::Mutex::new(None),
             }));
+            // Give back a block reserved in the background first (it lies above the
+            // live one), then the unused tail of the live block.
+            let pending = p.prefetch.lock().ok().and_then(|mut g| g.take());
+            if let Some(h) = pending
+                && let Ok(Ok(r)) = h.await
+            {
+                let end = u64::from(r.start) + u64::from(r.count);
+                self.shared
+                    .store
+                    .release_nonces(&ring_name, p.version, r.instance, end, u64::from(r.start))
+                    .await?;
+            }
             let used = p.block.close();
             if !p.counted.swap(true, Ordering::Relaxed) {
                 r.record_usage(p.version, used);

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Default number of counters reserved per store transaction.
-pub const DEFAULT_BLOCK: u32 = 4096;
+pub const DEFAULT_BLOCK: u32 = 65_536;
 /// Default counter value at which a warning is raised: 2^31.
 pub const DEFAULT_ALERT_AT: u64 = 1 << 31;
 
