@@ -166,6 +166,32 @@ struct Primary {
     prefetch: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Reserved>>>>,
 }
 
+/// A fresh random data key for `name` version `version`, wrapped by custody, and its
+/// (active) version record.
+async fn mint_version(
+    s: &Shared,
+    name: &str,
+    version: u32,
+    now: UnixTime,
+) -> Result<(VersionRecord, SecretBytes<32>)> {
+    let data_key = SecretBytes::<32>::random()?;
+    let wrapped = s
+        .custody
+        .wrap(&data_key, &wrap_context(name, version))
+        .await?;
+    let record = VersionRecord {
+        keyring: name.to_owned(),
+        version,
+        wrapped_key: wrapped,
+        state: VersionState::Active,
+        created_at: now,
+        retired_at: None,
+        revoked_at: None,
+        seal_count: 0,
+    };
+    Ok((record, data_key))
+}
+
 /// A durably reserved range of nonce counters.
 struct Reserved {
     instance: [u8; 8],
@@ -482,21 +508,7 @@ impl Keyring {
         let old = meta.record.primary_version;
         let new_version = meta.versions.keys().next_back().copied().unwrap_or(0) + 1;
         let now = s.clock.now();
-        let data_key = SecretBytes::<32>::random()?;
-        let wrapped = s
-            .custody
-            .wrap(&data_key, &wrap_context(&self.name, new_version))
-            .await?;
-        let new = VersionRecord {
-            keyring: self.name.clone(),
-            version: new_version,
-            wrapped_key: wrapped,
-            state: VersionState::Active,
-            created_at: now,
-            retired_at: None,
-            revoked_at: None,
-            seal_count: 0,
-        };
+        let (new, data_key) = mint_version(s, &self.name, new_version, now).await?;
         s.store
             .apply(
                 Change::Rotate {
@@ -663,8 +675,7 @@ impl KeyService {
         validate_policy(&policy)?;
         let s = &self.shared;
         let now = s.clock.now();
-        let data_key = SecretBytes::<32>::random()?;
-        let wrapped = s.custody.wrap(&data_key, &wrap_context(name, 1)).await?;
+        let (first, _) = mint_version(s, name, 1, now).await?;
         let record = KeyringRecord {
             name: name.to_owned(),
             algorithm,
@@ -672,16 +683,6 @@ impl KeyService {
             min_decrypt_version: 1,
             policy,
             created_at: now,
-        };
-        let first = VersionRecord {
-            keyring: name.to_owned(),
-            version: 1,
-            wrapped_key: wrapped,
-            state: VersionState::Active,
-            created_at: now,
-            retired_at: None,
-            revoked_at: None,
-            seal_count: 0,
         };
         s.store
             .apply(
