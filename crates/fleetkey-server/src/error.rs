@@ -47,6 +47,15 @@ pub enum Error {
         /// Keyring named in the envelope.
         found: String,
     },
+    /// No such API token.
+    #[error("token {0:?} not found")]
+    TokenNotFound(String),
+    /// The token is missing, unknown, expired or revoked.
+    #[error("invalid or expired token")]
+    Unauthenticated,
+    /// The token lacks the scope this operation needs.
+    #[error("token lacks scope {0:?}")]
+    Forbidden(String),
     /// A parameter is out of range (policy, name, version).
     #[error("invalid {what}: {why}")]
     Invalid {

@@ -35,12 +35,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod audit;
 pub mod clock;
+pub mod config;
 pub mod custody;
 mod error;
 pub mod keys;
 pub mod secret_file;
 pub mod store;
+pub mod tokens;
 
 pub use error::{Error, Result};

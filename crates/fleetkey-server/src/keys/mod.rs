@@ -106,7 +106,7 @@ fn wrap_context(name: &str, version: u32) -> String {
 }
 
 /// What `show`/`list` report about a keyring. Never contains key material.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyringInfo {
     /// Name.
     pub name: String,
@@ -125,7 +125,7 @@ pub struct KeyringInfo {
 }
 
 /// One version in [`KeyringInfo`].
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     /// Version number.
     pub version: u32,
@@ -1054,6 +1054,27 @@ impl KeyService {
             writeln!(out, "{line}").map_err(io)?;
         }
         Ok(n)
+    }
+
+    /// For each cached keyring: (name, primary version, counters left in the live
+    /// block's instance id space).
+    pub fn nonce_headroom(&self) -> Vec<(String, u32, u64)> {
+        let Ok(rings) = self.rings.try_lock() else {
+            return Vec::new();
+        };
+        rings
+            .values()
+            .map(|r| {
+                let p = r.primary.load();
+                let next = p.block.start + p.block.used();
+                (r.name.clone(), p.version, (1u64 << 32).saturating_sub(next))
+            })
+            .collect()
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ready(&self) -> Result<()> {
+        self.shared.store.keyrings().await.map(|_| ())
     }
 
     /// The service's composite public key (for `audit verify`).

@@ -11,7 +11,7 @@ use crate::error::Result;
 use fleetkey_crypto::aead::Algorithm;
 
 /// A keyring's rotation policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Policy {
     /// Rotate when the primary version is this old (seconds). Default 90 days.
     pub rotation_period_secs: i64,
@@ -52,7 +52,7 @@ pub struct KeyringRecord {
 }
 
 /// The life of a key version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VersionState {
     /// The primary: seals and opens.
@@ -172,8 +172,47 @@ pub enum Change {
         /// New minimum.
         min: u32,
     },
+    /// A new API token (only its hash).
+    CreateToken(TokenRecord),
+    /// Revoke an API token.
+    RevokeToken {
+        /// Token id.
+        id: String,
+        /// When.
+        at: UnixTime,
+    },
     /// Nothing but the audit entry (for example a rewrap batch).
     AuditOnly,
+}
+
+/// An API token as stored: never the secret, only its SHA-256.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRecord {
+    /// Public id (`tok_…`), safe to log.
+    pub id: String,
+    /// SHA-256 of the secret.
+    #[serde(skip)]
+    pub hash: [u8; 32],
+    /// Human label.
+    pub name: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Expiry, if any.
+    pub expires_at: Option<UnixTime>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the domain needs from storage.
@@ -216,6 +255,10 @@ pub trait Store: Send + Sync {
     /// Leases an 8-byte instance id for `holder`: the existing unretired one, or a
     /// fresh random one that no instance has ever had.
     async fn lease_instance(&self, holder: &str, now: UnixTime) -> Result<[u8; 8]>;
+    /// The token whose secret hashes to `hash`.
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
+    /// All tokens (without secrets).
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
     /// Audit entries with `seq > after`, at most `limit`.
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Stores a signed checkpoint.

@@ -3,7 +3,7 @@
 //! (SQLite serialises writers anyway; one connection makes every transaction
 //! immediate and free of busy retries).
 
-use super::{Change, KeyringRecord, Policy, Store, VersionRecord, VersionState};
+use super::{Change, KeyringRecord, Policy, Store, TokenRecord, VersionRecord, VersionState};
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
@@ -53,6 +53,19 @@ fn version_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<VersionRecord> {
         retired_at: r.try_get("retired_at")?,
         revoked_at: r.try_get("revoked_at")?,
         seal_count: r.try_get::<i64, _>("seal_count")? as u64,
+    })
+}
+
+fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord> {
+    let scopes: String = r.try_get("scopes")?;
+    Ok(TokenRecord {
+        id: r.try_get("id")?,
+        hash: hash32(r.try_get("hash")?)?,
+        name: r.try_get("name")?,
+        scopes: serde_json::from_str(&scopes).map_err(|e| Error::Store(e.to_string()))?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
     })
 }
 
@@ -221,6 +234,32 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            Change::CreateToken(t) => {
+                let scopes = serde_json::to_string(&t.scopes).map_err(|e| Error::Store(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO tokens (id, hash, name, scopes, created_at, expires_at, revoked_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                )
+                .bind(&t.id)
+                .bind(t.hash.as_slice())
+                .bind(&t.name)
+                .bind(scopes)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::RevokeToken { id, at } => {
+                let n = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(Error::TokenNotFound(id.clone()));
+                }
+            }
             Change::AuditOnly => {}
         }
         let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
@@ -375,6 +414,21 @@ impl Store for SqliteStore {
             }
         }
         Err(Error::Store("could not find an unused instance id".into()))
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
+            .bind(hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
     }
 
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {

@@ -1,0 +1,87 @@
+//! JSON errors: `{"error": {"code", "message"}}` with the right status. Internal
+//! details (store messages, paths) are logged, never returned.
+
+use crate::Error;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Machine-readable code and a human message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code: `malformed`, `unauthenticated`, `forbidden`, `not_found`,
+    /// `conflict`, `too_large`, `cannot_open`, `revoked`, `below_minimum`,
+    /// `unknown_version`, `wrong_keyring`, `rate_limited`, `unavailable`.
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body.
+    pub detail: ErrorDetail,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+
+    /// 400 malformed.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed", message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        use fleetkey_crypto::Error as C;
+        let s = StatusCode::UNPROCESSABLE_ENTITY;
+        match e {
+            Error::KeyringNotFound(_) | Error::TokenNotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            Error::KeyringExists(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            Error::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
+            Error::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            Error::Invalid { .. } => Self::malformed(e.to_string()),
+            Error::Revoked { .. } => Self::new(s, "revoked", e.to_string()),
+            Error::BelowMinimum { .. } => Self::new(s, "below_minimum", e.to_string()),
+            Error::UnknownVersion { .. } => Self::new(s, "unknown_version", e.to_string()),
+            Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
+            Error::Envelope(C::Open) => Self::new(s, "cannot_open", C::Open.to_string()),
+            Error::Envelope(inner) => Self::malformed(format!("envelope: {inner}")),
+            Error::Store(_) | Error::Io { .. } | Error::RootKeyLocked | Error::CustodyConfig(_) | Error::NonceExhausted(_) => {
+                tracing::error!(error = %e, "request failed: service degraded");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service cannot complete this now; retry later")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.detail })).into_response()
+    }
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;

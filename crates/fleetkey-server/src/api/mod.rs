@@ -1,0 +1,911 @@
+//! The HTTP API (axum), versioned under `/v1`. This module is an edge: it parses,
+//! authorises, rate-limits and maps errors; every rule lives in the domain modules.
+//!
+//! Every `/v1` route needs a bearer token with the route's scope; `/healthz`,
+//! `/readyz`, `/metrics` and `/v1/openapi.json` are open. The OpenAPI 3.1 document is
+//! generated from the handlers below ([`ApiDoc`]).
+
+pub mod error;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
+
+use crate::Error;
+use crate::keys::{KeyService, KeyringInfo};
+use crate::store::Policy;
+use crate::tokens::{Principal, TokenService};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
+use fleetkey_crypto::aead::Algorithm;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Instant;
+use utoipa::{OpenApi, ToSchema};
+
+/// Shared state of the HTTP layer.
+pub struct AppState {
+    /// Keyrings.
+    pub keys: Arc<KeyService>,
+    /// Tokens.
+    pub tokens: Arc<TokenService>,
+    /// Rate limits.
+    pub limits: ratelimit::RateLimits,
+    /// Metrics.
+    pub metrics: metrics::Metrics,
+    /// Most items in one batch request.
+    pub max_batch_items: usize,
+}
+
+type St = State<Arc<AppState>>;
+
+// ------------------------------------------------------------------ extractors
+
+/// JSON body whose rejections become JSON errors (400, 413, 415).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::BytesRejection(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "request body is larger than the configured limit",
+            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "malformed",
+                "send Content-Type: application/json",
+            )),
+            Err(e) => Err(ApiError::malformed(e.body_text())),
+        }
+    }
+}
+
+/// Path parameters whose rejections become JSON 400s.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| ApiError::malformed(e.body_text()))
+    }
+}
+
+/// Query parameters whose rejections become JSON 400s.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| ApiError::malformed(e.body_text()))
+    }
+}
+
+fn b64(field: &str, s: &str) -> ApiResult<Vec<u8>> {
+    B64.decode(s)
+        .map_err(|_| ApiError::malformed(format!("{field} is not valid base64 (RFC 4648, with padding)")))
+}
+
+fn opt_b64(field: &str, s: &Option<String>) -> ApiResult<Vec<u8>> {
+    s.as_deref().map(|v| b64(field, v)).transpose().map(Option::unwrap_or_default)
+}
+
+// ------------------------------------------------------------------ DTOs
+
+/// Create a keyring.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyringRequest {
+    /// Name (1–64 of `A-Z a-z 0-9 . _ - : / @ +`); also the key id in envelopes.
+    pub name: String,
+    /// `aes-256-gcm` (default), `chacha20-poly1305` or `aes-256-gcm-siv`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// Policy; omitted fields take the defaults.
+    #[serde(default)]
+    pub policy: Option<PolicyRequest>,
+}
+
+/// Policy fields; omitted ones keep their current (or default) value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    /// Rotate when the primary is this old (seconds, ≥ 60).
+    pub rotation_period_secs: Option<i64>,
+    /// Rotate after this many seals (1 to 2^40).
+    pub max_uses: Option<u64>,
+    /// Decrypt-only window of a replaced version (seconds).
+    pub overlap_secs: Option<i64>,
+    /// Keep at most this many versions able to decrypt (0 = no limit).
+    pub keep_last: Option<u32>,
+}
+
+impl PolicyRequest {
+    fn apply(&self, mut p: Policy) -> Policy {
+        if let Some(v) = self.rotation_period_secs {
+            p.rotation_period_secs = v;
+        }
+        if let Some(v) = self.max_uses {
+            p.max_uses = v;
+        }
+        if let Some(v) = self.overlap_secs {
+            p.overlap_secs = v;
+        }
+        if let Some(v) = self.keep_last {
+            p.keep_last = (v > 0).then_some(v);
+        }
+        p
+    }
+}
+
+/// Plaintext to seal.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealRequest {
+    /// Base64 plaintext.
+    pub plaintext: String,
+    /// Base64 associated data (authenticated, not stored).
+    #[serde(default)]
+    pub aad: Option<String>,
+}
+
+/// A sealed envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SealResponse {
+    /// Base64 of the binary fk1 envelope.
+    pub ciphertext: String,
+    /// Key version that sealed it.
+    pub key_version: u32,
+}
+
+/// An envelope to open or rewrap.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CiphertextRequest {
+    /// Base64 of the binary fk1 envelope.
+    pub ciphertext: String,
+    /// Base64 associated data given when sealing.
+    #[serde(default)]
+    pub aad: Option<String>,
+}
+
+/// Opened plaintext.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnsealResponse {
+    /// Base64 plaintext.
+    pub plaintext: String,
+}
+
+/// Many seals in one request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSealRequest {
+    /// Items, each sealed independently.
+    pub items: Vec<SealRequest>,
+}
+
+/// Many opens or rewraps in one request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCiphertextRequest {
+    /// Items, each handled independently.
+    pub items: Vec<CiphertextRequest>,
+}
+
+/// One item's result: either the output fields or `error`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItem {
+    /// Base64 envelope (seal, rewrap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+    /// Key version (seal, rewrap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// Base64 plaintext (unseal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+    /// Why this item failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// Per-item results, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One result per item.
+    pub results: Vec<BatchItem>,
+}
+
+/// The new primary version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotateResponse {
+    /// Version now sealing.
+    pub version: u32,
+}
+
+/// Keyrings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyringList {
+    /// Keyrings by name.
+    pub keyrings: Vec<KeyringInfo>,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Entries with `seq > after`, oldest first (the export line format).
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<crate::audit::AuditEntry>,
+    /// Pass as `after` for the next page; absent at the end.
+    pub next_after: Option<u64>,
+}
+
+/// Paging parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Return entries after this sequence number (default 0).
+    pub after: Option<u64>,
+    /// At most this many entries (1–1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// A token to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// Label.
+    pub name: String,
+    /// Scopes (`admin`, `keys:manage`, `seal:<keyring>`, `unseal:<keyring>`,
+    /// `rewrap:<keyring>`, `audit:read`, `tokens:manage`; `prefix*` wildcards).
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds; none = until revoked.
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
+}
+
+/// A token as listed (never the secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenInfo {
+    /// Public id.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: Option<i64>,
+    /// Revocation time.
+    pub revoked_at: Option<i64>,
+}
+
+impl From<crate::store::TokenRecord> for TokenInfo {
+    fn from(t: crate::store::TokenRecord) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            scopes: t.scopes,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+/// A new token: the secret is shown only here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// The token.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The secret (`fkt_…`); store it now, it cannot be shown again.
+    pub token: String,
+}
+
+/// Tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// All tokens.
+    pub tokens: Vec<TokenInfo>,
+}
+
+// ------------------------------------------------------------------ handlers
+
+/// Create a keyring.
+#[utoipa::path(post, path = "/v1/keyrings", tag = "keyrings", request_body = CreateKeyringRequest,
+    responses((status = 201, body = KeyringInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+async fn create_keyring(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiJson(req): ApiJson<CreateKeyringRequest>,
+) -> ApiResult<(StatusCode, Json<KeyringInfo>)> {
+    p.require("keys:manage")?;
+    let alg = match &req.algorithm {
+        Some(a) => Algorithm::from_name(a).map_err(|_| ApiError::malformed(format!("unknown algorithm {a:?}")))?,
+        None => Algorithm::Aes256Gcm,
+    };
+    let policy = req.policy.unwrap_or_default().apply(Policy::default());
+    let info = st.keys.create(&p.actor(), &req.name, alg, policy).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// List keyrings.
+#[utoipa::path(get, path = "/v1/keyrings", tag = "keyrings",
+    responses((status = 200, body = KeyringList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+async fn list_keyrings(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Json<KeyringList>> {
+    p.require("keys:manage")?;
+    Ok(Json(KeyringList {
+        keyrings: st.keys.list().await?,
+    }))
+}
+
+/// Show a keyring and its versions.
+#[utoipa::path(get, path = "/v1/keyrings/{name}", tag = "keyrings", params(("name" = String, Path, description = "Keyring name")),
+    responses((status = 200, body = KeyringInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+async fn show_keyring(State(st): St, Extension(p): Extension<Principal>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyringInfo>> {
+    p.require("keys:manage")?;
+    Ok(Json(st.keys.show(&name).await?))
+}
+
+/// Rotate to a new primary version now.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/rotate", tag = "keyrings", params(("name" = String, Path, description = "Keyring name")),
+    responses((status = 200, body = RotateResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+async fn rotate_keyring(State(st): St, Extension(p): Extension<Principal>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<RotateResponse>> {
+    p.require("keys:manage")?;
+    Ok(Json(RotateResponse {
+        version: st.keys.rotate(&p.actor(), &name).await?,
+    }))
+}
+
+/// Revoke one version in an emergency.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/versions/{version}/revoke", tag = "keyrings",
+    params(("name" = String, Path, description = "Keyring name"), ("version" = u32, Path, description = "Version")),
+    responses((status = 200, body = KeyringInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+async fn revoke_version(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath((name, version)): ApiPath<(String, u32)>,
+) -> ApiResult<Json<KeyringInfo>> {
+    p.require("keys:manage")?;
+    st.keys.revoke(&p.actor(), &name, version).await.map_err(|e| match e {
+        Error::UnknownVersion { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        other => other.into(),
+    })?;
+    Ok(Json(st.keys.show(&name).await?))
+}
+
+/// Change the rotation policy (omitted fields keep their value).
+#[utoipa::path(put, path = "/v1/keyrings/{name}/policy", tag = "keyrings", params(("name" = String, Path, description = "Keyring name")),
+    request_body = PolicyRequest,
+    responses((status = 200, body = KeyringInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+async fn set_policy(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> ApiResult<Json<KeyringInfo>> {
+    p.require("keys:manage")?;
+    let current = st.keys.show(&name).await?.policy;
+    st.keys.set_policy(&p.actor(), &name, req.apply(current)).await?;
+    Ok(Json(st.keys.show(&name).await?))
+}
+
+fn version_of(env: &[u8]) -> u32 {
+    fleetkey_crypto::envelope::Header::parse(env).map(|(h, _)| h.key_version).unwrap_or(0)
+}
+
+fn result_label(e: &ApiError) -> &'static str {
+    e.detail.code
+}
+
+async fn seal_one(st: &AppState, name: &str, req: &SealRequest) -> ApiResult<SealResponse> {
+    let pt = zeroize::Zeroizing::new(b64("plaintext", &req.plaintext)?);
+    let aad = opt_b64("aad", &req.aad)?;
+    let ring = st.keys.keyring(name).await?;
+    let env = ring.seal(&pt, &aad).await?;
+    Ok(SealResponse {
+        key_version: version_of(&env),
+        ciphertext: B64.encode(&env),
+    })
+}
+
+async fn unseal_one(st: &AppState, name: &str, req: &CiphertextRequest) -> ApiResult<UnsealResponse> {
+    let env = b64("ciphertext", &req.ciphertext)?;
+    let aad = opt_b64("aad", &req.aad)?;
+    let ring = st.keys.keyring(name).await?;
+    let pt = zeroize::Zeroizing::new(ring.unseal(&env, &aad).await?);
+    Ok(UnsealResponse { plaintext: B64.encode(&*pt) })
+}
+
+async fn rewrap_one(st: &AppState, p: &Principal, name: &str, req: &CiphertextRequest) -> ApiResult<SealResponse> {
+    let env = b64("ciphertext", &req.ciphertext)?;
+    let aad = opt_b64("aad", &req.aad)?;
+    let mut out = st.keys.rewrap(&p.actor(), name, &[env], &aad).await?;
+    let env = out.pop().ok_or_else(|| ApiError::malformed("empty rewrap"))??;
+    Ok(SealResponse {
+        key_version: version_of(&env),
+        ciphertext: B64.encode(&env),
+    })
+}
+
+fn count(st: &AppState, which: &prometheus::IntCounterVec, name: &str, r: Result<(), &ApiError>) {
+    let label = match r {
+        Ok(()) => "ok",
+        Err(e) => result_label(e),
+    };
+    which.with_label_values(&[name, label]).inc();
+    if matches!(r, Err(e) if e.detail.code == "cannot_open") {
+        st.metrics.open_failures.with_label_values(&[name]).inc();
+    }
+}
+
+/// Seal with the keyring's primary version.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/seal", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = SealRequest,
+    responses((status = 200, body = SealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("bearer" = ["seal:{name}"])))]
+async fn seal(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<SealRequest>,
+) -> ApiResult<Json<SealResponse>> {
+    p.require(&format!("seal:{name}"))?;
+    let r = seal_one(&st, &name, &req).await;
+    count(&st, &st.metrics.seals, &name, r.as_ref().map(|_| ()));
+    Ok(Json(r?))
+}
+
+/// Open an envelope sealed by this keyring.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/unseal", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = CiphertextRequest,
+    responses((status = 200, body = UnsealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["unseal:{name}"])))]
+async fn unseal(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<CiphertextRequest>,
+) -> ApiResult<Json<UnsealResponse>> {
+    p.require(&format!("unseal:{name}"))?;
+    let r = unseal_one(&st, &name, &req).await;
+    count(&st, &st.metrics.unseals, &name, r.as_ref().map(|_| ()));
+    Ok(Json(r?))
+}
+
+/// Reseal with the primary version; the plaintext never leaves the service.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/rewrap", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = CiphertextRequest,
+    responses((status = 200, body = SealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["rewrap:{name}"])))]
+async fn rewrap(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<CiphertextRequest>,
+) -> ApiResult<Json<SealResponse>> {
+    p.require(&format!("rewrap:{name}"))?;
+    Ok(Json(rewrap_one(&st, &p, &name, &req).await?))
+}
+
+fn check_batch(st: &AppState, n: usize) -> ApiResult<()> {
+    if n > st.max_batch_items {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {} items per batch", st.max_batch_items),
+        ));
+    }
+    Ok(())
+}
+
+/// Seal many items; each has its own result.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/seal/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = BatchSealRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = ["seal:{name}"])))]
+async fn seal_batch(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<BatchSealRequest>,
+) -> ApiResult<Json<BatchResponse>> {
+    p.require(&format!("seal:{name}"))?;
+    check_batch(&st, req.items.len())?;
+    st.keys.keyring(&name).await?;
+    let mut results = Vec::with_capacity(req.items.len());
+    for item in &req.items {
+        let r = seal_one(&st, &name, item).await;
+        count(&st, &st.metrics.seals, &name, r.as_ref().map(|_| ()));
+        results.push(match r {
+            Ok(s) => BatchItem {
+                ciphertext: Some(s.ciphertext),
+                key_version: Some(s.key_version),
+                plaintext: None,
+                error: None,
+            },
+            Err(e) => BatchItem {
+                ciphertext: None,
+                key_version: None,
+                plaintext: None,
+                error: Some(e.detail),
+            },
+        });
+    }
+    Ok(Json(BatchResponse { results }))
+}
+
+/// Open many envelopes; each has its own result.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/unseal/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = BatchCiphertextRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = ["unseal:{name}"])))]
+async fn unseal_batch(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<BatchCiphertextRequest>,
+) -> ApiResult<Json<BatchResponse>> {
+    p.require(&format!("unseal:{name}"))?;
+    check_batch(&st, req.items.len())?;
+    st.keys.keyring(&name).await?;
+    let mut results = Vec::with_capacity(req.items.len());
+    for item in &req.items {
+        let r = unseal_one(&st, &name, item).await;
+        count(&st, &st.metrics.unseals, &name, r.as_ref().map(|_| ()));
+        results.push(match r {
+            Ok(u) => BatchItem {
+                ciphertext: None,
+                key_version: None,
+                plaintext: Some(u.plaintext),
+                error: None,
+            },
+            Err(e) => BatchItem {
+                ciphertext: None,
+                key_version: None,
+                plaintext: None,
+                error: Some(e.detail),
+            },
+        });
+    }
+    Ok(Json(BatchResponse { results }))
+}
+
+/// Rewrap many envelopes; each has its own result.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/rewrap/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = BatchCiphertextRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = ["rewrap:{name}"])))]
+async fn rewrap_batch(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<BatchCiphertextRequest>,
+) -> ApiResult<Json<BatchResponse>> {
+    p.require(&format!("rewrap:{name}"))?;
+    check_batch(&st, req.items.len())?;
+    let mut envs = Vec::with_capacity(req.items.len());
+    let mut decoded: Vec<ApiResult<()>> = Vec::with_capacity(req.items.len());
+    let aad = req.items.first().map(|i| opt_b64("aad", &i.aad)).transpose()?.unwrap_or_default();
+    for item in &req.items {
+        if opt_b64("aad", &item.aad)? != aad {
+            return Err(ApiError::malformed("all items of a rewrap batch must share one aad"));
+        }
+        match b64("ciphertext", &item.ciphertext) {
+            Ok(e) => {
+                envs.push(e);
+                decoded.push(Ok(()));
+            }
+            Err(e) => decoded.push(Err(e)),
+        }
+    }
+    let mut out = st.keys.rewrap(&p.actor(), &name, &envs, &aad).await?.into_iter();
+    let results = decoded
+        .into_iter()
+        .map(|d| {
+            let r: ApiResult<Vec<u8>> = match d {
+                Ok(()) => out
+                    .next()
+                    .unwrap_or_else(|| Err(Error::Invalid { what: "batch", why: "missing result".into() }))
+                    .map_err(ApiError::from),
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(env) => BatchItem {
+                    key_version: Some(version_of(&env)),
+                    ciphertext: Some(B64.encode(&env)),
+                    plaintext: None,
+                    error: None,
+                },
+                Err(e) => BatchItem {
+                    ciphertext: None,
+                    key_version: None,
+                    plaintext: None,
+                    error: Some(e.detail),
+                },
+            }
+        })
+        .collect();
+    Ok(Json(BatchResponse { results }))
+}
+
+/// A page of the audit log.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["audit:read"])))]
+async fn audit_page(State(st): St, Extension(p): Extension<Principal>, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<AuditPage>> {
+    p.require("audit:read")?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::malformed("limit must be between 1 and 1000"));
+    }
+    let entries = st.keys.store().audit_entries(q.after.unwrap_or(0), limit).await?;
+    let next_after = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.seq)).flatten();
+    Ok(Json(AuditPage { entries, next_after }))
+}
+
+/// Sign the audit head now and return the checkpoint.
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["audit:read"])))]
+async fn audit_checkpoint(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Json<crate::audit::Checkpoint>> {
+    p.require("audit:read")?;
+    match st.keys.checkpoint().await? {
+        Some(c) => Ok(Json(c)),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "the audit log is empty")),
+    }
+}
+
+/// Create a token (the secret is in the response only).
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["tokens:manage"])))]
+async fn create_token(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiJson(req): ApiJson<CreateTokenRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    p.require("tokens:manage")?;
+    // A token can only hand out what it holds.
+    for s in &req.scopes {
+        if !crate::tokens::allows(&p.scopes, s.trim_end_matches('*')) && !crate::tokens::allows(&p.scopes, "admin") {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("cannot grant scope {s:?} you do not hold")));
+        }
+    }
+    let (record, secret) = st.tokens.create(&p.actor(), &req.name, req.scopes, req.ttl_secs).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            info: record.into(),
+            token: secret.to_string(),
+        }),
+    ))
+}
+
+/// List tokens (never their secrets).
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["tokens:manage"])))]
+async fn list_tokens(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Json<TokenList>> {
+    p.require("tokens:manage")?;
+    Ok(Json(TokenList {
+        tokens: st.tokens.list().await?.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Revoke a token.
+#[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens", params(("id" = String, Path, description = "Token id (tok_…)")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["tokens:manage"])))]
+async fn revoke_token(State(st): St, Extension(p): Extension<Principal>, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
+    p.require("tokens:manage")?;
+    st.tokens.revoke(&p.actor(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ open routes
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(st): St) -> Response {
+    match st.keys.ready().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "store not usable").into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(st): St) -> Response {
+    let body = st.metrics.render(&st.keys, st.limits.is_tightened());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn openapi_json() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /v1/openapi.json")
+}
+
+// ------------------------------------------------------------------ middleware
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+fn set_header(h: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(name, v);
+    }
+}
+
+/// Authenticates the bearer token, applies the rate limits and adds their headers.
+async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response {
+    let principal = match bearer(req.headers()) {
+        None => {
+            let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "send Authorization: Bearer <token>").into_response();
+            r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        Some(t) => match st.tokens.authenticate(t).await {
+            Ok(p) => p,
+            Err(e) => {
+                let mut r = ApiError::from(e).into_response();
+                r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer error=\"invalid_token\""));
+                return r;
+            }
+        },
+    };
+    let allowance = match st.limits.check(&principal.token_id) {
+        Ok(a) => a,
+        Err(l) => {
+            st.metrics.rate_limited.with_label_values(&[l.scope]).inc();
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("{} rate limit of {} requests per second reached; retry after {} s", l.scope, l.limit, l.retry_after_secs),
+            )
+            .into_response();
+            let h = r.headers_mut();
+            set_header(h, "retry-after", l.retry_after_secs.to_string());
+            set_header(h, "ratelimit-policy", format!("\"{}\";q={};w=1", l.scope, l.limit));
+            set_header(h, "ratelimit", format!("\"{}\";r=0;t={}", l.scope, l.retry_after_secs));
+            set_header(h, "x-ratelimit-limit", l.limit.to_string());
+            set_header(h, "x-ratelimit-remaining", "0".into());
+            set_header(h, "x-ratelimit-reset", l.retry_after_secs.to_string());
+            return r;
+        }
+    };
+    tracing::Span::current().record("token", principal.token_id.as_str());
+    req.extensions_mut().insert(principal);
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    set_header(h, "ratelimit-policy", format!("\"token\";q={};w=1", allowance.limit));
+    set_header(h, "ratelimit", format!("\"token\";r={};t={}", allowance.remaining, allowance.reset_secs));
+    set_header(h, "x-ratelimit-limit", allowance.limit.to_string());
+    set_header(h, "x-ratelimit-remaining", allowance.remaining.to_string());
+    set_header(h, "x-ratelimit-reset", allowance.reset_secs.to_string());
+    r
+}
+
+/// Counts and times every request by route template and status.
+async fn observe(State(st): St, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let r = next.run(req).await;
+    let status = r.status();
+    st.metrics.latency.with_label_values(&[route.as_str()]).observe(start.elapsed().as_secs_f64());
+    st.metrics
+        .requests
+        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .inc();
+    st.limits.record(status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY);
+    if status.is_server_error() {
+        tracing::warn!(%route, status = status.as_u16(), "request failed");
+    }
+    r
+}
+
+// ------------------------------------------------------------------ router and OpenAPI
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("fkt_…").build()),
+        );
+    }
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
+    paths(create_keyring, list_keyrings, show_keyring, rotate_keyring, revoke_version, set_policy, seal, unseal, rewrap,
+        seal_batch, unseal_batch, rewrap_batch, audit_page, audit_checkpoint, create_token, list_tokens, revoke_token),
+    components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
+    modifiers(&SecurityAddon),
+    tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"))
+)]
+pub struct ApiDoc;
+
+/// The whole router.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let v1 = Router::new()
+        .route("/v1/keyrings", post(create_keyring).get(list_keyrings))
+        .route("/v1/keyrings/{name}", get(show_keyring))
+        .route("/v1/keyrings/{name}/rotate", post(rotate_keyring))
+        .route("/v1/keyrings/{name}/versions/{version}/revoke", post(revoke_version))
+        .route("/v1/keyrings/{name}/policy", put(set_policy))
+        .route("/v1/keyrings/{name}/seal", post(seal))
+        .route("/v1/keyrings/{name}/unseal", post(unseal))
+        .route("/v1/keyrings/{name}/rewrap", post(rewrap))
+        .route("/v1/keyrings/{name}/seal/batch", post(seal_batch))
+        .route("/v1/keyrings/{name}/unseal/batch", post(unseal_batch))
+        .route("/v1/keyrings/{name}/rewrap/batch", post(rewrap_batch))
+        .route("/v1/audit", get(audit_page))
+        .route("/v1/audit/checkpoint", get(audit_checkpoint))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{id}/revoke", post(revoke_token))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth_and_limit));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

@@ -1,0 +1,107 @@
+//! Running the API: listener (plain or TLS), the policy scheduler, graceful
+//! shutdown (stop accepting, finish in-flight requests, then flush usage counts and
+//! give back unused nonce reservations).
+
+use super::{AppState, metrics::Metrics, ratelimit::RateLimits, router};
+use crate::config::{Config, LogFormat};
+use crate::error::{Error, Result};
+use crate::keys::KeyService;
+use crate::tokens::TokenService;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+/// Sets up `tracing`: human lines on a terminal (or when asked), JSON otherwise.
+/// `RUST_LOG` filters (default `info`). Safe to call once per process.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The shared state for `config`.
+pub fn state(config: &Config, keys: Arc<KeyService>, tokens: Arc<TokenService>) -> Result<Arc<AppState>> {
+    Ok(Arc::new(AppState {
+        keys,
+        tokens,
+        limits: RateLimits::new(config.rate_limit.clone()),
+        metrics: Metrics::new().map_err(|e| Error::Store(format!("metrics: {e}")))?,
+        max_batch_items: config.max_batch_items,
+    }))
+}
+
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), token = tracing::field::Empty)
+}
+
+/// Serves until `shutdown` completes, then drains and flushes.
+pub async fn serve(config: &Config, state: Arc<AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    let app = router(state.clone(), config.max_body_bytes).layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    );
+    let addr = config.listen_addr();
+    // The scheduler: rotation by age, overlap expiry, usage flush.
+    let keys = state.keys.clone();
+    let interval = std::time::Duration::from_secs(config.scheduler_interval_secs);
+    let scheduler = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match keys.run_policies("scheduler").await {
+                Ok(actions) => actions.iter().for_each(|a| tracing::info!(action = %a, "policy")),
+                Err(e) => tracing::error!(error = %e, "policy run failed"),
+            }
+        }
+    });
+    let io = |e: std::io::Error| Error::Io {
+        path: addr.to_string(),
+        source: e,
+    };
+    let result = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(io)?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            tracing::info!(%addr, "fleetkey listening (TLS)");
+            axum_server::bind_rustls(addr, tls)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .map_err(io)
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+            tracing::info!(addr = %listener.local_addr().map_err(io)?, "fleetkey listening");
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(io)
+        }
+    };
+    scheduler.abort();
+    state.keys.shutdown().await?;
+    tracing::info!("fleetkey stopped; usage counts flushed and unused nonces returned");
+    result
+}

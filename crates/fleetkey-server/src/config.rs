@@ -1,0 +1,240 @@
+//! Service configuration: defaults, then a TOML file (`--config`), then `FLEETKEY_*`
+//! environment variables. Invalid configuration stops start-up with a message that
+//! names the key and the problem.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Why configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {key}: {problem}")]
+pub struct ConfigError {
+    /// The key (`listen`, `rate_limit.per_token_per_sec`, `FLEETKEY_LISTEN`, …).
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Rate limits (GCRA).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per second per token.
+    pub per_token_per_sec: u32,
+    /// Requests per second for the whole instance.
+    pub global_per_sec: u32,
+    /// Burst allowance, as seconds of quota.
+    pub burst_secs: u32,
+    /// Tighten the global limit when the error rate rises.
+    pub adaptive: bool,
+    /// Error ratio (5xx and 422 over all responses, per second) that triggers it.
+    pub adaptive_error_ratio: f64,
+    /// Fraction of the global limit kept while tightened.
+    pub adaptive_factor: f64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_token_per_sec: 50_000,
+            global_per_sec: 200_000,
+            burst_secs: 1,
+            adaptive: true,
+            adaptive_error_ratio: 0.5,
+            adaptive_factor: 0.25,
+        }
+    }
+}
+
+/// Everything `fleetkey serve` can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen address.
+    pub listen: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// TLS certificate chain (PEM); TLS is on when this and `tls_key` are set.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body, bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most items in one batch request.
+    pub max_batch_items: usize,
+    /// Rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Seconds between policy runs (rotation by age, overlap expiry).
+    pub scheduler_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8400".into(),
+            data_dir: PathBuf::from("./fleetkey-data"),
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch_items: 10_000,
+            rate_limit: RateLimitConfig::default(),
+            log_format: LogFormat::Auto,
+            scheduler_interval_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then the environment; validated.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut c = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| err("--config", format!("{}: {e}", p.display())))?;
+                toml::from_str::<Config>(&text).map_err(|e| {
+                    let msg = e.message().to_owned();
+                    let key = e
+                        .span()
+                        .and_then(|s| text.get(..s.start))
+                        .map(|before| format!("{} line {}", p.display(), before.lines().count().max(1)))
+                        .unwrap_or_else(|| p.display().to_string());
+                    err(&key, msg)
+                })?
+            }
+            None => Config::default(),
+        };
+        c.apply_env(|k| std::env::var(k).ok())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Applies `FLEETKEY_*` overrides read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
+            v.parse().map_err(|_| err(key, format!("{v:?} is not a valid number")))
+        }
+        if let Some(v) = get("FLEETKEY_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("FLEETKEY_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("FLEETKEY_TLS_CERT") {
+            self.tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("FLEETKEY_TLS_KEY") {
+            self.tls_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("FLEETKEY_MAX_BODY_BYTES") {
+            self.max_body_bytes = num("FLEETKEY_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_RATE_LIMIT_PER_TOKEN") {
+            self.rate_limit.per_token_per_sec = num("FLEETKEY_RATE_LIMIT_PER_TOKEN", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_RATE_LIMIT_GLOBAL") {
+            self.rate_limit.global_per_sec = num("FLEETKEY_RATE_LIMIT_GLOBAL", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "auto" => LogFormat::Auto,
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                other => return Err(err("FLEETKEY_LOG_FORMAT", format!("{other:?}: use auto, human or json"))),
+            };
+        }
+        Ok(())
+    }
+
+    /// Checks every value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|_| err("listen", format!("{:?} is not an address like 127.0.0.1:8400", self.listen)))?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(err("tls_cert/tls_key", "set both for TLS, or neither"));
+        }
+        for (k, p) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if let Some(p) = p
+                && !p.is_file()
+            {
+                return Err(err(k, format!("{} is not a readable file", p.display())));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(err("max_body_bytes", "must be at least 1024"));
+        }
+        if self.max_batch_items == 0 {
+            return Err(err("max_batch_items", "must be at least 1"));
+        }
+        let r = &self.rate_limit;
+        if r.per_token_per_sec == 0 || r.global_per_sec == 0 || r.burst_secs == 0 {
+            return Err(err("rate_limit", "per_token_per_sec, global_per_sec and burst_secs must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&r.adaptive_error_ratio) || !(0.0..=1.0).contains(&r.adaptive_factor) || r.adaptive_factor == 0.0 {
+            return Err(err("rate_limit", "adaptive_error_ratio must be in [0, 1] and adaptive_factor in (0, 1]"));
+        }
+        if self.scheduler_interval_secs == 0 {
+            return Err(err("scheduler_interval_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The listen address (validated).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8400)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_env_overrides_apply() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        let env = |k: &str| match k {
+            "FLEETKEY_LISTEN" => Some("0.0.0.0:9000".to_owned()),
+            "FLEETKEY_RATE_LIMIT_GLOBAL" => Some("77".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.rate_limit.global_per_sec, 77);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::default().apply_env(|k| (k == "FLEETKEY_MAX_BODY_BYTES").then(|| "lots".to_owned())).unwrap_err();
+        assert!(e.to_string().contains("FLEETKEY_MAX_BODY_BYTES"), "{e}");
+        let c = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("listen"));
+        let e = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
+        assert!(e.message().contains("bogus"), "{}", e.message());
+    }
+}

@@ -1,0 +1,250 @@
+//! API tokens and scopes.
+//!
+//! A token is `fkt_` + base64url(32 random bytes), shown once at creation; the store
+//! keeps only its SHA-256. Scopes: `admin` (everything), `keys:manage`,
+//! `seal:<keyring>`, `unseal:<keyring>`, `rewrap:<keyring>`, `audit:read`,
+//! `tokens:manage`. A granted scope ending in `*` matches every scope with that
+//! prefix (`seal:*`, `seal:pay*`). Lookups are cached for a few seconds so the
+//! request path rarely touches the store; a revocation made by this instance takes
+//! effect at once, one made elsewhere within the cache lifetime.
+
+use crate::audit::AuditDraft;
+use crate::clock::{SharedClock, UnixTime};
+use crate::error::{Error, Result};
+use crate::store::{Change, Store, TokenRecord};
+use aws_lc_rs::digest::{SHA256, digest};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use zeroize::Zeroizing;
+
+/// Prefix of every token secret.
+pub const PREFIX: &str = "fkt_";
+/// How long a cached lookup is trusted, in seconds.
+pub const CACHE_SECS: i64 = 5;
+/// Longest accepted token string.
+pub const MAX_TOKEN_LEN: usize = 128;
+
+/// Scopes a token may be given: exact names, or `<kind>:<keyring or prefix*>`.
+pub fn validate_scope(scope: &str) -> Result<()> {
+    let bad = || Error::Invalid {
+        what: "scope",
+        why: format!("{scope:?}: use admin, keys:manage, audit:read, tokens:manage, or seal:|unseal:|rewrap: followed by a keyring name or prefix*"),
+    };
+    match scope {
+        "admin" | "keys:manage" | "audit:read" | "tokens:manage" | "*" => return Ok(()),
+        _ => {}
+    }
+    let (kind, rest) = scope.split_once(':').ok_or_else(bad)?;
+    if !matches!(kind, "seal" | "unseal" | "rewrap" | "keys" | "audit" | "tokens") {
+        return Err(bad());
+    }
+    let name = rest.strip_suffix('*').unwrap_or(rest);
+    if !name.is_empty() && crate::keys::validate_name(name).is_err() {
+        return Err(bad());
+    }
+    if name.is_empty() && !rest.ends_with('*') {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Whether `granted` scopes allow `required`.
+pub fn allows(granted: &[String], required: &str) -> bool {
+    granted.iter().any(|g| {
+        g == "admin"
+            || g == required
+            || g.strip_suffix('*').is_some_and(|prefix| required.starts_with(prefix))
+    })
+}
+
+/// Who made a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Token id (`tok_…`); safe to log.
+    pub token_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    /// Fails with [`Error::Forbidden`] unless a scope allows `required`.
+    pub fn require(&self, required: &str) -> Result<()> {
+        if allows(&self.scopes, required) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(required.to_owned()))
+        }
+    }
+
+    /// The actor name for audit entries.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.token_id)
+    }
+}
+
+fn hash(secret: &str) -> [u8; 32] {
+    let d = digest(&SHA256, secret.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Issues, checks and revokes tokens.
+pub struct TokenService {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    cache: RwLock<HashMap<[u8; 32], (TokenRecord, UnixTime)>>,
+}
+
+impl TokenService {
+    /// A token service over `store`.
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
+        Self {
+            store,
+            clock,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Creates a token; returns its record and the secret, which is shown once.
+    pub async fn create(
+        &self,
+        actor: &str,
+        name: &str,
+        scopes: Vec<String>,
+        ttl_secs: Option<i64>,
+    ) -> Result<(TokenRecord, Zeroizing<String>)> {
+        if name.is_empty() || name.len() > 128 {
+            return Err(Error::Invalid {
+                what: "token name",
+                why: "1 to 128 characters".into(),
+            });
+        }
+        if scopes.is_empty() {
+            return Err(Error::Invalid {
+                what: "scopes",
+                why: "give at least one scope".into(),
+            });
+        }
+        for s in &scopes {
+            validate_scope(s)?;
+        }
+        if ttl_secs.is_some_and(|t| t <= 0) {
+            return Err(Error::Invalid {
+                what: "expiry",
+                why: "must be in the future".into(),
+            });
+        }
+        let raw: Zeroizing<[u8; 32]> = Zeroizing::new(fleetkey_crypto::rand::array()?);
+        let secret = Zeroizing::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(*raw)));
+        let h = hash(&secret);
+        let id = format!("tok_{}", h[..8].iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let now = self.clock.now();
+        let record = TokenRecord {
+            id: id.clone(),
+            hash: h,
+            name: name.to_owned(),
+            scopes: scopes.clone(),
+            created_at: now,
+            expires_at: ttl_secs.map(|t| now.saturating_add(t)),
+            revoked_at: None,
+        };
+        self.store
+            .apply(
+                Change::CreateToken(record.clone()),
+                AuditDraft::new(
+                    actor,
+                    "token.create",
+                    format!("token:{id}"),
+                    json!({ "name": name, "scopes": scopes, "expires_at": record.expires_at }),
+                ),
+                now,
+            )
+            .await?;
+        Ok((record, secret))
+    }
+
+    /// Revokes a token; effective at once on this instance.
+    pub async fn revoke(&self, actor: &str, id: &str) -> Result<()> {
+        let now = self.clock.now();
+        self.store
+            .apply(
+                Change::RevokeToken { id: id.to_owned(), at: now },
+                AuditDraft::new(actor, "token.revoke", format!("token:{id}"), json!({})),
+                now,
+            )
+            .await?;
+        if let Ok(mut c) = self.cache.write() {
+            c.retain(|_, (t, _)| t.id != id);
+        }
+        Ok(())
+    }
+
+    /// All tokens, without secrets.
+    pub async fn list(&self) -> Result<Vec<TokenRecord>> {
+        self.store.tokens().await
+    }
+
+    /// Checks a presented secret: unknown, malformed, expired and revoked tokens
+    /// all fail with [`Error::Unauthenticated`].
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal> {
+        if secret.len() > MAX_TOKEN_LEN || !secret.starts_with(PREFIX) {
+            return Err(Error::Unauthenticated);
+        }
+        let h = hash(secret);
+        let now = self.clock.now();
+        let cached = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&h).filter(|(_, at)| now - at < CACHE_SECS).map(|(t, _)| t.clone()));
+        let record = match cached {
+            Some(t) => t,
+            None => {
+                let t = self.store.token_by_hash(&h).await?.ok_or(Error::Unauthenticated)?;
+                if let Ok(mut c) = self.cache.write() {
+                    if c.len() > 100_000 {
+                        c.clear();
+                    }
+                    c.insert(h, (t.clone(), now));
+                }
+                t
+            }
+        };
+        if record.revoked_at.is_some() || record.expires_at.is_some_and(|e| e <= now) {
+            return Err(Error::Unauthenticated);
+        }
+        Ok(Principal {
+            token_id: record.id,
+            scopes: record.scopes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_matching() {
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(allows(&g(&["admin"]), "seal:x"));
+        assert!(allows(&g(&["seal:pay*"]), "seal:payments"));
+        assert!(!allows(&g(&["seal:pay*"]), "unseal:payments"));
+        assert!(!allows(&g(&["seal:payments"]), "seal:payments2"));
+        assert!(allows(&g(&["seal:*"]), "seal:anything"));
+        assert!(!allows(&g(&[]), "audit:read"));
+    }
+
+    #[test]
+    fn scope_validation() {
+        for ok in ["admin", "keys:manage", "seal:payments", "unseal:pay*", "rewrap:*", "audit:read"] {
+            assert!(validate_scope(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "root", "seal:", "seal:bad name", "launch:missiles", "seal"] {
+            assert!(validate_scope(bad).is_err(), "{bad}");
+        }
+    }
+}
