@@ -102,6 +102,28 @@ Examples:
   fleetkey audit verify --export audit.jsonl --public-key service.pub"
     )]
     Audit(AuditCommand),
+    /// Run the HTTP service (embedded store by default; no configuration needed).
+    #[command(long_about = "Run the fleetkey service: the REST API under /v1, /healthz, \
+/readyz, /metrics and /v1/openapi.json.
+
+With no configuration it keeps data in ./fleetkey-data and listens on 127.0.0.1:8400. \
+The first start initialises the data directory and custody and writes an admin token \
+to fleetkey-data/admin.token (mode 0600). Custody uses FLEETKEY_ROOT_KEY_FILE or \
+FLEETKEY_PASSPHRASE when set; otherwise a key-encryption key is generated under \
+~/.config/fleetkey/ (outside the data directory) and its path is printed.
+
+Configuration: --config FILE (TOML) and FLEETKEY_* variables (FLEETKEY_LISTEN, \
+FLEETKEY_DATA_DIR, FLEETKEY_TLS_CERT, FLEETKEY_TLS_KEY, FLEETKEY_MAX_BODY_BYTES, \
+FLEETKEY_RATE_LIMIT_PER_TOKEN, FLEETKEY_RATE_LIMIT_GLOBAL, FLEETKEY_LOG_FORMAT). \
+See docs/operations.md.
+
+Examples:
+  fleetkey serve
+  FLEETKEY_LISTEN=0.0.0.0:8400 fleetkey serve --config /etc/fleetkey/fleetkey.toml")]
+    Serve(ServeArgs),
+    /// Manage API tokens in a local data directory.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Print an envelope's header as JSON without opening it.
     #[command(
         long_about = "Print an envelope's header (format, mode, algorithm, key id, \
@@ -365,5 +387,46 @@ pub enum AuditCommand {
         /// The public key from `fleetkey audit public-key`.
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format: auto (human on a terminal, JSON otherwise), human, json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// Create a token; prints the secret once.
+    Create {
+        /// Label.
+        #[arg(long)]
+        name: String,
+        /// Scopes, repeatable: admin, keys:manage, seal:NAME, unseal:NAME, rewrap:NAME,
+        /// audit:read, tokens:manage (prefix* wildcards allowed).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime (90d, 12h, …); default: until revoked.
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Revoke a token by id (tok_…).
+    Revoke {
+        /// Token id.
+        id: String,
+        #[command(flatten)]
+        dir: DataDir,
     },
 }

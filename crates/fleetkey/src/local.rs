@@ -40,6 +40,12 @@ pub async fn open(dir: &Path) -> CliResult<KeyService> {
     .map_err(service_error)
 }
 
+/// Opens the token service on `dir` (no custody needed).
+pub async fn open_tokens(dir: &Path) -> CliResult<fleetkey_server::tokens::TokenService> {
+    let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
+    Ok(fleetkey_server::tokens::TokenService::new(store, Arc::new(SystemClock::default())))
+}
+
 /// Maps a service error to a message, hint and exit code.
 pub fn service_error(e: Error) -> CliError {
     match e {
@@ -48,6 +54,7 @@ pub fn service_error(e: Error) -> CliError {
             .hint("check FLEETKEY_PASSPHRASE or FLEETKEY_ROOT_KEY_FILE"),
         Error::Envelope(inner) => crate::error::envelope_error(inner),
         Error::Io { .. } | Error::Store(_) => CliError::new(code::IO, e.to_string()),
+        e @ (Error::TokenNotFound(_) | Error::Invalid { .. }) => CliError::usage(e.to_string()),
         e @ Error::KeyringNotFound(_) => {
             CliError::usage(e.to_string()).hint("see `fleetkey keys list`")
         }

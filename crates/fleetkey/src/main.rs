@@ -21,6 +21,8 @@ fn main() {
         cli::Command::Inspect(a) => commands::inspect::run(a),
         cli::Command::Keys(c) => commands::keys::run(c),
         cli::Command::Audit(c) => commands::audit::run(c),
+        cli::Command::Serve(a) => commands::serve::run(a),
+        cli::Command::Tokens(c) => commands::tokens::run(c),
     };
     if let Err(e) = result {
         exit_with(e);

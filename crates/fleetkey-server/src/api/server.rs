@@ -20,7 +20,10 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Human => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(!json && std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().flatten_event(true).with_current_span(true).try_init()
     } else {

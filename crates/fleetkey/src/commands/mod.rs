@@ -4,6 +4,8 @@ pub mod audit;
 pub mod inspect;
 pub mod keygen;
 pub mod keys;
+pub mod serve;
+pub mod tokens;
 pub mod seal;
 pub mod unseal;
 
