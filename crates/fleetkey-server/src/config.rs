@@ -112,13 +112,16 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut c = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| err("--config", format!("{}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| err("--config", format!("{}: {e}", p.display())))?;
                 toml::from_str::<Config>(&text).map_err(|e| {
                     let msg = e.message().to_owned();
                     let key = e
                         .span()
                         .and_then(|s| text.get(..s.start))
-                        .map(|before| format!("{} line {}", p.display(), before.lines().count().max(1)))
+                        .map(|before| {
+                            format!("{} line {}", p.display(), before.lines().count().max(1))
+                        })
                         .unwrap_or_else(|| p.display().to_string());
                     err(&key, msg)
                 })?
@@ -133,7 +136,8 @@ impl Config {
     /// Applies `FLEETKEY_*` overrides read through `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
-            v.parse().map_err(|_| err(key, format!("{v:?} is not a valid number")))
+            v.parse()
+                .map_err(|_| err(key, format!("{v:?} is not a valid number")))
         }
         if let Some(v) = get("FLEETKEY_LISTEN") {
             self.listen = v;
@@ -161,7 +165,12 @@ impl Config {
                 "auto" => LogFormat::Auto,
                 "human" => LogFormat::Human,
                 "json" => LogFormat::Json,
-                other => return Err(err("FLEETKEY_LOG_FORMAT", format!("{other:?}: use auto, human or json"))),
+                other => {
+                    return Err(err(
+                        "FLEETKEY_LOG_FORMAT",
+                        format!("{other:?}: use auto, human or json"),
+                    ));
+                }
             };
         }
         Ok(())
@@ -169,9 +178,12 @@ impl Config {
 
     /// Checks every value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen
-            .parse::<SocketAddr>()
-            .map_err(|_| err("listen", format!("{:?} is not an address like 127.0.0.1:8400", self.listen)))?;
+        self.listen.parse::<SocketAddr>().map_err(|_| {
+            err(
+                "listen",
+                format!("{:?} is not an address like 127.0.0.1:8400", self.listen),
+            )
+        })?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(err("tls_cert/tls_key", "set both for TLS, or neither"));
         }
@@ -190,10 +202,19 @@ impl Config {
         }
         let r = &self.rate_limit;
         if r.per_token_per_sec == 0 || r.global_per_sec == 0 || r.burst_secs == 0 {
-            return Err(err("rate_limit", "per_token_per_sec, global_per_sec and burst_secs must be at least 1"));
+            return Err(err(
+                "rate_limit",
+                "per_token_per_sec, global_per_sec and burst_secs must be at least 1",
+            ));
         }
-        if !(0.0..=1.0).contains(&r.adaptive_error_ratio) || !(0.0..=1.0).contains(&r.adaptive_factor) || r.adaptive_factor == 0.0 {
-            return Err(err("rate_limit", "adaptive_error_ratio must be in [0, 1] and adaptive_factor in (0, 1]"));
+        if !(0.0..=1.0).contains(&r.adaptive_error_ratio)
+            || !(0.0..=1.0).contains(&r.adaptive_factor)
+            || r.adaptive_factor == 0.0
+        {
+            return Err(err(
+                "rate_limit",
+                "adaptive_error_ratio must be in [0, 1] and adaptive_factor in (0, 1]",
+            ));
         }
         if self.scheduler_interval_secs == 0 {
             return Err(err("scheduler_interval_secs", "must be at least 1"));
@@ -203,7 +224,9 @@ impl Config {
 
     /// The listen address (validated).
     pub fn listen_addr(&self) -> SocketAddr {
-        self.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8400)))
+        self.listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8400)))
     }
 }
 
@@ -227,7 +250,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = Config::default().apply_env(|k| (k == "FLEETKEY_MAX_BODY_BYTES").then(|| "lots".to_owned())).unwrap_err();
+        let e = Config::default()
+            .apply_env(|k| (k == "FLEETKEY_MAX_BODY_BYTES").then(|| "lots".to_owned()))
+            .unwrap_err();
         assert!(e.to_string().contains("FLEETKEY_MAX_BODY_BYTES"), "{e}");
         let c = Config {
             listen: "nowhere".into(),

@@ -30,14 +30,19 @@ pub const MAX_TOKEN_LEN: usize = 128;
 pub fn validate_scope(scope: &str) -> Result<()> {
     let bad = || Error::Invalid {
         what: "scope",
-        why: format!("{scope:?}: use admin, keys:manage, audit:read, tokens:manage, or seal:|unseal:|rewrap: followed by a keyring name or prefix*"),
+        why: format!(
+            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, or seal:|unseal:|rewrap: followed by a keyring name or prefix*"
+        ),
     };
     match scope {
         "admin" | "keys:manage" | "audit:read" | "tokens:manage" | "*" => return Ok(()),
         _ => {}
     }
     let (kind, rest) = scope.split_once(':').ok_or_else(bad)?;
-    if !matches!(kind, "seal" | "unseal" | "rewrap" | "keys" | "audit" | "tokens") {
+    if !matches!(
+        kind,
+        "seal" | "unseal" | "rewrap" | "keys" | "audit" | "tokens"
+    ) {
         return Err(bad());
     }
     let name = rest.strip_suffix('*').unwrap_or(rest);
@@ -55,7 +60,8 @@ pub fn allows(granted: &[String], required: &str) -> bool {
     granted.iter().any(|g| {
         g == "admin"
             || g == required
-            || g.strip_suffix('*').is_some_and(|prefix| required.starts_with(prefix))
+            || g.strip_suffix('*')
+                .is_some_and(|prefix| required.starts_with(prefix))
     })
 }
 
@@ -140,7 +146,13 @@ impl TokenService {
         let raw: Zeroizing<[u8; 32]> = Zeroizing::new(fleetkey_crypto::rand::array()?);
         let secret = Zeroizing::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(*raw)));
         let h = hash(&secret);
-        let id = format!("tok_{}", h[..8].iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let id = format!(
+            "tok_{}",
+            h[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
         let now = self.clock.now();
         let record = TokenRecord {
             id: id.clone(),
@@ -171,7 +183,10 @@ impl TokenService {
         let now = self.clock.now();
         self.store
             .apply(
-                Change::RevokeToken { id: id.to_owned(), at: now },
+                Change::RevokeToken {
+                    id: id.to_owned(),
+                    at: now,
+                },
                 AuditDraft::new(actor, "token.revoke", format!("token:{id}"), json!({})),
                 now,
             )
@@ -195,15 +210,19 @@ impl TokenService {
         }
         let h = hash(secret);
         let now = self.clock.now();
-        let cached = self
-            .cache
-            .read()
-            .ok()
-            .and_then(|c| c.get(&h).filter(|(_, at)| now - at < CACHE_SECS).map(|(t, _)| t.clone()));
+        let cached = self.cache.read().ok().and_then(|c| {
+            c.get(&h)
+                .filter(|(_, at)| now - at < CACHE_SECS)
+                .map(|(t, _)| t.clone())
+        });
         let record = match cached {
             Some(t) => t,
             None => {
-                let t = self.store.token_by_hash(&h).await?.ok_or(Error::Unauthenticated)?;
+                let t = self
+                    .store
+                    .token_by_hash(&h)
+                    .await?
+                    .ok_or(Error::Unauthenticated)?;
                 if let Ok(mut c) = self.cache.write() {
                     if c.len() > 100_000 {
                         c.clear();
@@ -240,10 +259,24 @@ mod tests {
 
     #[test]
     fn scope_validation() {
-        for ok in ["admin", "keys:manage", "seal:payments", "unseal:pay*", "rewrap:*", "audit:read"] {
+        for ok in [
+            "admin",
+            "keys:manage",
+            "seal:payments",
+            "unseal:pay*",
+            "rewrap:*",
+            "audit:read",
+        ] {
             assert!(validate_scope(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "root", "seal:", "seal:bad name", "launch:missiles", "seal"] {
+        for bad in [
+            "",
+            "root",
+            "seal:",
+            "seal:bad name",
+            "launch:missiles",
+            "seal",
+        ] {
             assert!(validate_scope(bad).is_err(), "{bad}");
         }
     }

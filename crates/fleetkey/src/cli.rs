@@ -103,7 +103,8 @@ Examples:
     )]
     Audit(AuditCommand),
     /// Run the HTTP service (embedded store by default; no configuration needed).
-    #[command(long_about = "Run the fleetkey service: the REST API under /v1, /healthz, \
+    #[command(
+        long_about = "Run the fleetkey service: the REST API under /v1, /healthz, \
 /readyz, /metrics and /v1/openapi.json.
 
 With no configuration it keeps data in ./fleetkey-data and listens on 127.0.0.1:8400. \
@@ -119,7 +120,8 @@ See docs/operations.md.
 
 Examples:
   fleetkey serve
-  FLEETKEY_LISTEN=0.0.0.0:8400 fleetkey serve --config /etc/fleetkey/fleetkey.toml")]
+  FLEETKEY_LISTEN=0.0.0.0:8400 fleetkey serve --config /etc/fleetkey/fleetkey.toml"
+    )]
     Serve(ServeArgs),
     /// Manage API tokens in a local data directory.
     #[command(subcommand)]

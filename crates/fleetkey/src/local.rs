@@ -43,7 +43,10 @@ pub async fn open(dir: &Path) -> CliResult<KeyService> {
 /// Opens the token service on `dir` (no custody needed).
 pub async fn open_tokens(dir: &Path) -> CliResult<fleetkey_server::tokens::TokenService> {
     let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
-    Ok(fleetkey_server::tokens::TokenService::new(store, Arc::new(SystemClock::default())))
+    Ok(fleetkey_server::tokens::TokenService::new(
+        store,
+        Arc::new(SystemClock::default()),
+    ))
 }
 
 /// Maps a service error to a message, hint and exit code.

@@ -58,9 +58,13 @@ impl From<Error> for ApiError {
         use fleetkey_crypto::Error as C;
         let s = StatusCode::UNPROCESSABLE_ENTITY;
         match e {
-            Error::KeyringNotFound(_) | Error::TokenNotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            Error::KeyringNotFound(_) | Error::TokenNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
             Error::KeyringExists(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            Error::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
+            Error::Unauthenticated => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
             Error::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
             Error::Invalid { .. } => Self::malformed(e.to_string()),
             Error::Revoked { .. } => Self::new(s, "revoked", e.to_string()),
@@ -69,9 +73,17 @@ impl From<Error> for ApiError {
             Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
             Error::Envelope(C::Open) => Self::new(s, "cannot_open", C::Open.to_string()),
             Error::Envelope(inner) => Self::malformed(format!("envelope: {inner}")),
-            Error::Store(_) | Error::Io { .. } | Error::RootKeyLocked | Error::CustodyConfig(_) | Error::NonceExhausted(_) => {
+            Error::Store(_)
+            | Error::Io { .. }
+            | Error::RootKeyLocked
+            | Error::CustodyConfig(_)
+            | Error::NonceExhausted(_) => {
                 tracing::error!(error = %e, "request failed: service degraded");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service cannot complete this now; retry later")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service cannot complete this now; retry later",
+                )
             }
         }
     }

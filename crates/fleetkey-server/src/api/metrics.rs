@@ -2,7 +2,8 @@
 
 use crate::keys::KeyService;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::atomic::Ordering;
 
@@ -31,7 +32,12 @@ pub struct Metrics {
     adaptive_tightened: IntGauge,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
@@ -48,8 +54,13 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
         let latency = HistogramVec::new(
-            HistogramOpts::new("fleetkey_http_request_duration_seconds", "Request latency by route")
-                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0]),
+            HistogramOpts::new(
+                "fleetkey_http_request_duration_seconds",
+                "Request latency by route",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0,
+            ]),
             &["route"],
         )?;
         r.register(Box::new(latency.clone()))?;
@@ -59,23 +70,63 @@ impl Metrics {
         )?;
         r.register(Box::new(audit_write_failures.clone()))?;
         let nonce_headroom = IntGaugeVec::new(
-            Opts::new("fleetkey_nonce_headroom", "Nonce counters left before the instance id must change, per keyring primary version"),
+            Opts::new(
+                "fleetkey_nonce_headroom",
+                "Nonce counters left before the instance id must change, per keyring primary version",
+            ),
             &["keyring", "version"],
         )?;
         r.register(Box::new(nonce_headroom.clone()))?;
         Ok(Self {
-            requests: counter_vec(&r, "fleetkey_http_requests_total", "Requests by route, method and status", &["route", "method", "status"])?,
+            requests: counter_vec(
+                &r,
+                "fleetkey_http_requests_total",
+                "Requests by route, method and status",
+                &["route", "method", "status"],
+            )?,
             latency,
-            seals: counter_vec(&r, "fleetkey_seal_items_total", "Seal items by keyring and result", &["keyring", "result"])?,
-            unseals: counter_vec(&r, "fleetkey_unseal_items_total", "Unseal items by keyring and result", &["keyring", "result"])?,
-            open_failures: counter_vec(&r, "fleetkey_aead_open_failures_total", "Envelopes that failed authentication", &["keyring"])?,
-            rate_limited: counter_vec(&r, "fleetkey_rate_limited_total", "Requests refused by a rate limit", &["scope"])?,
+            seals: counter_vec(
+                &r,
+                "fleetkey_seal_items_total",
+                "Seal items by keyring and result",
+                &["keyring", "result"],
+            )?,
+            unseals: counter_vec(
+                &r,
+                "fleetkey_unseal_items_total",
+                "Unseal items by keyring and result",
+                &["keyring", "result"],
+            )?,
+            open_failures: counter_vec(
+                &r,
+                "fleetkey_aead_open_failures_total",
+                "Envelopes that failed authentication",
+                &["keyring"],
+            )?,
+            rate_limited: counter_vec(
+                &r,
+                "fleetkey_rate_limited_total",
+                "Requests refused by a rate limit",
+                &["scope"],
+            )?,
             audit_write_failures,
             rotations: gauge(&r, "fleetkey_rotations_total", "Key rotations since start")?,
-            nonce_blocks: gauge(&r, "fleetkey_nonce_blocks_total", "Nonce blocks reserved since start")?,
-            nonce_alerts: gauge(&r, "fleetkey_nonce_space_alerts_total", "Nonce counters that crossed the alert threshold")?,
+            nonce_blocks: gauge(
+                &r,
+                "fleetkey_nonce_blocks_total",
+                "Nonce blocks reserved since start",
+            )?,
+            nonce_alerts: gauge(
+                &r,
+                "fleetkey_nonce_space_alerts_total",
+                "Nonce counters that crossed the alert threshold",
+            )?,
             nonce_headroom,
-            adaptive_tightened: gauge(&r, "fleetkey_rate_limit_tightened", "1 while the adaptive limit is tightened")?,
+            adaptive_tightened: gauge(
+                &r,
+                "fleetkey_rate_limit_tightened",
+                "1 while the adaptive limit is tightened",
+            )?,
             registry: r,
         })
     }
@@ -83,9 +134,12 @@ impl Metrics {
     /// Renders the text exposition, refreshing gauges from the key service.
     pub fn render(&self, keys: &KeyService, tightened: bool) -> String {
         let m = keys.metrics();
-        self.rotations.set(m.rotations.load(Ordering::Relaxed) as i64);
-        self.nonce_blocks.set(m.nonce_blocks.load(Ordering::Relaxed) as i64);
-        self.nonce_alerts.set(m.nonce_space_alerts.load(Ordering::Relaxed) as i64);
+        self.rotations
+            .set(m.rotations.load(Ordering::Relaxed) as i64);
+        self.nonce_blocks
+            .set(m.nonce_blocks.load(Ordering::Relaxed) as i64);
+        self.nonce_alerts
+            .set(m.nonce_space_alerts.load(Ordering::Relaxed) as i64);
         self.adaptive_tightened.set(i64::from(tightened));
         for (name, version, headroom) in keys.nonce_headroom() {
             self.nonce_headroom

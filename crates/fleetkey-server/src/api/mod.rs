@@ -55,11 +55,15 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::BytesRejection(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "request body is larger than the configured limit",
-            )),
+            Err(JsonRejection::BytesRejection(r))
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "request body is larger than the configured limit",
+                ))
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "malformed",
@@ -97,12 +101,18 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Api
 }
 
 fn b64(field: &str, s: &str) -> ApiResult<Vec<u8>> {
-    B64.decode(s)
-        .map_err(|_| ApiError::malformed(format!("{field} is not valid base64 (RFC 4648, with padding)")))
+    B64.decode(s).map_err(|_| {
+        ApiError::malformed(format!(
+            "{field} is not valid base64 (RFC 4648, with padding)"
+        ))
+    })
 }
 
 fn opt_b64(field: &str, s: &Option<String>) -> ApiResult<Vec<u8>> {
-    s.as_deref().map(|v| b64(field, v)).transpose().map(Option::unwrap_or_default)
+    s.as_deref()
+        .map(|v| b64(field, v))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 // ------------------------------------------------------------------ DTOs
@@ -340,7 +350,8 @@ async fn create_keyring(
 ) -> ApiResult<(StatusCode, Json<KeyringInfo>)> {
     p.require("keys:manage")?;
     let alg = match &req.algorithm {
-        Some(a) => Algorithm::from_name(a).map_err(|_| ApiError::malformed(format!("unknown algorithm {a:?}")))?,
+        Some(a) => Algorithm::from_name(a)
+            .map_err(|_| ApiError::malformed(format!("unknown algorithm {a:?}")))?,
         None => Algorithm::Aes256Gcm,
     };
     let policy = req.policy.unwrap_or_default().apply(Policy::default());
@@ -352,7 +363,10 @@ async fn create_keyring(
 #[utoipa::path(get, path = "/v1/keyrings", tag = "keyrings",
     responses((status = 200, body = KeyringList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["keys:manage"])))]
-async fn list_keyrings(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Json<KeyringList>> {
+async fn list_keyrings(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<KeyringList>> {
     p.require("keys:manage")?;
     Ok(Json(KeyringList {
         keyrings: st.keys.list().await?,
@@ -363,7 +377,11 @@ async fn list_keyrings(State(st): St, Extension(p): Extension<Principal>) -> Api
 #[utoipa::path(get, path = "/v1/keyrings/{name}", tag = "keyrings", params(("name" = String, Path, description = "Keyring name")),
     responses((status = 200, body = KeyringInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = ["keys:manage"])))]
-async fn show_keyring(State(st): St, Extension(p): Extension<Principal>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<KeyringInfo>> {
+async fn show_keyring(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
     Ok(Json(st.keys.show(&name).await?))
 }
@@ -372,7 +390,11 @@ async fn show_keyring(State(st): St, Extension(p): Extension<Principal>, ApiPath
 #[utoipa::path(post, path = "/v1/keyrings/{name}/rotate", tag = "keyrings", params(("name" = String, Path, description = "Keyring name")),
     responses((status = 200, body = RotateResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = ["keys:manage"])))]
-async fn rotate_keyring(State(st): St, Extension(p): Extension<Principal>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<RotateResponse>> {
+async fn rotate_keyring(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<RotateResponse>> {
     p.require("keys:manage")?;
     Ok(Json(RotateResponse {
         version: st.keys.rotate(&p.actor(), &name).await?,
@@ -391,10 +413,15 @@ async fn revoke_version(
     ApiPath((name, version)): ApiPath<(String, u32)>,
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
-    st.keys.revoke(&p.actor(), &name, version).await.map_err(|e| match e {
-        Error::UnknownVersion { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-        other => other.into(),
-    })?;
+    st.keys
+        .revoke(&p.actor(), &name, version)
+        .await
+        .map_err(|e| match e {
+            Error::UnknownVersion { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            other => other.into(),
+        })?;
     Ok(Json(st.keys.show(&name).await?))
 }
 
@@ -411,12 +438,16 @@ async fn set_policy(
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
     let current = st.keys.show(&name).await?.policy;
-    st.keys.set_policy(&p.actor(), &name, req.apply(current)).await?;
+    st.keys
+        .set_policy(&p.actor(), &name, req.apply(current))
+        .await?;
     Ok(Json(st.keys.show(&name).await?))
 }
 
 fn version_of(env: &[u8]) -> u32 {
-    fleetkey_crypto::envelope::Header::parse(env).map(|(h, _)| h.key_version).unwrap_or(0)
+    fleetkey_crypto::envelope::Header::parse(env)
+        .map(|(h, _)| h.key_version)
+        .unwrap_or(0)
 }
 
 fn result_label(e: &ApiError) -> &'static str {
@@ -434,19 +465,32 @@ async fn seal_one(st: &AppState, name: &str, req: &SealRequest) -> ApiResult<Sea
     })
 }
 
-async fn unseal_one(st: &AppState, name: &str, req: &CiphertextRequest) -> ApiResult<UnsealResponse> {
+async fn unseal_one(
+    st: &AppState,
+    name: &str,
+    req: &CiphertextRequest,
+) -> ApiResult<UnsealResponse> {
     let env = b64("ciphertext", &req.ciphertext)?;
     let aad = opt_b64("aad", &req.aad)?;
     let ring = st.keys.keyring(name).await?;
     let pt = zeroize::Zeroizing::new(ring.unseal(&env, &aad).await?);
-    Ok(UnsealResponse { plaintext: B64.encode(&*pt) })
+    Ok(UnsealResponse {
+        plaintext: B64.encode(&*pt),
+    })
 }
 
-async fn rewrap_one(st: &AppState, p: &Principal, name: &str, req: &CiphertextRequest) -> ApiResult<SealResponse> {
+async fn rewrap_one(
+    st: &AppState,
+    p: &Principal,
+    name: &str,
+    req: &CiphertextRequest,
+) -> ApiResult<SealResponse> {
     let env = b64("ciphertext", &req.ciphertext)?;
     let aad = opt_b64("aad", &req.aad)?;
     let mut out = st.keys.rewrap(&p.actor(), name, &[env], &aad).await?;
-    let env = out.pop().ok_or_else(|| ApiError::malformed("empty rewrap"))??;
+    let env = out
+        .pop()
+        .ok_or_else(|| ApiError::malformed("empty rewrap"))??;
     Ok(SealResponse {
         key_version: version_of(&env),
         ciphertext: B64.encode(&env),
@@ -617,10 +661,17 @@ async fn rewrap_batch(
     check_batch(&st, req.items.len())?;
     let mut envs = Vec::with_capacity(req.items.len());
     let mut decoded: Vec<ApiResult<()>> = Vec::with_capacity(req.items.len());
-    let aad = req.items.first().map(|i| opt_b64("aad", &i.aad)).transpose()?.unwrap_or_default();
+    let aad = req
+        .items
+        .first()
+        .map(|i| opt_b64("aad", &i.aad))
+        .transpose()?
+        .unwrap_or_default();
     for item in &req.items {
         if opt_b64("aad", &item.aad)? != aad {
-            return Err(ApiError::malformed("all items of a rewrap batch must share one aad"));
+            return Err(ApiError::malformed(
+                "all items of a rewrap batch must share one aad",
+            ));
         }
         match b64("ciphertext", &item.ciphertext) {
             Ok(e) => {
@@ -630,14 +681,23 @@ async fn rewrap_batch(
             Err(e) => decoded.push(Err(e)),
         }
     }
-    let mut out = st.keys.rewrap(&p.actor(), &name, &envs, &aad).await?.into_iter();
+    let mut out = st
+        .keys
+        .rewrap(&p.actor(), &name, &envs, &aad)
+        .await?
+        .into_iter();
     let results = decoded
         .into_iter()
         .map(|d| {
             let r: ApiResult<Vec<u8>> = match d {
                 Ok(()) => out
                     .next()
-                    .unwrap_or_else(|| Err(Error::Invalid { what: "batch", why: "missing result".into() }))
+                    .unwrap_or_else(|| {
+                        Err(Error::Invalid {
+                            what: "batch",
+                            why: "missing result".into(),
+                        })
+                    })
                     .map_err(ApiError::from),
                 Err(e) => Err(e),
             };
@@ -664,26 +724,46 @@ async fn rewrap_batch(
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["audit:read"])))]
-async fn audit_page(State(st): St, Extension(p): Extension<Principal>, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<AuditPage>> {
+async fn audit_page(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditPage>> {
     p.require("audit:read")?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::malformed("limit must be between 1 and 1000"));
     }
-    let entries = st.keys.store().audit_entries(q.after.unwrap_or(0), limit).await?;
-    let next_after = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.seq)).flatten();
-    Ok(Json(AuditPage { entries, next_after }))
+    let entries = st
+        .keys
+        .store()
+        .audit_entries(q.after.unwrap_or(0), limit)
+        .await?;
+    let next_after = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(AuditPage {
+        entries,
+        next_after,
+    }))
 }
 
 /// Sign the audit head now and return the checkpoint.
 #[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
     responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = ["audit:read"])))]
-async fn audit_checkpoint(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Json<crate::audit::Checkpoint>> {
+async fn audit_checkpoint(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<crate::audit::Checkpoint>> {
     p.require("audit:read")?;
     match st.keys.checkpoint().await? {
         Some(c) => Ok(Json(c)),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "the audit log is empty")),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the audit log is empty",
+        )),
     }
 }
 
@@ -699,11 +779,20 @@ async fn create_token(
     p.require("tokens:manage")?;
     // A token can only hand out what it holds.
     for s in &req.scopes {
-        if !crate::tokens::allows(&p.scopes, s.trim_end_matches('*')) && !crate::tokens::allows(&p.scopes, "admin") {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("cannot grant scope {s:?} you do not hold")));
+        if !crate::tokens::allows(&p.scopes, s.trim_end_matches('*'))
+            && !crate::tokens::allows(&p.scopes, "admin")
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("cannot grant scope {s:?} you do not hold"),
+            ));
         }
     }
-    let (record, secret) = st.tokens.create(&p.actor(), &req.name, req.scopes, req.ttl_secs).await?;
+    let (record, secret) = st
+        .tokens
+        .create(&p.actor(), &req.name, req.scopes, req.ttl_secs)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -717,10 +806,19 @@ async fn create_token(
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
     responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["tokens:manage"])))]
-async fn list_tokens(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Json<TokenList>> {
+async fn list_tokens(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<TokenList>> {
     p.require("tokens:manage")?;
     Ok(Json(TokenList {
-        tokens: st.tokens.list().await?.into_iter().map(Into::into).collect(),
+        tokens: st
+            .tokens
+            .list()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
     }))
 }
 
@@ -728,7 +826,11 @@ async fn list_tokens(State(st): St, Extension(p): Extension<Principal>) -> ApiRe
 #[utoipa::path(post, path = "/v1/tokens/{id}/revoke", tag = "tokens", params(("id" = String, Path, description = "Token id (tok_…)")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = ["tokens:manage"])))]
-async fn revoke_token(State(st): St, Extension(p): Extension<Principal>, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
+async fn revoke_token(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     p.require("tokens:manage")?;
     st.tokens.revoke(&p.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -745,23 +847,42 @@ async fn readyz(State(st): St) -> Response {
         Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "store not usable").into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "store not usable",
+            )
+            .into_response()
         }
     }
 }
 
 async fn metrics_text(State(st): St) -> Response {
     let body = st.metrics.render(&st.keys, st.limits.is_tightened());
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn openapi_json() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
         .into_response()
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /v1/openapi.json")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see /v1/openapi.json",
+    )
 }
 
 // ------------------------------------------------------------------ middleware
@@ -770,7 +891,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 
@@ -784,15 +908,24 @@ fn set_header(h: &mut HeaderMap, name: &'static str, value: String) {
 async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response {
     let principal = match bearer(req.headers()) {
         None => {
-            let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "send Authorization: Bearer <token>").into_response();
-            r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send Authorization: Bearer <token>",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
             return r;
         }
         Some(t) => match st.tokens.authenticate(t).await {
             Ok(p) => p,
             Err(e) => {
                 let mut r = ApiError::from(e).into_response();
-                r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer error=\"invalid_token\""));
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
                 return r;
             }
         },
@@ -804,13 +937,24 @@ async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response
             let mut r = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("{} rate limit of {} requests per second reached; retry after {} s", l.scope, l.limit, l.retry_after_secs),
+                format!(
+                    "{} rate limit of {} requests per second reached; retry after {} s",
+                    l.scope, l.limit, l.retry_after_secs
+                ),
             )
             .into_response();
             let h = r.headers_mut();
             set_header(h, "retry-after", l.retry_after_secs.to_string());
-            set_header(h, "ratelimit-policy", format!("\"{}\";q={};w=1", l.scope, l.limit));
-            set_header(h, "ratelimit", format!("\"{}\";r=0;t={}", l.scope, l.retry_after_secs));
+            set_header(
+                h,
+                "ratelimit-policy",
+                format!("\"{}\";q={};w=1", l.scope, l.limit),
+            );
+            set_header(
+                h,
+                "ratelimit",
+                format!("\"{}\";r=0;t={}", l.scope, l.retry_after_secs),
+            );
             set_header(h, "x-ratelimit-limit", l.limit.to_string());
             set_header(h, "x-ratelimit-remaining", "0".into());
             set_header(h, "x-ratelimit-reset", l.retry_after_secs.to_string());
@@ -821,8 +965,19 @@ async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response
     req.extensions_mut().insert(principal);
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    set_header(h, "ratelimit-policy", format!("\"token\";q={};w=1", allowance.limit));
-    set_header(h, "ratelimit", format!("\"token\";r={};t={}", allowance.remaining, allowance.reset_secs));
+    set_header(
+        h,
+        "ratelimit-policy",
+        format!("\"token\";q={};w=1", allowance.limit),
+    );
+    set_header(
+        h,
+        "ratelimit",
+        format!(
+            "\"token\";r={};t={}",
+            allowance.remaining, allowance.reset_secs
+        ),
+    );
     set_header(h, "x-ratelimit-limit", allowance.limit.to_string());
     set_header(h, "x-ratelimit-remaining", allowance.remaining.to_string());
     set_header(h, "x-ratelimit-reset", allowance.reset_secs.to_string());
@@ -840,12 +995,16 @@ async fn observe(State(st): St, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let r = next.run(req).await;
     let status = r.status();
-    st.metrics.latency.with_label_values(&[route.as_str()]).observe(start.elapsed().as_secs_f64());
+    st.metrics
+        .latency
+        .with_label_values(&[route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
     st.metrics
         .requests
         .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
         .inc();
-    st.limits.record(status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY);
+    st.limits
+        .record(status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY);
     if status.is_server_error() {
         tracing::warn!(%route, status = status.as_u16(), "request failed");
     }
@@ -862,7 +1021,12 @@ impl utoipa::Modify for SecurityAddon {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("fkt_…").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("fkt_…")
+                    .build(),
+            ),
         );
     }
 }
@@ -879,13 +1043,21 @@ impl utoipa::Modify for SecurityAddon {
 )]
 pub struct ApiDoc;
 
+/// The OpenAPI document as JSON.
+pub fn openapi_document() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
+
 /// The whole router.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let v1 = Router::new()
         .route("/v1/keyrings", post(create_keyring).get(list_keyrings))
         .route("/v1/keyrings/{name}", get(show_keyring))
         .route("/v1/keyrings/{name}/rotate", post(rotate_keyring))
-        .route("/v1/keyrings/{name}/versions/{version}/revoke", post(revoke_version))
+        .route(
+            "/v1/keyrings/{name}/versions/{version}/revoke",
+            post(revoke_version),
+        )
         .route("/v1/keyrings/{name}/policy", put(set_policy))
         .route("/v1/keyrings/{name}/seal", post(seal))
         .route("/v1/keyrings/{name}/unseal", post(unseal))
@@ -897,7 +1069,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth_and_limit));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth_and_limit,
+        ));
     Router::new()
         .merge(v1)
         .route("/healthz", get(healthz))

@@ -13,7 +13,8 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 /// What a request may do, for the response headers.
@@ -62,13 +63,15 @@ fn quota(per_sec: u32, burst_secs: u32) -> Quota {
 impl RateLimits {
     /// Limiters for `config`.
     pub fn new(config: RateLimitConfig) -> Self {
-        let tight_rate = ((f64::from(config.global_per_sec) * config.adaptive_factor) as u32).max(1);
+        let tight_rate =
+            ((f64::from(config.global_per_sec) * config.adaptive_factor) as u32).max(1);
         Self {
             per_token: RateLimiter::keyed(quota(config.per_token_per_sec, config.burst_secs))
                 .with_middleware::<StateInformationMiddleware>(),
             global: RateLimiter::direct(quota(config.global_per_sec, config.burst_secs))
                 .with_middleware::<StateInformationMiddleware>(),
-            tight: RateLimiter::direct(quota(tight_rate, config.burst_secs)).with_middleware::<StateInformationMiddleware>(),
+            tight: RateLimiter::direct(quota(tight_rate, config.burst_secs))
+                .with_middleware::<StateInformationMiddleware>(),
             config,
             tightened: AtomicBool::new(false),
             window_start: AtomicU64::new(0),
@@ -91,13 +94,20 @@ impl RateLimits {
     /// Checks one request by `token_id` against its limit and the global one.
     pub fn check(&self, token_id: &str) -> Result<Allowance, Limited> {
         let per = self.config.per_token_per_sec;
-        let snap = self.per_token.check_key(&token_id.to_owned()).map_err(|n| Limited {
-            scope: "token",
-            limit: per,
-            retry_after_secs: self.wait_secs(n).max(1),
-        })?;
+        let snap = self
+            .per_token
+            .check_key(&token_id.to_owned())
+            .map_err(|n| Limited {
+                scope: "token",
+                limit: per,
+                retry_after_secs: self.wait_secs(n).max(1),
+            })?;
         let (global, g_limit) = if self.is_tightened() {
-            (&self.tight, ((f64::from(self.config.global_per_sec) * self.config.adaptive_factor) as u32).max(1))
+            (
+                &self.tight,
+                ((f64::from(self.config.global_per_sec) * self.config.adaptive_factor) as u32)
+                    .max(1),
+            )
         } else {
             (&self.global, self.config.global_per_sec)
         };
@@ -126,13 +136,24 @@ impl RateLimits {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let start = self.window_start.load(Ordering::Relaxed);
-        if now != start && self.window_start.compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if now != start
+            && self
+                .window_start
+                .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             let total = self.window_total.swap(0, Ordering::Relaxed);
             let errors = self.window_errors.swap(0, Ordering::Relaxed);
             // Judge the window that just ended; ignore tiny samples.
-            let tighten = total >= 20 && (errors as f64) / (total as f64) >= self.config.adaptive_error_ratio;
+            let tighten =
+                total >= 20 && (errors as f64) / (total as f64) >= self.config.adaptive_error_ratio;
             if tighten != self.tightened.swap(tighten, Ordering::Relaxed) {
-                tracing::warn!(tightened = tighten, errors, total, "adaptive rate limit changed");
+                tracing::warn!(
+                    tightened = tighten,
+                    errors,
+                    total,
+                    "adaptive rate limit changed"
+                );
             }
         }
         self.window_total.fetch_add(1, Ordering::Relaxed);

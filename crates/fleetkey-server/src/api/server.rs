@@ -14,7 +14,8 @@ use std::sync::Arc;
 /// Sets up `tracing`: human lines on a terminal (or when asked), JSON otherwise.
 /// `RUST_LOG` filters (default `info`). Safe to call once per process.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Human => false,
@@ -25,14 +26,22 @@ pub fn init_logging(format: LogFormat) {
         .with_ansi(!json && std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     } else {
         builder.try_init()
     };
 }
 
 /// The shared state for `config`.
-pub fn state(config: &Config, keys: Arc<KeyService>, tokens: Arc<TokenService>) -> Result<Arc<AppState>> {
+pub fn state(
+    config: &Config,
+    keys: Arc<KeyService>,
+    tokens: Arc<TokenService>,
+) -> Result<Arc<AppState>> {
     Ok(Arc::new(AppState {
         keys,
         tokens,
@@ -52,7 +61,11 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
 }
 
 /// Serves until `shutdown` completes, then drains and flushes.
-pub async fn serve(config: &Config, state: Arc<AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    config: &Config,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     let app = router(state.clone(), config.max_body_bytes).layer(
         tower::ServiceBuilder::new()
@@ -70,7 +83,9 @@ pub async fn serve(config: &Config, state: Arc<AppState>, shutdown: impl Future<
         loop {
             tick.tick().await;
             match keys.run_policies("scheduler").await {
-                Ok(actions) => actions.iter().for_each(|a| tracing::info!(action = %a, "policy")),
+                Ok(actions) => actions
+                    .iter()
+                    .for_each(|a| tracing::info!(action = %a, "policy")),
                 Err(e) => tracing::error!(error = %e, "policy run failed"),
             }
         }
@@ -100,7 +115,10 @@ pub async fn serve(config: &Config, state: Arc<AppState>, shutdown: impl Future<
         _ => {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
             tracing::info!(addr = %listener.local_addr().map_err(io)?, "fleetkey listening");
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(io)
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(io)
         }
     };
     scheduler.abort();

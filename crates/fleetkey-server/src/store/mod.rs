@@ -11,7 +11,9 @@ use crate::error::Result;
 use fleetkey_crypto::aead::Algorithm;
 
 /// A keyring's rotation policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Policy {
     /// Rotate when the primary version is this old (seconds). Default 90 days.
     pub rotation_period_secs: i64,

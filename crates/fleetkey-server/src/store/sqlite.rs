@@ -235,7 +235,8 @@ impl Store for SqliteStore {
                 .await?;
             }
             Change::CreateToken(t) => {
-                let scopes = serde_json::to_string(&t.scopes).map_err(|e| Error::Store(e.to_string()))?;
+                let scopes =
+                    serde_json::to_string(&t.scopes).map_err(|e| Error::Store(e.to_string()))?;
                 sqlx::query(
                     "INSERT INTO tokens (id, hash, name, scopes, created_at, expires_at, revoked_at) \
                      VALUES (?, ?, ?, ?, ?, ?, NULL)",
@@ -250,12 +251,14 @@ impl Store for SqliteStore {
                 .await?;
             }
             Change::RevokeToken { id, at } => {
-                let n = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                    .bind(at)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let n = sqlx::query(
+                    "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 if n == 0 {
                     return Err(Error::TokenNotFound(id.clone()));
                 }

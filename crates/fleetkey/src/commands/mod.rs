@@ -4,9 +4,9 @@ pub mod audit;
 pub mod inspect;
 pub mod keygen;
 pub mod keys;
+pub mod seal;
 pub mod serve;
 pub mod tokens;
-pub mod seal;
 pub mod unseal;
 
 use crate::error::{CliError, CliResult};

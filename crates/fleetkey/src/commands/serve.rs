@@ -23,12 +23,19 @@ fn default_kek_path(data_dir: &Path) -> CliResult<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
         .ok_or_else(|| {
-            CliError::usage("no HOME to keep a generated key-encryption key in")
-                .hint("set FLEETKEY_ROOT_KEY_FILE (a file from `fleetkey keygen`) or FLEETKEY_PASSPHRASE")
+            CliError::usage("no HOME to keep a generated key-encryption key in").hint(
+                "set FLEETKEY_ROOT_KEY_FILE (a file from `fleetkey keygen`) or FLEETKEY_PASSPHRASE",
+            )
         })?;
     let canon = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canon.to_string_lossy().as_bytes());
-    let tag: String = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        canon.to_string_lossy().as_bytes(),
+    );
+    let tag: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(base.join("fleetkey").join(format!("root-{tag}.kek")))
 }
 
@@ -40,18 +47,26 @@ fn kek_source(data_dir: &Path) -> CliResult<KekSource> {
     }
     let path = default_kek_path(data_dir)?;
     if !path.exists() {
-        if data_dir.join(fleetkey_server::custody::local::ROOT_FILE).exists() {
+        if data_dir
+            .join(fleetkey_server::custody::local::ROOT_FILE)
+            .exists()
+        {
             return Err(CliError::usage(format!(
                 "{} holds a root key but no key-encryption key was given",
                 data_dir.display()
             ))
-            .hint("set FLEETKEY_ROOT_KEY_FILE or FLEETKEY_PASSPHRASE to the one used to create it"));
+            .hint(
+                "set FLEETKEY_ROOT_KEY_FILE or FLEETKEY_PASSPHRASE to the one used to create it",
+            ));
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir.display(), &e))?;
         }
-        let kek = SymmetricKeyFile::generate(Algorithm::Aes256GcmSiv, KeyId::new("fleetkey-kek").unwrap_or_else(|_| unreachable!()))
-            .map_err(|e| CliError::refused(e.to_string()))?;
+        let kek = SymmetricKeyFile::generate(
+            Algorithm::Aes256GcmSiv,
+            KeyId::new("fleetkey-kek").unwrap_or_else(|_| unreachable!()),
+        )
+        .map_err(|e| CliError::refused(e.to_string()))?;
         crate::keyfile::write_secret_file(&path, kek.to_text().as_bytes(), false)?;
         eprintln!(
             "fleetkey: generated a key-encryption key at {} (outside the data directory).\n\
@@ -63,13 +78,18 @@ fn kek_source(data_dir: &Path) -> CliResult<KekSource> {
 }
 
 pub fn run(args: ServeArgs) -> CliResult<()> {
-    let mut config = Config::load(args.config.as_deref()).map_err(|e| CliError::usage(e.to_string()))?;
+    let mut config =
+        Config::load(args.config.as_deref()).map_err(|e| CliError::usage(e.to_string()))?;
     if let Some(f) = &args.log_format {
         config.log_format = match f.as_str() {
             "auto" => LogFormat::Auto,
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
-            other => return Err(CliError::usage(format!("--log-format: {other:?}: use auto, human or json"))),
+            other => {
+                return Err(CliError::usage(format!(
+                    "--log-format: {other:?}: use auto, human or json"
+                )));
+            }
         };
     }
     server::init_logging(config.log_format);
@@ -92,25 +112,42 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
         let tokens = Arc::new(TokenService::new(store, clock));
         first_start_admin_token(&tokens, &dir, &config).await?;
         let state = server::state(&config, keys, tokens).map_err(service_error)?;
-        server::serve(&config, state, shutdown_signal()).await.map_err(|e| match e {
-            fleetkey_server::Error::Io { path, source } => CliError::new(code::IO, format!("cannot listen on {path}: {source}"))
-                .hint("is another fleetkey running? set FLEETKEY_LISTEN to another address"),
-            other => service_error(other),
-        })
+        server::serve(&config, state, shutdown_signal())
+            .await
+            .map_err(|e| match e {
+                fleetkey_server::Error::Io { path, source } => {
+                    CliError::new(code::IO, format!("cannot listen on {path}: {source}"))
+                        .hint("is another fleetkey running? set FLEETKEY_LISTEN to another address")
+                }
+                other => service_error(other),
+            })
     })
 }
 
-async fn first_start_admin_token(tokens: &TokenService, dir: &Path, config: &Config) -> CliResult<()> {
+async fn first_start_admin_token(
+    tokens: &TokenService,
+    dir: &Path,
+    config: &Config,
+) -> CliResult<()> {
     let path = dir.join("admin.token");
     if !tokens.list().await.map_err(service_error)?.is_empty() {
         return Ok(());
     }
     let (record, secret) = tokens
-        .create("serve:first-start", "admin (first start)", vec!["admin".into()], None)
+        .create(
+            "serve:first-start",
+            "admin (first start)",
+            vec!["admin".into()],
+            None,
+        )
         .await
         .map_err(service_error)?;
     crate::keyfile::write_secret_file(&path, format!("{}\n", secret.as_str()).as_bytes(), true)?;
-    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     eprintln!(
         "fleetkey: first start: admin token {} written to {} (mode 0600)\n\
          fleetkey: try: FLEETKEY_ADDR={scheme}://{} FLEETKEY_TOKEN=$(cat {}) fleetkey keys list",

@@ -6,7 +6,9 @@ use crate::local::{actor, open_tokens, parse_duration, runtime, service_error};
 
 pub fn run(cmd: TokensCommand) -> CliResult<()> {
     let dir = match &cmd {
-        TokensCommand::Create { dir, .. } | TokensCommand::List { dir } | TokensCommand::Revoke { dir, .. } => dir.clone(),
+        TokensCommand::Create { dir, .. }
+        | TokensCommand::List { dir }
+        | TokensCommand::Revoke { dir, .. } => dir.clone(),
     };
     runtime()?.block_on(async move {
         let tokens = open_tokens(&dir.data_dir).await?;
@@ -32,7 +34,7 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
                         .collect();
                     println!("{}", serde_json::to_string_pretty(&v).map_err(|e| CliError::refused(e.to_string()))?);
                 } else {
-                    println!("{:<22} {:<24} {:<10} {}", "ID", "NAME", "STATE", "SCOPES");
+                    println!("{:<22} {:<24} {:<10} SCOPES", "ID", "NAME", "STATE");
                     for t in list {
                         let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
                         println!("{:<22} {:<24} {:<10} {}", t.id, t.name, state, t.scopes.join(","));

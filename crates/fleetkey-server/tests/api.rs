@@ -1,0 +1,601 @@
+//! The HTTP API in process (router + `oneshot`): authorisation of every documented
+//! route, round trips, batch results, error statuses and bodies, rate-limit headers
+//! and 429s, body limits, metrics, the OpenAPI document, and a scan of the captured
+//! logs for secrets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use fleetkey_crypto::keyfile::SymmetricKeyFile;
+use fleetkey_server::{
+    api::{self, server},
+    clock::SystemClock,
+    config::Config,
+    custody::local::{KekSource, LocalCustody},
+    keys::{KeyConfig, KeyService},
+    store::sqlite::SqliteStore,
+    tokens::TokenService,
+};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+struct Api {
+    _dir: tempfile::TempDir,
+    app: axum::Router,
+    tokens: Arc<TokenService>,
+    admin: String,
+}
+
+async fn api_with(config: Config) -> Api {
+    let dir = tempfile::TempDir::new().unwrap();
+    let kek = SymmetricKeyFile::generate(
+        fleetkey_crypto::aead::Algorithm::Aes256Gcm,
+        fleetkey_crypto::envelope::KeyId::new("kek").unwrap(),
+    )
+    .unwrap();
+    fleetkey_server::secret_file::write(
+        &dir.path().join("kek.fk"),
+        kek.to_text().as_bytes(),
+        false,
+    )
+    .unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let custody = Arc::new(
+        LocalCustody::open(dir.path(), KekSource::KeyFile(dir.path().join("kek.fk")))
+            .await
+            .unwrap(),
+    );
+    let clock = Arc::new(SystemClock::default());
+    let keys = Arc::new(
+        KeyService::open(store.clone(), custody, clock.clone(), KeyConfig::default())
+            .await
+            .unwrap(),
+    );
+    let tokens = Arc::new(TokenService::new(store, clock));
+    let (_, admin) = tokens
+        .create("test", "admin", vec!["admin".into()], None)
+        .await
+        .unwrap();
+    let state = server::state(&config, keys, tokens.clone()).unwrap();
+    Api {
+        _dir: dir,
+        app: api::router(state, config.max_body_bytes),
+        tokens,
+        admin: admin.to_string(),
+    }
+}
+
+async fn api() -> Api {
+    api_with(Config::default()).await
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, headers, v)
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(method, path, Some(&self.admin), body).await;
+        (s, v)
+    }
+
+    async fn token(&self, scopes: &[&str]) -> String {
+        let (_, t) = self
+            .tokens
+            .create(
+                "test",
+                "scoped",
+                scopes.iter().map(|s| s.to_string()).collect(),
+                None,
+            )
+            .await
+            .unwrap();
+        t.to_string()
+    }
+}
+
+#[tokio::test]
+async fn every_documented_route_requires_a_token_with_its_scope() {
+    let a = api().await;
+    a.admin("POST", "/v1/keyrings", Some(json!({"name": "k"})))
+        .await;
+    let no_scope = a.token(&["seal:unrelated"]).await;
+    let (rec, revoked) = a
+        .tokens
+        .create("test", "to revoke", vec!["admin".into()], None)
+        .await
+        .unwrap();
+    let revoked = revoked.to_string();
+    a.tokens.revoke("test", &rec.id).await.unwrap();
+    let doc = api::openapi_document();
+    let mut walked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, _) in item.as_object().unwrap() {
+            let concrete = path
+                .replace("{name}", "k")
+                .replace("{version}", "1")
+                .replace("{id}", "tok_0");
+            let m = method.to_uppercase();
+            let body = (m != "GET").then(|| json!({}));
+            let (s, h, v) = a.call(&m, &concrete, None, body.clone()).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{m} {path} without a token");
+            assert_eq!(v["error"]["code"], "unauthenticated");
+            assert!(h.contains_key("www-authenticate"));
+            let (s, _, _) = a
+                .call(&m, &concrete, Some("fkt_not-a-real-token"), body.clone())
+                .await;
+            assert_eq!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "{m} {path} with an unknown token"
+            );
+            let (s, _, _) = a.call(&m, &concrete, Some(&revoked), body.clone()).await;
+            assert_eq!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "{m} {path} with a revoked token"
+            );
+            let (s, _, v) = a.call(&m, &concrete, Some(&no_scope), body).await;
+            // Malformed bodies may be refused before the scope check; both are refusals.
+            assert!(
+                s == StatusCode::FORBIDDEN
+                    || s == StatusCode::BAD_REQUEST
+                    || s == StatusCode::UNPROCESSABLE_ENTITY,
+                "{m} {path} without the scope: {s} {v}"
+            );
+            if s != StatusCode::FORBIDDEN {
+                // With a well-formed body the scope check must answer 403.
+                let good = match path.as_str() {
+                    p if p.ends_with("/seal") => json!({"plaintext": "AA=="}),
+                    p if p.ends_with("/unseal") || p.ends_with("/rewrap") => {
+                        json!({"ciphertext": "AA=="})
+                    }
+                    p if p.ends_with("/batch") => json!({"items": []}),
+                    "/v1/keyrings" => json!({"name": "x"}),
+                    "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
+                    _ => json!({}),
+                };
+                let (s, _, v) = a.call(&m, &concrete, Some(&no_scope), Some(good)).await;
+                assert_eq!(s, StatusCode::FORBIDDEN, "{m} {path}: {v}");
+            }
+            walked += 1;
+        }
+    }
+    assert!(walked >= 17, "walked {walked} operations");
+}
+
+#[tokio::test]
+async fn seal_unseal_rewrap_and_batches() {
+    let a = api().await;
+    let (s, v) = a
+        .admin(
+            "POST",
+            "/v1/keyrings",
+            Some(json!({"name": "pay", "policy": {"max_uses": 1000}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["policy"]["max_uses"], 1000);
+    let t = a.token(&["seal:pay", "unseal:pay", "rewrap:pay"]).await;
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/pay/seal",
+            Some(&t),
+            Some(json!({"plaintext": B64.encode(b"card 4242"), "aad": B64.encode(b"order-1")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ct = v["ciphertext"].as_str().unwrap().to_owned();
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/pay/unseal",
+            Some(&t),
+            Some(json!({"ciphertext": ct, "aad": B64.encode(b"order-1")})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["plaintext"].as_str().unwrap()),
+        (StatusCode::OK, B64.encode(b"card 4242").as_str())
+    );
+    // Wrong AAD: 422 cannot_open.
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/pay/unseal",
+            Some(&t),
+            Some(json!({"ciphertext": ct})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "cannot_open")
+    );
+    // Rotate, rewrap, revoke the old version: distinct 422 codes.
+    let (s, v) = a.admin("POST", "/v1/keyrings/pay/rotate", None).await;
+    assert_eq!((s, v["version"].as_u64()), (StatusCode::OK, Some(2)));
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/pay/rewrap",
+            Some(&t),
+            Some(json!({"ciphertext": ct, "aad": B64.encode(b"order-1")})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["key_version"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{v}"
+    );
+    let (s, _) = a
+        .admin("POST", "/v1/keyrings/pay/versions/1/revoke", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/pay/unseal",
+            Some(&t),
+            Some(json!({"ciphertext": ct, "aad": B64.encode(b"order-1")})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "revoked")
+    );
+    let (s, _) = a
+        .admin("POST", "/v1/keyrings/pay/versions/9/revoke", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Batch: per-item results in order, bad items do not fail the batch.
+    let items: Vec<Value> = (0..50)
+        .map(|i| json!({"plaintext": B64.encode(format!("item {i}"))}))
+        .collect();
+    let mut items_bad = items.clone();
+    items_bad.push(json!({"plaintext": "***"}));
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/pay/seal/batch",
+            Some(&t),
+            Some(json!({"items": items_bad})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 51);
+    assert_eq!(results[50]["error"]["code"], "malformed");
+    let cts: Vec<Value> = results[..50]
+        .iter()
+        .map(|r| json!({"ciphertext": r["ciphertext"]}))
+        .collect();
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/pay/unseal/batch",
+            Some(&t),
+            Some(json!({"items": cts})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for (i, r) in v["results"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            r["plaintext"].as_str().unwrap(),
+            B64.encode(format!("item {i}"))
+        );
+    }
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/pay/rewrap/batch",
+            Some(&t),
+            Some(json!({"items": cts})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["key_version"] == 2)
+    );
+}
+
+#[tokio::test]
+async fn errors_have_the_right_status_and_shape() {
+    let a = api_with(Config {
+        max_body_bytes: 4096,
+        max_batch_items: 3,
+        ..Config::default()
+    })
+    .await;
+    let (s, v) = a
+        .admin("POST", "/v1/keyrings", Some(json!({"name": "bad name"})))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (StatusCode::BAD_REQUEST, "malformed")
+    );
+    let (s, v) = a
+        .admin("POST", "/v1/keyrings", Some(json!({"nme": "typo"})))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    a.admin("POST", "/v1/keyrings", Some(json!({"name": "k"})))
+        .await;
+    let (s, v) = a
+        .admin("POST", "/v1/keyrings", Some(json!({"name": "k"})))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let (s, _) = a.admin("GET", "/v1/keyrings/missing", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = a
+        .admin(
+            "POST",
+            "/v1/keyrings/k/seal",
+            Some(json!({"plaintext": B64.encode(vec![0u8; 8192])})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    let items: Vec<Value> = (0..4).map(|_| json!({"plaintext": ""})).collect();
+    let (s, _) = a
+        .admin(
+            "POST",
+            "/v1/keyrings/k/seal/batch",
+            Some(json!({"items": items})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, v) = a
+        .admin(
+            "POST",
+            "/v1/keyrings/k/unseal",
+            Some(json!({"ciphertext": B64.encode(b"not an envelope")})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (StatusCode::BAD_REQUEST, "malformed")
+    );
+    let (s, _) = a.admin("GET", "/v1/nowhere", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = a.admin("GET", "/v1/audit?limit=0", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Entries so far: the admin token and keyring k.
+    let (s, v) = a.admin("GET", "/v1/audit?limit=1", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(v["next_after"], 1);
+    let (_, v) = a.admin("GET", "/v1/audit?after=1&limit=10", None).await;
+    assert_eq!(v["entries"][0]["action"], "keyring.create");
+    assert!(v["next_after"].is_null());
+    let (s, v) = a.admin("GET", "/v1/audit/checkpoint", None).await;
+    assert_eq!((s, v["seq"].as_u64()), (StatusCode::OK, Some(2)), "{v}");
+}
+
+#[tokio::test]
+async fn rate_limits_send_headers_and_429_with_retry_after() {
+    let mut config = Config::default();
+    config.rate_limit.per_token_per_sec = 5;
+    config.rate_limit.adaptive = false;
+    let a = api_with(config).await;
+    let t = a.token(&["keys:manage"]).await;
+    let mut limited = None;
+    for i in 0..10 {
+        let (s, h, _) = a.call("GET", "/v1/keyrings", Some(&t), None).await;
+        assert_eq!(h["x-ratelimit-limit"], "5");
+        assert!(h.contains_key("ratelimit-policy") && h.contains_key("ratelimit"));
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+            assert_eq!(h["x-ratelimit-remaining"], "0");
+            limited = Some(i);
+            break;
+        }
+    }
+    assert_eq!(
+        limited,
+        Some(5),
+        "the sixth request in a burst of 5/s is limited"
+    );
+    // Another token has its own budget.
+    let other = a.token(&["keys:manage"]).await;
+    let (s, _, _) = a.call("GET", "/v1/keyrings", Some(&other), None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn adaptive_mode_tightens_under_errors() {
+    let mut config = Config::default();
+    config.rate_limit.global_per_sec = 1000;
+    config.rate_limit.adaptive_factor = 0.001; // tightened: 1 request per second
+    let a = api_with(config).await;
+    a.admin("POST", "/v1/keyrings", Some(json!({"name": "k"})))
+        .await;
+    let bad = json!({"ciphertext": B64.encode(fleetkey_crypto::envelope::single::seal(
+        &fleetkey_crypto::aead::AeadKey::generate(fleetkey_crypto::aead::Algorithm::Aes256Gcm).unwrap(),
+        &fleetkey_crypto::envelope::KeyId::new("k").unwrap(), 1, [0; 12], b"x", b"").unwrap())});
+    // Two seconds of mostly-422 traffic, then a fresh window judges it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2300);
+    while std::time::Instant::now() < deadline {
+        a.admin("POST", "/v1/keyrings/k/unseal", Some(bad.clone()))
+            .await;
+    }
+    let mut saw_429 = false;
+    for _ in 0..5 {
+        let (s, _, v) = a.call("GET", "/v1/keyrings", Some(&a.admin), None).await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            assert!(v["error"]["message"].as_str().unwrap().contains("global"));
+            saw_429 = true;
+            break;
+        }
+    }
+    assert!(saw_429, "the global limit did not tighten");
+}
+
+#[tokio::test]
+async fn metrics_openapi_and_health_are_open() {
+    let a = api().await;
+    a.admin("POST", "/v1/keyrings", Some(json!({"name": "m"})))
+        .await;
+    a.admin(
+        "POST",
+        "/v1/keyrings/m/seal",
+        Some(json!({"plaintext": "AA=="})),
+    )
+    .await;
+    let (s, _, v) = a.call("GET", "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = v.as_str().unwrap();
+    for m in [
+        "fleetkey_http_requests_total",
+        "fleetkey_http_request_duration_seconds_bucket",
+        "fleetkey_seal_items_total{keyring=\"m\",result=\"ok\"} 1",
+        "fleetkey_nonce_headroom",
+        "fleetkey_rotations_total",
+    ] {
+        assert!(text.contains(m), "missing {m}");
+    }
+    let (s, _, doc) = a.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/keyrings/{name}/seal"]["post"].is_object());
+    assert_eq!(
+        a.call("GET", "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(a.call("GET", "/readyz", None, None).await.0, StatusCode::OK);
+}
+
+/// A `tracing` writer that keeps everything in memory.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_never_contain_secrets_or_plaintext() {
+    let cap = Capture::default();
+    let c2 = cap.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || c2.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let a = api().await;
+    a.admin("POST", "/v1/keyrings", Some(json!({"name": "s"})))
+        .await;
+    let secret_pt = "the-plaintext-must-not-leak";
+    let (_, v) = a
+        .admin(
+            "POST",
+            "/v1/keyrings/s/seal",
+            Some(json!({"plaintext": B64.encode(secret_pt)})),
+        )
+        .await;
+    a.admin(
+        "POST",
+        "/v1/keyrings/s/unseal",
+        Some(json!({"ciphertext": v["ciphertext"]})),
+    )
+    .await;
+    a.admin(
+        "POST",
+        "/v1/keyrings/s/unseal",
+        Some(json!({"ciphertext": "AAAA"})),
+    )
+    .await;
+    let (_, created) = a
+        .admin(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "n", "scopes": ["seal:s"]})),
+        )
+        .await;
+    let new_secret = created["token"].as_str().unwrap().to_owned();
+    a.call("GET", "/v1/keyrings", Some(&new_secret), None).await;
+    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    for needle in [secret_pt, &B64.encode(secret_pt), &a.admin, &new_secret] {
+        assert!(!logs.contains(needle), "secret found in logs");
+    }
+}
+
+#[tokio::test]
+async fn tokens_api_hands_out_only_held_scopes() {
+    let a = api().await;
+    let manager = a.token(&["tokens:manage", "seal:a*"]).await;
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&manager),
+            Some(json!({"name": "n", "scopes": ["seal:abc"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(v["token"].as_str().unwrap().starts_with("fkt_"));
+    let (s, _, _) = a
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&manager),
+            Some(json!({"name": "n", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, v) = a.call("GET", "/v1/tokens", Some(&manager), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!v.to_string().contains("fkt_"), "listing shows no secrets");
+    let id = v["tokens"][0]["id"].as_str().unwrap().to_owned();
+    let (s, _, _) = a
+        .call(
+            "POST",
+            &format!("/v1/tokens/{id}/revoke"),
+            Some(&manager),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
