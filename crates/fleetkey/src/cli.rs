@@ -160,8 +160,12 @@ pub struct KeygenArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("with").required(true).args(["key", "recipient"])))]
+#[command(group(clap::ArgGroup::new("with").required(true).args(["key", "recipient", "keyring"])))]
 pub struct SealArgs {
+    /// Keyring on the server (FLEETKEY_ADDR/FLEETKEY_TOKEN) or in FLEETKEY_DATA_DIR;
+    /// input at most 16 MiB.
+    #[arg(long, value_name = "NAME")]
+    pub keyring: Option<String>,
     /// Symmetric key file made by `fleetkey keygen`.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
@@ -195,8 +199,11 @@ pub struct SealArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("with").required(true).args(["key", "identity"])))]
+#[command(group(clap::ArgGroup::new("with").required(true).args(["key", "identity", "keyring"])))]
 pub struct UnsealArgs {
+    /// Keyring on the server (FLEETKEY_ADDR/FLEETKEY_TOKEN) or in FLEETKEY_DATA_DIR.
+    #[arg(long, value_name = "NAME")]
+    pub keyring: Option<String>,
     /// Symmetric key file the envelope was sealed with.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,

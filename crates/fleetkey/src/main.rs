@@ -3,6 +3,7 @@
 
 mod background;
 mod cli;
+mod client;
 mod commands;
 mod error;
 mod files;

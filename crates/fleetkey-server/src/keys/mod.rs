@@ -106,7 +106,7 @@ fn wrap_context(name: &str, version: u32) -> String {
 }
 
 /// What `show`/`list` report about a keyring. Never contains key material.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct KeyringInfo {
     /// Name.
     pub name: String,
@@ -125,7 +125,7 @@ pub struct KeyringInfo {
 }
 
 /// One version in [`KeyringInfo`].
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     /// Version number.
     pub version: u32,

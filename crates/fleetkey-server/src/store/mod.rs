@@ -54,7 +54,9 @@ pub struct KeyringRecord {
 }
 
 /// The life of a key version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum VersionState {
     /// The primary: seals and opens.

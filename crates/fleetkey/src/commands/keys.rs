@@ -145,6 +145,9 @@ fn dir_of(c: &KeysCommand) -> &DataDir {
 pub fn run(cmd: KeysCommand) -> CliResult<()> {
     let dir = dir_of(&cmd).clone();
     let rt = runtime()?;
+    if let Some(client) = crate::client::Client::from_env()? {
+        return rt.block_on(run_remote(&client, cmd, dir.json));
+    }
     rt.block_on(async move {
         let svc = open(&dir.data_dir).await?;
         let r = run_with(&svc, cmd, dir.json).await;
@@ -312,5 +315,281 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00Z");
         assert_eq!(super::utc(1_795_423_574), "2026-11-23 08:46Z");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00Z");
+    }
+}
+
+fn policy_json(a: &PolicyArgs) -> CliResult<serde_json::Value> {
+    let mut v = serde_json::Map::new();
+    if let Some(d) = &a.rotation_period {
+        v.insert("rotation_period_secs".into(), parse_duration(d)?.into());
+    }
+    if let Some(n) = a.max_uses {
+        v.insert("max_uses".into(), n.into());
+    }
+    if let Some(d) = &a.overlap {
+        v.insert("overlap_secs".into(), parse_duration(d)?.into());
+    }
+    if let Some(n) = a.keep_last {
+        v.insert("keep_last".into(), n.into());
+    }
+    if a.no_keep_last {
+        v.insert("keep_last".into(), 0.into());
+    }
+    Ok(serde_json::Value::Object(v))
+}
+
+fn read_all(input: Option<&std::path::Path>, limit: u64) -> CliResult<Vec<u8>> {
+    let inp = open_input(input)?;
+    let mut data = Vec::new();
+    inp.reader
+        .take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| CliError::io(&inp.name, &e))?;
+    if data.len() as u64 > limit {
+        return Err(CliError::refused(format!(
+            "input larger than {limit} bytes"
+        )));
+    }
+    Ok(data)
+}
+
+/// Reads an envelope, armored or binary.
+fn read_envelope(input: Option<&std::path::Path>) -> CliResult<Vec<u8>> {
+    let data = read_all(input, 2 * MAX_SEAL_INPUT)?;
+    if armor::is_armored(&data) {
+        let text =
+            String::from_utf8(data).map_err(|_| CliError::refused("armored input is not text"))?;
+        armor::decode(&text).map_err(crate::error::envelope_error)
+    } else {
+        Ok(data)
+    }
+}
+
+/// `fleetkey keys …` against `fleetkey serve`.
+async fn run_remote(c: &crate::client::Client, cmd: KeysCommand, json: bool) -> CliResult<()> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+    use reqwest::Method;
+    use serde_json::{Value, json};
+    let b64 = |b: &[u8]| B64.encode(b);
+    let aad_json = |aad: &Option<String>| aad.as_deref().map(|a| B64.encode(a.as_bytes()));
+    match cmd {
+        KeysCommand::Create {
+            name,
+            algorithm,
+            policy,
+            ..
+        } => {
+            let body =
+                json!({ "name": name, "algorithm": algorithm, "policy": policy_json(&policy)? });
+            let info: KeyringInfo = c.call(Method::POST, "/v1/keyrings", Some(body)).await?;
+            print_versions(&info, json)
+        }
+        KeysCommand::List { .. } => {
+            let v: Value = c.call(Method::GET, "/v1/keyrings", None).await?;
+            let rings: Vec<KeyringInfo> = serde_json::from_value(v["keyrings"].clone())
+                .map_err(|e| CliError::refused(format!("unexpected response: {e}")))?;
+            print_rings(&rings, json)
+        }
+        KeysCommand::Show { name, .. } => {
+            let info: KeyringInfo = c
+                .call(Method::GET, &format!("/v1/keyrings/{name}"), None)
+                .await?;
+            print_versions(&info, json)
+        }
+        KeysCommand::Rotate { name, .. } => {
+            let v: Value = c
+                .call(Method::POST, &format!("/v1/keyrings/{name}/rotate"), None)
+                .await?;
+            eprintln!("fleetkey: {name} now seals with version {}", v["version"]);
+            Ok(())
+        }
+        KeysCommand::Revoke { name, version, .. } => {
+            let _: Value = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/keyrings/{name}/versions/{version}/revoke"),
+                    None,
+                )
+                .await?;
+            eprintln!("fleetkey: {name} version {version} revoked");
+            Ok(())
+        }
+        KeysCommand::Policy { name, policy, .. } => {
+            let info: KeyringInfo = c
+                .call(
+                    Method::PUT,
+                    &format!("/v1/keyrings/{name}/policy"),
+                    Some(policy_json(&policy)?),
+                )
+                .await?;
+            print_versions(&info, json)
+        }
+        KeysCommand::Seal {
+            name, aad, input, ..
+        } => {
+            let data = zeroize::Zeroizing::new(read_all(input.as_deref(), MAX_SEAL_INPUT)?);
+            let v: Value = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/keyrings/{name}/seal"),
+                    Some(json!({ "plaintext": b64(&data), "aad": aad_json(&aad) })),
+                )
+                .await?;
+            let env = B64
+                .decode(v["ciphertext"].as_str().unwrap_or_default())
+                .map_err(|_| CliError::refused("server returned invalid base64"))?;
+            println!("{}", armor::encode(&env));
+            Ok(())
+        }
+        KeysCommand::Unseal {
+            name, aad, input, ..
+        } => {
+            let env = read_envelope(input.as_deref())?;
+            let v: Value = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/keyrings/{name}/unseal"),
+                    Some(json!({ "ciphertext": b64(&env), "aad": aad_json(&aad) })),
+                )
+                .await?;
+            let pt = zeroize::Zeroizing::new(
+                B64.decode(v["plaintext"].as_str().unwrap_or_default())
+                    .map_err(|_| CliError::refused("server returned invalid base64"))?,
+            );
+            std::io::stdout()
+                .write_all(&pt)
+                .map_err(|e| CliError::io("stdout", &e))
+        }
+        KeysCommand::Rewrap {
+            name,
+            aad,
+            input,
+            output,
+            ..
+        } => {
+            let inp = open_input(input.as_deref())?;
+            let mut items = Vec::new();
+            for (n, line) in std::io::BufReader::new(inp.reader).lines().enumerate() {
+                let line = line.map_err(|e| CliError::io(&inp.name, &e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let env = armor::decode(line.trim()).map_err(|_| {
+                    CliError::refused(format!("line {}: not an armored envelope (fk1:…)", n + 1))
+                })?;
+                items.push(json!({ "ciphertext": b64(&env), "aad": aad_json(&aad) }));
+            }
+            let total = items.len();
+            let v: Value = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/keyrings/{name}/rewrap/batch"),
+                    Some(json!({ "items": items })),
+                )
+                .await?;
+            let mut out = Output::create(output.as_deref(), true)?;
+            let mut failed = 0;
+            for (i, r) in v["results"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let line = match r["ciphertext"].as_str().and_then(|s| B64.decode(s).ok()) {
+                    Some(env) => armor::encode(&env),
+                    None => {
+                        failed += 1;
+                        eprintln!(
+                            "fleetkey: item {}: {}",
+                            i + 1,
+                            r["error"]["message"].as_str().unwrap_or("failed")
+                        );
+                        String::new()
+                    }
+                };
+                writeln!(out.writer(), "{line}").map_err(|e| CliError::io(out.name(), &e))?;
+            }
+            out.commit(false)?;
+            if failed > 0 {
+                return Err(CliError::refused(format!(
+                    "{failed} of {total} envelopes could not be rewrapped"
+                )));
+            }
+            Ok(())
+        }
+        KeysCommand::Tick { .. } => Err(CliError::usage(
+            "`keys tick` runs on a local data directory; the server runs its own scheduler",
+        )
+        .hint("unset FLEETKEY_ADDR to run it locally")),
+    }
+}
+
+fn data_dir() -> std::path::PathBuf {
+    std::env::var_os("FLEETKEY_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("./fleetkey-data"))
+}
+
+/// Seals `data` with keyring `name` on the server (FLEETKEY_ADDR) or locally.
+pub fn keyring_seal(
+    name: &str,
+    input: Option<&std::path::Path>,
+    aad: Option<&str>,
+) -> CliResult<Vec<u8>> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+    let data = zeroize::Zeroizing::new(read_all(input, MAX_SEAL_INPUT)?);
+    let rt = runtime()?;
+    match crate::client::Client::from_env()? {
+        Some(c) => rt.block_on(async {
+            let v: serde_json::Value = c
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/keyrings/{name}/seal"),
+                    Some(serde_json::json!({ "plaintext": B64.encode(&*data), "aad": aad.map(|a| B64.encode(a)) })),
+                )
+                .await?;
+            B64.decode(v["ciphertext"].as_str().unwrap_or_default())
+                .map_err(|_| CliError::refused("server returned invalid base64"))
+        }),
+        None => rt.block_on(async {
+            let svc = open(&data_dir()).await?;
+            let ring = svc.keyring(name).await.map_err(service_error)?;
+            let r = ring.seal(&data, aad.unwrap_or("").as_bytes()).await.map_err(service_error);
+            svc.shutdown().await.map_err(service_error)?;
+            r
+        }),
+    }
+}
+
+/// Opens a keyring envelope on the server (FLEETKEY_ADDR) or locally.
+pub fn keyring_unseal(
+    name: &str,
+    input: Option<&std::path::Path>,
+    aad: Option<&str>,
+) -> CliResult<zeroize::Zeroizing<Vec<u8>>> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+    let env = read_envelope(input)?;
+    let rt = runtime()?;
+    match crate::client::Client::from_env()? {
+        Some(c) => rt.block_on(async {
+            let v: serde_json::Value = c
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/keyrings/{name}/unseal"),
+                    Some(serde_json::json!({ "ciphertext": B64.encode(&env), "aad": aad.map(|a| B64.encode(a)) })),
+                )
+                .await?;
+            B64.decode(v["plaintext"].as_str().unwrap_or_default())
+                .map(zeroize::Zeroizing::new)
+                .map_err(|_| CliError::refused("server returned invalid base64"))
+        }),
+        None => rt.block_on(async {
+            let svc = open(&data_dir()).await?;
+            let ring = svc.keyring(name).await.map_err(service_error)?;
+            let r = ring.unseal(&env, aad.unwrap_or("").as_bytes()).await.map_err(service_error);
+            svc.shutdown().await.map_err(service_error)?;
+            r.map(zeroize::Zeroizing::new)
+        }),
     }
 }

@@ -10,6 +10,9 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
         | TokensCommand::List { dir }
         | TokensCommand::Revoke { dir, .. } => dir.clone(),
     };
+    if let Some(client) = crate::client::Client::from_env()? {
+        return runtime()?.block_on(remote(&client, cmd, dir.json));
+    }
     runtime()?.block_on(async move {
         let tokens = open_tokens(&dir.data_dir).await?;
         match cmd {
@@ -49,4 +52,71 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
             }
         }
     })
+}
+
+async fn remote(c: &crate::client::Client, cmd: TokensCommand, json: bool) -> CliResult<()> {
+    use reqwest::Method;
+    use serde_json::{Value, json};
+    match cmd {
+        TokensCommand::Create {
+            name, scopes, ttl, ..
+        } => {
+            let ttl = ttl.as_deref().map(parse_duration).transpose()?;
+            let v: Value = c
+                .call(
+                    Method::POST,
+                    "/v1/tokens",
+                    Some(json!({ "name": name, "scopes": scopes, "ttl_secs": ttl })),
+                )
+                .await?;
+            if json {
+                println!("{v}");
+            } else {
+                eprintln!(
+                    "fleetkey: created token {} (shown once; store it now)",
+                    v["id"].as_str().unwrap_or("?")
+                );
+                println!("{}", v["token"].as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+        TokensCommand::List { .. } => {
+            let v: Value = c.call(Method::GET, "/v1/tokens", None).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v["tokens"])
+                        .map_err(|e| CliError::refused(e.to_string()))?
+                );
+            } else {
+                println!("{:<22} {:<24} {:<10} SCOPES", "ID", "NAME", "STATE");
+                for t in v["tokens"].as_array().cloned().unwrap_or_default() {
+                    let state = if t["revoked_at"].is_null() {
+                        "active"
+                    } else {
+                        "revoked"
+                    };
+                    let scopes: Vec<&str> = t["scopes"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<22} {:<24} {:<10} {}",
+                        t["id"].as_str().unwrap_or(""),
+                        t["name"].as_str().unwrap_or(""),
+                        state,
+                        scopes.join(",")
+                    );
+                }
+            }
+            Ok(())
+        }
+        TokensCommand::Revoke { id, .. } => {
+            let _: Value = c
+                .call(Method::POST, &format!("/v1/tokens/{id}/revoke"), None)
+                .await?;
+            eprintln!("fleetkey: token {id} revoked");
+            Ok(())
+        }
+    }
 }

@@ -9,6 +9,16 @@ use fleetkey_crypto::envelope::{Body, io as eio, recipient, single, stream};
 use fleetkey_crypto::keyfile::{IdentityFile, SymmetricKeyFile};
 
 pub fn run(args: UnsealArgs) -> CliResult<()> {
+    if let Some(name) = &args.keyring {
+        let mut output = Output::create(args.output.as_deref(), args.force)?;
+        let pt = super::keys::keyring_unseal(name, args.input.as_deref(), args.aad.as_deref())?;
+        let out_name = output.name();
+        output
+            .writer()
+            .write_all(&pt)
+            .map_err(|e| CliError::io(&out_name, &e))?;
+        return output.commit(args.sync);
+    }
     let aad = args.aad.as_deref().unwrap_or("").as_bytes().to_vec();
     // Load the key first: a bad key file fails before any input is read.
     enum Opener {

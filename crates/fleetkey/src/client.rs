@@ -1,0 +1,99 @@
+//! The CLI as a client of `fleetkey serve`: with `FLEETKEY_ADDR` and
+//! `FLEETKEY_TOKEN` set (the habit of VAULT_ADDR/VAULT_TOKEN), keyring and token
+//! commands go to the server instead of a local data directory.
+
+use crate::error::{CliError, CliResult, code};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A configured client.
+pub struct Client {
+    base: String,
+    token: zeroize::Zeroizing<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// The client from the environment, if `FLEETKEY_ADDR` is set.
+    pub fn from_env() -> CliResult<Option<Self>> {
+        let Some(addr) = std::env::var("FLEETKEY_ADDR")
+            .ok()
+            .filter(|a| !a.is_empty())
+        else {
+            return Ok(None);
+        };
+        let token = std::env::var("FLEETKEY_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                CliError::usage("FLEETKEY_ADDR is set but FLEETKEY_TOKEN is not")
+                    .hint("export FLEETKEY_TOKEN=$(cat fleetkey-data/admin.token), or unset FLEETKEY_ADDR for local mode")
+            })?;
+        if !(addr.starts_with("http://") || addr.starts_with("https://")) {
+            return Err(CliError::usage(format!(
+                "FLEETKEY_ADDR {addr:?} must start with http:// or https://"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| CliError::new(code::IO, format!("http client: {e}")))?;
+        Ok(Some(Self {
+            base: addr.trim_end_matches('/').to_owned(),
+            token: zeroize::Zeroizing::new(token),
+            http,
+        }))
+    }
+
+    /// Calls `method path` with an optional JSON body; maps error bodies to messages.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> CliResult<T> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(self.token.as_str());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            CliError::new(code::IO, format!("cannot reach {}: {e}", self.base))
+                .hint("is `fleetkey serve` running? check FLEETKEY_ADDR")
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| CliError::new(code::IO, format!("reading the response: {e}")))?;
+        if status.is_success() {
+            let text = if bytes.is_empty() {
+                &b"null"[..]
+            } else {
+                &bytes[..]
+            };
+            return serde_json::from_slice(text)
+                .map_err(|e| CliError::new(code::IO, format!("unexpected response: {e}")));
+        }
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let message = v["error"]["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned();
+        let c = v["error"]["code"].as_str().unwrap_or("");
+        Err(match status.as_u16() {
+            401 => CliError::refused(format!("server: {message}"))
+                .hint("check FLEETKEY_TOKEN (expired or revoked?)"),
+            403 => CliError::refused(format!("server: {message}"))
+                .hint("ask for a token with that scope"),
+            400 | 404 | 413 => CliError::usage(format!("server: {message}")),
+            429 => CliError::refused(format!("server: {message}"))
+                .hint("slow down, or raise the rate limit"),
+            500..=599 => CliError::new(code::IO, format!("server: {message} ({c})")),
+            _ => CliError::refused(format!("server: {message}")),
+        })
+    }
+}

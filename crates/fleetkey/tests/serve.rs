@@ -1,0 +1,224 @@
+//! `fleetkey serve` as a user runs it: zero-config first start (admin token file,
+//! KEK outside the data directory), the CLI as a client, graceful SIGTERM, and a
+//! restart that reuses everything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fleetkey"))
+            .arg("serve")
+            .current_dir(dir)
+            .env("HOME", dir.join("home"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("FLEETKEY_ROOT_KEY_FILE")
+            .env_remove("FLEETKEY_PASSPHRASE")
+            .env_remove("FLEETKEY_DATA_DIR")
+            .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FLEETKEY_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return Self { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("server did not become healthy");
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SIGTERM, then wait for the graceful exit.
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn zero_config_first_start_client_mode_and_graceful_restart() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let server = Server::start(dir.path());
+    let token_file = dir.path().join("fleetkey-data/admin.token");
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("fkt_"));
+    // The KEK lives outside the data directory.
+    let kek_dir = dir.path().join("home/.config/fleetkey");
+    assert!(std::fs::read_dir(&kek_dir).unwrap().count() == 1);
+    assert!(
+        get(server.port, "/readyz")
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+    let client = |args: &[&str]| {
+        let mut c = Command::cargo_bin("fleetkey").unwrap();
+        c.env("FLEETKEY_ADDR", format!("http://127.0.0.1:{}", server.port))
+            .env("FLEETKEY_TOKEN", &token)
+            .args(args);
+        c
+    };
+    client(&["keys", "create", "web", "--max-uses", "1000"])
+        .assert()
+        .success();
+    client(&["keys", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("web"));
+    let sealed = client(&["keys", "seal", "web", "--aad", "a"])
+        .write_stdin("over http")
+        .assert()
+        .success();
+    let env = String::from_utf8(sealed.get_output().stdout.clone()).unwrap();
+    client(&["keys", "unseal", "web", "--aad", "a"])
+        .write_stdin(env.clone())
+        .assert()
+        .success()
+        .stdout("over http");
+    // Top-level seal/unseal with --keyring.
+    std::fs::write(dir.path().join("in.txt"), "file body").unwrap();
+    client(&["seal", "--keyring", "web", "-i"])
+        .arg(dir.path().join("in.txt"))
+        .arg("-o")
+        .arg(dir.path().join("in.fk"))
+        .assert()
+        .success();
+    client(&["unseal", "--keyring", "web", "-i"])
+        .arg(dir.path().join("in.fk"))
+        .assert()
+        .success()
+        .stdout("file body");
+    client(&["keys", "rotate", "web"]).assert().success();
+    let rewrapped = client(&["keys", "rewrap", "web", "--aad", "a"])
+        .write_stdin(env)
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&rewrapped.get_output().stdout).starts_with("fk1:"));
+    let t = client(&["tokens", "create", "--name", "ci", "--scope", "seal:web"])
+        .assert()
+        .success();
+    let scoped = String::from_utf8(t.get_output().stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .env("FLEETKEY_ADDR", format!("http://127.0.0.1:{}", server.port))
+        .env("FLEETKEY_TOKEN", &scoped)
+        .args(["keys", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("lacks scope"));
+    client(&["keys", "show", "nope"]).assert().code(2);
+    let status = server.stop();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    // Restart: same token file, the keyring is still there.
+    let server = Server::start(dir.path());
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .env("FLEETKEY_ADDR", format!("http://127.0.0.1:{}", server.port))
+        .env("FLEETKEY_TOKEN", &token)
+        .args(["keys", "show", "web", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"primary_version\": 2"));
+    assert!(server.stop().success());
+    // JSON logs: one object per line, no token secrets.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "log") {
+            let log = std::fs::read_to_string(&p).unwrap();
+            assert!(
+                !log.contains(&token) && !log.contains(&scoped),
+                "token in logs"
+            );
+            assert!(
+                log.lines()
+                    .filter(|l| l.starts_with('{'))
+                    .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            );
+        }
+    }
+}
+
+#[test]
+fn invalid_configuration_names_the_key() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "listen = \"127.0.0.1:1\"\nmax_body_byte = 5\n",
+    )
+    .unwrap();
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["serve", "--config", "bad.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("max_body_byte"));
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("FLEETKEY_LISTEN", "not-an-address")
+        .arg("serve")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("listen"));
+}
