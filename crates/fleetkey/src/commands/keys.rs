@@ -308,15 +308,6 @@ async fn run_with(svc: &KeyService, cmd: KeysCommand, json: bool) -> CliResult<(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00Z");
-        assert_eq!(super::utc(1_795_423_574), "2026-11-23 08:46Z");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00Z");
-    }
-}
 
 fn policy_json(a: &PolicyArgs) -> CliResult<serde_json::Value> {
     let mut v = serde_json::Map::new();
@@ -591,5 +582,15 @@ pub fn keyring_unseal(
             svc.shutdown().await.map_err(service_error)?;
             r.map(zeroize::Zeroizing::new)
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00Z");
+        assert_eq!(super::utc(1_795_423_574), "2026-11-23 08:46Z");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00Z");
     }
 }
