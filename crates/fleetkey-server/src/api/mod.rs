@@ -47,7 +47,7 @@ type St = State<Arc<AppState>>;
 
 // ------------------------------------------------------------------ extractors
 
-/// JSON body whose rejections become JSON errors (400, 413, 415).
+/// JSON body whose rejections become JSON errors (400, 413).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -64,11 +64,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
                     "request body is larger than the configured limit",
                 ))
             }
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "malformed",
-                "send Content-Type: application/json",
-            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::malformed("send Content-Type: application/json")),
             Err(e) => Err(ApiError::malformed(e.body_text())),
         }
     }
