@@ -450,10 +450,9 @@ fn result_label(e: &ApiError) -> &'static str {
     e.detail.code
 }
 
-async fn seal_one(st: &AppState, name: &str, req: &SealRequest) -> ApiResult<SealResponse> {
+async fn seal_one(ring: &crate::keys::Keyring, req: &SealRequest) -> ApiResult<SealResponse> {
     let pt = zeroize::Zeroizing::new(b64("plaintext", &req.plaintext)?);
     let aad = opt_b64("aad", &req.aad)?;
-    let ring = st.keys.keyring(name).await?;
     let env = ring.seal(&pt, &aad).await?;
     Ok(SealResponse {
         key_version: version_of(&env),
@@ -461,14 +460,9 @@ async fn seal_one(st: &AppState, name: &str, req: &SealRequest) -> ApiResult<Sea
     })
 }
 
-async fn unseal_one(
-    st: &AppState,
-    name: &str,
-    req: &CiphertextRequest,
-) -> ApiResult<UnsealResponse> {
+async fn unseal_one(ring: &crate::keys::Keyring, req: &CiphertextRequest) -> ApiResult<UnsealResponse> {
     let env = b64("ciphertext", &req.ciphertext)?;
     let aad = opt_b64("aad", &req.aad)?;
-    let ring = st.keys.keyring(name).await?;
     let pt = zeroize::Zeroizing::new(ring.unseal(&env, &aad).await?);
     Ok(UnsealResponse {
         plaintext: B64.encode(&*pt),
@@ -517,7 +511,8 @@ async fn seal(
     ApiJson(req): ApiJson<SealRequest>,
 ) -> ApiResult<Json<SealResponse>> {
     p.require(&format!("seal:{name}"))?;
-    let r = seal_one(&st, &name, &req).await;
+    let ring = st.keys.keyring(&name).await?;
+    let r = seal_one(&ring, &req).await;
     count(&st, &st.metrics.seals, &name, r.as_ref().map(|_| ()));
     Ok(Json(r?))
 }
@@ -535,7 +530,8 @@ async fn unseal(
     ApiJson(req): ApiJson<CiphertextRequest>,
 ) -> ApiResult<Json<UnsealResponse>> {
     p.require(&format!("unseal:{name}"))?;
-    let r = unseal_one(&st, &name, &req).await;
+    let ring = st.keys.keyring(&name).await?;
+    let r = unseal_one(&ring, &req).await;
     count(&st, &st.metrics.unseals, &name, r.as_ref().map(|_| ()));
     Ok(Json(r?))
 }
@@ -581,11 +577,16 @@ async fn seal_batch(
 ) -> ApiResult<Json<BatchResponse>> {
     p.require(&format!("seal:{name}"))?;
     check_batch(&st, req.items.len())?;
-    st.keys.keyring(&name).await?;
+    let ring = st.keys.keyring(&name).await?;
     let mut results = Vec::with_capacity(req.items.len());
+    let mut ok = 0u64;
     for item in &req.items {
-        let r = seal_one(&st, &name, item).await;
-        count(&st, &st.metrics.seals, &name, r.as_ref().map(|_| ()));
+        let r = seal_one(&ring, item).await;
+        if r.is_ok() {
+            ok += 1;
+        } else if let Err(e) = &r {
+            count(&st, &st.metrics.seals, &name, Err(e));
+        }
         results.push(match r {
             Ok(s) => BatchItem {
                 ciphertext: Some(s.ciphertext),
@@ -601,6 +602,7 @@ async fn seal_batch(
             },
         });
     }
+    st.metrics.seals.with_label_values(&[name.as_str(), "ok"]).inc_by(ok);
     Ok(Json(BatchResponse { results }))
 }
 
@@ -618,11 +620,16 @@ async fn unseal_batch(
 ) -> ApiResult<Json<BatchResponse>> {
     p.require(&format!("unseal:{name}"))?;
     check_batch(&st, req.items.len())?;
-    st.keys.keyring(&name).await?;
+    let ring = st.keys.keyring(&name).await?;
     let mut results = Vec::with_capacity(req.items.len());
+    let mut ok = 0u64;
     for item in &req.items {
-        let r = unseal_one(&st, &name, item).await;
-        count(&st, &st.metrics.unseals, &name, r.as_ref().map(|_| ()));
+        let r = unseal_one(&ring, item).await;
+        if r.is_ok() {
+            ok += 1;
+        } else if let Err(e) = &r {
+            count(&st, &st.metrics.unseals, &name, Err(e));
+        }
         results.push(match r {
             Ok(u) => BatchItem {
                 ciphertext: None,
@@ -638,6 +645,7 @@ async fn unseal_batch(
             },
         });
     }
+    st.metrics.unseals.with_label_values(&[name.as_str(), "ok"]).inc_by(ok);
     Ok(Json(BatchResponse { results }))
 }
 

@@ -626,7 +626,9 @@ impl Keyring {
 /// The key service of one instance.
 pub struct KeyService {
     shared: Arc<Shared>,
-    rings: tokio::sync::Mutex<HashMap<String, Arc<Keyring>>>,
+    rings: std::sync::RwLock<HashMap<String, Arc<Keyring>>>,
+    /// Serialises loading a keyring the first time.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl KeyService {
@@ -649,8 +651,13 @@ impl KeyService {
                 instance,
                 metrics: KeyMetrics::default(),
             }),
-            rings: tokio::sync::Mutex::new(HashMap::new()),
+            rings: std::sync::RwLock::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    fn cached_rings(&self) -> Vec<Arc<Keyring>> {
+        self.rings.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Operational counters.
@@ -704,9 +711,12 @@ impl KeyService {
 
     /// A handle to a keyring (cached).
     pub async fn keyring(&self, name: &str) -> Result<Arc<Keyring>> {
-        let mut rings = self.rings.lock().await;
-        if let Some(r) = rings.get(name) {
-            return Ok(r.clone());
+        if let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(r);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(r);
         }
         let key_id = validate_name(name).map_err(|_| Error::KeyringNotFound(name.to_owned()))?;
         let ring = Arc::new(Keyring {
@@ -742,7 +752,9 @@ impl KeyService {
             unflushed: std::sync::Mutex::new(Vec::new()),
         });
         ring.reload().await?;
-        rings.insert(name.to_owned(), ring.clone());
+        if let Ok(mut m) = self.rings.write() {
+            m.insert(name.to_owned(), ring.clone());
+        }
         Ok(ring)
     }
 
@@ -923,7 +935,7 @@ impl KeyService {
 
     /// Writes pending usage counts.
     pub async fn flush(&self) -> Result<()> {
-        let rings: Vec<Arc<Keyring>> = self.rings.lock().await.values().cloned().collect();
+        let rings = self.cached_rings();
         for r in rings {
             let p = r.primary.load_full();
             // Count what the live block has used so far, then start its count afresh.
@@ -941,7 +953,7 @@ impl KeyService {
     /// nonce reservation (so a restart does not count it as used), and leaves every
     /// keyring with an empty block. Sealing after this reserves afresh.
     pub async fn shutdown(&self) -> Result<()> {
-        let rings: Vec<Arc<Keyring>> = self.rings.lock().await.values().cloned().collect();
+        let rings = self.cached_rings();
         for r in rings {
             let _g = r.slow.lock().await;
             let p = r.primary.load_full();
@@ -1059,11 +1071,8 @@ impl KeyService {
     /// For each cached keyring: (name, primary version, counters left in the live
     /// block's instance id space).
     pub fn nonce_headroom(&self) -> Vec<(String, u32, u64)> {
-        let Ok(rings) = self.rings.try_lock() else {
-            return Vec::new();
-        };
-        rings
-            .values()
+        self.cached_rings()
+            .iter()
             .map(|r| {
                 let p = r.primary.load();
                 let next = p.block.start + p.block.used();
