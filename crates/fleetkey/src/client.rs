@@ -34,8 +34,18 @@ impl Client {
                 "FLEETKEY_ADDR {addr:?} must start with http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
+        fleetkey_server::api::server::install_crypto_provider();
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
+        // A private CA for the server's certificate (like VAULT_CACERT).
+        if let Some(path) = std::env::var_os("FLEETKEY_CACERT").filter(|v| !v.is_empty()) {
+            let pem = std::fs::read(&path)
+                .map_err(|e| CliError::io(std::path::Path::new(&path).display(), &e))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                CliError::usage(format!("FLEETKEY_CACERT: not a PEM certificate: {e}"))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::new(code::IO, format!("http client: {e}")))?;
         Ok(Some(Self {

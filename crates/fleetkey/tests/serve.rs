@@ -222,3 +222,56 @@ fn invalid_configuration_names_the_key() {
         .code(2)
         .stderr(predicate::str::contains("listen"));
 }
+
+#[test]
+fn tls_when_a_certificate_is_configured() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fleetkey"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("HOME", dir.path().join("home"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("FLEETKEY_ROOT_KEY_FILE")
+        .env_remove("FLEETKEY_PASSPHRASE")
+        .env_remove("FLEETKEY_DATA_DIR")
+        .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FLEETKEY_TLS_CERT", dir.path().join("cert.pem"))
+        .env("FLEETKEY_TLS_KEY", dir.path().join("key.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let token_file = dir.path().join("fleetkey-data/admin.token");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ok = false;
+    while Instant::now() < deadline {
+        if token_file.exists() {
+            let token = std::fs::read_to_string(&token_file)
+                .unwrap()
+                .trim()
+                .to_owned();
+            let r = Command::cargo_bin("fleetkey")
+                .unwrap()
+                .env("FLEETKEY_ADDR", format!("https://localhost:{port}"))
+                .env("FLEETKEY_TOKEN", &token)
+                .env("FLEETKEY_CACERT", dir.path().join("cert.pem"))
+                .args(["keys", "list"])
+                .output()
+                .unwrap();
+            if r.status.success() {
+                ok = true;
+                // Plain HTTP on the TLS port is not served.
+                assert!(get(port, "/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "HTTPS request with the CA certificate did not succeed");
+}

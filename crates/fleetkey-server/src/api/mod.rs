@@ -64,7 +64,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
                     "request body is larger than the configured limit",
                 ))
             }
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::malformed("send Content-Type: application/json")),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::malformed("send Content-Type: application/json"))
+            }
             Err(e) => Err(ApiError::malformed(e.body_text())),
         }
     }
@@ -351,7 +353,11 @@ async fn create_keyring(
         None => Algorithm::Aes256Gcm,
     };
     let policy = req.policy.unwrap_or_default().apply(Policy::default());
-    let info = st.keys.create(&p.actor(), &req.name, alg, policy).await?;
+    let info = st
+        .keys
+        .create(&p.actor(), &req.name, alg, policy)
+        .await
+        .map_err(|e| change_err(&st, e))?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -393,7 +399,11 @@ async fn rotate_keyring(
 ) -> ApiResult<Json<RotateResponse>> {
     p.require("keys:manage")?;
     Ok(Json(RotateResponse {
-        version: st.keys.rotate(&p.actor(), &name).await?,
+        version: st
+            .keys
+            .rotate(&p.actor(), &name)
+            .await
+            .map_err(|e| change_err(&st, e))?,
     }))
 }
 
@@ -416,7 +426,7 @@ async fn revoke_version(
             Error::UnknownVersion { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
-            other => other.into(),
+            other => change_err(&st, other),
         })?;
     Ok(Json(st.keys.show(&name).await?))
 }
@@ -436,8 +446,18 @@ async fn set_policy(
     let current = st.keys.show(&name).await?.policy;
     st.keys
         .set_policy(&p.actor(), &name, req.apply(current))
-        .await?;
+        .await
+        .map_err(|e| change_err(&st, e))?;
     Ok(Json(st.keys.show(&name).await?))
+}
+
+/// Maps the error of a state change. Every change is written in one transaction
+/// with its audit entry, so a store failure here is an audit write failure.
+fn change_err(st: &AppState, e: Error) -> ApiError {
+    if matches!(e, Error::Store(_)) {
+        st.metrics.audit_write_failures.inc();
+    }
+    e.into()
 }
 
 fn version_of(env: &[u8]) -> u32 {
@@ -460,7 +480,10 @@ async fn seal_one(ring: &crate::keys::Keyring, req: &SealRequest) -> ApiResult<S
     })
 }
 
-async fn unseal_one(ring: &crate::keys::Keyring, req: &CiphertextRequest) -> ApiResult<UnsealResponse> {
+async fn unseal_one(
+    ring: &crate::keys::Keyring,
+    req: &CiphertextRequest,
+) -> ApiResult<UnsealResponse> {
     let env = b64("ciphertext", &req.ciphertext)?;
     let aad = opt_b64("aad", &req.aad)?;
     let pt = zeroize::Zeroizing::new(ring.unseal(&env, &aad).await?);
@@ -477,7 +500,11 @@ async fn rewrap_one(
 ) -> ApiResult<SealResponse> {
     let env = b64("ciphertext", &req.ciphertext)?;
     let aad = opt_b64("aad", &req.aad)?;
-    let mut out = st.keys.rewrap(&p.actor(), name, &[env], &aad).await?;
+    let mut out = st
+        .keys
+        .rewrap(&p.actor(), name, &[env], &aad)
+        .await
+        .map_err(|e| change_err(st, e))?;
     let env = out
         .pop()
         .ok_or_else(|| ApiError::malformed("empty rewrap"))??;
@@ -602,7 +629,10 @@ async fn seal_batch(
             },
         });
     }
-    st.metrics.seals.with_label_values(&[name.as_str(), "ok"]).inc_by(ok);
+    st.metrics
+        .seals
+        .with_label_values(&[name.as_str(), "ok"])
+        .inc_by(ok);
     Ok(Json(BatchResponse { results }))
 }
 
@@ -645,7 +675,10 @@ async fn unseal_batch(
             },
         });
     }
-    st.metrics.unseals.with_label_values(&[name.as_str(), "ok"]).inc_by(ok);
+    st.metrics
+        .unseals
+        .with_label_values(&[name.as_str(), "ok"])
+        .inc_by(ok);
     Ok(Json(BatchResponse { results }))
 }
 
@@ -688,7 +721,8 @@ async fn rewrap_batch(
     let mut out = st
         .keys
         .rewrap(&p.actor(), &name, &envs, &aad)
-        .await?
+        .await
+        .map_err(|e| change_err(&st, e))?
         .into_iter();
     let results = decoded
         .into_iter()
@@ -796,7 +830,8 @@ async fn create_token(
     let (record, secret) = st
         .tokens
         .create(&p.actor(), &req.name, req.scopes, req.ttl_secs)
-        .await?;
+        .await
+        .map_err(|e| change_err(&st, e))?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -836,7 +871,10 @@ async fn revoke_token(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     p.require("tokens:manage")?;
-    st.tokens.revoke(&p.actor(), &id).await?;
+    st.tokens
+        .revoke(&p.actor(), &id)
+        .await
+        .map_err(|e| change_err(&st, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

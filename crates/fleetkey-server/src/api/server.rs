@@ -36,6 +36,12 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Selects aws-lc-rs as the process's rustls provider (the same library as the
+/// rest of fleetkey). Needed because more than one provider is compiled in.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// The shared state for `config`.
 pub fn state(
     config: &Config,
@@ -96,6 +102,7 @@ pub async fn serve(
     };
     let result = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
+            install_crypto_provider();
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(io)?;

@@ -657,7 +657,10 @@ impl KeyService {
     }
 
     fn cached_rings(&self) -> Vec<Arc<Keyring>> {
-        self.rings.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.rings
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Operational counters.

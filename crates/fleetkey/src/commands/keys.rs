@@ -308,7 +308,6 @@ async fn run_with(svc: &KeyService, cmd: KeysCommand, json: bool) -> CliResult<(
     }
 }
 
-
 fn policy_json(a: &PolicyArgs) -> CliResult<serde_json::Value> {
     let mut v = serde_json::Map::new();
     if let Some(d) = &a.rotation_period {
