@@ -1045,8 +1045,10 @@ async fn observe(State(st): St, req: Request, next: Next) -> Response {
         .requests
         .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
         .inc();
-    st.limits
-        .record(status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY);
+    if status != StatusCode::TOO_MANY_REQUESTS {
+        st.limits
+            .record(status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY);
+    }
     if status.is_server_error() {
         tracing::warn!(%route, status = status.as_u16(), "request failed");
     }

@@ -126,7 +126,8 @@ impl RateLimits {
         })
     }
 
-    /// Records a response for the adaptive mode (per one-second window).
+    /// Records a served response for the adaptive mode (per one-second window).
+    /// Callers leave out the requests the limiter itself refused.
     pub fn record(&self, error: bool) {
         if !self.config.adaptive {
             return;
@@ -144,16 +145,17 @@ impl RateLimits {
         {
             let total = self.window_total.swap(0, Ordering::Relaxed);
             let errors = self.window_errors.swap(0, Ordering::Relaxed);
-            // Judge the window that just ended; ignore tiny samples.
-            let tighten =
-                total >= 20 && (errors as f64) / (total as f64) >= self.config.adaptive_error_ratio;
-            if tighten != self.tightened.swap(tighten, Ordering::Relaxed) {
-                tracing::warn!(
-                    tightened = tighten,
-                    errors,
-                    total,
-                    "adaptive rate limit changed"
-                );
+            // Judge the window that just ended; a tiny sample changes nothing.
+            if total >= 20 {
+                let tighten = (errors as f64) / (total as f64) >= self.config.adaptive_error_ratio;
+                if tighten != self.tightened.swap(tighten, Ordering::Relaxed) {
+                    tracing::warn!(
+                        tightened = tighten,
+                        errors,
+                        total,
+                        "adaptive rate limit changed"
+                    );
+                }
             }
         }
         self.window_total.fetch_add(1, Ordering::Relaxed);
