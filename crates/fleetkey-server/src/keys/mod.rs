@@ -1084,9 +1084,16 @@ impl KeyService {
             .collect()
     }
 
-    /// Whether the store answers (for `/readyz`).
+    /// Whether the store answers and custody can wrap and unwrap (for `/readyz`).
     pub async fn ready(&self) -> Result<()> {
-        self.shared.store.keyrings().await.map(|_| ())
+        self.shared.store.keyrings().await?;
+        let probe = SecretBytes::new([0u8; 32]);
+        let c = &self.shared.custody;
+        let back = c.unwrap(&c.wrap(&probe, "readyz").await?, "readyz").await?;
+        if back != probe {
+            return Err(Error::Store("custody round trip failed".into()));
+        }
+        Ok(())
     }
 
     /// The service's composite public key (for `audit verify`).
