@@ -892,7 +892,7 @@ async fn readyz(State(st): St) -> Response {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "store not usable",
+                "store or custody not usable",
             )
             .into_response()
         }
