@@ -579,6 +579,65 @@ async fn rewrap(
     Ok(Json(rewrap_one(&st, &p, &name, &req).await?))
 }
 
+impl From<SealResponse> for BatchItem {
+    fn from(s: SealResponse) -> Self {
+        Self {
+            ciphertext: Some(s.ciphertext),
+            key_version: Some(s.key_version),
+            plaintext: None,
+            error: None,
+        }
+    }
+}
+
+impl From<UnsealResponse> for BatchItem {
+    fn from(u: UnsealResponse) -> Self {
+        Self {
+            ciphertext: None,
+            key_version: None,
+            plaintext: Some(u.plaintext),
+            error: None,
+        }
+    }
+}
+
+impl From<ApiError> for BatchItem {
+    fn from(e: ApiError) -> Self {
+        Self {
+            ciphertext: None,
+            key_version: None,
+            plaintext: None,
+            error: Some(e.detail),
+        }
+    }
+}
+
+/// Turns per-item results into a batch response, counting them under `which`
+/// (successes in one increment).
+fn collect<T: Into<BatchItem>>(
+    st: &AppState,
+    which: &prometheus::IntCounterVec,
+    name: &str,
+    results: Vec<ApiResult<T>>,
+) -> BatchResponse {
+    let mut ok = 0u64;
+    let results = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(v) => {
+                ok += 1;
+                v.into()
+            }
+            Err(e) => {
+                count(st, which, name, Err(&e));
+                e.into()
+            }
+        })
+        .collect();
+    which.with_label_values(&[name, "ok"]).inc_by(ok);
+    BatchResponse { results }
+}
+
 fn check_batch(st: &AppState, n: usize) -> ApiResult<()> {
     if n > st.max_batch_items {
         return Err(ApiError::new(
@@ -606,34 +665,10 @@ async fn seal_batch(
     check_batch(&st, req.items.len())?;
     let ring = st.keys.keyring(&name).await?;
     let mut results = Vec::with_capacity(req.items.len());
-    let mut ok = 0u64;
     for item in &req.items {
-        let r = seal_one(&ring, item).await;
-        if r.is_ok() {
-            ok += 1;
-        } else if let Err(e) = &r {
-            count(&st, &st.metrics.seals, &name, Err(e));
-        }
-        results.push(match r {
-            Ok(s) => BatchItem {
-                ciphertext: Some(s.ciphertext),
-                key_version: Some(s.key_version),
-                plaintext: None,
-                error: None,
-            },
-            Err(e) => BatchItem {
-                ciphertext: None,
-                key_version: None,
-                plaintext: None,
-                error: Some(e.detail),
-            },
-        });
+        results.push(seal_one(&ring, item).await);
     }
-    st.metrics
-        .seals
-        .with_label_values(&[name.as_str(), "ok"])
-        .inc_by(ok);
-    Ok(Json(BatchResponse { results }))
+    Ok(Json(collect(&st, &st.metrics.seals, &name, results)))
 }
 
 /// Open many envelopes; each has its own result.
@@ -652,34 +687,10 @@ async fn unseal_batch(
     check_batch(&st, req.items.len())?;
     let ring = st.keys.keyring(&name).await?;
     let mut results = Vec::with_capacity(req.items.len());
-    let mut ok = 0u64;
     for item in &req.items {
-        let r = unseal_one(&ring, item).await;
-        if r.is_ok() {
-            ok += 1;
-        } else if let Err(e) = &r {
-            count(&st, &st.metrics.unseals, &name, Err(e));
-        }
-        results.push(match r {
-            Ok(u) => BatchItem {
-                ciphertext: None,
-                key_version: None,
-                plaintext: Some(u.plaintext),
-                error: None,
-            },
-            Err(e) => BatchItem {
-                ciphertext: None,
-                key_version: None,
-                plaintext: None,
-                error: Some(e.detail),
-            },
-        });
+        results.push(unseal_one(&ring, item).await);
     }
-    st.metrics
-        .unseals
-        .with_label_values(&[name.as_str(), "ok"])
-        .inc_by(ok);
-    Ok(Json(BatchResponse { results }))
+    Ok(Json(collect(&st, &st.metrics.unseals, &name, results)))
 }
 
 /// Rewrap many envelopes; each has its own result.
@@ -740,18 +751,11 @@ async fn rewrap_batch(
                 Err(e) => Err(e),
             };
             match r {
-                Ok(env) => BatchItem {
-                    key_version: Some(version_of(&env)),
-                    ciphertext: Some(B64.encode(&env)),
-                    plaintext: None,
-                    error: None,
-                },
-                Err(e) => BatchItem {
-                    ciphertext: None,
-                    key_version: None,
-                    plaintext: None,
-                    error: Some(e.detail),
-                },
+                Ok(env) => BatchItem::from(SealResponse {
+                    key_version: version_of(&env),
+                    ciphertext: B64.encode(&env),
+                }),
+                Err(e) => e.into(),
             }
         })
         .collect();
