@@ -208,18 +208,7 @@ async fn run_with(svc: &KeyService, cmd: KeysCommand, json: bool) -> CliResult<(
             output,
             ..
         } => {
-            let inp = open_input(input.as_deref())?;
-            let mut envelopes = Vec::new();
-            for (n, line) in std::io::BufReader::new(inp.reader).lines().enumerate() {
-                let line = line.map_err(|e| CliError::io(&inp.name, &e))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let bytes = armor::decode(line.trim()).map_err(|_| {
-                    CliError::refused(format!("line {}: not an armored envelope (fk1:…)", n + 1))
-                })?;
-                envelopes.push(bytes);
-            }
+            let envelopes = read_armored_lines(input.as_deref())?;
             let results = svc
                 .rewrap(
                     &who,
@@ -229,42 +218,18 @@ async fn run_with(svc: &KeyService, cmd: KeysCommand, json: bool) -> CliResult<(
                 )
                 .await
                 .map_err(service_error)?;
-            let mut out = Output::create(output.as_deref(), true)?;
-            let mut failed = 0;
-            for (i, r) in results.iter().enumerate() {
-                match r {
-                    Ok(env) => writeln!(out.writer(), "{}", armor::encode(env)),
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("fleetkey: item {}: {e}", i + 1);
-                        writeln!(out.writer())
-                    }
-                }
-                .map_err(|e| CliError::io(out.name(), &e))?;
-            }
-            out.commit(false)?;
-            if failed > 0 {
-                return Err(CliError::refused(format!(
-                    "{failed} of {} envelopes could not be rewrapped",
-                    results.len()
-                )));
-            }
-            Ok(())
+            write_rewrapped(
+                output.as_deref(),
+                results
+                    .into_iter()
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .collect(),
+            )
         }
         KeysCommand::Seal {
             name, aad, input, ..
         } => {
-            let inp = open_input(input.as_deref())?;
-            let mut data = Vec::new();
-            inp.reader
-                .take(MAX_SEAL_INPUT + 1)
-                .read_to_end(&mut data)
-                .map_err(|e| CliError::io(&inp.name, &e))?;
-            if data.len() as u64 > MAX_SEAL_INPUT {
-                return Err(CliError::refused("input larger than 16 MiB").hint(
-                    "keyrings seal records and data keys; for files use `fleetkey seal --key`",
-                ));
-            }
+            let data = zeroize::Zeroizing::new(read_all(input.as_deref(), MAX_SEAL_INPUT)?);
             let ring = svc.keyring(&name).await.map_err(service_error)?;
             let env = ring
                 .seal(&data, aad.as_deref().unwrap_or("").as_bytes())
@@ -276,19 +241,7 @@ async fn run_with(svc: &KeyService, cmd: KeysCommand, json: bool) -> CliResult<(
         KeysCommand::Unseal {
             name, aad, input, ..
         } => {
-            let inp = open_input(input.as_deref())?;
-            let mut data = Vec::new();
-            inp.reader
-                .take(2 * MAX_SEAL_INPUT)
-                .read_to_end(&mut data)
-                .map_err(|e| CliError::io(&inp.name, &e))?;
-            let env = if armor::is_armored(&data) {
-                let text = String::from_utf8(data)
-                    .map_err(|_| CliError::refused("armored input is not text"))?;
-                armor::decode(&text).map_err(crate::error::envelope_error)?
-            } else {
-                data
-            };
+            let env = read_envelope(input.as_deref())?;
             let ring = svc.keyring(&name).await.map_err(service_error)?;
             let pt = zeroize::Zeroizing::new(
                 ring.unseal(&env, aad.as_deref().unwrap_or("").as_bytes())
@@ -341,6 +294,52 @@ fn read_all(input: Option<&std::path::Path>, limit: u64) -> CliResult<Vec<u8>> {
         )));
     }
     Ok(data)
+}
+
+/// Reads one armored envelope per non-empty line.
+fn read_armored_lines(input: Option<&std::path::Path>) -> CliResult<Vec<Vec<u8>>> {
+    let inp = open_input(input)?;
+    let mut envelopes = Vec::new();
+    for (n, line) in std::io::BufReader::new(inp.reader).lines().enumerate() {
+        let line = line.map_err(|e| CliError::io(&inp.name, &e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bytes = armor::decode(line.trim()).map_err(|_| {
+            CliError::refused(format!("line {}: not an armored envelope (fk1:…)", n + 1))
+        })?;
+        envelopes.push(bytes);
+    }
+    Ok(envelopes)
+}
+
+/// Writes rewrap results one armored envelope per line (an empty line for a
+/// failed item, which is reported on stderr); fails if any item failed.
+fn write_rewrapped(
+    output: Option<&std::path::Path>,
+    results: Vec<Result<Vec<u8>, String>>,
+) -> CliResult<()> {
+    let mut out = Output::create(output, true)?;
+    let total = results.len();
+    let mut failed = 0;
+    for (i, r) in results.iter().enumerate() {
+        let line = match r {
+            Ok(env) => armor::encode(env),
+            Err(e) => {
+                failed += 1;
+                eprintln!("fleetkey: item {}: {e}", i + 1);
+                String::new()
+            }
+        };
+        writeln!(out.writer(), "{line}").map_err(|e| CliError::io(out.name(), &e))?;
+    }
+    out.commit(false)?;
+    if failed > 0 {
+        return Err(CliError::refused(format!(
+            "{failed} of {total} envelopes could not be rewrapped"
+        )));
+    }
+    Ok(())
 }
 
 /// Reads an envelope, armored or binary.
@@ -457,19 +456,10 @@ async fn run_remote(c: &crate::client::Client, cmd: KeysCommand, json: bool) -> 
             output,
             ..
         } => {
-            let inp = open_input(input.as_deref())?;
-            let mut items = Vec::new();
-            for (n, line) in std::io::BufReader::new(inp.reader).lines().enumerate() {
-                let line = line.map_err(|e| CliError::io(&inp.name, &e))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let env = armor::decode(line.trim()).map_err(|_| {
-                    CliError::refused(format!("line {}: not an armored envelope (fk1:…)", n + 1))
-                })?;
-                items.push(json!({ "ciphertext": b64(&env), "aad": aad_json(&aad) }));
-            }
-            let total = items.len();
+            let items: Vec<Value> = read_armored_lines(input.as_deref())?
+                .iter()
+                .map(|env| json!({ "ciphertext": b64(env), "aad": aad_json(&aad) }))
+                .collect();
             let v: Value = c
                 .call(
                     Method::POST,
@@ -477,36 +467,22 @@ async fn run_remote(c: &crate::client::Client, cmd: KeysCommand, json: bool) -> 
                     Some(json!({ "items": items })),
                 )
                 .await?;
-            let mut out = Output::create(output.as_deref(), true)?;
-            let mut failed = 0;
-            for (i, r) in v["results"]
+            let results = v["results"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
                 .iter()
-                .enumerate()
-            {
-                let line = match r["ciphertext"].as_str().and_then(|s| B64.decode(s).ok()) {
-                    Some(env) => armor::encode(&env),
-                    None => {
-                        failed += 1;
-                        eprintln!(
-                            "fleetkey: item {}: {}",
-                            i + 1,
-                            r["error"]["message"].as_str().unwrap_or("failed")
-                        );
-                        String::new()
-                    }
-                };
-                writeln!(out.writer(), "{line}").map_err(|e| CliError::io(out.name(), &e))?;
-            }
-            out.commit(false)?;
-            if failed > 0 {
-                return Err(CliError::refused(format!(
-                    "{failed} of {total} envelopes could not be rewrapped"
-                )));
-            }
-            Ok(())
+                .map(
+                    |r| match r["ciphertext"].as_str().and_then(|s| B64.decode(s).ok()) {
+                        Some(env) => Ok(env),
+                        None => Err(r["error"]["message"]
+                            .as_str()
+                            .unwrap_or("failed")
+                            .to_owned()),
+                    },
+                )
+                .collect();
+            write_rewrapped(output.as_deref(), results)
         }
         KeysCommand::Tick { .. } => Err(CliError::usage(
             "`keys tick` runs on a local data directory; the server runs its own scheduler",
