@@ -40,6 +40,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod custody;
+pub mod data_lock;
 mod error;
 pub mod keys;
 pub mod secret_file;

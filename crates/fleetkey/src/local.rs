@@ -25,8 +25,37 @@ pub fn actor() -> String {
     format!("cli:{user}")
 }
 
-/// Opens store, custody and key service on `dir`.
-pub async fn open(dir: &Path) -> CliResult<KeyService> {
+/// Takes the data directory lock for an admin command (refused while a server runs).
+pub fn lock(dir: &Path) -> CliResult<fleetkey_server::data_lock::DataDirLock> {
+    use fleetkey_server::data_lock::{DataDirLock, Holder, LockError};
+    DataDirLock::acquire(dir, Holder::Admin).map_err(|e| match e {
+        LockError::ServerRunning { .. } => CliError::usage(e.to_string())
+            .hint("set FLEETKEY_ADDR and FLEETKEY_TOKEN to use it, or stop it first"),
+        other => CliError::new(code::IO, other.to_string()),
+    })
+}
+
+/// A service opened for an admin command, holding the data directory lock.
+pub struct Locked<T> {
+    inner: T,
+    _lock: fleetkey_server::data_lock::DataDirLock,
+}
+
+impl<T> std::ops::Deref for Locked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+/// Opens store, custody and key service on `dir`, holding its lock.
+pub async fn open(dir: &Path) -> CliResult<Locked<KeyService>> {
+    let lock = lock(dir)?;
+    let inner = open_unlocked(dir).await?;
+    Ok(Locked { inner, _lock: lock })
+}
+
+async fn open_unlocked(dir: &Path) -> CliResult<KeyService> {
     let kek = KekSource::from_env().map_err(service_error)?;
     let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
     let custody = Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?);

@@ -166,6 +166,25 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .code(1)
         .stderr(predicate::str::contains("lacks scope"));
     client(&["keys", "show", "nope"]).assert().code(2);
+    // While the server runs, local admin commands and a second server are refused.
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .current_dir(dir.path())
+        .env_remove("FLEETKEY_ADDR")
+        .env("FLEETKEY_PASSPHRASE", "x")
+        .args(["keys", "list"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("server is running"));
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("HOME", dir.path().join("home"))
+        .env("FLEETKEY_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .arg("serve")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("server is running"));
     let status = server.stop();
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     // Restart: same token file, the keyring is still there.

@@ -100,6 +100,15 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
     rt.block_on(async move {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| CliError::io(dir.display(), &e))?;
+        // One server per data directory; local admin commands wait or refuse.
+        let _lock = fleetkey_server::data_lock::DataDirLock::acquire(
+            &dir,
+            fleetkey_server::data_lock::Holder::Server,
+        )
+        .map_err(|e| {
+            CliError::usage(e.to_string())
+                .hint("stop the other process, or give this one another FLEETKEY_DATA_DIR")
+        })?;
         let kek = kek_source(&dir)?;
         let store = Arc::new(SqliteStore::open(&dir).await.map_err(service_error)?);
         let custody = Arc::new(LocalCustody::open(&dir, kek).await.map_err(service_error)?);
