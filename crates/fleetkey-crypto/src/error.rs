@@ -40,6 +40,13 @@ pub enum Error {
     /// A signature did not verify.
     #[error("signature verification failed")]
     BadSignature,
+    /// A credential or token has expired. Get a new one.
+    #[error("expired")]
+    Expired,
+    /// A credential or token is not valid yet (its issue time is in the future):
+    /// check the clocks.
+    #[error("not valid yet")]
+    NotYetValid,
     /// A peer's X25519 public key is a low-order point (the shared secret would be zero).
     #[error("refused low-order X25519 public key")]
     LowOrderPoint,

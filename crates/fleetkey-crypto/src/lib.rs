@@ -20,6 +20,7 @@
 //! | [`composite`] | Ed25519 + ML-DSA-65, both must verify | aws-lc-rs |
 //! | [`hpke`] | HPKE (RFC 9180) base mode, X-Wing KEM | `hpke` (RustCrypto `x-wing`) |
 //! | [`envelope`] | the `fk1` format: single, stream, recipient, armor | this crate |
+//! | [`credential`] | device credentials: CWT (RFC 8392) in COSE_Sign1 (RFC 9052) | `coset` |
 //!
 //! ## What is deliberately not here
 //!
@@ -58,6 +59,7 @@
 
 pub mod aead;
 pub mod composite;
+pub mod credential;
 pub mod ed25519;
 pub mod envelope;
 mod error;
