@@ -47,6 +47,19 @@ pub enum Error {
         /// Keyring named in the envelope.
         found: String,
     },
+    /// No such fleet.
+    #[error("fleet {0:?} not found")]
+    FleetNotFound(String),
+    /// A fleet with this name exists.
+    #[error("fleet {0:?} already exists")]
+    FleetExists(String),
+    /// No such device.
+    #[error("device {0:?} not found")]
+    DeviceNotFound(String),
+    /// A device with this hardware identity is registered already (with other keys
+    /// or in another fleet). Re-provisioning needs the factory reset flow.
+    #[error("a device with hardware id {0:?} is already registered")]
+    DeviceExists(String),
     /// No such API token.
     #[error("token {0:?} not found")]
     TokenNotFound(String),

@@ -42,6 +42,7 @@ pub mod config;
 pub mod custody;
 pub mod data_lock;
 mod error;
+pub mod fleet;
 pub mod keys;
 pub mod secret_file;
 pub mod store;

@@ -58,10 +58,15 @@ impl From<Error> for ApiError {
         use fleetkey_crypto::Error as C;
         let s = StatusCode::UNPROCESSABLE_ENTITY;
         match e {
-            Error::KeyringNotFound(_) | Error::TokenNotFound(_) => {
+            Error::KeyringNotFound(_)
+            | Error::TokenNotFound(_)
+            | Error::FleetNotFound(_)
+            | Error::DeviceNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
-            Error::KeyringExists(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            Error::KeyringExists(_) | Error::FleetExists(_) | Error::DeviceExists(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             Error::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }

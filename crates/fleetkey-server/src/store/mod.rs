@@ -185,8 +185,131 @@ pub enum Change {
         /// When.
         at: UnixTime,
     },
+    /// A new fleet and its (wrapped) issuing key.
+    CreateFleet(FleetRecord),
     /// Nothing but the audit entry (for example a rewrap batch).
     AuditOnly,
+}
+
+/// A fleet: a tenant's devices and the key that issues their credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FleetRecord {
+    /// Unique name (a key id: 1–64 of `A-Z a-z 0-9 . _ - : / @ +`).
+    pub name: String,
+    /// Id of the issuing key (the COSE `kid`).
+    pub issuer_key_id: String,
+    /// The issuing key's Ed25519 seed, wrapped by custody.
+    pub issuer_wrapped: Vec<u8>,
+    /// The issuing key's public key.
+    pub issuer_public: Vec<u8>,
+    /// Lifetime of credentials it issues, seconds.
+    pub credential_ttl_secs: i64,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+impl std::fmt::Debug for FleetRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetRecord")
+            .field("name", &self.name)
+            .field("issuer_key_id", &self.issuer_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A device's life-cycle state. Transitions outside the table in `fleet/` are refused.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Registered at the factory, holds a birth credential.
+    Manufactured,
+    /// Proved possession at first boot; holds an operational credential.
+    Onboarded,
+    /// In service.
+    Active,
+    /// Rotating its credential.
+    Rotating,
+    /// Being decommissioned (credentials revoked, wipe queued).
+    Decommissioning,
+    /// Gone: keys wiped, secrets erased.
+    Decommissioned,
+    /// Temporarily refused.
+    Suspended,
+}
+
+impl DeviceState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Manufactured => "manufactured",
+            DeviceState::Onboarded => "onboarded",
+            DeviceState::Active => "active",
+            DeviceState::Rotating => "rotating",
+            DeviceState::Decommissioning => "decommissioning",
+            DeviceState::Decommissioned => "decommissioned",
+            DeviceState::Suspended => "suspended",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "manufactured" => DeviceState::Manufactured,
+            "onboarded" => DeviceState::Onboarded,
+            "active" => DeviceState::Active,
+            "rotating" => DeviceState::Rotating,
+            "decommissioning" => DeviceState::Decommissioning,
+            "decommissioned" => DeviceState::Decommissioned,
+            "suspended" => DeviceState::Suspended,
+            other => {
+                return Err(crate::Error::Store(format!(
+                    "unknown device state {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// A registered device: identity and public keys only (private keys never leave it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// fleetkey device id (`dev_…`).
+    pub id: String,
+    /// Its fleet.
+    pub fleet: String,
+    /// Hardware identity; unique across all fleets.
+    pub hardware_id: String,
+    /// Life-cycle state.
+    pub state: DeviceState,
+    /// Model.
+    pub model: String,
+    /// X25519 public key.
+    pub x25519: Vec<u8>,
+    /// Ed25519 public key.
+    pub ed25519: Vec<u8>,
+    /// ML-KEM-768 public key, if any.
+    pub ml_kem_768: Option<Vec<u8>>,
+    /// ML-DSA-65 public key, if any.
+    pub ml_dsa_65: Option<Vec<u8>>,
+    /// The birth credential issued at the factory.
+    pub birth_credential: Vec<u8>,
+    /// Registration time.
+    pub created_at: UnixTime,
+    /// Last change.
+    pub updated_at: UnixTime,
+}
+
+/// What the factory recorded about a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManufacturingRecord {
+    /// Production batch.
+    pub batch: String,
+    /// Jig or station.
+    pub station: String,
+    /// Factory test results (JSON text).
+    pub test_results: String,
 }
 
 /// An API token as stored: never the secret, only its SHA-256.
@@ -263,6 +386,22 @@ pub trait Store: Send + Sync {
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
     /// All tokens (without secrets).
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// One fleet.
+    async fn fleet(&self, name: &str) -> Result<Option<FleetRecord>>;
+    /// One device by id.
+    async fn device(&self, id: &str) -> Result<Option<DeviceRecord>>;
+    /// One device by hardware identity.
+    async fn device_by_hardware_id(&self, hardware_id: &str) -> Result<Option<DeviceRecord>>;
+    /// A fleet's devices with `id > after`, by id, at most `limit`.
+    async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>>;
+    /// Registers many devices in **one** transaction (one disk flush): each item
+    /// (device, manufacturing record, audit entry) succeeds or fails on its own; a
+    /// hardware identity already registered fails with [`crate::Error::DeviceExists`].
+    async fn register_devices(
+        &self,
+        items: Vec<(DeviceRecord, ManufacturingRecord, AuditDraft)>,
+        now: UnixTime,
+    ) -> Result<Vec<Result<AuditEntry>>>;
     /// Audit entries with `seq > after`, at most `limit`.
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Stores a signed checkpoint.

@@ -3,7 +3,10 @@
 //! (SQLite serialises writers anyway; one connection makes every transaction
 //! immediate and free of busy retries).
 
-use super::{Change, KeyringRecord, Policy, Store, TokenRecord, VersionRecord, VersionState};
+use super::{
+    Change, DeviceRecord, DeviceState, FleetRecord, KeyringRecord, ManufacturingRecord, Policy,
+    Store, TokenRecord, VersionRecord, VersionState,
+};
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
@@ -263,33 +266,31 @@ impl Store for SqliteStore {
                     return Err(Error::TokenNotFound(id.clone()));
                 }
             }
+            Change::CreateFleet(f) => {
+                let r = sqlx::query(
+                    "INSERT INTO fleets (name, issuer_key_id, issuer_wrapped, issuer_public, credential_ttl_secs, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&f.name)
+                .bind(&f.issuer_key_id)
+                .bind(f.issuer_wrapped.as_slice())
+                .bind(f.issuer_public.as_slice())
+                .bind(f.credential_ttl_secs)
+                .bind(f.created_at)
+                .execute(&mut *tx)
+                .await;
+                match r {
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        return Err(Error::FleetExists(f.name.clone()));
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+            }
             Change::AuditOnly => {}
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let prev = match head {
-            Some(r) => Some((
-                r.try_get::<i64, _>("seq")? as u64,
-                hash32(r.try_get("hash")?)?,
-            )),
-            None => None,
-        };
-        let entry = AuditEntry::chain(&audit, prev, now)?;
-        sqlx::query(
-            "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(entry.seq as i64)
-        .bind(entry.time)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.subject)
-        .bind(&entry.details)
-        .bind(entry.prev_hash.as_slice())
-        .bind(entry.hash.as_slice())
-        .execute(&mut *tx)
-        .await?;
+        let entry = append_audit(&mut tx, &audit, now).await?;
         tx.commit().await?;
         Ok(entry)
     }
@@ -419,6 +420,76 @@ impl Store for SqliteStore {
         Err(Error::Store("could not find an unused instance id".into()))
     }
 
+    async fn fleet(&self, name: &str) -> Result<Option<FleetRecord>> {
+        let row = sqlx::query("SELECT * FROM fleets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(FleetRecord {
+                name: r.try_get("name")?,
+                issuer_key_id: r.try_get("issuer_key_id")?,
+                issuer_wrapped: r.try_get("issuer_wrapped")?,
+                issuer_public: r.try_get("issuer_public")?,
+                credential_ttl_secs: r.try_get("credential_ttl_secs")?,
+                created_at: r.try_get("created_at")?,
+            })),
+        }
+    }
+
+    async fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn device_by_hardware_id(&self, hardware_id: &str) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE hardware_id = ?")
+            .bind(hardware_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM devices WHERE fleet = ? AND id > ? ORDER BY id LIMIT ?")
+                .bind(fleet)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn register_devices(
+        &self,
+        items: Vec<(DeviceRecord, ManufacturingRecord, AuditDraft)>,
+        now: UnixTime,
+    ) -> Result<Vec<Result<AuditEntry>>> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for (d, m, audit) in &items {
+            sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
+            match register_one(&mut tx, d, m, audit, now).await {
+                Ok(entry) => {
+                    sqlx::query("RELEASE item").execute(&mut *tx).await?;
+                    out.push(Ok(entry));
+                }
+                Err(e) => {
+                    sqlx::query("ROLLBACK TO item").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE item").execute(&mut *tx).await?;
+                    out.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
         let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
             .bind(hash.as_slice())
@@ -471,6 +542,101 @@ impl Store for SqliteStore {
             })),
         }
     }
+}
+
+fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        id: r.try_get("id")?,
+        fleet: r.try_get("fleet")?,
+        hardware_id: r.try_get("hardware_id")?,
+        state: DeviceState::parse(&r.try_get::<String, _>("state")?)?,
+        model: r.try_get("model")?,
+        x25519: r.try_get("x25519")?,
+        ed25519: r.try_get("ed25519")?,
+        ml_kem_768: r.try_get("ml_kem_768")?,
+        ml_dsa_65: r.try_get("ml_dsa_65")?,
+        birth_credential: r.try_get("birth_credential")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+async fn register_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    d: &DeviceRecord,
+    m: &ManufacturingRecord,
+    audit: &AuditDraft,
+    now: UnixTime,
+) -> Result<AuditEntry> {
+    let r = sqlx::query(
+        "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, ml_kem_768, ml_dsa_65, \
+         birth_credential, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&d.id)
+    .bind(&d.fleet)
+    .bind(&d.hardware_id)
+    .bind(d.state.as_str())
+    .bind(&d.model)
+    .bind(d.x25519.as_slice())
+    .bind(d.ed25519.as_slice())
+    .bind(d.ml_kem_768.as_deref())
+    .bind(d.ml_dsa_65.as_deref())
+    .bind(d.birth_credential.as_slice())
+    .bind(d.created_at)
+    .bind(d.updated_at)
+    .execute(&mut **tx)
+    .await;
+    match r {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(Error::DeviceExists(d.hardware_id.clone()));
+        }
+        other => {
+            other?;
+        }
+    }
+    sqlx::query("INSERT INTO manufacturing_records (device_id, batch, station, test_results, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(&d.id)
+        .bind(&m.batch)
+        .bind(&m.station)
+        .bind(&m.test_results)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    append_audit(tx, audit, now).await
+}
+
+/// Chains `draft` after the current head and inserts it (inside `tx`).
+async fn append_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    draft: &AuditDraft,
+    now: UnixTime,
+) -> Result<AuditEntry> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?;
+    let prev = match head {
+        Some(r) => Some((
+            r.try_get::<i64, _>("seq")? as u64,
+            hash32(r.try_get("hash")?)?,
+        )),
+        None => None,
+    };
+    let entry = AuditEntry::chain(draft, prev, now)?;
+    sqlx::query(
+        "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(entry.seq as i64)
+    .bind(entry.time)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.subject)
+    .bind(&entry.details)
+    .bind(entry.prev_hash.as_slice())
+    .bind(entry.hash.as_slice())
+    .execute(&mut **tx)
+    .await?;
+    Ok(entry)
 }
 
 async fn insert_version(

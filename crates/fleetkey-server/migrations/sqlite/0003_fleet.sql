@@ -1,0 +1,35 @@
+-- Fleets, their issuing keys, and the device registry.
+CREATE TABLE fleets (
+    name           TEXT PRIMARY KEY,
+    issuer_key_id  TEXT NOT NULL,
+    -- The Ed25519 issuing key's seed, wrapped by custody (context fleet:<name>/issuer).
+    issuer_wrapped BLOB NOT NULL,
+    issuer_public  BLOB NOT NULL,
+    credential_ttl_secs BIGINT NOT NULL,
+    created_at     BIGINT NOT NULL
+);
+
+CREATE TABLE devices (
+    id               TEXT PRIMARY KEY,
+    fleet            TEXT NOT NULL REFERENCES fleets(name),
+    hardware_id      TEXT NOT NULL UNIQUE,
+    state            TEXT NOT NULL CHECK (state IN ('manufactured', 'onboarded', 'active', 'rotating',
+                                                  'decommissioning', 'decommissioned', 'suspended')),
+    model            TEXT NOT NULL,
+    x25519           BLOB NOT NULL,
+    ed25519          BLOB NOT NULL,
+    ml_kem_768       BLOB,
+    ml_dsa_65        BLOB,
+    birth_credential BLOB NOT NULL,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL
+);
+CREATE INDEX devices_by_fleet ON devices (fleet, id);
+
+CREATE TABLE manufacturing_records (
+    device_id    TEXT PRIMARY KEY REFERENCES devices(id),
+    batch        TEXT NOT NULL,
+    station      TEXT NOT NULL,
+    test_results TEXT NOT NULL,
+    created_at   BIGINT NOT NULL
+);

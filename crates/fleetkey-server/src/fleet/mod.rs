@@ -1,0 +1,401 @@
+//! Fleets and the device registry: fleet issuing keys and factory provisioning.
+//!
+//! A fleet has an Ed25519 issuing key (its seed wrapped by custody, context
+//! `fleet:<name>/issuer`) that signs device credentials
+//! ([`fleetkey_crypto::credential`]). Factory provisioning registers a device's
+//! hardware identity and public keys (private keys are made on the device), issues
+//! its **birth credential**, writes the manufacturing record and the audit entry in
+//! one transaction, and is idempotent: the same hardware identity with the same
+//! keys returns the existing registration.
+//!
+//! Registrations from concurrent requests are committed together (group commit): a
+//! single writer task takes whatever is queued, up to [`MAX_GROUP`], and commits it
+//! as one transaction with one disk flush, each item still succeeding or failing on
+//! its own.
+//!
+//! Not here yet (see the fleet lifecycle issue): onboarding, claim codes,
+//! configuration schemas, credential rotation and decommissioning.
+
+use crate::audit::{AuditDraft, AuditEntry};
+use crate::clock::SharedClock;
+use crate::custody::Custody;
+use crate::error::{Error, Result};
+use crate::store::{DeviceRecord, DeviceState, FleetRecord, ManufacturingRecord, Store};
+use fleetkey_crypto::{
+    credential::{self, Claims, DeviceKeys, Issuer, Role},
+    ed25519::Ed25519Signer,
+    secret::SecretBytes,
+};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most registrations committed in one transaction.
+pub const MAX_GROUP: usize = 512;
+/// Default lifetime of birth credentials: 20 years (the device's service life).
+pub const DEFAULT_BIRTH_TTL_SECS: i64 = 20 * 365 * 86_400;
+/// Longest hardware id, model, batch or station.
+pub const MAX_FIELD: usize = 128;
+/// Longest factory test results (JSON).
+pub const MAX_TEST_RESULTS: usize = 16 * 1024;
+
+/// What a factory jig sends.
+#[derive(Debug, Clone)]
+pub struct FactoryRequest {
+    /// Target fleet.
+    pub fleet: String,
+    /// Chip UID, serial or MAC; unique across all fleets.
+    pub hardware_id: String,
+    /// Model.
+    pub model: String,
+    /// Production batch.
+    pub batch: String,
+    /// Jig or station.
+    pub station: String,
+    /// The device's public keys.
+    pub keys: DeviceKeys,
+    /// Factory test results (any JSON).
+    pub test_results: serde_json::Value,
+}
+
+/// The outcome of provisioning.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// The registered device.
+    pub device: DeviceRecord,
+    /// False when this was a retry of an earlier, identical registration.
+    pub created: bool,
+}
+
+/// What `fleets show` reports (no key material beyond the public key).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct FleetInfo {
+    /// Name.
+    pub name: String,
+    /// Issuing key id (COSE `kid`).
+    pub issuer_key_id: String,
+    /// Issuing Ed25519 public key, hex.
+    pub issuer_public_key: String,
+    /// Credential lifetime, seconds.
+    pub credential_ttl_secs: i64,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+impl From<&FleetRecord> for FleetInfo {
+    fn from(f: &FleetRecord) -> Self {
+        Self {
+            name: f.name.clone(),
+            issuer_key_id: f.issuer_key_id.clone(),
+            issuer_public_key: f.issuer_public.iter().map(|b| format!("{b:02x}")).collect(),
+            credential_ttl_secs: f.credential_ttl_secs,
+            created_at: f.created_at,
+        }
+    }
+}
+
+type Job = (
+    DeviceRecord,
+    ManufacturingRecord,
+    AuditDraft,
+    oneshot::Sender<Result<AuditEntry>>,
+);
+
+/// Fleets and devices.
+pub struct FleetService {
+    store: Arc<dyn Store>,
+    custody: Arc<dyn Custody>,
+    clock: SharedClock,
+    issuers: RwLock<HashMap<String, Arc<(FleetRecord, Ed25519Signer)>>>,
+    queue: mpsc::Sender<Job>,
+}
+
+fn invalid(what: &'static str, why: impl Into<String>) -> Error {
+    Error::Invalid {
+        what,
+        why: why.into(),
+    }
+}
+
+fn field(what: &'static str, v: &str) -> Result<()> {
+    if v.is_empty() || v.len() > MAX_FIELD || v.chars().any(char::is_control) {
+        return Err(invalid(
+            what,
+            format!("1 to {MAX_FIELD} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn issuer_context(fleet: &str) -> String {
+    format!("fleet:{fleet}/issuer")
+}
+
+impl FleetService {
+    /// Starts the service and its registration writer. Needs a tokio runtime.
+    pub fn new(store: Arc<dyn Store>, custody: Arc<dyn Custody>, clock: SharedClock) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel::<Job>(4 * MAX_GROUP);
+        tokio::spawn(writer(store.clone(), clock.clone(), rx));
+        Arc::new(Self {
+            store,
+            custody,
+            clock,
+            issuers: RwLock::new(HashMap::new()),
+            queue: tx,
+        })
+    }
+
+    /// Creates a fleet with a fresh issuing key.
+    pub async fn create_fleet(
+        &self,
+        actor: &str,
+        name: &str,
+        credential_ttl_secs: Option<i64>,
+    ) -> Result<FleetInfo> {
+        crate::keys::validate_name(name).map_err(|_| {
+            invalid(
+                "fleet name",
+                "use 1 to 64 characters from A-Z a-z 0-9 . _ - : / @ +",
+            )
+        })?;
+        let ttl = credential_ttl_secs.unwrap_or(365 * 86_400);
+        if !(3600..=DEFAULT_BIRTH_TTL_SECS).contains(&ttl) {
+            return Err(invalid("credential ttl", "between 1 hour and 20 years"));
+        }
+        let seed = SecretBytes::<32>::random()?;
+        let signer = Ed25519Signer::from_seed(seed.clone())?;
+        let kid_bytes: [u8; 8] = fleetkey_crypto::rand::array()?;
+        let now = self.clock.now();
+        let record = FleetRecord {
+            name: name.to_owned(),
+            issuer_key_id: format!(
+                "fleet:{name}/{}",
+                kid_bytes
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
+            issuer_wrapped: self.custody.wrap(&seed, &issuer_context(name)).await?,
+            issuer_public: signer.public_key().to_vec(),
+            credential_ttl_secs: ttl,
+            created_at: now,
+        };
+        self.store
+            .apply(
+                crate::store::Change::CreateFleet(record.clone()),
+                AuditDraft::new(
+                    actor,
+                    "fleet.create",
+                    format!("fleet:{name}"),
+                    json!({ "issuer_key_id": record.issuer_key_id, "credential_ttl_secs": ttl }),
+                ),
+                now,
+            )
+            .await?;
+        Ok(FleetInfo::from(&record))
+    }
+
+    /// A fleet's record and unwrapped issuing key (cached).
+    async fn issuer(&self, fleet: &str) -> Result<Arc<(FleetRecord, Ed25519Signer)>> {
+        if let Some(i) = self.issuers.read().ok().and_then(|m| m.get(fleet).cloned()) {
+            return Ok(i);
+        }
+        let record = self
+            .store
+            .fleet(fleet)
+            .await?
+            .ok_or_else(|| Error::FleetNotFound(fleet.to_owned()))?;
+        let seed = self
+            .custody
+            .unwrap(&record.issuer_wrapped, &issuer_context(fleet))
+            .await?;
+        let signer = Ed25519Signer::from_seed(seed)?;
+        let entry = Arc::new((record, signer));
+        if let Ok(mut m) = self.issuers.write() {
+            m.insert(fleet.to_owned(), entry.clone());
+        }
+        Ok(entry)
+    }
+
+    /// A fleet's public information.
+    pub async fn fleet(&self, name: &str) -> Result<FleetInfo> {
+        Ok(FleetInfo::from(&self.issuer(name).await?.0))
+    }
+
+    /// Registers a device from the factory and issues its birth credential.
+    pub async fn provision(&self, actor: &str, req: FactoryRequest) -> Result<Provisioned> {
+        field("hardware id", &req.hardware_id)?;
+        field("model", &req.model)?;
+        field("batch", &req.batch)?;
+        field("station", &req.station)?;
+        validate_keys(&req.keys)?;
+        let test_results = serde_json::to_string(&req.test_results)
+            .map_err(|e| invalid("test results", e.to_string()))?;
+        if test_results.len() > MAX_TEST_RESULTS {
+            return Err(invalid("test results", "larger than 16 KiB"));
+        }
+        let issuer = self.issuer(&req.fleet).await?;
+        if let Some(existing) = self.store.device_by_hardware_id(&req.hardware_id).await? {
+            return same_registration(existing, &req);
+        }
+        let now = self.clock.now();
+        let id_bytes: [u8; 8] = fleetkey_crypto::rand::array()?;
+        let device_id = format!(
+            "dev_{}",
+            id_bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let (fleet_record, signer) = (&issuer.0, &issuer.1);
+        let claims = Claims {
+            issuer: format!("fleetkey:{}", fleet_record.name),
+            device_id: device_id.clone(),
+            fleet: fleet_record.name.clone(),
+            hardware_id: req.hardware_id.clone(),
+            role: Role::Birth,
+            keys: req.keys.clone(),
+            issued_at: now,
+            expires_at: now.saturating_add(DEFAULT_BIRTH_TTL_SECS),
+            credential_id: fleetkey_crypto::rand::array()?,
+        };
+        let birth = credential::issue(
+            &claims,
+            Issuer::Ed25519(signer),
+            fleet_record.issuer_key_id.as_bytes(),
+        )?;
+        let device = DeviceRecord {
+            id: device_id.clone(),
+            fleet: req.fleet.clone(),
+            hardware_id: req.hardware_id.clone(),
+            state: DeviceState::Manufactured,
+            model: req.model.clone(),
+            x25519: req.keys.x25519.to_vec(),
+            ed25519: req.keys.ed25519.to_vec(),
+            ml_kem_768: req.keys.ml_kem_768.clone(),
+            ml_dsa_65: req.keys.ml_dsa_65.clone(),
+            birth_credential: birth,
+            created_at: now,
+            updated_at: now,
+        };
+        let audit = AuditDraft::new(
+            actor,
+            "device.provision",
+            format!("device:{device_id}"),
+            json!({ "fleet": req.fleet, "hardware_id": req.hardware_id, "model": req.model,
+                    "batch": req.batch, "station": req.station }),
+        );
+        let manufacturing = ManufacturingRecord {
+            batch: req.batch.clone(),
+            station: req.station.clone(),
+            test_results,
+        };
+        let (reply, wait) = oneshot::channel();
+        self.queue
+            .send((device.clone(), manufacturing, audit, reply))
+            .await
+            .map_err(|_| Error::Store("registration writer stopped".into()))?;
+        match wait
+            .await
+            .map_err(|_| Error::Store("registration writer stopped".into()))?
+        {
+            Ok(_) => Ok(Provisioned {
+                device,
+                created: true,
+            }),
+            // Lost a race with an identical retry: answer like the retry would.
+            Err(Error::DeviceExists(_)) => {
+                match self.store.device_by_hardware_id(&req.hardware_id).await? {
+                    Some(existing) => same_registration(existing, &req),
+                    None => Err(Error::DeviceExists(req.hardware_id)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One device.
+    pub async fn device(&self, id: &str) -> Result<DeviceRecord> {
+        self.store
+            .device(id)
+            .await?
+            .ok_or_else(|| Error::DeviceNotFound(id.to_owned()))
+    }
+
+    /// A page of a fleet's devices.
+    pub async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>> {
+        self.issuer(fleet).await?;
+        self.store.devices(fleet, after, limit).await
+    }
+}
+
+/// An earlier registration of the same hardware id: the same fleet and keys make
+/// this an idempotent retry; anything else is a conflict.
+fn same_registration(existing: DeviceRecord, req: &FactoryRequest) -> Result<Provisioned> {
+    let same = existing.fleet == req.fleet
+        && existing.x25519 == req.keys.x25519
+        && existing.ed25519 == req.keys.ed25519
+        && existing.ml_kem_768 == req.keys.ml_kem_768
+        && existing.ml_dsa_65 == req.keys.ml_dsa_65;
+    if same {
+        Ok(Provisioned {
+            device: existing,
+            created: false,
+        })
+    } else {
+        Err(Error::DeviceExists(req.hardware_id.clone()))
+    }
+}
+
+fn validate_keys(k: &DeviceKeys) -> Result<()> {
+    // A low-order X25519 key would make every session secret zero.
+    let probe = fleetkey_crypto::x25519::X25519Secret::from_bytes(SecretBytes::new([0x55; 32]));
+    if probe.diffie_hellman(&k.x25519).is_err() {
+        return Err(invalid("x25519 key", "low-order point"));
+    }
+    if k.ed25519 == [0u8; 32] {
+        return Err(invalid("ed25519 key", "all zero"));
+    }
+    if k.ml_kem_768
+        .as_ref()
+        .is_some_and(|v| v.len() != fleetkey_crypto::mlkem::ENCAPSULATION_KEY_LEN)
+    {
+        return Err(invalid("ml-kem-768 key", "must be 1184 bytes"));
+    }
+    if k.ml_dsa_65
+        .as_ref()
+        .is_some_and(|v| v.len() != fleetkey_crypto::mldsa::PUBLIC_KEY_LEN)
+    {
+        return Err(invalid("ml-dsa-65 key", "must be 1952 bytes"));
+    }
+    Ok(())
+}
+
+/// The group-commit writer: one transaction for everything queued.
+async fn writer(store: Arc<dyn Store>, clock: SharedClock, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|(d, m, a, r)| ((d, m, a), r)).unzip();
+        match store.register_devices(items, clock.now()).await {
+            Ok(results) => {
+                for (r, reply) in results.into_iter().zip(replies) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "device registration transaction failed");
+                for reply in replies {
+                    let _ = reply.send(Err(Error::Store(e.to_string())));
+                }
+            }
+        }
+    }
+}
