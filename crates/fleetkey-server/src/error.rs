@@ -60,6 +60,10 @@ pub enum Error {
     /// or in another fleet). Re-provisioning needs the factory reset flow.
     #[error("a device with hardware id {0:?} is already registered")]
     DeviceExists(String),
+    /// A device public key is already registered to another device (cloned key
+    /// material); every device must make its own keys.
+    #[error("this {0} public key is already registered to another device")]
+    DuplicateKey(&'static str),
     /// No such API token.
     #[error("token {0:?} not found")]
     TokenNotFound(String),

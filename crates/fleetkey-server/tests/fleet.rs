@@ -173,6 +173,20 @@ async fn bad_requests_are_refused_with_the_field_named() {
             ..
         })
     ));
+    // Cloned key material: another device's public key is refused.
+    let shared = device_keys();
+    e.fleets
+        .provision("jig", request("acme", "uid:a", shared.clone()))
+        .await
+        .unwrap();
+    let mut clone = device_keys();
+    clone.ed25519 = shared.ed25519;
+    assert!(matches!(
+        e.fleets
+            .provision("jig", request("acme", "uid:b", clone))
+            .await,
+        Err(Error::DuplicateKey("ed25519"))
+    ));
     assert!(matches!(
         e.fleets
             .provision("jig", request("nope", "uid:1", device_keys()))

@@ -33,3 +33,7 @@ CREATE TABLE manufacturing_records (
     test_results TEXT NOT NULL,
     created_at   BIGINT NOT NULL
 );
+
+-- No public key is registered to two devices (cloned key material is refused).
+CREATE UNIQUE INDEX devices_x25519 ON devices (x25519);
+CREATE UNIQUE INDEX devices_ed25519 ON devices (ed25519);

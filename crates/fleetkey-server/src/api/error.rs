@@ -64,9 +64,10 @@ impl From<Error> for ApiError {
             | Error::DeviceNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
-            Error::KeyringExists(_) | Error::FleetExists(_) | Error::DeviceExists(_) => {
-                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
+            Error::KeyringExists(_)
+            | Error::FleetExists(_)
+            | Error::DeviceExists(_)
+            | Error::DuplicateKey(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             Error::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }

@@ -305,10 +305,12 @@ impl FleetService {
                 created: true,
             }),
             // Lost a race with an identical retry: answer like the retry would.
-            Err(Error::DeviceExists(_)) => {
+            Err(e @ (Error::DeviceExists(_) | Error::DuplicateKey(_))) => {
                 match self.store.device_by_hardware_id(&req.hardware_id).await? {
-                    Some(existing) => same_registration(existing, &req),
-                    None => Err(Error::DeviceExists(req.hardware_id)),
+                    Some(existing) if existing.id != device.id => {
+                        same_registration(existing, &req).map_err(|_| e)
+                    }
+                    _ => Err(e),
                 }
             }
             Err(e) => Err(e),

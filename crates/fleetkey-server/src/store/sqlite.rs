@@ -588,7 +588,14 @@ async fn register_one(
     .await;
     match r {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(Error::DeviceExists(d.hardware_id.clone()));
+            let m = e.message();
+            return Err(if m.contains("x25519") {
+                Error::DuplicateKey("x25519")
+            } else if m.contains("ed25519") {
+                Error::DuplicateKey("ed25519")
+            } else {
+                Error::DeviceExists(d.hardware_id.clone())
+            });
         }
         other => {
             other?;
