@@ -236,9 +236,6 @@ impl FleetService {
             return Err(invalid("test results", "larger than 16 KiB"));
         }
         let issuer = self.issuer(&req.fleet).await?;
-        if let Some(existing) = self.store.device_by_hardware_id(&req.hardware_id).await? {
-            return same_registration(existing, &req);
-        }
         let now = self.clock.now();
         let id_bytes: [u8; 8] = fleetkey_crypto::rand::array()?;
         let device_id = format!(
@@ -304,13 +301,13 @@ impl FleetService {
                 device,
                 created: true,
             }),
-            // Lost a race with an identical retry: answer like the retry would.
+            // Already registered (a retry, possibly racing the original) or a conflict.
             Err(e @ (Error::DeviceExists(_) | Error::DuplicateKey(_))) => {
                 match self.store.device_by_hardware_id(&req.hardware_id).await? {
-                    Some(existing) if existing.id != device.id => {
-                        same_registration(existing, &req).map_err(|_| e)
-                    }
-                    _ => Err(e),
+                    // The hardware id is taken: a retry, or a conflict on the id.
+                    Some(existing) => same_registration(existing, &req),
+                    // Otherwise a key belongs to another device.
+                    None => Err(e),
                 }
             }
             Err(e) => Err(e),
@@ -350,10 +347,40 @@ fn same_registration(existing: DeviceRecord, req: &FactoryRequest) -> Result<Pro
     }
 }
 
+/// The u-coordinates of low order on Curve25519 (RFC 7748 §7): 0, 1, the two
+/// points of order 8, p-1, p and p+1; each also with bit 255 set (14 encodings).
+const LOW_ORDER_X25519: [[u8; 32]; 7] = {
+    const fn h(s: &[u8; 64]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let mut i = 0;
+        while i < 32 {
+            let hi = (s[2 * i] as char).to_digit(16);
+            let lo = (s[2 * i + 1] as char).to_digit(16);
+            out[i] = match (hi, lo) {
+                (Some(a), Some(b)) => (a * 16 + b) as u8,
+                _ => 0,
+            };
+            i += 1;
+        }
+        out
+    }
+    [
+        h(b"0000000000000000000000000000000000000000000000000000000000000000"),
+        h(b"0100000000000000000000000000000000000000000000000000000000000000"),
+        h(b"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+        h(b"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+        h(b"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        h(b"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        h(b"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    ]
+};
+
 fn validate_keys(k: &DeviceKeys) -> Result<()> {
-    // A low-order X25519 key would make every session secret zero.
-    let probe = fleetkey_crypto::x25519::X25519Secret::from_bytes(SecretBytes::new([0x55; 32]));
-    if probe.diffie_hellman(&k.x25519).is_err() {
+    // A low-order X25519 key would make every session secret zero. Compare with
+    // bit 255 cleared, as X25519 itself ignores it.
+    let mut masked = k.x25519;
+    masked[31] &= 0x7f;
+    if LOW_ORDER_X25519.contains(&masked) {
         return Err(invalid("x25519 key", "low-order point"));
     }
     if k.ed25519 == [0u8; 32] {

@@ -472,11 +472,13 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Result<AuditEntry>>> {
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::with_capacity(items.len());
+        let mut head = audit_head(&mut tx).await?;
         for (d, m, audit) in &items {
             sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
-            match register_one(&mut tx, d, m, audit, now).await {
+            match register_one(&mut tx, d, m, audit, now, head).await {
                 Ok(entry) => {
                     sqlx::query("RELEASE item").execute(&mut *tx).await?;
+                    head = Some((entry.seq, entry.hash));
                     out.push(Ok(entry));
                 }
                 Err(e) => {
@@ -567,6 +569,7 @@ async fn register_one(
     m: &ManufacturingRecord,
     audit: &AuditDraft,
     now: UnixTime,
+    head: Option<(u64, [u8; 32])>,
 ) -> Result<AuditEntry> {
     let r = sqlx::query(
         "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, ml_kem_768, ml_dsa_65, \
@@ -609,7 +612,7 @@ async fn register_one(
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    append_audit(tx, audit, now).await
+    append_audit_after(tx, audit, now, head).await
 }
 
 /// Chains `draft` after the current head and inserts it (inside `tx`).
@@ -618,16 +621,33 @@ async fn append_audit(
     draft: &AuditDraft,
     now: UnixTime,
 ) -> Result<AuditEntry> {
+    let prev = audit_head(tx).await?;
+    append_audit_after(tx, draft, now, prev).await
+}
+
+/// The newest audit entry's (seq, hash).
+async fn audit_head(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+) -> Result<Option<(u64, [u8; 32])>> {
     let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await?;
-    let prev = match head {
-        Some(r) => Some((
+    match head {
+        Some(r) => Ok(Some((
             r.try_get::<i64, _>("seq")? as u64,
             hash32(r.try_get("hash")?)?,
-        )),
-        None => None,
-    };
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Chains `draft` after `prev` (which the caller read in this transaction).
+async fn append_audit_after(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    draft: &AuditDraft,
+    now: UnixTime,
+    prev: Option<(u64, [u8; 32])>,
+) -> Result<AuditEntry> {
     let entry = AuditEntry::chain(draft, prev, now)?;
     sqlx::query(
         "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) \
