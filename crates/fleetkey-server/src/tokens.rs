@@ -3,7 +3,7 @@
 //! A token is `fkt_` + base64url(32 random bytes), shown once at creation; the store
 //! keeps only its SHA-256. Scopes: `admin` (everything), `keys:manage`,
 //! `seal:<keyring>`, `unseal:<keyring>`, `rewrap:<keyring>`, `audit:read`,
-//! `tokens:manage`. A granted scope ending in `*` matches every scope with that
+//! `tokens:manage`, `fleets:manage`, `factory:<fleet>`, `devices:<fleet>`. A granted scope ending in `*` matches every scope with that
 //! prefix (`seal:*`, `seal:pay*`). Lookups are cached for a few seconds so the
 //! request path rarely touches the store; a revocation made by this instance takes
 //! effect at once, one made elsewhere within the cache lifetime.
@@ -31,17 +31,27 @@ pub fn validate_scope(scope: &str) -> Result<()> {
     let bad = || Error::Invalid {
         what: "scope",
         why: format!(
-            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, or seal:|unseal:|rewrap: followed by a keyring name or prefix*"
+            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, or seal:|unseal:|rewrap: + a keyring, or factory:|devices: + a fleet (name or prefix*)"
         ),
     };
     match scope {
-        "admin" | "keys:manage" | "audit:read" | "tokens:manage" | "*" => return Ok(()),
+        "admin" | "keys:manage" | "audit:read" | "tokens:manage" | "fleets:manage" | "*" => {
+            return Ok(());
+        }
         _ => {}
     }
     let (kind, rest) = scope.split_once(':').ok_or_else(bad)?;
     if !matches!(
         kind,
-        "seal" | "unseal" | "rewrap" | "keys" | "audit" | "tokens"
+        "seal"
+            | "unseal"
+            | "rewrap"
+            | "keys"
+            | "audit"
+            | "tokens"
+            | "factory"
+            | "devices"
+            | "fleets"
     ) {
         return Err(bad());
     }

@@ -50,16 +50,22 @@ async fn api_with(config: Config) -> Api {
     );
     let clock = Arc::new(SystemClock::default());
     let keys = Arc::new(
-        KeyService::open(store.clone(), custody, clock.clone(), KeyConfig::default())
-            .await
-            .unwrap(),
+        KeyService::open(
+            store.clone(),
+            custody.clone(),
+            clock.clone(),
+            KeyConfig::default(),
+        )
+        .await
+        .unwrap(),
     );
-    let tokens = Arc::new(TokenService::new(store, clock));
+    let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
+    let fleets = fleetkey_server::fleet::FleetService::new(store, custody, clock);
     let (_, admin) = tokens
         .create("test", "admin", vec!["admin".into()], None)
         .await
         .unwrap();
-    let state = server::state(&config, keys, tokens.clone()).unwrap();
+    let state = server::state(&config, keys, tokens.clone(), fleets).unwrap();
     Api {
         _dir: dir,
         app: api::router(state, config.max_body_bytes),
@@ -142,7 +148,8 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
             let concrete = path
                 .replace("{name}", "k")
                 .replace("{version}", "1")
-                .replace("{id}", "tok_0");
+                .replace("{id}", "tok_0")
+                .replace("{fleet}", "f");
             let m = method.to_uppercase();
             let body = (m != "GET").then(|| json!({}));
             let (s, h, v) = a.call(&m, &concrete, None, body.clone()).await;
@@ -181,6 +188,11 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
                     p if p.ends_with("/batch") => json!({"items": []}),
                     "/v1/keyrings" => json!({"name": "x"}),
                     "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
+                    "/v1/fleets" => json!({"name": "x"}),
+                    "/v1/factory/devices" => {
+                        json!({"fleet": "f", "hardware_id": "h", "model": "m", "batch": "b",
+                        "station": "s", "keys": {"x25519": B64.encode([9u8; 32]), "ed25519": B64.encode([7u8; 32])}})
+                    }
                     _ => json!({}),
                 };
                 let (s, _, v) = a.call(&m, &concrete, Some(&no_scope), Some(good)).await;
@@ -598,4 +610,136 @@ async fn tokens_api_hands_out_only_held_scopes() {
         )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn factory_provisioning_and_fleet_confinement_over_http() {
+    let a = api().await;
+    for f in ["north", "south"] {
+        let (s, v) = a
+            .admin("POST", "/v1/fleets", Some(json!({"name": f})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let keys = |n: u8| json!({"x25519": B64.encode([n; 32]), "ed25519": B64.encode([n.wrapping_add(100); 32])});
+    let device = |fleet: &str, hw: &str, n: u8| {
+        json!({"fleet": fleet, "hardware_id": hw, "model": "m1", "batch": "b1", "station": "jig", "keys": keys(n),
+               "test_results": {"ok": true}})
+    };
+    let jig_north = a.token(&["factory:north"]).await;
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/factory/devices",
+            Some(&jig_north),
+            Some(device("north", "hw-1", 11)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let north_id = v["id"].as_str().unwrap().to_owned();
+    assert_eq!(v["state"], "manufactured");
+    // Same request again: idempotent.
+    let (s, _, v2) = a
+        .call(
+            "POST",
+            "/v1/factory/devices",
+            Some(&jig_north),
+            Some(device("north", "hw-1", 11)),
+        )
+        .await;
+    assert_eq!(
+        (s, v2["id"].as_str()),
+        (StatusCode::OK, Some(north_id.as_str()))
+    );
+    // Same hardware id, other keys: 409.
+    let (s, _, _) = a
+        .call(
+            "POST",
+            "/v1/factory/devices",
+            Some(&jig_north),
+            Some(device("north", "hw-1", 12)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // A north jig cannot provision into south.
+    let (s, _, _) = a
+        .call(
+            "POST",
+            "/v1/factory/devices",
+            Some(&jig_north),
+            Some(device("south", "hw-2", 13)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = a
+        .admin(
+            "POST",
+            "/v1/factory/devices",
+            Some(device("south", "hw-2", 13)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let south_id = v["id"].as_str().unwrap().to_owned();
+    // A north reader sees north only.
+    let reader = a.token(&["devices:north"]).await;
+    let (s, _, v) = a
+        .call("GET", "/v1/fleets/north/devices", Some(&reader), None)
+        .await;
+    assert_eq!(
+        (s, v["devices"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    let (s, _, _) = a
+        .call("GET", "/v1/fleets/south/devices", Some(&reader), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = a
+        .call(
+            "GET",
+            &format!("/v1/fleets/north/devices/{south_id}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "another fleet's device is not found, not revealed"
+    );
+    let (s, _, v) = a
+        .call(
+            "GET",
+            &format!("/v1/fleets/north/devices/{north_id}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["hardware_id"].as_str()),
+        (StatusCode::OK, Some("hw-1"))
+    );
+    // The birth credential verifies with the fleet's published key.
+    let (_, _, fleet) = a.call("GET", "/v1/fleets/north", Some(&reader), None).await;
+    let pk = hex::decode(fleet["issuer_public_key"].as_str().unwrap()).unwrap();
+    let cred = B64.decode(v["birth_credential"].as_str().unwrap()).unwrap();
+    let claims = fleetkey_crypto::credential::verify(
+        &cred,
+        fleetkey_crypto::credential::IssuerPublicKey::Ed25519(&pk),
+        v["created_at"].as_i64().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims.device_id, north_id);
+    // Low-order keys and bad lengths are 400s.
+    let mut bad = device("north", "hw-3", 14);
+    bad["keys"]["x25519"] = json!(B64.encode([0u8; 32]));
+    let (s, _, _) = a
+        .call("POST", "/v1/factory/devices", Some(&jig_north), Some(bad))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let mut short = device("north", "hw-4", 15);
+    short["keys"]["ed25519"] = json!(B64.encode([1u8; 31]));
+    let (s, _, _) = a
+        .call("POST", "/v1/factory/devices", Some(&jig_north), Some(short))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }

@@ -47,10 +47,12 @@ pub fn state(
     config: &Config,
     keys: Arc<KeyService>,
     tokens: Arc<TokenService>,
+    fleets: Arc<crate::fleet::FleetService>,
 ) -> Result<Arc<AppState>> {
     Ok(Arc::new(AppState {
         keys,
         tokens,
+        fleets,
         limits: RateLimits::new(config.rate_limit.clone()),
         metrics: Metrics::new().map_err(|e| Error::Store(format!("metrics: {e}")))?,
         max_batch_items: config.max_batch_items,

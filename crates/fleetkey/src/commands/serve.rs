@@ -114,13 +114,19 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
         let custody = Arc::new(LocalCustody::open(&dir, kek).await.map_err(service_error)?);
         let clock = Arc::new(SystemClock::default());
         let keys = Arc::new(
-            KeyService::open(store.clone(), custody, clock.clone(), KeyConfig::default())
-                .await
-                .map_err(service_error)?,
+            KeyService::open(
+                store.clone(),
+                custody.clone(),
+                clock.clone(),
+                KeyConfig::default(),
+            )
+            .await
+            .map_err(service_error)?,
         );
-        let tokens = Arc::new(TokenService::new(store, clock));
+        let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
+        let fleets = fleetkey_server::fleet::FleetService::new(store, custody.clone(), clock);
         first_start_admin_token(&tokens, &dir, &config).await?;
-        let state = server::state(&config, keys, tokens).map_err(service_error)?;
+        let state = server::state(&config, keys, tokens, fleets).map_err(service_error)?;
         server::serve(&config, state, shutdown_signal())
             .await
             .map_err(|e| match e {
