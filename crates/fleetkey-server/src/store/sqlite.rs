@@ -470,23 +470,81 @@ impl Store for SqliteStore {
         items: Vec<(DeviceRecord, ManufacturingRecord, AuditDraft)>,
         now: UnixTime,
     ) -> Result<Vec<Result<AuditEntry>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(items.len());
+        // One statement for all devices; rows that collide with a unique hardware id
+        // or public key (already stored, or earlier in this group) are skipped and
+        // the inserted ids come back.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, ml_kem_768, ml_dsa_65, \
+             birth_credential, created_at, updated_at) ",
+        );
+        q.push_values(&items, |mut b, (d, _, _)| {
+            b.push_bind(&d.id)
+                .push_bind(&d.fleet)
+                .push_bind(&d.hardware_id)
+                .push_bind(d.state.as_str())
+                .push_bind(&d.model)
+                .push_bind(d.x25519.as_slice().to_vec())
+                .push_bind(d.ed25519.as_slice().to_vec())
+                .push_bind(d.ml_kem_768.clone())
+                .push_bind(d.ml_dsa_65.clone())
+                .push_bind(d.birth_credential.clone())
+                .push_bind(d.created_at)
+                .push_bind(d.updated_at);
+        });
+        q.push(" ON CONFLICT DO NOTHING RETURNING id");
+        let inserted: std::collections::HashSet<String> = q
+            .build_query_scalar::<String>()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
         let mut head = audit_head(&mut tx).await?;
-        for (d, m, audit) in &items {
-            sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
-            match register_one(&mut tx, d, m, audit, now, head).await {
-                Ok(entry) => {
-                    sqlx::query("RELEASE item").execute(&mut *tx).await?;
-                    head = Some((entry.seq, entry.hash));
-                    out.push(Ok(entry));
-                }
-                Err(e) => {
-                    sqlx::query("ROLLBACK TO item").execute(&mut *tx).await?;
-                    sqlx::query("RELEASE item").execute(&mut *tx).await?;
-                    out.push(Err(e));
-                }
+        let mut entries = Vec::new();
+        let mut out = Vec::with_capacity(items.len());
+        for (d, _, audit) in &items {
+            if inserted.contains(&d.id) {
+                let e = AuditEntry::chain(audit, head, now)?;
+                head = Some((e.seq, e.hash));
+                entries.push(e.clone());
+                out.push(Ok(e));
+            } else {
+                out.push(Err(classify_conflict(&mut tx, d).await?));
             }
+        }
+        let done: Vec<&(DeviceRecord, ManufacturingRecord, AuditDraft)> = items
+            .iter()
+            .filter(|(d, _, _)| inserted.contains(&d.id))
+            .collect();
+        if !done.is_empty() {
+            let mut m = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO manufacturing_records (device_id, batch, station, test_results, created_at) ",
+            );
+            m.push_values(&done, |mut b, (d, rec, _)| {
+                b.push_bind(&d.id)
+                    .push_bind(&rec.batch)
+                    .push_bind(&rec.station)
+                    .push_bind(&rec.test_results)
+                    .push_bind(now);
+            });
+            m.build().execute(&mut *tx).await?;
+            let mut a = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) ",
+            );
+            a.push_values(&entries, |mut b, e| {
+                b.push_bind(e.seq as i64)
+                    .push_bind(e.time)
+                    .push_bind(&e.actor)
+                    .push_bind(&e.action)
+                    .push_bind(&e.subject)
+                    .push_bind(&e.details)
+                    .push_bind(e.prev_hash.to_vec())
+                    .push_bind(e.hash.to_vec());
+            });
+            a.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -563,56 +621,27 @@ fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord> {
     })
 }
 
-async fn register_one(
+/// Why a device row was not inserted: its hardware id or one of its keys is taken.
+async fn classify_conflict(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     d: &DeviceRecord,
-    m: &ManufacturingRecord,
-    audit: &AuditDraft,
-    now: UnixTime,
-    head: Option<(u64, [u8; 32])>,
-) -> Result<AuditEntry> {
-    let r = sqlx::query(
-        "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, ml_kem_768, ml_dsa_65, \
-         birth_credential, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&d.id)
-    .bind(&d.fleet)
-    .bind(&d.hardware_id)
-    .bind(d.state.as_str())
-    .bind(&d.model)
-    .bind(d.x25519.as_slice())
-    .bind(d.ed25519.as_slice())
-    .bind(d.ml_kem_768.as_deref())
-    .bind(d.ml_dsa_65.as_deref())
-    .bind(d.birth_credential.as_slice())
-    .bind(d.created_at)
-    .bind(d.updated_at)
-    .execute(&mut **tx)
-    .await;
-    match r {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            let m = e.message();
-            return Err(if m.contains("x25519") {
-                Error::DuplicateKey("x25519")
-            } else if m.contains("ed25519") {
-                Error::DuplicateKey("ed25519")
-            } else {
-                Error::DeviceExists(d.hardware_id.clone())
-            });
-        }
-        other => {
-            other?;
-        }
-    }
-    sqlx::query("INSERT INTO manufacturing_records (device_id, batch, station, test_results, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(&d.id)
-        .bind(&m.batch)
-        .bind(&m.station)
-        .bind(&m.test_results)
-        .bind(now)
-        .execute(&mut **tx)
+) -> Result<Error> {
+    let hw: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE hardware_id = ?")
+        .bind(&d.hardware_id)
+        .fetch_optional(&mut **tx)
         .await?;
-    append_audit_after(tx, audit, now, head).await
+    if hw.is_some() {
+        return Ok(Error::DeviceExists(d.hardware_id.clone()));
+    }
+    let x: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE x25519 = ?")
+        .bind(d.x25519.as_slice())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(if x.is_some() {
+        Error::DuplicateKey("x25519")
+    } else {
+        Error::DuplicateKey("ed25519")
+    })
 }
 
 /// Chains `draft` after the current head and inserts it (inside `tx`).
