@@ -123,6 +123,15 @@ Examples:
   FLEETKEY_LISTEN=0.0.0.0:8400 fleetkey serve --config /etc/fleetkey/fleetkey.toml"
     )]
     Serve(ServeArgs),
+    /// Fleets: create, show.
+    #[command(subcommand)]
+    Fleets(FleetsCommand),
+    /// Factory: provision devices (or simulate a jig).
+    #[command(subcommand)]
+    Factory(FactoryCommand),
+    /// Devices: list, show.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
     /// Manage API tokens in a local data directory.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -434,6 +443,85 @@ pub enum TokensCommand {
     /// Revoke a token by id (tok_…).
     Revoke {
         /// Token id.
+        id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetsCommand {
+    /// Create a fleet with a fresh credential-issuing key.
+    Create {
+        /// Fleet name.
+        name: String,
+        /// Lifetime of operational credentials (default 365d).
+        #[arg(long, value_name = "DURATION")]
+        credential_ttl: Option<String>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Show a fleet and its issuing public key.
+    Show {
+        /// Fleet name.
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FactoryCommand {
+    /// Simulate a factory jig: make device keys locally and register N devices.
+    #[command(
+        long_about = "Simulate a factory jig for demos and load tests: for each device, \
+generate X25519 and Ed25519 key pairs locally (as a device would), register the public \
+keys with the fleet, and receive a birth credential. Private keys are discarded.
+
+Examples:
+  fleetkey factory provision --fleet thermostats --count 1000
+  FLEETKEY_ADDR=http://127.0.0.1:8400 FLEETKEY_TOKEN=… fleetkey factory provision --fleet t --count 50000"
+    )]
+    Provision {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// How many devices.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Model name.
+        #[arg(long, default_value = "simulated")]
+        model: String,
+        /// Batch name (default: today's date and a random suffix).
+        #[arg(long)]
+        batch: Option<String>,
+        /// Station name.
+        #[arg(long, default_value = "sim-jig")]
+        station: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevicesCommand {
+    /// List a fleet's devices.
+    List {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Show one device.
+    Show {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
         id: String,
         #[command(flatten)]
         dir: DataDir,

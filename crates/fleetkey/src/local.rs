@@ -87,6 +87,7 @@ pub fn service_error(e: Error) -> CliError {
         Error::Envelope(inner) => crate::error::envelope_error(inner),
         Error::Io { .. } | Error::Store(_) => CliError::new(code::IO, e.to_string()),
         e @ (Error::TokenNotFound(_) | Error::Invalid { .. }) => CliError::usage(e.to_string()),
+        e @ (Error::FleetNotFound(_) | Error::DeviceNotFound(_)) => CliError::usage(e.to_string()),
         e @ Error::KeyringNotFound(_) => {
             CliError::usage(e.to_string()).hint("see `fleetkey keys list`")
         }

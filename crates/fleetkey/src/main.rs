@@ -24,6 +24,9 @@ fn main() {
         cli::Command::Audit(c) => commands::audit::run(c),
         cli::Command::Serve(a) => commands::serve::run(a),
         cli::Command::Tokens(c) => commands::tokens::run(c),
+        cli::Command::Fleets(c) => commands::fleets::fleets(c),
+        cli::Command::Factory(c) => commands::fleets::factory(c),
+        cli::Command::Devices(c) => commands::fleets::devices(c),
     };
     if let Err(e) = result {
         exit_with(e);

@@ -211,3 +211,46 @@ fn custody_must_be_configured_and_the_passphrase_must_match() {
         .code(1)
         .stderr(predicate::str::contains("cannot open the root key"));
 }
+
+#[test]
+fn fleets_factory_simulation_and_devices_from_the_command_line() {
+    let a = Admin::new();
+    a.cmd()
+        .args(["fleets", "create", "acme"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("issuer_public_key"));
+    a.cmd()
+        .args(["fleets", "create", "acme"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already exists"));
+    a.cmd()
+        .args(["factory", "provision", "--fleet", "acme", "--count", "25"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("provisioned 25 devices"));
+    let out = a
+        .cmd()
+        .args(["devices", "list", "--fleet", "acme", "--json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let devices = v["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 25);
+    let id = devices[0]["id"].as_str().unwrap();
+    a.cmd()
+        .args(["devices", "show", "--fleet", "acme", id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("birth_credential"));
+    a.cmd()
+        .args(["devices", "show", "--fleet", "other", id])
+        .assert()
+        .code(2);
+    a.cmd()
+        .args(["factory", "provision", "--fleet", "missing", "--count", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not found"));
+}
