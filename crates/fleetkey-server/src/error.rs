@@ -64,6 +64,23 @@ pub enum Error {
     /// material); every device must make its own keys.
     #[error("this {0} public key is already registered to another device")]
     DuplicateKey(&'static str),
+    /// A device life-cycle transition outside the table (for example onboarding a
+    /// decommissioned device).
+    #[error("device is {from}; it cannot become {to}")]
+    IllegalTransition {
+        /// Current state.
+        from: &'static str,
+        /// Requested state.
+        to: &'static str,
+    },
+    /// An onboarding challenge is unknown, already used (a replay) or expired. Ask
+    /// for a new challenge.
+    #[error("onboarding challenge refused: {0}")]
+    ChallengeRefused(&'static str),
+    /// A device credential or proof of possession was refused (bad signature,
+    /// wrong role, another fleet, revoked, not matching the registry).
+    #[error("device credential refused: {0}")]
+    CredentialRefused(&'static str),
     /// No such API token.
     #[error("token {0:?} not found")]
     TokenNotFound(String),

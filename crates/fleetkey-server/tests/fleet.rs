@@ -246,3 +246,224 @@ async fn concurrent_registrations_are_unique_and_audited() {
         }
     );
 }
+
+struct Device {
+    id: String,
+    signer: Ed25519Signer,
+    birth: Vec<u8>,
+}
+
+async fn manufacture(e: &Env, fleet: &str, hw: &str) -> Device {
+    let signer = Ed25519Signer::generate().unwrap();
+    let keys = DeviceKeys {
+        x25519: X25519Secret::generate().unwrap().public_key().unwrap(),
+        ed25519: signer.public_key(),
+        ml_kem_768: None,
+        ml_dsa_65: None,
+    };
+    let p = e
+        .fleets
+        .provision("jig", request(fleet, hw, keys))
+        .await
+        .unwrap();
+    Device {
+        id: p.device.id,
+        signer,
+        birth: p.device.birth_credential,
+    }
+}
+
+#[tokio::test]
+async fn onboarding_issues_an_operational_credential_and_refuses_every_bad_proof() {
+    use fleetkey_server::fleet::onboarding_message;
+    let e = env().await;
+    let fleet = e.fleets.create_fleet("ops", "acme", None).await.unwrap();
+    e.fleets.create_fleet("ops", "rival", None).await.unwrap();
+    let dev = manufacture(&e, "acme", "uid:on-1").await;
+    let c = e.fleets.challenge(&dev.id).await.unwrap();
+    let sig = dev
+        .signer
+        .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
+    // Wrong key: burns the challenge and is refused.
+    let stranger = Ed25519Signer::generate().unwrap();
+    let bad = stranger.sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
+    assert!(matches!(
+        e.fleets.onboard(&dev.birth, &c.nonce, &bad).await,
+        Err(Error::CredentialRefused(_))
+    ));
+    // The burnt challenge cannot be replayed, even with the right signature.
+    assert!(matches!(
+        e.fleets.onboard(&dev.birth, &c.nonce, &sig).await,
+        Err(Error::ChallengeRefused(_))
+    ));
+    // Unknown challenge.
+    assert!(matches!(
+        e.fleets.onboard(&dev.birth, &[0u8; 32], &sig).await,
+        Err(Error::ChallengeRefused("unknown challenge"))
+    ));
+    // A credential of another fleet's device for this challenge is refused.
+    let other = manufacture(&e, "rival", "uid:on-2").await;
+    let c2 = e.fleets.challenge(&dev.id).await.unwrap();
+    let sig2 = other
+        .signer
+        .sign(&onboarding_message(&dev.id, &c2.nonce, c2.issued_at));
+    assert!(matches!(
+        e.fleets.onboard(&other.birth, &c2.nonce, &sig2).await,
+        Err(Error::ChallengeRefused(_))
+    ));
+    // A tampered credential is refused.
+    let mut forged = dev.birth.clone();
+    let n = forged.len();
+    forged[n - 5] ^= 1;
+    assert!(matches!(
+        e.fleets.onboard(&forged, &c2.nonce, &sig2).await,
+        Err(Error::CredentialRefused(_))
+    ));
+    // The real thing.
+    let c3 = e.fleets.challenge(&dev.id).await.unwrap();
+    let sig3 = dev
+        .signer
+        .sign(&onboarding_message(&dev.id, &c3.nonce, c3.issued_at));
+    let (op, d) = e
+        .fleets
+        .onboard(&dev.birth, &c3.nonce, &sig3)
+        .await
+        .unwrap();
+    assert_eq!(d.state, DeviceState::Onboarded);
+    let pk = hex::decode(&fleet.issuer_public_key).unwrap();
+    let claims = credential::verify(&op, IssuerPublicKey::Ed25519(&pk), d.updated_at).unwrap();
+    assert_eq!(
+        (claims.role, claims.device_id.as_str()),
+        (Role::Operational, dev.id.as_str())
+    );
+    // Replaying the whole successful exchange: the challenge is spent, and the
+    // device is no longer manufactured.
+    assert!(
+        e.fleets
+            .onboard(&dev.birth, &c3.nonce, &sig3)
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        e.fleets.challenge(&dev.id).await,
+        Err(Error::IllegalTransition { .. })
+    ));
+    // The operational credential is not a birth credential.
+    assert!(matches!(
+        e.fleets.check_credential(&op, Role::Birth).await,
+        Err(Error::CredentialRefused("wrong credential role"))
+    ));
+    e.fleets
+        .check_credential(&op, Role::Operational)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_once() {
+    use fleetkey_server::fleet::{onboarding_message, wipe_receipt_message};
+    let e = env().await;
+    e.fleets.create_fleet("ops", "acme", None).await.unwrap();
+    let dev = manufacture(&e, "acme", "uid:life").await;
+    // Not onboarded yet: cannot become active.
+    assert!(matches!(
+        e.fleets
+            .transition("ops", &dev.id, DeviceState::Active)
+            .await,
+        Err(Error::IllegalTransition {
+            from: "manufactured",
+            to: "active"
+        })
+    ));
+    let c = e.fleets.challenge(&dev.id).await.unwrap();
+    let sig = dev
+        .signer
+        .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
+    let (op, _) = e.fleets.onboard(&dev.birth, &c.nonce, &sig).await.unwrap();
+    assert_eq!(
+        e.fleets
+            .transition("ops", &dev.id, DeviceState::Active)
+            .await
+            .unwrap()
+            .state,
+        DeviceState::Active
+    );
+    assert_eq!(
+        e.fleets
+            .transition("ops", &dev.id, DeviceState::Suspended)
+            .await
+            .unwrap()
+            .state,
+        DeviceState::Suspended
+    );
+    assert_eq!(
+        e.fleets
+            .transition("ops", &dev.id, DeviceState::Active)
+            .await
+            .unwrap()
+            .state,
+        DeviceState::Active
+    );
+    // Decommission: credentials are revoked at once.
+    let d = e
+        .fleets
+        .decommission("ops", &dev.id, "returned by customer")
+        .await
+        .unwrap();
+    assert_eq!(d.state, DeviceState::Decommissioning);
+    assert!(matches!(
+        e.fleets.check_credential(&op, Role::Operational).await,
+        Err(Error::CredentialRefused("revoked"))
+    ));
+    assert!(matches!(
+        e.fleets.check_credential(&dev.birth, Role::Birth).await,
+        Err(Error::CredentialRefused("revoked"))
+    ));
+    assert!(matches!(
+        e.fleets
+            .transition("ops", &dev.id, DeviceState::Active)
+            .await,
+        Err(Error::IllegalTransition { .. })
+    ));
+    // A forged wipe receipt is refused; the device's own one ends it.
+    let forged = Ed25519Signer::generate()
+        .unwrap()
+        .sign(&wipe_receipt_message(&dev.id, 1_800_000_000));
+    assert!(matches!(
+        e.fleets.confirm_wipe(&dev.id, 1_800_000_000, &forged).await,
+        Err(Error::CredentialRefused(_))
+    ));
+    let receipt = dev
+        .signer
+        .sign(&wipe_receipt_message(&dev.id, 1_800_000_000));
+    let d = e
+        .fleets
+        .confirm_wipe(&dev.id, 1_800_000_000, &receipt)
+        .await
+        .unwrap();
+    assert_eq!(d.state, DeviceState::Decommissioned);
+    // Final: nothing moves it again, and its hardware id stays taken.
+    assert!(matches!(
+        e.fleets.decommission("ops", &dev.id, "again").await,
+        Err(Error::IllegalTransition { .. })
+    ));
+    assert!(matches!(
+        e.fleets
+            .provision("jig", request("acme", "uid:life", device_keys()))
+            .await,
+        Err(Error::DeviceExists(_))
+    ));
+    // The audit log records the whole life.
+    let mut buf = Vec::new();
+    e.keys.export_audit(&mut buf).await.unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    for action in [
+        "device.provision",
+        "device.onboard",
+        "device.state",
+        "device.decommission",
+        "device.wiped",
+    ] {
+        assert!(text.contains(action), "{action} missing from the audit log");
+    }
+}

@@ -21,6 +21,8 @@ CREATE TABLE devices (
     ml_kem_768       BLOB,
     ml_dsa_65        BLOB,
     birth_credential BLOB NOT NULL,
+    -- The current operational credential's id (cti), once onboarded.
+    operational_credential_id BLOB,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );
@@ -37,3 +39,19 @@ CREATE TABLE manufacturing_records (
 -- No public key is registered to two devices (cloned key material is refused).
 CREATE UNIQUE INDEX devices_x25519 ON devices (x25519);
 CREATE UNIQUE INDEX devices_ed25519 ON devices (ed25519);
+
+-- Single-use onboarding challenges.
+CREATE TABLE onboarding_challenges (
+    nonce      BLOB PRIMARY KEY,
+    device_id  TEXT NOT NULL REFERENCES devices(id),
+    issued_at  BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used       BIGINT NOT NULL DEFAULT 0
+);
+
+-- Credentials revoked before their expiry (by credential id, the CWT cti).
+CREATE TABLE revoked_credentials (
+    credential_id BLOB PRIMARY KEY,
+    device_id     TEXT NOT NULL,
+    revoked_at    BIGINT NOT NULL
+);

@@ -68,6 +68,12 @@ impl From<Error> for ApiError {
             | Error::FleetExists(_)
             | Error::DeviceExists(_)
             | Error::DuplicateKey(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            Error::ChallengeRefused(_) | Error::CredentialRefused(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            Error::IllegalTransition { .. } => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             Error::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }

@@ -13,8 +13,19 @@
 //! as one transaction with one disk flush, each item still succeeding or failing on
 //! its own.
 //!
-//! Not here yet (see the fleet lifecycle issue): onboarding, claim codes,
-//! configuration schemas, credential rotation and decommissioning.
+//! Zero-touch onboarding: the device asks for a single-use challenge, signs
+//! [`onboarding_message`] with its Ed25519 key and presents its birth credential;
+//! the server verifies the credential under the fleet's key, matches it against the
+//! registry, consumes the challenge, verifies the signature, moves the device to
+//! `onboarded` and issues its **operational credential**. Decommissioning revokes
+//! every credential of the device (in the same transaction as its audit entry) and
+//! ends once the device's signed wipe receipt ([`wipe_receipt_message`]) verifies.
+//!
+//! Not here yet (see the fleet lifecycle issue): claim codes, configuration
+//! schemas, credential rotation, and queuing the wipe command to the device (the
+//! sessions issue carries commands).
+
+pub mod lifecycle;
 
 use crate::audit::{AuditDraft, AuditEntry};
 use crate::clock::SharedClock;
@@ -30,6 +41,43 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
+
+/// How long an onboarding challenge stays valid, seconds.
+pub const CHALLENGE_TTL_SECS: i64 = 120;
+
+/// What a device signs to prove possession at onboarding:
+/// `"fleetkey onboarding v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ nonce (32) ‖ BE64(issued_at)`.
+pub fn onboarding_message(device_id: &str, nonce: &[u8; 32], issued_at: i64) -> Vec<u8> {
+    let mut m = b"fleetkey onboarding v1\0".to_vec();
+    m.extend_from_slice(device_id.as_bytes());
+    m.push(0);
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(&issued_at.to_be_bytes());
+    m
+}
+
+/// What a device signs, before erasing its keys, to prove it wiped:
+/// `"fleetkey wipe receipt v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ BE64(wiped_at)`.
+pub fn wipe_receipt_message(device_id: &str, wiped_at: i64) -> Vec<u8> {
+    let mut m = b"fleetkey wipe receipt v1\0".to_vec();
+    m.extend_from_slice(device_id.as_bytes());
+    m.push(0);
+    m.extend_from_slice(&wiped_at.to_be_bytes());
+    m
+}
+
+/// A fresh onboarding challenge.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Challenge {
+    /// The device it is for.
+    pub device_id: String,
+    /// 32 random bytes.
+    pub nonce: [u8; 32],
+    /// Issue time (part of the signed message).
+    pub issued_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+}
 
 /// Most registrations committed in one transaction.
 pub const MAX_GROUP: usize = 512;
@@ -273,6 +321,7 @@ impl FleetService {
             ml_kem_768: req.keys.ml_kem_768.clone(),
             ml_dsa_65: req.keys.ml_dsa_65.clone(),
             birth_credential: birth,
+            operational_credential_id: None,
             created_at: now,
             updated_at: now,
         };
@@ -312,6 +361,241 @@ impl FleetService {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Issues a single-use onboarding challenge for a manufactured device.
+    pub async fn challenge(&self, device_id: &str) -> Result<Challenge> {
+        let d = self.device(device_id).await?;
+        if d.state != DeviceState::Manufactured {
+            return Err(Error::IllegalTransition {
+                from: d.state.as_str(),
+                to: DeviceState::Onboarded.as_str(),
+            });
+        }
+        let now = self.clock.now();
+        let c = Challenge {
+            device_id: d.id,
+            nonce: fleetkey_crypto::rand::array()?,
+            issued_at: now,
+            expires_at: now + CHALLENGE_TTL_SECS,
+        };
+        self.store
+            .put_challenge(&c.nonce, &c.device_id, c.issued_at, c.expires_at)
+            .await?;
+        Ok(c)
+    }
+
+    /// Verifies a credential under its fleet's key and against the registry:
+    /// signature, validity, role, revocation, and that fleet, hardware id and keys
+    /// match the registered device. Returns the claims and the device.
+    pub async fn check_credential(
+        &self,
+        token: &[u8],
+        role: Role,
+    ) -> Result<(Claims, DeviceRecord)> {
+        let (_, unverified) = credential::peek(token)
+            .map_err(|_| Error::CredentialRefused("not a device credential"))?;
+        let issuer = self
+            .issuer(&unverified.fleet)
+            .await
+            .map_err(|_| Error::CredentialRefused("unknown fleet"))?;
+        let now = self.clock.now();
+        let claims = credential::verify(
+            token,
+            credential::IssuerPublicKey::Ed25519(&issuer.0.issuer_public),
+            now,
+        )
+        .map_err(|e| match e {
+            fleetkey_crypto::Error::Expired => Error::CredentialRefused("expired"),
+            fleetkey_crypto::Error::NotYetValid => Error::CredentialRefused("not valid yet"),
+            _ => Error::CredentialRefused("signature does not verify under the fleet's key"),
+        })?;
+        if claims.role != role {
+            return Err(Error::CredentialRefused("wrong credential role"));
+        }
+        if self.store.is_revoked(&claims.credential_id).await? {
+            return Err(Error::CredentialRefused("revoked"));
+        }
+        let d = self
+            .store
+            .device(&claims.device_id)
+            .await?
+            .ok_or(Error::CredentialRefused("unknown device"))?;
+        let keys_match = d.x25519 == claims.keys.x25519 && d.ed25519 == claims.keys.ed25519;
+        if d.fleet != claims.fleet || d.hardware_id != claims.hardware_id || !keys_match {
+            return Err(Error::CredentialRefused(
+                "does not match the registered device",
+            ));
+        }
+        Ok((claims, d))
+    }
+
+    /// Completes zero-touch onboarding; returns the operational credential.
+    pub async fn onboard(
+        &self,
+        birth_credential: &[u8],
+        nonce: &[u8; 32],
+        signature: &[u8],
+    ) -> Result<(Vec<u8>, DeviceRecord)> {
+        let (claims, d) = self.check_credential(birth_credential, Role::Birth).await?;
+        if d.state != DeviceState::Manufactured {
+            return Err(Error::IllegalTransition {
+                from: d.state.as_str(),
+                to: DeviceState::Onboarded.as_str(),
+            });
+        }
+        let now = self.clock.now();
+        // Single use: a wrong signature burns the challenge too.
+        let issued_at = self.store.take_challenge(nonce, &d.id, now).await?;
+        fleetkey_crypto::ed25519::verify(
+            &d.ed25519,
+            &onboarding_message(&d.id, nonce, issued_at),
+            signature,
+        )
+        .map_err(|_| {
+            Error::CredentialRefused("proof of possession does not verify with the device key")
+        })?;
+        let issuer = self.issuer(&d.fleet).await?;
+        let operational = Claims {
+            role: Role::Operational,
+            issued_at: now,
+            expires_at: now.saturating_add(issuer.0.credential_ttl_secs),
+            credential_id: fleetkey_crypto::rand::array()?,
+            ..claims
+        };
+        let token = credential::issue(
+            &operational,
+            Issuer::Ed25519(&issuer.1),
+            issuer.0.issuer_key_id.as_bytes(),
+        )?;
+        self.store
+            .apply(
+                crate::store::Change::DeviceTransition {
+                    id: d.id.clone(),
+                    from: lifecycle::allowed_from(DeviceState::Onboarded).to_vec(),
+                    to: DeviceState::Onboarded,
+                    operational_credential_id: Some(operational.credential_id.to_vec()),
+                    revoke: Vec::new(),
+                    at: now,
+                },
+                AuditDraft::new(
+                    &format!("device:{}", d.id),
+                    "device.onboard",
+                    format!("device:{}", d.id),
+                    json!({ "fleet": d.fleet, "credential_expires_at": operational.expires_at }),
+                ),
+                now,
+            )
+            .await?;
+        Ok((token, self.device(&d.id).await?))
+    }
+
+    /// Moves a device along the life-cycle table (activate, suspend, resume).
+    pub async fn transition(&self, actor: &str, id: &str, to: DeviceState) -> Result<DeviceRecord> {
+        if matches!(
+            to,
+            DeviceState::Decommissioning | DeviceState::Decommissioned | DeviceState::Onboarded
+        ) {
+            return Err(invalid(
+                "state",
+                "use onboarding or decommissioning for this state",
+            ));
+        }
+        let now = self.clock.now();
+        self.store
+            .apply(
+                crate::store::Change::DeviceTransition {
+                    id: id.to_owned(),
+                    from: lifecycle::allowed_from(to).to_vec(),
+                    to,
+                    operational_credential_id: None,
+                    revoke: Vec::new(),
+                    at: now,
+                },
+                AuditDraft::new(
+                    actor,
+                    "device.state",
+                    format!("device:{id}"),
+                    json!({ "to": to.as_str() }),
+                ),
+                now,
+            )
+            .await?;
+        self.device(id).await
+    }
+
+    /// Starts decommissioning: the audit entry and the revocation of every
+    /// credential of the device are one transaction, so credentials are revoked at
+    /// once and never without the record.
+    pub async fn decommission(&self, actor: &str, id: &str, reason: &str) -> Result<DeviceRecord> {
+        let d = self.device(id).await?;
+        let mut revoke = Vec::new();
+        if let Ok((_, c)) = credential::peek(&d.birth_credential) {
+            revoke.push(c.credential_id.to_vec());
+        }
+        if let Some(op) = &d.operational_credential_id {
+            revoke.push(op.clone());
+        }
+        let now = self.clock.now();
+        self.store
+            .apply(
+                crate::store::Change::DeviceTransition {
+                    id: id.to_owned(),
+                    from: lifecycle::allowed_from(DeviceState::Decommissioning).to_vec(),
+                    to: DeviceState::Decommissioning,
+                    operational_credential_id: None,
+                    revoke,
+                    at: now,
+                },
+                AuditDraft::new(
+                    actor,
+                    "device.decommission",
+                    format!("device:{id}"),
+                    json!({ "reason": reason, "credentials_revoked": true }),
+                ),
+                now,
+            )
+            .await?;
+        self.device(id).await
+    }
+
+    /// Finishes decommissioning with the device's signed wipe receipt.
+    pub async fn confirm_wipe(
+        &self,
+        id: &str,
+        wiped_at: i64,
+        signature: &[u8],
+    ) -> Result<DeviceRecord> {
+        let d = self.device(id).await?;
+        fleetkey_crypto::ed25519::verify(
+            &d.ed25519,
+            &wipe_receipt_message(id, wiped_at),
+            signature,
+        )
+        .map_err(|_| {
+            Error::CredentialRefused("wipe receipt does not verify with the device key")
+        })?;
+        let now = self.clock.now();
+        self.store
+            .apply(
+                crate::store::Change::DeviceTransition {
+                    id: id.to_owned(),
+                    from: lifecycle::allowed_from(DeviceState::Decommissioned).to_vec(),
+                    to: DeviceState::Decommissioned,
+                    operational_credential_id: None,
+                    revoke: Vec::new(),
+                    at: now,
+                },
+                AuditDraft::new(
+                    &format!("device:{id}"),
+                    "device.wiped",
+                    format!("device:{id}"),
+                    json!({ "wiped_at": wiped_at, "receipt_signature": signature.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+                ),
+                now,
+            )
+            .await?;
+        self.device(id).await
     }
 
     /// One device.

@@ -187,6 +187,21 @@ pub enum Change {
     },
     /// A new fleet and its (wrapped) issuing key.
     CreateFleet(FleetRecord),
+    /// A device life-cycle transition, refused unless the device is in one of `from`.
+    DeviceTransition {
+        /// Device id.
+        id: String,
+        /// States the transition may start from.
+        from: Vec<DeviceState>,
+        /// The new state.
+        to: DeviceState,
+        /// A new operational credential id to record, if any.
+        operational_credential_id: Option<Vec<u8>>,
+        /// Credential ids to add to the revocation list.
+        revoke: Vec<Vec<u8>>,
+        /// When.
+        at: UnixTime,
+    },
     /// Nothing but the audit entry (for example a rewrap batch).
     AuditOnly,
 }
@@ -295,6 +310,8 @@ pub struct DeviceRecord {
     pub ml_dsa_65: Option<Vec<u8>>,
     /// The birth credential issued at the factory.
     pub birth_credential: Vec<u8>,
+    /// The current operational credential's id, once onboarded.
+    pub operational_credential_id: Option<Vec<u8>>,
     /// Registration time.
     pub created_at: UnixTime,
     /// Last change.
@@ -402,6 +419,24 @@ pub trait Store: Send + Sync {
         items: Vec<(DeviceRecord, ManufacturingRecord, AuditDraft)>,
         now: UnixTime,
     ) -> Result<Vec<Result<AuditEntry>>>;
+    /// Stores a single-use onboarding challenge.
+    async fn put_challenge(
+        &self,
+        nonce: &[u8; 32],
+        device_id: &str,
+        issued_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<()>;
+    /// Consumes a challenge for `device_id` at `now`; returns its issue time.
+    /// Unknown, used and expired challenges fail with [`crate::Error::ChallengeRefused`].
+    async fn take_challenge(
+        &self,
+        nonce: &[u8; 32],
+        device_id: &str,
+        now: UnixTime,
+    ) -> Result<UnixTime>;
+    /// Whether a credential id is on the revocation list.
+    async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool>;
     /// Audit entries with `seq > after`, at most `limit`.
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Stores a signed checkpoint.

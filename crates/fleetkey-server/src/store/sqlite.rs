@@ -288,6 +288,49 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            Change::DeviceTransition {
+                id,
+                from,
+                to,
+                operational_credential_id,
+                revoke,
+                at,
+            } => {
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM devices WHERE id = ?")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let current =
+                    DeviceState::parse(&current.ok_or_else(|| Error::DeviceNotFound(id.clone()))?)?;
+                if !from.contains(&current) {
+                    return Err(Error::IllegalTransition {
+                        from: current.as_str(),
+                        to: to.as_str(),
+                    });
+                }
+                sqlx::query(
+                    "UPDATE devices SET state = ?, updated_at = ?, \
+                     operational_credential_id = COALESCE(?, operational_credential_id) WHERE id = ?",
+                )
+                .bind(to.as_str())
+                .bind(at)
+                .bind(operational_credential_id.as_deref())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                for cid in revoke {
+                    sqlx::query(
+                        "INSERT INTO revoked_credentials (credential_id, device_id, revoked_at) VALUES (?, ?, ?) \
+                         ON CONFLICT (credential_id) DO NOTHING",
+                    )
+                    .bind(cid.as_slice())
+                    .bind(id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
             Change::AuditOnly => {}
         }
         let entry = append_audit(&mut tx, &audit, now).await?;
@@ -550,6 +593,68 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    async fn put_challenge(
+        &self,
+        nonce: &[u8; 32],
+        device_id: &str,
+        issued_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO onboarding_challenges (nonce, device_id, issued_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(nonce.as_slice())
+            .bind(device_id)
+            .bind(issued_at)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_challenge(
+        &self,
+        nonce: &[u8; 32],
+        device_id: &str,
+        now: UnixTime,
+    ) -> Result<UnixTime> {
+        let taken: Option<i64> = sqlx::query_scalar(
+            "UPDATE onboarding_challenges SET used = 1 \
+             WHERE nonce = ? AND device_id = ? AND used = 0 AND expires_at > ? RETURNING issued_at",
+        )
+        .bind(nonce.as_slice())
+        .bind(device_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(t) = taken {
+            return Ok(t);
+        }
+        let row = sqlx::query(
+            "SELECT device_id, used, expires_at FROM onboarding_challenges WHERE nonce = ?",
+        )
+        .bind(nonce.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Err(match row {
+            None => Error::ChallengeRefused("unknown challenge"),
+            Some(r) if r.try_get::<String, _>("device_id")? != device_id => {
+                Error::ChallengeRefused("issued to another device")
+            }
+            Some(r) if r.try_get::<i64, _>("used")? != 0 => {
+                Error::ChallengeRefused("already used (replay)")
+            }
+            Some(_) => Error::ChallengeRefused("expired"),
+        })
+    }
+
+    async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool> {
+        let r: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM revoked_credentials WHERE credential_id = ?")
+                .bind(credential_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(r.is_some())
+    }
+
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
         let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
             .bind(hash.as_slice())
@@ -616,6 +721,7 @@ fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord> {
         ml_kem_768: r.try_get("ml_kem_768")?,
         ml_dsa_65: r.try_get("ml_dsa_65")?,
         birth_credential: r.try_get("birth_credential")?,
+        operational_credential_id: r.try_get("operational_credential_id")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
