@@ -3,7 +3,8 @@
 //! A token is `fkt_` + base64url(32 random bytes), shown once at creation; the store
 //! keeps only its SHA-256. Scopes: `admin` (everything), `keys:manage`,
 //! `seal:<keyring>`, `unseal:<keyring>`, `rewrap:<keyring>`, `audit:read`,
-//! `tokens:manage`, `fleets:manage`, `factory:<fleet>`, `devices:<fleet>`. A granted scope ending in `*` matches every scope with that
+//! `tokens:manage`, `fleets:manage`, `factory:<fleet>`, `devices:<fleet>` (read),
+//! `operate:<fleet>` (life-cycle changes). A granted scope ending in `*` matches every scope with that
 //! prefix (`seal:*`, `seal:pay*`). Lookups are cached for a few seconds so the
 //! request path rarely touches the store; a revocation made by this instance takes
 //! effect at once, one made elsewhere within the cache lifetime.
@@ -31,7 +32,7 @@ pub fn validate_scope(scope: &str) -> Result<()> {
     let bad = || Error::Invalid {
         what: "scope",
         why: format!(
-            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, or seal:|unseal:|rewrap: + a keyring, or factory:|devices: + a fleet (name or prefix*)"
+            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, or seal:|unseal:|rewrap: + a keyring, or factory:|devices:|operate: + a fleet (name or prefix*)"
         ),
     };
     match scope {
@@ -52,6 +53,7 @@ pub fn validate_scope(scope: &str) -> Result<()> {
             | "factory"
             | "devices"
             | "fleets"
+            | "operate"
     ) {
         return Err(bad());
     }

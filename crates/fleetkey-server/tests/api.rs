@@ -144,7 +144,11 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
     let doc = api::openapi_document();
     let mut walked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, _) in item.as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            // Device-authenticated routes (onboarding) carry no bearer requirement.
+            if op["security"] == json!([{}]) {
+                continue;
+            }
             let concrete = path
                 .replace("{name}", "k")
                 .replace("{version}", "1")
@@ -189,6 +193,8 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
                     "/v1/keyrings" => json!({"name": "x"}),
                     "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
                     "/v1/fleets" => json!({"name": "x"}),
+                    p if p.ends_with("/decommission") => json!({"reason": "x"}),
+                    p if p.ends_with("/state") => json!({"state": "active"}),
                     "/v1/factory/devices" => {
                         json!({"fleet": "f", "hardware_id": "h", "model": "m", "batch": "b",
                         "station": "s", "keys": {"x25519": B64.encode([9u8; 32]), "ed25519": B64.encode([7u8; 32])}})
@@ -742,4 +748,178 @@ async fn factory_provisioning_and_fleet_confinement_over_http() {
         .call("POST", "/v1/factory/devices", Some(&jig_north), Some(short))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_device_life_over_http_factory_onboarding_operation_decommissioning() {
+    use fleetkey_crypto::ed25519::Ed25519Signer;
+    use fleetkey_server::fleet::{onboarding_message, wipe_receipt_message};
+    let a = api().await;
+    a.admin("POST", "/v1/fleets", Some(json!({"name": "home"})))
+        .await;
+    a.admin("POST", "/v1/fleets", Some(json!({"name": "away"})))
+        .await;
+    let jig = a.token(&["factory:home"]).await;
+    let ops = a.token(&["operate:home", "devices:home"]).await;
+    let away_ops = a.token(&["operate:away"]).await;
+    // The device makes its keys; the jig registers them.
+    let dev = Ed25519Signer::generate().unwrap();
+    let x = fleetkey_crypto::x25519::X25519Secret::generate()
+        .unwrap()
+        .public_key()
+        .unwrap();
+    let (s, _, d) = a
+        .call("POST", "/v1/factory/devices", Some(&jig), Some(json!({
+            "fleet": "home", "hardware_id": "mac:00:11:22:33:44:55", "model": "hub", "batch": "b", "station": "s",
+            "keys": {"x25519": B64.encode(x), "ed25519": B64.encode(dev.public_key())}})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let id = d["id"].as_str().unwrap().to_owned();
+    let birth = d["birth_credential"].as_str().unwrap().to_owned();
+    // First boot: challenge, proof, operational credential (no API token involved).
+    let (s, _, c) = a
+        .call(
+            "POST",
+            "/v1/onboarding/challenge",
+            None,
+            Some(json!({"device_id": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let nonce: [u8; 32] = B64
+        .decode(c["nonce"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let sig = dev.sign(&onboarding_message(
+        &id,
+        &nonce,
+        c["issued_at"].as_i64().unwrap(),
+    ));
+    let body =
+        json!({"birth_credential": birth, "nonce": c["nonce"], "signature": B64.encode(sig)});
+    let (s, _, v) = a
+        .call("POST", "/v1/onboarding/complete", None, Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["device"]["state"], "onboarded");
+    assert!(v["operational_credential"].as_str().is_some());
+    // Replay of the same proof: refused (the device is onboarded already).
+    let (s, _, v) = a
+        .call("POST", "/v1/onboarding/complete", None, Some(body))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    // Operation: activate, then an illegal transition, then cross-fleet refusal.
+    let path = format!("/v1/fleets/home/devices/{id}");
+    let (s, _, v) = a
+        .call(
+            "POST",
+            &format!("{path}/state"),
+            Some(&ops),
+            Some(json!({"state": "active"})),
+        )
+        .await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("active")));
+    let (s, _, _) = a
+        .call(
+            "POST",
+            &format!("{path}/state"),
+            Some(&ops),
+            Some(json!({"state": "manufactured"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "nothing returns to manufactured");
+    let (s, _, _) = a
+        .call(
+            "POST",
+            &format!("{path}/decommission"),
+            Some(&away_ops),
+            Some(json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = a
+        .call(
+            "POST",
+            &format!("/v1/fleets/away/devices/{id}/decommission"),
+            Some(&away_ops),
+            Some(json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "another fleet's device is not found"
+    );
+    // Decommissioning: revoked at once, ended by the device's wipe receipt.
+    let (s, _, v) = a
+        .call(
+            "POST",
+            &format!("{path}/decommission"),
+            Some(&ops),
+            Some(json!({"reason": "end of life"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (StatusCode::OK, Some("decommissioning"))
+    );
+    let (s, _, _) = a
+        .call(
+            "POST",
+            &format!("{path}/state"),
+            Some(&ops),
+            Some(json!({"state": "active"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "illegal transition out of decommissioning"
+    );
+    let forged = Ed25519Signer::generate()
+        .unwrap()
+        .sign(&wipe_receipt_message(&id, 5));
+    let (s, _, _) = a
+        .call(
+            "POST",
+            "/v1/onboarding/wipe-receipt",
+            None,
+            Some(json!({"device_id": id, "wiped_at": 5, "signature": B64.encode(forged)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let receipt = dev.sign(&wipe_receipt_message(&id, 5));
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/onboarding/wipe-receipt",
+            None,
+            Some(json!({"device_id": id, "wiped_at": 5, "signature": B64.encode(receipt)})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (StatusCode::OK, Some("decommissioned"))
+    );
+    // The audit log tells the story.
+    let (_, v) = a.admin("GET", "/v1/audit?limit=1000", None).await;
+    let actions: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in [
+        "device.provision",
+        "device.onboard",
+        "device.state",
+        "device.decommission",
+        "device.wiped",
+    ] {
+        assert!(actions.contains(&want), "{want} not in {actions:?}");
+    }
 }

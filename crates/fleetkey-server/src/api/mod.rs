@@ -1125,6 +1125,193 @@ async fn show_device(
     Ok(Json(d.into()))
 }
 
+/// Ask for an onboarding challenge (no token: the device proves itself later).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The device id from its birth credential.
+    pub device_id: String,
+}
+
+/// A single-use challenge: sign `onboarding_message(device_id, nonce, issued_at)`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeResponse {
+    /// Device id.
+    pub device_id: String,
+    /// Base64 of 32 random bytes.
+    pub nonce: String,
+    /// Issue time (part of the signed message).
+    pub issued_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// Proof of possession for onboarding.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardRequest {
+    /// Base64 birth credential.
+    pub birth_credential: String,
+    /// Base64 nonce from the challenge.
+    pub nonce: String,
+    /// Base64 Ed25519 signature over the onboarding message.
+    pub signature: String,
+}
+
+/// The device's operational credential.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OnboardResponse {
+    /// Base64 operational credential.
+    pub operational_credential: String,
+    /// The device.
+    pub device: DeviceInfo,
+}
+
+/// A device's signed wipe receipt.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WipeReceiptRequest {
+    /// Device id.
+    pub device_id: String,
+    /// When the device wiped (signed).
+    pub wiped_at: i64,
+    /// Base64 Ed25519 signature over the wipe receipt message.
+    pub signature: String,
+}
+
+/// A life-cycle change requested by an operator.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateRequest {
+    /// `active` or `suspended`.
+    pub state: crate::store::DeviceState,
+}
+
+/// Why a device is decommissioned.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecommissionRequest {
+    /// Recorded in the audit log.
+    pub reason: String,
+}
+
+fn nonce32(s: &str) -> ApiResult<[u8; 32]> {
+    key32("nonce", s)
+}
+
+/// Get a single-use onboarding challenge for a manufactured device.
+#[utoipa::path(post, path = "/v1/onboarding/challenge", tag = "onboarding", request_body = ChallengeRequest,
+    responses((status = 200, body = ChallengeResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(()))]
+async fn onboarding_challenge(
+    State(st): St,
+    ApiJson(req): ApiJson<ChallengeRequest>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    let c = st.fleets.challenge(&req.device_id).await?;
+    Ok(Json(ChallengeResponse {
+        device_id: c.device_id,
+        nonce: B64.encode(c.nonce),
+        issued_at: c.issued_at,
+        expires_at: c.expires_at,
+    }))
+}
+
+/// Complete onboarding: birth credential plus proof of possession.
+#[utoipa::path(post, path = "/v1/onboarding/complete", tag = "onboarding", request_body = OnboardRequest,
+    responses((status = 200, body = OnboardResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(()))]
+async fn onboarding_complete(
+    State(st): St,
+    ApiJson(req): ApiJson<OnboardRequest>,
+) -> ApiResult<Json<OnboardResponse>> {
+    let cred = b64("birth_credential", &req.birth_credential)?;
+    let nonce = nonce32(&req.nonce)?;
+    let sig = b64("signature", &req.signature)?;
+    let (op, device) = st
+        .fleets
+        .onboard(&cred, &nonce, &sig)
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok(Json(OnboardResponse {
+        operational_credential: B64.encode(op),
+        device: device.into(),
+    }))
+}
+
+/// A device reports its wipe with a signed receipt; decommissioning ends.
+#[utoipa::path(post, path = "/v1/onboarding/wipe-receipt", tag = "onboarding", request_body = WipeReceiptRequest,
+    responses((status = 200, body = DeviceInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(()))]
+async fn wipe_receipt(
+    State(st): St,
+    ApiJson(req): ApiJson<WipeReceiptRequest>,
+) -> ApiResult<Json<DeviceInfo>> {
+    let sig = b64("signature", &req.signature)?;
+    let d = st
+        .fleets
+        .confirm_wipe(&req.device_id, req.wiped_at, &sig)
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok(Json(d.into()))
+}
+
+async fn device_in_fleet(st: &AppState, fleet: &str, id: &str) -> ApiResult<()> {
+    let d = st.fleets.device(id).await?;
+    if d.fleet != fleet {
+        return Err(Error::DeviceNotFound(id.to_owned()).into());
+    }
+    Ok(())
+}
+
+/// Activate, suspend or resume a device (the life-cycle table applies).
+#[utoipa::path(post, path = "/v1/fleets/{fleet}/devices/{id}/state", tag = "fleets",
+    params(("fleet" = String, Path, description = "Fleet name"), ("id" = String, Path, description = "Device id")),
+    request_body = StateRequest,
+    responses((status = 200, body = DeviceInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["operate:{fleet}"])))]
+async fn set_device_state(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath((fleet, id)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<StateRequest>,
+) -> ApiResult<Json<DeviceInfo>> {
+    p.require(&format!("operate:{fleet}"))?;
+    device_in_fleet(&st, &fleet, &id).await?;
+    let d = st
+        .fleets
+        .transition(&p.actor(), &id, req.state)
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok(Json(d.into()))
+}
+
+/// Decommission a device: audit entry and revocation of all its credentials at once.
+#[utoipa::path(post, path = "/v1/fleets/{fleet}/devices/{id}/decommission", tag = "fleets",
+    params(("fleet" = String, Path, description = "Fleet name"), ("id" = String, Path, description = "Device id")),
+    request_body = DecommissionRequest,
+    responses((status = 200, body = DeviceInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["operate:{fleet}"])))]
+async fn decommission_device(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath((fleet, id)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<DecommissionRequest>,
+) -> ApiResult<Json<DeviceInfo>> {
+    p.require(&format!("operate:{fleet}"))?;
+    device_in_fleet(&st, &fleet, &id).await?;
+    if req.reason.len() > 256 {
+        return Err(ApiError::malformed("reason is longer than 256 bytes"));
+    }
+    let d = st
+        .fleets
+        .decommission(&p.actor(), &id, &req.reason)
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok(Json(d.into()))
+}
+
 // ------------------------------------------------------------------ open routes
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -1328,10 +1515,11 @@ impl utoipa::Modify for SecurityAddon {
     info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
     paths(create_keyring, list_keyrings, show_keyring, rotate_keyring, revoke_version, set_policy, seal, unseal, rewrap,
         seal_batch, unseal_batch, rewrap_batch, audit_page, audit_checkpoint, create_token, list_tokens, revoke_token,
-        create_fleet, show_fleet, factory_device, list_devices, show_device),
+        create_fleet, show_fleet, factory_device, list_devices, show_device, set_device_state, decommission_device,
+        onboarding_challenge, onboarding_complete, wipe_receipt),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
     modifiers(&SecurityAddon),
-    tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"), (name = "fleets"))
+    tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"), (name = "fleets"), (name = "onboarding"))
 )]
 pub struct ApiDoc;
 
@@ -1366,6 +1554,14 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/fleets/{fleet}/devices", get(list_devices))
         .route("/v1/fleets/{fleet}/devices/{id}", get(show_device))
         .route("/v1/factory/devices", post(factory_device))
+        .route(
+            "/v1/fleets/{fleet}/devices/{id}/state",
+            post(set_device_state),
+        )
+        .route(
+            "/v1/fleets/{fleet}/devices/{id}/decommission",
+            post(decommission_device),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_limit,
@@ -1376,6 +1572,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/onboarding/challenge", post(onboarding_challenge))
+        .route("/v1/onboarding/complete", post(onboarding_complete))
+        .route("/v1/onboarding/wipe-receipt", post(wipe_receipt))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
