@@ -81,6 +81,9 @@ pub enum Error {
     /// wrong role, another fleet, revoked, not matching the registry).
     #[error("device credential refused: {0}")]
     CredentialRefused(&'static str),
+    /// A claim code is unknown, used or expired. Ask for a new one.
+    #[error("claim code refused: {0}")]
+    ClaimRefused(&'static str),
     /// No such API token.
     #[error("token {0:?} not found")]
     TokenNotFound(String),

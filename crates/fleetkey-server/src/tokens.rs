@@ -32,11 +32,12 @@ pub fn validate_scope(scope: &str) -> Result<()> {
     let bad = || Error::Invalid {
         what: "scope",
         why: format!(
-            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, or seal:|unseal:|rewrap: + a keyring, or factory:|devices:|operate: + a fleet (name or prefix*)"
+            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, claim, or seal:|unseal:|rewrap: + a keyring, or factory:|devices:|operate: + a fleet (name or prefix*)"
         ),
     };
     match scope {
-        "admin" | "keys:manage" | "audit:read" | "tokens:manage" | "fleets:manage" | "*" => {
+        "admin" | "keys:manage" | "audit:read" | "tokens:manage" | "fleets:manage" | "claim"
+        | "*" => {
             return Ok(());
         }
         _ => {}

@@ -194,6 +194,7 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
                     "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
                     "/v1/fleets" => json!({"name": "x"}),
                     p if p.ends_with("/decommission") => json!({"reason": "x"}),
+                    "/v1/claims" => json!({"code": "x", "claimed_by": "y"}),
                     p if p.ends_with("/state") => json!({"state": "active"}),
                     "/v1/factory/devices" => {
                         json!({"fleet": "f", "hardware_id": "h", "model": "m", "batch": "b",
@@ -922,4 +923,94 @@ async fn a_device_life_over_http_factory_onboarding_operation_decommissioning() 
     ] {
         assert!(actions.contains(&want), "{want} not in {actions:?}");
     }
+}
+
+#[tokio::test]
+async fn claim_codes_are_single_use_hashed_and_fleet_confined() {
+    let a = api().await;
+    a.admin("POST", "/v1/fleets", Some(json!({"name": "c1"})))
+        .await;
+    let (_, d) = a
+        .admin("POST", "/v1/factory/devices", Some(json!({"fleet": "c1", "hardware_id": "hw-claim", "model": "m", "batch": "b",
+            "station": "s", "keys": {"x25519": B64.encode([21u8; 32]), "ed25519": B64.encode([22u8; 32])}})))
+        .await;
+    let id = d["id"].as_str().unwrap().to_owned();
+    let jig = a.token(&["factory:c1"]).await;
+    let (s, _, v) = a
+        .call(
+            "POST",
+            &format!("/v1/fleets/c1/devices/{id}/claim-codes"),
+            Some(&jig),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let code = v["code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 19);
+    let installer = a.token(&["claim"]).await;
+    // Codes are case- and dash-insensitive, and work once.
+    let typed = code.to_lowercase().replace('-', "");
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/claims",
+            Some(&installer),
+            Some(json!({"code": typed, "claimed_by": "site:lisbon-7"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["claimed_by"].as_str()),
+        (StatusCode::OK, Some("site:lisbon-7")),
+        "{v}"
+    );
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/claims",
+            Some(&installer),
+            Some(json!({"code": code, "claimed_by": "site:other"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("claim_refused"))
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used")
+    );
+    let (s, _, _) = a
+        .call(
+            "POST",
+            "/v1/claims",
+            Some(&installer),
+            Some(json!({"code": "0000-0000-0000-0000", "claimed_by": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Another fleet's jig cannot make codes for this device.
+    let other_jig = a.token(&["factory:c2"]).await;
+    let (s, _, _) = a
+        .call(
+            "POST",
+            &format!("/v1/fleets/c1/devices/{id}/claim-codes"),
+            Some(&other_jig),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Too short a lifetime is refused; the code itself is never in the audit log.
+    let (s, _, _) = a
+        .call(
+            "POST",
+            &format!("/v1/fleets/c1/devices/{id}/claim-codes"),
+            Some(&jig),
+            Some(json!({"ttl_secs": 5})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, audit) = a.admin("GET", "/v1/audit?limit=1000", None).await;
+    assert!(!audit.to_string().contains(&code) && !audit.to_string().contains(&typed));
 }

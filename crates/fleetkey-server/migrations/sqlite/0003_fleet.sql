@@ -23,6 +23,8 @@ CREATE TABLE devices (
     birth_credential BLOB NOT NULL,
     -- The current operational credential's id (cti), once onboarded.
     operational_credential_id BLOB,
+    -- Account or site the device was claimed by.
+    claimed_by       TEXT,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );
@@ -54,4 +56,13 @@ CREATE TABLE revoked_credentials (
     credential_id BLOB PRIMARY KEY,
     device_id     TEXT NOT NULL,
     revoked_at    BIGINT NOT NULL
+);
+
+-- One-time claim codes, stored hashed (SHA-256 of the normalised code).
+CREATE TABLE claim_codes (
+    hash       BLOB PRIMARY KEY,
+    device_id  TEXT NOT NULL REFERENCES devices(id),
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT
 );

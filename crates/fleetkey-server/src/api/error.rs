@@ -71,6 +71,11 @@ impl From<Error> for ApiError {
             Error::ChallengeRefused(_) | Error::CredentialRefused(_) => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
+            Error::ClaimRefused(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "claim_refused",
+                e.to_string(),
+            ),
             Error::IllegalTransition { .. } => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }

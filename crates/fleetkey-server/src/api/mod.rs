@@ -952,6 +952,8 @@ pub struct DeviceInfo {
     pub created_at: i64,
     /// The birth credential (base64 of the COSE_Sign1).
     pub birth_credential: String,
+    /// Account or site that claimed it.
+    pub claimed_by: Option<String>,
 }
 
 impl From<crate::store::DeviceRecord> for DeviceInfo {
@@ -964,6 +966,7 @@ impl From<crate::store::DeviceRecord> for DeviceInfo {
             model: d.model,
             created_at: d.created_at,
             birth_credential: B64.encode(&d.birth_credential),
+            claimed_by: d.claimed_by,
         }
     }
 }
@@ -1312,6 +1315,80 @@ async fn decommission_device(
     Ok(Json(d.into()))
 }
 
+/// Make a claim code.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimCodeRequest {
+    /// Lifetime in seconds (60 to 365 days; default 30 days).
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
+}
+
+/// A one-time claim code, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimCodeResponse {
+    /// `XXXX-XXXX-XXXX-XXXX`.
+    pub code: String,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// Claim a device with its code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The code.
+    pub code: String,
+    /// Account or site to bind the device to.
+    pub claimed_by: String,
+}
+
+/// Create a one-time claim code for a device.
+#[utoipa::path(post, path = "/v1/fleets/{fleet}/devices/{id}/claim-codes", tag = "fleets",
+    params(("fleet" = String, Path, description = "Fleet name"), ("id" = String, Path, description = "Device id")),
+    request_body = ClaimCodeRequest,
+    responses((status = 201, body = ClaimCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["operate:{fleet}"])))]
+async fn create_claim_code(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath((fleet, id)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<ClaimCodeRequest>,
+) -> ApiResult<(StatusCode, Json<ClaimCodeResponse>)> {
+    p.require(&format!("operate:{fleet}"))
+        .or_else(|_| p.require(&format!("factory:{fleet}")))?;
+    device_in_fleet(&st, &fleet, &id).await?;
+    let (code, expires_at) = st
+        .fleets
+        .create_claim_code(&p.actor(), &id, req.ttl_secs.unwrap_or(30 * 86_400))
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ClaimCodeResponse { code, expires_at }),
+    ))
+}
+
+/// Claim a device: binds it to an account or site; each code works once.
+#[utoipa::path(post, path = "/v1/claims", tag = "fleets", request_body = ClaimRequest,
+    responses((status = 200, body = DeviceInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = ["claim"])))]
+async fn claim_device(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiJson(req): ApiJson<ClaimRequest>,
+) -> ApiResult<Json<DeviceInfo>> {
+    p.require("claim")?;
+    let d = st
+        .fleets
+        .claim(&p.actor(), &req.code, &req.claimed_by)
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok(Json(d.into()))
+}
+
 // ------------------------------------------------------------------ open routes
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -1516,7 +1593,7 @@ impl utoipa::Modify for SecurityAddon {
     paths(create_keyring, list_keyrings, show_keyring, rotate_keyring, revoke_version, set_policy, seal, unseal, rewrap,
         seal_batch, unseal_batch, rewrap_batch, audit_page, audit_checkpoint, create_token, list_tokens, revoke_token,
         create_fleet, show_fleet, factory_device, list_devices, show_device, set_device_state, decommission_device,
-        onboarding_challenge, onboarding_complete, wipe_receipt),
+        onboarding_challenge, onboarding_complete, wipe_receipt, create_claim_code, claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
     modifiers(&SecurityAddon),
     tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"), (name = "fleets"), (name = "onboarding"))
@@ -1562,6 +1639,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/v1/fleets/{fleet}/devices/{id}/decommission",
             post(decommission_device),
         )
+        .route(
+            "/v1/fleets/{fleet}/devices/{id}/claim-codes",
+            post(create_claim_code),
+        )
+        .route("/v1/claims", post(claim_device))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_limit,

@@ -322,6 +322,7 @@ impl FleetService {
             ml_dsa_65: req.keys.ml_dsa_65.clone(),
             birth_credential: birth,
             operational_credential_id: None,
+            claimed_by: None,
             created_at: now,
             updated_at: now,
         };
@@ -598,6 +599,86 @@ impl FleetService {
         self.device(id).await
     }
 
+    /// Creates a one-time claim code for a device (printed at the factory or
+    /// handed out by an operator). Only its hash is stored; the code is returned once.
+    pub async fn create_claim_code(
+        &self,
+        actor: &str,
+        device_id: &str,
+        ttl_secs: i64,
+    ) -> Result<(String, i64)> {
+        if !(60..=365 * 86_400).contains(&ttl_secs) {
+            return Err(invalid(
+                "claim code lifetime",
+                "between 1 minute and 365 days",
+            ));
+        }
+        let d = self.device(device_id).await?;
+        if matches!(
+            d.state,
+            DeviceState::Decommissioning | DeviceState::Decommissioned
+        ) {
+            return Err(Error::IllegalTransition {
+                from: d.state.as_str(),
+                to: "claimed",
+            });
+        }
+        let raw: [u8; 10] = fleetkey_crypto::rand::array()?;
+        let code = claim_code_text(&raw);
+        let now = self.clock.now();
+        let expires_at = now + ttl_secs;
+        self.store
+            .apply(
+                crate::store::Change::CreateClaimCode {
+                    hash: claim_hash(&code),
+                    device_id: d.id.clone(),
+                    at: now,
+                    expires_at,
+                },
+                AuditDraft::new(
+                    actor,
+                    "device.claim_code",
+                    format!("device:{}", d.id),
+                    json!({ "expires_at": expires_at }),
+                ),
+                now,
+            )
+            .await?;
+        Ok((code, expires_at))
+    }
+
+    /// Uses a claim code once: binds its device to `claimed_by` (an account or site).
+    pub async fn claim(&self, actor: &str, code: &str, claimed_by: &str) -> Result<DeviceRecord> {
+        field("claimed by", claimed_by)?;
+        if code.len() > 64 {
+            return Err(Error::ClaimRefused("unknown code"));
+        }
+        let hash = claim_hash(code);
+        let now = self.clock.now();
+        self.store
+            .apply(
+                crate::store::Change::UseClaimCode {
+                    hash,
+                    claimed_by: claimed_by.to_owned(),
+                    at: now,
+                },
+                AuditDraft::new(
+                    actor,
+                    "device.claim",
+                    "claim-code",
+                    json!({ "claimed_by": claimed_by }),
+                ),
+                now,
+            )
+            .await?;
+        let d = self
+            .store
+            .device_by_claim_hash(&hash)
+            .await?
+            .ok_or(Error::ClaimRefused("unknown code"))?;
+        Ok(d)
+    }
+
     /// One device.
     pub async fn device(&self, id: &str) -> Result<DeviceRecord> {
         self.store
@@ -611,6 +692,37 @@ impl FleetService {
         self.issuer(fleet).await?;
         self.store.devices(fleet, after, limit).await
     }
+}
+
+/// `XXXX-XXXX-XXXX-XXXX`: 80 random bits in Crockford base32 (no I, L, O, U).
+fn claim_code_text(raw: &[u8; 10]) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut bits: u128 = 0;
+    for b in raw {
+        bits = (bits << 8) | u128::from(*b);
+    }
+    let chars: Vec<u8> = (0..16)
+        .rev()
+        .map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize])
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// SHA-256 of the code with separators and case normalised away.
+fn claim_hash(code: &str) -> [u8; 32] {
+    let norm: String = code
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, norm.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// An earlier registration of the same hardware id: the same fleet and keys make

@@ -202,6 +202,26 @@ pub enum Change {
         /// When.
         at: UnixTime,
     },
+    /// A new claim code (only its hash).
+    CreateClaimCode {
+        /// SHA-256 of the normalised code.
+        hash: [u8; 32],
+        /// The device it claims.
+        device_id: String,
+        /// Creation time.
+        at: UnixTime,
+        /// Expiry.
+        expires_at: UnixTime,
+    },
+    /// Use a claim code once: binds the device to `claimed_by`.
+    UseClaimCode {
+        /// SHA-256 of the normalised code.
+        hash: [u8; 32],
+        /// Account or site.
+        claimed_by: String,
+        /// When.
+        at: UnixTime,
+    },
     /// Nothing but the audit entry (for example a rewrap batch).
     AuditOnly,
 }
@@ -312,6 +332,8 @@ pub struct DeviceRecord {
     pub birth_credential: Vec<u8>,
     /// The current operational credential's id, once onboarded.
     pub operational_credential_id: Option<Vec<u8>>,
+    /// The account or site that claimed the device, if any.
+    pub claimed_by: Option<String>,
     /// Registration time.
     pub created_at: UnixTime,
     /// Last change.
@@ -435,6 +457,8 @@ pub trait Store: Send + Sync {
         device_id: &str,
         now: UnixTime,
     ) -> Result<UnixTime>;
+    /// The device a claim code (by hash) belongs to.
+    async fn device_by_claim_hash(&self, hash: &[u8; 32]) -> Result<Option<DeviceRecord>>;
     /// Whether a credential id is on the revocation list.
     async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool>;
     /// Audit entries with `seq > after`, at most `limit`.

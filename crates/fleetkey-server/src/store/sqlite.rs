@@ -331,6 +331,53 @@ impl Store for SqliteStore {
                     .await?;
                 }
             }
+            Change::CreateClaimCode {
+                hash,
+                device_id,
+                at,
+                expires_at,
+            } => {
+                sqlx::query("INSERT INTO claim_codes (hash, device_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+                    .bind(hash.as_slice())
+                    .bind(device_id)
+                    .bind(at)
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Change::UseClaimCode {
+                hash,
+                claimed_by,
+                at,
+            } => {
+                let device: Option<String> = sqlx::query_scalar(
+                    "UPDATE claim_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ? \
+                     RETURNING device_id",
+                )
+                .bind(at)
+                .bind(hash.as_slice())
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(device) = device else {
+                    let used: Option<Option<i64>> =
+                        sqlx::query_scalar("SELECT used_at FROM claim_codes WHERE hash = ?")
+                            .bind(hash.as_slice())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    return Err(Error::ClaimRefused(match used {
+                        None => "unknown code",
+                        Some(Some(_)) => "already used",
+                        Some(None) => "expired",
+                    }));
+                };
+                sqlx::query("UPDATE devices SET claimed_by = ?, updated_at = ? WHERE id = ? AND state != 'decommissioned'")
+                    .bind(claimed_by)
+                    .bind(at)
+                    .bind(&device)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             Change::AuditOnly => {}
         }
         let entry = append_audit(&mut tx, &audit, now).await?;
@@ -646,6 +693,16 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn device_by_claim_hash(&self, hash: &[u8; 32]) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query(
+            "SELECT d.* FROM devices d JOIN claim_codes c ON c.device_id = d.id WHERE c.hash = ?",
+        )
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
     async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool> {
         let r: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM revoked_credentials WHERE credential_id = ?")
@@ -722,6 +779,7 @@ fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord> {
         ml_dsa_65: r.try_get("ml_dsa_65")?,
         birth_credential: r.try_get("birth_credential")?,
         operational_credential_id: r.try_get("operational_credential_id")?,
+        claimed_by: r.try_get("claimed_by")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
