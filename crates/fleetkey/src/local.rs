@@ -55,10 +55,17 @@ pub async fn open(dir: &Path) -> CliResult<Locked<KeyService>> {
     Ok(Locked { inner, _lock: lock })
 }
 
-async fn open_unlocked(dir: &Path) -> CliResult<KeyService> {
+/// The store and custody of `dir` (custody from the environment). The caller
+/// holds [`lock`].
+pub async fn open_parts(dir: &Path) -> CliResult<(Arc<SqliteStore>, Arc<LocalCustody>)> {
     let kek = KekSource::from_env().map_err(service_error)?;
     let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
     let custody = Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?);
+    Ok((store, custody))
+}
+
+async fn open_unlocked(dir: &Path) -> CliResult<KeyService> {
+    let (store, custody) = open_parts(dir).await?;
     KeyService::open(
         store,
         custody,

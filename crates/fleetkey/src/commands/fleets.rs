@@ -17,27 +17,10 @@ use std::sync::Arc;
 async fn local(
     dir: &DataDir,
 ) -> CliResult<(Arc<FleetService>, fleetkey_server::data_lock::DataDirLock)> {
-    use fleetkey_server::{
-        clock::SystemClock,
-        custody::local::{KekSource, LocalCustody},
-        store::sqlite::SqliteStore,
-    };
     let l = lock(&dir.data_dir)?;
-    let kek = KekSource::from_env().map_err(service_error)?;
-    let store = Arc::new(
-        SqliteStore::open(&dir.data_dir)
-            .await
-            .map_err(service_error)?,
-    );
-    let custody = Arc::new(
-        LocalCustody::open(&dir.data_dir, kek)
-            .await
-            .map_err(service_error)?,
-    );
-    Ok((
-        FleetService::new(store, custody, Arc::new(SystemClock::default())),
-        l,
-    ))
+    let (store, custody) = crate::local::open_parts(&dir.data_dir).await?;
+    let clock = Arc::new(fleetkey_server::clock::SystemClock::default());
+    Ok((FleetService::new(store, custody, clock), l))
 }
 
 fn print(v: &Value) -> CliResult<()> {
