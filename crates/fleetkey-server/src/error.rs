@@ -84,6 +84,44 @@ pub enum Error {
     /// A claim code is unknown, used or expired. Ask for a new one.
     #[error("claim code refused: {0}")]
     ClaimRefused(&'static str),
+    /// A device configuration does not satisfy its fleet's schema (invalid value,
+    /// missing field or unknown field). Fix the value at `path`.
+    #[error("invalid config at {path}: {why}")]
+    InvalidConfig {
+        /// JSON Pointer of the first failing value.
+        path: String,
+        /// What the schema says (never the submitted value).
+        why: String,
+    },
+    /// A stored configuration cannot be migrated to a newer schema version; it is
+    /// kept as it was. Fix the config or declare a migration that handles it.
+    #[error("config cannot be migrated to schema version {to}: at {path}: {why}")]
+    ConfigMigration {
+        /// The schema version that refused it.
+        to: u32,
+        /// JSON Pointer of the failing value.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// The fleet has no configuration schema yet; set one first.
+    #[error("fleet {0:?} has no config schema; set one with `fleetkey fleets schema set`")]
+    NoConfigSchema(String),
+    /// The configuration changed since it was read (optimistic concurrency).
+    #[error("config revision is {current}, not {expected}; read it again and retry")]
+    ConfigRevision {
+        /// The revision the caller read.
+        expected: i64,
+        /// The stored revision.
+        current: i64,
+    },
+    /// No such device command, or it is not for this device.
+    #[error("command {0:?} not found")]
+    CommandNotFound(String),
+    /// The command is not in a state that allows this step (already done,
+    /// cancelled, or the rotation was not started).
+    #[error("command is {0}; this step is not possible now")]
+    CommandState(&'static str),
     /// No such API token.
     #[error("token {0:?} not found")]
     TokenNotFound(String),

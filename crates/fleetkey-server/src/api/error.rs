@@ -20,7 +20,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable code: `malformed`, `unauthenticated`, `forbidden`, `not_found`,
     /// `conflict`, `too_large`, `cannot_open`, `revoked`, `below_minimum`,
-    /// `unknown_version`, `wrong_keyring`, `rate_limited`, `unavailable`.
+    /// `unknown_version`, `wrong_keyring`, `claim_refused`, `invalid_config`,
+    /// `migration_failed`, `rate_limited`, `unavailable`.
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
@@ -61,7 +62,8 @@ impl From<Error> for ApiError {
             Error::KeyringNotFound(_)
             | Error::TokenNotFound(_)
             | Error::FleetNotFound(_)
-            | Error::DeviceNotFound(_) => {
+            | Error::DeviceNotFound(_)
+            | Error::CommandNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
             Error::KeyringExists(_)
@@ -76,7 +78,12 @@ impl From<Error> for ApiError {
                 "claim_refused",
                 e.to_string(),
             ),
-            Error::IllegalTransition { .. } => {
+            Error::InvalidConfig { .. } => Self::new(s, "invalid_config", e.to_string()),
+            Error::ConfigMigration { .. } => Self::new(s, "migration_failed", e.to_string()),
+            Error::IllegalTransition { .. }
+            | Error::NoConfigSchema(_)
+            | Error::ConfigRevision { .. }
+            | Error::CommandState(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             Error::Unauthenticated => {

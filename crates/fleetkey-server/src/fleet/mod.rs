@@ -21,17 +21,30 @@
 //! every credential of the device (in the same transaction as its audit entry) and
 //! ends once the device's signed wipe receipt ([`wipe_receipt_message`]) verifies.
 //!
-//! Not here yet (see the fleet lifecycle issue): claim codes, configuration
-//! schemas, credential rotation, and queuing the wipe command to the device (the
-//! sessions issue carries commands).
+//! Decommissioning also queues a `wipe` command signed by the fleet key
+//! ([`commands`]); the wipe receipt ends it and erases the server's per-device
+//! secrets. Configuration schemas and device configs live in [`config`] (pure) and
+//! `device_config.rs`; credential rotation, the command queue, the rotation policy
+//! and the factory reset in `rotation.rs`.
 
+pub mod commands;
+pub mod config;
+mod device_config;
 pub mod lifecycle;
+mod rotation;
+
+pub use device_config::{
+    ConfigUpdate, DeviceConfig, MigrationFailure, MigrationReport, SchemaInfo, Schemas,
+};
 
 use crate::audit::{AuditDraft, AuditEntry};
 use crate::clock::SharedClock;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
-use crate::store::{DeviceRecord, DeviceState, FleetRecord, ManufacturingRecord, Store};
+use crate::store::{
+    CommandKind, DeviceRecord, DeviceState, FleetRecord, ManufacturingRecord, Registration, Store,
+    StoredConfig,
+};
 use fleetkey_crypto::{
     credential::{self, Claims, DeviceKeys, Issuer, Role},
     ed25519::Ed25519Signer,
@@ -127,6 +140,8 @@ pub struct FleetInfo {
     pub issuer_public_key: String,
     /// Credential lifetime, seconds.
     pub credential_ttl_secs: i64,
+    /// Operational credentials older than this are rotated (seconds), if set.
+    pub credential_rotation_secs: Option<i64>,
     /// Creation time.
     pub created_at: i64,
 }
@@ -136,19 +151,15 @@ impl From<&FleetRecord> for FleetInfo {
         Self {
             name: f.name.clone(),
             issuer_key_id: f.issuer_key_id.clone(),
-            issuer_public_key: f.issuer_public.iter().map(|b| format!("{b:02x}")).collect(),
+            issuer_public_key: commands::hex(&f.issuer_public),
             credential_ttl_secs: f.credential_ttl_secs,
+            credential_rotation_secs: f.credential_rotation_secs,
             created_at: f.created_at,
         }
     }
 }
 
-type Job = (
-    DeviceRecord,
-    ManufacturingRecord,
-    AuditDraft,
-    oneshot::Sender<Result<AuditEntry>>,
-);
+type Job = (Registration, oneshot::Sender<Result<AuditEntry>>);
 
 /// Fleets and devices.
 pub struct FleetService {
@@ -156,10 +167,11 @@ pub struct FleetService {
     custody: Arc<dyn Custody>,
     clock: SharedClock,
     issuers: RwLock<HashMap<String, Arc<(FleetRecord, Ed25519Signer)>>>,
+    schemas: RwLock<HashMap<String, Schemas>>,
     queue: mpsc::Sender<Job>,
 }
 
-fn invalid(what: &'static str, why: impl Into<String>) -> Error {
+pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
     Error::Invalid {
         what,
         why: why.into(),
@@ -190,6 +202,7 @@ impl FleetService {
             custody,
             clock,
             issuers: RwLock::new(HashMap::new()),
+            schemas: RwLock::new(HashMap::new()),
             queue: tx,
         })
     }
@@ -217,16 +230,11 @@ impl FleetService {
         let now = self.clock.now();
         let record = FleetRecord {
             name: name.to_owned(),
-            issuer_key_id: format!(
-                "fleet:{name}/{}",
-                kid_bytes
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            ),
+            issuer_key_id: format!("fleet:{name}/{}", commands::hex(&kid_bytes)),
             issuer_wrapped: self.custody.wrap(&seed, &issuer_context(name)).await?,
             issuer_public: signer.public_key().to_vec(),
             credential_ttl_secs: ttl,
+            credential_rotation_secs: None,
             created_at: now,
         };
         self.store
@@ -284,15 +292,16 @@ impl FleetService {
             return Err(invalid("test results", "larger than 16 KiB"));
         }
         let issuer = self.issuer(&req.fleet).await?;
+        let schemas = self.schemas(&req.fleet).await?;
         let now = self.clock.now();
+        let config = schemas.last().map(|s| StoredConfig {
+            schema_version: s.version,
+            revision: 1,
+            config: s.defaults.to_string(),
+            updated_at: now,
+        });
         let id_bytes: [u8; 8] = fleetkey_crypto::rand::array()?;
-        let device_id = format!(
-            "dev_{}",
-            id_bytes
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let device_id = format!("dev_{}", commands::hex(&id_bytes));
         let (fleet_record, signer) = (&issuer.0, &issuer.1);
         let claims = Claims {
             issuer: format!("fleetkey:{}", fleet_record.name),
@@ -322,7 +331,9 @@ impl FleetService {
             ml_dsa_65: req.keys.ml_dsa_65.clone(),
             birth_credential: birth,
             operational_credential_id: None,
+            credential_issued_at: None,
             claimed_by: None,
+            retired_hardware_id: None,
             created_at: now,
             updated_at: now,
         };
@@ -339,8 +350,14 @@ impl FleetService {
             test_results,
         };
         let (reply, wait) = oneshot::channel();
+        let registration = Registration {
+            device: device.clone(),
+            manufacturing,
+            config,
+            audit,
+        };
         self.queue
-            .send((device.clone(), manufacturing, audit, reply))
+            .send((registration, reply))
             .await
             .map_err(|_| Error::Store("registration writer stopped".into()))?;
         match wait
@@ -422,6 +439,13 @@ impl FleetService {
             .device(&claims.device_id)
             .await?
             .ok_or(Error::CredentialRefused("unknown device"))?;
+        if role == Role::Operational
+            && d.operational_credential_id.as_deref() != Some(claims.credential_id.as_slice())
+        {
+            return Err(Error::CredentialRefused(
+                "not the device's current operational credential",
+            ));
+        }
         let keys_match = d.x25519 == claims.keys.x25519 && d.ed25519 == claims.keys.ed25519;
         if d.fleet != claims.fleet || d.hardware_id != claims.hardware_id || !keys_match {
             return Err(Error::CredentialRefused(
@@ -477,6 +501,8 @@ impl FleetService {
                     to: DeviceState::Onboarded,
                     operational_credential_id: Some(operational.credential_id.to_vec()),
                     revoke: Vec::new(),
+                    command: None,
+                    cancel_open_commands: false,
                     at: now,
                 },
                 AuditDraft::new(
@@ -511,6 +537,8 @@ impl FleetService {
                     to,
                     operational_credential_id: None,
                     revoke: Vec::new(),
+                    command: None,
+                    cancel_open_commands: false,
                     at: now,
                 },
                 AuditDraft::new(
@@ -537,7 +565,16 @@ impl FleetService {
         if let Some(op) = &d.operational_credential_id {
             revoke.push(op.clone());
         }
+        let issuer = self.issuer(&d.fleet).await?;
         let now = self.clock.now();
+        let wipe = commands::new_command(
+            &issuer.1,
+            id,
+            CommandKind::Wipe,
+            &json!({ "reason": reason }),
+            now,
+        )?;
+        let wipe_id = wipe.id.clone();
         self.store
             .apply(
                 crate::store::Change::DeviceTransition {
@@ -546,13 +583,15 @@ impl FleetService {
                     to: DeviceState::Decommissioning,
                     operational_credential_id: None,
                     revoke,
+                    command: Some(wipe),
+                    cancel_open_commands: true,
                     at: now,
                 },
                 AuditDraft::new(
                     actor,
                     "device.decommission",
                     format!("device:{id}"),
-                    json!({ "reason": reason, "credentials_revoked": true }),
+                    json!({ "reason": reason, "credentials_revoked": true, "wipe_command": wipe_id }),
                 ),
                 now,
             )
@@ -579,19 +618,15 @@ impl FleetService {
         let now = self.clock.now();
         self.store
             .apply(
-                crate::store::Change::DeviceTransition {
-                    id: id.to_owned(),
-                    from: lifecycle::allowed_from(DeviceState::Decommissioned).to_vec(),
-                    to: DeviceState::Decommissioned,
-                    operational_credential_id: None,
-                    revoke: Vec::new(),
+                crate::store::Change::Decommissioned {
+                    device_id: id.to_owned(),
                     at: now,
                 },
                 AuditDraft::new(
                     &format!("device:{id}"),
                     "device.wiped",
                     format!("device:{id}"),
-                    json!({ "wiped_at": wiped_at, "receipt_signature": signature.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+                    json!({ "wiped_at": wiped_at, "receipt_signature": commands::hex(signature), "secrets_erased": true }),
                 ),
                 now,
             )
@@ -771,7 +806,7 @@ const LOW_ORDER_X25519: [[u8; 32]; 7] = {
     ]
 };
 
-fn validate_keys(k: &DeviceKeys) -> Result<()> {
+pub(crate) fn validate_keys(k: &DeviceKeys) -> Result<()> {
     // A low-order X25519 key would make every session secret zero. Compare with
     // bit 255 cleared, as X25519 itself ignores it.
     let mut masked = k.x25519;
@@ -807,8 +842,7 @@ async fn writer(store: Arc<dyn Store>, clock: SharedClock, mut rx: mpsc::Receive
                 Err(_) => break,
             }
         }
-        let (items, replies): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|(d, m, a, r)| ((d, m, a), r)).unzip();
+        let (items, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         match store.register_devices(items, clock.now()).await {
             Ok(results) => {
                 for (r, reply) in results.into_iter().zip(replies) {

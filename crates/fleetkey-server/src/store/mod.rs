@@ -199,8 +199,95 @@ pub enum Change {
         operational_credential_id: Option<Vec<u8>>,
         /// Credential ids to add to the revocation list.
         revoke: Vec<Vec<u8>>,
+        /// A command to queue for the device in the same transaction.
+        command: Option<CommandRecord>,
+        /// Cancel the device's open commands first (decommissioning).
+        cancel_open_commands: bool,
         /// When.
         at: UnixTime,
+    },
+    /// A device presents the keys it rotates to: the command moves to
+    /// `in_progress` and remembers them (JSON in `pending`) until confirmed.
+    RotationProposed {
+        /// Device id.
+        device_id: String,
+        /// The rotate_credential command.
+        command_id: String,
+        /// The proposed keys and new credential id (JSON).
+        pending: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// The device proved the new key: swap the registered keys, record the new
+    /// operational credential, revoke the old one, `rotating -> active`, command done.
+    RotationConfirmed {
+        /// Device id.
+        device_id: String,
+        /// The rotate_credential command.
+        command_id: String,
+        /// The new X25519 key.
+        x25519: Vec<u8>,
+        /// The new Ed25519 key.
+        ed25519: Vec<u8>,
+        /// The new ML-KEM-768 key, if any.
+        ml_kem_768: Option<Vec<u8>>,
+        /// The new ML-DSA-65 key, if any.
+        ml_dsa_65: Option<Vec<u8>>,
+        /// The new operational credential id.
+        credential_id: Vec<u8>,
+        /// The old operational credential id, revoked now.
+        revoke: Option<Vec<u8>>,
+        /// When.
+        at: UnixTime,
+    },
+    /// The wipe receipt verified: `decommissioning -> decommissioned`, the wipe
+    /// command is done, and server-side per-device secrets are erased (claim codes,
+    /// challenges, configuration, pending command state).
+    Decommissioned {
+        /// Device id.
+        device_id: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// Retire a decommissioned device's hardware id so the hardware can be
+    /// provisioned again (the old record stays, under `retired_hardware_id`).
+    FactoryReset {
+        /// Device id.
+        device_id: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// A new configuration schema version (must be the next number).
+    SetConfigSchema {
+        /// Fleet.
+        fleet: String,
+        /// Version (current + 1).
+        version: u32,
+        /// JSON Schema text.
+        schema: String,
+        /// Declared migration from the previous version (JSON array).
+        migration: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// Store a device's configuration if its revision is still `expected_revision`
+    /// (0: none stored), queueing `command` and cancelling older open config updates.
+    PutDeviceConfig {
+        /// Device id.
+        device_id: String,
+        /// The new config.
+        config: StoredConfig,
+        /// The revision it replaces.
+        expected_revision: i64,
+        /// An update_config command for the device.
+        command: Option<CommandRecord>,
+    },
+    /// Set (or clear) a fleet's credential rotation period.
+    SetRotationPolicy {
+        /// Fleet.
+        fleet: String,
+        /// Seconds; `None` rotates only on request.
+        period_secs: Option<i64>,
     },
     /// A new claim code (only its hash).
     CreateClaimCode {
@@ -239,6 +326,8 @@ pub struct FleetRecord {
     pub issuer_public: Vec<u8>,
     /// Lifetime of credentials it issues, seconds.
     pub credential_ttl_secs: i64,
+    /// Rotate operational credentials older than this (seconds), if set.
+    pub credential_rotation_secs: Option<i64>,
     /// Creation time.
     pub created_at: UnixTime,
 }
@@ -332,12 +421,31 @@ pub struct DeviceRecord {
     pub birth_credential: Vec<u8>,
     /// The current operational credential's id, once onboarded.
     pub operational_credential_id: Option<Vec<u8>>,
+    /// When the current operational credential was issued.
+    pub credential_issued_at: Option<UnixTime>,
     /// The account or site that claimed the device, if any.
     pub claimed_by: Option<String>,
+    /// After a factory reset: the hardware id this record had (`hardware_id` is
+    /// then `retired:<device id>`).
+    pub retired_hardware_id: Option<String>,
     /// Registration time.
     pub created_at: UnixTime,
     /// Last change.
     pub updated_at: UnixTime,
+}
+
+/// One factory registration: the device, what the factory recorded, its initial
+/// configuration (when the fleet has a schema) and the audit entry.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The device.
+    pub device: DeviceRecord,
+    /// Manufacturing record.
+    pub manufacturing: ManufacturingRecord,
+    /// Initial configuration from the schema defaults.
+    pub config: Option<StoredConfig>,
+    /// Audit entry.
+    pub audit: AuditDraft,
 }
 
 /// What the factory recorded about a device.
@@ -349,6 +457,104 @@ pub struct ManufacturingRecord {
     pub station: String,
     /// Factory test results (JSON text).
     pub test_results: String,
+}
+
+/// A device's stored configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConfig {
+    /// Schema version it was validated against.
+    pub schema_version: u32,
+    /// Change counter, from 1.
+    pub revision: i64,
+    /// The configuration (JSON text).
+    pub config: String,
+    /// Last change.
+    pub updated_at: UnixTime,
+}
+
+/// One stored schema version of a fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaRecord {
+    /// Version, from 1.
+    pub version: u32,
+    /// JSON Schema text.
+    pub schema: String,
+    /// Declared migration from the previous version (JSON array).
+    pub migration: String,
+    /// When it was set.
+    pub created_at: UnixTime,
+}
+
+/// What a command asks a device to do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// Present new keys and take a new operational credential.
+    RotateCredential,
+    /// Apply a new configuration.
+    UpdateConfig,
+    /// Sign a wipe receipt, then erase all keys.
+    Wipe,
+}
+
+/// Where a command is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandState {
+    /// Waiting for the device.
+    Pending,
+    /// The device started it (a rotation whose new keys await confirmation).
+    InProgress,
+    /// Finished.
+    Done,
+    /// Superseded or made moot (for example by decommissioning).
+    Cancelled,
+}
+
+macro_rules! str_enum {
+    ($t:ty, $what:literal, $($v:ident = $s:literal),+ $(,)?) => {
+        impl $t {
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),+ }
+            }
+            /// Parses a stored name.
+            pub fn parse(s: &str) -> Result<Self> {
+                match s {
+                    $($s => Ok(Self::$v),)+
+                    other => Err(crate::Error::Store(format!(concat!("unknown ", $what, " {:?}"), other))),
+                }
+            }
+        }
+    };
+}
+str_enum!(CommandKind, "command kind", RotateCredential = "rotate_credential", UpdateConfig = "update_config", Wipe = "wipe");
+str_enum!(CommandState, "command state", Pending = "pending", InProgress = "in_progress", Done = "done", Cancelled = "cancelled");
+
+/// A command for a device, signed by its fleet's issuing key
+/// (see `fleet::commands::command_message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// Id (`cmd_…`).
+    pub id: String,
+    /// The device.
+    pub device_id: String,
+    /// What to do.
+    pub kind: CommandKind,
+    /// Parameters (JSON text, signed).
+    pub payload: String,
+    /// Ed25519 signature of the fleet's issuing key.
+    pub signature: Vec<u8>,
+    /// Where it is.
+    pub state: CommandState,
+    /// Creation time (signed).
+    pub created_at: UnixTime,
+    /// Last change.
+    pub updated_at: UnixTime,
 }
 
 /// An API token as stored: never the secret, only its SHA-256.
@@ -434,13 +640,40 @@ pub trait Store: Send + Sync {
     /// A fleet's devices with `id > after`, by id, at most `limit`.
     async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>>;
     /// Registers many devices in **one** transaction (one disk flush): each item
-    /// (device, manufacturing record, audit entry) succeeds or fails on its own; a
-    /// hardware identity already registered fails with [`crate::Error::DeviceExists`].
+    /// succeeds or fails on its own; a hardware identity already registered fails
+    /// with [`crate::Error::DeviceExists`].
     async fn register_devices(
         &self,
-        items: Vec<(DeviceRecord, ManufacturingRecord, AuditDraft)>,
+        items: Vec<Registration>,
         now: UnixTime,
     ) -> Result<Vec<Result<AuditEntry>>>;
+    /// A fleet's configuration schema versions, oldest first.
+    async fn config_schemas(&self, fleet: &str) -> Result<Vec<SchemaRecord>>;
+    /// A device's stored configuration.
+    async fn device_config(&self, device_id: &str) -> Result<Option<StoredConfig>>;
+    /// Stored configurations of a fleet's devices with `id > after`, by id.
+    async fn device_configs(
+        &self,
+        fleet: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredConfig)>>;
+    /// One command.
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>>;
+    /// A device's commands, oldest first; only pending and in-progress ones if `open`.
+    async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>>;
+    /// The proposed state of an in-progress command (a rotation's new keys).
+    async fn command_pending(&self, id: &str) -> Result<Option<String>>;
+    /// Onboarded or active devices of `fleet` whose operational credential was
+    /// issued before `before` and that have no open rotation, at most `limit`.
+    async fn devices_due_rotation(
+        &self,
+        fleet: &str,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<String>>;
+    /// Fleets with a credential rotation period.
+    async fn fleets_with_rotation(&self) -> Result<Vec<FleetRecord>>;
     /// Stores a single-use onboarding challenge.
     async fn put_challenge(
         &self,

@@ -4,8 +4,9 @@
 //! immediate and free of busy retries).
 
 use super::{
-    Change, DeviceRecord, DeviceState, FleetRecord, KeyringRecord, ManufacturingRecord, Policy,
-    Store, TokenRecord, VersionRecord, VersionState,
+    Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceState, FleetRecord,
+    KeyringRecord, Policy, Registration, SchemaRecord, Store, StoredConfig, TokenRecord,
+    VersionRecord, VersionState,
 };
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
@@ -294,41 +295,233 @@ impl Store for SqliteStore {
                 to,
                 operational_credential_id,
                 revoke,
+                command,
+                cancel_open_commands,
                 at,
             } => {
-                let current: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM devices WHERE id = ?")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let current =
-                    DeviceState::parse(&current.ok_or_else(|| Error::DeviceNotFound(id.clone()))?)?;
-                if !from.contains(&current) {
-                    return Err(Error::IllegalTransition {
-                        from: current.as_str(),
-                        to: to.as_str(),
-                    });
-                }
+                check_state(&mut tx, id, from, to.as_str()).await?;
                 sqlx::query(
                     "UPDATE devices SET state = ?, updated_at = ?, \
+                     credential_issued_at = CASE WHEN ? IS NULL THEN credential_issued_at ELSE ? END, \
                      operational_credential_id = COALESCE(?, operational_credential_id) WHERE id = ?",
                 )
                 .bind(to.as_str())
+                .bind(at)
+                .bind(operational_credential_id.as_deref())
                 .bind(at)
                 .bind(operational_credential_id.as_deref())
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
                 for cid in revoke {
-                    sqlx::query(
-                        "INSERT INTO revoked_credentials (credential_id, device_id, revoked_at) VALUES (?, ?, ?) \
-                         ON CONFLICT (credential_id) DO NOTHING",
-                    )
-                    .bind(cid.as_slice())
-                    .bind(id)
+                    revoke_credential(&mut tx, cid, id, *at).await?;
+                }
+                if *cancel_open_commands {
+                    cancel_commands(&mut tx, id, None, *at).await?;
+                }
+                if let Some(c) = command {
+                    insert_command(&mut tx, c).await?;
+                }
+            }
+            Change::RotationProposed {
+                device_id,
+                command_id,
+                pending,
+                at,
+            } => {
+                let n = sqlx::query(
+                    "UPDATE device_commands SET state = 'in_progress', pending = ?, updated_at = ? \
+                     WHERE id = ? AND device_id = ? AND kind = 'rotate_credential' \
+                     AND state IN ('pending', 'in_progress')",
+                )
+                .bind(pending)
+                .bind(at)
+                .bind(command_id)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(command_refusal(&mut tx, command_id, device_id).await?);
+                }
+            }
+            Change::RotationConfirmed {
+                device_id,
+                command_id,
+                x25519,
+                ed25519,
+                ml_kem_768,
+                ml_dsa_65,
+                credential_id,
+                revoke,
+                at,
+            } => {
+                check_state(&mut tx, device_id, &[DeviceState::Rotating], "active").await?;
+                let n = sqlx::query(
+                    "UPDATE device_commands SET state = 'done', pending = NULL, updated_at = ? \
+                     WHERE id = ? AND device_id = ? AND kind = 'rotate_credential' AND state = 'in_progress'",
+                )
+                .bind(at)
+                .bind(command_id)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(command_refusal(&mut tx, command_id, device_id).await?);
+                }
+                let r = sqlx::query(
+                    "UPDATE devices SET state = 'active', x25519 = ?, ed25519 = ?, ml_kem_768 = ?, ml_dsa_65 = ?, \
+                     operational_credential_id = ?, credential_issued_at = ?, updated_at = ? WHERE id = ?",
+                )
+                .bind(x25519.as_slice())
+                .bind(ed25519.as_slice())
+                .bind(ml_kem_768.as_deref())
+                .bind(ml_dsa_65.as_deref())
+                .bind(credential_id.as_slice())
+                .bind(at)
+                .bind(at)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await;
+                match r {
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        return Err(Error::DuplicateKey(if e.message().contains("x25519") {
+                            "x25519"
+                        } else {
+                            "ed25519"
+                        }));
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+                if let Some(old) = revoke {
+                    revoke_credential(&mut tx, old, device_id, *at).await?;
+                }
+            }
+            Change::Decommissioned { device_id, at } => {
+                check_state(
+                    &mut tx,
+                    device_id,
+                    &[DeviceState::Decommissioning],
+                    "decommissioned",
+                )
+                .await?;
+                sqlx::query("UPDATE devices SET state = 'decommissioned', updated_at = ? WHERE id = ?")
                     .bind(at)
+                    .bind(device_id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query(
+                    "UPDATE device_commands SET state = 'done', pending = NULL, updated_at = ? \
+                     WHERE device_id = ? AND kind = 'wipe' AND state IN ('pending', 'in_progress')",
+                )
+                .bind(at)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+                cancel_commands(&mut tx, device_id, None, *at).await?;
+                for table in ["claim_codes", "onboarding_challenges", "device_configs"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE device_id = ?"))
+                        .bind(device_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            Change::FactoryReset { device_id, at } => {
+                check_state(
+                    &mut tx,
+                    device_id,
+                    &[DeviceState::Decommissioned],
+                    "factory reset",
+                )
+                .await?;
+                sqlx::query(
+                    "UPDATE devices SET retired_hardware_id = hardware_id, hardware_id = 'retired:' || id, \
+                     updated_at = ? WHERE id = ? AND retired_hardware_id IS NULL",
+                )
+                .bind(at)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::SetConfigSchema {
+                fleet,
+                version,
+                schema,
+                migration,
+                at,
+            } => {
+                let current: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(version), 0) FROM config_schemas WHERE fleet = ?",
+                )
+                .bind(fleet)
+                .fetch_one(&mut *tx)
+                .await?;
+                if current + 1 != i64::from(*version) {
+                    return Err(Error::Invalid {
+                        what: "schema version",
+                        why: format!("the fleet is at version {current}; the next is {}", current + 1),
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO config_schemas (fleet, version, schema, migration, created_at) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(fleet)
+                .bind(i64::from(*version))
+                .bind(schema)
+                .bind(migration)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::PutDeviceConfig {
+                device_id,
+                config,
+                expected_revision,
+                command,
+            } => {
+                let current: Option<i64> =
+                    sqlx::query_scalar("SELECT revision FROM device_configs WHERE device_id = ?")
+                        .bind(device_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let current = current.unwrap_or(0);
+                if current != *expected_revision {
+                    return Err(Error::ConfigRevision {
+                        expected: *expected_revision,
+                        current,
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO device_configs (device_id, schema_version, revision, config, updated_at) \
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET \
+                     schema_version = excluded.schema_version, revision = excluded.revision, \
+                     config = excluded.config, updated_at = excluded.updated_at",
+                )
+                .bind(device_id)
+                .bind(i64::from(config.schema_version))
+                .bind(config.revision)
+                .bind(&config.config)
+                .bind(config.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(c) = command {
+                    cancel_commands(&mut tx, device_id, Some(CommandKind::UpdateConfig), c.created_at)
+                        .await?;
+                    insert_command(&mut tx, c).await?;
+                }
+            }
+            Change::SetRotationPolicy { fleet, period_secs } => {
+                let n = sqlx::query("UPDATE fleets SET credential_rotation_secs = ? WHERE name = ?")
+                    .bind(period_secs)
+                    .bind(fleet)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(Error::FleetNotFound(fleet.clone()));
                 }
             }
             Change::CreateClaimCode {
@@ -515,17 +708,111 @@ impl Store for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(FleetRecord {
-                name: r.try_get("name")?,
-                issuer_key_id: r.try_get("issuer_key_id")?,
-                issuer_wrapped: r.try_get("issuer_wrapped")?,
-                issuer_public: r.try_get("issuer_public")?,
-                credential_ttl_secs: r.try_get("credential_ttl_secs")?,
-                created_at: r.try_get("created_at")?,
-            })),
-        }
+        row.as_ref().map(fleet_from_row).transpose()
+    }
+
+    async fn fleets_with_rotation(&self) -> Result<Vec<FleetRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM fleets WHERE credential_rotation_secs IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(fleet_from_row).collect()
+    }
+
+    async fn config_schemas(&self, fleet: &str) -> Result<Vec<SchemaRecord>> {
+        let rows = sqlx::query("SELECT * FROM config_schemas WHERE fleet = ? ORDER BY version")
+            .bind(fleet)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SchemaRecord {
+                    version: to_u32(r.try_get("version")?, "schema version")?,
+                    schema: r.try_get("schema")?,
+                    migration: r.try_get("migration")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn device_config(&self, device_id: &str) -> Result<Option<StoredConfig>> {
+        let row = sqlx::query("SELECT * FROM device_configs WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(config_from_row).transpose()
+    }
+
+    async fn device_configs(
+        &self,
+        fleet: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredConfig)>> {
+        let rows = sqlx::query(
+            "SELECT c.* FROM device_configs c JOIN devices d ON d.id = c.device_id \
+             WHERE d.fleet = ? AND c.device_id > ? ORDER BY c.device_id LIMIT ?",
+        )
+        .bind(fleet)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("device_id")?, config_from_row(r)?)))
+            .collect()
+    }
+
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>> {
+        let row = sqlx::query("SELECT * FROM device_commands WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(command_from_row).transpose()
+    }
+
+    async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>> {
+        let sql = if open {
+            "SELECT * FROM device_commands WHERE device_id = ? AND state IN ('pending', 'in_progress') \
+             ORDER BY created_at, id"
+        } else {
+            "SELECT * FROM device_commands WHERE device_id = ? ORDER BY created_at, id"
+        };
+        let rows = sqlx::query(sql)
+            .bind(device_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(command_from_row).collect()
+    }
+
+    async fn command_pending(&self, id: &str) -> Result<Option<String>> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT pending FROM device_commands WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.flatten())
+    }
+
+    async fn devices_due_rotation(
+        &self,
+        fleet: &str,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM devices d WHERE fleet = ? AND state IN ('onboarded', 'active') \
+             AND credential_issued_at < ? AND NOT EXISTS (SELECT 1 FROM device_commands c \
+             WHERE c.device_id = d.id AND c.kind = 'rotate_credential' AND c.state IN ('pending', 'in_progress')) \
+             ORDER BY credential_issued_at LIMIT ?",
+        )
+        .bind(fleet)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
@@ -557,7 +844,7 @@ impl Store for SqliteStore {
 
     async fn register_devices(
         &self,
-        items: Vec<(DeviceRecord, ManufacturingRecord, AuditDraft)>,
+        items: Vec<Registration>,
         now: UnixTime,
     ) -> Result<Vec<Result<AuditEntry>>> {
         if items.is_empty() {
@@ -571,7 +858,7 @@ impl Store for SqliteStore {
             "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, ml_kem_768, ml_dsa_65, \
              birth_credential, created_at, updated_at) ",
         );
-        q.push_values(&items, |mut b, (d, _, _)| {
+        q.push_values(&items, |mut b, Registration { device: d, .. }| {
             b.push_bind(&d.id)
                 .push_bind(&d.fleet)
                 .push_bind(&d.hardware_id)
@@ -595,7 +882,10 @@ impl Store for SqliteStore {
         let mut head = audit_head(&mut tx).await?;
         let mut entries = Vec::new();
         let mut out = Vec::with_capacity(items.len());
-        for (d, _, audit) in &items {
+        for Registration {
+            device: d, audit, ..
+        } in &items
+        {
             if inserted.contains(&d.id) {
                 let e = AuditEntry::chain(audit, head, now)?;
                 head = Some((e.seq, e.hash));
@@ -605,22 +895,39 @@ impl Store for SqliteStore {
                 out.push(Err(classify_conflict(&mut tx, d).await?));
             }
         }
-        let done: Vec<&(DeviceRecord, ManufacturingRecord, AuditDraft)> = items
+        let done: Vec<&Registration> = items
             .iter()
-            .filter(|(d, _, _)| inserted.contains(&d.id))
+            .filter(|r| inserted.contains(&r.device.id))
             .collect();
         if !done.is_empty() {
             let mut m = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO manufacturing_records (device_id, batch, station, test_results, created_at) ",
             );
-            m.push_values(&done, |mut b, (d, rec, _)| {
-                b.push_bind(&d.id)
-                    .push_bind(&rec.batch)
-                    .push_bind(&rec.station)
-                    .push_bind(&rec.test_results)
+            m.push_values(&done, |mut b, r| {
+                b.push_bind(&r.device.id)
+                    .push_bind(&r.manufacturing.batch)
+                    .push_bind(&r.manufacturing.station)
+                    .push_bind(&r.manufacturing.test_results)
                     .push_bind(now);
             });
             m.build().execute(&mut *tx).await?;
+            let configs: Vec<(&str, &StoredConfig)> = done
+                .iter()
+                .filter_map(|r| r.config.as_ref().map(|c| (r.device.id.as_str(), c)))
+                .collect();
+            if !configs.is_empty() {
+                let mut c = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO device_configs (device_id, schema_version, revision, config, updated_at) ",
+                );
+                c.push_values(&configs, |mut b, (id, cfg)| {
+                    b.push_bind(*id)
+                        .push_bind(i64::from(cfg.schema_version))
+                        .push_bind(cfg.revision)
+                        .push_bind(&cfg.config)
+                        .push_bind(cfg.updated_at);
+                });
+                c.build().execute(&mut *tx).await?;
+            }
             let mut a = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) ",
             );
@@ -779,9 +1086,143 @@ fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord> {
         ml_dsa_65: r.try_get("ml_dsa_65")?,
         birth_credential: r.try_get("birth_credential")?,
         operational_credential_id: r.try_get("operational_credential_id")?,
+        credential_issued_at: r.try_get("credential_issued_at")?,
         claimed_by: r.try_get("claimed_by")?,
+        retired_hardware_id: r.try_get("retired_hardware_id")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn fleet_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<FleetRecord> {
+    Ok(FleetRecord {
+        name: r.try_get("name")?,
+        issuer_key_id: r.try_get("issuer_key_id")?,
+        issuer_wrapped: r.try_get("issuer_wrapped")?,
+        issuer_public: r.try_get("issuer_public")?,
+        credential_ttl_secs: r.try_get("credential_ttl_secs")?,
+        credential_rotation_secs: r.try_get("credential_rotation_secs")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn config_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredConfig> {
+    Ok(StoredConfig {
+        schema_version: to_u32(r.try_get("schema_version")?, "schema version")?,
+        revision: r.try_get("revision")?,
+        config: r.try_get("config")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn command_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRecord> {
+    Ok(CommandRecord {
+        id: r.try_get("id")?,
+        device_id: r.try_get("device_id")?,
+        kind: CommandKind::parse(&r.try_get::<String, _>("kind")?)?,
+        payload: r.try_get("payload")?,
+        signature: r.try_get("signature")?,
+        state: CommandState::parse(&r.try_get::<String, _>("state")?)?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Refuses unless the device is in one of `from` (inside the transaction).
+async fn check_state(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    from: &[DeviceState],
+    to: &'static str,
+) -> Result<()> {
+    let current: Option<String> = sqlx::query_scalar("SELECT state FROM devices WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let current = DeviceState::parse(&current.ok_or_else(|| Error::DeviceNotFound(id.to_owned()))?)?;
+    if !from.contains(&current) {
+        return Err(Error::IllegalTransition {
+            from: current.as_str(),
+            to,
+        });
+    }
+    Ok(())
+}
+
+async fn revoke_credential(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    credential_id: &[u8],
+    device_id: &str,
+    at: UnixTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO revoked_credentials (credential_id, device_id, revoked_at) VALUES (?, ?, ?) \
+         ON CONFLICT (credential_id) DO NOTHING",
+    )
+    .bind(credential_id)
+    .bind(device_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_command(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    c: &CommandRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO device_commands (id, device_id, kind, payload, signature, state, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&c.id)
+    .bind(&c.device_id)
+    .bind(c.kind.as_str())
+    .bind(&c.payload)
+    .bind(c.signature.as_slice())
+    .bind(c.state.as_str())
+    .bind(c.created_at)
+    .bind(c.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Cancels a device's open commands (of one kind, or all), erasing pending state.
+async fn cancel_commands(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    device_id: &str,
+    kind: Option<CommandKind>,
+    at: UnixTime,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE device_commands SET state = 'cancelled', pending = NULL, updated_at = ? \
+         WHERE device_id = ? AND state IN ('pending', 'in_progress') AND (? IS NULL OR kind = ?)",
+    )
+    .bind(at)
+    .bind(device_id)
+    .bind(kind.map(CommandKind::as_str))
+    .bind(kind.map(CommandKind::as_str))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Why a command step was refused: unknown (or another device's), or in the wrong state.
+async fn command_refusal(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    device_id: &str,
+) -> Result<Error> {
+    let row = sqlx::query("SELECT device_id, state FROM device_commands WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(r) if r.try_get::<String, _>("device_id")? == device_id => {
+            Error::CommandState(CommandState::parse(&r.try_get::<String, _>("state")?)?.as_str())
+        }
+        _ => Error::CommandNotFound(id.to_owned()),
     })
 }
 

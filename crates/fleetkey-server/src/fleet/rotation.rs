@@ -1,0 +1,348 @@
+//! Credential rotation, the command queue as devices and operators see it, the
+//! rotation policy, and the factory reset of a decommissioned device.
+//!
+//! Rotation, step by step (each step one transaction with its audit entry):
+//! 1. an operator or the policy asks: `active|onboarded -> rotating`, and a signed
+//!    `rotate_credential` command is queued;
+//! 2. the device presents new public keys signed by its **current** Ed25519 key
+//!    ([`super::commands::rotation_request_message`]); the server issues an
+//!    operational credential for the new keys and remembers the proposal;
+//! 3. the device confirms with a signature by its **new** key over the new
+//!    credential's id ([`super::commands::rotation_confirm_message`]); only then are
+//!    the registered keys swapped, the old operational credential revoked and the
+//!    device `active` again. Until step 3 the old credential keeps working and the
+//!    new one is refused (it does not match the registry), so a device that loses
+//!    power mid-rotation is never locked out.
+
+use super::commands::{
+    POLL_WINDOW_SECS, command_poll_message, hex, new_command, rotation_confirm_message,
+    rotation_request_message,
+};
+use super::{FleetInfo, FleetService, invalid, lifecycle, validate_keys};
+use crate::audit::AuditDraft;
+use crate::error::{Error, Result};
+use crate::store::{Change, CommandKind, CommandRecord, DeviceRecord, DeviceState};
+use fleetkey_crypto::credential::{self, Claims, DeviceKeys, Issuer, Role};
+use serde_json::json;
+
+/// What is remembered between proposal and confirmation (stored as JSON, erased
+/// when the command ends).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Proposal {
+    x25519: String,
+    ed25519: String,
+    ml_kem_768: Option<String>,
+    ml_dsa_65: Option<String>,
+    credential_id: String,
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return Err(Error::Store("stored proposal is not hex".into()));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16)
+                .map_err(|_| Error::Store("stored proposal is not hex".into()))
+        })
+        .collect()
+}
+
+/// The first 8 bytes of a public key, for logs and audit entries.
+fn key_prefix(k: &[u8]) -> String {
+    hex(&k[..k.len().min(8)])
+}
+
+impl FleetService {
+    /// Asks a device to rotate its credential: `rotating` plus a signed command.
+    pub async fn request_rotation(
+        &self,
+        actor: &str,
+        device_id: &str,
+        reason: &str,
+    ) -> Result<CommandRecord> {
+        if reason.len() > 256 {
+            return Err(invalid("reason", "longer than 256 bytes"));
+        }
+        let d = self.device(device_id).await?;
+        let issuer = self.issuer(&d.fleet).await?;
+        let now = self.clock.now();
+        let command = new_command(
+            &issuer.1,
+            device_id,
+            CommandKind::RotateCredential,
+            &json!({ "reason": reason }),
+            now,
+        )?;
+        self.store
+            .apply(
+                Change::DeviceTransition {
+                    id: device_id.to_owned(),
+                    from: lifecycle::allowed_from(DeviceState::Rotating).to_vec(),
+                    to: DeviceState::Rotating,
+                    operational_credential_id: None,
+                    revoke: Vec::new(),
+                    command: Some(command.clone()),
+                    cancel_open_commands: false,
+                    at: now,
+                },
+                AuditDraft::new(
+                    actor,
+                    "device.rotation_requested",
+                    format!("device:{device_id}"),
+                    json!({ "command": command.id, "reason": reason }),
+                ),
+                now,
+            )
+            .await?;
+        Ok(command)
+    }
+
+    /// Step 2: the device proposes new keys, signed by its current key; returns the
+    /// new operational credential (valid once confirmed) and its id.
+    pub async fn propose_rotation(
+        &self,
+        device_id: &str,
+        command_id: &str,
+        keys: DeviceKeys,
+        signature: &[u8],
+    ) -> Result<(Vec<u8>, [u8; 16])> {
+        let d = self.device(device_id).await?;
+        fleetkey_crypto::ed25519::verify(
+            &d.ed25519,
+            &rotation_request_message(device_id, command_id, &keys),
+            signature,
+        )
+        .map_err(|_| {
+            Error::CredentialRefused("rotation request does not verify with the device's current key")
+        })?;
+        if d.state != DeviceState::Rotating {
+            return Err(Error::IllegalTransition {
+                from: d.state.as_str(),
+                to: "rotated",
+            });
+        }
+        validate_keys(&keys)?;
+        if keys.ed25519.as_slice() == d.ed25519.as_slice() || keys.x25519.as_slice() == d.x25519.as_slice() {
+            return Err(invalid("new keys", "a rotation needs new X25519 and Ed25519 keys"));
+        }
+        let issuer = self.issuer(&d.fleet).await?;
+        let now = self.clock.now();
+        let claims = Claims {
+            issuer: format!("fleetkey:{}", d.fleet),
+            device_id: d.id.clone(),
+            fleet: d.fleet.clone(),
+            hardware_id: d.hardware_id.clone(),
+            role: Role::Operational,
+            keys: keys.clone(),
+            issued_at: now,
+            expires_at: now.saturating_add(issuer.0.credential_ttl_secs),
+            credential_id: fleetkey_crypto::rand::array()?,
+        };
+        let token = credential::issue(
+            &claims,
+            Issuer::Ed25519(&issuer.1),
+            issuer.0.issuer_key_id.as_bytes(),
+        )?;
+        let proposal = Proposal {
+            x25519: hex(&keys.x25519),
+            ed25519: hex(&keys.ed25519),
+            ml_kem_768: keys.ml_kem_768.as_deref().map(hex),
+            ml_dsa_65: keys.ml_dsa_65.as_deref().map(hex),
+            credential_id: hex(&claims.credential_id),
+        };
+        self.store
+            .apply(
+                Change::RotationProposed {
+                    device_id: device_id.to_owned(),
+                    command_id: command_id.to_owned(),
+                    pending: serde_json::to_string(&proposal)
+                        .map_err(|e| Error::Store(e.to_string()))?,
+                    at: now,
+                },
+                AuditDraft::new(
+                    &format!("device:{device_id}"),
+                    "device.rotation_proposed",
+                    format!("device:{device_id}"),
+                    json!({ "command": command_id, "new_ed25519_prefix": key_prefix(&keys.ed25519),
+                            "new_x25519_prefix": key_prefix(&keys.x25519),
+                            "credential_id": proposal.credential_id }),
+                ),
+                now,
+            )
+            .await?;
+        Ok((token, claims.credential_id))
+    }
+
+    /// Step 3: the device confirms with its new key; the keys are swapped and the
+    /// old operational credential is revoked.
+    pub async fn confirm_rotation(
+        &self,
+        device_id: &str,
+        command_id: &str,
+        signature: &[u8],
+    ) -> Result<DeviceRecord> {
+        let d = self.device(device_id).await?;
+        let command = self
+            .store
+            .command(command_id)
+            .await?
+            .filter(|c| c.device_id == device_id && c.kind == CommandKind::RotateCredential)
+            .ok_or_else(|| Error::CommandNotFound(command_id.to_owned()))?;
+        let pending = self
+            .store
+            .command_pending(&command.id)
+            .await?
+            .ok_or(Error::CommandState(command.state.as_str()))?;
+        let p: Proposal =
+            serde_json::from_str(&pending).map_err(|e| Error::Store(e.to_string()))?;
+        let credential_id: [u8; 16] = unhex(&p.credential_id)?
+            .try_into()
+            .map_err(|_| Error::Store("stored credential id is not 16 bytes".into()))?;
+        let ed25519 = unhex(&p.ed25519)?;
+        fleetkey_crypto::ed25519::verify(
+            &ed25519,
+            &rotation_confirm_message(device_id, command_id, &credential_id),
+            signature,
+        )
+        .map_err(|_| Error::CredentialRefused("rotation confirmation does not verify with the new key"))?;
+        let now = self.clock.now();
+        self.store
+            .apply(
+                Change::RotationConfirmed {
+                    device_id: device_id.to_owned(),
+                    command_id: command_id.to_owned(),
+                    x25519: unhex(&p.x25519)?,
+                    ed25519: ed25519.clone(),
+                    ml_kem_768: p.ml_kem_768.as_deref().map(unhex).transpose()?,
+                    ml_dsa_65: p.ml_dsa_65.as_deref().map(unhex).transpose()?,
+                    credential_id: credential_id.to_vec(),
+                    revoke: d.operational_credential_id.clone(),
+                    at: now,
+                },
+                AuditDraft::new(
+                    &format!("device:{device_id}"),
+                    "device.rotated",
+                    format!("device:{device_id}"),
+                    json!({ "command": command_id, "credential_id": p.credential_id,
+                            "revoked_credential_id": d.operational_credential_id.as_deref().map(hex),
+                            "receipt_signature": hex(signature) }),
+                ),
+                now,
+            )
+            .await?;
+        self.device(device_id).await
+    }
+
+    /// A device's commands for operators (all, or only open ones).
+    pub async fn device_commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>> {
+        self.device(device_id).await?;
+        self.store.commands(device_id, open).await
+    }
+
+    /// A device fetches its open commands with a fresh signed poll
+    /// ([`command_poll_message`], within [`POLL_WINDOW_SECS`] of the server clock).
+    pub async fn poll_commands(
+        &self,
+        device_id: &str,
+        at: i64,
+        signature: &[u8],
+    ) -> Result<Vec<CommandRecord>> {
+        let d = self.device(device_id).await?;
+        fleetkey_crypto::ed25519::verify(&d.ed25519, &command_poll_message(device_id, at), signature)
+            .map_err(|_| Error::CredentialRefused("poll does not verify with the device key"))?;
+        if (self.clock.now() - at).abs() > POLL_WINDOW_SECS {
+            return Err(Error::CredentialRefused(
+                "poll time is too far from the server clock; check the device clock",
+            ));
+        }
+        if d.state == DeviceState::Decommissioned {
+            return Err(Error::IllegalTransition {
+                from: d.state.as_str(),
+                to: "polling",
+            });
+        }
+        self.store.commands(device_id, true).await
+    }
+
+    /// Sets (or clears) a fleet's credential rotation period.
+    pub async fn set_rotation_policy(
+        &self,
+        actor: &str,
+        fleet: &str,
+        period_secs: Option<i64>,
+    ) -> Result<FleetInfo> {
+        if period_secs.is_some_and(|p| !(3600..=10 * 365 * 86_400).contains(&p)) {
+            return Err(invalid("rotation period", "between 1 hour and 10 years"));
+        }
+        self.issuer(fleet).await?;
+        let now = self.clock.now();
+        self.store
+            .apply(
+                Change::SetRotationPolicy {
+                    fleet: fleet.to_owned(),
+                    period_secs,
+                },
+                AuditDraft::new(
+                    actor,
+                    "fleet.rotation_policy",
+                    format!("fleet:{fleet}"),
+                    json!({ "credential_rotation_secs": period_secs }),
+                ),
+                now,
+            )
+            .await?;
+        if let Ok(mut m) = self.issuers.write() {
+            m.remove(fleet);
+        }
+        self.fleet(fleet).await
+    }
+
+    /// Requests rotation for every device whose operational credential is older
+    /// than its fleet's rotation period; returns how many were asked. A device
+    /// that moved on meanwhile is skipped.
+    pub async fn run_rotation_policy(&self, actor: &str) -> Result<usize> {
+        let mut asked = 0;
+        for f in self.store.fleets_with_rotation().await? {
+            let Some(period) = f.credential_rotation_secs else {
+                continue;
+            };
+            let before = self.clock.now().saturating_sub(period);
+            for id in self.store.devices_due_rotation(&f.name, before, 1000).await? {
+                match self.request_rotation(actor, &id, "rotation policy").await {
+                    Ok(_) => asked += 1,
+                    Err(Error::IllegalTransition { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(asked)
+    }
+
+    /// Retires a decommissioned device's hardware identity so the same hardware
+    /// can be provisioned again (explicit, audited; the old record is kept).
+    pub async fn factory_reset(&self, actor: &str, device_id: &str, reason: &str) -> Result<DeviceRecord> {
+        if reason.len() > 256 {
+            return Err(invalid("reason", "longer than 256 bytes"));
+        }
+        let d = self.device(device_id).await?;
+        let now = self.clock.now();
+        self.store
+            .apply(
+                Change::FactoryReset {
+                    device_id: device_id.to_owned(),
+                    at: now,
+                },
+                AuditDraft::new(
+                    actor,
+                    "device.factory_reset",
+                    format!("device:{device_id}"),
+                    json!({ "hardware_id": d.hardware_id, "reason": reason }),
+                ),
+                now,
+            )
+            .await?;
+        self.device(device_id).await
+    }
+}
