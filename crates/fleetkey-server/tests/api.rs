@@ -196,6 +196,10 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
                     p if p.ends_with("/decommission") => json!({"reason": "x"}),
                     "/v1/claims" => json!({"code": "x", "claimed_by": "y"}),
                     p if p.ends_with("/state") => json!({"state": "active"}),
+                    p if p.ends_with("/schema") => json!({"schema": {}}),
+                    p if p.ends_with("/config") && m == "PUT" => json!({"config": {}}),
+                    p if p.ends_with("/config") => json!({"patch": {}}),
+                    "/v1/factory/reset" => json!({"fleet": "f", "device_id": "d", "reason": "r"}),
                     "/v1/factory/devices" => {
                         json!({"fleet": "f", "hardware_id": "h", "model": "m", "batch": "b",
                         "station": "s", "keys": {"x25519": B64.encode([9u8; 32]), "ed25519": B64.encode([7u8; 32])}})

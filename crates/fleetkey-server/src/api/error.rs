@@ -83,9 +83,7 @@ impl From<Error> for ApiError {
             Error::IllegalTransition { .. }
             | Error::NoConfigSchema(_)
             | Error::ConfigRevision { .. }
-            | Error::CommandState(_) => {
-                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
+            | Error::CommandState(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             Error::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }

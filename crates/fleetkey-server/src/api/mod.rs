@@ -5,6 +5,7 @@
 //! `/readyz`, `/metrics` and `/v1/openapi.json` are open. The OpenAPI 3.1 document is
 //! generated from the handlers below ([`ApiDoc`]).
 
+pub mod devices;
 pub mod error;
 pub mod metrics;
 pub mod ratelimit;
@@ -954,6 +955,11 @@ pub struct DeviceInfo {
     pub birth_credential: String,
     /// Account or site that claimed it.
     pub claimed_by: Option<String>,
+    /// When its current operational credential was issued.
+    pub credential_issued_at: Option<i64>,
+    /// After a factory reset: the hardware id it had (`hardware_id` is then
+    /// `retired:<device id>`).
+    pub retired_hardware_id: Option<String>,
 }
 
 impl From<crate::store::DeviceRecord> for DeviceInfo {
@@ -967,6 +973,8 @@ impl From<crate::store::DeviceRecord> for DeviceInfo {
             created_at: d.created_at,
             birth_credential: B64.encode(&d.birth_credential),
             claimed_by: d.claimed_by,
+            credential_issued_at: d.credential_issued_at,
+            retired_hardware_id: d.retired_hardware_id,
         }
     }
 }
@@ -994,6 +1002,24 @@ fn key32(field: &str, s: &str) -> ApiResult<[u8; 32]> {
     b64(field, s)?
         .try_into()
         .map_err(|_| ApiError::malformed(format!("{field} must be 32 bytes")))
+}
+
+/// Decodes a device's public keys.
+fn device_keys(k: &DeviceKeysRequest) -> ApiResult<fleetkey_crypto::credential::DeviceKeys> {
+    Ok(fleetkey_crypto::credential::DeviceKeys {
+        x25519: key32("keys.x25519", &k.x25519)?,
+        ed25519: key32("keys.ed25519", &k.ed25519)?,
+        ml_kem_768: k
+            .ml_kem_768
+            .as_deref()
+            .map(|v| b64("keys.ml_kem_768", v))
+            .transpose()?,
+        ml_dsa_65: k
+            .ml_dsa_65
+            .as_deref()
+            .map(|v| b64("keys.ml_dsa_65", v))
+            .transpose()?,
+    })
 }
 
 /// Create a fleet with a fresh issuing key.
@@ -1042,22 +1068,7 @@ async fn factory_device(
     ApiJson(req): ApiJson<FactoryDeviceRequest>,
 ) -> ApiResult<(StatusCode, Json<DeviceInfo>)> {
     p.require(&format!("factory:{}", req.fleet))?;
-    let keys = fleetkey_crypto::credential::DeviceKeys {
-        x25519: key32("keys.x25519", &req.keys.x25519)?,
-        ed25519: key32("keys.ed25519", &req.keys.ed25519)?,
-        ml_kem_768: req
-            .keys
-            .ml_kem_768
-            .as_deref()
-            .map(|k| b64("keys.ml_kem_768", k))
-            .transpose()?,
-        ml_dsa_65: req
-            .keys
-            .ml_dsa_65
-            .as_deref()
-            .map(|k| b64("keys.ml_dsa_65", k))
-            .transpose()?,
-    };
+    let keys = device_keys(&req.keys)?;
     let r = st
         .fleets
         .provision(
@@ -1425,7 +1436,7 @@ async fn metrics_text(State(st): St) -> Response {
 async fn openapi_json() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+        serde_json::to_string_pretty(&openapi_document()).unwrap_or_default(),
     )
         .into_response()
 }
@@ -1596,13 +1607,15 @@ impl utoipa::Modify for SecurityAddon {
         onboarding_challenge, onboarding_complete, wipe_receipt, create_claim_code, claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
     modifiers(&SecurityAddon),
-    tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"), (name = "fleets"), (name = "onboarding"))
+    tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"), (name = "fleets"), (name = "config"), (name = "onboarding"))
 )]
 pub struct ApiDoc;
 
 /// The OpenAPI document as JSON.
 pub fn openapi_document() -> serde_json::Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(<devices::DevicesDoc as OpenApi>::openapi());
+    serde_json::to_value(doc).unwrap_or_default()
 }
 
 /// The whole router.
@@ -1644,6 +1657,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             post(create_claim_code),
         )
         .route("/v1/claims", post(claim_device))
+        .merge(devices::operator_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_limit,
@@ -1657,6 +1671,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/onboarding/challenge", post(onboarding_challenge))
         .route("/v1/onboarding/complete", post(onboarding_complete))
         .route("/v1/onboarding/wipe-receipt", post(wipe_receipt))
+        .merge(devices::device_routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

@@ -82,8 +82,10 @@ pub async fn serve(
             .layer(PropagateRequestIdLayer::x_request_id()),
     );
     let addr = config.listen_addr();
-    // The scheduler: rotation by age, overlap expiry, usage flush.
+    // The scheduler: rotation by age, overlap expiry, usage flush, and requests for
+    // device credential rotation under each fleet's policy.
     let keys = state.keys.clone();
+    let fleets = state.fleets.clone();
     let interval = std::time::Duration::from_secs(config.scheduler_interval_secs);
     let scheduler = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -95,6 +97,11 @@ pub async fn serve(
                     .iter()
                     .for_each(|a| tracing::info!(action = %a, "policy")),
                 Err(e) => tracing::error!(error = %e, "policy run failed"),
+            }
+            match fleets.run_rotation_policy("scheduler").await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(devices = n, "credential rotation requested by policy"),
+                Err(e) => tracing::error!(error = %e, "credential rotation policy failed"),
             }
         }
     });

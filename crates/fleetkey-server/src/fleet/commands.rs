@@ -86,7 +86,11 @@ pub fn rotation_request_message(device_id: &str, command_id: &str, keys: &Device
 /// stored the new credential:
 /// `"fleetkey rotation confirm v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ command id ‖ 0x00 ‖
 /// credential id (16)`.
-pub fn rotation_confirm_message(device_id: &str, command_id: &str, credential_id: &[u8; 16]) -> Vec<u8> {
+pub fn rotation_confirm_message(
+    device_id: &str,
+    command_id: &str,
+    credential_id: &[u8; 16],
+) -> Vec<u8> {
     let mut m = b"fleetkey rotation confirm v1\0".to_vec();
     for part in [device_id, command_id] {
         m.extend_from_slice(part.as_bytes());
@@ -132,14 +136,31 @@ mod tests {
         // Another device, kind or payload does not verify.
         for bad in [
             command_message(&c.id, "dev_02", c.kind, c.created_at, &c.payload),
-            command_message(&c.id, &c.device_id, CommandKind::UpdateConfig, c.created_at, &c.payload),
+            command_message(
+                &c.id,
+                &c.device_id,
+                CommandKind::UpdateConfig,
+                c.created_at,
+                &c.payload,
+            ),
             command_message(&c.id, &c.device_id, c.kind, c.created_at, "{}"),
         ] {
-            assert!(fleetkey_crypto::ed25519::verify(&fleet.public_key(), &bad, &c.signature).is_err());
+            assert!(
+                fleetkey_crypto::ed25519::verify(&fleet.public_key(), &bad, &c.signature).is_err()
+            );
         }
         let labels = [
             command_message("a", "b", CommandKind::Wipe, 0, ""),
-            rotation_request_message("a", "b", &DeviceKeys { x25519: [0; 32], ed25519: [0; 32], ml_kem_768: None, ml_dsa_65: None }),
+            rotation_request_message(
+                "a",
+                "b",
+                &DeviceKeys {
+                    x25519: [0; 32],
+                    ed25519: [0; 32],
+                    ml_kem_768: None,
+                    ml_dsa_65: None,
+                },
+            ),
             rotation_confirm_message("a", "b", &[0; 16]),
             command_poll_message("a", 0),
             super::super::onboarding_message("a", &[0; 32], 0),

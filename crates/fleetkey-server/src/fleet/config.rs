@@ -104,7 +104,8 @@ impl SchemaVersion {
         }
         for op in &migration {
             for p in op.paths() {
-                pointer_tokens(p).map_err(|why| bad_schema(format!("migration path {p:?}: {why}")))?;
+                pointer_tokens(p)
+                    .map_err(|why| bad_schema(format!("migration path {p:?}: {why}")))?;
             }
         }
         check_refs(&schema, 0)?;
@@ -121,9 +122,9 @@ impl SchemaVersion {
             validator,
         };
         compiled.validate(&compiled.defaults).map_err(|e| match e {
-            Error::InvalidConfig { path, why } => {
-                bad_schema(format!("the default at {path} does not satisfy the schema: {why}"))
-            }
+            Error::InvalidConfig { path, why } => bad_schema(format!(
+                "the default at {path} does not satisfy the schema: {why}"
+            )),
             other => other,
         })?;
         Ok(compiled)
@@ -131,7 +132,9 @@ impl SchemaVersion {
 
     /// Checks a complete configuration; the error names the first failing path.
     pub fn validate(&self, config: &Value) -> Result<()> {
-        let size = serde_json::to_vec(config).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(config)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_CONFIG_BYTES {
             return Err(Error::InvalidConfig {
                 path: "/".into(),
@@ -149,7 +152,11 @@ impl SchemaVersion {
             Some(e) => {
                 let path = e.instance_path().as_str();
                 Err(Error::InvalidConfig {
-                    path: if path.is_empty() { "/".into() } else { path.to_owned() },
+                    path: if path.is_empty() {
+                        "/".into()
+                    } else {
+                        path.to_owned()
+                    },
                     // Masked: the message never repeats the submitted value.
                     why: e.masked().to_string(),
                 })
@@ -176,7 +183,11 @@ impl SchemaVersion {
 /// Migrates `config` stored at `from` to the newest of `versions` (ordered by
 /// version, `versions[i].version == i + 1`). A config at version 0 (none stored)
 /// becomes the newest defaults.
-pub fn migrate(versions: &[std::sync::Arc<SchemaVersion>], from: u32, config: &Value) -> Result<Value> {
+pub fn migrate(
+    versions: &[std::sync::Arc<SchemaVersion>],
+    from: u32,
+    config: &Value,
+) -> Result<Value> {
     let Some(newest) = versions.last() else {
         return Ok(config.clone());
     };
@@ -342,7 +353,12 @@ fn defaults_of(schema: &Value, at: &str, level: usize) -> Result<Value> {
     let props = match obj.get("properties") {
         Some(Value::Object(p)) => p,
         Some(_) => return Err(bad_schema(format!("{}/properties must be an object", at))),
-        None => return Ok(obj.get("default").cloned().unwrap_or(Value::Object(Map::new()))),
+        None => {
+            return Ok(obj
+                .get("default")
+                .cloned()
+                .unwrap_or(Value::Object(Map::new())));
+        }
     };
     let mut out = Map::new();
     for (name, sub) in props {
@@ -502,7 +518,10 @@ mod tests {
             "/wifi/band"
         );
         // Incomplete: a missing field is reported at its parent.
-        assert_eq!(path(json!({"interval_s": 5, "wifi": {"ssid": "x"}})), "/wifi");
+        assert_eq!(
+            path(json!({"interval_s": 5, "wifi": {"ssid": "x"}})),
+            "/wifi"
+        );
         // Unknown key (a typo) is refused.
         assert_eq!(
             path(json!({"interval_s": 5, "intervl": 1, "wifi": {"ssid": "", "band": "5"}})),
@@ -524,11 +543,27 @@ mod tests {
     #[test]
     fn schemas_without_defaults_or_with_external_refs_are_refused() {
         let no_default = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
-        assert!(SchemaVersion::compile(1, no_default, vec![]).unwrap_err().to_string().contains("/a has no default"));
-        let bad_default = json!({"type": "object", "properties": {"a": {"type": "integer", "default": "x"}}});
-        assert!(SchemaVersion::compile(1, bad_default, vec![]).unwrap_err().to_string().contains("default at /a"));
+        assert!(
+            SchemaVersion::compile(1, no_default, vec![])
+                .unwrap_err()
+                .to_string()
+                .contains("/a has no default")
+        );
+        let bad_default =
+            json!({"type": "object", "properties": {"a": {"type": "integer", "default": "x"}}});
+        assert!(
+            SchemaVersion::compile(1, bad_default, vec![])
+                .unwrap_err()
+                .to_string()
+                .contains("default at /a")
+        );
         let remote = json!({"type": "object", "properties": {"a": {"$ref": "https://example.invalid/s.json", "default": 1}}});
-        assert!(SchemaVersion::compile(1, remote, vec![]).unwrap_err().to_string().contains("$ref"));
+        assert!(
+            SchemaVersion::compile(1, remote, vec![])
+                .unwrap_err()
+                .to_string()
+                .contains("$ref")
+        );
         assert!(SchemaVersion::compile(1, json!({"type": "array"}), vec![]).is_err());
         assert!(SchemaVersion::compile(1, json!([1]), vec![]).is_err());
     }

@@ -150,7 +150,9 @@ impl FleetService {
                 if let Err(e) = config::migrate(&chain, stored.schema_version, &value) {
                     return Err(invalid(
                         "config schema",
-                        format!("device {id}'s config would not migrate: {e}; declare a migration that handles it"),
+                        format!(
+                            "device {id}'s config would not migrate: {e}; declare a migration that handles it"
+                        ),
                     ));
                 }
             }
@@ -215,7 +217,11 @@ impl FleetService {
         let newest = schemas.last().map_or(0, |s| s.version);
         let stored = self.store.device_config(device_id).await?;
         let (revision, from, value) = match &stored {
-            Some(s) => (s.revision, s.schema_version, parse_json("config", &s.config)?),
+            Some(s) => (
+                s.revision,
+                s.schema_version,
+                parse_json("config", &s.config)?,
+            ),
             None => (0, 0, json!({})),
         };
         let config = config::migrate(&schemas, from, &value)?;
@@ -324,7 +330,13 @@ impl FleetService {
         let now = self.clock.now();
         let revision = current.revision + 1;
         let payload = json!({ "revision": revision, "schema_version": current.schema_version, "config": new });
-        let command = new_command(&issuer.1, device_id, CommandKind::UpdateConfig, &payload, now)?;
+        let command = new_command(
+            &issuer.1,
+            device_id,
+            CommandKind::UpdateConfig,
+            &payload,
+            now,
+        )?;
         self.store
             .apply(
                 Change::PutDeviceConfig {
@@ -379,8 +391,16 @@ impl FleetService {
                     let old = parse_json("config", &stored.config)?;
                     let changes = config::diff(&old, &current.config);
                     let new = current.config.clone();
-                    self.store_config(actor, "device.config_migrate", fleet, id, &current, new, &changes)
-                        .await
+                    self.store_config(
+                        actor,
+                        "device.config_migrate",
+                        fleet,
+                        id,
+                        &current,
+                        new,
+                        &changes,
+                    )
+                    .await
                 }
                 .await;
                 match r {

@@ -115,7 +115,9 @@ impl FleetService {
             signature,
         )
         .map_err(|_| {
-            Error::CredentialRefused("rotation request does not verify with the device's current key")
+            Error::CredentialRefused(
+                "rotation request does not verify with the device's current key",
+            )
         })?;
         if d.state != DeviceState::Rotating {
             return Err(Error::IllegalTransition {
@@ -124,8 +126,13 @@ impl FleetService {
             });
         }
         validate_keys(&keys)?;
-        if keys.ed25519.as_slice() == d.ed25519.as_slice() || keys.x25519.as_slice() == d.x25519.as_slice() {
-            return Err(invalid("new keys", "a rotation needs new X25519 and Ed25519 keys"));
+        if keys.ed25519.as_slice() == d.ed25519.as_slice()
+            || keys.x25519.as_slice() == d.x25519.as_slice()
+        {
+            return Err(invalid(
+                "new keys",
+                "a rotation needs new X25519 and Ed25519 keys",
+            ));
         }
         let issuer = self.issuer(&d.fleet).await?;
         let now = self.clock.now();
@@ -206,7 +213,9 @@ impl FleetService {
             &rotation_confirm_message(device_id, command_id, &credential_id),
             signature,
         )
-        .map_err(|_| Error::CredentialRefused("rotation confirmation does not verify with the new key"))?;
+        .map_err(|_| {
+            Error::CredentialRefused("rotation confirmation does not verify with the new key")
+        })?;
         let now = self.clock.now();
         self.store
             .apply(
@@ -250,8 +259,12 @@ impl FleetService {
         signature: &[u8],
     ) -> Result<Vec<CommandRecord>> {
         let d = self.device(device_id).await?;
-        fleetkey_crypto::ed25519::verify(&d.ed25519, &command_poll_message(device_id, at), signature)
-            .map_err(|_| Error::CredentialRefused("poll does not verify with the device key"))?;
+        fleetkey_crypto::ed25519::verify(
+            &d.ed25519,
+            &command_poll_message(device_id, at),
+            signature,
+        )
+        .map_err(|_| Error::CredentialRefused("poll does not verify with the device key"))?;
         if (self.clock.now() - at).abs() > POLL_WINDOW_SECS {
             return Err(Error::CredentialRefused(
                 "poll time is too far from the server clock; check the device clock",
@@ -309,7 +322,11 @@ impl FleetService {
                 continue;
             };
             let before = self.clock.now().saturating_sub(period);
-            for id in self.store.devices_due_rotation(&f.name, before, 1000).await? {
+            for id in self
+                .store
+                .devices_due_rotation(&f.name, before, 1000)
+                .await?
+            {
                 match self.request_rotation(actor, &id, "rotation policy").await {
                     Ok(_) => asked += 1,
                     Err(Error::IllegalTransition { .. }) => {}
@@ -322,7 +339,12 @@ impl FleetService {
 
     /// Retires a decommissioned device's hardware identity so the same hardware
     /// can be provisioned again (explicit, audited; the old record is kept).
-    pub async fn factory_reset(&self, actor: &str, device_id: &str, reason: &str) -> Result<DeviceRecord> {
+    pub async fn factory_reset(
+        &self,
+        actor: &str,
+        device_id: &str,
+        reason: &str,
+    ) -> Result<DeviceRecord> {
         if reason.len() > 256 {
             return Err(invalid("reason", "longer than 256 bytes"));
         }

@@ -532,8 +532,21 @@ macro_rules! str_enum {
         }
     };
 }
-str_enum!(CommandKind, "command kind", RotateCredential = "rotate_credential", UpdateConfig = "update_config", Wipe = "wipe");
-str_enum!(CommandState, "command state", Pending = "pending", InProgress = "in_progress", Done = "done", Cancelled = "cancelled");
+str_enum!(
+    CommandKind,
+    "command kind",
+    RotateCredential = "rotate_credential",
+    UpdateConfig = "update_config",
+    Wipe = "wipe"
+);
+str_enum!(
+    CommandState,
+    "command state",
+    Pending = "pending",
+    InProgress = "in_progress",
+    Done = "done",
+    Cancelled = "cancelled"
+);
 
 /// A command for a device, signed by its fleet's issuing key
 /// (see `fleet::commands::command_message`).

@@ -408,11 +408,13 @@ impl Store for SqliteStore {
                     "decommissioned",
                 )
                 .await?;
-                sqlx::query("UPDATE devices SET state = 'decommissioned', updated_at = ? WHERE id = ?")
-                    .bind(at)
-                    .bind(device_id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE devices SET state = 'decommissioned', updated_at = ? WHERE id = ?",
+                )
+                .bind(at)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query(
                     "UPDATE device_commands SET state = 'done', pending = NULL, updated_at = ? \
                      WHERE device_id = ? AND kind = 'wipe' AND state IN ('pending', 'in_progress')",
@@ -462,7 +464,10 @@ impl Store for SqliteStore {
                 if current + 1 != i64::from(*version) {
                     return Err(Error::Invalid {
                         what: "schema version",
-                        why: format!("the fleet is at version {current}; the next is {}", current + 1),
+                        why: format!(
+                            "the fleet is at version {current}; the next is {}",
+                            current + 1
+                        ),
                     });
                 }
                 sqlx::query(
@@ -508,18 +513,24 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
                 if let Some(c) = command {
-                    cancel_commands(&mut tx, device_id, Some(CommandKind::UpdateConfig), c.created_at)
-                        .await?;
+                    cancel_commands(
+                        &mut tx,
+                        device_id,
+                        Some(CommandKind::UpdateConfig),
+                        c.created_at,
+                    )
+                    .await?;
                     insert_command(&mut tx, c).await?;
                 }
             }
             Change::SetRotationPolicy { fleet, period_secs } => {
-                let n = sqlx::query("UPDATE fleets SET credential_rotation_secs = ? WHERE name = ?")
-                    .bind(period_secs)
-                    .bind(fleet)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let n =
+                    sqlx::query("UPDATE fleets SET credential_rotation_secs = ? WHERE name = ?")
+                        .bind(period_secs)
+                        .bind(fleet)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                 if n == 0 {
                     return Err(Error::FleetNotFound(fleet.clone()));
                 }
@@ -776,9 +787,9 @@ impl Store for SqliteStore {
     async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>> {
         let sql = if open {
             "SELECT * FROM device_commands WHERE device_id = ? AND state IN ('pending', 'in_progress') \
-             ORDER BY created_at, id"
+             ORDER BY created_at, rowid"
         } else {
-            "SELECT * FROM device_commands WHERE device_id = ? ORDER BY created_at, id"
+            "SELECT * FROM device_commands WHERE device_id = ? ORDER BY created_at, rowid"
         };
         let rows = sqlx::query(sql)
             .bind(device_id)
@@ -1139,7 +1150,8 @@ async fn check_state(
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
-    let current = DeviceState::parse(&current.ok_or_else(|| Error::DeviceNotFound(id.to_owned()))?)?;
+    let current =
+        DeviceState::parse(&current.ok_or_else(|| Error::DeviceNotFound(id.to_owned()))?)?;
     if !from.contains(&current) {
         return Err(Error::IllegalTransition {
             from: current.as_str(),
