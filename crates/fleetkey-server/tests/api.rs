@@ -128,6 +128,33 @@ impl Api {
     }
 }
 
+/// A well-formed body for a documented operation (so that only authorisation
+/// can refuse it).
+fn good_body(m: &str, path: &str) -> Value {
+    match path {
+        p if p.ends_with("/seal") => json!({"plaintext": "AA=="}),
+        p if p.ends_with("/unseal") || p.ends_with("/rewrap") => {
+            json!({"ciphertext": "AA=="})
+        }
+        p if p.ends_with("/batch") => json!({"items": []}),
+        "/v1/keyrings" => json!({"name": "x"}),
+        "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
+        "/v1/fleets" => json!({"name": "x"}),
+        p if p.ends_with("/decommission") => json!({"reason": "x"}),
+        "/v1/claims" => json!({"code": "x", "claimed_by": "y"}),
+        p if p.ends_with("/state") => json!({"state": "active"}),
+        p if p.ends_with("/schema") => json!({"schema": {}}),
+        p if p.ends_with("/config") && m == "PUT" => json!({"config": {}}),
+        p if p.ends_with("/config") => json!({"patch": {}}),
+        "/v1/factory/reset" => json!({"fleet": "f", "device_id": "d", "reason": "r"}),
+        "/v1/factory/devices" => {
+            json!({"fleet": "f", "hardware_id": "h", "model": "m", "batch": "b",
+            "station": "s", "keys": {"x25519": B64.encode([9u8; 32]), "ed25519": B64.encode([7u8; 32])}})
+        }
+        _ => json!({}),
+    }
+}
+
 #[tokio::test]
 async fn every_documented_route_requires_a_token_with_its_scope() {
     let a = api().await;
@@ -184,28 +211,7 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
             );
             if s != StatusCode::FORBIDDEN {
                 // With a well-formed body the scope check must answer 403.
-                let good = match path.as_str() {
-                    p if p.ends_with("/seal") => json!({"plaintext": "AA=="}),
-                    p if p.ends_with("/unseal") || p.ends_with("/rewrap") => {
-                        json!({"ciphertext": "AA=="})
-                    }
-                    p if p.ends_with("/batch") => json!({"items": []}),
-                    "/v1/keyrings" => json!({"name": "x"}),
-                    "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
-                    "/v1/fleets" => json!({"name": "x"}),
-                    p if p.ends_with("/decommission") => json!({"reason": "x"}),
-                    "/v1/claims" => json!({"code": "x", "claimed_by": "y"}),
-                    p if p.ends_with("/state") => json!({"state": "active"}),
-                    p if p.ends_with("/schema") => json!({"schema": {}}),
-                    p if p.ends_with("/config") && m == "PUT" => json!({"config": {}}),
-                    p if p.ends_with("/config") => json!({"patch": {}}),
-                    "/v1/factory/reset" => json!({"fleet": "f", "device_id": "d", "reason": "r"}),
-                    "/v1/factory/devices" => {
-                        json!({"fleet": "f", "hardware_id": "h", "model": "m", "batch": "b",
-                        "station": "s", "keys": {"x25519": B64.encode([9u8; 32]), "ed25519": B64.encode([7u8; 32])}})
-                    }
-                    _ => json!({}),
-                };
+                let good = good_body(&m, path);
                 let (s, _, v) = a.call(&m, &concrete, Some(&no_scope), Some(good)).await;
                 assert_eq!(s, StatusCode::FORBIDDEN, "{m} {path}: {v}");
             }
@@ -1017,4 +1023,69 @@ async fn claim_codes_are_single_use_hashed_and_fleet_confined() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (_, audit) = a.admin("GET", "/v1/audit?limit=1000", None).await;
     assert!(!audit.to_string().contains(&code) && !audit.to_string().contains(&typed));
+}
+
+#[tokio::test]
+async fn a_fleet_token_never_reaches_another_fleet_on_any_route() {
+    let a = api().await;
+    for f in ["fa", "fb"] {
+        a.admin("POST", "/v1/fleets", Some(json!({"name": f})))
+            .await;
+    }
+    let schema = json!({"type": "object", "properties": {"x": {"type": "integer", "default": 1}}});
+    let (s, v) = a
+        .admin(
+            "PUT",
+            "/v1/fleets/fb/schema",
+            Some(json!({"schema": schema})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, d) = a
+        .admin("POST", "/v1/factory/devices", Some(json!({"fleet": "fb", "hardware_id": "hw-b", "model": "m",
+            "batch": "b", "station": "s", "keys": {"x25519": B64.encode([9u8; 32]), "ed25519": B64.encode([7u8; 32])}})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let b_dev = d["id"].as_str().unwrap().to_owned();
+    // Everything fleet A may do, nothing of fleet B.
+    let tok = a.token(&["operate:fa", "devices:fa", "factory:fa"]).await;
+    let doc = api::openapi_document();
+    let mut walked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let m = method.to_uppercase();
+            let body_for = |fleet: &str| {
+                let mut b = good_body(&m, path);
+                if b.get("fleet").is_some() {
+                    b["fleet"] = json!(fleet);
+                }
+                if b.get("device_id").is_some() {
+                    b["device_id"] = json!(b_dev);
+                }
+                b
+            };
+            let fleet_scoped = path.contains("{fleet}") || body_for("fb").get("fleet").is_some();
+            if op["security"] == json!([{}]) || !fleet_scoped {
+                continue;
+            }
+            let body = |fleet: &str| (m != "GET").then(|| body_for(fleet));
+            // Fleet B named in the path or body: forbidden, whatever the rest says.
+            let other = path.replace("{fleet}", "fb").replace("{id}", &b_dev);
+            let (s, _, v) = a.call(&m, &other, Some(&tok), body("fb")).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{m} {other}: {v}");
+            // Fleet A named, B's device asked for: not found (its existence is not revealed).
+            if path.contains("{id}") || body_for("fa").get("device_id").is_some() {
+                let own = path.replace("{fleet}", "fa").replace("{id}", &b_dev);
+                let (s, _, v) = a.call(&m, &own, Some(&tok), body("fa")).await;
+                assert_eq!(s, StatusCode::NOT_FOUND, "{m} {own}: {v}");
+            }
+            walked += 1;
+        }
+    }
+    assert!(walked >= 18, "walked {walked} fleet-scoped operations");
+    // B's device is untouched.
+    let (_, v) = a
+        .admin("GET", &format!("/v1/fleets/fb/devices/{b_dev}"), None)
+        .await;
+    assert_eq!(v["state"], "manufactured");
 }
