@@ -123,13 +123,13 @@ Examples:
   FLEETKEY_LISTEN=0.0.0.0:8400 fleetkey serve --config /etc/fleetkey/fleetkey.toml"
     )]
     Serve(ServeArgs),
-    /// Fleets: create, show.
+    /// Fleets: create, show, config schema, rotation policy.
     #[command(subcommand)]
     Fleets(FleetsCommand),
-    /// Factory: provision devices (or simulate a jig).
+    /// Factory: provision devices (or simulate a jig), factory reset.
     #[command(subcommand)]
     Factory(FactoryCommand),
-    /// Devices: list, show.
+    /// Devices: list, show, config, rotate, commands, decommission, claim.
     #[command(subcommand)]
     Devices(DevicesCommand),
     /// Manage API tokens in a local data directory.
@@ -468,6 +468,73 @@ pub enum FleetsCommand {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// The fleet's device configuration schema.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Rotate device credentials older than a period (or only on request).
+    #[command(
+        long_about = "Set how old an operational credential may get before the \
+server asks the device to rotate it (the scheduler checks every minute), or turn it off.
+
+Examples:
+  fleetkey fleets rotation-policy thermostats --every 90d
+  fleetkey fleets rotation-policy thermostats --off"
+    )]
+    RotationPolicy {
+        /// Fleet name.
+        name: String,
+        /// Period, like 90d (1 hour to 10 years).
+        #[arg(
+            long,
+            value_name = "DURATION",
+            conflicts_with = "off",
+            required_unless_present = "off"
+        )]
+        every: Option<String>,
+        /// Rotate only on request.
+        #[arg(long)]
+        off: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchemaCommand {
+    /// Set the next schema version (a JSON Schema with a default for every field).
+    #[command(
+        long_about = "Set the next version of a fleet's configuration schema: a JSON \
+Schema of \"type\": \"object\" whose every field has a \"default\". Declared properties are \
+required and unknown ones refused. From version 2 on, --migration names a JSON array of \
+steps that turn a config of the previous version into one of this version:
+  {\"op\": \"rename\", \"from\": \"/interval_s\", \"to\": \"/period_s\"}
+  {\"op\": \"remove\", \"path\": \"/legacy\"}
+  {\"op\": \"set\", \"path\": \"/unit\", \"value\": \"celsius\"}
+New fields take their defaults. Every stored config is migrated in a dry run first; if \
+one would fail, nothing changes and the error names the device and the path.
+
+Example:
+  fleetkey fleets schema set thermostats --file schema.json --migration v2.json"
+    )]
+    Set {
+        /// Fleet name.
+        fleet: String,
+        /// The JSON Schema file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The migration from the previous version (JSON array).
+        #[arg(long, value_name = "FILE")]
+        migration: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Show the newest schema and its defaults.
+    Show {
+        /// Fleet name.
+        fleet: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -501,6 +568,19 @@ Examples:
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Retire a decommissioned device's hardware id so the hardware can be provisioned again.
+    Reset {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        /// Recorded in the audit log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -523,6 +603,138 @@ pub enum DevicesCommand {
         fleet: String,
         /// Device id.
         id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// A device's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Ask a device to rotate its credential (queues a signed command).
+    Rotate {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        /// Recorded in the audit log.
+        #[arg(long, default_value = "requested by operator")]
+        reason: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// A device's commands (rotate, config updates, wipe) and their state.
+    Commands {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        /// Only pending and in-progress ones.
+        #[arg(long)]
+        open: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Decommission a device: revoke its credentials now and queue a signed wipe.
+    Decommission {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        /// Recorded in the audit log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Make a one-time claim code for a device (shown once).
+    ClaimCode {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        /// Lifetime (1m to 365d).
+        #[arg(long, default_value = "30d", value_name = "DURATION")]
+        ttl: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Claim a device with its code, binding it to an account or site.
+    Claim {
+        /// The code (XXXX-XXXX-XXXX-XXXX; case and dashes do not matter).
+        code: String,
+        /// Account or site.
+        #[arg(long = "by", value_name = "ACCOUNT")]
+        claimed_by: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print a device's configuration (migrated to the newest schema for this read).
+    Get {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Change a device's configuration: KEY=VALUE pairs (dotted keys, JSON values
+    /// or plain strings) or a whole config from --file.
+    #[command(
+        long_about = "Change a device's configuration. KEY=VALUE pairs change single \
+fields (dotted keys reach nested objects; a value that parses as JSON is taken as JSON, \
+anything else as a string); --file replaces the whole config. The result must satisfy the \
+fleet's schema: otherwise nothing changes and the error names the failing path. The change \
+is audited with its diff and queued for the device.
+
+Examples:
+  fleetkey devices config set --fleet t dev_0123 interval_s=300 server.host=ingest.example
+  fleetkey devices config set --fleet t dev_0123 --file config.json --if-revision 4"
+    )]
+    Set {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        /// KEY=VALUE changes.
+        #[arg(
+            value_name = "KEY=VALUE",
+            conflicts_with = "file",
+            required_unless_present = "file"
+        )]
+        changes: Vec<String>,
+        /// The whole configuration (JSON).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Refuse unless the stored revision is still this one.
+        #[arg(long, value_name = "N")]
+        if_revision: Option<i64>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Reset a device's configuration to the schema defaults.
+    Reset {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Migrate every stored config of a fleet to the newest schema version.
+    Migrate {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
         #[command(flatten)]
         dir: DataDir,
     },

@@ -26,7 +26,7 @@ fn main() {
         cli::Command::Tokens(c) => commands::tokens::run(c),
         cli::Command::Fleets(c) => commands::fleets::fleets(c),
         cli::Command::Factory(c) => commands::fleets::factory(c),
-        cli::Command::Devices(c) => commands::fleets::devices(c),
+        cli::Command::Devices(c) => commands::devices::devices(c),
     };
     if let Err(e) = result {
         exit_with(e);

@@ -22,6 +22,7 @@ use super::{FleetInfo, FleetService, invalid, lifecycle, validate_keys};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
 use crate::store::{Change, CommandKind, CommandRecord, DeviceRecord, DeviceState};
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::credential::{self, Claims, DeviceKeys, Issuer, Role};
 use serde_json::json;
 
@@ -36,17 +37,13 @@ struct Proposal {
     credential_id: String,
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return Err(Error::Store("stored proposal is not hex".into()));
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16)
-                .map_err(|_| Error::Store("stored proposal is not hex".into()))
-        })
-        .collect()
+fn b64(b: &[u8]) -> String {
+    B64.encode(b)
+}
+
+fn unb64(s: &str) -> Result<Vec<u8>> {
+    B64.decode(s)
+        .map_err(|_| Error::Store("stored rotation proposal is not base64".into()))
 }
 
 /// The first 8 bytes of a public key, for logs and audit entries.
@@ -153,11 +150,11 @@ impl FleetService {
             issuer.0.issuer_key_id.as_bytes(),
         )?;
         let proposal = Proposal {
-            x25519: hex(&keys.x25519),
-            ed25519: hex(&keys.ed25519),
-            ml_kem_768: keys.ml_kem_768.as_deref().map(hex),
-            ml_dsa_65: keys.ml_dsa_65.as_deref().map(hex),
-            credential_id: hex(&claims.credential_id),
+            x25519: b64(&keys.x25519),
+            ed25519: b64(&keys.ed25519),
+            ml_kem_768: keys.ml_kem_768.as_deref().map(b64),
+            ml_dsa_65: keys.ml_dsa_65.as_deref().map(b64),
+            credential_id: b64(&claims.credential_id),
         };
         self.store
             .apply(
@@ -174,7 +171,7 @@ impl FleetService {
                     format!("device:{device_id}"),
                     json!({ "command": command_id, "new_ed25519_prefix": key_prefix(&keys.ed25519),
                             "new_x25519_prefix": key_prefix(&keys.x25519),
-                            "credential_id": proposal.credential_id }),
+                            "credential_id": hex(&claims.credential_id) }),
                 ),
                 now,
             )
@@ -204,10 +201,10 @@ impl FleetService {
             .ok_or(Error::CommandState(command.state.as_str()))?;
         let p: Proposal =
             serde_json::from_str(&pending).map_err(|e| Error::Store(e.to_string()))?;
-        let credential_id: [u8; 16] = unhex(&p.credential_id)?
+        let credential_id: [u8; 16] = unb64(&p.credential_id)?
             .try_into()
             .map_err(|_| Error::Store("stored credential id is not 16 bytes".into()))?;
-        let ed25519 = unhex(&p.ed25519)?;
+        let ed25519 = unb64(&p.ed25519)?;
         fleetkey_crypto::ed25519::verify(
             &ed25519,
             &rotation_confirm_message(device_id, command_id, &credential_id),
@@ -222,10 +219,10 @@ impl FleetService {
                 Change::RotationConfirmed {
                     device_id: device_id.to_owned(),
                     command_id: command_id.to_owned(),
-                    x25519: unhex(&p.x25519)?,
+                    x25519: unb64(&p.x25519)?,
                     ed25519: ed25519.clone(),
-                    ml_kem_768: p.ml_kem_768.as_deref().map(unhex).transpose()?,
-                    ml_dsa_65: p.ml_dsa_65.as_deref().map(unhex).transpose()?,
+                    ml_kem_768: p.ml_kem_768.as_deref().map(unb64).transpose()?,
+                    ml_dsa_65: p.ml_dsa_65.as_deref().map(unb64).transpose()?,
                     credential_id: credential_id.to_vec(),
                     revoke: d.operational_credential_id.clone(),
                     at: now,
@@ -234,7 +231,7 @@ impl FleetService {
                     &format!("device:{device_id}"),
                     "device.rotated",
                     format!("device:{device_id}"),
-                    json!({ "command": command_id, "credential_id": p.credential_id,
+                    json!({ "command": command_id, "credential_id": hex(&credential_id),
                             "revoked_credential_id": d.operational_credential_id.as_deref().map(hex),
                             "receipt_signature": hex(signature) }),
                 ),

@@ -1,20 +1,21 @@
-//! `fleetkey fleets …`, `fleetkey factory …`, `fleetkey devices …`: on the server
+//! `fleetkey fleets …` and `fleetkey factory …`: on the server
 //! (FLEETKEY_ADDR/FLEETKEY_TOKEN) or on a local data directory.
 
-use crate::cli::{DataDir, DevicesCommand, FactoryCommand, FleetsCommand};
+use crate::cli::{DataDir, FactoryCommand, FleetsCommand, SchemaCommand};
 use crate::client::Client;
 use crate::error::{CliError, CliResult};
 use crate::files::progress;
 use crate::local::{actor, lock, parse_duration, runtime, service_error};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::credential::DeviceKeys;
-use fleetkey_server::fleet::{FactoryRequest, FleetService};
+use fleetkey_server::api::DeviceInfo;
+use fleetkey_server::fleet::{FactoryRequest, FleetService, config::MigrationOp};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The fleet service on a local data directory, with its lock.
-async fn local(
+pub(crate) async fn local(
     dir: &DataDir,
 ) -> CliResult<(Arc<FleetService>, fleetkey_server::data_lock::DataDirLock)> {
     let l = lock(&dir.data_dir)?;
@@ -23,12 +24,44 @@ async fn local(
     Ok((FleetService::new(store, custody, clock), l))
 }
 
-fn print(v: &Value) -> CliResult<()> {
+pub(crate) fn print(v: &Value) -> CliResult<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(v).map_err(|e| CliError::refused(e.to_string()))?
     );
     Ok(())
+}
+
+/// Runs one operation on the server when `FLEETKEY_ADDR` is set (the route and
+/// body given), else on the local data directory (`op`), and returns its JSON.
+pub(crate) async fn remote_or_local<T, F, Fut>(
+    client: &Option<Client>,
+    dir: &DataDir,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    op: F,
+) -> CliResult<Value>
+where
+    T: serde::Serialize,
+    F: FnOnce(Arc<FleetService>) -> Fut,
+    Fut: std::future::Future<Output = fleetkey_server::Result<T>>,
+{
+    match client {
+        Some(c) => c.call(method, path, body).await,
+        None => {
+            let (f, _l) = local(dir).await?;
+            let v = op(f).await.map_err(service_error)?;
+            serde_json::to_value(v).map_err(|e| CliError::refused(e.to_string()))
+        }
+    }
+}
+
+/// Reads a JSON file.
+pub(crate) fn read_json(path: &std::path::Path) -> CliResult<Value> {
+    let bytes = std::fs::read(path).map_err(|e| CliError::io(path.display().to_string(), &e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| CliError::usage(format!("{}: not valid JSON: {e}", path.display())))
 }
 
 pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
@@ -41,39 +74,80 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                 dir,
             } => {
                 let ttl = credential_ttl.as_deref().map(parse_duration).transpose()?;
-                let v: Value = match &client {
-                    Some(c) => {
-                        c.call(
-                            Method::POST,
-                            "/v1/fleets",
-                            Some(json!({ "name": name, "credential_ttl_secs": ttl })),
-                        )
-                        .await?
-                    }
-                    None => {
-                        let (f, _l) = local(&dir).await?;
-                        serde_json::to_value(
-                            f.create_fleet(&actor(), &name, ttl)
-                                .await
-                                .map_err(service_error)?,
-                        )
-                        .map_err(|e| CliError::refused(e.to_string()))?
-                    }
-                };
+                let body = json!({ "name": name, "credential_ttl_secs": ttl });
+                let v = remote_or_local(
+                    &client,
+                    &dir,
+                    Method::POST,
+                    "/v1/fleets",
+                    Some(body),
+                    |f| async move { f.create_fleet(&actor(), &name, ttl).await },
+                )
+                .await?;
                 print(&v)
             }
             FleetsCommand::Show { name, dir } => {
-                let v: Value = match &client {
-                    Some(c) => {
-                        c.call(Method::GET, &format!("/v1/fleets/{name}"), None)
-                            .await?
-                    }
-                    None => {
-                        let (f, _l) = local(&dir).await?;
-                        serde_json::to_value(f.fleet(&name).await.map_err(service_error)?)
-                            .map_err(|e| CliError::refused(e.to_string()))?
-                    }
+                let path = format!("/v1/fleets/{name}");
+                let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
+                    f.fleet(&name).await
+                })
+                .await?;
+                print(&v)
+            }
+            FleetsCommand::Schema(SchemaCommand::Set {
+                fleet,
+                file,
+                migration,
+                dir,
+            }) => {
+                let schema = read_json(&file)?;
+                let migration: Vec<MigrationOp> = match &migration {
+                    Some(m) => serde_json::from_value(read_json(m)?).map_err(|e| {
+                        CliError::usage(format!("{}: not a migration: {e}", m.display())).hint(
+                            "a JSON array of {\"op\": \"rename\"|\"remove\"|\"set\", …} steps",
+                        )
+                    })?,
+                    None => Vec::new(),
                 };
+                let path = format!("/v1/fleets/{fleet}/schema");
+                let body = json!({ "schema": schema, "migration": migration });
+                let v = remote_or_local(
+                    &client,
+                    &dir,
+                    Method::PUT,
+                    &path,
+                    Some(body),
+                    |f| async move { f.set_schema(&actor(), &fleet, schema, migration).await },
+                )
+                .await?;
+                print(&v)
+            }
+            FleetsCommand::Schema(SchemaCommand::Show { fleet, dir }) => {
+                let path = format!("/v1/fleets/{fleet}/schema");
+                let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
+                    f.schema(&fleet).await
+                })
+                .await?;
+                print(&v)
+            }
+            FleetsCommand::RotationPolicy {
+                name,
+                every,
+                off: _,
+                dir,
+            } => {
+                let period = every.as_deref().map(parse_duration).transpose()?;
+                let path = format!("/v1/fleets/{name}/rotation-policy");
+                let body = json!({ "period_secs": period });
+                let v = remote_or_local(
+                    &client,
+                    &dir,
+                    Method::PUT,
+                    &path,
+                    Some(body),
+                    |f| async move { f.set_rotation_policy(&actor(), &name, period).await },
+                )
+                .await?;
                 print(&v)
             }
         }
@@ -96,14 +170,42 @@ fn simulated_keys() -> CliResult<DeviceKeys> {
 }
 
 pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
-    let FactoryCommand::Provision {
-        fleet,
-        count,
-        model,
-        batch,
-        station,
-        dir,
-    } = cmd;
+    let (fleet, count, model, batch, station, dir) = match cmd {
+        FactoryCommand::Provision {
+            fleet,
+            count,
+            model,
+            batch,
+            station,
+            dir,
+        } => (fleet, count, model, batch, station, dir),
+        FactoryCommand::Reset {
+            fleet,
+            id,
+            reason,
+            dir,
+        } => {
+            return runtime()?.block_on(async move {
+                let client = Client::from_env()?;
+                let body = json!({ "fleet": fleet, "device_id": id, "reason": reason });
+                let v = remote_or_local(
+                    &client,
+                    &dir,
+                    Method::POST,
+                    "/v1/factory/reset",
+                    Some(body),
+                    |f| async move {
+                        crate::commands::devices::in_fleet(&f, &fleet, &id).await?;
+                        f.factory_reset(&actor(), &id, &reason)
+                            .await
+                            .map(DeviceInfo::from)
+                    },
+                )
+                .await?;
+                print(&v)
+            });
+        }
+    };
     let batch = match batch {
         Some(b) => b,
         None => {
@@ -181,55 +283,5 @@ pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
             done as f64 / secs.max(1e-9)
         );
         Ok(())
-    })
-}
-
-pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
-    runtime()?.block_on(async move {
-        let client = Client::from_env()?;
-        match cmd {
-            DevicesCommand::List { fleet, limit, dir } => {
-                let v: Value = match &client {
-                    Some(c) => c.call(Method::GET, &format!("/v1/fleets/{fleet}/devices?limit={limit}"), None).await?,
-                    None => {
-                        let (f, _l) = local(&dir).await?;
-                        let list = f.devices(&fleet, "", limit.clamp(1, 1000)).await.map_err(service_error)?;
-                        json!({ "devices": list.iter().map(|d| json!({
-                            "id": d.id, "fleet": d.fleet, "hardware_id": d.hardware_id, "state": d.state,
-                            "model": d.model, "created_at": d.created_at })).collect::<Vec<_>>() })
-                    }
-                };
-                if dir.json {
-                    return print(&v);
-                }
-                println!("{:<22} {:<24} {:<14} MODEL", "ID", "HARDWARE ID", "STATE");
-                for d in v["devices"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "{:<22} {:<24} {:<14} {}",
-                        d["id"].as_str().unwrap_or(""),
-                        d["hardware_id"].as_str().unwrap_or(""),
-                        d["state"].as_str().unwrap_or(""),
-                        d["model"].as_str().unwrap_or("")
-                    );
-                }
-                Ok(())
-            }
-            DevicesCommand::Show { fleet, id, dir } => {
-                let v: Value = match &client {
-                    Some(c) => c.call(Method::GET, &format!("/v1/fleets/{fleet}/devices/{id}"), None).await?,
-                    None => {
-                        let (f, _l) = local(&dir).await?;
-                        let d = f.device(&id).await.map_err(service_error)?;
-                        if d.fleet != fleet {
-                            return Err(CliError::usage(format!("device {id:?} not found in fleet {fleet:?}")));
-                        }
-                        json!({ "id": d.id, "fleet": d.fleet, "hardware_id": d.hardware_id, "state": d.state,
-                                "model": d.model, "created_at": d.created_at,
-                                "birth_credential": B64.encode(&d.birth_credential) })
-                    }
-                };
-                print(&v)
-            }
-        }
     })
 }

@@ -1,0 +1,264 @@
+//! `fleetkey devices …`: list, show, config, rotate, commands, decommission, claim
+//! codes and claims, on the server (FLEETKEY_ADDR/FLEETKEY_TOKEN) or on a local
+//! data directory.
+
+use super::fleets::{print, read_json, remote_or_local};
+use crate::cli::{ConfigCommand, DevicesCommand};
+use crate::client::Client;
+use crate::error::{CliError, CliResult};
+use crate::local::{actor, parse_duration, runtime};
+use fleetkey_server::api::DeviceInfo;
+use fleetkey_server::api::devices::CommandInfo;
+use fleetkey_server::fleet::{ConfigUpdate, FleetService};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+/// Refuses (as "not found") a device of another fleet, like the API does.
+pub(crate) async fn in_fleet(
+    f: &FleetService,
+    fleet: &str,
+    id: &str,
+) -> fleetkey_server::Result<()> {
+    if f.device(id).await?.fleet != fleet {
+        return Err(fleetkey_server::Error::DeviceNotFound(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// `a.b=1 c=x` as a merge patch `{"a": {"b": 1}, "c": "x"}`; values that parse as
+/// JSON are JSON, anything else a string.
+fn patch_from_pairs(pairs: &[String]) -> CliResult<Value> {
+    let mut patch = Value::Object(Map::new());
+    for pair in pairs {
+        let (key, raw) = pair.split_once('=').ok_or_else(|| {
+            CliError::usage(format!("{pair:?} is not KEY=VALUE"))
+                .hint("like interval_s=300 or server.host=example")
+        })?;
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(CliError::usage(format!("invalid key {key:?}")));
+        }
+        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+        let mut node = &mut patch;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let map = node.as_object_mut().ok_or_else(|| {
+                CliError::usage(format!("{key:?} conflicts with another KEY=VALUE"))
+            })?;
+            if i + 1 == parts.len() {
+                map.insert((*part).to_owned(), value.clone());
+                break;
+            }
+            node = map
+                .entry((*part).to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
+    }
+    Ok(patch)
+}
+
+pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
+    runtime()?.block_on(async move {
+        let client = Client::from_env()?;
+        match cmd {
+            DevicesCommand::List { fleet, limit, dir } => {
+                let path = format!("/v1/fleets/{fleet}/devices?limit={limit}");
+                let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
+                    let list = f.devices(&fleet, "", limit.clamp(1, 1000)).await?;
+                    Ok(json!({ "devices": list.into_iter().map(DeviceInfo::from).collect::<Vec<_>>() }))
+                })
+                .await?;
+                if dir.json {
+                    return print(&v);
+                }
+                println!("{:<22} {:<24} {:<14} MODEL", "ID", "HARDWARE ID", "STATE");
+                for d in v["devices"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<22} {:<24} {:<14} {}",
+                        d["id"].as_str().unwrap_or(""),
+                        d["hardware_id"].as_str().unwrap_or(""),
+                        d["state"].as_str().unwrap_or(""),
+                        d["model"].as_str().unwrap_or("")
+                    );
+                }
+                Ok(())
+            }
+            DevicesCommand::Show { fleet, id, dir } => {
+                let path = format!("/v1/fleets/{fleet}/devices/{id}");
+                let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
+                    in_fleet(&f, &fleet, &id).await?;
+                    f.device(&id).await.map(DeviceInfo::from)
+                })
+                .await?;
+                print(&v)
+            }
+            DevicesCommand::Config(c) => config(&client, c).await,
+            DevicesCommand::Rotate {
+                fleet,
+                id,
+                reason,
+                dir,
+            } => {
+                let path = format!("/v1/fleets/{fleet}/devices/{id}/rotate");
+                let body = json!({ "reason": reason });
+                let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
+                    in_fleet(&f, &fleet, &id).await?;
+                    f.request_rotation(&actor(), &id, &reason).await.map(CommandInfo::from)
+                })
+                .await?;
+                print(&v)
+            }
+            DevicesCommand::Commands {
+                fleet,
+                id,
+                open,
+                dir,
+            } => {
+                let path = format!("/v1/fleets/{fleet}/devices/{id}/commands?open={open}");
+                let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
+                    in_fleet(&f, &fleet, &id).await?;
+                    let cs = f.device_commands(&id, open).await?;
+                    Ok(json!({ "commands": cs.into_iter().map(CommandInfo::from).collect::<Vec<_>>() }))
+                })
+                .await?;
+                if dir.json {
+                    return print(&v);
+                }
+                println!("{:<30} {:<18} {:<12} CREATED", "ID", "KIND", "STATE");
+                for c in v["commands"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<30} {:<18} {:<12} {}",
+                        c["id"].as_str().unwrap_or(""),
+                        c["kind"].as_str().unwrap_or(""),
+                        c["state"].as_str().unwrap_or(""),
+                        c["created_at"]
+                    );
+                }
+                Ok(())
+            }
+            DevicesCommand::Decommission {
+                fleet,
+                id,
+                reason,
+                dir,
+            } => {
+                let path = format!("/v1/fleets/{fleet}/devices/{id}/decommission");
+                let body = json!({ "reason": reason });
+                let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
+                    in_fleet(&f, &fleet, &id).await?;
+                    f.decommission(&actor(), &id, &reason).await.map(DeviceInfo::from)
+                })
+                .await?;
+                print(&v)
+            }
+            DevicesCommand::ClaimCode {
+                fleet,
+                id,
+                ttl,
+                dir,
+            } => {
+                let ttl = parse_duration(&ttl)?;
+                let path = format!("/v1/fleets/{fleet}/devices/{id}/claim-codes");
+                let body = json!({ "ttl_secs": ttl });
+                let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
+                    in_fleet(&f, &fleet, &id).await?;
+                    let (code, expires_at) = f.create_claim_code(&actor(), &id, ttl).await?;
+                    Ok(json!({ "code": code, "expires_at": expires_at }))
+                })
+                .await?;
+                print(&v)
+            }
+            DevicesCommand::Claim {
+                code,
+                claimed_by,
+                dir,
+            } => {
+                let body = json!({ "code": code, "claimed_by": claimed_by });
+                let v = remote_or_local(&client, &dir, Method::POST, "/v1/claims", Some(body), |f| async move {
+                    f.claim(&actor(), &code, &claimed_by).await.map(DeviceInfo::from)
+                })
+                .await?;
+                print(&v)
+            }
+        }
+    })
+}
+
+async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
+    let v = match cmd {
+        ConfigCommand::Get { fleet, id, dir } => {
+            let path = format!("/v1/fleets/{fleet}/devices/{id}/config");
+            remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
+                in_fleet(&f, &fleet, &id).await?;
+                f.config(&id).await
+            })
+            .await?
+        }
+        ConfigCommand::Set {
+            fleet,
+            id,
+            changes,
+            file,
+            if_revision,
+            dir,
+        } => {
+            let path = format!("/v1/fleets/{fleet}/devices/{id}/config");
+            let (method, body, update) = match &file {
+                Some(file) => {
+                    let config = read_json(file)?;
+                    let body = json!({ "config": config, "if_revision": if_revision });
+                    (Method::PUT, body, ConfigUpdate::Replace(config))
+                }
+                None => {
+                    let patch = patch_from_pairs(&changes)?;
+                    let body = json!({ "patch": patch, "if_revision": if_revision });
+                    (Method::PATCH, body, ConfigUpdate::Merge(patch))
+                }
+            };
+            remote_or_local(client, &dir, method, &path, Some(body), |f| async move {
+                in_fleet(&f, &fleet, &id).await?;
+                f.set_config(&actor(), &id, update, if_revision).await
+            })
+            .await?
+        }
+        ConfigCommand::Reset { fleet, id, dir } => {
+            let path = format!("/v1/fleets/{fleet}/devices/{id}/config/reset");
+            remote_or_local(client, &dir, Method::POST, &path, None, |f| async move {
+                in_fleet(&f, &fleet, &id).await?;
+                f.reset_config(&actor(), &id).await
+            })
+            .await?
+        }
+        ConfigCommand::Migrate { fleet, dir } => {
+            let path = format!("/v1/fleets/{fleet}/config/migrate");
+            remote_or_local(client, &dir, Method::POST, &path, None, |f| async move {
+                f.migrate_configs(&actor(), &fleet).await
+            })
+            .await?
+        }
+    };
+    print(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn pairs_become_a_merge_patch() {
+        let p = patch_from_pairs(&[
+            "interval_s=300".into(),
+            "server.host=ingest.example".into(),
+            "server.tls=true".into(),
+            "name=\"42\"".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            p,
+            json!({"interval_s": 300, "server": {"host": "ingest.example", "tls": true}, "name": "42"})
+        );
+        assert!(patch_from_pairs(&["novalue".into()]).is_err());
+        assert!(patch_from_pairs(&["a..b=1".into()]).is_err());
+        assert!(patch_from_pairs(&["a=1".into(), "a.b=2".into()]).is_err());
+    }
+}
