@@ -1,0 +1,97 @@
+//! A real `fleetkey serve` process for integration tests: start on a free port
+//! in a fresh directory (zero-config), wait until healthy, stop with SIGTERM.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fleetkey"))
+            .arg("serve")
+            .current_dir(dir)
+            .env("HOME", dir.join("home"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("FLEETKEY_ROOT_KEY_FILE")
+            .env_remove("FLEETKEY_PASSPHRASE")
+            .env_remove("FLEETKEY_DATA_DIR")
+            .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FLEETKEY_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return Self { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("server did not become healthy");
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SIGTERM, then wait for the graceful exit.
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Server {
+    /// `http://127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The admin token the first start wrote.
+    pub fn admin_token(dir: &std::path::Path) -> String {
+        std::fs::read_to_string(dir.join("fleetkey-data/admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
