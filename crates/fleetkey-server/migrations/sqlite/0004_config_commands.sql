@@ -10,7 +10,7 @@ CREATE TABLE config_schemas (
     migration  TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (fleet, version)
-);
+) WITHOUT ROWID;
 
 -- A device's configuration, stored apart from its identity. `revision` counts
 -- changes; `schema_version` is the version it was last validated against.
@@ -20,7 +20,7 @@ CREATE TABLE device_configs (
     revision       BIGINT NOT NULL,
     config         TEXT NOT NULL,
     updated_at     BIGINT NOT NULL
-);
+) WITHOUT ROWID;
 
 -- Commands for a device, signed by the fleet's issuing key. `pending` holds the
 -- state of a step in progress (a rotation's proposed keys) and is erased at the end.

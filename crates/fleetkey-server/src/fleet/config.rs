@@ -51,7 +51,6 @@ pub enum MigrationOp {
         /// Path to set.
         path: String,
         /// The value.
-        #[schema(value_type = Object)]
         value: Value,
     },
 }
@@ -408,11 +407,9 @@ pub struct ConfigChange {
     pub path: String,
     /// Old value.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub from: Option<Value>,
     /// New value.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub to: Option<Value>,
 }
 

@@ -104,6 +104,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // 32 MiB of page cache (the default is 2 MiB): registrations insert into
+            // indexes on random keys, which otherwise miss the cache once the
+            // registry outgrows it. Grows only as pages are used.
+            .pragma("cache_size", "-32768")
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -922,22 +926,31 @@ impl Store for SqliteStore {
                     .push_bind(now);
             });
             m.build().execute(&mut *tx).await?;
-            let configs: Vec<(&str, &StoredConfig)> = done
-                .iter()
-                .filter_map(|r| r.config.as_ref().map(|c| (r.device.id.as_str(), c)))
-                .collect();
-            if !configs.is_empty() {
-                let mut c = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO device_configs (device_id, schema_version, revision, config, updated_at) ",
-                );
-                c.push_values(&configs, |mut b, (id, cfg)| {
-                    b.push_bind(*id)
-                        .push_bind(i64::from(cfg.schema_version))
-                        .push_bind(cfg.revision)
-                        .push_bind(&cfg.config)
-                        .push_bind(cfg.updated_at);
-                });
-                c.build().execute(&mut *tx).await?;
+            // Devices registered together almost always share one initial config
+            // (their fleet's defaults): one fixed statement per distinct config, the
+            // device ids bound as a JSON array (prepared once, unlike a multi-row
+            // VALUES list whose text changes with the group size).
+            let mut by_config: Vec<(&StoredConfig, Vec<&str>)> = Vec::new();
+            for r in &done {
+                if let Some(c) = &r.config {
+                    match by_config.iter_mut().find(|(k, _)| *k == c) {
+                        Some((_, ids)) => ids.push(&r.device.id),
+                        None => by_config.push((c, vec![&r.device.id])),
+                    }
+                }
+            }
+            for (cfg, ids) in by_config {
+                sqlx::query(
+                    "INSERT INTO device_configs (device_id, schema_version, revision, config, updated_at) \
+                     SELECT value, ?, ?, ?, ? FROM json_each(?)",
+                )
+                .bind(i64::from(cfg.schema_version))
+                .bind(cfg.revision)
+                .bind(&cfg.config)
+                .bind(cfg.updated_at)
+                .bind(serde_json::to_string(&ids).map_err(|e| Error::Store(e.to_string()))?)
+                .execute(&mut *tx)
+                .await?;
             }
             let mut a = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) ",
