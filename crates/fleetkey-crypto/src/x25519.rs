@@ -12,6 +12,44 @@ use core::fmt;
 /// Length of an X25519 public key, scalar and shared secret.
 pub const LEN: usize = 32;
 
+/// The u-coordinates of low order on Curve25519 (RFC 7748 §7): 0, 1, the two
+/// points of order 8, p-1, p and p+1; each also with bit 255 set (14 encodings).
+pub const LOW_ORDER: [[u8; 32]; 7] = {
+    const fn h(s: &[u8; 64]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let mut i = 0;
+        while i < 32 {
+            let hi = (s[2 * i] as char).to_digit(16);
+            let lo = (s[2 * i + 1] as char).to_digit(16);
+            out[i] = match (hi, lo) {
+                (Some(a), Some(b)) => (a * 16 + b) as u8,
+                _ => 0,
+            };
+            i += 1;
+        }
+        out
+    }
+    [
+        h(b"0000000000000000000000000000000000000000000000000000000000000000"),
+        h(b"0100000000000000000000000000000000000000000000000000000000000000"),
+        h(b"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+        h(b"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+        h(b"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        h(b"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        h(b"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    ]
+};
+
+/// Whether a public key is one of the low-order points (any of their 14
+/// encodings: bit 255 is ignored, as X25519 itself ignores it). Such a key makes
+/// every shared secret all-zero; refuse it wherever a peer's key is accepted,
+/// before any Diffie-Hellman. Not constant-time: public keys are public.
+pub fn is_low_order(public: &[u8; LEN]) -> bool {
+    let mut masked = *public;
+    masked[31] &= 0x7f;
+    LOW_ORDER.contains(&masked)
+}
+
 /// An X25519 static or ephemeral secret scalar (unclamped bytes; clamping happens
 /// inside the function, as RFC 7748 specifies).
 pub struct X25519Secret(SecretBytes<LEN>);

@@ -112,6 +112,19 @@ fn x25519_refuses_every_low_order_point() {
         encodings.extend([p, high]);
     }
     assert_eq!(encodings.len(), 14);
+    // The public-key check used before any Diffie-Hellman (registry, sessions)
+    // flags exactly these.
+    for p in &encodings {
+        assert!(
+            fleetkey_crypto::x25519::is_low_order(p),
+            "{}",
+            hex::encode(p)
+        );
+    }
+    for _ in 0..64 {
+        let pk = X25519Secret::generate().unwrap().public_key().unwrap();
+        assert!(!fleetkey_crypto::x25519::is_low_order(&pk));
+    }
     for _ in 0..4 {
         let me = X25519Secret::generate().unwrap();
         for p in &encodings {

@@ -778,40 +778,9 @@ fn same_registration(existing: DeviceRecord, req: &FactoryRequest) -> Result<Pro
     }
 }
 
-/// The u-coordinates of low order on Curve25519 (RFC 7748 §7): 0, 1, the two
-/// points of order 8, p-1, p and p+1; each also with bit 255 set (14 encodings).
-const LOW_ORDER_X25519: [[u8; 32]; 7] = {
-    const fn h(s: &[u8; 64]) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        let mut i = 0;
-        while i < 32 {
-            let hi = (s[2 * i] as char).to_digit(16);
-            let lo = (s[2 * i + 1] as char).to_digit(16);
-            out[i] = match (hi, lo) {
-                (Some(a), Some(b)) => (a * 16 + b) as u8,
-                _ => 0,
-            };
-            i += 1;
-        }
-        out
-    }
-    [
-        h(b"0000000000000000000000000000000000000000000000000000000000000000"),
-        h(b"0100000000000000000000000000000000000000000000000000000000000000"),
-        h(b"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
-        h(b"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
-        h(b"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
-        h(b"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
-        h(b"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
-    ]
-};
-
 pub(crate) fn validate_keys(k: &DeviceKeys) -> Result<()> {
-    // A low-order X25519 key would make every session secret zero. Compare with
-    // bit 255 cleared, as X25519 itself ignores it.
-    let mut masked = k.x25519;
-    masked[31] &= 0x7f;
-    if LOW_ORDER_X25519.contains(&masked) {
+    // A low-order X25519 key would make every session secret zero.
+    if fleetkey_crypto::x25519::is_low_order(&k.x25519) {
         return Err(invalid("x25519 key", "low-order point"));
     }
     if k.ed25519 == [0u8; 32] {
