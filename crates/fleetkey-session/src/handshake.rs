@@ -326,6 +326,7 @@ impl Handshake {
             sent: 0,
             received: 0,
             partial: Vec::new(),
+            scratch: Vec::new(),
             failed: None,
         })
     }
@@ -341,7 +342,17 @@ pub struct Transport {
     sent: u64,
     received: u64,
     partial: Vec<u8>,
+    /// Reused plaintext buffer (wiped after each use).
+    scratch: Vec<u8>,
     failed: Option<Error>,
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.scratch.zeroize();
+        self.partial.zeroize();
+    }
 }
 
 impl std::fmt::Debug for Transport {
@@ -388,7 +399,7 @@ impl Transport {
                 limit: self.limits.max_message,
             });
         }
-        let mut plain = Vec::with_capacity(MAX_CHUNK.min(msg.len()) + 1);
+        let mut plain = std::mem::take(&mut self.scratch);
         let mut chunks = msg.chunks(MAX_CHUNK).peekable();
         let empty: &[u8] = &[];
         let mut first = true;
@@ -406,7 +417,9 @@ impl Transport {
             let at = out.len();
             out.extend_from_slice(&(len as u16).to_be_bytes());
             out.resize(at + 2 + len, 0);
-            match self.state.write_message(&plain, &mut out[at + 2..]) {
+            let written = self.state.write_message(&plain, &mut out[at + 2..]);
+            zeroize::Zeroize::zeroize(&mut plain[..]);
+            match written {
                 Ok(n) if n == len => {}
                 Ok(_) => return self.fail(Error::State("unexpected ciphertext length")),
                 Err(e) => return self.fail(e.into()),
@@ -416,6 +429,7 @@ impl Transport {
                 self.state.rekey_outgoing();
             }
         }
+        self.scratch = plain;
         Ok(())
     }
 
@@ -428,16 +442,24 @@ impl Transport {
         if noise_msg.len() < TAG_LEN + 1 || noise_msg.len() > MAX_NOISE_MESSAGE {
             return self.fail(Error::Malformed("transport message"));
         }
-        let mut plain = vec![0u8; noise_msg.len()];
+        let mut plain = std::mem::take(&mut self.scratch);
+        plain.resize(noise_msg.len(), 0);
         let n = match self.state.read_message(noise_msg, &mut plain) {
             Ok(n) => n,
             Err(e) => return self.fail(e.into()),
         };
+        let r = self.take_chunk(&plain[..n]);
+        zeroize::Zeroize::zeroize(&mut plain[..]);
+        self.scratch = plain;
+        r
+    }
+
+    fn take_chunk(&mut self, plain: &[u8]) -> Result<Option<Vec<u8>>> {
         self.received += 1;
         if self.received.is_multiple_of(self.limits.rekey_after.max(1)) {
             self.state.rekey_incoming();
         }
-        let (flag, chunk) = match plain[..n].split_first() {
+        let (flag, chunk) = match plain.split_first() {
             Some((f, c)) => (*f, c),
             None => return self.fail(Error::Malformed("transport message")),
         };

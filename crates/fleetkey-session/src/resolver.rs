@@ -66,11 +66,13 @@ impl Random for AwsLcRng {
     }
 }
 
-/// X25519 key pair; the scalar is wiped on drop.
+/// X25519 key pair; the scalar is wiped on drop. The provider key is built once
+/// per `set` (building it derives the public key, a scalar multiplication).
 #[derive(Default)]
 struct X25519Dh {
     private: [u8; 32],
     public: [u8; 32],
+    key: Option<PrivateKey>,
 }
 
 impl Drop for X25519Dh {
@@ -98,8 +100,10 @@ impl Dh for X25519Dh {
         k[..n].copy_from_slice(&privkey[..n]);
         self.private = k;
         k.zeroize();
-        self.public = PrivateKey::from_private_key(&X25519, &self.private)
-            .ok()
+        self.key = PrivateKey::from_private_key(&X25519, &self.private).ok();
+        self.public = self
+            .key
+            .as_ref()
             .and_then(|p| p.compute_public_key().ok())
             .and_then(|p| p.as_ref().try_into().ok())
             // An unusable scalar leaves an all-zero public key, which every peer refuses.
@@ -131,10 +135,9 @@ impl Dh for X25519Dh {
         if fleetkey_crypto::x25519::is_low_order(peer) {
             return Err(snow::Error::Dh);
         }
-        let key =
-            PrivateKey::from_private_key(&X25519, &self.private).map_err(|_| snow::Error::Dh)?;
+        let key = self.key.as_ref().ok_or(snow::Error::Dh)?;
         agreement::agree(
-            &key,
+            key,
             UnparsedPublicKey::new(&X25519, peer),
             snow::Error::Dh,
             |shared| {
@@ -225,14 +228,14 @@ impl Cipher for AeadCipher {
             return Err(snow::Error::Decrypt);
         }
         let (body, tag) = ciphertext.split_at(n);
-        out[..n].copy_from_slice(body);
-        match key.open_in_place_separate_tag(
+        match key.open_separate_gather(
             self.nonce(nonce),
             Aad::from(authtext),
+            body,
             tag,
             &mut out[..n],
         ) {
-            Ok(_) => Ok(n),
+            Ok(()) => Ok(n),
             Err(_) => {
                 // Never leave unauthenticated plaintext behind.
                 out[..n].zeroize();
