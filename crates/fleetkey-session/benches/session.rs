@@ -5,22 +5,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fleetkey_session::{Builder, Keypair, Pattern, Resolver, Suite};
+use fleetkey_crypto::mlkem::MlKemSecret;
+use fleetkey_session::{Builder, Keypair, Pattern, Suite};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One IK handshake through fleetkey-session.
-fn ours(resolver: Resolver, suite: Suite, server: &Keypair, device: &Keypair) {
+/// The server's ML-KEM-768 key pair (for the hybrid).
+struct Kem(Arc<MlKemSecret>, Vec<u8>);
+
+/// One IK (or hybrid IKpsk2 + ML-KEM-768) handshake through fleetkey-session.
+fn ours(pattern: Pattern, suite: Suite, server: &Keypair, device: &Keypair, kem: &Kem) {
     let now = Instant::now();
-    let mut i = Builder::new(Pattern::IK, suite)
-        .resolver(resolver)
+    let mut i = Builder::new(pattern, suite)
         .local(device)
         .remote(*server.public())
+        .remote_kem(&kem.1)
         .initiator(now)
         .unwrap();
-    let mut r = Builder::new(Pattern::IK, suite)
-        .resolver(resolver)
+    let mut r = Builder::new(pattern, suite)
         .local(server)
+        .local_kem(kem.0.clone())
         .responder(now)
         .unwrap();
     let m1 = i.write_message(&[], now).unwrap();
@@ -59,6 +64,9 @@ fn raw_snow(suite: Suite, server: &Keypair, device: &Keypair) {
 fn handshakes(c: &mut Criterion) {
     let server = Keypair::generate().unwrap();
     let device = Keypair::generate().unwrap();
+    let k = MlKemSecret::generate().unwrap();
+    let pk = k.public_key().unwrap();
+    let kem = Kem(Arc::new(k), pk);
     let mut g = c.benchmark_group("ik-handshake");
     g.throughput(Throughput::Elements(1));
     for suite in Suite::ALL {
@@ -66,8 +74,12 @@ fn handshakes(c: &mut Criterion) {
             b.iter(|| raw_snow(suite, &server, &device))
         });
         g.bench_function(format!("fleetkey aws-lc {}", suite.name()), |b| {
-            b.iter(|| ours(Resolver::AwsLc, suite, &server, &device))
+            b.iter(|| ours(Pattern::IK, suite, &server, &device, &kem))
         });
+        g.bench_function(
+            format!("fleetkey aws-lc hybrid IKpsk2+ML-KEM-768 {}", suite.name()),
+            |b| b.iter(|| ours(Pattern::IKHybrid, suite, &server, &device, &kem)),
+        );
     }
     g.finish();
 }

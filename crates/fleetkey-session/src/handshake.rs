@@ -3,7 +3,9 @@
 use crate::error::{Error, Result};
 use crate::frame::{FLAG_FINAL, FLAG_MORE, Limits, MAX_CHUNK, MAX_NOISE_MESSAGE, TAG_LEN};
 use crate::pattern::{Pattern, Suite, protocol_name};
+use fleetkey_crypto::mlkem::{self, MlKemSecret};
 use fleetkey_crypto::x25519::is_low_order;
+use std::sync::Arc;
 use std::time::Instant;
 use zeroize::Zeroizing;
 
@@ -83,6 +85,8 @@ pub struct Builder<'a> {
     prologue: &'a [u8],
     local: Option<&'a Keypair>,
     remote: Option<[u8; 32]>,
+    remote_kem: Option<&'a [u8]>,
+    local_kem: Option<Arc<MlKemSecret>>,
 }
 
 impl<'a> Builder<'a> {
@@ -96,6 +100,8 @@ impl<'a> Builder<'a> {
             prologue: &[],
             local: None,
             remote: None,
+            remote_kem: None,
+            local_kem: None,
         }
     }
 
@@ -130,6 +136,18 @@ impl<'a> Builder<'a> {
         self
     }
 
+    /// The responder's ML-KEM-768 encapsulation key (hybrid pattern, initiator).
+    pub fn remote_kem(mut self, encapsulation_key: &'a [u8]) -> Self {
+        self.remote_kem = Some(encapsulation_key);
+        self
+    }
+
+    /// Our ML-KEM-768 decapsulation key (hybrid pattern, responder).
+    pub fn local_kem(mut self, key: Arc<MlKemSecret>) -> Self {
+        self.local_kem = Some(key);
+        self
+    }
+
     fn snow(&self) -> Result<snow::Builder<'_>> {
         let params = protocol_name(self.pattern, self.suite)
             .parse()
@@ -159,8 +177,25 @@ impl<'a> Builder<'a> {
             }
             b = b.remote_public_key(r)?;
         }
+        let mut kem_ct = None;
+        let psk;
+        if self.pattern.hybrid() {
+            let ek = self.remote_kem.ok_or(Error::State(
+                "the hybrid pattern needs the responder's ML-KEM key",
+            ))?;
+            if ek.len() != mlkem::ENCAPSULATION_KEY_LEN {
+                return Err(Error::Malformed("ML-KEM-768 encapsulation key"));
+            }
+            let (ct, ss) = mlkem::encapsulate(ek)
+                .map_err(|_| Error::Malformed("ML-KEM-768 encapsulation key"))?;
+            psk = Zeroizing::new(*ss.expose_secret());
+            b = b.psk(2, &psk)?;
+            kem_ct = Some(ct);
+        }
         let hs = b.build_initiator()?;
-        Ok(Handshake::new(hs, &self, now))
+        let mut h = Handshake::new(hs, &self, now);
+        h.kem_ct = kem_ct;
+        Ok(h)
     }
 
     /// The responder's side.
@@ -170,8 +205,15 @@ impl<'a> Builder<'a> {
                 "this pattern needs the responder's static key",
             ));
         }
+        if self.pattern.hybrid() && self.local_kem.is_none() {
+            return Err(Error::State(
+                "the hybrid pattern needs the responder's ML-KEM key",
+            ));
+        }
         let hs = self.snow()?.build_responder()?;
-        Ok(Handshake::new(hs, &self, now))
+        let mut h = Handshake::new(hs, &self, now);
+        h.kem_key = self.local_kem.clone();
+        Ok(h)
     }
 }
 
@@ -183,6 +225,10 @@ pub struct Handshake {
     read_any: bool,
     deadline: Instant,
     failed: Option<Error>,
+    /// Hybrid initiator: the ML-KEM ciphertext to send in the first payload.
+    kem_ct: Option<Vec<u8>>,
+    /// Hybrid responder: the key that opens it (taken once used).
+    kem_key: Option<Arc<MlKemSecret>>,
 }
 
 impl std::fmt::Debug for Handshake {
@@ -204,6 +250,8 @@ impl Handshake {
             read_any: false,
             deadline: now + b.limits.handshake_timeout,
             failed: None,
+            kem_ct: None,
+            kem_key: None,
         }
     }
 
@@ -229,6 +277,15 @@ impl Handshake {
             return Err(Error::State("it is not our turn to write"));
         }
         let mut out = vec![0u8; self.limits.max_handshake_message];
+        let with_ct;
+        let payload = match self.kem_ct.take() {
+            Some(mut ct) => {
+                ct.extend_from_slice(payload);
+                with_ct = ct;
+                &with_ct[..]
+            }
+            None => payload,
+        };
         match self.hs.write_message(payload, &mut out) {
             Ok(n) => {
                 out.truncate(n);
@@ -273,6 +330,22 @@ impl Handshake {
             Err(e) => return self.fail(e.into()),
         };
         payload.truncate(n);
+        if let Some(key) = self.kem_key.take() {
+            // Hybrid responder: the first payload starts with the ML-KEM ciphertext;
+            // its shared secret is the PSK of the second message.
+            if payload.len() < mlkem::CIPHERTEXT_LEN {
+                return self.fail(Error::Malformed("hybrid first message"));
+            }
+            let rest = payload.split_off(mlkem::CIPHERTEXT_LEN);
+            let ss = match key.decapsulate(&payload) {
+                Ok(ss) => ss,
+                Err(_) => return self.fail(Error::Malformed("ML-KEM-768 ciphertext")),
+            };
+            if let Err(e) = self.hs.set_psk(2, ss.expose_secret()) {
+                return self.fail(e.into());
+            }
+            payload = rest;
+        }
         if let Some(rs) = self.hs.get_remote_static() {
             let rs: [u8; 32] = match rs.try_into() {
                 Ok(k) => k,

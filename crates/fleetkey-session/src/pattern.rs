@@ -15,11 +15,22 @@ pub enum Pattern {
     /// No static keys; identity comes from an attestation signed over the
     /// handshake hash ([`crate::attestation`]).
     NN,
+    /// The post-quantum hybrid: `IKpsk2` where the initiator encapsulates to the
+    /// responder's ML-KEM-768 key in the first message's payload and the shared
+    /// secret is the PSK mixed in at the end of the second message, so the session
+    /// keys depend on both X25519 and ML-KEM (`docs/protocol.md#post-quantum-hybrid`).
+    IKHybrid,
 }
 
 impl Pattern {
     /// Every pattern.
-    pub const ALL: [Pattern; 4] = [Pattern::IK, Pattern::XX, Pattern::N, Pattern::NN];
+    pub const ALL: [Pattern; 5] = [
+        Pattern::IK,
+        Pattern::XX,
+        Pattern::N,
+        Pattern::NN,
+        Pattern::IKHybrid,
+    ];
 
     /// The name in the protocol string.
     pub fn name(self) -> &'static str {
@@ -28,12 +39,13 @@ impl Pattern {
             Pattern::XX => "XX",
             Pattern::N => "N",
             Pattern::NN => "NN",
+            Pattern::IKHybrid => "IKpsk2",
         }
     }
 
     /// Whether the initiator has (and sends or uses) a static key.
     pub fn initiator_static(self) -> bool {
-        matches!(self, Pattern::IK | Pattern::XX)
+        matches!(self, Pattern::IK | Pattern::XX | Pattern::IKHybrid)
     }
 
     /// Whether the responder has a static key.
@@ -43,14 +55,19 @@ impl Pattern {
 
     /// Whether the initiator must know the responder's static key beforehand.
     pub fn responder_known(self) -> bool {
-        matches!(self, Pattern::IK | Pattern::N)
+        matches!(self, Pattern::IK | Pattern::N | Pattern::IKHybrid)
+    }
+
+    /// Whether the pattern carries an ML-KEM-768 encapsulation.
+    pub fn hybrid(self) -> bool {
+        matches!(self, Pattern::IKHybrid)
     }
 
     /// Handshake messages in the pattern.
     pub fn messages(self) -> usize {
         match self {
             Pattern::N => 1,
-            Pattern::IK | Pattern::NN => 2,
+            Pattern::IK | Pattern::NN | Pattern::IKHybrid => 2,
             Pattern::XX => 3,
         }
     }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fleetkey_crypto::ed25519::Ed25519Signer;
+use fleetkey_crypto::mlkem::MlKemSecret;
 use fleetkey_session::frame::{FrameReader, MAX_NOISE_MESSAGE};
 use fleetkey_session::{
     Builder, Error, Handshake, Keypair, Limits, Pattern, Resolver, Suite, Transport, attestation,
@@ -15,6 +16,7 @@ use serde_json::Value;
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 fn h(v: &Value) -> Vec<u8> {
@@ -37,7 +39,7 @@ fn low_order() -> Vec<[u8; 32]> {
 fn cacophony_vectors_through_both_resolvers() {
     let doc: Value = serde_json::from_str(include_str!("vectors/cacophony.json")).unwrap();
     let vectors = doc["vectors"].as_array().unwrap();
-    assert_eq!(vectors.len(), 8);
+    assert_eq!(vectors.len(), 10);
     for v in vectors {
         let name = v["protocol_name"].as_str().unwrap();
         for aws in [true, false] {
@@ -73,6 +75,18 @@ fn cacophony_vectors_through_both_resolvers() {
             }
             if let Some(k) = &rs {
                 rb = rb.local_private_key(k).unwrap();
+            }
+            let (ipsk, rpsk) = (
+                v.get("init_psks").map(|p| h(&p[0])),
+                v.get("resp_psks").map(|p| h(&p[0])),
+            );
+            let ipsk: Option<[u8; 32]> = ipsk.map(|p| p.try_into().unwrap());
+            let rpsk: Option<[u8; 32]> = rpsk.map(|p| p.try_into().unwrap());
+            if let Some(p) = &ipsk {
+                ib = ib.psk(2, p).unwrap();
+            }
+            if let Some(p) = &rpsk {
+                rb = rb.psk(2, p).unwrap();
             }
             let mut i = ib.build_initiator().unwrap();
             let mut r = rb.build_responder().unwrap();
@@ -129,6 +143,16 @@ fn cacophony_vectors_through_both_resolvers() {
     }
 }
 
+/// The responder's ML-KEM-768 key pair for the hybrid pattern (made once).
+fn kem() -> &'static (Arc<MlKemSecret>, Vec<u8>) {
+    static K: OnceLock<(Arc<MlKemSecret>, Vec<u8>)> = OnceLock::new();
+    K.get_or_init(|| {
+        let k = MlKemSecret::generate().unwrap();
+        let pk = k.public_key().unwrap();
+        (Arc::new(k), pk)
+    })
+}
+
 /// Keys for a pattern: (initiator static, responder static).
 fn keys() -> (Keypair, Keypair) {
     (Keypair::generate().unwrap(), Keypair::generate().unwrap())
@@ -152,6 +176,10 @@ fn builders<'a>(
     let mut r = Builder::new(p, s).resolver(rres).prologue(b"fleetkey test");
     if p.responder_static() {
         r = r.local(rk);
+    }
+    if p.hybrid() {
+        i = i.remote_kem(&kem().1);
+        r = r.local_kem(kem().0.clone());
     }
     (i, r)
 }
@@ -608,6 +636,71 @@ fn nn_attestations_bind_the_session_and_cannot_be_replayed() {
     // Another key: refused.
     let other = Ed25519Signer::generate().unwrap();
     assert!(attestation::verify(&other.public_key(), r1.handshake_hash(), &sig).is_err());
+}
+
+#[test]
+fn the_hybrid_needs_the_right_ml_kem_key_as_well_as_the_right_x25519_key() {
+    let now = Instant::now();
+    let (ik, rk) = keys();
+    for s in Suite::ALL {
+        // Right keys: works, and the first payload arrives intact after the ciphertext.
+        let (ib, rb) = builders(
+            Pattern::IKHybrid,
+            s,
+            &ik,
+            &rk,
+            Resolver::AwsLc,
+            Resolver::SnowDefault,
+        );
+        let mut i = ib.initiator(now).unwrap();
+        let mut r = rb.responder(now).unwrap();
+        let m1 = i.write_message(b"first", now).unwrap();
+        assert!(m1.len() > 1088, "carries the ML-KEM ciphertext");
+        assert_eq!(r.read_message(&m1, now).unwrap(), b"first");
+        let m2 = r.write_message(b"second", now).unwrap();
+        assert_eq!(i.read_message(&m2, now).unwrap(), b"second");
+        let (mut ti, mut tr) = (i.into_transport().unwrap(), r.into_transport().unwrap());
+        assert_eq!(send(&mut ti, &mut tr, b"pq").unwrap(), b"pq");
+        // The responder holds another ML-KEM key: X25519 alone does not make a session.
+        let other = Arc::new(MlKemSecret::generate().unwrap());
+        let mut i = Builder::new(Pattern::IKHybrid, s)
+            .local(&ik)
+            .remote(*rk.public())
+            .remote_kem(&kem().1)
+            .initiator(now)
+            .unwrap();
+        let mut r = Builder::new(Pattern::IKHybrid, s)
+            .local(&rk)
+            .local_kem(other)
+            .responder(now)
+            .unwrap();
+        r.read_message(&i.write_message(&[], now).unwrap(), now)
+            .unwrap();
+        let m2 = r.write_message(&[], now).unwrap();
+        assert_eq!(i.read_message(&m2, now).unwrap_err(), Error::Decrypt);
+    }
+    // Missing or malformed ML-KEM keys are refused up front.
+    assert!(matches!(
+        Builder::new(Pattern::IKHybrid, Suite::ChaChaPolyBlake2s)
+            .local(&ik)
+            .remote(*rk.public())
+            .initiator(now),
+        Err(Error::State(_))
+    ));
+    assert!(matches!(
+        Builder::new(Pattern::IKHybrid, Suite::ChaChaPolyBlake2s)
+            .local(&ik)
+            .remote(*rk.public())
+            .remote_kem(&[1; 10])
+            .initiator(now),
+        Err(Error::Malformed(_))
+    ));
+    assert!(matches!(
+        Builder::new(Pattern::IKHybrid, Suite::ChaChaPolyBlake2s)
+            .local(&rk)
+            .responder(now),
+        Err(Error::State(_))
+    ));
 }
 
 #[test]
