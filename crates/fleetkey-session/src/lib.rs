@@ -9,8 +9,9 @@
 //! What it adds to snow:
 //! - **Patterns by their Noise names** ([`Pattern`], [`Suite`]): `IK` (the normal
 //!   case), `XX` (first contact, then pin the key), `N` (one-way), `NN` with an
-//!   [`attestation`] over the handshake hash; suites `25519_ChaChaPoly_BLAKE2s` and
-//!   `25519_AESGCM_SHA256`.
+//!   [`attestation`] over the handshake hash, and the post-quantum hybrid
+//!   `IKpsk2` + ML-KEM-768 ([`Pattern::IKHybrid`]); suites
+//!   `25519_ChaChaPoly_BLAKE2s` and `25519_AESGCM_SHA256`.
 //! - **An aws-lc-rs resolver** ([`resolver`]) for X25519, ChaCha20-Poly1305,
 //!   AES-256-GCM and SHA-2, interoperable with snow's default resolver.
 //! - **Low-order keys refused**: every low-order Curve25519 point (all 14
@@ -20,8 +21,8 @@
 //!   16 MiB, a handshake deadline, rekeying after a number of messages.
 //! - **Sticky failure**: after an error, every later call returns it again.
 //!
-//! Not here yet: the post-quantum hybrid mode, session persistence and resumption,
-//! the tokio adapter (see the sessions issue and `docs/protocol.md`).
+//! Not here yet: session persistence and resumption and the tokio adapter (see the
+//! sessions issue and `docs/protocol.md`).
 //!
 //! ```
 //! use fleetkey_session::{Builder, Keypair, Pattern, Suite};
