@@ -10,19 +10,16 @@
 //! below). Verification checks the algorithm against the key type, the signature,
 //! the presence and shape of every claim, and the validity window.
 
-use crate::{Error, Result, composite, ed25519};
+use crate::cwt;
+use crate::{Error, Result};
+use coset::CborSerializable;
 use coset::cwt::{ClaimName, ClaimsSet, ClaimsSetBuilder, Timestamp};
-use coset::iana::{self, EnumI64};
-use coset::{
-    CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, RegisteredLabelWithPrivate,
-    TaggedCborSerializable,
-};
+
+pub use crate::cwt::{COMPOSITE_ALG, Issuer, IssuerPublicKey};
 
 /// Longest credential accepted, in bytes (a composite credential with every key is
 /// about 7.5 KiB).
 pub const MAX_LEN: usize = 16 * 1024;
-/// Private-use COSE algorithm id of the composite Ed25519 + ML-DSA-65 signature.
-pub const COMPOSITE_ALG: i64 = -65_537;
 /// Private claim: the fleet (text).
 pub const CLAIM_FLEET: i64 = -65_537;
 /// Private claim: the hardware identity (text).
@@ -90,29 +87,11 @@ pub struct Claims {
     pub credential_id: [u8; 16],
 }
 
-/// The issuing key.
-#[derive(Debug, Clone, Copy)]
-pub enum Issuer<'a> {
-    /// Ed25519 (COSE EdDSA).
-    Ed25519(&'a ed25519::Ed25519Signer),
-    /// Composite Ed25519 + ML-DSA-65.
-    Composite(&'a composite::CompositeSigner),
-}
-
-/// The public key that verifies credentials.
-#[derive(Debug, Clone, Copy)]
-pub enum IssuerPublicKey<'a> {
-    /// 32-byte Ed25519 key.
-    Ed25519(&'a [u8]),
-    /// 1984-byte composite key.
-    Composite(&'a [u8]),
-}
-
 fn bad(what: &'static str) -> Error {
     Error::Malformed(what)
 }
 
-fn keys_value(k: &DeviceKeys) -> Value {
+pub(crate) fn keys_value(k: &DeviceKeys) -> Value {
     let mut m = vec![
         (Value::Integer(1.into()), Value::Bytes(k.x25519.to_vec())),
         (Value::Integer(2.into()), Value::Bytes(k.ed25519.to_vec())),
@@ -126,7 +105,7 @@ fn keys_value(k: &DeviceKeys) -> Value {
     Value::Map(m)
 }
 
-fn keys_from(v: &Value) -> Result<DeviceKeys> {
+pub(crate) fn keys_from(v: &Value) -> Result<DeviceKeys> {
     let Value::Map(m) = v else {
         return Err(bad("credential keys"));
     };
@@ -190,28 +169,7 @@ pub fn issue(claims: &Claims, issuer: Issuer<'_>, key_id: &[u8]) -> Result<Vec<u
         .private_claim(CLAIM_KEYS, keys_value(&claims.keys))
         .build();
     let payload = set.to_vec().map_err(|_| bad("credential claims"))?;
-    let header = match issuer {
-        Issuer::Ed25519(_) => HeaderBuilder::new().algorithm(iana::Algorithm::EdDSA),
-        Issuer::Composite(_) => HeaderBuilder::new()
-            .algorithm_label(RegisteredLabelWithPrivate::PrivateUse(COMPOSITE_ALG)),
-    }
-    .key_id(key_id.to_vec())
-    .build();
-    let sign1 = CoseSign1Builder::new()
-        .protected(header)
-        .payload(payload)
-        .try_create_signature(b"", |data| match issuer {
-            Issuer::Ed25519(s) => Ok(s.sign(data).to_vec()),
-            Issuer::Composite(s) => s.sign(data),
-        })?
-        .build();
-    let out = sign1
-        .to_tagged_vec()
-        .map_err(|_| bad("credential encoding"))?;
-    if out.len() > MAX_LEN {
-        return Err(Error::TooLarge("credential"));
-    }
-    Ok(out)
+    cwt::sign(payload, issuer, key_id, MAX_LEN, "credential")
 }
 
 /// Parses a credential without checking its signature (for routing: which fleet,
@@ -221,12 +179,8 @@ pub fn peek(token: &[u8]) -> Result<(Vec<u8>, Claims)> {
     Ok((sign1.protected.header.key_id.clone(), claims))
 }
 
-fn parse(token: &[u8]) -> Result<(CoseSign1, Claims)> {
-    if token.len() > MAX_LEN {
-        return Err(Error::TooLarge("credential"));
-    }
-    let sign1 = CoseSign1::from_tagged_slice(token)
-        .map_err(|_| bad("credential (not a tagged COSE_Sign1)"))?;
+fn parse(token: &[u8]) -> Result<(coset::CoseSign1, Claims)> {
+    let sign1 = cwt::parse(token, MAX_LEN, "credential (not a tagged COSE_Sign1)")?;
     let payload = sign1.payload.as_deref().ok_or(bad("credential payload"))?;
     let set = ClaimsSet::from_slice(payload).map_err(|_| bad("credential claims"))?;
     let claims = claims_from(&set)?;
@@ -286,24 +240,7 @@ fn claims_from(set: &ClaimsSet) -> Result<Claims> {
 /// matches the key, signature verifies, claims are complete, `iat ≤ now < exp`.
 pub fn verify(token: &[u8], key: IssuerPublicKey<'_>, now: i64) -> Result<Claims> {
     let (sign1, claims) = parse(token)?;
-    let alg = sign1.protected.header.alg.as_ref();
-    let alg_ok = match key {
-        IssuerPublicKey::Ed25519(_) => {
-            alg == Some(&RegisteredLabelWithPrivate::Assigned(
-                iana::Algorithm::EdDSA,
-            ))
-        }
-        IssuerPublicKey::Composite(_) => {
-            alg == Some(&RegisteredLabelWithPrivate::PrivateUse(COMPOSITE_ALG))
-        }
-    };
-    if !alg_ok {
-        return Err(Error::BadSignature);
-    }
-    sign1.verify_signature(b"", |sig, data| match key {
-        IssuerPublicKey::Ed25519(pk) => ed25519::verify(pk, data, sig),
-        IssuerPublicKey::Composite(pk) => composite::verify(pk, data, sig),
-    })?;
+    cwt::verify(&sign1, key)?;
     if now < claims.issued_at {
         return Err(Error::NotYetValid);
     }
@@ -316,14 +253,5 @@ pub fn verify(token: &[u8], key: IssuerPublicKey<'_>, now: i64) -> Result<Claims
 /// The signature algorithm a credential names (`EdDSA` or `Ed25519+ML-DSA-65`),
 /// without verifying anything; for reporting.
 pub fn algorithm_name(token: &[u8]) -> Option<&'static str> {
-    let sign1 = CoseSign1::from_tagged_slice(token).ok()?;
-    match sign1.protected.header.alg? {
-        RegisteredLabelWithPrivate::Assigned(a)
-            if a.to_i64() == iana::Algorithm::EdDSA.to_i64() =>
-        {
-            Some("EdDSA")
-        }
-        RegisteredLabelWithPrivate::PrivateUse(COMPOSITE_ALG) => Some("Ed25519+ML-DSA-65"),
-        _ => None,
-    }
+    cwt::algorithm_name(&cwt::parse(token, MAX_LEN, "credential").ok()?)
 }

@@ -47,6 +47,18 @@ pub enum Error {
     /// check the clocks.
     #[error("not valid yet")]
     NotYetValid,
+    /// A key record is older (lower sequence) than one already accepted for the
+    /// identity: a rollback. Keep the newer record.
+    #[error("key record rolled back (sequence below the last one seen)")]
+    Rollback,
+    /// A key record was issued longer ago than the accepted maximum age; fetch a
+    /// fresh one.
+    #[error("key record is stale")]
+    Stale,
+    /// A valid key record revokes the identity (its sequence is given): do not
+    /// trust its keys.
+    #[error("identity revoked (record sequence {0})")]
+    RecordRevoked(u64),
     /// A peer's X25519 public key is a low-order point (the shared secret would be zero).
     #[error("refused low-order X25519 public key")]
     LowOrderPoint,

@@ -60,6 +60,7 @@
 pub mod aead;
 pub mod composite;
 pub mod credential;
+pub mod cwt;
 pub mod ed25519;
 pub mod envelope;
 mod error;
@@ -69,6 +70,7 @@ pub mod keyfile;
 pub mod mldsa;
 pub mod mlkem;
 pub mod rand;
+pub mod record;
 pub mod secret;
 pub mod x25519;
 
