@@ -115,6 +115,12 @@ pub enum Error {
         /// The stored revision.
         current: i64,
     },
+    /// The key directory has no record for this identity.
+    #[error("identity {0:?} not found in the key directory")]
+    IdentityNotFound(String),
+    /// A newer key record was written meanwhile; retry the change.
+    #[error("key record of {0:?} changed meanwhile; retry")]
+    DirectoryConflict(String),
     /// No such device command, or it is not for this device.
     #[error("command {0:?} not found")]
     CommandNotFound(String),

@@ -41,6 +41,7 @@ pub mod clock;
 pub mod config;
 pub mod custody;
 pub mod data_lock;
+pub mod directory;
 mod error;
 pub mod fleet;
 pub mod keys;

@@ -683,3 +683,106 @@ async fn decommissioning_queues_a_signed_wipe_erases_secrets_and_allows_only_a_f
     let again = provision(&e, "dec", "hw-dec").await;
     assert_ne!(again.id, d.id);
 }
+
+#[tokio::test]
+async fn the_directory_publishes_onboarding_rotation_and_revocation_with_rising_sequences() {
+    use fleetkey_crypto::cwt::IssuerPublicKey;
+    use fleetkey_crypto::record::{self, Freshness};
+    let e = env().await;
+    e.fleets.create_fleet("ops", "dir", None).await.unwrap();
+    let d = provision(&e, "dir", "hw-dir").await;
+    assert!(matches!(
+        e.fleets.directory().record(&d.id).await,
+        Err(Error::IdentityNotFound(_))
+    ));
+    onboard(&e, &d).await;
+    let pk = e.fleets.directory().public_key();
+    let key = IssuerPublicKey::Composite(&pk);
+    let check = |token: &[u8], last| {
+        record::verify(
+            token,
+            key,
+            Freshness {
+                now: e.clock.now(),
+                max_age_secs: record::DEFAULT_MAX_AGE_SECS,
+                last_sequence: last,
+            },
+        )
+    };
+    use fleetkey_server::clock::Clock;
+    let first = e.fleets.directory().record(&d.id).await.unwrap();
+    let r1 = check(&first, None).unwrap();
+    assert_eq!((r1.sequence, r1.keys.ed25519), (1, d.sign.public_key()));
+    // Rotation publishes the new keys as sequence 2; the old record is now a rollback.
+    let cmd = e
+        .fleets
+        .request_rotation("ops", &d.id, "test")
+        .await
+        .unwrap();
+    let new_sign = Ed25519Signer::generate().unwrap();
+    let nk = keys_of(&new_sign);
+    let (_, cid) = e
+        .fleets
+        .propose_rotation(
+            &d.id,
+            &cmd.id,
+            nk.clone(),
+            &d.sign.sign(&rotation_request_message(&d.id, &cmd.id, &nk)),
+        )
+        .await
+        .unwrap();
+    e.fleets
+        .confirm_rotation(
+            &d.id,
+            &cmd.id,
+            &new_sign.sign(&rotation_confirm_message(&d.id, &cmd.id, &cid)),
+        )
+        .await
+        .unwrap();
+    let second = e.fleets.directory().record(&d.id).await.unwrap();
+    let r2 = check(&second, Some(1)).unwrap();
+    assert_eq!((r2.sequence, r2.keys), (2, nk.clone()));
+    assert_eq!(
+        check(&first, Some(2)).unwrap_err(),
+        fleetkey_crypto::Error::Rollback
+    );
+    // The scheduler re-signs records before clients would find them stale.
+    assert_eq!(
+        e.fleets
+            .directory()
+            .refresh("scheduler", 100)
+            .await
+            .unwrap(),
+        0
+    );
+    e.clock.advance(8 * 86_400);
+    assert_eq!(
+        e.fleets
+            .directory()
+            .refresh("scheduler", 100)
+            .await
+            .unwrap(),
+        1
+    );
+    let r3 = check(&e.fleets.directory().record(&d.id).await.unwrap(), Some(2)).unwrap();
+    assert_eq!((r3.sequence, r3.keys), (3, nk));
+    // Decommissioning publishes the revocation in the same transaction.
+    e.fleets.decommission("ops", &d.id, "stolen").await.unwrap();
+    let revoked = e.fleets.directory().record(&d.id).await.unwrap();
+    assert_eq!(
+        check(&revoked, Some(3)).unwrap_err(),
+        fleetkey_crypto::Error::RecordRevoked(4)
+    );
+    e.clock.advance(8 * 86_400);
+    assert_eq!(
+        e.fleets
+            .directory()
+            .refresh("scheduler", 100)
+            .await
+            .unwrap(),
+        0,
+        "revocations stay"
+    );
+    let (_, entries) = audit(&e).await;
+    assert!(entries.iter().any(|x| x.action == "directory.refresh"));
+}

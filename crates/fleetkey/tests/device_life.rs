@@ -620,6 +620,34 @@ async fn a_device_life_from_factory_to_factory_reset_against_a_running_server() 
     assert_eq!(s, 201, "{v}");
     assert_ne!(v["id"].as_str().unwrap(), dev.id);
 
+    // The key directory published the revocation; it verifies under the
+    // directory's key, and the earlier records are rollbacks now.
+    let (_, dk) = c.http("GET", "/v1/directory", None, None).await;
+    let dir_pk = B64.decode(dk["public_key"].as_str().unwrap()).unwrap();
+    let (s, rec) = c
+        .http("GET", &format!("/v1/directory/{}", dev.id), None, None)
+        .await;
+    assert_eq!((s, rec["revoked"].as_bool()), (200, Some(true)), "{rec}");
+    let token = B64.decode(rec["record"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let verdict = fleetkey_crypto::record::verify(
+        &token,
+        fleetkey_crypto::cwt::IssuerPublicKey::Composite(&dir_pk),
+        fleetkey_crypto::record::Freshness {
+            now,
+            max_age_secs: fleetkey_crypto::record::DEFAULT_MAX_AGE_SECS,
+            last_sequence: Some(2),
+        },
+    );
+    assert_eq!(
+        verdict.unwrap_err(),
+        fleetkey_crypto::Error::RecordRevoked(3),
+        "onboarding (1), rotation (2), revocation (3)"
+    );
+
     // The neighbour's unused claim code expires.
     tokio::time::sleep(short_expires.saturating_duration_since(Instant::now())).await;
     let err = c.refused(

@@ -500,6 +500,65 @@ async fn confirm_rotation(
     Ok(Json(d.into()))
 }
 
+/// The directory's verifying key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryKey {
+    /// `Ed25519+ML-DSA-65` (composite, `docs/formats.md#composite-signatures`).
+    pub algorithm: String,
+    /// Base64 of the composite public key (1,984 bytes).
+    pub public_key: String,
+}
+
+/// A key record as served.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryRecord {
+    /// Identity.
+    pub identity: String,
+    /// Sequence number (check it never goes backwards).
+    pub sequence: u64,
+    /// Whether the record revokes the identity.
+    pub revoked: bool,
+    /// Issue time.
+    pub issued_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+    /// Base64 of the signed record (tagged COSE_Sign1): verify this, not the fields
+    /// above, which are a convenience copy.
+    pub record: String,
+}
+
+/// The key that signs every directory record (no token).
+#[utoipa::path(get, path = "/v1/directory", tag = "directory",
+    responses((status = 200, body = DirectoryKey)), security(()))]
+async fn directory_key(State(st): St) -> Json<DirectoryKey> {
+    Json(DirectoryKey {
+        algorithm: "Ed25519+ML-DSA-65".into(),
+        public_key: B64.encode(st.fleets.directory().public_key()),
+    })
+}
+
+/// An identity's newest signed key record (no token: records are public and signed).
+#[utoipa::path(get, path = "/v1/directory/{identity}", tag = "directory",
+    params(("identity" = String, Path, description = "Identity (device id)")),
+    responses((status = 200, body = DirectoryRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(()))]
+async fn directory_record(
+    State(st): St,
+    ApiPath(identity): ApiPath<String>,
+) -> ApiResult<Json<DirectoryRecord>> {
+    let token = st.fleets.directory().record(&identity).await?;
+    let r = fleetkey_crypto::record::peek(&token)
+        .map_err(|_| crate::Error::Store("stored key record does not parse".into()))?;
+    Ok(Json(DirectoryRecord {
+        identity: r.identity,
+        sequence: r.sequence,
+        revoked: r.revoked,
+        issued_at: r.issued_at,
+        expires_at: r.expires_at,
+        record: B64.encode(token),
+    }))
+}
+
 /// Operator routes (behind the token middleware).
 pub(super) fn operator_routes() -> Router<Arc<super::AppState>> {
     Router::new()
@@ -537,6 +596,8 @@ pub(super) fn device_routes() -> Router<Arc<super::AppState>> {
         .route("/v1/devices/commands", post(poll_commands))
         .route("/v1/devices/rotation", post(propose_rotation))
         .route("/v1/devices/rotation/confirm", post(confirm_rotation))
+        .route("/v1/directory", get(directory_key))
+        .route("/v1/directory/{identity}", get(directory_record))
 }
 
 /// The OpenAPI paths of this module.

@@ -63,7 +63,8 @@ impl From<Error> for ApiError {
             | Error::TokenNotFound(_)
             | Error::FleetNotFound(_)
             | Error::DeviceNotFound(_)
-            | Error::CommandNotFound(_) => {
+            | Error::CommandNotFound(_)
+            | Error::IdentityNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
             Error::KeyringExists(_)
@@ -83,6 +84,7 @@ impl From<Error> for ApiError {
             Error::IllegalTransition { .. }
             | Error::NoConfigSchema(_)
             | Error::ConfigRevision { .. }
+            | Error::DirectoryConflict(_)
             | Error::CommandState(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             Error::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())

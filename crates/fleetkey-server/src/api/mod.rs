@@ -1607,7 +1607,7 @@ impl utoipa::Modify for SecurityAddon {
         onboarding_challenge, onboarding_complete, wipe_receipt, create_claim_code, claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
     modifiers(&SecurityAddon),
-    tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"), (name = "fleets"), (name = "config"), (name = "onboarding"))
+    tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"), (name = "fleets"), (name = "config"), (name = "onboarding"), (name = "directory"))
 )]
 pub struct ApiDoc;
 

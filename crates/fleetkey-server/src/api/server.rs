@@ -98,6 +98,11 @@ pub async fn serve(
                     .for_each(|a| tracing::info!(action = %a, "policy")),
                 Err(e) => tracing::error!(error = %e, "policy run failed"),
             }
+            match fleets.directory().refresh("scheduler", 1000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "key records re-signed"),
+                Err(e) => tracing::error!(error = %e, "key record refresh failed"),
+            }
             match fleets.run_rotation_policy("scheduler").await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(devices = n, "credential rotation requested by policy"),

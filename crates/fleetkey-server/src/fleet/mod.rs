@@ -45,6 +45,7 @@ use crate::store::{
     CommandKind, DeviceRecord, DeviceState, FleetRecord, ManufacturingRecord, Registration, Store,
     StoredConfig,
 };
+use fleetkey_crypto::record::IdentityKind;
 use fleetkey_crypto::{
     credential::{self, Claims, DeviceKeys, Issuer, Role},
     ed25519::Ed25519Signer,
@@ -169,6 +170,7 @@ pub struct FleetService {
     issuers: RwLock<HashMap<String, Arc<(FleetRecord, Ed25519Signer)>>>,
     schemas: RwLock<HashMap<String, Schemas>>,
     queue: mpsc::Sender<Job>,
+    directory: crate::directory::Directory,
 }
 
 pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
@@ -196,6 +198,8 @@ impl FleetService {
     /// Starts the service and its registration writer. Needs a tokio runtime.
     pub fn new(store: Arc<dyn Store>, custody: Arc<dyn Custody>, clock: SharedClock) -> Arc<Self> {
         let (tx, rx) = mpsc::channel::<Job>(4 * MAX_GROUP);
+        let directory =
+            crate::directory::Directory::new(store.clone(), custody.clone(), clock.clone());
         tokio::spawn(writer(store.clone(), clock.clone(), rx));
         Arc::new(Self {
             store,
@@ -204,7 +208,13 @@ impl FleetService {
             issuers: RwLock::new(HashMap::new()),
             schemas: RwLock::new(HashMap::new()),
             queue: tx,
+            directory,
         })
+    }
+
+    /// The key directory (records of this fleet service's devices).
+    pub fn directory(&self) -> &crate::directory::Directory {
+        &self.directory
     }
 
     /// Creates a fleet with a fresh issuing key.
@@ -493,6 +503,10 @@ impl FleetService {
             Issuer::Ed25519(&issuer.1),
             issuer.0.issuer_key_id.as_bytes(),
         )?;
+        let record = self
+            .directory
+            .prepare(&d.id, IdentityKind::Device, operational.keys.clone(), false)
+            .await?;
         self.store
             .apply(
                 crate::store::Change::DeviceTransition {
@@ -503,6 +517,7 @@ impl FleetService {
                     revoke: Vec::new(),
                     command: None,
                     cancel_open_commands: false,
+                    key_record: Some(record),
                     at: now,
                 },
                 AuditDraft::new(
@@ -539,6 +554,7 @@ impl FleetService {
                     revoke: Vec::new(),
                     command: None,
                     cancel_open_commands: false,
+                    key_record: None,
                     at: now,
                 },
                 AuditDraft::new(
@@ -575,6 +591,10 @@ impl FleetService {
             now,
         )?;
         let wipe_id = wipe.id.clone();
+        let revocation = self
+            .directory
+            .prepare(&d.id, IdentityKind::Device, device_keys(&d)?, true)
+            .await?;
         self.store
             .apply(
                 crate::store::Change::DeviceTransition {
@@ -585,6 +605,7 @@ impl FleetService {
                     revoke,
                     command: Some(wipe),
                     cancel_open_commands: true,
+                    key_record: Some(revocation),
                     at: now,
                 },
                 AuditDraft::new(
@@ -727,6 +748,20 @@ impl FleetService {
         self.issuer(fleet).await?;
         self.store.devices(fleet, after, limit).await
     }
+}
+
+/// The registered public keys of a device.
+pub(crate) fn device_keys(d: &DeviceRecord) -> Result<DeviceKeys> {
+    let k32 = |v: &[u8]| -> Result<[u8; 32]> {
+        v.try_into()
+            .map_err(|_| Error::Store("stored device key is not 32 bytes".into()))
+    };
+    Ok(DeviceKeys {
+        x25519: k32(&d.x25519)?,
+        ed25519: k32(&d.ed25519)?,
+        ml_kem_768: d.ml_kem_768.clone(),
+        ml_dsa_65: d.ml_dsa_65.clone(),
+    })
 }
 
 /// `XXXX-XXXX-XXXX-XXXX`: 80 random bits in Crockford base32 (no I, L, O, U).

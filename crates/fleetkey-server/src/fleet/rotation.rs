@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::store::{Change, CommandKind, CommandRecord, DeviceRecord, DeviceState};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::credential::{self, Claims, DeviceKeys, Issuer, Role};
+use fleetkey_crypto::record::IdentityKind;
 use serde_json::json;
 
 /// What is remembered between proposal and confirmation (stored as JSON, erased
@@ -82,6 +83,7 @@ impl FleetService {
                     revoke: Vec::new(),
                     command: Some(command.clone()),
                     cancel_open_commands: false,
+                    key_record: None,
                     at: now,
                 },
                 AuditDraft::new(
@@ -213,18 +215,34 @@ impl FleetService {
         .map_err(|_| {
             Error::CredentialRefused("rotation confirmation does not verify with the new key")
         })?;
+        let new_keys = DeviceKeys {
+            x25519: unb64(&p.x25519)?
+                .try_into()
+                .map_err(|_| Error::Store("stored x25519 key is not 32 bytes".into()))?,
+            ed25519: ed25519
+                .clone()
+                .try_into()
+                .map_err(|_| Error::Store("stored ed25519 key is not 32 bytes".into()))?,
+            ml_kem_768: p.ml_kem_768.as_deref().map(unb64).transpose()?,
+            ml_dsa_65: p.ml_dsa_65.as_deref().map(unb64).transpose()?,
+        };
+        let record = self
+            .directory
+            .prepare(device_id, IdentityKind::Device, new_keys.clone(), false)
+            .await?;
         let now = self.clock.now();
         self.store
             .apply(
                 Change::RotationConfirmed {
                     device_id: device_id.to_owned(),
                     command_id: command_id.to_owned(),
-                    x25519: unb64(&p.x25519)?,
-                    ed25519: ed25519.clone(),
-                    ml_kem_768: p.ml_kem_768.as_deref().map(unb64).transpose()?,
-                    ml_dsa_65: p.ml_dsa_65.as_deref().map(unb64).transpose()?,
+                    x25519: new_keys.x25519.to_vec(),
+                    ed25519,
+                    ml_kem_768: new_keys.ml_kem_768.clone(),
+                    ml_dsa_65: new_keys.ml_dsa_65.clone(),
                     credential_id: credential_id.to_vec(),
                     revoke: d.operational_credential_id.clone(),
+                    key_record: Some(record),
                     at: now,
                 },
                 AuditDraft::new(

@@ -203,9 +203,13 @@ pub enum Change {
         command: Option<CommandRecord>,
         /// Cancel the device's open commands first (decommissioning).
         cancel_open_commands: bool,
+        /// A key record to publish in the same transaction.
+        key_record: Option<crate::directory::RecordWrite>,
         /// When.
         at: UnixTime,
     },
+    /// Publish a key record (its sequence must be above the stored one).
+    PutKeyRecord(crate::directory::RecordWrite),
     /// A device presents the keys it rotates to: the command moves to
     /// `in_progress` and remembers them (JSON in `pending`) until confirmed.
     RotationProposed {
@@ -237,6 +241,8 @@ pub enum Change {
         credential_id: Vec<u8>,
         /// The old operational credential id, revoked now.
         revoke: Option<Vec<u8>>,
+        /// The key record with the new keys.
+        key_record: Option<crate::directory::RecordWrite>,
         /// When.
         at: UnixTime,
     },
@@ -687,6 +693,14 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<String>>;
     /// Fleets with a credential rotation period.
     async fn fleets_with_rotation(&self) -> Result<Vec<FleetRecord>>;
+    /// The newest key record of an identity: (sequence, signed record).
+    async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>>;
+    /// Key records issued before `before`, oldest first, at most `limit`.
+    async fn key_records_issued_before(
+        &self,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
     /// Stores a single-use onboarding challenge.
     async fn put_challenge(
         &self,

@@ -301,6 +301,7 @@ impl Store for SqliteStore {
                 revoke,
                 command,
                 cancel_open_commands,
+                key_record,
                 at,
             } => {
                 check_state(&mut tx, id, from, to.as_str()).await?;
@@ -326,7 +327,11 @@ impl Store for SqliteStore {
                 if let Some(c) = command {
                     insert_command(&mut tx, c).await?;
                 }
+                if let Some(r) = key_record {
+                    put_key_record(&mut tx, r).await?;
+                }
             }
+            Change::PutKeyRecord(r) => put_key_record(&mut tx, r).await?,
             Change::RotationProposed {
                 device_id,
                 command_id,
@@ -358,6 +363,7 @@ impl Store for SqliteStore {
                 ml_dsa_65,
                 credential_id,
                 revoke,
+                key_record,
                 at,
             } => {
                 check_state(&mut tx, device_id, &[DeviceState::Rotating], "active").await?;
@@ -402,6 +408,9 @@ impl Store for SqliteStore {
                 }
                 if let Some(old) = revoke {
                     revoke_credential(&mut tx, old, device_id, *at).await?;
+                }
+                if let Some(r) = key_record {
+                    put_key_record(&mut tx, r).await?;
                 }
             }
             Change::Decommissioned { device_id, at } => {
@@ -733,6 +742,38 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(fleet_from_row).collect()
+    }
+
+    async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let row = sqlx::query("SELECT sequence, record FROM key_records WHERE identity = ?")
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>("sequence")? as u64,
+                r.try_get("record")?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn key_records_issued_before(
+        &self,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT identity, record FROM key_records WHERE revoked = 0 AND issued_at < ? \
+             ORDER BY issued_at LIMIT ?",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("identity")?, r.try_get("record")?)))
+            .collect()
     }
 
     async fn config_schemas(&self, fleet: &str) -> Result<Vec<SchemaRecord>> {
@@ -1150,6 +1191,33 @@ fn command_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRecord> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+/// Stores a key record if its sequence is above the stored one (or it is the first).
+async fn put_key_record(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    r: &crate::directory::RecordWrite,
+) -> Result<()> {
+    let seq =
+        i64::try_from(r.sequence).map_err(|_| Error::Store("sequence out of range".into()))?;
+    let n = sqlx::query(
+        "INSERT INTO key_records (identity, sequence, record, revoked, issued_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (identity) DO UPDATE SET sequence = excluded.sequence, record = excluded.record, \
+         revoked = excluded.revoked, issued_at = excluded.issued_at \
+         WHERE key_records.sequence < excluded.sequence",
+    )
+    .bind(&r.identity)
+    .bind(seq)
+    .bind(r.record.as_slice())
+    .bind(i64::from(r.revoked))
+    .bind(r.issued_at)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(Error::DirectoryConflict(r.identity.clone()));
+    }
+    Ok(())
 }
 
 /// Refuses unless the device is in one of `from` (inside the transaction).

@@ -1,0 +1,11 @@
+-- The key directory: the newest signed key record of each identity. A record is
+-- replaced only by one with a higher sequence number (in the same transaction as
+-- the change that makes it: onboarding, rotation, decommissioning).
+CREATE TABLE key_records (
+    identity   TEXT PRIMARY KEY,
+    sequence   BIGINT NOT NULL,
+    record     BLOB NOT NULL,
+    revoked    BIGINT NOT NULL,
+    issued_at  BIGINT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX key_records_by_age ON key_records (revoked, issued_at);

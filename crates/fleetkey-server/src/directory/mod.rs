@@ -1,0 +1,141 @@
+//! The key directory: a signed, timestamped key record per identity
+//! ([`fleetkey_crypto::record`]), signed by the service's composite Ed25519 +
+//! ML-DSA-65 key in custody. Records are written in the same transaction as the
+//! change that makes them (a device's onboarding, credential rotation and
+//! decommissioning, the last as a revocation), each with a sequence number one
+//! above the previous, so clients can refuse rollbacks. Records live 30 days and
+//! are re-signed by the scheduler after 7, so a client's default maximum age
+//! (30 days) always finds a fresh one.
+
+use crate::audit::AuditDraft;
+use crate::clock::{SharedClock, UnixTime};
+use crate::custody::Custody;
+use crate::error::{Error, Result};
+use crate::store::{Change, Store};
+use fleetkey_crypto::credential::DeviceKeys;
+use fleetkey_crypto::cwt::SignatureAlg;
+use fleetkey_crypto::record::{self, IdentityKind, KeyRecord};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The key id in every record's COSE header.
+pub const KEY_ID: &[u8] = b"fleetkey-directory";
+/// How long a record is valid.
+pub const RECORD_TTL_SECS: i64 = 30 * 86_400;
+/// Records older than this are re-signed by [`Directory::refresh`].
+pub const REFRESH_AFTER_SECS: i64 = 7 * 86_400;
+
+/// A record to store with a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    /// Identity.
+    pub identity: String,
+    /// Its sequence (the stored one plus one).
+    pub sequence: u64,
+    /// The signed record.
+    pub record: Vec<u8>,
+    /// Whether it revokes.
+    pub revoked: bool,
+    /// Issue time.
+    pub issued_at: UnixTime,
+}
+
+/// Signs and serves key records.
+pub struct Directory {
+    store: Arc<dyn Store>,
+    custody: Arc<dyn Custody>,
+    clock: SharedClock,
+}
+
+impl Directory {
+    /// A directory over the service's store and custody.
+    pub fn new(store: Arc<dyn Store>, custody: Arc<dyn Custody>, clock: SharedClock) -> Self {
+        Self {
+            store,
+            custody,
+            clock,
+        }
+    }
+
+    /// The public key that verifies every record (composite Ed25519 + ML-DSA-65).
+    pub fn public_key(&self) -> Vec<u8> {
+        self.custody.public_key()
+    }
+
+    /// Signs the next record of `identity` (to be written with a change).
+    pub async fn prepare(
+        &self,
+        identity: &str,
+        kind: IdentityKind,
+        keys: DeviceKeys,
+        revoked: bool,
+    ) -> Result<RecordWrite> {
+        let sequence = match self.store.key_record(identity).await? {
+            Some((seq, _)) => seq + 1,
+            None => 1,
+        };
+        let now = self.clock.now();
+        let r = KeyRecord {
+            identity: identity.to_owned(),
+            kind,
+            keys,
+            issued_at: now,
+            expires_at: now.saturating_add(RECORD_TTL_SECS),
+            sequence,
+            revoked,
+        };
+        let unsigned = record::unsigned(&r, SignatureAlg::Composite, KEY_ID)?;
+        let signature = self.custody.sign(&unsigned.to_be_signed()).await?;
+        Ok(RecordWrite {
+            identity: identity.to_owned(),
+            sequence,
+            record: unsigned.finish(signature, record::MAX_LEN, "key record")?,
+            revoked,
+            issued_at: now,
+        })
+    }
+
+    /// The newest record of an identity.
+    pub async fn record(&self, identity: &str) -> Result<Vec<u8>> {
+        self.store
+            .key_record(identity)
+            .await?
+            .map(|(_, r)| r)
+            .ok_or_else(|| Error::IdentityNotFound(identity.to_owned()))
+    }
+
+    /// Re-signs records issued more than [`REFRESH_AFTER_SECS`] ago (same keys,
+    /// next sequence), at most `limit`; returns how many.
+    pub async fn refresh(&self, actor: &str, limit: u32) -> Result<usize> {
+        let before = self.clock.now().saturating_sub(REFRESH_AFTER_SECS);
+        let mut n = 0;
+        for (identity, token) in self.store.key_records_issued_before(before, limit).await? {
+            let old = record::peek(&token)?;
+            let w = self
+                .prepare(&identity, old.kind, old.keys, old.revoked)
+                .await?;
+            let now = self.clock.now();
+            let seq = w.sequence;
+            match self
+                .store
+                .apply(
+                    Change::PutKeyRecord(w),
+                    AuditDraft::new(
+                        actor,
+                        "directory.refresh",
+                        format!("identity:{identity}"),
+                        json!({ "sequence": seq }),
+                    ),
+                    now,
+                )
+                .await
+            {
+                Ok(_) => n += 1,
+                // Someone published a newer record meanwhile: nothing to refresh.
+                Err(Error::DirectoryConflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
