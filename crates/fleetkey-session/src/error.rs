@@ -43,7 +43,14 @@ pub enum Error {
     #[error("handshake timed out")]
     Timeout,
 
+    /// No message arrived within the idle timeout.
+    #[error("session idle for too long")]
+    Idle,
+
     // --- the platform ---
+    /// The connection failed or closed (the OS error kind is given).
+    #[error("connection: {0:?}")]
+    Io(std::io::ErrorKind),
     /// The randomness source or the crypto provider failed.
     #[error("crypto provider failure")]
     Provider,

@@ -361,6 +361,11 @@ impl Handshake {
         Ok(payload)
     }
 
+    /// The limits this handshake (and its transport) enforce.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Whether our side has nothing left to send or receive.
     pub fn is_finished(&self) -> bool {
         self.hs.is_handshake_finished()

@@ -21,8 +21,9 @@
 //!   16 MiB, a handshake deadline, rekeying after a number of messages.
 //! - **Sticky failure**: after an error, every later call returns it again.
 //!
-//! Not here yet: session persistence and resumption and the tokio adapter (see the
-//! sessions issue and `docs/protocol.md`).
+//! [`io`] is the tokio adapter: a thin loop around the state machines that enforces
+//! the handshake deadline and the idle timeout. Not here yet: session persistence
+//! and resumption (see the sessions issue and `docs/protocol.md`).
 //!
 //! ```
 //! use fleetkey_session::{Builder, Keypair, Pattern, Suite};
@@ -53,6 +54,7 @@ pub mod attestation;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod io;
 pub mod pattern;
 pub mod resolver;
 
