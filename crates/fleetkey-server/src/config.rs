@@ -89,6 +89,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Seconds between policy runs (rotation by age, overlap expiry).
     pub scheduler_interval_secs: u64,
+    /// Device listener address (Noise sessions over TCP); `off` disables it.
+    pub device_listen: String,
+    /// New device connections allowed per source address (IPv6 grouped by /64) per minute.
+    pub device_connections_per_minute: u32,
+    /// Most device handshakes in progress at once.
+    pub max_concurrent_handshakes: usize,
 }
 
 impl Default for Config {
@@ -103,6 +109,9 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             log_format: LogFormat::Auto,
             scheduler_interval_secs: 60,
+            device_listen: "127.0.0.1:8401".into(),
+            device_connections_per_minute: 10,
+            max_concurrent_handshakes: 256,
         }
     }
 }
@@ -141,6 +150,12 @@ impl Config {
         }
         if let Some(v) = get("FLEETKEY_LISTEN") {
             self.listen = v;
+        }
+        if let Some(v) = get("FLEETKEY_DEVICE_LISTEN") {
+            self.device_listen = v;
+        }
+        if let Some(v) = get("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE") {
+            self.device_connections_per_minute = num("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE", &v)?;
         }
         if let Some(v) = get("FLEETKEY_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -184,6 +199,21 @@ impl Config {
                 format!("{:?} is not an address like 127.0.0.1:8400", self.listen),
             )
         })?;
+        if self.device_listen != "off" && self.device_listen.parse::<SocketAddr>().is_err() {
+            return Err(err(
+                "device_listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:8401 (or off)",
+                    self.device_listen
+                ),
+            ));
+        }
+        if self.device_connections_per_minute == 0 || self.max_concurrent_handshakes == 0 {
+            return Err(err(
+                "device_connections_per_minute/max_concurrent_handshakes",
+                "must be at least 1",
+            ));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(err("tls_cert/tls_key", "set both for TLS, or neither"));
         }
@@ -220,6 +250,11 @@ impl Config {
             return Err(err("scheduler_interval_secs", "must be at least 1"));
         }
         Ok(())
+    }
+
+    /// The device listener address, unless it is off (validated).
+    pub fn device_listen_addr(&self) -> Option<SocketAddr> {
+        self.device_listen.parse().ok()
     }
 
     /// The listen address (validated).

@@ -109,6 +109,10 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .current_dir(dir.path())
         .env("HOME", dir.path().join("home"))
         .env("FLEETKEY_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "FLEETKEY_DEVICE_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .arg("serve")
         .assert()
         .code(2)
@@ -186,6 +190,10 @@ fn tls_when_a_certificate_is_configured() {
         .env_remove("FLEETKEY_PASSPHRASE")
         .env_remove("FLEETKEY_DATA_DIR")
         .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "FLEETKEY_DEVICE_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("FLEETKEY_TLS_CERT", dir.path().join("cert.pem"))
         .env("FLEETKEY_TLS_KEY", dir.path().join("key.pem"))
         .stdout(Stdio::null())

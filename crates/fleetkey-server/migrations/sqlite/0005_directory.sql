@@ -9,3 +9,12 @@ CREATE TABLE key_records (
     issued_at  BIGINT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX key_records_by_age ON key_records (revoked, issued_at);
+
+-- The service's own long-lived keys (the Noise static key of the device listener),
+-- wrapped by custody.
+CREATE TABLE service_keys (
+    name       TEXT PRIMARY KEY,
+    wrapped    BLOB NOT NULL,
+    public     BLOB NOT NULL,
+    created_at BIGINT NOT NULL
+) WITHOUT ROWID;

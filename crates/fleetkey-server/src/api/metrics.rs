@@ -30,6 +30,14 @@ pub struct Metrics {
     /// Counters left in the current nonce block's instance id space, per keyring.
     pub nonce_headroom: IntGaugeVec,
     adaptive_tightened: IntGauge,
+    /// Device handshakes by pattern and result (`ok`, `refused`, `failed`, `timeout`).
+    pub handshakes: IntCounterVec,
+    /// Device handshake latency.
+    pub handshake_latency: HistogramVec,
+    /// Device sessions open now.
+    pub active_sessions: IntGauge,
+    /// Device connections and sessions refused, by reason.
+    pub session_refusals: IntCounterVec,
 }
 
 fn counter_vec(
@@ -77,7 +85,36 @@ impl Metrics {
             &["keyring", "version"],
         )?;
         r.register(Box::new(nonce_headroom.clone()))?;
+        let handshake_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "fleetkey_device_handshake_duration_seconds",
+                "Device handshake latency by pattern",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0, 10.0,
+            ]),
+            &["pattern"],
+        )?;
+        r.register(Box::new(handshake_latency.clone()))?;
         Ok(Self {
+            handshakes: counter_vec(
+                &r,
+                "fleetkey_device_handshakes_total",
+                "Device handshakes by pattern and result",
+                &["pattern", "result"],
+            )?,
+            handshake_latency,
+            active_sessions: gauge(
+                &r,
+                "fleetkey_device_sessions_active",
+                "Device sessions open now",
+            )?,
+            session_refusals: counter_vec(
+                &r,
+                "fleetkey_device_refusals_total",
+                "Device connections and sessions refused, by reason",
+                &["reason"],
+            )?,
             requests: counter_vec(
                 &r,
                 "fleetkey_http_requests_total",

@@ -7,6 +7,7 @@
 
 pub mod devices;
 pub mod error;
+pub mod listener;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;

@@ -114,6 +114,41 @@ pub async fn serve(
         path: addr.to_string(),
         source: e,
     };
+    // One shutdown signal for the HTTP server and the device listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let devices = match config.device_listen_addr() {
+        Some(daddr) => {
+            let listener = crate::api::listener::DeviceListener::new(
+                state.clone(),
+                crate::api::listener::ListenerConfig {
+                    connections_per_minute: config.device_connections_per_minute,
+                    max_concurrent_handshakes: config.max_concurrent_handshakes,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let sock = tokio::net::TcpListener::bind(daddr)
+                .await
+                .map_err(|e| Error::Io {
+                    path: format!("device listener {daddr}"),
+                    source: e,
+                })?;
+            let key: String = listener.public_key()[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK)");
+            let mut rx = stop_rx.clone();
+            Some(tokio::spawn(listener.run(sock, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
     let result = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             install_crypto_provider();
@@ -143,6 +178,10 @@ pub async fn serve(
         }
     };
     scheduler.abort();
+    if let Some(d) = devices {
+        d.abort();
+    }
+    drop(stop_rx);
     state.keys.shutdown().await?;
     tracing::info!("fleetkey stopped; usage counts flushed and unused nonces returned");
     result

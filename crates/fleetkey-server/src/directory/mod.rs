@@ -95,6 +95,51 @@ impl Directory {
         })
     }
 
+    /// The service's Noise static X25519 key (the device listener's identity):
+    /// made on first use, wrapped by custody (context `service:noise-static`), the
+    /// same on every later start. Returns the scalar and the public key.
+    pub async fn server_static_key(
+        &self,
+    ) -> Result<(fleetkey_crypto::secret::SecretBytes<32>, [u8; 32])> {
+        const NAME: &str = "noise-static";
+        const CONTEXT: &str = "service:noise-static";
+        if self.store.service_key(NAME).await?.is_none() {
+            let scalar = fleetkey_crypto::secret::SecretBytes::<32>::random()?;
+            let public =
+                fleetkey_crypto::x25519::X25519Secret::from_bytes(scalar.clone()).public_key()?;
+            let wrapped = self.custody.wrap(&scalar, CONTEXT).await?;
+            let now = self.clock.now();
+            self.store
+                .apply(
+                    Change::CreateServiceKey {
+                        name: NAME.into(),
+                        wrapped,
+                        public: public.to_vec(),
+                        at: now,
+                    },
+                    AuditDraft::new(
+                        "service",
+                        "service.key_create",
+                        format!("service-key:{NAME}"),
+                        json!({}),
+                    ),
+                    now,
+                )
+                .await?;
+        }
+        // Whoever won a concurrent first start, everyone uses the stored key.
+        let (wrapped, public) = self
+            .store
+            .service_key(NAME)
+            .await?
+            .ok_or_else(|| Error::Store("service key vanished".into()))?;
+        let scalar = self.custody.unwrap(&wrapped, CONTEXT).await?;
+        let public: [u8; 32] = public
+            .try_into()
+            .map_err(|_| Error::Store("stored service key is not 32 bytes".into()))?;
+        Ok((scalar, public))
+    }
+
     /// The newest record of an identity.
     pub async fn record(&self, identity: &str) -> Result<Vec<u8>> {
         self.store

@@ -110,6 +110,19 @@ pub fn command_poll_message(device_id: &str, at: UnixTime) -> Vec<u8> {
     m
 }
 
+/// What a device signs, with its Ed25519 key, to answer a command:
+/// `"fleetkey command receipt v1" ‖ 0x00 ‖ command id ‖ 0x00 ‖ device id ‖ 0x00 ‖
+/// status ‖ 0x00 ‖ BE64(at)`, where status is `applied` or `rejected`.
+pub fn receipt_message(command_id: &str, device_id: &str, status: &str, at: UnixTime) -> Vec<u8> {
+    let mut m = b"fleetkey command receipt v1\0".to_vec();
+    for part in [command_id, device_id, status] {
+        m.extend_from_slice(part.as_bytes());
+        m.push(0);
+    }
+    m.extend_from_slice(&at.to_be_bytes());
+    m
+}
+
 /// Lower-case hex.
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
@@ -163,6 +176,7 @@ mod tests {
             ),
             rotation_confirm_message("a", "b", &[0; 16]),
             command_poll_message("a", 0),
+            receipt_message("a", "b", "applied", 0),
             super::super::onboarding_message("a", &[0; 32], 0),
             super::super::wipe_receipt_message("a", 0),
         ];

@@ -294,6 +294,94 @@ impl FleetService {
         self.store.commands(device_id, true).await
     }
 
+    /// The device whose Noise static key this is, if it may open a session now
+    /// (onboarded, active or rotating); otherwise why not, for the refusal.
+    pub async fn session_device(
+        &self,
+        x25519: &[u8; 32],
+    ) -> Result<std::result::Result<DeviceRecord, (Option<String>, &'static str)>> {
+        let Some(d) = self.store.device_by_x25519(x25519).await? else {
+            return Ok(Err((None, "unknown_device")));
+        };
+        Ok(match d.state {
+            DeviceState::Onboarded | DeviceState::Active | DeviceState::Rotating => Ok(d),
+            DeviceState::Manufactured => Err((Some(d.id), "not_onboarded")),
+            DeviceState::Suspended => Err((Some(d.id), "suspended")),
+            DeviceState::Decommissioning | DeviceState::Decommissioned => {
+                Err((Some(d.id), "decommissioned"))
+            }
+        })
+    }
+
+    /// Records a refused session attempt in the audit log.
+    pub async fn audit_session_refusal(
+        &self,
+        device_id: Option<&str>,
+        key: &[u8; 32],
+        reason: &str,
+        peer: &str,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        self.store
+            .apply(
+                Change::AuditOnly,
+                AuditDraft::new(
+                    "device-listener",
+                    "session.refused",
+                    device_id
+                        .map_or_else(|| "device:unknown".to_owned(), |d| format!("device:{d}")),
+                    json!({ "reason": reason, "x25519_prefix": key_prefix(key), "peer": peer }),
+                ),
+                now,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// A device's signed receipt for an `update_config` command (`applied` ends it
+    /// `done`, `rejected` ends it `cancelled`); verified with the device key and
+    /// kept in the audit log.
+    pub async fn command_receipt(
+        &self,
+        device_id: &str,
+        command_id: &str,
+        status: &str,
+        at: i64,
+        signature: &[u8],
+    ) -> Result<()> {
+        let d = self.device(device_id).await?;
+        let state = match status {
+            "applied" => crate::store::CommandState::Done,
+            "rejected" => crate::store::CommandState::Cancelled,
+            _ => return Err(invalid("receipt status", "applied or rejected")),
+        };
+        fleetkey_crypto::ed25519::verify(
+            &d.ed25519,
+            &super::commands::receipt_message(command_id, device_id, status, at),
+            signature,
+        )
+        .map_err(|_| Error::CredentialRefused("receipt does not verify with the device key"))?;
+        let now = self.clock.now();
+        self.store
+            .apply(
+                Change::CommandReceipt {
+                    device_id: device_id.to_owned(),
+                    command_id: command_id.to_owned(),
+                    state,
+                    at: now,
+                },
+                AuditDraft::new(
+                    &format!("device:{device_id}"),
+                    "device.command_receipt",
+                    format!("device:{device_id}"),
+                    json!({ "command": command_id, "status": status, "at": at, "signature": hex(signature) }),
+                ),
+                now,
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// Sets (or clears) a fleet's credential rotation period.
     pub async fn set_rotation_policy(
         &self,

@@ -210,6 +210,28 @@ pub enum Change {
     },
     /// Publish a key record (its sequence must be above the stored one).
     PutKeyRecord(crate::directory::RecordWrite),
+    /// A service key, unless one of that name exists (then nothing changes).
+    CreateServiceKey {
+        /// Name.
+        name: String,
+        /// The secret, wrapped by custody.
+        wrapped: Vec<u8>,
+        /// The public key.
+        public: Vec<u8>,
+        /// When.
+        at: UnixTime,
+    },
+    /// A device's signed receipt for a command: the command ends in `state`.
+    CommandReceipt {
+        /// Device id.
+        device_id: String,
+        /// Command id.
+        command_id: String,
+        /// `done` or `cancelled`.
+        state: CommandState,
+        /// When.
+        at: UnixTime,
+    },
     /// A device presents the keys it rotates to: the command moves to
     /// `in_progress` and remembers them (JSON in `pending`) until confirmed.
     RotationProposed {
@@ -693,6 +715,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<String>>;
     /// Fleets with a credential rotation period.
     async fn fleets_with_rotation(&self) -> Result<Vec<FleetRecord>>;
+    /// A service key: (wrapped secret, public key).
+    async fn service_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// The device whose X25519 key this is.
+    async fn device_by_x25519(&self, key: &[u8]) -> Result<Option<DeviceRecord>>;
     /// The newest key record of an identity: (sequence, signed record).
     async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>>;
     /// Key records issued before `before`, oldest first, at most `limit`.

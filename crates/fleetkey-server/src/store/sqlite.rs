@@ -332,6 +332,44 @@ impl Store for SqliteStore {
                 }
             }
             Change::PutKeyRecord(r) => put_key_record(&mut tx, r).await?,
+            Change::CreateServiceKey {
+                name,
+                wrapped,
+                public,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO service_keys (name, wrapped, public, created_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(wrapped.as_slice())
+                .bind(public.as_slice())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::CommandReceipt {
+                device_id,
+                command_id,
+                state,
+                at,
+            } => {
+                let n = sqlx::query(
+                    "UPDATE device_commands SET state = ?, pending = NULL, updated_at = ? \
+                     WHERE id = ? AND device_id = ? AND kind = 'update_config' AND state IN ('pending', 'in_progress')",
+                )
+                .bind(state.as_str())
+                .bind(at)
+                .bind(command_id)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(command_refusal(&mut tx, command_id, device_id).await?);
+                }
+            }
             Change::RotationProposed {
                 device_id,
                 command_id,
@@ -742,6 +780,23 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(fleet_from_row).collect()
+    }
+
+    async fn service_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let row = sqlx::query("SELECT wrapped, public FROM service_keys WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("wrapped")?, r.try_get("public")?)))
+            .transpose()
+    }
+
+    async fn device_by_x25519(&self, key: &[u8]) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE x25519 = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
     }
 
     async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>> {

@@ -46,6 +46,10 @@ impl Server {
             .env_remove("FLEETKEY_PASSPHRASE")
             .env_remove("FLEETKEY_DATA_DIR")
             .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "FLEETKEY_DEVICE_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("FLEETKEY_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())
