@@ -507,10 +507,13 @@ async fn metrics_openapi_and_health_are_open() {
         Some(json!({"plaintext": "AA=="})),
     )
     .await;
+    let (s, _, _) = a.call("GET", "/v1/directory/dev_nobody", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, v) = a.call("GET", "/metrics", None, None).await;
     assert_eq!(s, StatusCode::OK);
     let text = v.as_str().unwrap();
     for m in [
+        "fleetkey_directory_lookups_total{result=\"not_found\"} 1",
         "fleetkey_http_requests_total",
         "fleetkey_http_request_duration_seconds_bucket",
         "fleetkey_seal_items_total{keyring=\"m\",result=\"ok\"} 1",

@@ -546,9 +546,21 @@ async fn directory_record(
     State(st): St,
     ApiPath(identity): ApiPath<String>,
 ) -> ApiResult<Json<DirectoryRecord>> {
-    let token = st.fleets.directory().record(&identity).await?;
+    let lookups = &st.metrics.directory_lookups;
+    let token = match st.fleets.directory().record(&identity).await {
+        Ok(t) => t,
+        Err(e) => {
+            if matches!(e, crate::Error::IdentityNotFound(_)) {
+                lookups.with_label_values(&["not_found"]).inc();
+            }
+            return Err(e.into());
+        }
+    };
     let r = fleetkey_crypto::record::peek(&token)
         .map_err(|_| crate::Error::Store("stored key record does not parse".into()))?;
+    lookups
+        .with_label_values(&[if r.revoked { "revoked" } else { "found" }])
+        .inc();
     Ok(Json(DirectoryRecord {
         identity: r.identity,
         sequence: r.sequence,

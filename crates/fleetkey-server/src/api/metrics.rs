@@ -38,6 +38,8 @@ pub struct Metrics {
     pub active_sessions: IntGauge,
     /// Device connections and sessions refused, by reason.
     pub session_refusals: IntCounterVec,
+    /// Key directory lookups by result (`found`, `revoked`, `not_found`).
+    pub directory_lookups: IntCounterVec,
 }
 
 fn counter_vec(
@@ -108,6 +110,12 @@ impl Metrics {
                 &r,
                 "fleetkey_device_sessions_active",
                 "Device sessions open now",
+            )?,
+            directory_lookups: counter_vec(
+                &r,
+                "fleetkey_directory_lookups_total",
+                "Key directory lookups by result",
+                &["result"],
             )?,
             session_refusals: counter_vec(
                 &r,
