@@ -82,6 +82,25 @@ async fn a_device_session_from_config_command_to_refusal_after_decommissioning()
         .unwrap();
     assert_eq!(again.public_key(), listener.public_key());
     let server_key = listener.public_key();
+    // Devices can learn the listener's key from the signed directory.
+    let rec = fleetkey_crypto::record::verify(
+        &fleets.directory().record("fleetkey-server").await.unwrap(),
+        fleetkey_crypto::cwt::IssuerPublicKey::Composite(&fleets.directory().public_key()),
+        fleetkey_crypto::record::Freshness {
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+            max_age_secs: fleetkey_crypto::record::DEFAULT_MAX_AGE_SECS,
+            last_sequence: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (rec.keys.x25519, rec.sequence),
+        (server_key, 1),
+        "published once, not again on restart"
+    );
     let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = sock.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -80,7 +80,8 @@ fn source_key(ip: IpAddr) -> u128 {
 impl DeviceListener {
     /// A listener with the service's static key (made on first start, kept in custody).
     pub async fn new(state: Arc<AppState>, config: ListenerConfig) -> crate::Result<Arc<Self>> {
-        let (scalar, _) = state.fleets.directory().server_static_key().await?;
+        let (scalar, public) = state.fleets.directory().server_static_key().await?;
+        state.fleets.directory().publish_service(public).await?;
         let key = Keypair::from_private(*scalar.expose_secret())
             .map_err(|_| crate::Error::Store("the service static key does not load".into()))?;
         let per_minute =

@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 /// The key id in every record's COSE header.
 pub const KEY_ID: &[u8] = b"fleetkey-directory";
+/// The identity of the service's own record (the device listener's keys).
+pub const SERVICE_IDENTITY: &str = "fleetkey-server";
 /// How long a record is valid.
 pub const RECORD_TTL_SECS: i64 = 30 * 86_400;
 /// Records older than this are re-signed by [`Directory::refresh`].
@@ -138,6 +140,48 @@ impl Directory {
             .try_into()
             .map_err(|_| Error::Store("stored service key is not 32 bytes".into()))?;
         Ok((scalar, public))
+    }
+
+    /// Publishes the service's own record under [`SERVICE_IDENTITY`]: its Noise
+    /// static X25519 key and the components of its composite signing key, so devices
+    /// can learn the listener's key from a signed record. Does nothing when the
+    /// stored record already says the same.
+    pub async fn publish_service(&self, x25519: [u8; 32]) -> Result<()> {
+        let pk = self.custody.public_key();
+        let (ed, dsa) = pk.split_at(pk.len().min(32));
+        let keys = DeviceKeys {
+            x25519,
+            ed25519: ed
+                .try_into()
+                .map_err(|_| Error::Store("custody public key is too short".into()))?,
+            ml_kem_768: None,
+            ml_dsa_65: (!dsa.is_empty()).then(|| dsa.to_vec()),
+        };
+        if let Some((_, token)) = self.store.key_record(SERVICE_IDENTITY).await?
+            && let Ok(r) = record::peek(&token)
+            && r.keys == keys
+            && !r.revoked
+        {
+            return Ok(());
+        }
+        let w = self
+            .prepare(SERVICE_IDENTITY, IdentityKind::Service, keys, false)
+            .await?;
+        let now = self.clock.now();
+        let seq = w.sequence;
+        self.store
+            .apply(
+                Change::PutKeyRecord(w),
+                AuditDraft::new(
+                    "service",
+                    "directory.publish",
+                    format!("identity:{SERVICE_IDENTITY}"),
+                    json!({ "sequence": seq }),
+                ),
+                now,
+            )
+            .await
+            .map(|_| ())
     }
 
     /// The newest record of an identity.
