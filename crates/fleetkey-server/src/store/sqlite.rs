@@ -355,20 +355,16 @@ impl Store for SqliteStore {
                 state,
                 at,
             } => {
-                let n = sqlx::query(
-                    "UPDATE device_commands SET state = ?, pending = NULL, updated_at = ? \
-                     WHERE id = ? AND device_id = ? AND kind = 'update_config' AND state IN ('pending', 'in_progress')",
+                step_command(
+                    &mut tx,
+                    command_id,
+                    device_id,
+                    CommandKind::UpdateConfig,
+                    *state,
+                    None,
+                    *at,
                 )
-                .bind(state.as_str())
-                .bind(at)
-                .bind(command_id)
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if n == 0 {
-                    return Err(command_refusal(&mut tx, command_id, device_id).await?);
-                }
+                .await?;
             }
             Change::RotationProposed {
                 device_id,
@@ -376,21 +372,16 @@ impl Store for SqliteStore {
                 pending,
                 at,
             } => {
-                let n = sqlx::query(
-                    "UPDATE device_commands SET state = 'in_progress', pending = ?, updated_at = ? \
-                     WHERE id = ? AND device_id = ? AND kind = 'rotate_credential' \
-                     AND state IN ('pending', 'in_progress')",
+                step_command(
+                    &mut tx,
+                    command_id,
+                    device_id,
+                    CommandKind::RotateCredential,
+                    CommandState::InProgress,
+                    Some(pending),
+                    *at,
                 )
-                .bind(pending)
-                .bind(at)
-                .bind(command_id)
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if n == 0 {
-                    return Err(command_refusal(&mut tx, command_id, device_id).await?);
-                }
+                .await?;
             }
             Change::RotationConfirmed {
                 device_id,
@@ -405,19 +396,16 @@ impl Store for SqliteStore {
                 at,
             } => {
                 check_state(&mut tx, device_id, &[DeviceState::Rotating], "active").await?;
-                let n = sqlx::query(
-                    "UPDATE device_commands SET state = 'done', pending = NULL, updated_at = ? \
-                     WHERE id = ? AND device_id = ? AND kind = 'rotate_credential' AND state = 'in_progress'",
+                step_command(
+                    &mut tx,
+                    command_id,
+                    device_id,
+                    CommandKind::RotateCredential,
+                    CommandState::Done,
+                    None,
+                    *at,
                 )
-                .bind(at)
-                .bind(command_id)
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if n == 0 {
-                    return Err(command_refusal(&mut tx, command_id, device_id).await?);
-                }
+                .await?;
                 let r = sqlx::query(
                     "UPDATE devices SET state = 'active', x25519 = ?, ed25519 = ?, ml_kem_768 = ?, ml_dsa_65 = ?, \
                      operational_credential_id = ?, credential_issued_at = ?, updated_at = ? WHERE id = ?",
@@ -1353,6 +1341,45 @@ async fn cancel_commands(
     .bind(kind.map(CommandKind::as_str))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Moves a device's open command of `kind` to `to` (keeping `pending` state only
+/// when given); a command that is unknown, another device's, or not open is refused.
+/// Finishing a rotation needs it in progress (its keys proposed).
+#[allow(clippy::too_many_arguments)]
+async fn step_command(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    command_id: &str,
+    device_id: &str,
+    kind: CommandKind,
+    to: CommandState,
+    pending: Option<&str>,
+    at: UnixTime,
+) -> Result<()> {
+    let from: &[&str] = if kind == CommandKind::RotateCredential && to == CommandState::Done {
+        &["in_progress"]
+    } else {
+        &["pending", "in_progress"]
+    };
+    let n = sqlx::query(
+        "UPDATE device_commands SET state = ?, pending = ?, updated_at = ? \
+         WHERE id = ? AND device_id = ? AND kind = ? AND state IN (?, ?)",
+    )
+    .bind(to.as_str())
+    .bind(pending)
+    .bind(at)
+    .bind(command_id)
+    .bind(device_id)
+    .bind(kind.as_str())
+    .bind(from[0])
+    .bind(from.last().copied().unwrap_or(from[0]))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(command_refusal(tx, command_id, device_id).await?);
+    }
     Ok(())
 }
 
