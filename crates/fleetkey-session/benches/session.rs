@@ -19,15 +19,14 @@ fn ours(pattern: Pattern, suite: Suite, server: &Keypair, device: &Keypair, kem:
     let now = Instant::now();
     let mut i = Builder::new(pattern, suite)
         .local(device)
-        .remote(*server.public())
-        .remote_kem(&kem.1)
-        .initiator(now)
-        .unwrap();
-    let mut r = Builder::new(pattern, suite)
-        .local(server)
-        .local_kem(kem.0.clone())
-        .responder(now)
-        .unwrap();
+        .remote(*server.public());
+    let mut r = Builder::new(pattern, suite).local(server);
+    if pattern.hybrid() {
+        i = i.remote_kem(&kem.1);
+        r = r.local_kem(kem.0.clone());
+    }
+    let mut i = i.initiator(now).unwrap();
+    let mut r = r.responder(now).unwrap();
     let m1 = i.write_message(&[], now).unwrap();
     r.read_message(&m1, now).unwrap();
     let m2 = r.write_message(&[], now).unwrap();

@@ -160,8 +160,18 @@ impl<'a> Builder<'a> {
         Ok(b)
     }
 
+    /// ML-KEM keys belong to the hybrid pattern only: giving one for a classic
+    /// pattern is refused rather than silently ignored (no false sense of PQ safety).
+    fn check_kem(&self) -> Result<()> {
+        if !self.pattern.hybrid() && (self.remote_kem.is_some() || self.local_kem.is_some()) {
+            return Err(Error::State("an ML-KEM key only fits the hybrid pattern"));
+        }
+        Ok(())
+    }
+
     /// The initiator's side.
     pub fn initiator(self, now: Instant) -> Result<Handshake> {
+        self.check_kem()?;
         if self.pattern.initiator_static() && self.local.is_none() {
             return Err(Error::State(
                 "this pattern needs the initiator's static key",
@@ -200,6 +210,7 @@ impl<'a> Builder<'a> {
 
     /// The responder's side.
     pub fn responder(self, now: Instant) -> Result<Handshake> {
+        self.check_kem()?;
         if self.pattern.responder_static() && self.local.is_none() {
             return Err(Error::State(
                 "this pattern needs the responder's static key",

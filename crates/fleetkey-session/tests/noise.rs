@@ -679,6 +679,22 @@ fn the_hybrid_needs_the_right_ml_kem_key_as_well_as_the_right_x25519_key() {
         let m2 = r.write_message(&[], now).unwrap();
         assert_eq!(i.read_message(&m2, now).unwrap_err(), Error::Decrypt);
     }
+    // An ML-KEM key given for a classic pattern is refused, not silently ignored.
+    assert!(matches!(
+        Builder::new(Pattern::IK, Suite::ChaChaPolyBlake2s)
+            .local(&rk)
+            .local_kem(kem().0.clone())
+            .responder(now),
+        Err(Error::State(_))
+    ));
+    assert!(matches!(
+        Builder::new(Pattern::IK, Suite::ChaChaPolyBlake2s)
+            .local(&ik)
+            .remote(*rk.public())
+            .remote_kem(&kem().1)
+            .initiator(now),
+        Err(Error::State(_))
+    ));
     // Missing or malformed ML-KEM keys are refused up front.
     assert!(matches!(
         Builder::new(Pattern::IKHybrid, Suite::ChaChaPolyBlake2s)
