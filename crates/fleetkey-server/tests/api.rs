@@ -526,6 +526,18 @@ async fn metrics_openapi_and_health_are_open() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/keyrings/{name}/seal"]["post"].is_object());
+    // Every route the router serves is documented, the open ones included.
+    for (path, method) in [
+        ("/v1/directory", "get"),
+        ("/v1/directory/{identity}", "get"),
+        ("/v1/devices/commands", "post"),
+        ("/v1/fleets/{fleet}/devices/{id}/config", "patch"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
     assert_eq!(
         a.call("GET", "/healthz", None, None).await.0,
         StatusCode::OK

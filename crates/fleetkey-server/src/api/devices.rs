@@ -628,6 +628,8 @@ pub(super) fn device_routes() -> Router<Arc<super::AppState>> {
     factory_reset,
     poll_commands,
     propose_rotation,
-    confirm_rotation
+    confirm_rotation,
+    directory_key,
+    directory_record
 ))]
 pub(super) struct DevicesDoc;
