@@ -67,11 +67,11 @@ impl Keypair {
 
 impl std::fmt::Debug for Keypair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let prefix: String = self.public[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        write!(f, "Keypair(public {prefix}…)")
+        write!(
+            f,
+            "Keypair(public {})",
+            fleetkey_crypto::hex_prefix(&self.public)
+        )
     }
 }
 

@@ -211,7 +211,7 @@ impl DeviceListener {
         };
         m.handshakes.with_label_values(&["IK", "ok"]).inc();
         m.active_sessions.inc();
-        let key_prefix: String = key[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let key_prefix = fleetkey_crypto::hex_prefix(&key);
         tracing::info!(device = %device.id, key = %key_prefix, "device session open");
         if let Err(e) = self.serve(&mut session, &device.id).await {
             tracing::debug!(device = %device.id, error = %e, "device session ended");

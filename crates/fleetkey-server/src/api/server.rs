@@ -137,10 +137,7 @@ pub async fn serve(
                     path: format!("device listener {daddr}"),
                     source: e,
                 })?;
-            let key: String = listener.public_key()[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let key = fleetkey_crypto::hex_prefix(&listener.public_key());
             tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK)");
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(listener.run(sock, async move {

@@ -214,6 +214,11 @@ impl FleetService {
     pub async fn config(&self, device_id: &str) -> Result<DeviceConfig> {
         let d = self.device(device_id).await?;
         let schemas = self.schemas(&d.fleet).await?;
+        self.config_with(device_id, &schemas).await
+    }
+
+    /// [`Self::config`] for a device whose fleet's schemas are already at hand.
+    async fn config_with(&self, device_id: &str, schemas: &Schemas) -> Result<DeviceConfig> {
         let newest = schemas.last().map_or(0, |s| s.version);
         let stored = self.store.device_config(device_id).await?;
         let (revision, from, value) = match &stored {
@@ -224,9 +229,9 @@ impl FleetService {
             ),
             None => (0, 0, json!({})),
         };
-        let config = config::migrate(&schemas, from, &value)?;
+        let config = config::migrate(schemas, from, &value)?;
         Ok(DeviceConfig {
-            device_id: d.id,
+            device_id: device_id.to_owned(),
             schema_version: newest,
             revision,
             config,
@@ -288,7 +293,7 @@ impl FleetService {
         let newest = schemas
             .last()
             .ok_or_else(|| Error::NoConfigSchema(d.fleet.clone()))?;
-        let current = self.config(device_id).await?;
+        let current = self.config_with(device_id, &schemas).await?;
         if let Some(expected) = expected_revision
             && expected != current.revision
         {
@@ -387,7 +392,7 @@ impl FleetService {
                     continue;
                 }
                 let r = async {
-                    let current = self.config(id).await?;
+                    let current = self.config_with(id, &schemas).await?;
                     let old = parse_json("config", &stored.config)?;
                     let changes = config::diff(&old, &current.config);
                     let new = current.config.clone();

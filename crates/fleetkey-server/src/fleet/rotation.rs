@@ -47,11 +47,6 @@ fn unb64(s: &str) -> Result<Vec<u8>> {
         .map_err(|_| Error::Store("stored rotation proposal is not base64".into()))
 }
 
-/// The first 8 bytes of a public key, for logs and audit entries.
-fn key_prefix(k: &[u8]) -> String {
-    hex(&k[..k.len().min(8)])
-}
-
 impl FleetService {
     /// Asks a device to rotate its credential: `rotating` plus a signed command.
     pub async fn request_rotation(
@@ -171,8 +166,8 @@ impl FleetService {
                     &format!("device:{device_id}"),
                     "device.rotation_proposed",
                     format!("device:{device_id}"),
-                    json!({ "command": command_id, "new_ed25519_prefix": key_prefix(&keys.ed25519),
-                            "new_x25519_prefix": key_prefix(&keys.x25519),
+                    json!({ "command": command_id, "new_ed25519_prefix": fleetkey_crypto::hex_prefix(&keys.ed25519),
+                            "new_x25519_prefix": fleetkey_crypto::hex_prefix(&keys.x25519),
                             "credential_id": hex(&claims.credential_id) }),
                 ),
                 now,
@@ -330,7 +325,7 @@ impl FleetService {
                     "session.refused",
                     device_id
                         .map_or_else(|| "device:unknown".to_owned(), |d| format!("device:{d}")),
-                    json!({ "reason": reason, "x25519_prefix": key_prefix(key), "peer": peer }),
+                    json!({ "reason": reason, "x25519_prefix": fleetkey_crypto::hex_prefix(key), "peer": peer }),
                 ),
                 now,
             )
