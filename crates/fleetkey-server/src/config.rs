@@ -95,6 +95,9 @@ pub struct Config {
     pub device_connections_per_minute: u32,
     /// Most device handshakes in progress at once.
     pub max_concurrent_handshakes: usize,
+    /// Where verified device telemetry is appended as JSON lines (default
+    /// `<data_dir>/telemetry.jsonl`).
+    pub telemetry_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -112,6 +115,7 @@ impl Default for Config {
             device_listen: "127.0.0.1:8401".into(),
             device_connections_per_minute: 10,
             max_concurrent_handshakes: 256,
+            telemetry_file: None,
         }
     }
 }
@@ -156,6 +160,9 @@ impl Config {
         }
         if let Some(v) = get("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE") {
             self.device_connections_per_minute = num("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_TELEMETRY_FILE") {
+            self.telemetry_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("FLEETKEY_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -250,6 +257,13 @@ impl Config {
             return Err(err("scheduler_interval_secs", "must be at least 1"));
         }
         Ok(())
+    }
+
+    /// Where device telemetry goes.
+    pub fn telemetry_path(&self) -> PathBuf {
+        self.telemetry_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("telemetry.jsonl"))
     }
 
     /// The device listener address, unless it is off (validated).

@@ -47,6 +47,7 @@ pub mod fleet;
 pub mod keys;
 pub mod secret_file;
 pub mod store;
+pub mod telemetry;
 pub mod tokens;
 
 pub use error::{Error, Result};

@@ -1,158 +1,239 @@
-//! The device listener over loopback TCP: provision -> onboard -> open an IK
-//! session -> receive a signed config command -> return a signed receipt ->
-//! decommission -> reconnect refused (and audited); unknown keys refused; the
-//! per-source connection limit.
+//! The device listener over loopback TCP, driven by the Rust device client
+//! (`fleetkey-client`): provision -> onboard -> IK session with the server key from
+//! a signed directory record -> signed config command -> signed receipt ->
+//! decommission -> the wipe over the session -> reconnect refused; first contact
+//! (XX) then pinning; resumption across a client restart with telemetry
+//! de-duplication; the post-quantum hybrid; credential rotation over the session;
+//! reconnection with backoff; every refusal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use fleetkey_client::proto::{self, DeviceMsg, ServerMsg};
+use fleetkey_client::{Backoff, ClientConfig, DeviceClient, Error as ClientError, RecordCache};
+use fleetkey_crypto::credential::DeviceKeys;
 use fleetkey_crypto::ed25519::Ed25519Signer;
 use fleetkey_crypto::x25519::X25519Secret;
+use fleetkey_server::api::AppState;
 use fleetkey_server::api::listener::{DeviceListener, ListenerConfig};
 use fleetkey_server::api::server;
 use fleetkey_server::config::Config;
 use fleetkey_server::custody::local::{KekSource, LocalCustody};
-use fleetkey_server::fleet::commands::receipt_message;
-use fleetkey_server::fleet::{ConfigUpdate, FactoryRequest, onboarding_message};
+use fleetkey_server::fleet::{ConfigUpdate, FactoryRequest, FleetService, onboarding_message};
 use fleetkey_server::keys::{KeyConfig, KeyService};
 use fleetkey_server::store::{CommandState, DeviceState, Store, sqlite::SqliteStore};
+use fleetkey_server::telemetry::JsonLinesSink;
 use fleetkey_server::{clock::SystemClock, tokens::TokenService};
-use fleetkey_session::io::{Session, handshake};
-use fleetkey_session::{Builder, Keypair, Pattern, Suite};
-use serde_json::{Value, json};
+use fleetkey_session::Keypair;
+use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::net::TcpStream;
+use std::time::Duration;
 
-async fn connect(
-    addr: std::net::SocketAddr,
-    me: &Keypair,
-    server: [u8; 32],
-) -> fleetkey_session::Result<Session<TcpStream>> {
-    let sock = TcpStream::connect(addr).await.unwrap();
-    let hs = Builder::new(Pattern::IK, Suite::ChaChaPolyBlake2s)
-        .local(me)
-        .remote(server)
-        .initiator(Instant::now())?;
-    Ok(handshake(sock, hs, b"").await?.0)
+struct Harness {
+    dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    fleets: Arc<FleetService>,
+    state: Arc<AppState>,
+    listener: Arc<DeviceListener>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    run: Option<tokio::task::JoinHandle<()>>,
 }
 
-async fn recv_json(s: &mut Session<TcpStream>) -> Value {
-    serde_json::from_slice(&s.recv().await.unwrap()).unwrap()
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+impl Harness {
+    async fn start(connections_per_minute: u32) -> Self {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let custody = Arc::new(
+            LocalCustody::open(
+                dir.path(),
+                KekSource::Passphrase(zeroize::Zeroizing::new("pw".into())),
+            )
+            .await
+            .unwrap(),
+        );
+        let clock = Arc::new(SystemClock::default());
+        let keys = Arc::new(
+            KeyService::open(
+                store.clone(),
+                custody.clone(),
+                clock.clone(),
+                KeyConfig::default(),
+            )
+            .await
+            .unwrap(),
+        );
+        let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
+        let fleets = FleetService::new(store.clone(), custody, clock);
+        let state = server::state(&Config::default(), keys, tokens, fleets.clone()).unwrap();
+        let listener = DeviceListener::new(
+            state.clone(),
+            ListenerConfig {
+                connections_per_minute,
+                ..Default::default()
+            },
+            Arc::new(JsonLinesSink::open(&dir.path().join("telemetry.jsonl")).unwrap()),
+        )
+        .await
+        .unwrap();
+        let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(listener.clone().run(sock, async move {
+            let _ = stopped.await;
+        }));
+        let fleet = fleets.create_fleet("ops", "hub", None).await.unwrap();
+        assert!(!fleet.issuer_public_key.is_empty());
+        Self {
+            dir,
+            store,
+            fleets,
+            state,
+            listener,
+            addr,
+            stop: Some(stop),
+            run: Some(run),
+        }
+    }
+
+    async fn fleet_key(&self) -> [u8; 32] {
+        let f = self.fleets.fleet("hub").await.unwrap();
+        hex::decode(f.issuer_public_key)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
+    /// A provisioned, onboarded, active device: (id, Noise key, signing key).
+    async fn device(&self, hw: &str) -> (String, Keypair, Ed25519Signer) {
+        let x = X25519Secret::generate().unwrap();
+        let noise = Keypair::from_private(*x.expose_secret()).unwrap();
+        let sign = Ed25519Signer::generate().unwrap();
+        let p = self
+            .fleets
+            .provision(
+                "jig",
+                FactoryRequest {
+                    fleet: "hub".into(),
+                    hardware_id: hw.into(),
+                    model: "m".into(),
+                    batch: "b".into(),
+                    station: "s".into(),
+                    keys: DeviceKeys {
+                        x25519: x.public_key().unwrap(),
+                        ed25519: sign.public_key(),
+                        ml_kem_768: None,
+                        ml_dsa_65: None,
+                    },
+                    test_results: json!({}),
+                },
+            )
+            .await
+            .unwrap();
+        let id = p.device.id.clone();
+        let c = self.fleets.challenge(&id).await.unwrap();
+        self.fleets
+            .onboard(
+                &p.device.birth_credential,
+                &c.nonce,
+                &sign.sign(&onboarding_message(&id, &c.nonce, c.issued_at)),
+            )
+            .await
+            .unwrap();
+        self.fleets
+            .transition("ops", &id, DeviceState::Active)
+            .await
+            .unwrap();
+        (id, noise, sign)
+    }
+
+    /// The server's key record, verified through a client cache.
+    async fn server_record(&self) -> fleetkey_crypto::record::KeyRecord {
+        let mut cache = RecordCache::new(self.fleets.directory().public_key());
+        let token = self
+            .fleets
+            .directory()
+            .record("fleetkey-server")
+            .await
+            .unwrap();
+        cache.insert(&token, now()).unwrap().clone()
+    }
+
+    fn client(&self, id: &str, noise: &Keypair, sign: &Ed25519Signer, state: &str) -> DeviceClient {
+        let mut config = ClientConfig::new(self.addr.to_string());
+        config.backoff = Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+            max_attempts: 3,
+        };
+        DeviceClient::new(
+            config,
+            id,
+            Keypair::from_private(*noise.expose_private()).unwrap(),
+            Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
+                *sign.expose_seed(),
+            ))
+            .unwrap(),
+            self.dir.path().join(state),
+        )
+        .unwrap()
+    }
+
+    fn metrics(&self) -> String {
+        self.state.metrics.render(&self.state.keys, false)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.run.take().unwrap().await.unwrap();
+    }
+}
+
+async fn next_command(s: &mut fleetkey_client::DeviceSession<'_>) -> proto::CommandWire {
+    match s.recv().await.unwrap() {
+        ServerMsg::Command(c) => c,
+        other => panic!("expected a command, got {other:?}"),
+    }
 }
 
 #[tokio::test]
-async fn a_device_session_from_config_command_to_refusal_after_decommissioning() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-    let custody = Arc::new(
-        LocalCustody::open(
-            dir.path(),
-            KekSource::Passphrase(zeroize::Zeroizing::new("pw".into())),
-        )
-        .await
-        .unwrap(),
-    );
-    let clock = Arc::new(SystemClock::default());
-    let keys = Arc::new(
-        KeyService::open(
-            store.clone(),
-            custody.clone(),
-            clock.clone(),
-            KeyConfig::default(),
-        )
-        .await
-        .unwrap(),
-    );
-    let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
-    let fleets = fleetkey_server::fleet::FleetService::new(store.clone(), custody, clock);
-    let state = server::state(&Config::default(), keys, tokens, fleets.clone()).unwrap();
-    let listener = DeviceListener::new(
-        state.clone(),
-        ListenerConfig {
-            connections_per_minute: 4,
-            ..Default::default()
-        },
+async fn a_device_session_from_config_command_to_wipe_and_refusal() {
+    let h = Harness::start(100).await;
+    // The static key survives a restart (it lives in custody, not in memory), and
+    // the record is published once, not again on restart.
+    let again = DeviceListener::new(
+        h.state.clone(),
+        ListenerConfig::default(),
+        Arc::new(JsonLinesSink::open(&h.dir.path().join("t2.jsonl")).unwrap()),
     )
     .await
     .unwrap();
-    // The static key survives a restart (it lives in custody, not in memory).
-    let again = DeviceListener::new(state.clone(), ListenerConfig::default())
-        .await
-        .unwrap();
-    assert_eq!(again.public_key(), listener.public_key());
-    let server_key = listener.public_key();
-    // Devices can learn the listener's key from the signed directory.
-    let rec = fleetkey_crypto::record::verify(
-        &fleets.directory().record("fleetkey-server").await.unwrap(),
-        fleetkey_crypto::cwt::IssuerPublicKey::Composite(&fleets.directory().public_key()),
-        fleetkey_crypto::record::Freshness {
-            now: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs() as i64,
-            max_age_secs: fleetkey_crypto::record::DEFAULT_MAX_AGE_SECS,
-            last_sequence: None,
-        },
-    )
-    .unwrap();
+    assert_eq!(again.public_key(), h.listener.public_key());
+    let record = h.server_record().await;
     assert_eq!(
-        (rec.keys.x25519, rec.sequence),
-        (server_key, 1),
-        "published once, not again on restart"
+        (record.keys.x25519, record.sequence),
+        (h.listener.public_key(), 1)
     );
-    let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(listener.run(sock, async move {
-        let _ = stopped.await;
-    }));
+    assert_eq!(
+        record.keys.ml_kem_768.as_deref(),
+        Some(&h.listener.kem_public_key().unwrap()[..]),
+        "the record carries the hybrid's ML-KEM key"
+    );
 
-    // Factory and onboarding; the device keeps its private keys.
-    let fleet = fleets.create_fleet("ops", "hub", None).await.unwrap();
-    let fleet_pk = hex::decode(fleet.issuer_public_key).unwrap();
-    fleets
+    let (id, noise, sign) = h.device("hw-listen").await;
+    h.fleets
         .set_schema("ops", "hub", json!({"type": "object", "properties": {"interval_s": {"type": "integer", "default": 60}}}), vec![])
         .await
         .unwrap();
-    let x = X25519Secret::generate().unwrap();
-    let static_key = Keypair::from_private(*x.expose_secret()).unwrap();
-    let sign = Ed25519Signer::generate().unwrap();
-    let p = fleets
-        .provision(
-            "jig",
-            FactoryRequest {
-                fleet: "hub".into(),
-                hardware_id: "hw-listen".into(),
-                model: "m".into(),
-                batch: "b".into(),
-                station: "s".into(),
-                keys: fleetkey_crypto::credential::DeviceKeys {
-                    x25519: x.public_key().unwrap(),
-                    ed25519: sign.public_key(),
-                    ml_kem_768: None,
-                    ml_dsa_65: None,
-                },
-                test_results: json!({}),
-            },
-        )
-        .await
-        .unwrap();
-    let id = p.device.id.clone();
-    let c = fleets.challenge(&id).await.unwrap();
-    fleets
-        .onboard(
-            &p.device.birth_credential,
-            &c.nonce,
-            &sign.sign(&onboarding_message(&id, &c.nonce, c.issued_at)),
-        )
-        .await
-        .unwrap();
-    fleets
-        .transition("ops", &id, DeviceState::Active)
-        .await
-        .unwrap();
-    fleets
+    h.fleets
         .set_config(
             "ops",
             &id,
@@ -162,94 +243,441 @@ async fn a_device_session_from_config_command_to_refusal_after_decommissioning()
         .await
         .unwrap();
 
-    // The session: the pending config command arrives, signed by the fleet key.
-    let mut s = connect(addr, &static_key, server_key).await.unwrap();
-    let cmd = recv_json(&mut s).await;
-    assert_eq!(
-        (cmd["type"].as_str(), cmd["kind"].as_str()),
-        (Some("command"), Some("update_config")),
-        "{cmd}"
-    );
-    let msg = fleetkey_server::fleet::commands::command_message(
-        cmd["id"].as_str().unwrap(),
+    // IK with the key from the signed record ("IK-raw"); commands must verify
+    // under the fleet key.
+    let mut client = h.client(&id, &noise, &sign, "dev.json");
+    assert!(matches!(
+        client.connect().await.unwrap_err(),
+        ClientError::NoServerKey
+    ));
+    client.trust_record(&record).unwrap();
+    let mut config = ClientConfig::new(h.addr.to_string());
+    config.fleet_key = Some(h.fleet_key().await);
+    let mut client = DeviceClient::new(
+        config,
         &id,
-        fleetkey_server::store::CommandKind::UpdateConfig,
-        cmd["created_at"].as_i64().unwrap(),
-        cmd["payload"].as_str().unwrap(),
-    );
-    fleetkey_crypto::ed25519::verify(
-        &fleet_pk,
-        &msg,
-        &B64.decode(cmd["signature"].as_str().unwrap()).unwrap(),
+        Keypair::from_private(*noise.expose_private()).unwrap(),
+        Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
+            *sign.expose_seed(),
+        ))
+        .unwrap(),
+        h.dir.path().join("dev.json"),
     )
     .unwrap();
-    let cmd_id = cmd["id"].as_str().unwrap().to_owned();
-    s.send(
-        json!({"type": "telemetry", "data": {"temp_c": 21.5}})
-            .to_string()
-            .as_bytes(),
-    )
+    let mut s = client.connect().await.unwrap();
+    assert!(!s.resumed());
+    let cmd = next_command(&mut s).await;
+    assert_eq!(
+        (cmd.kind.as_str(), cmd.device_id.as_str()),
+        ("update_config", id.as_str())
+    );
+    assert_eq!(s.send_telemetry(json!({"temp_c": 21.5})).await.unwrap(), 1);
+    assert_eq!(s.recv().await.unwrap(), ServerMsg::TelemetryAck { seq: 1 });
+    // A forged receipt is refused; the device's own is acknowledged and stored.
+    let forged =
+        Ed25519Signer::generate()
+            .unwrap()
+            .sign(&fleetkey_client::messages::receipt_message(
+                &cmd.id, &id, "applied", 7,
+            ));
+    s.send(&DeviceMsg::Receipt {
+        command_id: cmd.id.clone(),
+        status: "applied".into(),
+        at: 7,
+        signature: B64.encode(forged),
+    })
     .await
     .unwrap();
-    // A forged receipt is refused; the device's own is acknowledged and stored.
-    let forged = Ed25519Signer::generate()
-        .unwrap()
-        .sign(&receipt_message(&cmd_id, &id, "applied", 7));
-    s.send(json!({"type": "receipt", "command_id": cmd_id, "status": "applied", "at": 7, "signature": B64.encode(forged)}).to_string().as_bytes()).await.unwrap();
-    assert_eq!(recv_json(&mut s).await["type"], "error");
-    let receipt = sign.sign(&receipt_message(&cmd_id, &id, "applied", 7));
-    s.send(json!({"type": "receipt", "command_id": cmd_id, "status": "applied", "at": 7, "signature": B64.encode(receipt)}).to_string().as_bytes()).await.unwrap();
+    assert!(matches!(s.recv().await.unwrap(), ServerMsg::Error { .. }));
+    s.receipt(&cmd, true).await.unwrap();
     assert_eq!(
-        recv_json(&mut s).await,
-        json!({"type": "ack", "command_id": cmd_id})
+        s.recv().await.unwrap(),
+        ServerMsg::Ack {
+            command_id: cmd.id.clone()
+        }
     );
     assert_eq!(
-        store.command(&cmd_id).await.unwrap().unwrap().state,
+        h.store.command(&cmd.id).await.unwrap().unwrap().state,
         CommandState::Done
     );
-    drop(s);
+    s.close().await.unwrap();
 
-    // Decommissioned: the handshake completes, then the device is told why and cut off.
-    fleets
+    // Decommissioned: the next session carries the wipe command and nothing else.
+    h.fleets
         .decommission("ops", &id, "end of life")
         .await
         .unwrap();
-    let mut s = connect(addr, &static_key, server_key).await.unwrap();
+    let mut s = client.connect().await.unwrap();
+    assert!(s.resumed());
+    let wipe = next_command(&mut s).await;
+    assert_eq!(wipe.kind, "wipe");
+    s.send_telemetry(json!({"x": 1})).await.unwrap();
+    assert!(matches!(s.recv().await.unwrap(), ServerMsg::Error { .. }));
+    s.wipe_receipt().await.unwrap();
     assert_eq!(
-        recv_json(&mut s).await,
-        json!({"type": "refused", "reason": "decommissioned"})
+        s.recv().await.unwrap(),
+        ServerMsg::Ack {
+            command_id: "wipe".into()
+        }
     );
-    assert!(s.recv().await.is_err(), "closed after the refusal");
+    assert!(matches!(
+        s.recv().await.unwrap_err(),
+        ClientError::Refused(r) if r == "decommissioned"
+    ));
+    drop(s);
+    assert_eq!(
+        h.fleets.device(&id).await.unwrap().state,
+        DeviceState::Decommissioned
+    );
+    // Reconnecting is refused, and not retried.
+    assert!(matches!(
+        client.connect_with_retry().await.unwrap_err(),
+        ClientError::Refused(r) if r == "decommissioned"
+    ));
     // An unknown key: refused the same way.
     let stranger = Keypair::generate().unwrap();
-    let mut s = connect(addr, &stranger, server_key).await.unwrap();
-    assert_eq!(
-        recv_json(&mut s).await,
-        json!({"type": "refused", "reason": "unknown_device"})
-    );
+    let mut other = h.client("dev_nobody", &stranger, &sign, "stranger.json");
+    other.trust_record(&record).unwrap();
+    assert!(matches!(
+        other.connect().await.unwrap_err(),
+        ClientError::Refused(r) if r == "unknown_device"
+    ));
     // The wrong server key never completes a handshake.
-    assert!(
-        connect(addr, &static_key, *Keypair::generate().unwrap().public())
-            .await
-            .is_err()
-    );
-    // Four new connections a minute from one address; the fifth is dropped.
-    assert!(connect(addr, &static_key, server_key).await.is_err());
-    let metrics = state.metrics.render(&state.keys, false);
-    assert!(
-        metrics.contains("fleetkey_device_refusals_total{reason=\"rate_limited\"} 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("fleetkey_device_refusals_total{reason=\"decommissioned\"} 1"));
-    assert!(metrics.contains("fleetkey_device_handshakes_total{pattern=\"IK\",result=\"ok\"} 1"));
-    // The audit log has the receipt and both refusals.
-    let entries = store.audit_entries(0, 1000).await.unwrap();
+    let mut fooled = h.client(&id, &noise, &sign, "fooled.json");
+    let mut fake = record.clone();
+    fake.keys.x25519 = *Keypair::generate().unwrap().public();
+    fooled.trust_record(&fake).unwrap();
+    assert!(matches!(
+        fooled.connect().await.unwrap_err(),
+        ClientError::Session(_)
+    ));
+
+    let metrics = h.metrics();
+    for line in [
+        "fleetkey_device_refusals_total{reason=\"decommissioned\"} 1",
+        "fleetkey_device_refusals_total{reason=\"unknown_device\"} 1",
+        "fleetkey_device_handshakes_total{pattern=\"IK\",result=\"ok\"} 2",
+        "fleetkey_device_messages_total{result=\"accepted\",type=\"receipt\"} 1",
+        "fleetkey_device_messages_total{result=\"refused\",type=\"receipt\"} 1",
+        "fleetkey_device_messages_total{result=\"accepted\",type=\"wipe_receipt\"} 1",
+        "fleetkey_device_messages_total{result=\"accepted\",type=\"telemetry\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    // The audit log has the receipt, the wipe and both refusals.
+    let entries = h.store.audit_entries(0, 1000).await.unwrap();
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
     assert!(actions.contains(&"device.command_receipt"));
     assert_eq!(
         actions.iter().filter(|a| **a == "session.refused").count(),
         2
     );
-    let _ = stop.send(());
-    run.await.unwrap();
+    // Telemetry reached the sink, attributed to device and fleet.
+    let t = std::fs::read_to_string(h.dir.path().join("telemetry.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(t.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &line["device_id"],
+            &line["fleet"],
+            &line["seq"],
+            &line["data"]
+        ),
+        (
+            &json!(id),
+            &json!("hub"),
+            &json!(1),
+            &json!({"temp_c": 21.5})
+        )
+    );
+    assert_eq!(t.lines().count(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn first_contact_pins_the_key_and_a_restarted_client_resumes_without_duplicates() {
+    let h = Harness::start(100).await;
+    let (id, noise, sign) = h.device("hw-xx").await;
+    {
+        let mut c = h.client(&id, &noise, &sign, "xx.json");
+        assert!(matches!(
+            c.connect().await.unwrap_err(),
+            ClientError::NoServerKey
+        ));
+        let mut config = ClientConfig::new(h.addr.to_string());
+        config.allow_first_contact = true;
+        let mut c = DeviceClient::new(
+            config,
+            &id,
+            Keypair::from_private(*noise.expose_private()).unwrap(),
+            Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
+                *sign.expose_seed(),
+            ))
+            .unwrap(),
+            h.dir.path().join("xx.json"),
+        )
+        .unwrap();
+        let mut s = c.connect().await.unwrap();
+        for i in 1..=2 {
+            assert_eq!(s.send_telemetry(json!({"n": i})).await.unwrap(), i);
+            assert_eq!(s.recv().await.unwrap(), ServerMsg::TelemetryAck { seq: i });
+        }
+        // The third is sent but the client "crashes" before reading its ack.
+        s.send_telemetry(json!({"n": 3})).await.unwrap();
+        drop(s);
+        assert_eq!(c.state().pinned(), Some(h.listener.public_key()));
+    }
+    // Give the server a moment to store the third message.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Restart: same state file, first contact no longer allowed; IK with the pin.
+    let mut c = h.client(&id, &noise, &sign, "xx.json");
+    let before = c.state().clone();
+    assert_eq!((before.sessions, before.telemetry_seq), (1, 3));
+    let mut s = c.connect().await.unwrap();
+    assert!(s.resumed(), "bound to the previous session");
+    assert_ne!(
+        Some(s.id()),
+        before.session_id.as_deref(),
+        "a fresh handshake"
+    );
+    assert_eq!(s.server_telemetry_seq(), 3);
+    // A message sent again is recognised and dropped.
+    s.send(&DeviceMsg::Telemetry {
+        seq: 2,
+        data: json!({"n": 2}),
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.recv().await.unwrap(), ServerMsg::TelemetryAck { seq: 3 });
+    assert_eq!(s.send_telemetry(json!({"n": 4})).await.unwrap(), 4);
+    assert_eq!(s.recv().await.unwrap(), ServerMsg::TelemetryAck { seq: 4 });
+    let session_id = s.id().to_owned();
+    s.close().await.unwrap();
+    let row = h.store.device_session(&session_id).await.unwrap().unwrap();
+    assert_eq!(row.previous, before.session_id);
+    assert_eq!(
+        (row.pattern.as_str(), row.device_id.as_str()),
+        ("IK", id.as_str())
+    );
+    let t = std::fs::read_to_string(h.dir.path().join("telemetry.jsonl")).unwrap();
+    let seqs: Vec<u64> = t
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4], "each message stored exactly once");
+
+    // Naming another device's session does not resume it.
+    let (id2, noise2, sign2) = h.device("hw-other").await;
+    let mut c2 = h.client(&id2, &noise2, &sign2, "other.json");
+    c2.trust_record(&h.server_record().await).unwrap();
+    std::fs::write(
+        h.dir.path().join("other.json"),
+        serde_json::to_vec(&json!({"server_key": c.state().server_key, "session_id": session_id}))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut c2 = h.client(&id2, &noise2, &sign2, "other.json");
+    let s2 = c2.connect().await.unwrap();
+    assert!(!s2.resumed());
+    drop(s2);
+    let metrics = h.metrics();
+    for line in [
+        "fleetkey_device_handshakes_total{pattern=\"XX\",result=\"ok\"} 1",
+        "fleetkey_device_handshakes_total{pattern=\"IK\",result=\"ok\"} 2",
+        "fleetkey_device_messages_total{result=\"duplicate\",type=\"telemetry\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn hybrid_sessions_and_credential_rotation_over_the_session() {
+    let h = Harness::start(100).await;
+    let (id, noise, sign) = h.device("hw-pq").await;
+    let mut config = ClientConfig::new(h.addr.to_string());
+    config.hybrid = true;
+    let mut c = DeviceClient::new(
+        config,
+        &id,
+        Keypair::from_private(*noise.expose_private()).unwrap(),
+        Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
+            *sign.expose_seed(),
+        ))
+        .unwrap(),
+        h.dir.path().join("pq.json"),
+    )
+    .unwrap();
+    c.trust_record(&h.server_record().await).unwrap();
+    h.fleets
+        .request_rotation("ops", &id, "yearly")
+        .await
+        .unwrap();
+    let new_x = X25519Secret::generate().unwrap();
+    let new_sign = Ed25519Signer::generate().unwrap();
+    let new_keys = DeviceKeys {
+        x25519: new_x.public_key().unwrap(),
+        ed25519: new_sign.public_key(),
+        ml_kem_768: None,
+        ml_dsa_65: None,
+    };
+    {
+        let mut s = c.connect().await.unwrap();
+        let cmd = next_command(&mut s).await;
+        assert_eq!(cmd.kind, "rotate_credential");
+        // A proposal signed by the wrong key is refused.
+        s.send(&DeviceMsg::RotationProposal {
+            command_id: cmd.id.clone(),
+            keys: (&new_keys).into(),
+            signature: B64.encode(new_sign.sign(b"nonsense")),
+        })
+        .await
+        .unwrap();
+        assert!(matches!(s.recv().await.unwrap(), ServerMsg::Error { .. }));
+        s.propose_rotation(&cmd, &new_keys).await.unwrap();
+        let ServerMsg::Credential { credential_id, .. } = s.recv().await.unwrap() else {
+            panic!("expected the new credential");
+        };
+        let cid: [u8; 16] = B64.decode(credential_id).unwrap().try_into().unwrap();
+        s.confirm_rotation(&cmd.id, &cid, &new_sign).await.unwrap();
+        assert_eq!(
+            s.recv().await.unwrap(),
+            ServerMsg::Ack {
+                command_id: cmd.id.clone()
+            }
+        );
+        s.close().await.unwrap();
+    }
+    let d = h.fleets.device(&id).await.unwrap();
+    assert_eq!(
+        (d.state, d.x25519.as_slice()),
+        (DeviceState::Active, &new_keys.x25519[..])
+    );
+    // The old key is no longer anyone's; the new one opens sessions.
+    assert!(matches!(
+        c.connect().await.unwrap_err(),
+        ClientError::Refused(r) if r == "unknown_device"
+    ));
+    c.set_keys(
+        Keypair::from_private(*new_x.expose_secret()).unwrap(),
+        new_sign,
+    );
+    let s = c.connect().await.unwrap();
+    assert!(s.resumed());
+    drop(s);
+    let metrics = h.metrics();
+    for line in [
+        "fleetkey_device_handshakes_total{pattern=\"IKpsk2+ML-KEM-768\",result=\"ok\"} 2",
+        "fleetkey_key_rotations_total{kind=\"device_credential\"} 1",
+        "fleetkey_device_messages_total{result=\"refused\",type=\"rotation_proposal\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn reconnection_backs_off_gives_up_and_recovers_when_the_server_returns() {
+    // Nothing listens: bounded attempts, then a clear error.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut config = ClientConfig::new(addr.to_string());
+    config.backoff = Backoff {
+        base: Duration::from_millis(20),
+        max: Duration::from_millis(80),
+        max_attempts: 4,
+    };
+    let mut state = fleetkey_client::SessionState::default();
+    state.pin(*Keypair::generate().unwrap().public());
+    state.save(&dir.path().join("s.json")).unwrap();
+    let mut c = DeviceClient::new(
+        config.clone(),
+        "dev_x",
+        Keypair::generate().unwrap(),
+        Ed25519Signer::generate().unwrap(),
+        dir.path().join("s.json"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    match c.connect_with_retry().await.unwrap_err() {
+        ClientError::GaveUp { attempts, last } => {
+            assert_eq!(attempts, 4);
+            assert!(last.is_transient());
+        }
+        other => panic!("{other:?}"),
+    }
+    // Three waits of at most 20, 40 and 80 ms.
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A server that comes up while the device retries: the device gets in.
+    let h = Harness::start(100).await;
+    let (id, noise, sign) = h.device("hw-late").await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut config = ClientConfig::new(port.to_string());
+    config.backoff = Backoff {
+        base: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        max_attempts: 40,
+    };
+    let mut c = DeviceClient::new(
+        config,
+        &id,
+        Keypair::from_private(*noise.expose_private()).unwrap(),
+        Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
+            *sign.expose_seed(),
+        ))
+        .unwrap(),
+        h.dir.path().join("late.json"),
+    )
+    .unwrap();
+    c.trust_record(&h.server_record().await).unwrap();
+    let listener = h.listener.clone();
+    let relay = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sock = tokio::net::TcpListener::bind(port).await.unwrap();
+        listener.run(sock, std::future::pending()).await;
+    });
+    let s = c.connect_with_retry().await.unwrap();
+    assert!(!s.resumed());
+    drop(s);
+    relay.abort();
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn connection_limits_and_malformed_preambles_are_refused() {
+    let h = Harness::start(3).await;
+    let (id, noise, sign) = h.device("hw-limit").await;
+    let mut c = h.client(&id, &noise, &sign, "l.json");
+    c.trust_record(&h.server_record().await).unwrap();
+    // A preamble for an unknown version: closed without a handshake.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+        sock.write_all(b"FK\x09\x11").await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(sock.read(&mut buf).await.unwrap_or(0), 0);
+    }
+    for _ in 0..2 {
+        drop(c.connect().await.unwrap());
+    }
+    // Three new connections a minute from one address; the fourth is dropped.
+    let e = c.connect().await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    let metrics = h.metrics();
+    for line in [
+        "fleetkey_device_refusals_total{reason=\"rate_limited\"} 1",
+        "fleetkey_device_refusals_total{reason=\"bad_preamble\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    h.stop().await;
 }

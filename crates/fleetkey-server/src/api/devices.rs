@@ -497,6 +497,10 @@ async fn confirm_rotation(
         .confirm_rotation(&req.device_id, &req.command_id, &sig)
         .await
         .map_err(|e| change_err(&st, e))?;
+    st.metrics
+        .key_rotations
+        .with_label_values(&["device_credential"])
+        .inc();
     Ok(Json(d.into()))
 }
 

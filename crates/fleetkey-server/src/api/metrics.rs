@@ -40,6 +40,10 @@ pub struct Metrics {
     pub session_refusals: IntCounterVec,
     /// Key directory lookups by result (`found`, `revoked`, `not_found`).
     pub directory_lookups: IntCounterVec,
+    /// Messages from devices over sessions, by type and result.
+    pub device_messages: IntCounterVec,
+    /// Key rotations by kind (`device_credential`, `keyring`).
+    pub key_rotations: IntCounterVec,
 }
 
 fn counter_vec(
@@ -116,6 +120,18 @@ impl Metrics {
                 "fleetkey_directory_lookups_total",
                 "Key directory lookups by result",
                 &["result"],
+            )?,
+            device_messages: counter_vec(
+                &r,
+                "fleetkey_device_messages_total",
+                "Messages from devices over sessions, by type and result",
+                &["type", "result"],
+            )?,
+            key_rotations: counter_vec(
+                &r,
+                "fleetkey_key_rotations_total",
+                "Key rotations by kind",
+                &["kind"],
             )?,
             session_refusals: counter_vec(
                 &r,

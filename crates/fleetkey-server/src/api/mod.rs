@@ -407,7 +407,13 @@ async fn rotate_keyring(
             .keys
             .rotate(&p.actor(), &name)
             .await
-            .map_err(|e| change_err(&st, e))?,
+            .map_err(|e| change_err(&st, e))
+            .inspect(|_| {
+                st.metrics
+                    .key_rotations
+                    .with_label_values(&["keyring"])
+                    .inc()
+            })?,
     }))
 }
 

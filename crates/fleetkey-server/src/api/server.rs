@@ -86,6 +86,7 @@ pub async fn serve(
     // device credential rotation under each fleet's policy.
     let keys = state.keys.clone();
     let fleets = state.fleets.clone();
+    let rotations = state.metrics.key_rotations.clone();
     let interval = std::time::Duration::from_secs(config.scheduler_interval_secs);
     let scheduler = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -93,9 +94,12 @@ pub async fn serve(
         loop {
             tick.tick().await;
             match keys.run_policies("scheduler").await {
-                Ok(actions) => actions
-                    .iter()
-                    .for_each(|a| tracing::info!(action = %a, "policy")),
+                Ok(actions) => actions.iter().for_each(|a| {
+                    if a.contains(": rotated to version") {
+                        rotations.with_label_values(&["keyring"]).inc();
+                    }
+                    tracing::info!(action = %a, "policy")
+                }),
                 Err(e) => tracing::error!(error = %e, "policy run failed"),
             }
             match fleets.directory().refresh("scheduler", 1000).await {
@@ -129,6 +133,9 @@ pub async fn serve(
                     max_concurrent_handshakes: config.max_concurrent_handshakes,
                     ..Default::default()
                 },
+                Arc::new(crate::telemetry::JsonLinesSink::open(
+                    &config.telemetry_path(),
+                )?),
             )
             .await?;
             let sock = tokio::net::TcpListener::bind(daddr)
@@ -138,7 +145,7 @@ pub async fn serve(
                     source: e,
                 })?;
             let key = fleetkey_crypto::hex_prefix(&listener.public_key());
-            tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK)");
+            tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK, XX, IKpsk2+ML-KEM-768)");
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(listener.run(sock, async move {
                 let _ = rx.wait_for(|s| *s).await;

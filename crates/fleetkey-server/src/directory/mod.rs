@@ -97,6 +97,40 @@ impl Directory {
         })
     }
 
+    /// Stores a service key unless one of that name exists (a concurrent first
+    /// start may win: everyone then uses the stored one), and returns the stored
+    /// (wrapped, public).
+    async fn ensure_service_key(
+        &self,
+        name: &str,
+        candidate: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        if let Some((wrapped, public)) = candidate {
+            let now = self.clock.now();
+            self.store
+                .apply(
+                    Change::CreateServiceKey {
+                        name: name.into(),
+                        wrapped,
+                        public,
+                        at: now,
+                    },
+                    AuditDraft::new(
+                        "service",
+                        "service.key_create",
+                        format!("service-key:{name}"),
+                        json!({}),
+                    ),
+                    now,
+                )
+                .await?;
+        }
+        self.store
+            .service_key(name)
+            .await?
+            .ok_or_else(|| Error::Store(format!("service key {name} vanished")))
+    }
+
     /// The service's Noise static X25519 key (the device listener's identity):
     /// made on first use, wrapped by custody (context `service:noise-static`), the
     /// same on every later start. Returns the scalar and the public key.
@@ -105,36 +139,15 @@ impl Directory {
     ) -> Result<(fleetkey_crypto::secret::SecretBytes<32>, [u8; 32])> {
         const NAME: &str = "noise-static";
         const CONTEXT: &str = "service:noise-static";
-        if self.store.service_key(NAME).await?.is_none() {
+        let candidate = if self.store.service_key(NAME).await?.is_none() {
             let scalar = fleetkey_crypto::secret::SecretBytes::<32>::random()?;
             let public =
                 fleetkey_crypto::x25519::X25519Secret::from_bytes(scalar.clone()).public_key()?;
-            let wrapped = self.custody.wrap(&scalar, CONTEXT).await?;
-            let now = self.clock.now();
-            self.store
-                .apply(
-                    Change::CreateServiceKey {
-                        name: NAME.into(),
-                        wrapped,
-                        public: public.to_vec(),
-                        at: now,
-                    },
-                    AuditDraft::new(
-                        "service",
-                        "service.key_create",
-                        format!("service-key:{NAME}"),
-                        json!({}),
-                    ),
-                    now,
-                )
-                .await?;
-        }
-        // Whoever won a concurrent first start, everyone uses the stored key.
-        let (wrapped, public) = self
-            .store
-            .service_key(NAME)
-            .await?
-            .ok_or_else(|| Error::Store("service key vanished".into()))?;
+            Some((self.custody.wrap(&scalar, CONTEXT).await?, public.to_vec()))
+        } else {
+            None
+        };
+        let (wrapped, public) = self.ensure_service_key(NAME, candidate).await?;
         let scalar = self.custody.unwrap(&wrapped, CONTEXT).await?;
         let public: [u8; 32] = public
             .try_into()
@@ -142,11 +155,66 @@ impl Directory {
         Ok((scalar, public))
     }
 
+    /// The service's ML-KEM-768 key for the post-quantum hybrid session: made on
+    /// first use and kept as `BE16(len) ‖ custody-wrapped one-use key ‖
+    /// AES-256-GCM(that key, zero nonce, aad = name)` of the 2,400-byte decapsulation
+    /// key (each wrapping key encrypts exactly one message, so the fixed nonce is
+    /// never reused).
+    pub async fn server_kem_key(&self) -> Result<fleetkey_crypto::mlkem::MlKemSecret> {
+        use fleetkey_crypto::aead::{AeadKey, Algorithm};
+        const NAME: &str = "noise-kem";
+        const CONTEXT: &str = "service:noise-kem";
+        let candidate = if self.store.service_key(NAME).await?.is_none() {
+            let kem = fleetkey_crypto::mlkem::MlKemSecret::generate()?;
+            let kek = AeadKey::generate(Algorithm::Aes256Gcm)?;
+            let wrapped_kek = self
+                .custody
+                .wrap(
+                    &fleetkey_crypto::secret::SecretBytes::new(*kek.expose_secret()),
+                    CONTEXT,
+                )
+                .await?;
+            let mut sealed = kem.expose_secret()?.expose_secret().to_vec();
+            kek.seal_in_place(&[0; 12], NAME.as_bytes(), &mut sealed)?;
+            let mut blob = u16::try_from(wrapped_kek.len())
+                .map_err(|_| Error::Store("wrapped key too long".into()))?
+                .to_be_bytes()
+                .to_vec();
+            blob.extend_from_slice(&wrapped_kek);
+            blob.extend_from_slice(&sealed);
+            Some((blob, kem.public_key()?))
+        } else {
+            None
+        };
+        let (blob, _) = self.ensure_service_key(NAME, candidate).await?;
+        let bad = || Error::Store("stored service KEM key is malformed".into());
+        let n = usize::from(u16::from_be_bytes(
+            blob.get(..2)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ));
+        let wrapped_kek = blob.get(2..2 + n).ok_or_else(bad)?;
+        let mut sealed = blob.get(2 + n..).ok_or_else(bad)?.to_vec();
+        let kek = AeadKey::new(
+            Algorithm::Aes256Gcm,
+            self.custody.unwrap(wrapped_kek, CONTEXT).await?,
+        )?;
+        let dk = kek.open_in_place(&[0; 12], NAME.as_bytes(), &mut sealed)?;
+        let kem = fleetkey_crypto::mlkem::MlKemSecret::from_bytes(dk);
+        zeroize::Zeroize::zeroize(&mut sealed);
+        Ok(kem?)
+    }
+
     /// Publishes the service's own record under [`SERVICE_IDENTITY`]: its Noise
-    /// static X25519 key and the components of its composite signing key, so devices
+    /// static X25519 key, its ML-KEM-768 key (for the hybrid) and the components of its composite signing key, so devices
     /// can learn the listener's key from a signed record. Does nothing when the
     /// stored record already says the same.
-    pub async fn publish_service(&self, x25519: [u8; 32]) -> Result<()> {
+    pub async fn publish_service(
+        &self,
+        x25519: [u8; 32],
+        ml_kem_768: Option<Vec<u8>>,
+    ) -> Result<()> {
         let pk = self.custody.public_key();
         let (ed, dsa) = pk.split_at(pk.len().min(32));
         let keys = DeviceKeys {
@@ -154,7 +222,7 @@ impl Directory {
             ed25519: ed
                 .try_into()
                 .map_err(|_| Error::Store("custody public key is too short".into()))?,
-            ml_kem_768: None,
+            ml_kem_768,
             ml_dsa_65: (!dsa.is_empty()).then(|| dsa.to_vec()),
         };
         if let Some((_, token)) = self.store.key_record(SERVICE_IDENTITY).await?

@@ -10,15 +10,16 @@
 use crate::clock::UnixTime;
 use crate::error::Result;
 use crate::store::{CommandKind, CommandRecord, CommandState};
-use fleetkey_crypto::credential::DeviceKeys;
 use fleetkey_crypto::ed25519::Ed25519Signer;
 
 /// How far a device's poll timestamp may be from the server's clock, seconds.
 pub const POLL_WINDOW_SECS: i64 = 60;
 
-/// What the fleet key signs for a command:
-/// `"fleetkey command v1" ‖ 0x00 ‖ id ‖ 0x00 ‖ device id ‖ 0x00 ‖ kind ‖ 0x00 ‖
-/// BE64(created_at) ‖ payload (JSON text)`.
+pub use fleetkey_client::messages::{
+    command_poll_message, receipt_message, rotation_confirm_message, rotation_request_message,
+};
+
+/// What the fleet key signs for a command ([`fleetkey_client::messages::command_message`]).
 pub fn command_message(
     id: &str,
     device_id: &str,
@@ -26,14 +27,7 @@ pub fn command_message(
     created_at: UnixTime,
     payload: &str,
 ) -> Vec<u8> {
-    let mut m = b"fleetkey command v1\0".to_vec();
-    for part in [id, device_id, kind.as_str()] {
-        m.extend_from_slice(part.as_bytes());
-        m.push(0);
-    }
-    m.extend_from_slice(&created_at.to_be_bytes());
-    m.extend_from_slice(payload.as_bytes());
-    m
+    fleetkey_client::messages::command_message(id, device_id, kind.as_str(), created_at, payload)
 }
 
 /// A new pending command, signed by the fleet's issuing key.
@@ -60,67 +54,6 @@ pub(crate) fn new_command(
         created_at: now,
         updated_at: now,
     })
-}
-
-/// What a device signs with its **current** Ed25519 key to propose new keys:
-/// `"fleetkey rotation request v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ command id ‖ 0x00 ‖
-/// x25519 (32) ‖ ed25519 (32) ‖ BE32(len) ‖ ml-kem-768 ‖ BE32(len) ‖ ml-dsa-65`
-/// (absent optional keys have length 0).
-pub fn rotation_request_message(device_id: &str, command_id: &str, keys: &DeviceKeys) -> Vec<u8> {
-    let mut m = b"fleetkey rotation request v1\0".to_vec();
-    for part in [device_id, command_id] {
-        m.extend_from_slice(part.as_bytes());
-        m.push(0);
-    }
-    m.extend_from_slice(&keys.x25519);
-    m.extend_from_slice(&keys.ed25519);
-    for k in [&keys.ml_kem_768, &keys.ml_dsa_65] {
-        let k = k.as_deref().unwrap_or_default();
-        m.extend_from_slice(&(k.len() as u32).to_be_bytes());
-        m.extend_from_slice(k);
-    }
-    m
-}
-
-/// What a device signs with its **new** Ed25519 key to confirm it holds it and has
-/// stored the new credential:
-/// `"fleetkey rotation confirm v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ command id ‖ 0x00 ‖
-/// credential id (16)`.
-pub fn rotation_confirm_message(
-    device_id: &str,
-    command_id: &str,
-    credential_id: &[u8; 16],
-) -> Vec<u8> {
-    let mut m = b"fleetkey rotation confirm v1\0".to_vec();
-    for part in [device_id, command_id] {
-        m.extend_from_slice(part.as_bytes());
-        m.push(0);
-    }
-    m.extend_from_slice(credential_id);
-    m
-}
-
-/// What a device signs to fetch its open commands:
-/// `"fleetkey command poll v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ BE64(at)`.
-pub fn command_poll_message(device_id: &str, at: UnixTime) -> Vec<u8> {
-    let mut m = b"fleetkey command poll v1\0".to_vec();
-    m.extend_from_slice(device_id.as_bytes());
-    m.push(0);
-    m.extend_from_slice(&at.to_be_bytes());
-    m
-}
-
-/// What a device signs, with its Ed25519 key, to answer a command:
-/// `"fleetkey command receipt v1" ‖ 0x00 ‖ command id ‖ 0x00 ‖ device id ‖ 0x00 ‖
-/// status ‖ 0x00 ‖ BE64(at)`, where status is `applied` or `rejected`.
-pub fn receipt_message(command_id: &str, device_id: &str, status: &str, at: UnixTime) -> Vec<u8> {
-    let mut m = b"fleetkey command receipt v1\0".to_vec();
-    for part in [command_id, device_id, status] {
-        m.extend_from_slice(part.as_bytes());
-        m.push(0);
-    }
-    m.extend_from_slice(&at.to_be_bytes());
-    m
 }
 
 /// Lower-case hex.
@@ -161,33 +94,6 @@ mod tests {
             assert!(
                 fleetkey_crypto::ed25519::verify(&fleet.public_key(), &bad, &c.signature).is_err()
             );
-        }
-        let labels = [
-            command_message("a", "b", CommandKind::Wipe, 0, ""),
-            rotation_request_message(
-                "a",
-                "b",
-                &DeviceKeys {
-                    x25519: [0; 32],
-                    ed25519: [0; 32],
-                    ml_kem_768: None,
-                    ml_dsa_65: None,
-                },
-            ),
-            rotation_confirm_message("a", "b", &[0; 16]),
-            command_poll_message("a", 0),
-            receipt_message("a", "b", "applied", 0),
-            super::super::onboarding_message("a", &[0; 32], 0),
-            super::super::wipe_receipt_message("a", 0),
-        ];
-        let prefixes: Vec<&[u8]> = labels
-            .iter()
-            .map(|m| &m[..m.iter().position(|b| *b == 0).unwrap()])
-            .collect();
-        for (i, a) in prefixes.iter().enumerate() {
-            for b in &prefixes[i + 1..] {
-                assert_ne!(a, b);
-            }
         }
     }
 }

@@ -59,26 +59,7 @@ use tokio::sync::{mpsc, oneshot};
 /// How long an onboarding challenge stays valid, seconds.
 pub const CHALLENGE_TTL_SECS: i64 = 120;
 
-/// What a device signs to prove possession at onboarding:
-/// `"fleetkey onboarding v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ nonce (32) ‖ BE64(issued_at)`.
-pub fn onboarding_message(device_id: &str, nonce: &[u8; 32], issued_at: i64) -> Vec<u8> {
-    let mut m = b"fleetkey onboarding v1\0".to_vec();
-    m.extend_from_slice(device_id.as_bytes());
-    m.push(0);
-    m.extend_from_slice(nonce);
-    m.extend_from_slice(&issued_at.to_be_bytes());
-    m
-}
-
-/// What a device signs, before erasing its keys, to prove it wiped:
-/// `"fleetkey wipe receipt v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ BE64(wiped_at)`.
-pub fn wipe_receipt_message(device_id: &str, wiped_at: i64) -> Vec<u8> {
-    let mut m = b"fleetkey wipe receipt v1\0".to_vec();
-    m.extend_from_slice(device_id.as_bytes());
-    m.push(0);
-    m.extend_from_slice(&wiped_at.to_be_bytes());
-    m
-}
+pub use fleetkey_client::messages::{onboarding_message, wipe_receipt_message};
 
 /// A fresh onboarding challenge.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -210,6 +191,16 @@ impl FleetService {
             queue: tx,
             directory,
         })
+    }
+
+    /// The store (for the device listener's session records).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The service clock's time now.
+    pub fn now(&self) -> crate::clock::UnixTime {
+        self.clock.now()
     }
 
     /// The key directory (records of this fleet service's devices).

@@ -290,7 +290,8 @@ impl FleetService {
     }
 
     /// The device whose Noise static key this is, if it may open a session now
-    /// (onboarded, active or rotating); otherwise why not, for the refusal.
+    /// (onboarded, active, rotating, or decommissioning — for the wipe only);
+    /// otherwise why not, for the refusal.
     pub async fn session_device(
         &self,
         x25519: &[u8; 32],
@@ -299,12 +300,15 @@ impl FleetService {
             return Ok(Err((None, "unknown_device")));
         };
         Ok(match d.state {
-            DeviceState::Onboarded | DeviceState::Active | DeviceState::Rotating => Ok(d),
+            // Decommissioning: the session carries the wipe command and its
+            // receipt, nothing else (the listener enforces it).
+            DeviceState::Onboarded
+            | DeviceState::Active
+            | DeviceState::Rotating
+            | DeviceState::Decommissioning => Ok(d),
             DeviceState::Manufactured => Err((Some(d.id), "not_onboarded")),
             DeviceState::Suspended => Err((Some(d.id), "suspended")),
-            DeviceState::Decommissioning | DeviceState::Decommissioned => {
-                Err((Some(d.id), "decommissioned"))
-            }
+            DeviceState::Decommissioned => Err((Some(d.id), "decommissioned")),
         })
     }
 

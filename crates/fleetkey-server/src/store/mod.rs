@@ -753,4 +753,44 @@ pub trait Store: Send + Sync {
     async fn put_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<()>;
     /// The newest checkpoint.
     async fn latest_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>>;
+    /// Records a device session that has just begun.
+    async fn open_device_session(&self, session: &DeviceSessionRecord) -> Result<()>;
+    /// Records how a device session ended.
+    async fn close_device_session(
+        &self,
+        id: &str,
+        ended_at: UnixTime,
+        telemetry_seq: u64,
+        messages_in: u64,
+        messages_out: u64,
+    ) -> Result<()>;
+    /// A device session by id.
+    async fn device_session(&self, id: &str) -> Result<Option<DeviceSessionRecord>>;
+    /// The highest telemetry sequence recorded for a device over its ended sessions.
+    async fn device_telemetry_seq(&self, device_id: &str) -> Result<u64>;
+}
+
+/// A device session (see `migrations/sqlite/0006_device_sessions.sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSessionRecord {
+    /// Id: the first 16 bytes of the handshake hash, hex.
+    pub id: String,
+    /// The device.
+    pub device_id: String,
+    /// The session it resumed, if any.
+    pub previous: Option<String>,
+    /// The Noise pattern (`IK`, `XX`, `IKpsk2+ML-KEM-768`).
+    pub pattern: String,
+    /// The peer address.
+    pub peer: String,
+    /// Start.
+    pub started_at: UnixTime,
+    /// End, once ended.
+    pub ended_at: Option<UnixTime>,
+    /// Highest telemetry sequence accepted (at the start, then at the end).
+    pub telemetry_seq: u64,
+    /// Messages received from the device.
+    pub messages_in: u64,
+    /// Messages sent to the device.
+    pub messages_out: u64,
 }

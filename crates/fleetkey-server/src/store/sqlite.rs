@@ -4,9 +4,9 @@
 //! immediate and free of busy retries).
 
 use super::{
-    Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceState, FleetRecord,
-    KeyringRecord, Policy, Registration, SchemaRecord, Store, StoredConfig, TokenRecord,
-    VersionRecord, VersionState,
+    Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceSessionRecord,
+    DeviceState, FleetRecord, KeyringRecord, Policy, Registration, SchemaRecord, Store,
+    StoredConfig, TokenRecord, VersionRecord, VersionState,
 };
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
@@ -799,6 +799,77 @@ impl Store for SqliteStore {
             ))
         })
         .transpose()
+    }
+
+    async fn open_device_session(&self, d: &DeviceSessionRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO device_sessions (id, device_id, previous, pattern, peer, started_at, telemetry_seq) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.id)
+        .bind(&d.device_id)
+        .bind(&d.previous)
+        .bind(&d.pattern)
+        .bind(&d.peer)
+        .bind(d.started_at)
+        .bind(d.telemetry_seq as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn close_device_session(
+        &self,
+        id: &str,
+        ended_at: UnixTime,
+        telemetry_seq: u64,
+        messages_in: u64,
+        messages_out: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE device_sessions SET ended_at = ?, telemetry_seq = MAX(telemetry_seq, ?), \
+             messages_in = ?, messages_out = ? WHERE id = ?",
+        )
+        .bind(ended_at)
+        .bind(telemetry_seq as i64)
+        .bind(messages_in as i64)
+        .bind(messages_out as i64)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn device_session(&self, id: &str) -> Result<Option<DeviceSessionRecord>> {
+        let row = sqlx::query("SELECT * FROM device_sessions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(DeviceSessionRecord {
+                id: r.try_get("id")?,
+                device_id: r.try_get("device_id")?,
+                previous: r.try_get("previous")?,
+                pattern: r.try_get("pattern")?,
+                peer: r.try_get("peer")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                telemetry_seq: r.try_get::<i64, _>("telemetry_seq")? as u64,
+                messages_in: r.try_get::<i64, _>("messages_in")? as u64,
+                messages_out: r.try_get::<i64, _>("messages_out")? as u64,
+            })
+        })
+        .transpose()
+    }
+
+    async fn device_telemetry_seq(&self, device_id: &str) -> Result<u64> {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(telemetry_seq) FROM device_sessions WHERE device_id = ?",
+        )
+        .bind(device_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(seq.unwrap_or(0) as u64)
     }
 
     async fn key_records_issued_before(
