@@ -54,6 +54,8 @@ pub struct ClientConfig {
     /// The fleet's issuing key: when set, commands that do not verify under it
     /// are refused.
     pub fleet_key: Option<[u8; 32]>,
+    /// The local address to connect from (multi-homed devices and gateways).
+    pub bind: Option<std::net::IpAddr>,
 }
 
 impl ClientConfig {
@@ -71,6 +73,7 @@ impl ClientConfig {
             allow_first_contact: false,
             hybrid: false,
             fleet_key: None,
+            bind: None,
         }
     }
 }
@@ -224,7 +227,7 @@ impl DeviceClient {
         let io = |e: std::io::Error| Error::Session(fleetkey_session::Error::Io(e.kind()));
         let mut stream = tokio::time::timeout(
             limits.handshake_timeout,
-            TcpStream::connect(&self.config.addr),
+            connect_tcp(&self.config.addr, self.config.bind),
         )
         .await
         .map_err(|_| Error::Session(fleetkey_session::Error::Timeout))?
@@ -306,6 +309,27 @@ impl DeviceClient {
             self.outbox.pop_front();
         }
     }
+}
+
+/// Connects to `addr` (resolved), from `bind` when given.
+pub async fn connect_tcp(addr: &str, bind: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = bind else {
+        return TcpStream::connect(addr).await;
+    };
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let sock = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        sock.bind(std::net::SocketAddr::new(local, 0))?;
+        match sock.connect(a).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the address resolved to nothing")))
 }
 
 #[derive(Debug)]

@@ -95,6 +95,9 @@ pub struct Config {
     pub device_connections_per_minute: u32,
     /// Most device handshakes in progress at once.
     pub max_concurrent_handshakes: usize,
+    /// Seconds a device session may stay silent before the server closes it
+    /// (devices send telemetry or an empty keepalive more often than this).
+    pub device_idle_timeout_secs: u64,
     /// Where verified device telemetry is appended as JSON lines (default
     /// `<data_dir>/telemetry.jsonl`).
     pub telemetry_file: Option<PathBuf>,
@@ -115,6 +118,7 @@ impl Default for Config {
             device_listen: "127.0.0.1:8401".into(),
             device_connections_per_minute: 10,
             max_concurrent_handshakes: 256,
+            device_idle_timeout_secs: 60,
             telemetry_file: None,
         }
     }
@@ -161,6 +165,12 @@ impl Config {
         if let Some(v) = get("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE") {
             self.device_connections_per_minute = num("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE", &v)?;
         }
+        if let Some(v) = get("FLEETKEY_MAX_CONCURRENT_HANDSHAKES") {
+            self.max_concurrent_handshakes = num("FLEETKEY_MAX_CONCURRENT_HANDSHAKES", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_DEVICE_IDLE_SECS") {
+            self.device_idle_timeout_secs = num("FLEETKEY_DEVICE_IDLE_SECS", &v)?;
+        }
         if let Some(v) = get("FLEETKEY_TELEMETRY_FILE") {
             self.telemetry_file = Some(PathBuf::from(v));
         }
@@ -206,6 +216,15 @@ impl Config {
                 format!("{:?} is not an address like 127.0.0.1:8400", self.listen),
             )
         })?;
+        if !(1..=86_400).contains(&self.device_idle_timeout_secs) {
+            return Err(err(
+                "device_idle_timeout_secs",
+                format!(
+                    "{} is not between 1 and 86400 seconds",
+                    self.device_idle_timeout_secs
+                ),
+            ));
+        }
         if self.device_listen != "off" && self.device_listen.parse::<SocketAddr>().is_err() {
             return Err(err(
                 "device_listen",

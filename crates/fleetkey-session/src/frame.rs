@@ -94,6 +94,32 @@ impl FrameReader {
         self.buf.extend_from_slice(data);
     }
 
+    /// The buffer to read more bytes into (an IO adapter's `read_buf` target),
+    /// with room for at least `want` more bytes (at most what the current frame
+    /// still needs when that is known, so an idle reader holds little memory).
+    pub fn spare(&mut self, want: usize) -> &mut Vec<u8> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let need = match self.buf.as_slice() {
+            [a, b, rest @ ..] => {
+                (usize::from(u16::from_be_bytes([*a, *b]))).saturating_sub(rest.len())
+            }
+            _ => 2 - self.buf.len(),
+        };
+        self.buf.reserve(want.max(need.min(MAX_NOISE_MESSAGE + 2)));
+        &mut self.buf
+    }
+
+    /// Frees the buffer when no partial frame is held (call when going idle).
+    pub fn release(&mut self) {
+        if self.start == self.buf.len() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
     /// Bytes held that do not form a whole frame yet.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start
@@ -153,6 +179,31 @@ mod tests {
             assert_eq!(got, [1, 7, 300, 65_535]);
             assert_eq!(r.pending(), 0);
         }
+    }
+
+    #[test]
+    fn reads_into_the_spare_buffer_reassemble_and_release_keeps_partial_frames() {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, &[7; 1000]).unwrap();
+        write_frame(&mut wire, &[8; 3]).unwrap();
+        let mut r = FrameReader::new(MAX_NOISE_MESSAGE);
+        let mut got = Vec::new();
+        for piece in wire.chunks(100) {
+            let b = r.spare(16);
+            assert!(b.capacity() - b.len() >= 16);
+            b.extend_from_slice(piece);
+            // Releasing while a frame is incomplete must not lose it.
+            r.release();
+            while let Some(f) = r.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, vec![vec![7; 1000], vec![8; 3]]);
+        r.release();
+        assert_eq!(r.pending(), 0);
+        // Knowing the frame length, the reader asks for what the frame still needs.
+        r.push(&[0x01, 0x00]);
+        assert!(r.spare(1).capacity() >= 2 + 256);
     }
 
     #[test]

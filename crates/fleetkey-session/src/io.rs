@@ -15,28 +15,26 @@ pub struct Session<S> {
     transport: Transport,
     frames: FrameReader,
     idle: std::time::Duration,
-    buf: Vec<u8>,
 }
 
 fn io_err(e: std::io::Error) -> Error {
     Error::Io(e.kind())
 }
 
-/// Reads until one whole frame is available.
-async fn next_frame<S: AsyncRead + Unpin>(
-    io: &mut S,
-    frames: &mut FrameReader,
-    buf: &mut [u8],
-) -> Result<Vec<u8>> {
+/// Bytes reserved for a read while waiting for a peer that is quiet: small, so a
+/// hundred thousand idle sessions hold little memory.
+const IDLE_READ: usize = 512;
+
+/// Reads until one whole frame is available, straight into the frame buffer.
+async fn next_frame<S: AsyncRead + Unpin>(io: &mut S, frames: &mut FrameReader) -> Result<Vec<u8>> {
     loop {
         if let Some(f) = frames.next_frame()? {
             return Ok(f);
         }
-        let n = io.read(buf).await.map_err(io_err)?;
+        let n = io.read_buf(frames.spare(IDLE_READ)).await.map_err(io_err)?;
         if n == 0 {
             return Err(Error::Io(std::io::ErrorKind::UnexpectedEof));
         }
-        frames.push(&buf[..n]);
     }
 }
 
@@ -51,7 +49,6 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(Session<S>, Vec<Vec<u8>>)> {
     let limits = hs.limits();
     let mut frames = FrameReader::new(limits.max_handshake_message);
-    let mut buf = vec![0u8; 16 * 1024];
     let mut received = Vec::new();
     let run = async {
         let mut first = true;
@@ -63,7 +60,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 write_frame(&mut out, &msg)?;
                 io.write_all(&out).await.map_err(io_err)?;
             } else {
-                let f = next_frame(&mut io, &mut frames, &mut buf).await?;
+                let f = next_frame(&mut io, &mut frames).await?;
                 received.push(hs.read_message(&f, Instant::now())?);
             }
         }
@@ -74,13 +71,13 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|_| Error::Timeout)??;
     frames.set_max_frame(MAX_NOISE_MESSAGE);
+    frames.release();
     Ok((
         Session {
             io,
             transport: hs.into_transport()?,
             frames,
             idle: limits.idle_timeout,
-            buf,
         },
         received,
     ))
@@ -101,8 +98,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let idle = self.idle;
         let fut = async {
             loop {
-                let f = next_frame(&mut self.io, &mut self.frames, &mut self.buf).await?;
+                let f = next_frame(&mut self.io, &mut self.frames).await?;
                 if let Some(m) = self.transport.open(&f)? {
+                    self.frames.release();
                     return Ok(m);
                 }
             }

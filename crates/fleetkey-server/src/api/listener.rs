@@ -34,7 +34,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::store::{CommandKind, DeviceRecord, DeviceSessionRecord, DeviceState};
+use crate::store::{CommandKind, DeviceSessionRecord, DeviceState};
 use crate::telemetry::{TelemetryRecord, TelemetrySink};
 
 /// Largest message a device may send over its session, bytes.
@@ -238,7 +238,7 @@ impl DeviceListener {
     ) {
         let m = &self.state.metrics;
         let started = Instant::now();
-        let result = self.accept_handshake(stream, started).await;
+        let result = Box::pin(self.accept_handshake(stream, started)).await;
         drop(permit);
         let (mut session, pattern) = match result {
             Ok(s) => s,
@@ -258,12 +258,16 @@ impl DeviceListener {
         let Some(key) = session.remote_static() else {
             return;
         };
-        let device = match self.state.fleets.session_device(&key).await {
-            Ok(Ok(d)) => d,
+        let device = match Box::pin(self.state.fleets.session_device(&key)).await {
+            // Only what the session needs stays in memory while it is open.
+            Ok(Ok(d)) => Peer {
+                id: d.id,
+                fleet: d.fleet,
+                state: d.state,
+            },
             Ok(Err((id, reason))) => {
                 m.handshakes.with_label_values(&[label, "refused"]).inc();
-                self.refuse(&mut session, id.as_deref(), &key, reason, peer)
-                    .await;
+                Box::pin(self.refuse(&mut session, id.as_deref(), &key, reason, peer)).await;
                 return;
             }
             Err(e) => {
@@ -293,7 +297,7 @@ impl DeviceListener {
                 tracing::debug!(device = %device.id, reason = %why, "device session ended");
             }
         }
-        c.finish().await;
+        Box::pin(c.finish()).await;
         m.active_sessions.dec();
     }
 
@@ -327,11 +331,18 @@ impl DeviceListener {
     }
 }
 
+/// The device of an open session.
+struct Peer {
+    id: String,
+    fleet: String,
+    state: DeviceState,
+}
+
 /// One device's session.
 struct Conn<'a> {
     l: &'a DeviceListener,
     s: &'a mut Session<TcpStream>,
-    device: &'a DeviceRecord,
+    device: &'a Peer,
     pattern: &'static str,
     peer: SocketAddr,
     id: String,
@@ -382,17 +393,14 @@ impl Conn<'_> {
                 return Err(End::Done);
             }
         };
-        let welcome = self.begin(resume).await.map_err(|e| {
+        // Rare paths are boxed so the future every idle session keeps is small.
+        let welcome = Box::pin(self.begin(resume)).await.map_err(|e| {
             tracing::error!(device = %self.device.id, error = %e, "device session could not begin");
             End::Closed(e.to_string())
         })?;
         self.send(&welcome).await?;
         let wiping = self.device.state == DeviceState::Decommissioning;
-        let commands = self
-            .l
-            .state
-            .fleets
-            .device_commands(&self.device.id, true)
+        let commands = Box::pin(self.l.state.fleets.device_commands(&self.device.id, true))
             .await
             .map_err(|e| End::Closed(e.to_string()))?;
         for c in commands {
@@ -438,28 +446,28 @@ impl Conn<'_> {
                     message: "hello was already sent".into(),
                 }),
                 Ok(DeviceMsg::Telemetry { seq, data }) => {
-                    Some(self.telemetry(&live, seq, data).await)
+                    Some(Box::pin(self.telemetry(&live, seq, data)).await)
                 }
                 Ok(DeviceMsg::Receipt {
                     command_id,
                     status,
                     at,
                     signature,
-                }) => Some(self.receipt(command_id, &status, at, &signature).await),
+                }) => Some(Box::pin(self.receipt(command_id, &status, at, &signature)).await),
                 Ok(DeviceMsg::RotationProposal {
                     command_id,
                     keys,
                     signature,
-                }) => Some(self.proposal(command_id, &keys, &signature).await),
+                }) => Some(Box::pin(self.proposal(command_id, &keys, &signature)).await),
                 Ok(DeviceMsg::RotationConfirm {
                     command_id,
                     signature,
-                }) => Some(self.confirm(command_id, &signature).await),
+                }) => Some(Box::pin(self.confirm(command_id, &signature)).await),
                 Ok(DeviceMsg::WipeReceipt {
                     wiped_at,
                     signature,
                 }) => {
-                    let r = self.wipe(wiped_at, &signature).await;
+                    let r = Box::pin(self.wipe(wiped_at, &signature)).await;
                     let done = matches!(r, ServerMsg::Ack { .. });
                     self.send(&r).await?;
                     if done {

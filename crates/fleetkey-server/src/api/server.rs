@@ -131,7 +131,12 @@ pub async fn serve(
                 crate::api::listener::ListenerConfig {
                     connections_per_minute: config.device_connections_per_minute,
                     max_concurrent_handshakes: config.max_concurrent_handshakes,
-                    ..Default::default()
+                    limits: fleetkey_session::Limits {
+                        idle_timeout: std::time::Duration::from_secs(
+                            config.device_idle_timeout_secs,
+                        ),
+                        ..crate::api::listener::ListenerConfig::default().limits
+                    },
                 },
                 Arc::new(crate::telemetry::JsonLinesSink::open(
                     &config.telemetry_path(),
