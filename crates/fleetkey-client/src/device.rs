@@ -518,3 +518,31 @@ impl DeviceSession<'_> {
         Ok(self.session.close().await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_private_keys() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let noise = Keypair::from_private([0x5a; 32]).unwrap();
+        let signer =
+            Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new([0x6b; 32]))
+                .unwrap();
+        let c = DeviceClient::new(
+            ClientConfig::new("127.0.0.1:1"),
+            "dev_1",
+            noise,
+            signer,
+            dir.path().join("s.json"),
+        )
+        .unwrap();
+        let s = format!("{c:?}").to_lowercase();
+        assert!(s.contains("dev_1"));
+        for secret in ["5a5a5a5a", "6b6b6b6b", "90, 90, 90", "107, 107, 107"] {
+            assert!(!s.contains(secret), "{secret} in {s}");
+        }
+    }
+}

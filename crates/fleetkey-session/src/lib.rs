@@ -22,8 +22,9 @@
 //! - **Sticky failure**: after an error, every later call returns it again.
 //!
 //! [`io`] is the tokio adapter: a thin loop around the state machines that enforces
-//! the handshake deadline and the idle timeout. Not here yet: session persistence
-//! and resumption (see the sessions issue and `docs/protocol.md`).
+//! the handshake deadline and the idle timeout. Session persistence, resumption
+//! and reconnection belong to the device protocol above this crate
+//! (`fleetkey-client`, `docs/protocol.md#sessions-and-resumption`).
 //!
 //! ```
 //! use fleetkey_session::{Builder, Keypair, Pattern, Suite};
