@@ -98,6 +98,8 @@ pub struct Config {
     /// Seconds a device session may stay silent before the server closes it
     /// (devices send telemetry or an empty keepalive more often than this).
     pub device_idle_timeout_secs: u64,
+    /// UDP address for constrained devices' frames; `off` disables it.
+    pub device_udp_listen: String,
     /// Where verified device telemetry is appended as JSON lines (default
     /// `<data_dir>/telemetry.jsonl`).
     pub telemetry_file: Option<PathBuf>,
@@ -119,6 +121,7 @@ impl Default for Config {
             device_connections_per_minute: 10,
             max_concurrent_handshakes: 256,
             device_idle_timeout_secs: 60,
+            device_udp_listen: "127.0.0.1:8402".into(),
             telemetry_file: None,
         }
     }
@@ -167,6 +170,9 @@ impl Config {
         }
         if let Some(v) = get("FLEETKEY_MAX_CONCURRENT_HANDSHAKES") {
             self.max_concurrent_handshakes = num("FLEETKEY_MAX_CONCURRENT_HANDSHAKES", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_DEVICE_UDP_LISTEN") {
+            self.device_udp_listen = v;
         }
         if let Some(v) = get("FLEETKEY_DEVICE_IDLE_SECS") {
             self.device_idle_timeout_secs = num("FLEETKEY_DEVICE_IDLE_SECS", &v)?;
@@ -234,6 +240,16 @@ impl Config {
                 ),
             ));
         }
+        if self.device_udp_listen != "off" && self.device_udp_listen.parse::<SocketAddr>().is_err()
+        {
+            return Err(err(
+                "device_udp_listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:8402 (or off)",
+                    self.device_udp_listen
+                ),
+            ));
+        }
         if self.device_connections_per_minute == 0 || self.max_concurrent_handshakes == 0 {
             return Err(err(
                 "device_connections_per_minute/max_concurrent_handshakes",
@@ -283,6 +299,11 @@ impl Config {
         self.telemetry_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("telemetry.jsonl"))
+    }
+
+    /// The constrained devices' UDP address, unless it is off (validated).
+    pub fn device_udp_listen_addr(&self) -> Option<SocketAddr> {
+        self.device_udp_listen.parse().ok()
     }
 
     /// The device listener address, unless it is off (validated).

@@ -44,6 +44,7 @@ pub mod data_lock;
 pub mod directory;
 mod error;
 pub mod fleet;
+pub mod ingest;
 pub mod keys;
 pub mod secret_file;
 pub mod store;

@@ -4,7 +4,8 @@
 //! keeps only its SHA-256. Scopes: `admin` (everything), `keys:manage`,
 //! `seal:<keyring>`, `unseal:<keyring>`, `rewrap:<keyring>`, `audit:read`,
 //! `tokens:manage`, `fleets:manage`, `factory:<fleet>`, `devices:<fleet>` (read),
-//! `operate:<fleet>` (life-cycle changes). A granted scope ending in `*` matches every scope with that
+//! `operate:<fleet>` (life-cycle changes), `ingest:<fleet>` (gateways forwarding
+//! constrained devices' frames). A granted scope ending in `*` matches every scope with that
 //! prefix (`seal:*`, `seal:pay*`). Lookups are cached for a few seconds so the
 //! request path rarely touches the store; a revocation made by this instance takes
 //! effect at once, one made elsewhere within the cache lifetime.
@@ -32,7 +33,7 @@ pub fn validate_scope(scope: &str) -> Result<()> {
     let bad = || Error::Invalid {
         what: "scope",
         why: format!(
-            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, claim, or seal:|unseal:|rewrap: + a keyring, or factory:|devices:|operate: + a fleet (name or prefix*)"
+            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, claim, or seal:|unseal:|rewrap: + a keyring, or factory:|devices:|operate:|ingest: + a fleet (name or prefix*)"
         ),
     };
     match scope {
@@ -55,6 +56,7 @@ pub fn validate_scope(scope: &str) -> Result<()> {
             | "devices"
             | "fleets"
             | "operate"
+            | "ingest"
     ) {
         return Err(bad());
     }

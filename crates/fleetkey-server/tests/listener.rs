@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_client::proto::{self, DeviceMsg, ServerMsg};
 use fleetkey_client::{Backoff, ClientConfig, DeviceClient, Error as ClientError, RecordCache};
@@ -16,14 +18,9 @@ use fleetkey_crypto::ed25519::Ed25519Signer;
 use fleetkey_crypto::x25519::X25519Secret;
 use fleetkey_server::api::AppState;
 use fleetkey_server::api::listener::{DeviceListener, ListenerConfig};
-use fleetkey_server::api::server;
-use fleetkey_server::config::Config;
-use fleetkey_server::custody::local::{KekSource, LocalCustody};
 use fleetkey_server::fleet::{ConfigUpdate, FactoryRequest, FleetService, onboarding_message};
-use fleetkey_server::keys::{KeyConfig, KeyService};
 use fleetkey_server::store::{CommandState, DeviceState, Store, sqlite::SqliteStore};
 use fleetkey_server::telemetry::JsonLinesSink;
-use fleetkey_server::{clock::SystemClock, tokens::TokenService};
 use fleetkey_session::Keypair;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -41,39 +38,16 @@ struct Harness {
     run: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+use common::now;
 
 impl Harness {
     async fn start(connections_per_minute: u32) -> Self {
         let dir = tempfile::TempDir::new().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-        let custody = Arc::new(
-            LocalCustody::open(
-                dir.path(),
-                KekSource::Passphrase(zeroize::Zeroizing::new("pw".into())),
-            )
-            .await
-            .unwrap(),
-        );
-        let clock = Arc::new(SystemClock::default());
-        let keys = Arc::new(
-            KeyService::open(
-                store.clone(),
-                custody.clone(),
-                clock.clone(),
-                KeyConfig::default(),
-            )
-            .await
-            .unwrap(),
-        );
-        let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
-        let fleets = FleetService::new(store.clone(), custody, clock);
-        let state = server::state(&Config::default(), keys, tokens, fleets.clone()).unwrap();
+        let common::Services {
+            store,
+            fleets,
+            state,
+        } = common::services(dir.path()).await;
         let listener = DeviceListener::new(
             state.clone(),
             ListenerConfig {

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub device_messages: IntCounterVec,
     /// Key rotations by kind (`device_credential`, `keyring`).
     pub key_rotations: IntCounterVec,
+    /// Constrained-device frames by result (`accepted` or the refusal reason).
+    pub device_frames: IntCounterVec,
+    /// Constrained devices with a verified session start, by profile.
+    pub constrained_active: IntGaugeVec,
 }
 
 fn counter_vec(
@@ -127,6 +131,23 @@ impl Metrics {
                 "Messages from devices over sessions, by type and result",
                 &["type", "result"],
             )?,
+            device_frames: counter_vec(
+                &r,
+                "fleetkey_device_frames_total",
+                "Constrained-device frames by result",
+                &["result"],
+            )?,
+            constrained_active: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "fleetkey_constrained_devices_active",
+                        "Constrained devices with a verified session start since this instance started, by profile",
+                    ),
+                    &["profile"],
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             key_rotations: counter_vec(
                 &r,
                 "fleetkey_key_rotations_total",

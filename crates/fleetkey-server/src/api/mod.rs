@@ -7,6 +7,7 @@
 
 pub mod devices;
 pub mod error;
+pub mod ingest;
 pub mod listener;
 pub mod metrics;
 pub mod ratelimit;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub max_batch_items: usize,
     /// Fleets and devices.
     pub fleets: Arc<crate::fleet::FleetService>,
+    /// Constrained-device frames (set when the server starts its ingest path).
+    pub ingest: std::sync::OnceLock<Arc<crate::ingest::FrameIngest>>,
 }
 
 type St = State<Arc<AppState>>;
@@ -941,6 +944,15 @@ pub struct FactoryDeviceRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub test_results: serde_json::Value,
+    /// For a constrained-profile device (`docs/protocol.md#the-constrained-device-profile`):
+    /// `constrained` or `constrained_static`; absent for a full-profile device.
+    #[serde(default)]
+    pub profile: Option<crate::fleet::constrained::Profile>,
+    /// Base64 of the device's 32-byte factory secret (PSK or lab key) sealed to
+    /// `GET /v1/factory/recipient` as an fk1 envelope with associated data
+    /// `"fleetkey factory secret v1:" ‖ hardware id`; required with `profile`.
+    #[serde(default)]
+    pub sealed_secret: Option<String>,
 }
 
 /// A registered device (no private material exists server-side).
@@ -1076,22 +1088,30 @@ async fn factory_device(
 ) -> ApiResult<(StatusCode, Json<DeviceInfo>)> {
     p.require(&format!("factory:{}", req.fleet))?;
     let keys = device_keys(&req.keys)?;
-    let r = st
-        .fleets
-        .provision(
-            &p.actor(),
-            crate::fleet::FactoryRequest {
-                fleet: req.fleet,
-                hardware_id: req.hardware_id,
-                model: req.model,
-                batch: req.batch,
-                station: req.station,
-                keys,
-                test_results: req.test_results,
-            },
-        )
-        .await
-        .map_err(|e| change_err(&st, e))?;
+    let freq = crate::fleet::FactoryRequest {
+        fleet: req.fleet,
+        hardware_id: req.hardware_id,
+        model: req.model,
+        batch: req.batch,
+        station: req.station,
+        keys,
+        test_results: req.test_results,
+    };
+    let r = match (req.profile, req.sealed_secret.as_deref()) {
+        (None, None) => st.fleets.provision(&p.actor(), freq).await,
+        (Some(profile), Some(sealed)) => {
+            let sealed = b64("sealed_secret", sealed)?;
+            st.fleets
+                .provision_constrained(&p.actor(), freq, profile, &sealed)
+                .await
+        }
+        _ => {
+            return Err(ApiError::malformed(
+                "profile and sealed_secret go together (both for a constrained device, neither otherwise)",
+            ));
+        }
+    }
+    .map_err(|e| change_err(&st, e))?;
     let status = if r.created {
         StatusCode::CREATED
     } else {
@@ -1622,6 +1642,7 @@ pub struct ApiDoc;
 pub fn openapi_document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(<devices::DevicesDoc as OpenApi>::openapi());
+    doc.merge(<ingest::IngestDoc as OpenApi>::openapi());
     serde_json::to_value(doc).unwrap_or_default()
 }
 
@@ -1665,6 +1686,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/v1/claims", post(claim_device))
         .merge(devices::operator_routes())
+        .merge(ingest::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_limit,

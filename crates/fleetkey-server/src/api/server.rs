@@ -56,6 +56,7 @@ pub fn state(
         limits: RateLimits::new(config.rate_limit.clone()),
         metrics: Metrics::new().map_err(|e| Error::Store(format!("metrics: {e}")))?,
         max_batch_items: config.max_batch_items,
+        ingest: std::sync::OnceLock::new(),
     }))
 }
 
@@ -124,6 +125,36 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
+    // One telemetry sink for sessions and frames.
+    let sink: Arc<dyn crate::telemetry::TelemetrySink> = Arc::new(
+        crate::telemetry::JsonLinesSink::open(&config.telemetry_path())?,
+    );
+    let ingest = crate::ingest::FrameIngest::new(
+        state.fleets.clone(),
+        sink.clone(),
+        crate::ingest::IngestMetrics {
+            frames: state.metrics.device_frames.clone(),
+            active: state.metrics.constrained_active.clone(),
+        },
+    )
+    .await?;
+    let _ = state.ingest.set(ingest.clone());
+    let udp = match config.device_udp_listen_addr() {
+        Some(uaddr) => {
+            let sock = tokio::net::UdpSocket::bind(uaddr)
+                .await
+                .map_err(|e| Error::Io {
+                    path: format!("device UDP {uaddr}"),
+                    source: e,
+                })?;
+            tracing::info!(addr = %sock.local_addr().map_err(io)?, "constrained devices (UDP frames)");
+            let mut rx = stop_rx.clone();
+            Some(tokio::spawn(ingest.run_udp(sock, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
     let devices = match config.device_listen_addr() {
         Some(daddr) => {
             let listener = crate::api::listener::DeviceListener::new(
@@ -138,9 +169,7 @@ pub async fn serve(
                         ..crate::api::listener::ListenerConfig::default().limits
                     },
                 },
-                Arc::new(crate::telemetry::JsonLinesSink::open(
-                    &config.telemetry_path(),
-                )?),
+                sink.clone(),
             )
             .await?;
             let sock = tokio::net::TcpListener::bind(daddr)
@@ -187,7 +216,7 @@ pub async fn serve(
         }
     };
     scheduler.abort();
-    if let Some(d) = devices {
+    for d in [devices, udp].into_iter().flatten() {
         d.abort();
     }
     drop(stop_rx);

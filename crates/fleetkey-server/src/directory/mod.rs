@@ -155,6 +155,28 @@ impl Directory {
         Ok((scalar, public))
     }
 
+    /// The service's X-Wing identity for the factory: jigs seal each constrained
+    /// device's factory secret to it (`fk1r:` recipient, HPKE with X-Wing), so the
+    /// secret never travels in plaintext. Made on first use, its 32-byte seed
+    /// wrapped by custody (context `service:factory-xwing`).
+    pub async fn factory_identity(&self) -> Result<fleetkey_crypto::hpke::XWingIdentity> {
+        const NAME: &str = "factory-xwing";
+        const CONTEXT: &str = "service:factory-xwing";
+        let candidate = if self.store.service_key(NAME).await?.is_none() {
+            let id = fleetkey_crypto::hpke::XWingIdentity::generate()?;
+            let seed = fleetkey_crypto::secret::SecretBytes::new(*id.expose_secret());
+            Some((
+                self.custody.wrap(&seed, CONTEXT).await?,
+                id.recipient().to_bytes(),
+            ))
+        } else {
+            None
+        };
+        let (wrapped, _) = self.ensure_service_key(NAME, candidate).await?;
+        let seed = self.custody.unwrap(&wrapped, CONTEXT).await?;
+        Ok(fleetkey_crypto::hpke::XWingIdentity::from_seed(seed)?)
+    }
+
     /// The service's ML-KEM-768 key for the post-quantum hybrid session: made on
     /// first use and kept as `BE16(len) ‖ custody-wrapped one-use key ‖
     /// AES-256-GCM(that key, zero nonce, aad = name)` of the 2,400-byte decapsulation

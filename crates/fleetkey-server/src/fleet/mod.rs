@@ -29,6 +29,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod constrained;
 mod device_config;
 pub mod lifecycle;
 mod rotation;
@@ -193,6 +194,11 @@ impl FleetService {
         })
     }
 
+    /// Custody (for the constrained profile's factory secrets).
+    pub(crate) fn custody(&self) -> &Arc<dyn Custody> {
+        &self.custody
+    }
+
     /// The store (for the device listener's session records).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -282,6 +288,16 @@ impl FleetService {
 
     /// Registers a device from the factory and issues its birth credential.
     pub async fn provision(&self, actor: &str, req: FactoryRequest) -> Result<Provisioned> {
+        self.provision_with(actor, req, None).await
+    }
+
+    /// Registers a device, with the wrapped factory secret of a constrained one.
+    pub(crate) async fn provision_with(
+        &self,
+        actor: &str,
+        req: FactoryRequest,
+        secret: Option<crate::store::DeviceSecret>,
+    ) -> Result<Provisioned> {
         field("hardware id", &req.hardware_id)?;
         field("model", &req.model)?;
         field("batch", &req.batch)?;
@@ -343,7 +359,8 @@ impl FleetService {
             "device.provision",
             format!("device:{device_id}"),
             json!({ "fleet": req.fleet, "hardware_id": req.hardware_id, "model": req.model,
-                    "batch": req.batch, "station": req.station }),
+                    "batch": req.batch, "station": req.station,
+                    "profile": secret.as_ref().map_or("full", |s| s.profile.as_str()) }),
         );
         let manufacturing = ManufacturingRecord {
             batch: req.batch.clone(),
@@ -356,6 +373,7 @@ impl FleetService {
             manufacturing,
             config,
             audit,
+            secret,
         };
         self.queue
             .send((registration, reply))

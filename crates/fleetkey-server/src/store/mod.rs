@@ -310,6 +310,15 @@ pub enum Change {
         /// An update_config command for the device.
         command: Option<CommandRecord>,
     },
+    /// Allow or refuse static-key (lab) devices in a fleet.
+    SetFleetStaticKey {
+        /// Fleet.
+        fleet: String,
+        /// Allowed.
+        allow: bool,
+        /// When.
+        at: UnixTime,
+    },
     /// Set (or clear) a fleet's credential rotation period.
     SetRotationPolicy {
         /// Fleet.
@@ -474,6 +483,28 @@ pub struct Registration {
     pub config: Option<StoredConfig>,
     /// Audit entry.
     pub audit: AuditDraft,
+    /// The factory secret of a constrained-profile device.
+    pub secret: Option<DeviceSecret>,
+}
+
+/// A constrained-profile device's factory secret, wrapped by custody.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceSecret {
+    /// `constrained` (X25519 + PSK) or `constrained_static` (lab static key).
+    pub profile: String,
+    /// The 32-byte secret wrapped by custody (context `device-secret:<hardware id>`).
+    pub wrapped: Vec<u8>,
+    /// The highest boot counter verified.
+    pub last_boot: u32,
+}
+
+impl std::fmt::Debug for DeviceSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceSecret")
+            .field("profile", &self.profile)
+            .field("last_boot", &self.last_boot)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the factory recorded about a device.
@@ -753,6 +784,13 @@ pub trait Store: Send + Sync {
     async fn put_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<()>;
     /// The newest checkpoint.
     async fn latest_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>>;
+    /// A constrained-profile device's factory secret.
+    async fn device_secret(&self, device_id: &str) -> Result<Option<DeviceSecret>>;
+    /// Raises a constrained device's verified boot counter; false if `boot` is not
+    /// above the stored one (an old boot).
+    async fn raise_device_boot(&self, device_id: &str, boot: u32) -> Result<bool>;
+    /// Whether a fleet accepts static-key (lab) devices.
+    async fn fleet_allows_static_key(&self, fleet: &str) -> Result<bool>;
     /// Records a device session that has just begun.
     async fn open_device_session(&self, session: &DeviceSessionRecord) -> Result<()>;
     /// Records how a device session ended.

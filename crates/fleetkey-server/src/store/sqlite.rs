@@ -4,9 +4,9 @@
 //! immediate and free of busy retries).
 
 use super::{
-    Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceSessionRecord,
-    DeviceState, FleetRecord, KeyringRecord, Policy, Registration, SchemaRecord, Store,
-    StoredConfig, TokenRecord, VersionRecord, VersionState,
+    Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceSecret,
+    DeviceSessionRecord, DeviceState, FleetRecord, KeyringRecord, Policy, Registration,
+    SchemaRecord, Store, StoredConfig, TokenRecord, VersionRecord, VersionState,
 };
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
@@ -463,7 +463,12 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
                 cancel_commands(&mut tx, device_id, None, *at).await?;
-                for table in ["claim_codes", "onboarding_challenges", "device_configs"] {
+                for table in [
+                    "claim_codes",
+                    "onboarding_challenges",
+                    "device_configs",
+                    "device_secrets",
+                ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE device_id = ?"))
                         .bind(device_id)
                         .execute(&mut *tx)
@@ -572,6 +577,29 @@ impl Store for SqliteStore {
                         .rows_affected();
                 if n == 0 {
                     return Err(Error::FleetNotFound(fleet.clone()));
+                }
+            }
+            Change::SetFleetStaticKey { fleet, allow, at } => {
+                let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fleets WHERE name = ?")
+                    .bind(fleet)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if exists == 0 {
+                    return Err(Error::FleetNotFound(fleet.clone()));
+                }
+                if *allow {
+                    sqlx::query(
+                        "INSERT INTO fleet_static_key (fleet, allowed_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(fleet)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query("DELETE FROM fleet_static_key WHERE fleet = ?")
+                        .bind(fleet)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             Change::CreateClaimCode {
@@ -799,6 +827,44 @@ impl Store for SqliteStore {
             ))
         })
         .transpose()
+    }
+
+    async fn device_secret(&self, device_id: &str) -> Result<Option<DeviceSecret>> {
+        let row = sqlx::query(
+            "SELECT profile, wrapped, last_boot FROM device_secrets WHERE device_id = ?",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DeviceSecret {
+                profile: r.try_get("profile")?,
+                wrapped: r.try_get("wrapped")?,
+                last_boot: u32::try_from(r.try_get::<i64, _>("last_boot")?)
+                    .map_err(|_| Error::Store("boot counter out of range".into()))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn raise_device_boot(&self, device_id: &str, boot: u32) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE device_secrets SET last_boot = ? WHERE device_id = ? AND last_boot < ?",
+        )
+        .bind(i64::from(boot))
+        .bind(device_id)
+        .bind(i64::from(boot))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn fleet_allows_static_key(&self, fleet: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fleet_static_key WHERE fleet = ?")
+            .bind(fleet)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
     }
 
     async fn open_device_session(&self, d: &DeviceSessionRecord) -> Result<()> {
@@ -1081,6 +1147,18 @@ impl Store for SqliteStore {
                     .push_bind(now);
             });
             m.build().execute(&mut *tx).await?;
+            for r in &done {
+                if let Some(sec) = &r.secret {
+                    sqlx::query(
+                        "INSERT INTO device_secrets (device_id, profile, wrapped, last_boot) VALUES (?, ?, ?, 0)",
+                    )
+                    .bind(&r.device.id)
+                    .bind(&sec.profile)
+                    .bind(&sec.wrapped)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
             // Devices registered together almost always share one initial config
             // (their fleet's defaults): one fixed statement per distinct config, the
             // device ids bound as a JSON array (prepared once, unlike a multi-row

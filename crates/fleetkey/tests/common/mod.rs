@@ -50,6 +50,7 @@ impl Server {
                 "FLEETKEY_DEVICE_LISTEN",
                 format!("127.0.0.1:{}", free_port()),
             )
+            .env("FLEETKEY_DEVICE_UDP_LISTEN", "127.0.0.1:0")
             .env("FLEETKEY_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())

@@ -1,0 +1,15 @@
+-- Constrained-profile devices (crates/fleetkey-device): the factory secret (the
+-- per-device PSK of the X25519 mode, or the lab static key), wrapped by custody,
+-- and the highest boot counter verified (old boots stay refused across restarts).
+CREATE TABLE device_secrets (
+    device_id  TEXT PRIMARY KEY REFERENCES devices(id),
+    profile    TEXT NOT NULL CHECK (profile IN ('constrained', 'constrained_static')),
+    wrapped    BLOB NOT NULL,
+    last_boot  BIGINT NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Fleets that accept static-key (lab) devices; absent means refused.
+CREATE TABLE fleet_static_key (
+    fleet      TEXT PRIMARY KEY REFERENCES fleets(name),
+    allowed_at BIGINT NOT NULL
+) WITHOUT ROWID;

@@ -1,0 +1,324 @@
+//! Frames from constrained devices (`crates/fleetkey-device`,
+//! `docs/protocol.md#the-constrained-device-profile`): over UDP (one datagram per
+//! frame, default `127.0.0.1:8402`) or from gateways through `POST /v1/ingest`.
+//!
+//! Per frame: the header names the device; its verification state (a
+//! [`fleetkey_device::Receiver`] with the device's registered X25519 key and its
+//! factory secret unwrapped from custody) is cached in a sharded map, so frames of
+//! different devices never wait on each other. The device must be active (a
+//! manufactured device may send its session start: the first verified boot onboards
+//! it); its state is re-read at least every [`STATE_TTL`]. A session start raises the
+//! stored boot counter (old boots stay refused across restarts); data frames go to
+//! the telemetry sink, attributed to the device and its fleet.
+
+use crate::error::Result;
+use crate::fleet::FleetService;
+use crate::fleet::constrained::Profile;
+use crate::store::DeviceState;
+use crate::telemetry::{TelemetryRecord, TelemetrySink};
+use fleetkey_device::{Credentials, FrameKind, Header, Receiver};
+use prometheus::{IntCounterVec, IntGaugeVec};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a cached device state is trusted before it is read again.
+pub const STATE_TTL: Duration = Duration::from_secs(5);
+const SHARDS: usize = 64;
+
+struct Entry {
+    receiver: Receiver,
+    device_id: String,
+    fleet: String,
+    profile: Profile,
+    state: DeviceState,
+    checked_at: Instant,
+    counted: bool,
+}
+
+type Shard = Mutex<HashMap<[u8; 8], Arc<Mutex<Entry>>>>;
+
+/// A verified frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The device.
+    pub device_id: String,
+    /// Session start or data.
+    pub kind: FrameKind,
+    /// Boot counter.
+    pub boot: u32,
+    /// Frame counter.
+    pub counter: u32,
+}
+
+/// Metrics of the ingest path.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// Frames by result (`accepted` or the refusal reason).
+    pub frames: IntCounterVec,
+    /// Devices with a verified session, by profile.
+    pub active: IntGaugeVec,
+}
+
+/// Verifies constrained devices' frames.
+pub struct FrameIngest {
+    fleets: Arc<FleetService>,
+    scalar: fleetkey_crypto::secret::SecretBytes<32>,
+    sink: Arc<dyn TelemetrySink>,
+    metrics: IngestMetrics,
+    shards: Vec<Shard>,
+}
+
+fn refusal(reason: &'static str) -> Result<Accepted, &'static str> {
+    Err(reason)
+}
+
+impl FrameIngest {
+    /// The ingest path with the service's static X25519 key (the one devices hold).
+    pub async fn new(
+        fleets: Arc<FleetService>,
+        sink: Arc<dyn TelemetrySink>,
+        metrics: IngestMetrics,
+    ) -> Result<Arc<Self>> {
+        let (scalar, _) = fleets.directory().server_static_key().await?;
+        Ok(Arc::new(Self {
+            fleets,
+            scalar,
+            sink,
+            metrics,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }))
+    }
+
+    fn shard(&self, id: &[u8; 8]) -> &Shard {
+        &self.shards[usize::from(id[7]) % SHARDS]
+    }
+
+    /// Loads (or re-reads) a device's verification state.
+    async fn load(&self, id: [u8; 8]) -> Result<Option<Arc<Mutex<Entry>>>, &'static str> {
+        let cached = self
+            .shard(&id)
+            .lock()
+            .map_err(|_| "internal")?
+            .get(&id)
+            .cloned();
+        if let Some(e) = &cached {
+            let fresh = e
+                .lock()
+                .map(|e| e.checked_at.elapsed() < STATE_TTL)
+                .unwrap_or(false);
+            if fresh {
+                return Ok(cached);
+            }
+        }
+        let device_id = format!("dev_{}", hex(&id));
+        let c = match self.fleets.constrained_device(&device_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(None),
+            Err(crate::Error::DeviceNotFound(_)) => return Ok(None),
+            Err(e) => {
+                tracing::error!(device = %device_id, error = %e, "loading a constrained device failed");
+                return Err("internal");
+            }
+        };
+        if let Some(e) = cached {
+            // Keep the replay state; refresh what may have changed.
+            if let Ok(mut g) = e.lock() {
+                g.state = c.device.state;
+                g.checked_at = Instant::now();
+            }
+            return Ok(Some(e));
+        }
+        if c.profile == Profile::ConstrainedStatic
+            && !self
+                .fleets
+                .store()
+                .fleet_allows_static_key(&c.device.fleet)
+                .await
+                .map_err(|_| "internal")?
+        {
+            return Err("static_key_not_allowed");
+        }
+        let device_public: [u8; 32] = c
+            .device
+            .x25519
+            .as_slice()
+            .try_into()
+            .map_err(|_| "internal")?;
+        let credentials = match c.profile {
+            Profile::Constrained => Credentials::X25519Psk {
+                device_public,
+                psk: *c.secret.expose_secret(),
+            },
+            Profile::ConstrainedStatic => Credentials::StaticKey {
+                factory_key: *c.secret.expose_secret(),
+            },
+        };
+        let entry = Arc::new(Mutex::new(Entry {
+            receiver: Receiver::new(id, credentials, c.last_boot),
+            device_id,
+            fleet: c.device.fleet.clone(),
+            profile: c.profile,
+            state: c.device.state,
+            checked_at: Instant::now(),
+            counted: false,
+        }));
+        let mut shard = self.shard(&id).lock().map_err(|_| "internal")?;
+        Ok(Some(shard.entry(id).or_insert(entry).clone()))
+    }
+
+    fn forget(&self, id: &[u8; 8]) {
+        if let Ok(mut s) = self.shard(id).lock() {
+            s.remove(id);
+        }
+    }
+
+    /// Verifies one frame (decrypting it in place) and delivers its telemetry.
+    /// Returns what was accepted, or the refusal reason (also counted).
+    pub async fn accept(&self, frame: &mut [u8]) -> Result<Accepted, &'static str> {
+        self.accept_scoped(frame, &|_| true).await
+    }
+
+    /// [`FrameIngest::accept`] for a caller allowed only some fleets (a gateway's
+    /// token): frames of devices in other fleets are refused as `forbidden`.
+    pub async fn accept_scoped(
+        &self,
+        frame: &mut [u8],
+        fleet_allowed: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Accepted, &'static str> {
+        let r = self.accept_inner(frame, fleet_allowed).await;
+        let label = match &r {
+            Ok(_) => "accepted",
+            Err(reason) => reason,
+        };
+        self.metrics.frames.with_label_values(&[label]).inc();
+        r
+    }
+
+    async fn accept_inner(
+        &self,
+        frame: &mut [u8],
+        fleet_allowed: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Accepted, &'static str> {
+        let header = Header::parse(frame).map_err(|e| e.as_str())?;
+        let Some(entry) = self.load(header.device_id).await? else {
+            return refusal("unknown_device");
+        };
+        let (opened, device_id, fleet, state, profile, payload) = {
+            let mut e = entry.lock().map_err(|_| "internal")?;
+            if !fleet_allowed(&e.fleet) {
+                return refusal("forbidden");
+            }
+            match (e.state, header.kind) {
+                (DeviceState::Active | DeviceState::Onboarded | DeviceState::Rotating, _) => {}
+                (DeviceState::Manufactured, FrameKind::SessionStart) => {}
+                (DeviceState::Manufactured, FrameKind::Data) => return refusal("not_onboarded"),
+                (DeviceState::Suspended, _) => return refusal("suspended"),
+                _ => return refusal("decommissioned"),
+            }
+            let o = e
+                .receiver
+                .accept(self.scalar.expose_secret(), frame)
+                .map_err(|err| err.as_str())?;
+            let payload = o.payload.to_vec();
+            (
+                o.header,
+                e.device_id.clone(),
+                e.fleet.clone(),
+                e.state,
+                e.profile,
+                payload,
+            )
+        };
+        match opened.kind {
+            FrameKind::SessionStart => {
+                let device = self
+                    .fleets
+                    .device(&device_id)
+                    .await
+                    .map_err(|_| "internal")?;
+                match self.fleets.constrained_boot(&device, opened.boot).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Another instance or a restart saw a newer boot: re-read.
+                        self.forget(&header.device_id);
+                        return refusal("old_boot");
+                    }
+                    Err(e) => {
+                        tracing::error!(device = %device_id, error = %e, "recording a boot failed");
+                        self.forget(&header.device_id);
+                        return refusal("internal");
+                    }
+                }
+                let first = entry.lock().map(|mut e| {
+                    if state == DeviceState::Manufactured {
+                        e.state = DeviceState::Active;
+                    }
+                    !std::mem::replace(&mut e.counted, true)
+                });
+                if first.unwrap_or(false) {
+                    self.metrics
+                        .active
+                        .with_label_values(&[profile.as_str()])
+                        .inc();
+                }
+                tracing::info!(device = %device_id, boot = opened.boot, "constrained device session start");
+            }
+            FrameKind::Data => {
+                let data = serde_json::from_slice::<serde_json::Value>(&payload).unwrap_or_else(|_| {
+                    use base64::Engine as _;
+                    serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(&payload) })
+                });
+                let record = TelemetryRecord {
+                    device_id: device_id.clone(),
+                    fleet,
+                    session: format!("boot-{}", opened.boot),
+                    seq: u64::from(opened.counter),
+                    received_at: self.fleets.now(),
+                    data,
+                };
+                if let Err(e) = self.sink.deliver(&record).await {
+                    tracing::error!(error = %e, "telemetry sink failed");
+                    return refusal("sink_failed");
+                }
+            }
+        }
+        Ok(Accepted {
+            device_id,
+            kind: opened.kind,
+            boot: opened.boot,
+            counter: opened.counter,
+        })
+    }
+
+    /// Receives datagrams until `shutdown` completes (one frame per datagram).
+    pub async fn run_udp(
+        self: Arc<Self>,
+        socket: tokio::net::UdpSocket,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let n = tokio::select! {
+                _ = &mut shutdown => return,
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok((n, _)) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "device UDP receive failed");
+                        continue;
+                    }
+                },
+            };
+            if n > fleetkey_device::frame::MAX_FRAME {
+                self.metrics.frames.with_label_values(&["malformed"]).inc();
+                continue;
+            }
+            let _ = self.accept(&mut buf[..n]).await;
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,332 @@
+//! Constrained devices end to end on the service: a factory secret sealed to the
+//! factory recipient, provisioning (and its refusals), zero-touch onboarding by
+//! the first verified session start, telemetry to the sink, every frame refusal,
+//! old boots refused after a restart, static-key devices only where allowed,
+//! decommissioned devices refused, frames over UDP, and metrics.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use fleetkey_crypto::credential::DeviceKeys;
+use fleetkey_crypto::ed25519::Ed25519Signer;
+use fleetkey_device::{Device, Error as DevError, Rng, Storage};
+use fleetkey_server::fleet::FactoryRequest;
+use fleetkey_server::fleet::constrained::{Profile, seal_factory_secret};
+use fleetkey_server::ingest::{FrameIngest, IngestMetrics};
+use fleetkey_server::store::{DeviceState, Store};
+use fleetkey_server::telemetry::JsonLinesSink;
+use std::sync::Arc;
+
+struct OsRng;
+impl Rng for OsRng {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), DevError> {
+        fleetkey_crypto::rand::fill(buf).map_err(|_| DevError::Rng)
+    }
+}
+struct NoFlash;
+impl Storage for NoFlash {
+    fn store_boot_counter(&mut self, _: u32) -> Result<(), DevError> {
+        Ok(())
+    }
+}
+
+fn request(hw: &str, x25519: [u8; 32]) -> FactoryRequest {
+    FactoryRequest {
+        fleet: "sensors".into(),
+        hardware_id: hw.into(),
+        model: "stm32l053".into(),
+        batch: "b1".into(),
+        station: "jig-1".into(),
+        keys: DeviceKeys {
+            x25519,
+            ed25519: Ed25519Signer::generate().unwrap().public_key(),
+            ml_kem_768: None,
+            ml_dsa_65: None,
+        },
+        test_results: serde_json::json!({}),
+    }
+}
+
+fn id_bytes(device_id: &str) -> [u8; 8] {
+    hex::decode(device_id.strip_prefix("dev_").unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+async fn ingest(s: &common::Services, dir: &std::path::Path) -> Arc<FrameIngest> {
+    FrameIngest::new(
+        s.fleets.clone(),
+        Arc::new(JsonLinesSink::open(&dir.join("telemetry.jsonl")).unwrap()),
+        IngestMetrics {
+            frames: s.state.metrics.device_frames.clone(),
+            active: s.state.metrics.constrained_active.clone(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn constrained_devices_from_the_factory_to_refusal() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = common::services(dir.path()).await;
+    s.fleets.create_fleet("ops", "sensors", None).await.unwrap();
+    let recipient =
+        fleetkey_crypto::keyfile::parse_recipient(&s.fleets.factory_recipient().await.unwrap())
+            .unwrap();
+    let (_, server_public) = s.fleets.directory().server_static_key().await.unwrap();
+
+    // The jig: keys on the device, the PSK sealed to the factory recipient.
+    let scalar: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
+    let psk: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
+    let public = fleetkey_device::keys::public_key(&scalar);
+    let sealed = seal_factory_secret(&recipient, &psk, "uid-1").unwrap();
+    // Sealed for another hardware id, or garbage: refused.
+    let other = seal_factory_secret(&recipient, &psk, "uid-2").unwrap();
+    for bad in [&other[..], b"not an envelope"] {
+        assert!(
+            s.fleets
+                .provision_constrained("jig", request("uid-1", public), Profile::Constrained, bad)
+                .await
+                .is_err()
+        );
+    }
+    let p = s
+        .fleets
+        .provision_constrained(
+            "jig",
+            request("uid-1", public),
+            Profile::Constrained,
+            &sealed,
+        )
+        .await
+        .unwrap();
+    let id = p.device.id.clone();
+    assert_eq!(p.device.state, DeviceState::Manufactured);
+    // The secret is stored wrapped, never in the clear.
+    let stored = s.store.device_secret(&id).await.unwrap().unwrap();
+    assert!(!stored.wrapped.windows(32).any(|w| w == psk));
+
+    let ing = ingest(&s, dir.path()).await;
+    let mut dev = Device::x25519(id_bytes(&id), scalar, server_public, psk, 0);
+    let mut session = dev.boot(&mut OsRng, &mut NoFlash).unwrap();
+    let mut buf = [0u8; 256];
+    // Data before the session start, from a manufactured device: refused.
+    let n = session.clone().data_frame(b"{}", &mut buf).unwrap();
+    assert_eq!(
+        ing.accept(&mut buf[..n]).await.unwrap_err(),
+        "not_onboarded"
+    );
+    // The first verified session start onboards it (zero touch).
+    let n = session.start_frame(b"", &mut buf).unwrap();
+    let start = buf[..n].to_vec();
+    let a = ing.accept(&mut start.clone()).await.unwrap();
+    assert_eq!((a.device_id.as_str(), a.boot), (id.as_str(), 1));
+    assert_eq!(
+        s.fleets.device(&id).await.unwrap().state,
+        DeviceState::Active
+    );
+    let mut frames = Vec::new();
+    for t in [21.5, 21.7] {
+        let n = session
+            .data_frame(format!("{{\"t\":{t}}}").as_bytes(), &mut buf)
+            .unwrap();
+        frames.push(buf[..n].to_vec());
+    }
+    for f in &frames {
+        ing.accept(&mut f.clone()).await.unwrap();
+    }
+    // Refusals: replay, forged, replayed start, unknown device.
+    assert_eq!(
+        ing.accept(&mut frames[0].clone()).await.unwrap_err(),
+        "replay"
+    );
+    let n = session.data_frame(b"{\"t\":21.9}", &mut buf).unwrap();
+    let fresh = buf[..n].to_vec();
+    let mut forged = fresh.clone();
+    forged[n - 1] ^= 1;
+    assert_eq!(ing.accept(&mut forged).await.unwrap_err(), "forged");
+    // The refusal changed nothing: the genuine frame still verifies.
+    ing.accept(&mut fresh.clone()).await.unwrap();
+    assert_eq!(
+        ing.accept(&mut start.clone()).await.unwrap_err(),
+        "old_boot"
+    );
+    let mut stranger = Device::x25519([0xee; 8], scalar, server_public, psk, 0);
+    let n = stranger
+        .boot(&mut OsRng, &mut NoFlash)
+        .unwrap()
+        .start_frame(b"", &mut buf)
+        .unwrap();
+    assert_eq!(
+        ing.accept(&mut buf[..n]).await.unwrap_err(),
+        "unknown_device"
+    );
+    assert_eq!(ing.accept(&mut [1u8, 2, 3]).await.unwrap_err(), "malformed");
+
+    // A restarted server still refuses the old boot (the boot counter is stored).
+    let ing2 = ingest(&s, dir.path()).await;
+    assert_eq!(
+        ing2.accept(&mut start.clone()).await.unwrap_err(),
+        "old_boot"
+    );
+    // A new boot works on the restarted server.
+    let mut s2 = dev.boot(&mut OsRng, &mut NoFlash).unwrap();
+    let n = s2.start_frame(b"", &mut buf).unwrap();
+    ing2.accept(&mut buf[..n]).await.unwrap();
+    let n = s2.data_frame(b"raw \xff bytes", &mut buf).unwrap();
+    ing2.accept(&mut buf[..n]).await.unwrap();
+
+    // Telemetry reached the sink, attributed; non-JSON payloads as base64.
+    let t = std::fs::read_to_string(dir.path().join("telemetry.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = t
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(
+        (
+            &lines[0]["device_id"],
+            &lines[0]["fleet"],
+            &lines[0]["data"]["t"]
+        ),
+        (
+            &serde_json::json!(id),
+            &serde_json::json!("sensors"),
+            &serde_json::json!(21.5)
+        )
+    );
+    assert!(lines[3]["data"]["base64"].is_string());
+
+    // Static-key devices: only where the fleet allows them.
+    let lab_key: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
+    let lab_sealed = seal_factory_secret(&recipient, &lab_key, "lab-1").unwrap();
+    let lab_public = fleetkey_device::keys::public_key(&fleetkey_crypto::rand::array().unwrap());
+    assert!(
+        s.fleets
+            .provision_constrained(
+                "jig",
+                request("lab-1", lab_public),
+                Profile::ConstrainedStatic,
+                &lab_sealed
+            )
+            .await
+            .is_err()
+    );
+    s.fleets
+        .allow_static_key("ops", "sensors", true)
+        .await
+        .unwrap();
+    let lab = s
+        .fleets
+        .provision_constrained(
+            "jig",
+            request("lab-1", lab_public),
+            Profile::ConstrainedStatic,
+            &lab_sealed,
+        )
+        .await
+        .unwrap();
+    let mut lab_dev = Device::static_key(id_bytes(&lab.device.id), lab_key, 0);
+    let lab_session = lab_dev.boot(&mut OsRng, &mut NoFlash).unwrap();
+    let n = lab_session.start_frame(b"", &mut buf).unwrap();
+    ing2.accept(&mut buf[..n]).await.unwrap();
+    // Disallowed again: a fresh server refuses its frames.
+    s.fleets
+        .allow_static_key("ops", "sensors", false)
+        .await
+        .unwrap();
+    let lab_s2 = lab_dev.boot(&mut OsRng, &mut NoFlash).unwrap();
+    let n = lab_s2.start_frame(b"", &mut buf).unwrap();
+    assert_eq!(
+        ingest(&s, dir.path())
+            .await
+            .accept(&mut buf[..n])
+            .await
+            .unwrap_err(),
+        "static_key_not_allowed"
+    );
+
+    // Decommissioned: refused (at once on a fresh cache; within 5 s on a warm one).
+    s.fleets.decommission("ops", &id, "retired").await.unwrap();
+    let ing3 = ingest(&s, dir.path()).await;
+    let s3 = dev.boot(&mut OsRng, &mut NoFlash).unwrap();
+    let n = s3.start_frame(b"", &mut buf).unwrap();
+    assert_eq!(
+        ing3.accept(&mut buf[..n]).await.unwrap_err(),
+        "decommissioned"
+    );
+
+    let metrics = s.state.metrics.render(&s.state.keys, false);
+    for line in [
+        "fleetkey_device_frames_total{result=\"accepted\"} 7",
+        "fleetkey_device_frames_total{result=\"replay\"} 1",
+        "fleetkey_device_frames_total{result=\"forged\"} 1",
+        "fleetkey_device_frames_total{result=\"old_boot\"} 2",
+        "fleetkey_device_frames_total{result=\"decommissioned\"} 1",
+        "fleetkey_constrained_devices_active{profile=\"constrained\"} 2",
+        "fleetkey_constrained_devices_active{profile=\"constrained_static\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    let entries = s.store.audit_entries(0, 1000).await.unwrap();
+    let onboard = entries
+        .iter()
+        .find(|e| e.action == "device.onboard" && e.subject == format!("device:{id}"))
+        .unwrap();
+    assert!(onboard.details.contains("constrained"));
+}
+
+#[tokio::test]
+async fn frames_arrive_over_udp() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = common::services(dir.path()).await;
+    s.fleets.create_fleet("ops", "sensors", None).await.unwrap();
+    let recipient =
+        fleetkey_crypto::keyfile::parse_recipient(&s.fleets.factory_recipient().await.unwrap())
+            .unwrap();
+    let (_, server_public) = s.fleets.directory().server_static_key().await.unwrap();
+    let scalar: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
+    let psk: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
+    let p = s
+        .fleets
+        .provision_constrained(
+            "jig",
+            request("uid-udp", fleetkey_device::keys::public_key(&scalar)),
+            Profile::Constrained,
+            &seal_factory_secret(&recipient, &psk, "uid-udp").unwrap(),
+        )
+        .await
+        .unwrap();
+    let ing = ingest(&s, dir.path()).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let run = tokio::spawn(ing.clone().run_udp(sock, std::future::pending()));
+    let mut dev = Device::x25519(id_bytes(&p.device.id), scalar, server_public, psk, 0);
+    let mut session = dev.boot(&mut OsRng, &mut NoFlash).unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = session.start_frame(b"", &mut buf).unwrap();
+    client.send_to(&buf[..n], addr).await.unwrap();
+    for i in 0..5 {
+        let n = session
+            .data_frame(format!("{{\"i\":{i}}}").as_bytes(), &mut buf)
+            .unwrap();
+        client.send_to(&buf[..n], addr).await.unwrap();
+        // Keep the order (one socket, loopback): give the server a moment.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let want = "fleetkey_device_frames_total{result=\"accepted\"} 6";
+    let mut ok = false;
+    for _ in 0..100 {
+        if s.state.metrics.render(&s.state.keys, false).contains(want) {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok, "{}", s.state.metrics.render(&s.state.keys, false));
+    run.abort();
+}
