@@ -167,6 +167,7 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     assert_eq!(ing.accept(&mut [1u8, 2, 3]).await.unwrap_err(), "malformed");
 
     // A restarted server still refuses the old boot (the boot counter is stored).
+    ing.flush().await.unwrap();
     let ing2 = ingest(&s, dir.path()).await;
     assert_eq!(
         ing2.accept(&mut start.clone()).await.unwrap_err(),
@@ -180,6 +181,7 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     ing2.accept(&mut buf[..n]).await.unwrap();
 
     // Telemetry reached the sink, attributed; non-JSON payloads as base64.
+    ing2.flush().await.unwrap();
     let t = std::fs::read_to_string(dir.path().join("telemetry.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = t
         .lines()

@@ -557,7 +557,11 @@ impl Conn<'_> {
             received_at: self.l.state.fleets.now(),
             data,
         };
-        match self.l.sink.deliver(&record).await {
+        let stored = match self.l.sink.deliver(&record).await {
+            Ok(()) => self.l.sink.flush().await,
+            Err(e) => Err(e),
+        };
+        match stored {
             Ok(()) => {
                 live.telemetry_seq.fetch_max(seq, Ordering::AcqRel);
                 self.count("telemetry", "accepted");

@@ -139,6 +139,18 @@ pub async fn serve(
     )
     .await?;
     let _ = state.ingest.set(ingest.clone());
+    let ticker = {
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::telemetry::FLUSH_AFTER);
+            loop {
+                tick.tick().await;
+                if let Err(e) = sink.flush().await {
+                    tracing::error!(error = %e, "telemetry flush failed");
+                }
+            }
+        })
+    };
     let udp = match config.device_udp_listen_addr() {
         Some(uaddr) => {
             let sock = tokio::net::UdpSocket::bind(uaddr)
@@ -218,6 +230,10 @@ pub async fn serve(
     scheduler.abort();
     for d in [devices, udp].into_iter().flatten() {
         d.abort();
+    }
+    ticker.abort();
+    if let Err(e) = sink.flush().await {
+        tracing::error!(error = %e, "telemetry flush failed");
     }
     drop(stop_rx);
     state.keys.shutdown().await?;

@@ -291,6 +291,11 @@ impl FrameIngest {
         })
     }
 
+    /// Flushes the telemetry sink.
+    pub async fn flush(&self) -> Result<()> {
+        self.sink.flush().await
+    }
+
     /// Receives datagrams until `shutdown` completes (one frame per datagram).
     pub async fn run_udp(
         self: Arc<Self>,

@@ -4,7 +4,10 @@
 //! reconnect is recognised by its sequence number and dropped).
 //!
 //! [`JsonLinesSink`] (the default) appends one JSON object per message to a file:
-//! `{"device_id","fleet","session","seq","received_at","data"}`.
+//! `{"device_id","fleet","session","seq","received_at","data"}`. Writes are
+//! buffered and flushed at least every 50 ms (and by the server's ticker); paths
+//! that acknowledge to a device (session telemetry) call [`TelemetrySink::flush`]
+//! before acknowledging.
 
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -34,12 +37,20 @@ pub struct TelemetryRecord {
 pub trait TelemetrySink: Send + Sync {
     /// Stores one message; an error means it was not stored (not acknowledged).
     async fn deliver(&self, record: &TelemetryRecord) -> Result<()>;
+
+    /// Pushes buffered messages to their destination.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
+
+/// How long a buffered message may wait before a write flushes it.
+pub const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Appends JSON lines to a file (written and flushed per message).
 pub struct JsonLinesSink {
     path: PathBuf,
-    file: Mutex<std::io::BufWriter<std::fs::File>>,
+    file: Mutex<(std::io::BufWriter<std::fs::File>, std::time::Instant)>,
 }
 
 impl JsonLinesSink {
@@ -59,8 +70,20 @@ impl JsonLinesSink {
             .map_err(io)?;
         Ok(Self {
             path: path.to_owned(),
-            file: Mutex::new(std::io::BufWriter::new(f)),
+            file: Mutex::new((
+                std::io::BufWriter::with_capacity(64 * 1024, f),
+                std::time::Instant::now(),
+            )),
         })
+    }
+}
+
+impl JsonLinesSink {
+    fn io(&self, e: std::io::Error) -> Error {
+        Error::Io {
+            path: self.path.display().to_string(),
+            source: e,
+        }
     }
 }
 
@@ -69,16 +92,27 @@ impl TelemetrySink for JsonLinesSink {
     async fn deliver(&self, record: &TelemetryRecord) -> Result<()> {
         let mut line = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
         line.push(b'\n');
-        let mut f = self
+        let mut g = self
             .file
             .lock()
             .map_err(|_| Error::Store("telemetry sink poisoned".into()))?;
-        f.write_all(&line)
-            .and_then(|()| f.flush())
-            .map_err(|e| Error::Io {
-                path: self.path.display().to_string(),
-                source: e,
-            })
+        let (f, flushed) = &mut *g;
+        f.write_all(&line).map_err(|e| self.io(e))?;
+        if flushed.elapsed() >= FLUSH_AFTER {
+            f.flush().map_err(|e| self.io(e))?;
+            *flushed = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let mut g = self
+            .file
+            .lock()
+            .map_err(|_| Error::Store("telemetry sink poisoned".into()))?;
+        g.0.flush().map_err(|e| self.io(e))?;
+        g.1 = std::time::Instant::now();
+        Ok(())
     }
 }
 
@@ -104,6 +138,7 @@ mod tests {
             .await
             .unwrap();
         }
+        sink.flush().await.unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
