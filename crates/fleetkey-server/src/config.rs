@@ -103,6 +103,9 @@ pub struct Config {
     /// Where verified device telemetry is appended as JSON lines (default
     /// `<data_dir>/telemetry.jsonl`).
     pub telemetry_file: Option<PathBuf>,
+    /// Publish telemetry to this MQTT broker (`mqtt://host:port`) instead of the file;
+    /// topics `fleetkey/<fleet>/<device id>/telemetry`.
+    pub telemetry_mqtt_url: Option<String>,
 }
 
 impl Default for Config {
@@ -123,6 +126,7 @@ impl Default for Config {
             device_idle_timeout_secs: 60,
             device_udp_listen: "127.0.0.1:8402".into(),
             telemetry_file: None,
+            telemetry_mqtt_url: None,
         }
     }
 }
@@ -176,6 +180,9 @@ impl Config {
         }
         if let Some(v) = get("FLEETKEY_DEVICE_IDLE_SECS") {
             self.device_idle_timeout_secs = num("FLEETKEY_DEVICE_IDLE_SECS", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_TELEMETRY_MQTT_URL") {
+            self.telemetry_mqtt_url = Some(v).filter(|v| !v.is_empty());
         }
         if let Some(v) = get("FLEETKEY_TELEMETRY_FILE") {
             self.telemetry_file = Some(PathBuf::from(v));
@@ -239,6 +246,11 @@ impl Config {
                     self.device_listen
                 ),
             ));
+        }
+        if let Some(u) = &self.telemetry_mqtt_url
+            && let Err(e) = crate::telemetry::mqtt::parse_url(u)
+        {
+            return Err(err("telemetry_mqtt_url", e.to_string()));
         }
         if self.device_udp_listen != "off" && self.device_udp_listen.parse::<SocketAddr>().is_err()
         {

@@ -126,9 +126,18 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     };
     // One telemetry sink for sessions and frames.
-    let sink: Arc<dyn crate::telemetry::TelemetrySink> = Arc::new(
-        crate::telemetry::JsonLinesSink::open(&config.telemetry_path())?,
-    );
+    let sink: Arc<dyn crate::telemetry::TelemetrySink> = match &config.telemetry_mqtt_url {
+        Some(url) => {
+            let id: [u8; 6] = fleetkey_crypto::rand::array()?;
+            let client_id = format!("fleetkey-{}", crate::fleet::commands::hex(&id));
+            let s = crate::telemetry::mqtt::MqttSink::connect(url, &client_id, "fleetkey").await?;
+            tracing::info!(broker = %url, "telemetry to MQTT");
+            Arc::new(s)
+        }
+        None => Arc::new(crate::telemetry::JsonLinesSink::open(
+            &config.telemetry_path(),
+        )?),
+    };
     let ingest = crate::ingest::FrameIngest::new(
         state.fleets.clone(),
         sink.clone(),

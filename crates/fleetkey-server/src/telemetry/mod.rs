@@ -9,6 +9,8 @@
 //! that acknowledge to a device (session telemetry) call [`TelemetrySink::flush`]
 //! before acknowledging.
 
+pub mod mqtt;
+
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::io::Write as _;
