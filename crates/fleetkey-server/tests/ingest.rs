@@ -68,19 +68,43 @@ async fn ingest(s: &common::Services, dir: &std::path::Path) -> Arc<FrameIngest>
     .unwrap()
 }
 
-#[tokio::test]
-async fn constrained_devices_from_the_factory_to_refusal() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let s = common::services(dir.path()).await;
+/// The service with fleet `sensors`, its factory recipient and static public key,
+/// and a fresh device scalar and PSK (made on the device at the jig).
+struct Setup {
+    s: common::Services,
+    recipient: fleetkey_crypto::hpke::XWingRecipient,
+    server_public: [u8; 32],
+    scalar: [u8; 32],
+    psk: [u8; 32],
+}
+
+async fn setup(dir: &std::path::Path) -> Setup {
+    let s = common::services(dir).await;
     s.fleets.create_fleet("ops", "sensors", None).await.unwrap();
     let recipient =
         fleetkey_crypto::keyfile::parse_recipient(&s.fleets.factory_recipient().await.unwrap())
             .unwrap();
     let (_, server_public) = s.fleets.directory().server_static_key().await.unwrap();
+    Setup {
+        s,
+        recipient,
+        server_public,
+        scalar: fleetkey_crypto::rand::array().unwrap(),
+        psk: fleetkey_crypto::rand::array().unwrap(),
+    }
+}
 
+#[tokio::test]
+async fn constrained_devices_from_the_factory_to_refusal() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let Setup {
+        s,
+        recipient,
+        server_public,
+        scalar,
+        psk,
+    } = setup(dir.path()).await;
     // The jig: keys on the device, the PSK sealed to the factory recipient.
-    let scalar: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
-    let psk: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
     let public = fleetkey_device::keys::public_key(&scalar);
     let sealed = seal_factory_secret(&recipient, &psk, "uid-1").unwrap();
     // Sealed for another hardware id, or garbage: refused.
@@ -284,14 +308,13 @@ async fn constrained_devices_from_the_factory_to_refusal() {
 #[tokio::test]
 async fn frames_arrive_over_udp() {
     let dir = tempfile::TempDir::new().unwrap();
-    let s = common::services(dir.path()).await;
-    s.fleets.create_fleet("ops", "sensors", None).await.unwrap();
-    let recipient =
-        fleetkey_crypto::keyfile::parse_recipient(&s.fleets.factory_recipient().await.unwrap())
-            .unwrap();
-    let (_, server_public) = s.fleets.directory().server_static_key().await.unwrap();
-    let scalar: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
-    let psk: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
+    let Setup {
+        s,
+        recipient,
+        server_public,
+        scalar,
+        psk,
+    } = setup(dir.path()).await;
     let p = s
         .fleets
         .provision_constrained(

@@ -148,6 +148,18 @@ impl Harness {
             max: Duration::from_millis(50),
             max_attempts: 3,
         };
+        self.client_with(config, id, noise, sign, state)
+    }
+
+    /// A client with `config`, the device's keys (copied) and its state file.
+    fn client_with(
+        &self,
+        config: ClientConfig,
+        id: &str,
+        noise: &Keypair,
+        sign: &Ed25519Signer,
+        state: &str,
+    ) -> DeviceClient {
         DeviceClient::new(
             config,
             id,
@@ -227,17 +239,7 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
     client.trust_record(&record).unwrap();
     let mut config = ClientConfig::new(h.addr.to_string());
     config.fleet_key = Some(h.fleet_key().await);
-    let mut client = DeviceClient::new(
-        config,
-        &id,
-        Keypair::from_private(*noise.expose_private()).unwrap(),
-        Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
-            *sign.expose_seed(),
-        ))
-        .unwrap(),
-        h.dir.path().join("dev.json"),
-    )
-    .unwrap();
+    let mut client = h.client_with(config, &id, &noise, &sign, "dev.json");
     let mut s = client.connect().await.unwrap();
     assert!(!s.resumed());
     let cmd = next_command(&mut s).await;
@@ -379,17 +381,7 @@ async fn first_contact_pins_the_key_and_a_restarted_client_resumes_without_dupli
         ));
         let mut config = ClientConfig::new(h.addr.to_string());
         config.allow_first_contact = true;
-        let mut c = DeviceClient::new(
-            config,
-            &id,
-            Keypair::from_private(*noise.expose_private()).unwrap(),
-            Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
-                *sign.expose_seed(),
-            ))
-            .unwrap(),
-            h.dir.path().join("xx.json"),
-        )
-        .unwrap();
+        let mut c = h.client_with(config, &id, &noise, &sign, "xx.json");
         let mut s = c.connect().await.unwrap();
         for i in 1..=2 {
             assert_eq!(s.send_telemetry(json!({"n": i})).await.unwrap(), i);
@@ -474,17 +466,7 @@ async fn hybrid_sessions_and_credential_rotation_over_the_session() {
     let (id, noise, sign) = h.device("hw-pq").await;
     let mut config = ClientConfig::new(h.addr.to_string());
     config.hybrid = true;
-    let mut c = DeviceClient::new(
-        config,
-        &id,
-        Keypair::from_private(*noise.expose_private()).unwrap(),
-        Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
-            *sign.expose_seed(),
-        ))
-        .unwrap(),
-        h.dir.path().join("pq.json"),
-    )
-    .unwrap();
+    let mut c = h.client_with(config, &id, &noise, &sign, "pq.json");
     c.trust_record(&h.server_record().await).unwrap();
     h.fleets
         .request_rotation("ops", &id, "yearly")
@@ -601,17 +583,7 @@ async fn reconnection_backs_off_gives_up_and_recovers_when_the_server_returns() 
         max: Duration::from_millis(200),
         max_attempts: 40,
     };
-    let mut c = DeviceClient::new(
-        config,
-        &id,
-        Keypair::from_private(*noise.expose_private()).unwrap(),
-        Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
-            *sign.expose_seed(),
-        ))
-        .unwrap(),
-        h.dir.path().join("late.json"),
-    )
-    .unwrap();
+    let mut c = h.client_with(config, &id, &noise, &sign, "late.json");
     c.trust_record(&h.server_record().await).unwrap();
     let listener = h.listener.clone();
     let relay = tokio::spawn(async move {
