@@ -129,6 +129,8 @@ async fn constrained_devices_from_the_factory_to_refusal() {
         .unwrap();
     let id = p.device.id.clone();
     assert_eq!(p.device.state, DeviceState::Manufactured);
+    // Flagged in the registry.
+    assert_eq!(s.fleets.device(&id).await.unwrap().profile, "constrained");
     // The secret is stored wrapped, never in the clear.
     let stored = s.store.device_secret(&id).await.unwrap().unwrap();
     assert!(!stored.wrapped.windows(32).any(|w| w == psk));
@@ -255,6 +257,10 @@ async fn constrained_devices_from_the_factory_to_refusal() {
         )
         .await
         .unwrap();
+    assert_eq!(
+        s.fleets.device(&lab.device.id).await.unwrap().profile,
+        "constrained_static"
+    );
     let mut lab_dev = Device::static_key(id_bytes(&lab.device.id), lab_key, 0);
     let lab_session = lab_dev.boot(&mut OsRng, &mut NoFlash).unwrap();
     let n = lab_session.start_frame(b"", &mut buf).unwrap();

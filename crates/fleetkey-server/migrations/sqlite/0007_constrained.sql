@@ -13,3 +13,8 @@ CREATE TABLE fleet_static_key (
     fleet      TEXT PRIMARY KEY REFERENCES fleets(name),
     allowed_at BIGINT NOT NULL
 ) WITHOUT ROWID;
+
+-- Every device's profile, for the registry: `full` (Noise sessions),
+-- `constrained` or `constrained_static` (fleetkey-device frames).
+ALTER TABLE devices ADD COLUMN profile TEXT NOT NULL DEFAULT 'full'
+    CHECK (profile IN ('full', 'constrained', 'constrained_static'));

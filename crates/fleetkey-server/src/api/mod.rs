@@ -979,6 +979,9 @@ pub struct DeviceInfo {
     /// After a factory reset: the hardware id it had (`hardware_id` is then
     /// `retired:<device id>`).
     pub retired_hardware_id: Option<String>,
+    /// `full` (Noise sessions), `constrained` or `constrained_static` (lab
+    /// static-key mode) — `docs/protocol.md#the-constrained-device-profile`.
+    pub profile: String,
 }
 
 impl From<crate::store::DeviceRecord> for DeviceInfo {
@@ -994,6 +997,7 @@ impl From<crate::store::DeviceRecord> for DeviceInfo {
             claimed_by: d.claimed_by,
             credential_issued_at: d.credential_issued_at,
             retired_hardware_id: d.retired_hardware_id,
+            profile: d.profile,
         }
     }
 }

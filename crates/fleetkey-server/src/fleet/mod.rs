@@ -351,6 +351,9 @@ impl FleetService {
             credential_issued_at: None,
             claimed_by: None,
             retired_hardware_id: None,
+            profile: secret
+                .as_ref()
+                .map_or_else(|| "full".to_owned(), |s| s.profile.clone()),
             created_at: now,
             updated_at: now,
         };

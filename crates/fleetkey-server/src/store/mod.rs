@@ -465,6 +465,8 @@ pub struct DeviceRecord {
     /// After a factory reset: the hardware id this record had (`hardware_id` is
     /// then `retired:<device id>`).
     pub retired_hardware_id: Option<String>,
+    /// `full`, `constrained` or `constrained_static`.
+    pub profile: String,
     /// Registration time.
     pub created_at: UnixTime,
     /// Last change.

@@ -1092,7 +1092,7 @@ impl Store for SqliteStore {
         // the inserted ids come back.
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, ml_kem_768, ml_dsa_65, \
-             birth_credential, created_at, updated_at) ",
+             birth_credential, profile, created_at, updated_at) ",
         );
         q.push_values(&items, |mut b, Registration { device: d, .. }| {
             b.push_bind(&d.id)
@@ -1105,6 +1105,7 @@ impl Store for SqliteStore {
                 .push_bind(d.ml_kem_768.clone())
                 .push_bind(d.ml_dsa_65.clone())
                 .push_bind(d.birth_credential.clone())
+                .push_bind(&d.profile)
                 .push_bind(d.created_at)
                 .push_bind(d.updated_at);
         });
@@ -1346,6 +1347,7 @@ fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord> {
         credential_issued_at: r.try_get("credential_issued_at")?,
         claimed_by: r.try_get("claimed_by")?,
         retired_hardware_id: r.try_get("retired_hardware_id")?,
+        profile: r.try_get("profile")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
