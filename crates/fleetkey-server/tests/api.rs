@@ -141,6 +141,7 @@ fn good_body(m: &str, path: &str) -> Value {
         "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
         "/v1/fleets" => json!({"name": "x"}),
         p if p.ends_with("/decommission") => json!({"reason": "x"}),
+        p if p.ends_with("/static-key") => json!({"allowed": true}),
         "/v1/claims" => json!({"code": "x", "claimed_by": "y"}),
         p if p.ends_with("/state") => json!({"state": "active"}),
         p if p.ends_with("/schema") => json!({"schema": {}}),

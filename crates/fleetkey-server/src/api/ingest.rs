@@ -188,14 +188,47 @@ async fn factory_recipient(
     }))
 }
 
+/// Whether a fleet accepts static-key (lab) devices.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticKeyPolicy {
+    /// Accept constrained devices in static-key mode (no forward secrecy: anyone
+    /// with a device's factory key reads every boot). Only for trusted labs.
+    pub allowed: bool,
+}
+
+/// Allow or refuse static-key (lab) devices in a fleet (audited).
+#[utoipa::path(put, path = "/v1/fleets/{fleet}/static-key", tag = "fleets",
+    params(("fleet" = String, Path, description = "Fleet name")), request_body = StaticKeyPolicy,
+    responses((status = 200, body = StaticKeyPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["operate:{fleet}"])))]
+async fn set_static_key(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    super::ApiPath(fleet): super::ApiPath<String>,
+    ApiJson(req): ApiJson<StaticKeyPolicy>,
+) -> ApiResult<Json<StaticKeyPolicy>> {
+    p.require(&format!("operate:{fleet}"))?;
+    st.fleets
+        .allow_static_key(&p.actor(), &fleet, req.allowed)
+        .await
+        .map_err(|e| super::change_err(&st, e))?;
+    Ok(Json(req))
+}
+
 /// Routes (token-authenticated).
 pub(super) fn routes() -> Router<Arc<super::AppState>> {
     Router::new()
         .route("/v1/ingest", post(ingest))
         .route("/v1/factory/recipient", get(factory_recipient))
+        .route(
+            "/v1/fleets/{fleet}/static-key",
+            axum::routing::put(set_static_key),
+        )
 }
 
 /// The OpenAPI paths of this module.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(ingest, factory_recipient))]
+#[openapi(paths(ingest, factory_recipient, set_static_key))]
 pub(super) struct IngestDoc;
