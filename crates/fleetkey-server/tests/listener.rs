@@ -420,6 +420,26 @@ async fn first_contact_pins_the_key_and_a_restarted_client_resumes_without_dupli
     s.close().await.unwrap();
     let row = h.store.device_session(&session_id).await.unwrap().unwrap();
     assert_eq!(row.previous, before.session_id);
+    // Pruning old session records keeps the device's telemetry position (the
+    // server records the end once it notices the close).
+    let mut ended = None;
+    for _ in 0..100 {
+        ended = h
+            .store
+            .device_session(&session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ended_at;
+        if ended.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ended = ended.expect("the session end is recorded");
+    assert_eq!(h.store.prune_device_sessions(ended + 1).await.unwrap(), 2);
+    assert!(h.store.device_session(&session_id).await.unwrap().is_none());
+    assert_eq!(h.store.device_telemetry_seq(&id).await.unwrap(), 4);
     assert_eq!(
         (row.pattern.as_str(), row.device_id.as_str()),
         ("IK", id.as_str())

@@ -16,3 +16,11 @@ CREATE TABLE device_sessions (
     messages_out  BIGINT NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX device_sessions_by_device ON device_sessions (device_id, telemetry_seq);
+
+-- Each device's telemetry position (the highest sequence stored), kept when old
+-- session rows are pruned.
+CREATE TABLE device_telemetry_positions (
+    device_id TEXT PRIMARY KEY,
+    seq       BIGINT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX device_sessions_by_end ON device_sessions (ended_at);

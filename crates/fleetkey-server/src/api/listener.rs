@@ -37,6 +37,10 @@ use tokio::sync::{Notify, Semaphore};
 use crate::store::{CommandKind, DeviceSessionRecord, DeviceState};
 use crate::telemetry::{TelemetryRecord, TelemetrySink};
 
+/// Ended sessions' records are kept this long (the scheduler prunes older ones;
+/// each device's telemetry position is kept regardless), seconds.
+pub const SESSION_RETENTION_SECS: i64 = 30 * 86_400;
+
 /// Largest message a device may send over its session, bytes.
 pub const MAX_DEVICE_MESSAGE: usize = proto::MAX_MESSAGE;
 

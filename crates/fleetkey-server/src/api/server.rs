@@ -103,6 +103,14 @@ pub async fn serve(
                 }),
                 Err(e) => tracing::error!(error = %e, "policy run failed"),
             }
+            let cutoff = fleets
+                .now()
+                .saturating_sub(crate::api::listener::SESSION_RETENTION_SECS);
+            match fleets.store().prune_device_sessions(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "old device session records pruned"),
+                Err(e) => tracing::error!(error = %e, "pruning device session records failed"),
+            }
             match fleets.directory().refresh("scheduler", 1000).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(records = n, "key records re-signed"),

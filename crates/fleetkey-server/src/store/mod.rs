@@ -806,8 +806,11 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
     /// A device session by id.
     async fn device_session(&self, id: &str) -> Result<Option<DeviceSessionRecord>>;
-    /// The highest telemetry sequence recorded for a device over its ended sessions.
+    /// The highest telemetry sequence recorded for a device over its ended sessions
+    /// (kept when their rows are pruned).
     async fn device_telemetry_seq(&self, device_id: &str) -> Result<u64>;
+    /// Deletes the records of sessions that ended before `ended_before`; returns how many.
+    async fn prune_device_sessions(&self, ended_before: UnixTime) -> Result<u64>;
 }
 
 /// A device session (see `migrations/sqlite/0006_device_sessions.sql`).

@@ -892,17 +892,29 @@ impl Store for SqliteStore {
         messages_in: u64,
         messages_out: u64,
     ) -> Result<()> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let device: Option<String> = sqlx::query_scalar(
             "UPDATE device_sessions SET ended_at = ?, telemetry_seq = MAX(telemetry_seq, ?), \
-             messages_in = ?, messages_out = ? WHERE id = ?",
+             messages_in = ?, messages_out = ? WHERE id = ? RETURNING device_id",
         )
         .bind(ended_at)
         .bind(telemetry_seq as i64)
         .bind(messages_in as i64)
         .bind(messages_out as i64)
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        if let Some(device) = device {
+            sqlx::query(
+                "INSERT INTO device_telemetry_positions (device_id, seq) VALUES (?, ?) \
+                 ON CONFLICT (device_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            )
+            .bind(device)
+            .bind(telemetry_seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -929,13 +941,22 @@ impl Store for SqliteStore {
     }
 
     async fn device_telemetry_seq(&self, device_id: &str) -> Result<u64> {
-        let seq: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(telemetry_seq) FROM device_sessions WHERE device_id = ?",
-        )
-        .bind(device_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM device_telemetry_positions WHERE device_id = ?")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(seq.unwrap_or(0) as u64)
+    }
+
+    async fn prune_device_sessions(&self, ended_before: UnixTime) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM device_sessions WHERE ended_at IS NOT NULL AND ended_at < ?")
+                .bind(ended_before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn key_records_issued_before(
