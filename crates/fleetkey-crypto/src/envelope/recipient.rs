@@ -47,6 +47,25 @@ pub fn seal(
     Ok((bytes, sealer))
 }
 
+/// Seals a small in-memory `plaintext` to `recipient` as a whole mode-3 envelope
+/// (AES-256-GCM, default segment size).
+pub fn seal_to_vec(recipient: &XWingRecipient, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let (header, mut sealer) = seal(
+        recipient,
+        Algorithm::Aes256Gcm,
+        super::DEFAULT_SEGMENT_LOG2,
+        aad,
+    )?;
+    if plaintext.len() > sealer.segment_len() {
+        return Err(Error::TooLarge("plaintext (more than one segment)"));
+    }
+    let mut body = plaintext.to_vec();
+    sealer.seal_segment(&mut body, true)?;
+    let mut out = header;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
 /// Opens the body of a mode-3 envelope with `identity`.
 pub fn open(
     identity: &XWingIdentity,

@@ -13,7 +13,7 @@ use super::{FactoryRequest, FleetService, Provisioned, invalid};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
 use crate::store::{Change, DeviceRecord, DeviceSecret, DeviceState};
-use fleetkey_crypto::envelope::{self, io as env_io, recipient};
+use fleetkey_crypto::envelope::{io as env_io, recipient};
 use fleetkey_crypto::hpke::{XWingIdentity, XWingRecipient};
 use fleetkey_crypto::secret::SecretBytes;
 use serde_json::json;
@@ -57,16 +57,11 @@ pub fn seal_factory_secret(
     secret: &[u8; 32],
     hardware_id: &str,
 ) -> Result<Vec<u8>> {
-    let (header, sealer) = recipient::seal(
+    Ok(recipient::seal_to_vec(
         recipient,
-        fleetkey_crypto::aead::Algorithm::Aes256Gcm,
-        envelope::DEFAULT_SEGMENT_LOG2,
+        secret,
         &aad(hardware_id),
-    )?;
-    let mut out = Vec::new();
-    env_io::seal(&header, sealer, &secret[..], &mut out, &mut |_| {})
-        .map_err(|e| Error::Store(format!("sealing the factory secret: {e}")))?;
-    Ok(out)
+    )?)
 }
 
 /// Opens a sealed factory secret (exactly 32 bytes, bound to `hardware_id`).

@@ -32,11 +32,26 @@ pub fn get(port: u16, path: &str) -> Option<String> {
 pub struct Server {
     pub child: Child,
     pub port: u16,
+    /// The device listener's port (Noise over TCP).
+    pub device_port: u16,
+    /// The constrained devices' UDP port.
+    pub udp_port: u16,
+}
+
+/// A UDP port free right now.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
     pub fn start(dir: &std::path::Path) -> Self {
         let port = free_port();
+        let device_port = free_port();
+        let udp_port = free_udp_port();
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fleetkey"))
             .arg("serve")
             .current_dir(dir)
@@ -46,11 +61,11 @@ impl Server {
             .env_remove("FLEETKEY_PASSPHRASE")
             .env_remove("FLEETKEY_DATA_DIR")
             .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FLEETKEY_DEVICE_LISTEN", format!("127.0.0.1:{device_port}"))
             .env(
-                "FLEETKEY_DEVICE_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
+                "FLEETKEY_DEVICE_UDP_LISTEN",
+                format!("127.0.0.1:{udp_port}"),
             )
-            .env("FLEETKEY_DEVICE_UDP_LISTEN", "127.0.0.1:0")
             .env("FLEETKEY_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())
@@ -59,7 +74,12 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return Self { child, port };
+                return Self {
+                    child,
+                    port,
+                    device_port,
+                    udp_port,
+                };
             }
             std::thread::sleep(Duration::from_millis(100));
         }
