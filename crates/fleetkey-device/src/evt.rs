@@ -50,7 +50,8 @@ pub struct SessionStart {
     pub mode: Mode,
 }
 
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+/// Decodes exactly `N` bytes of hex (either case); `None` otherwise.
+pub fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N || !s.is_ascii() {
         return None;
     }
@@ -71,9 +72,9 @@ pub fn parse_session_start(line: &str) -> Option<SessionStart> {
     for field in rest.split(',') {
         let (k, v) = field.split_once('=')?;
         match k {
-            "dev" => dev = unhex::<DEVICE_ID_LEN>(v),
+            "dev" => dev = decode_hex::<DEVICE_ID_LEN>(v),
             "boot" => boot = v.parse().ok(),
-            "salt" => salt = unhex::<SALT_LEN>(v),
+            "salt" => salt = decode_hex::<SALT_LEN>(v),
             "mode" => {
                 m = match v {
                     "x25519" => Some(Mode::X25519Psk),

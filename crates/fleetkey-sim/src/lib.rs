@@ -249,7 +249,8 @@ impl Sim {
             .await?;
         let id = d["id"].as_str().context("device id")?.to_owned();
         let raw: [u8; 8] =
-            decode_hex(id.strip_prefix("dev_").context("device id")?).context("device id hex")?;
+            fleetkey_device::evt::decode_hex(id.strip_prefix("dev_").context("device id")?)
+                .context("device id hex")?;
         Ok(ConstrainedDevice {
             id,
             device: Device::x25519(raw, scalar, self.server_record.keys.x25519, psk, 0),
@@ -322,15 +323,4 @@ fn seal(recipient: &XWingRecipient, secret: &[u8; 32], hardware_id: &str) -> Res
         secret,
         format!("fleetkey factory secret v1:{hardware_id}").as_bytes(),
     )?)
-}
-
-fn decode_hex<const N: usize>(h: &str) -> Option<[u8; N]> {
-    if h.len() != 2 * N || !h.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }

@@ -13,6 +13,7 @@
 
 use crate::error::Result;
 use crate::fleet::FleetService;
+use crate::fleet::commands::hex;
 use crate::fleet::constrained::Profile;
 use crate::store::DeviceState;
 use crate::telemetry::{TelemetryRecord, TelemetrySink};
@@ -102,16 +103,32 @@ impl FrameIngest {
             .map_err(|_| "internal")?
             .get(&id)
             .cloned();
-        if let Some(e) = &cached {
-            let fresh = e
-                .lock()
-                .map(|e| e.checked_at.elapsed() < STATE_TTL)
-                .unwrap_or(false);
-            if fresh {
-                return Ok(cached);
-            }
-        }
         let device_id = format!("dev_{}", hex(&id));
+        if let Some(e) = cached {
+            let (fresh, profile) = {
+                let g = e.lock().map_err(|_| "internal")?;
+                (g.checked_at.elapsed() < STATE_TTL, g.profile)
+            };
+            if fresh {
+                return Ok(Some(e));
+            }
+            // Keep the replay state and the unwrapped secret; re-read only what may
+            // have changed: the device's state and its fleet's static-key policy.
+            let device = match self.fleets.device(&device_id).await {
+                Ok(d) => d,
+                Err(crate::Error::DeviceNotFound(_)) => {
+                    self.forget(&id);
+                    return Ok(None);
+                }
+                Err(_) => return Err("internal"),
+            };
+            self.check_static_allowed(profile, &device.fleet).await?;
+            if let Ok(mut g) = e.lock() {
+                g.state = device.state;
+                g.checked_at = Instant::now();
+            }
+            return Ok(Some(e));
+        }
         let c = match self.fleets.constrained_device(&device_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(None),
@@ -121,24 +138,8 @@ impl FrameIngest {
                 return Err("internal");
             }
         };
-        if let Some(e) = cached {
-            // Keep the replay state; refresh what may have changed.
-            if let Ok(mut g) = e.lock() {
-                g.state = c.device.state;
-                g.checked_at = Instant::now();
-            }
-            return Ok(Some(e));
-        }
-        if c.profile == Profile::ConstrainedStatic
-            && !self
-                .fleets
-                .store()
-                .fleet_allows_static_key(&c.device.fleet)
-                .await
-                .map_err(|_| "internal")?
-        {
-            return Err("static_key_not_allowed");
-        }
+        self.check_static_allowed(c.profile, &c.device.fleet)
+            .await?;
         let device_public: [u8; 32] = c
             .device
             .x25519
@@ -165,6 +166,25 @@ impl FrameIngest {
         }));
         let mut shard = self.shard(&id).lock().map_err(|_| "internal")?;
         Ok(Some(shard.entry(id).or_insert(entry).clone()))
+    }
+
+    /// Static-key devices only while their fleet allows them.
+    async fn check_static_allowed(
+        &self,
+        profile: Profile,
+        fleet: &str,
+    ) -> Result<(), &'static str> {
+        if profile == Profile::ConstrainedStatic
+            && !self
+                .fleets
+                .store()
+                .fleet_allows_static_key(fleet)
+                .await
+                .map_err(|_| "internal")?
+        {
+            return Err("static_key_not_allowed");
+        }
+        Ok(())
     }
 
     fn forget(&self, id: &[u8; 8]) {
@@ -322,8 +342,4 @@ impl FrameIngest {
             let _ = self.accept(&mut buf[..n]).await;
         }
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
