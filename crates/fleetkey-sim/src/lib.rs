@@ -8,11 +8,18 @@
 //! sees public keys and, for constrained devices, the PSK sealed to its factory
 //! recipient.
 
+mod api;
+
+pub use api::{Api, metric, samples};
+
 use anyhow::{Context, Result, bail};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use fleetkey_client::proto::ServerMsg;
 use fleetkey_client::{ClientConfig, DeviceClient, RecordCache};
+use fleetkey_crypto::credential::DeviceKeys;
 use fleetkey_crypto::ed25519::Ed25519Signer;
 use fleetkey_crypto::hpke::XWingRecipient;
+use fleetkey_crypto::secret::SecretBytes;
 use fleetkey_crypto::x25519::X25519Secret;
 use fleetkey_device::{Device, Rng, Session, Storage};
 use fleetkey_session::Keypair;
@@ -33,13 +40,15 @@ pub struct Endpoints {
 
 /// A simulator bound to one fleet.
 pub struct Sim {
-    http: reqwest::Client,
+    api: Api,
     endpoints: Endpoints,
-    token: String,
     fleet: String,
     server_record: fleetkey_crypto::record::KeyRecord,
     recipient: XWingRecipient,
+    fleet_key: [u8; 32],
     state_dir: PathBuf,
+    /// Full devices made so far (each gets its own loopback source address).
+    made: std::sync::atomic::AtomicU32,
     udp: tokio::net::UdpSocket,
 }
 
@@ -81,6 +90,9 @@ pub struct FullDevice {
     pub id: String,
     /// Its client (keys, persisted state).
     pub client: DeviceClient,
+    /// Until onboarding: the birth credential and the signing key that answers the
+    /// challenge.
+    birth: Option<(String, Ed25519Signer)>,
 }
 
 /// A constrained simulated device.
@@ -89,17 +101,24 @@ pub struct ConstrainedDevice {
     pub id: String,
     device: Device,
     session: Option<Session>,
+    last_frame: Vec<u8>,
 }
 
-/// What a run of sessions did.
+/// What a session did.
 #[derive(Debug, Clone, Default)]
 pub struct SessionStats {
     /// Session establishment times (handshake, hello, welcome).
     pub connect_latencies: Vec<Duration>,
     /// Telemetry messages acknowledged.
     pub telemetry_acked: u64,
-    /// Signed receipts acknowledged.
+    /// Signed config receipts acknowledged.
     pub receipts: u64,
+    /// Credential rotations completed (the device now uses its new keys).
+    pub rotations: u64,
+    /// The device received its wipe command, wiped and had its receipt accepted.
+    pub wiped: bool,
+    /// Errors the server answered messages with (the session went on).
+    pub errors: Vec<String>,
 }
 
 impl Sim {
@@ -111,68 +130,59 @@ impl Sim {
         fleet: &str,
         state_dir: PathBuf,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        let base = endpoints.http.trim_end_matches('/').to_owned();
-        let dir: Value = http
-            .get(format!("{base}/v1/directory"))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
+        let api = Api::new(&endpoints.http, token)?;
+        let base = api.base().to_owned();
+        let dir = api
+            .request(reqwest::Method::GET, "/v1/directory", None, false)
             .await?;
         let key = B64
             .decode(dir["public_key"].as_str().context("directory key")?)
             .context("directory key base64")?;
         let mut cache = RecordCache::new(key);
         let server_record = cache
-            .get_or_fetch(&http, &base, "fleetkey-server", now())
+            .get_or_fetch(api.http(), &base, "fleetkey-server", now())
             .await?
             .clone();
-        let r: Value = http
-            .get(format!("{base}/v1/factory/recipient"))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let r = api.get("/v1/factory/recipient").await?;
         let recipient = fleetkey_crypto::keyfile::parse_recipient(
             r["recipient"].as_str().context("factory recipient")?,
         )
         .map_err(|e| anyhow::anyhow!("factory recipient: {e}"))?;
+        let f = api.get(&format!("/v1/fleets/{fleet}")).await?;
+        let fleet_key = hex32(
+            f["issuer_public_key"]
+                .as_str()
+                .context("fleet issuer key")?,
+        )
+        .context("fleet issuer key hex")?;
         std::fs::create_dir_all(&state_dir)?;
         Ok(Self {
-            http,
+            api,
             endpoints,
-            token: token.to_owned(),
             fleet: fleet.to_owned(),
             server_record,
             recipient,
+            fleet_key,
             state_dir,
+            made: std::sync::atomic::AtomicU32::new(0),
             udp: tokio::net::UdpSocket::bind("127.0.0.1:0").await?,
         })
     }
 
+    /// The HTTP API with the simulator's operator token.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// The fleet.
+    pub fn fleet(&self) -> &str {
+        &self.fleet
+    }
+
     async fn post(&self, path: &str, body: Value, token: bool) -> Result<Value> {
-        let mut req = self
-            .http
-            .post(format!(
-                "{}{path}",
-                self.endpoints.http.trim_end_matches('/')
-            ))
-            .json(&body);
-        if token {
-            req = req.bearer_auth(&self.token);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {v}");
-        }
-        Ok(v)
+        self.api
+            .request(reqwest::Method::POST, path, Some(&body), token)
+            .await
     }
 
     async fn register(
@@ -195,6 +205,13 @@ impl Sim {
     /// Provisions a full-profile device at the factory and onboards it (signed
     /// challenge), ready for sessions.
     pub async fn provision_full(&self, hardware_id: &str) -> Result<FullDevice> {
+        let mut d = self.manufacture_full(hardware_id).await?;
+        self.onboard(&mut d).await?;
+        Ok(d)
+    }
+
+    /// The factory step alone: keys made on the device, registered by the jig.
+    pub async fn manufacture_full(&self, hardware_id: &str) -> Result<FullDevice> {
         let x = X25519Secret::generate()?;
         let noise = Keypair::from_private(*x.expose_secret())?;
         let sign = Ed25519Signer::generate()?;
@@ -206,8 +223,55 @@ impl Sim {
             .as_str()
             .context("birth credential")?
             .to_owned();
+        let onboarding_key = copy_signer(&sign)?;
+        let mut config = ClientConfig::new(self.endpoints.sessions.clone());
+        config.fleet_key = Some(self.fleet_key);
+        config.bind = self.source_address();
+        let mut client = DeviceClient::new(
+            config,
+            &id,
+            noise,
+            sign,
+            self.state_dir.join(format!("{id}.json")),
+        )?;
+        client.trust_record(&self.server_record)?;
+        Ok(FullDevice {
+            id,
+            client,
+            birth: Some((birth, onboarding_key)),
+        })
+    }
+
+    /// Against a loopback server, each simulated device connects from its own
+    /// address in 127.1.0.0/16, as devices of a real fleet do from theirs (so the
+    /// server's per-source connection limit applies per device, not to the whole
+    /// simulated fleet). Elsewhere the system picks.
+    fn source_address(&self) -> Option<std::net::IpAddr> {
+        let loopback = self
+            .endpoints
+            .sessions
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback() && a.is_ipv4());
+        if !loopback {
+            return None;
+        }
+        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 65_000;
+        let [_, _, hi, lo] = (n + 1).to_be_bytes();
+        Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+            127, 1, hi, lo,
+        )))
+    }
+
+    /// Zero-touch onboarding: the device signs the server's challenge with the key
+    /// its birth credential names.
+    pub async fn onboard(&self, d: &mut FullDevice) -> Result<()> {
+        let (birth, sign) = d.birth.take().context("already onboarded")?;
         let c = self
-            .post("/v1/onboarding/challenge", json!({"device_id": id}), false)
+            .post(
+                "/v1/onboarding/challenge",
+                json!({"device_id": d.id}),
+                false,
+            )
             .await?;
         let nonce: [u8; 32] = B64
             .decode(c["nonce"].as_str().context("nonce")?)?
@@ -215,7 +279,7 @@ impl Sim {
             .map_err(|_| anyhow::anyhow!("nonce length"))?;
         let at = c["issued_at"].as_i64().context("issued_at")?;
         let sig = sign.sign(&fleetkey_client::messages::onboarding_message(
-            &id, &nonce, at,
+            &d.id, &nonce, at,
         ));
         self.post(
             "/v1/onboarding/complete",
@@ -223,15 +287,7 @@ impl Sim {
             false,
         )
         .await?;
-        let mut client = DeviceClient::new(
-            ClientConfig::new(self.endpoints.sessions.clone()),
-            &id,
-            noise,
-            sign,
-            self.state_dir.join(format!("{id}.json")),
-        )?;
-        client.trust_record(&self.server_record)?;
-        Ok(FullDevice { id, client })
+        Ok(())
     }
 
     /// Provisions a constrained device: its PSK sealed to the factory recipient.
@@ -255,11 +311,14 @@ impl Sim {
             id,
             device: Device::x25519(raw, scalar, self.server_record.keys.x25519, psk, 0),
             session: None,
+            last_frame: Vec::new(),
         })
     }
 
-    /// One session of a full device: connect, send `telemetry` messages, answer
-    /// config commands with signed receipts, close.
+    /// One session of a full device: connect, send `telemetry` messages, carry out
+    /// whatever signed commands the server delivers (config updates answered with
+    /// signed receipts, credential rotations with new keys, the wipe), close.
+    /// A refusal (for example `decommissioned`) is an error.
     pub async fn run_session(&self, d: &mut FullDevice, telemetry: u32) -> Result<SessionStats> {
         let mut stats = SessionStats::default();
         let started = Instant::now();
@@ -270,20 +329,96 @@ impl Sim {
                 .await?;
         }
         let mut waiting = telemetry;
-        while waiting > 0 {
+        // Commands delivered and not yet acknowledged, by id.
+        let mut open: Vec<(String, String)> = Vec::new();
+        let mut rotated: Option<(X25519Secret, Ed25519Signer)> = None;
+        let mut new_keys: Option<(X25519Secret, Ed25519Signer)> = None;
+        let mut wiping = false;
+        while waiting > 0 || !open.is_empty() {
             match s.recv().await? {
-                fleetkey_client::proto::ServerMsg::TelemetryAck { .. } => {
-                    waiting -= 1;
+                ServerMsg::TelemetryAck { .. } => {
+                    waiting = waiting.saturating_sub(1);
                     stats.telemetry_acked += 1;
                 }
-                fleetkey_client::proto::ServerMsg::Command(c) if c.kind == "update_config" => {
-                    s.receipt(&c, true).await?;
+                ServerMsg::Command(c) => {
+                    match c.kind.as_str() {
+                        "update_config" => s.receipt(&c, true).await?,
+                        "rotate_credential" => {
+                            let x = X25519Secret::generate()?;
+                            let sign = Ed25519Signer::generate()?;
+                            let keys = DeviceKeys {
+                                x25519: x.public_key()?,
+                                ed25519: sign.public_key(),
+                                ml_kem_768: None,
+                                ml_dsa_65: None,
+                            };
+                            s.propose_rotation(&c, &keys).await?;
+                            new_keys = Some((x, sign));
+                        }
+                        "wipe" => {
+                            // Telemetry sent before the wipe is answered with errors.
+                            waiting = 0;
+                            wiping = true;
+                            s.wipe_receipt().await?;
+                        }
+                        other => bail!("unknown command kind {other}"),
+                    }
+                    open.push((c.id, c.kind));
                 }
-                fleetkey_client::proto::ServerMsg::Ack { .. } => stats.receipts += 1,
+                ServerMsg::Credential {
+                    command_id,
+                    credential_id,
+                    ..
+                } => {
+                    let cid: [u8; 16] = B64
+                        .decode(credential_id)?
+                        .try_into()
+                        .map_err(|_| anyhow::anyhow!("credential id length"))?;
+                    let (_, sign) = new_keys.as_ref().context("credential without a proposal")?;
+                    s.confirm_rotation(&command_id, &cid, sign).await?;
+                }
+                ServerMsg::Ack { command_id } => {
+                    // The wipe receipt names no command; its acknowledgement says "wipe".
+                    let Some(i) = open.iter().position(|(id, kind)| {
+                        *id == command_id || (command_id == "wipe" && kind == "wipe")
+                    }) else {
+                        bail!("ack for an unknown command {command_id}");
+                    };
+                    let (_, kind) = open.remove(i);
+                    match kind.as_str() {
+                        "update_config" => stats.receipts += 1,
+                        "rotate_credential" => {
+                            stats.rotations += 1;
+                            rotated = new_keys.take();
+                        }
+                        _ => {
+                            // The wipe: the server ends the session with a refusal.
+                            stats.wiped = true;
+                            match s.recv().await {
+                                Err(fleetkey_client::Error::Refused(r))
+                                    if r == "decommissioned" => {}
+                                other => bail!("after the wipe receipt: {other:?}"),
+                            }
+                            return Ok(stats);
+                        }
+                    }
+                }
+                // Every message is answered once: an error in place of a
+                // telemetry acknowledgement (a decommissioning device's telemetry)
+                // is noted; one in place of a command's acknowledgement fails.
+                ServerMsg::Error { message } if waiting > 0 || wiping || open.is_empty() => {
+                    waiting = waiting.saturating_sub(1);
+                    stats.errors.push(message);
+                }
+                ServerMsg::Error { message } => bail!("server: {message}"),
                 _ => {}
             }
         }
         s.close().await?;
+        if let Some((x, sign)) = rotated {
+            d.client
+                .set_keys(Keypair::from_private(*x.expose_secret())?, sign);
+        }
         Ok(stats)
     }
 
@@ -299,6 +434,7 @@ impl Sim {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.udp.send_to(&buf[..n], &self.endpoints.frames).await?;
         d.session = Some(s);
+        d.last_frame = buf[..n].to_vec();
         Ok(())
     }
 
@@ -311,8 +447,49 @@ impl Sim {
             .data_frame(&payload, &mut buf)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.udp.send_to(&buf[..n], &self.endpoints.frames).await?;
+        d.last_frame = buf[..n].to_vec();
         Ok(())
     }
+
+    /// Sends the device's last frame again (a replay the server must refuse).
+    pub async fn replay_last(&self, d: &ConstrainedDevice) -> Result<()> {
+        if d.last_frame.is_empty() {
+            bail!("nothing sent yet");
+        }
+        self.udp
+            .send_to(&d.last_frame, &self.endpoints.frames)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends a fresh data frame with one bit of its tag flipped (a forgery the
+    /// server must refuse).
+    pub async fn send_forged(&self, d: &mut ConstrainedDevice, data: &Value) -> Result<()> {
+        let s = d.session.as_mut().context("boot the device first")?;
+        let mut buf = [0u8; fleetkey_device::frame::MAX_FRAME];
+        let payload = serde_json::to_vec(data)?;
+        let n = s
+            .data_frame(&payload, &mut buf)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        buf[n - 1] ^= 0x01;
+        self.udp.send_to(&buf[..n], &self.endpoints.frames).await?;
+        Ok(())
+    }
+
+    /// The fleet's command-signing key (devices verify every command under it).
+    pub fn fleet_key(&self) -> [u8; 32] {
+        self.fleet_key
+    }
+}
+
+fn copy_signer(s: &Ed25519Signer) -> Result<Ed25519Signer> {
+    Ok(Ed25519Signer::from_seed(SecretBytes::new(
+        *s.expose_seed(),
+    ))?)
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    fleetkey_device::evt::decode_hex(s)
 }
 
 /// The factory secret sealed as the server expects

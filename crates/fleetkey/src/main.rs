@@ -27,6 +27,7 @@ fn main() {
         cli::Command::Fleets(c) => commands::fleets::fleets(c),
         cli::Command::Factory(c) => commands::fleets::factory(c),
         cli::Command::Devices(c) => commands::devices::devices(c),
+        cli::Command::Demo(a) => commands::demo::run(a),
     };
     if let Err(e) = result {
         exit_with(e);

@@ -1300,6 +1300,14 @@ async fn wipe_receipt(
     Ok(Json(d.into()))
 }
 
+/// A device's state changed through this instance: constrained-device frames see
+/// it from the next frame on.
+fn device_state_changed(st: &AppState, id: &str) {
+    if let Some(ingest) = st.ingest.get() {
+        ingest.expire(id);
+    }
+}
+
 async fn device_in_fleet(st: &AppState, fleet: &str, id: &str) -> ApiResult<()> {
     let d = st.fleets.device(id).await?;
     if d.fleet != fleet {
@@ -1328,6 +1336,7 @@ async fn set_device_state(
         .transition(&p.actor(), &id, req.state)
         .await
         .map_err(|e| change_err(&st, e))?;
+    device_state_changed(&st, &id);
     Ok(Json(d.into()))
 }
 
@@ -1354,6 +1363,7 @@ async fn decommission_device(
         .decommission(&p.actor(), &id, &req.reason)
         .await
         .map_err(|e| change_err(&st, e))?;
+    device_state_changed(&st, &id);
     Ok(Json(d.into()))
 }
 

@@ -69,10 +69,80 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), token = tracing::field::Empty)
 }
 
+/// The sockets a server listens on, bound before it starts (so a caller that asked
+/// for port 0 learns the ports: `fleetkey demo`, tests).
+#[derive(Debug)]
+pub struct Listeners {
+    http: std::net::TcpListener,
+    devices: Option<std::net::TcpListener>,
+    udp: Option<std::net::UdpSocket>,
+}
+
+impl Listeners {
+    /// Binds the HTTP address, the device listener and the UDP frame port of
+    /// `config` (the last two unless they are off).
+    pub fn bind(config: &Config) -> Result<Self> {
+        let bind_err = |what: String| {
+            move |e: std::io::Error| Error::Io {
+                path: what,
+                source: e,
+            }
+        };
+        let addr = config.listen_addr();
+        let http = std::net::TcpListener::bind(addr).map_err(bind_err(addr.to_string()))?;
+        let devices = config
+            .device_listen_addr()
+            .map(|a| {
+                std::net::TcpListener::bind(a).map_err(bind_err(format!("device listener {a}")))
+            })
+            .transpose()?;
+        let udp = config
+            .device_udp_listen_addr()
+            .map(|a| std::net::UdpSocket::bind(a).map_err(bind_err(format!("device UDP {a}"))))
+            .transpose()?;
+        for r in [
+            Some(http.set_nonblocking(true)),
+            devices.as_ref().map(|d| d.set_nonblocking(true)),
+            udp.as_ref().map(|u| u.set_nonblocking(true)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            r.map_err(bind_err("listener".into()))?;
+        }
+        Ok(Self { http, devices, udp })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.local_addr().ok()
+    }
+
+    /// The bound device listener address.
+    pub fn device_addr(&self) -> Option<std::net::SocketAddr> {
+        self.devices.as_ref().and_then(|d| d.local_addr().ok())
+    }
+
+    /// The bound UDP frame address.
+    pub fn udp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.udp.as_ref().and_then(|u| u.local_addr().ok())
+    }
+}
+
 /// Serves until `shutdown` completes, then drains and flushes.
 pub async fn serve(
     config: &Config,
     state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve_on(config, state, Listeners::bind(config)?, shutdown).await
+}
+
+/// [`serve`] on sockets already bound.
+pub async fn serve_on(
+    config: &Config,
+    state: Arc<AppState>,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -168,14 +238,9 @@ pub async fn serve(
             }
         })
     };
-    let udp = match config.device_udp_listen_addr() {
-        Some(uaddr) => {
-            let sock = tokio::net::UdpSocket::bind(uaddr)
-                .await
-                .map_err(|e| Error::Io {
-                    path: format!("device UDP {uaddr}"),
-                    source: e,
-                })?;
+    let udp = match listeners.udp {
+        Some(std_sock) => {
+            let sock = tokio::net::UdpSocket::from_std(std_sock).map_err(io)?;
             tracing::info!(addr = %sock.local_addr().map_err(io)?, "constrained devices (UDP frames)");
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(ingest.run_udp(sock, async move {
@@ -184,8 +249,8 @@ pub async fn serve(
         }
         None => None,
     };
-    let devices = match config.device_listen_addr() {
-        Some(daddr) => {
+    let devices = match listeners.devices {
+        Some(std_sock) => {
             let listener = crate::api::listener::DeviceListener::new(
                 state.clone(),
                 crate::api::listener::ListenerConfig {
@@ -201,12 +266,7 @@ pub async fn serve(
                 sink.clone(),
             )
             .await?;
-            let sock = tokio::net::TcpListener::bind(daddr)
-                .await
-                .map_err(|e| Error::Io {
-                    path: format!("device listener {daddr}"),
-                    source: e,
-                })?;
+            let sock = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;
             let key = fleetkey_crypto::hex_prefix(&listener.public_key());
             tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK, XX, IKpsk2+ML-KEM-768)");
             let mut rx = stop_rx.clone();
@@ -229,14 +289,14 @@ pub async fn serve(
                 h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
             });
             tracing::info!(%addr, "fleetkey listening (TLS)");
-            axum_server::bind_rustls(addr, tls)
+            axum_server::from_tcp_rustls(listeners.http, tls)
                 .handle(handle)
                 .serve(app.into_make_service())
                 .await
                 .map_err(io)
         }
         _ => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+            let listener = tokio::net::TcpListener::from_std(listeners.http).map_err(io)?;
             tracing::info!(addr = %listener.local_addr().map_err(io)?, "fleetkey listening");
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)

@@ -34,6 +34,8 @@ struct Entry {
     profile: Profile,
     state: DeviceState,
     checked_at: Instant,
+    /// A state change on this instance: re-read before the next frame.
+    stale: bool,
     counted: bool,
 }
 
@@ -107,7 +109,7 @@ impl FrameIngest {
         if let Some(e) = cached {
             let (fresh, profile) = {
                 let g = e.lock().map_err(|_| "internal")?;
-                (g.checked_at.elapsed() < STATE_TTL, g.profile)
+                (!g.stale && g.checked_at.elapsed() < STATE_TTL, g.profile)
             };
             if fresh {
                 return Ok(Some(e));
@@ -126,6 +128,7 @@ impl FrameIngest {
             if let Ok(mut g) = e.lock() {
                 g.state = device.state;
                 g.checked_at = Instant::now();
+                g.stale = false;
             }
             return Ok(Some(e));
         }
@@ -162,6 +165,7 @@ impl FrameIngest {
             profile: c.profile,
             state: c.device.state,
             checked_at: Instant::now(),
+            stale: false,
             counted: false,
         }));
         let mut shard = self.shard(&id).lock().map_err(|_| "internal")?;
@@ -185,6 +189,28 @@ impl FrameIngest {
             return Err("static_key_not_allowed");
         }
         Ok(())
+    }
+
+    /// Makes the next frame of `device_id` re-read the device's state: called after
+    /// a state change (suspension, decommissioning) made through this instance, so
+    /// it takes effect at once rather than within [`STATE_TTL`].
+    pub fn expire(&self, device_id: &str) {
+        let Some(id) = device_id
+            .strip_prefix("dev_")
+            .and_then(fleetkey_device::evt::decode_hex::<8>)
+        else {
+            return;
+        };
+        let entry = self
+            .shard(&id)
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&id).cloned());
+        if let Some(e) = entry
+            && let Ok(mut g) = e.lock()
+        {
+            g.stale = true;
+        }
     }
 
     fn forget(&self, id: &[u8; 8]) {

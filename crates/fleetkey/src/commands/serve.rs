@@ -5,7 +5,7 @@ use crate::error::{CliError, CliResult, code};
 use crate::local::service_error;
 use fleetkey_crypto::{aead::Algorithm, envelope::KeyId, keyfile::SymmetricKeyFile};
 use fleetkey_server::{
-    api::server,
+    api::{AppState, server},
     clock::SystemClock,
     config::{Config, LogFormat},
     custody::local::{KekSource, LocalCustody},
@@ -110,23 +110,8 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
                 .hint("stop the other process, or give this one another FLEETKEY_DATA_DIR")
         })?;
         let kek = kek_source(&dir)?;
-        let store = Arc::new(SqliteStore::open(&dir).await.map_err(service_error)?);
-        let custody = Arc::new(LocalCustody::open(&dir, kek).await.map_err(service_error)?);
-        let clock = Arc::new(SystemClock::default());
-        let keys = Arc::new(
-            KeyService::open(
-                store.clone(),
-                custody.clone(),
-                clock.clone(),
-                KeyConfig::default(),
-            )
-            .await
-            .map_err(service_error)?,
-        );
-        let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
-        let fleets = fleetkey_server::fleet::FleetService::new(store, custody.clone(), clock);
-        first_start_admin_token(&tokens, &dir, &config).await?;
-        let state = server::state(&config, keys, tokens, fleets).map_err(service_error)?;
+        let state = open_state(&config, kek).await?;
+        first_start_admin_token(&state.tokens, &dir, &config).await?;
         server::serve(&config, state, shutdown_signal())
             .await
             .map_err(|e| match e {
@@ -137,6 +122,27 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
                 other => service_error(other),
             })
     })
+}
+
+/// The service on `config.data_dir` (SQLite store, local custody under `kek`).
+pub async fn open_state(config: &Config, kek: KekSource) -> CliResult<Arc<AppState>> {
+    let dir = &config.data_dir;
+    let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
+    let custody = Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?);
+    let clock = Arc::new(SystemClock::default());
+    let keys = Arc::new(
+        KeyService::open(
+            store.clone(),
+            custody.clone(),
+            clock.clone(),
+            KeyConfig::default(),
+        )
+        .await
+        .map_err(service_error)?,
+    );
+    let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
+    let fleets = fleetkey_server::fleet::FleetService::new(store, custody, clock);
+    server::state(config, keys, tokens, fleets).map_err(service_error)
 }
 
 async fn first_start_admin_token(

@@ -1,0 +1,148 @@
+//! A small client of the HTTP API with an operator token.
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+use std::time::Duration;
+
+/// The HTTP API at `base` with an operator token.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// `base` is `http://host:port`.
+    pub fn new(base: &str, token: &str) -> Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            base: base.trim_end_matches('/').to_owned(),
+            token: zeroize::Zeroizing::new(token.to_owned()),
+        })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The underlying HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// `method path` with an optional JSON body and, if `auth`, the token; the JSON
+    /// answer, or an error naming the status and the server's message.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        auth: bool,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if auth {
+            req = req.bearer_auth(self.token.as_str());
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("{method} {path}: {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// GET with the token.
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.request(reqwest::Method::GET, path, None, true).await
+    }
+
+    /// POST with the token.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.request(reqwest::Method::POST, path, Some(body), true)
+            .await
+    }
+
+    /// PUT with the token.
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        self.request(reqwest::Method::PUT, path, Some(body), true)
+            .await
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+}
+
+/// The value of the sample `name{labels}` in Prometheus text (labels written as
+/// the exposition prints them, sorted: `result="accepted"`); 0 when absent.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    let key = if labels.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&key))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every sample of `name` as (labels, value), e.g. `("reason=\"replay\"", 2.0)`.
+pub fn samples(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| {
+            let rest = rest.strip_prefix('{')?;
+            let (labels, value) = rest.split_once("} ")?;
+            Some((labels.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_text_is_read_by_name_and_labels() {
+        let text = "# HELP x\nfk_total{result=\"accepted\"} 8\nfk_total{result=\"replay\"} 2\nfk_total_other 5\nfk_gauge 3\n";
+        assert_eq!(metric(text, "fk_total", "result=\"accepted\""), 8.0);
+        assert_eq!(metric(text, "fk_total", "result=\"missing\""), 0.0);
+        assert_eq!(metric(text, "fk_gauge", ""), 3.0);
+        assert_eq!(
+            samples(text, "fk_total"),
+            vec![
+                ("result=\"accepted\"".to_owned(), 8.0),
+                ("result=\"replay\"".to_owned(), 2.0)
+            ]
+        );
+    }
+}
