@@ -173,7 +173,6 @@ impl Demo {
         while let Some(r) = set.join_next().await {
             out.push(r.unwrap_or_else(|e| Err(anyhow!("task: {e}"))));
         }
-        pb.finish();
         out
     }
 
@@ -314,6 +313,7 @@ impl Demo {
             .into_iter()
             .map(|d| Arc::new(Mutex::new(d)))
             .collect();
+        pb.finish_and_clear();
         let devices = self.devices().await?;
         let states = Self::count_states(&devices);
         self.report.check(
@@ -361,6 +361,7 @@ impl Demo {
             })
             .await;
         Self::all_ok(r)?;
+        pb.finish_and_clear();
         self.report.frames_sent += self.small.len() as u64;
         // Frames are datagrams: wait until the server has seen every session start.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -431,6 +432,7 @@ impl Demo {
             .connect
             .extend(total.connect_latencies.iter().copied());
         self.report.telemetry_acked += total.telemetry_acked;
+        pb.finish_and_clear();
         Ok(total)
     }
 
@@ -782,7 +784,7 @@ impl Demo {
             self.report.frames_sent += 1;
             pb.inc(1);
         }
-        pb.finish();
+        pb.finish_and_clear();
         let got = self
             .wait_metric(
                 "fleetkey_device_frames_total",
