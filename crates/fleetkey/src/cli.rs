@@ -438,6 +438,17 @@ pub struct ServeArgs {
     pub log_format: Option<String>,
 }
 
+/// The device profiles the simulated jig makes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceProfile {
+    /// Noise sessions (`fleetkey-client`).
+    Full,
+    /// AES-CCM frames with per-boot keys from X25519 and a factory PSK.
+    Constrained,
+    /// AES-CCM frames with per-boot keys from a factory AES key (lab fleets only).
+    ConstrainedStatic,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Full-profile devices (Noise sessions).
@@ -587,8 +598,14 @@ pub enum FactoryCommand {
 generate X25519 and Ed25519 key pairs locally (as a device would), register the public \
 keys with the fleet, and receive a birth credential. Private keys are discarded.
 
+With --profile constrained (or constrained-static), each device also gets a random \
+32-byte factory secret (its PSK, or its AES key in static-key mode), sealed on the jig \
+to the service's factory recipient (X-Wing, AAD bound to the hardware id) so that it \
+never travels or rests in plaintext; the service opens it inside the registration.
+
 Examples:
   fleetkey factory provision --fleet thermostats --count 1000
+  fleetkey factory provision --fleet sensors --count 100 --profile constrained
   FLEETKEY_ADDR=http://127.0.0.1:8400 FLEETKEY_TOKEN=… fleetkey factory provision --fleet t --count 50000"
     )]
     Provision {
@@ -598,6 +615,9 @@ Examples:
         /// How many devices.
         #[arg(long, default_value_t = 1)]
         count: u64,
+        /// Device profile: full (Noise sessions) or a constrained one (frames).
+        #[arg(long, value_enum, default_value_t = DeviceProfile::Full)]
+        profile: DeviceProfile,
         /// Model name.
         #[arg(long, default_value = "simulated")]
         model: String,

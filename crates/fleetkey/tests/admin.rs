@@ -253,4 +253,32 @@ fn fleets_factory_simulation_and_devices_from_the_command_line() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("not found"));
+    // Constrained devices: factory secrets sealed to the factory recipient on the
+    // jig; static-key devices only where the fleet allows them.
+    a.cmd()
+        .args(["factory", "provision", "--fleet", "acme", "--count", "3"])
+        .args(["--profile", "constrained"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("provisioned 3 devices"));
+    a.cmd()
+        .args(["factory", "provision", "--fleet", "acme", "--count", "1"])
+        .args(["--profile", "constrained-static"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("static"));
+    let out = a
+        .cmd()
+        .args(["devices", "list", "--fleet", "acme", "--json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let profiles: Vec<&str> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["profile"].as_str().unwrap())
+        .collect();
+    assert_eq!(profiles.len(), 28);
+    assert_eq!(profiles.iter().filter(|p| **p == "constrained").count(), 3);
 }

@@ -55,6 +55,31 @@ fn the_demo_runs_against_a_server_at_fleetkey_addr() {
             .success()
             .stdout(predicate::str::contains("every check held"));
     }
+    // The CLI's simulated jig against the same server: constrained devices with
+    // their factory secrets sealed to the server's factory recipient.
+    let cli = |args: &[&str]| {
+        Command::cargo_bin("fleetkey")
+            .unwrap()
+            .args(args)
+            .env("FLEETKEY_ADDR", server.addr())
+            .env("FLEETKEY_TOKEN", &token)
+            .assert()
+            .success()
+    };
+    cli(&["fleets", "create", "jig"]);
+    cli(&[
+        "factory",
+        "provision",
+        "--fleet",
+        "jig",
+        "--count",
+        "4",
+        "--profile",
+        "constrained",
+    ])
+    .stderr(predicate::str::contains("provisioned 4 devices"));
+    cli(&["devices", "list", "--fleet", "jig", "--json"])
+        .stdout(predicate::str::contains("\"profile\": \"constrained\""));
     // A token that may read the audit log but not run a fleet: the demo says so and fails.
     let out = Command::cargo_bin("fleetkey")
         .unwrap()

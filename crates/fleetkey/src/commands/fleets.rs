@@ -9,6 +9,7 @@ use crate::local::{actor, lock, parse_duration, runtime, service_error};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::credential::DeviceKeys;
 use fleetkey_server::api::DeviceInfo;
+use fleetkey_server::fleet::constrained::{Profile, seal_factory_secret};
 use fleetkey_server::fleet::{FactoryRequest, FleetService, config::MigrationOp};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -170,15 +171,16 @@ fn simulated_keys() -> CliResult<DeviceKeys> {
 }
 
 pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
-    let (fleet, count, model, batch, station, dir) = match cmd {
+    let (fleet, count, profile, model, batch, station, dir) = match cmd {
         FactoryCommand::Provision {
             fleet,
             count,
+            profile,
             model,
             batch,
             station,
             dir,
-        } => (fleet, count, model, batch, station, dir),
+        } => (fleet, count, profile, model, batch, station, dir),
         FactoryCommand::Reset {
             fleet,
             id,
@@ -223,6 +225,31 @@ pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
             Some(_) => None,
             None => Some(local(&dir).await?),
         };
+        let profile = match profile {
+            crate::cli::DeviceProfile::Full => None,
+            crate::cli::DeviceProfile::Constrained => Some(Profile::Constrained),
+            crate::cli::DeviceProfile::ConstrainedStatic => Some(Profile::ConstrainedStatic),
+        };
+        // Constrained devices' secrets are sealed to the service's factory recipient.
+        let recipient = match profile {
+            None => None,
+            Some(_) => {
+                let text = match (&client, &local) {
+                    (Some(c), _) => c
+                        .call::<Value>(Method::GET, "/v1/factory/recipient", None)
+                        .await?["recipient"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    (None, Some((f, _))) => f.factory_recipient().await.map_err(service_error)?,
+                    (None, None) => unreachable!("one of client or local is set"),
+                };
+                Some(Arc::new(
+                    fleetkey_crypto::keyfile::parse_recipient(&text)
+                        .map_err(|e| CliError::refused(format!("factory recipient: {e}")))?,
+                ))
+            }
+        };
         let bar = progress(Some(count), "provisioning");
         let start = std::time::Instant::now();
         let mut done = 0u64;
@@ -235,6 +262,17 @@ pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
                 let hw = {
                     let r: [u8; 8] = fleetkey_crypto::rand::array().map_err(|e| CliError::refused(e.to_string()))?;
                     format!("sim:{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                };
+                // The device's factory secret, sealed on the jig; the plaintext
+                // is dropped (zeroized) here, as a real jig writes it only to the device.
+                let sealed = match &recipient {
+                    Some(r) => {
+                        let secret = zeroize::Zeroizing::new(
+                            fleetkey_crypto::rand::array::<32>().map_err(|e| CliError::refused(e.to_string()))?,
+                        );
+                        Some(seal_factory_secret(r, &secret, &hw).map_err(service_error)?)
+                    }
+                    None => None,
                 };
                 let req = FactoryRequest {
                     fleet: fleet.clone(),
@@ -249,18 +287,28 @@ pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
                     (Some(c), _) => {
                         let c = c.clone();
                         inflight.spawn(async move {
-                            let body = json!({
+                            let mut body = json!({
                                 "fleet": req.fleet, "hardware_id": req.hardware_id, "model": req.model,
                                 "batch": req.batch, "station": req.station, "test_results": req.test_results,
                                 "keys": { "x25519": B64.encode(req.keys.x25519), "ed25519": B64.encode(req.keys.ed25519) },
                             });
+                            if let (Some(p), Some(s)) = (profile, &sealed) {
+                                body["profile"] = json!(p.as_str());
+                                body["sealed_secret"] = json!(B64.encode(s));
+                            }
                             c.call::<Value>(Method::POST, "/v1/factory/devices", Some(body)).await.map(|_| ())
                         });
                     }
                     (None, Some((f, _))) => {
                         let f = f.clone();
                         let who = actor();
-                        inflight.spawn(async move { f.provision(&who, req).await.map(|_| ()).map_err(service_error) });
+                        inflight.spawn(async move {
+                            match (profile, sealed) {
+                                (Some(p), Some(s)) => f.provision_constrained(&who, req, p, &s).await.map(|_| ()),
+                                _ => f.provision(&who, req).await.map(|_| ()),
+                            }
+                            .map_err(service_error)
+                        });
                     }
                     (None, None) => unreachable!("one of client or local is set"),
                 }
