@@ -128,6 +128,12 @@ pub enum Error {
     /// cancelled, or the rotation was not started).
     #[error("command is {0}; this step is not possible now")]
     CommandState(&'static str),
+    /// Coordination through Redis failed (the caller falls back to acting alone).
+    #[error("coordination: {0}")]
+    Coordination(String),
+    /// Something another instance holds (a lease).
+    #[error("{0}")]
+    Conflict(String),
     /// No such API token.
     #[error("token {0:?} not found")]
     TokenNotFound(String),

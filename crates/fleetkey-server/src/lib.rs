@@ -39,6 +39,7 @@ pub mod api;
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod coord;
 pub mod custody;
 pub mod data_lock;
 pub mod directory;

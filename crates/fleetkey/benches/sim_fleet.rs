@@ -61,6 +61,8 @@ struct Counters {
     frames_step: AtomicU64,
     errors: AtomicU64,
     latencies_us: std::sync::Mutex<Vec<u32>>,
+    /// Full devices with an open session.
+    connected: AtomicU64,
 }
 
 fn main() {
@@ -145,7 +147,10 @@ fn main() {
             .await
             .unwrap();
         let sim = Arc::new(
-            Sim::connect(endpoints.clone(), &token, "bench", dir.path().join("devices"))
+            // Device state files on tmpfs where there is one: each simulated device
+            // saves its state (fsync) on every acknowledgement, as a device does to
+            // its flash; thousands of them on one disk would measure the disk.
+            Sim::connect(endpoints.clone(), &token, "bench", state_dir(&dir))
                 .await
                 .unwrap(),
         );
@@ -157,7 +162,16 @@ fn main() {
             grow(&sim, &mut full, &mut small, want_full, want_small).await;
             let counters = Arc::new(Counters::default());
             let stop = Arc::new(AtomicBool::new(false));
-            let frames_before = accepted_frames(&api).await;
+            // New devices' boot frames are datagrams: wait until the count settles.
+            let mut frames_before = accepted_frames(&api).await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let now = accepted_frames(&api).await;
+                if now == frames_before {
+                    break;
+                }
+                frames_before = now;
+            }
             let mut tasks = tokio::task::JoinSet::new();
             for (i, d) in full.iter().enumerate() {
                 let (d, c, stop) = (d.clone(), counters.clone(), stop.clone());
@@ -169,8 +183,14 @@ fn main() {
                 let phase = period.mul_f64(i as f64 / small.len().max(1) as f64);
                 tasks.spawn(async move { run_small(sim, d, c, stop, period, phase).await });
             }
-            // Warm-up: sessions open, then one period.
-            tokio::time::sleep(period + Duration::from_secs(2)).await;
+            // Warm-up: every session open, then one period.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while (counters.connected.load(Ordering::Acquire) as usize) < full.len()
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(period).await;
             let (srv0, sim0) = (cpu_secs(server.id()), cpu_secs(std::process::id()));
             counters.measuring.store(true, Ordering::Release);
             let t0 = Instant::now();
@@ -226,6 +246,18 @@ fn main() {
     let _ = server.wait();
 }
 
+fn state_dir(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::Builder::new()
+            .prefix("fleetkey-sim-")
+            .tempdir_in(shm)
+    {
+        return d.keep();
+    }
+    dir.path().join("devices")
+}
+
 async fn accepted_frames(api: &fleetkey_sim::Api) -> u64 {
     let m = api.metrics().await.unwrap_or_default();
     fleetkey_sim::metric(&m, "fleetkey_device_frames_total", "result=\"accepted\"") as u64
@@ -246,7 +278,10 @@ async fn grow(
     for i in f0..nf {
         let (sim, permit) = (sim.clone(), sem.clone().acquire_owned().await.unwrap());
         set.spawn(async move {
-            let d = sim.provision_full(&format!("bench-full-{i}")).await.unwrap();
+            let d = sim
+                .provision_full(&format!("bench-full-{i}"))
+                .await
+                .unwrap();
             drop(permit);
             (Some(d), None)
         });
@@ -293,6 +328,7 @@ async fn run_full(
             return;
         }
     };
+    c.connected.fetch_add(1, Ordering::AcqRel);
     tokio::time::sleep(phase).await;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -304,7 +340,8 @@ async fn run_full(
         }
         let t = Instant::now();
         let ok = tokio::time::timeout(period * 10, async {
-            s.send_telemetry(serde_json::json!({"temp_c": 21.5})).await?;
+            s.send_telemetry(serde_json::json!({"temp_c": 21.5}))
+                .await?;
             loop {
                 if let fleetkey_client::proto::ServerMsg::TelemetryAck { .. } = s.recv().await? {
                     return Ok::<_, fleetkey_client::Error>(());

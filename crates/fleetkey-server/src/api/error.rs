@@ -70,7 +70,8 @@ impl From<Error> for ApiError {
             Error::KeyringExists(_)
             | Error::FleetExists(_)
             | Error::DeviceExists(_)
-            | Error::DuplicateKey(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            | Error::DuplicateKey(_)
+            | Error::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             Error::ChallengeRefused(_) | Error::CredentialRefused(_) => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
@@ -101,6 +102,7 @@ impl From<Error> for ApiError {
             | Error::Io { .. }
             | Error::RootKeyLocked
             | Error::CustodyConfig(_)
+            | Error::Coordination(_)
             | Error::NonceExhausted(_) => {
                 tracing::error!(error = %e, "request failed: service degraded");
                 Self::new(

@@ -69,6 +69,10 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), token = tracing::field::Empty)
 }
 
+/// Receive buffer asked for on the device UDP socket (the kernel may give less:
+/// `net.core.rmem_max`; the size granted is logged at start).
+pub const UDP_RECV_BUFFER: usize = 8 * 1024 * 1024;
+
 /// The sockets a server listens on, bound before it starts (so a caller that asked
 /// for port 0 learns the ports: `fleetkey demo`, tests).
 #[derive(Debug)]
@@ -100,6 +104,15 @@ impl Listeners {
             .device_udp_listen_addr()
             .map(|a| std::net::UdpSocket::bind(a).map_err(bind_err(format!("device UDP {a}"))))
             .transpose()?;
+        if let Some(u) = &udp {
+            // Frames arrive in bursts (a fleet waking up, a busy machine delaying the
+            // receive loop): a deep receive queue keeps the kernel from dropping them.
+            // The kernel caps the size at net.core.rmem_max.
+            let sock = socket2::SockRef::from(u);
+            if let Err(e) = sock.set_recv_buffer_size(UDP_RECV_BUFFER) {
+                tracing::warn!(error = %e, "could not enlarge the device UDP receive buffer");
+            }
+        }
         for r in [
             Some(http.set_nonblocking(true)),
             devices.as_ref().map(|d| d.set_nonblocking(true)),
@@ -241,7 +254,10 @@ pub async fn serve_on(
     let udp = match listeners.udp {
         Some(std_sock) => {
             let sock = tokio::net::UdpSocket::from_std(std_sock).map_err(io)?;
-            tracing::info!(addr = %sock.local_addr().map_err(io)?, "constrained devices (UDP frames)");
+            let rcvbuf = socket2::SockRef::from(&sock)
+                .recv_buffer_size()
+                .unwrap_or(0);
+            tracing::info!(addr = %sock.local_addr().map_err(io)?, receive_buffer = rcvbuf, "constrained devices (UDP frames)");
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(ingest.run_udp(sock, async move {
                 let _ = rx.wait_for(|s| *s).await;

@@ -1,0 +1,441 @@
+//! Coordination between instances on Redis (`docs/operations.md#several-instances`):
+//!
+//! - **Leases** ([`Coordinator::acquire_lease`], [`InstanceLease`]): a name held by
+//!   one live instance (`SET NX PX`, renewed by its owner only, through a script).
+//!   An instance's nonce holder name is leased so that two instances configured
+//!   with the same one are refused at start, and a lease lost while running (expired
+//!   during a Redis outage and taken by another) is detected and reported.
+//! - **A shared rate limit** ([`Coordinator::gcra`]): GCRA in one Lua script on the
+//!   server's clock, so every instance draws on the same quota.
+//! - **Invalidation** ([`Invalidation`], [`Coordinator::publish`],
+//!   [`Coordinator::subscribe`]): a change made on one instance (keyring rotation or
+//!   revocation, token revocation, device state) is published; every instance
+//!   drops what it cached about it.
+//!
+//! Redis holds nothing that must survive: the database stays the source of truth
+//! (nonce reservations, audit chain). When Redis is unreachable every call fails
+//! fast (bounded timeouts), [`Coordinator::degraded`] says so, and callers fall back
+//! to what each instance can do alone; the connection manager reconnects by itself.
+
+use crate::error::{Error, Result};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long one Redis call may take before the caller falls back.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+/// The pub/sub channel (after the key prefix).
+const CHANNEL: &str = "invalidate";
+
+/// Something cached that another instance changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Invalidation {
+    /// A keyring's versions or policy changed (rotation, revocation, policy).
+    Keyring {
+        /// Keyring name.
+        name: String,
+    },
+    /// A token was revoked.
+    Token {
+        /// Token id.
+        id: String,
+    },
+    /// A device's state or keys changed.
+    Device {
+        /// Device id.
+        id: String,
+    },
+}
+
+/// A GCRA decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    /// Whether the request may go ahead.
+    pub allowed: bool,
+    /// Requests left in the burst now.
+    pub remaining: u32,
+    /// Milliseconds until a request would be allowed (0 when allowed).
+    pub retry_after_ms: u64,
+}
+
+/// Whether a renewal found the lease still ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Renewed.
+    Held,
+    /// Expired or taken by someone else.
+    Lost,
+}
+
+/// GCRA on the server's clock. KEYS[1] the theoretical arrival time (ms);
+/// ARGV: emission interval (µs), burst (requests). Returns {allowed, remaining,
+/// retry_after_ms}.
+const GCRA_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tolerance = interval * burst
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tolerance
+if allow_at > now then
+  local wait = allow_at - now
+  return {0, 0, math.ceil(wait / 1000)}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(tolerance / 1000) + 1000)
+local remaining = math.floor((tolerance - (new_tat - now)) / interval)
+if remaining < 0 then remaining = 0 end
+return {1, remaining, 0}
+";
+
+/// Renew a lease only if we still own it. KEYS[1] lease; ARGV: owner, ttl ms.
+const RENEW_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Release a lease only if we own it. KEYS[1] lease; ARGV[1] owner.
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// The connection to Redis shared by an instance.
+pub struct Coordinator {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    degraded: AtomicBool,
+    gcra: redis::Script,
+    renew: redis::Script,
+    release: redis::Script,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("prefix", &self.prefix)
+            .field("degraded", &self.degraded())
+            .finish_non_exhaustive()
+    }
+}
+
+fn redis_err(e: &redis::RedisError) -> Error {
+    Error::Coordination(format!("redis: {e}"))
+}
+
+/// `redis://host:port` with any password replaced, for logs and errors.
+pub fn redacted_url(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+impl Coordinator {
+    /// Connects to `url` (`redis://host:port/db`); keys and the channel start with
+    /// `prefix` (several deployments can share one Redis).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>> {
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::Coordination(format!("redis URL {}: {e}", redacted_url(url))))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| {
+            Error::Coordination(format!("redis {}: connection timed out", redacted_url(url)))
+        })?
+        .map_err(|e| Error::Coordination(format!("redis {}: {e}", redacted_url(url))))?;
+        Ok(Arc::new(Self {
+            client,
+            conn,
+            prefix: prefix.to_owned(),
+            degraded: AtomicBool::new(false),
+            gcra: redis::Script::new(GCRA_LUA),
+            renew: redis::Script::new(RENEW_LUA),
+            release: redis::Script::new(RELEASE_LUA),
+        }))
+    }
+
+    /// Whether the last call to Redis failed (instances then act alone).
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    fn key(&self, parts: &str) -> String {
+        format!("{}:{parts}", self.prefix)
+    }
+
+    /// Runs one call under [`CALL_TIMEOUT`] and records whether Redis answered.
+    async fn call<T>(
+        &self,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        let r = match tokio::time::timeout(CALL_TIMEOUT, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(redis_err(&e)),
+            Err(_) => Err(Error::Coordination("redis: call timed out".into())),
+        };
+        let failed = r.is_err();
+        if self.degraded.swap(failed, Ordering::AcqRel) != failed {
+            if failed {
+                tracing::warn!(
+                    "redis unreachable: instances coordinate through the database alone"
+                );
+            } else {
+                tracing::info!("redis reachable again: coordination restored");
+            }
+        }
+        r
+    }
+
+    /// PING.
+    pub async fn ping(&self) -> Result<()> {
+        let mut c = self.conn.clone();
+        self.call(async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Takes lease `name` for `owner` for `ttl` if nobody holds it; false if
+    /// someone does.
+    pub async fn acquire_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        let mut c = self.conn.clone();
+        let key = self.key(&format!("lease:{name}"));
+        let ms = ttl.as_millis().max(1) as u64;
+        let r: Option<String> = self
+            .call(async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(r.is_some())
+    }
+
+    /// Extends lease `name` if `owner` still holds it.
+    pub async fn renew_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<LeaseState> {
+        let mut c = self.conn.clone();
+        let key = self.key(&format!("lease:{name}"));
+        let ms = ttl.as_millis().max(1) as u64;
+        let mut inv = self.renew.key(key);
+        inv.arg(owner).arg(ms);
+        let held: i64 = self.call(inv.invoke_async(&mut c)).await?;
+        Ok(if held == 1 {
+            LeaseState::Held
+        } else {
+            LeaseState::Lost
+        })
+    }
+
+    /// Gives lease `name` back if `owner` holds it.
+    pub async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        let mut c = self.conn.clone();
+        let mut inv = self.release.key(self.key(&format!("lease:{name}")));
+        inv.arg(owner);
+        let _: i64 = self.call(inv.invoke_async(&mut c)).await?;
+        Ok(())
+    }
+
+    /// One request against the shared limit `name`: `per_sec` requests per second
+    /// with bursts of `burst`.
+    pub async fn gcra(&self, name: &str, per_sec: u32, burst: u32) -> Result<Gcra> {
+        let mut c = self.conn.clone();
+        let interval_us = 1_000_000 / u64::from(per_sec.max(1));
+        let mut inv = self.gcra.key(self.key(&format!("gcra:{name}")));
+        inv.arg(interval_us.max(1)).arg(burst.max(1));
+        let (allowed, remaining, retry): (i64, i64, i64) =
+            self.call(inv.invoke_async(&mut c)).await?;
+        Ok(Gcra {
+            allowed: allowed == 1,
+            remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+            retry_after_ms: u64::try_from(retry.max(0)).unwrap_or(0),
+        })
+    }
+
+    /// Tells every instance (this one included) that `what` changed.
+    pub async fn publish(&self, what: &Invalidation) -> Result<()> {
+        let mut c = self.conn.clone();
+        let msg = serde_json::to_string(what).map_err(|e| Error::Coordination(e.to_string()))?;
+        let channel = self.key(CHANNEL);
+        let _: i64 = self
+            .call(async move {
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(msg)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Delivers every invalidation published by any instance to `on`, until the
+    /// returned task is aborted. Reconnects after a Redis outage; since messages
+    /// published meanwhile are lost, `on_reconnect` runs after each reconnection
+    /// (drop every cache: caches also expire on their own within seconds).
+    pub fn subscribe(
+        self: &Arc<Self>,
+        on: impl Fn(Invalidation) + Send + Sync + 'static,
+        on_reconnect: impl Fn() + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let channel = me.key(CHANNEL);
+            let mut first = true;
+            loop {
+                match me.listen(&channel, &on, first, &on_reconnect).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        me.degraded.store(true, Ordering::Release);
+                        tracing::warn!(error = %e, "redis subscription lost; retrying");
+                    }
+                }
+                first = false;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    }
+
+    async fn listen(
+        &self,
+        channel: &str,
+        on: &(impl Fn(Invalidation) + Send + Sync),
+        first: bool,
+        on_reconnect: &(impl Fn() + Send + Sync),
+    ) -> Result<()> {
+        use futures_util::StreamExt as _;
+        let mut pubsub =
+            tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
+                .await
+                .map_err(|_| Error::Coordination("redis: subscribe timed out".into()))?
+                .map_err(|e| redis_err(&e))?;
+        pubsub.subscribe(channel).await.map_err(|e| redis_err(&e))?;
+        if !first {
+            on_reconnect();
+            tracing::info!("redis subscription restored; caches dropped");
+        }
+        let mut stream = pubsub.into_on_message();
+        while let Some(msg) = stream.next().await {
+            match serde_json::from_slice::<Invalidation>(msg.get_payload_bytes()) {
+                Ok(inv) => on(inv),
+                Err(e) => tracing::warn!(error = %e, "ignoring a malformed invalidation"),
+            }
+        }
+        Err(Error::Coordination("redis: subscription closed".into()))
+    }
+}
+
+/// A lease held by this instance and renewed in the background; see
+/// [`InstanceLease::lost`].
+pub struct InstanceLease {
+    lost: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    coord: Arc<Coordinator>,
+    name: String,
+    owner: String,
+}
+
+impl std::fmt::Debug for InstanceLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceLease")
+            .field("name", &self.name)
+            .field("lost", &self.lost())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InstanceLease {
+    /// Takes `name` for this instance (a random owner token), refusing if another
+    /// live instance holds it, and renews it every third of `ttl`.
+    pub async fn acquire(coord: &Arc<Coordinator>, name: &str, ttl: Duration) -> Result<Self> {
+        let token: [u8; 12] = fleetkey_crypto::rand::array()?;
+        let owner: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        if !coord.acquire_lease(name, &owner, ttl).await? {
+            return Err(Error::Conflict(format!(
+                "instance name {name:?} is in use by another live instance: give each instance its own (instance_name)"
+            )));
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (coord, name, owner, lost) =
+                (coord.clone(), name.to_owned(), owner.clone(), lost.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(ttl / 3);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match coord.renew_lease(&name, &owner, ttl).await {
+                        Ok(LeaseState::Held) => {
+                            if lost.swap(false, Ordering::AcqRel) {
+                                tracing::info!(name = %name, "instance lease held again");
+                            }
+                        }
+                        Ok(LeaseState::Lost) => {
+                            // Expired during an outage: take it back if free,
+                            // otherwise another instance has this name.
+                            match coord.acquire_lease(&name, &owner, ttl).await {
+                                Ok(true) => {
+                                    tracing::warn!(name = %name, "instance lease had expired; taken again")
+                                }
+                                _ => {
+                                    if !lost.swap(true, Ordering::AcqRel) {
+                                        tracing::error!(name = %name, "instance lease taken by another instance: two instances share a name");
+                                    }
+                                }
+                            }
+                        }
+                        // Redis unreachable: keep going on the database alone.
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            lost,
+            task,
+            coord: coord.clone(),
+            name: name.to_owned(),
+            owner,
+        })
+    }
+
+    /// Whether another instance took this lease (a configuration error to fix).
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Stops renewing and gives the lease back.
+    pub async fn release(self) {
+        self.task.abort();
+        let _ = self.coord.release_lease(&self.name, &self.owner).await;
+    }
+}
+
+impl Drop for InstanceLease {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,189 @@
+//! Coordination on the machine's Redis (`FLEETKEY_TEST_REDIS_URL`, set by `.ci/run`;
+//! without it these tests say so and do nothing): leases refused while held and
+//! lost-lease detection, the shared GCRA limit across two coordinators, invalidations
+//! from one instance reaching another, and an unreachable Redis failing fast.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use fleetkey_server::coord::{Coordinator, InstanceLease, Invalidation, LeaseState};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn redis_url() -> Option<String> {
+    let url = std::env::var("FLEETKEY_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("FLEETKEY_TEST_REDIS_URL is not set: skipping the Redis coordination tests");
+    }
+    url
+}
+
+/// A key prefix of its own per test run, so runs never see each other's keys.
+fn prefix() -> String {
+    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
+    format!(
+        "fktest-{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+#[tokio::test]
+async fn leases_are_exclusive_renewed_by_their_owner_and_loss_is_detected() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let a = Coordinator::connect(&url, &p).await.unwrap();
+    let b = Coordinator::connect(&url, &p).await.unwrap();
+    let ttl = Duration::from_millis(600);
+    assert!(a.acquire_lease("n1", "owner-a", ttl).await.unwrap());
+    assert!(!b.acquire_lease("n1", "owner-b", ttl).await.unwrap());
+    assert_eq!(
+        b.renew_lease("n1", "owner-b", ttl).await.unwrap(),
+        LeaseState::Lost
+    );
+    assert_eq!(
+        a.renew_lease("n1", "owner-a", ttl).await.unwrap(),
+        LeaseState::Held
+    );
+    // Someone else's release does nothing; the owner's frees it.
+    b.release_lease("n1", "owner-b").await.unwrap();
+    assert!(!b.acquire_lease("n1", "owner-b", ttl).await.unwrap());
+    a.release_lease("n1", "owner-a").await.unwrap();
+    assert!(b.acquire_lease("n1", "owner-b", ttl).await.unwrap());
+
+    // An instance lease: a second instance with the same name is refused at start;
+    // renewals keep it past its ttl.
+    let lease = InstanceLease::acquire(&a, "instance-x", ttl).await.unwrap();
+    let err = InstanceLease::acquire(&b, "instance-x", ttl)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another live instance"),
+        "{err}"
+    );
+    tokio::time::sleep(ttl * 2).await;
+    assert!(!lease.lost());
+    assert!(
+        !b.acquire_lease("instance-x", "intruder", ttl)
+            .await
+            .unwrap()
+    );
+    // Taken by another owner behind its back (a misconfiguration): detected.
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{p}:lease:instance-x"))
+        .arg("intruder")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !lease.lost() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(lease.lost());
+    lease.release().await;
+}
+
+#[tokio::test]
+async fn the_gcra_limit_is_shared_by_every_instance() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let a = Coordinator::connect(&url, &p).await.unwrap();
+    let b = Coordinator::connect(&url, &p).await.unwrap();
+    // 10 per second, bursts of 5: the burst is shared, then one per 100 ms.
+    let mut allowed = 0;
+    for i in 0..10 {
+        let c = if i % 2 == 0 { &a } else { &b };
+        let d = c.gcra("global", 10, 5).await.unwrap();
+        if d.allowed {
+            allowed += 1;
+        } else {
+            assert!(d.retry_after_ms > 0 && d.retry_after_ms <= 100, "{d:?}");
+        }
+    }
+    assert_eq!(allowed, 5);
+    tokio::time::sleep(Duration::from_millis(220)).await;
+    let d = b.gcra("global", 10, 5).await.unwrap();
+    assert!(d.allowed, "{d:?}");
+    // Another limit is another bucket.
+    assert!(a.gcra("other", 10, 5).await.unwrap().allowed);
+    assert!(!a.degraded());
+}
+
+#[tokio::test]
+async fn invalidations_reach_every_instance() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let a = Coordinator::connect(&url, &p).await.unwrap();
+    let b = Coordinator::connect(&url, &p).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let task = {
+        let seen = seen.clone();
+        b.subscribe(move |inv| seen.lock().unwrap().push(inv), || {})
+    };
+    let want = vec![
+        Invalidation::Keyring { name: "pay".into() },
+        Invalidation::Token { id: "tok_1".into() },
+        Invalidation::Device {
+            id: "dev_01".into(),
+        },
+    ];
+    // The subscription starts in the background: publish until it is there.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().is_empty() && Instant::now() < deadline {
+        a.publish(&Invalidation::Token {
+            id: "warmup".into(),
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen.lock().unwrap().clear();
+    let t = Instant::now();
+    for w in &want {
+        a.publish(w).await.unwrap();
+    }
+    while seen.lock().unwrap().len() < want.len() && t.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            **i != Invalidation::Token {
+                id: "warmup".into(),
+            }
+        })
+        .cloned()
+        .collect();
+    assert_eq!(got, want, "within 1 s");
+    task.abort();
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_fast_and_says_so() {
+    // Nothing listens on port 1.
+    let t = Instant::now();
+    let err = Coordinator::connect("redis://127.0.0.1:1", "x")
+        .await
+        .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(6));
+    assert!(err.to_string().contains("redis"), "{err}");
+    assert!(
+        Coordinator::connect("not a url", "x")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("redis URL")
+    );
+    // A password never reaches an error.
+    let err = Coordinator::connect("redis://:hunter2@127.0.0.1:1", "x")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
