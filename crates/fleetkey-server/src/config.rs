@@ -106,6 +106,18 @@ pub struct Config {
     /// Publish telemetry to this MQTT broker (`mqtt://host:port`) instead of the file;
     /// topics `fleetkey/<fleet>/<device id>/telemetry`.
     pub telemetry_mqtt_url: Option<String>,
+    /// Redis for coordination between instances (`redis://host:port/db`): the
+    /// instance-name lease, the shared global rate limit and cache invalidation.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (several deployments can share one
+    /// Redis; default `fleetkey`).
+    pub redis_prefix: String,
+    /// This instance's name, unique among the instances sharing a database: it
+    /// names the instance's nonce leases (default `embedded`).
+    pub instance_name: String,
+    /// How many instances share the global rate limit; each keeps this share of it
+    /// while Redis is unreachable (default 1).
+    pub instances: u32,
 }
 
 impl Default for Config {
@@ -127,6 +139,10 @@ impl Default for Config {
             device_udp_listen: "127.0.0.1:8402".into(),
             telemetry_file: None,
             telemetry_mqtt_url: None,
+            redis_url: None,
+            redis_prefix: "fleetkey".into(),
+            instance_name: "embedded".into(),
+            instances: 1,
         }
     }
 }
@@ -183,6 +199,18 @@ impl Config {
         }
         if let Some(v) = get("FLEETKEY_TELEMETRY_MQTT_URL") {
             self.telemetry_mqtt_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("FLEETKEY_REDIS_URL") {
+            self.redis_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("FLEETKEY_REDIS_PREFIX") {
+            self.redis_prefix = v;
+        }
+        if let Some(v) = get("FLEETKEY_INSTANCE_NAME") {
+            self.instance_name = v;
+        }
+        if let Some(v) = get("FLEETKEY_INSTANCES") {
+            self.instances = num("FLEETKEY_INSTANCES", &v)?;
         }
         if let Some(v) = get("FLEETKEY_TELEMETRY_FILE") {
             self.telemetry_file = Some(PathBuf::from(v));
@@ -251,6 +279,44 @@ impl Config {
             && let Err(e) = crate::telemetry::mqtt::parse_url(u)
         {
             return Err(err("telemetry_mqtt_url", e.to_string()));
+        }
+        if let Some(u) = &self.redis_url
+            && !u.starts_with("redis://")
+        {
+            return Err(err(
+                "redis_url",
+                format!(
+                    "{:?} is not a redis://host:port URL",
+                    crate::coord::redacted_url(u)
+                ),
+            ));
+        }
+        if self.instance_name.is_empty()
+            || self.instance_name.len() > 64
+            || !self
+                .instance_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(err(
+                "instance_name",
+                format!("{:?} is not 1-64 of A-Z a-z 0-9 - _ .", self.instance_name),
+            ));
+        }
+        if self.redis_prefix.is_empty()
+            || self.redis_prefix.len() > 64
+            || self.redis_prefix.bytes().any(|b| !b.is_ascii_graphic())
+        {
+            return Err(err(
+                "redis_prefix",
+                "must be 1-64 printable characters without spaces",
+            ));
+        }
+        if !(1..=1000).contains(&self.instances) {
+            return Err(err(
+                "instances",
+                format!("{} is not between 1 and 1000", self.instances),
+            ));
         }
         if self.device_udp_listen != "off" && self.device_udp_listen.parse::<SocketAddr>().is_err()
         {

@@ -213,6 +213,21 @@ impl TokenService {
     }
 
     /// All tokens, without secrets.
+    /// Drops the cached lookup of token `id` (revoked on another instance).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut c) = self.cache.write() {
+            c.retain(|_, (r, _)| r.id != id);
+        }
+    }
+
+    /// Drops every cached lookup.
+    pub fn forget_all(&self) {
+        if let Ok(mut c) = self.cache.write() {
+            c.clear();
+        }
+    }
+
+    /// Lists every token.
     pub async fn list(&self) -> Result<Vec<TokenRecord>> {
         self.store.tokens().await
     }

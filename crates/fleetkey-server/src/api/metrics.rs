@@ -48,6 +48,8 @@ pub struct Metrics {
     pub device_frames: IntCounterVec,
     /// Constrained devices with a verified session start, by profile.
     pub constrained_active: IntGaugeVec,
+    /// 1 while Redis is configured but unreachable (instances act alone).
+    pub coordination_degraded: IntGauge,
 }
 
 fn counter_vec(
@@ -193,6 +195,11 @@ impl Metrics {
             )?,
             audit_write_failures,
             rotations: gauge(&r, "fleetkey_rotations_total", "Key rotations since start")?,
+            coordination_degraded: gauge(
+                &r,
+                "fleetkey_coordination_degraded",
+                "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
+            )?,
             nonce_blocks: gauge(
                 &r,
                 "fleetkey_nonce_blocks_total",

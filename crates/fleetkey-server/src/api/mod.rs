@@ -48,6 +48,8 @@ pub struct AppState {
     pub fleets: Arc<crate::fleet::FleetService>,
     /// Constrained-device frames (set when the server starts its ingest path).
     pub ingest: std::sync::OnceLock<Arc<crate::ingest::FrameIngest>>,
+    /// Coordination with other instances (set when Redis is configured).
+    pub coord: std::sync::OnceLock<Arc<crate::coord::Coordinator>>,
 }
 
 type St = State<Arc<AppState>>;
@@ -415,7 +417,11 @@ async fn rotate_keyring(
                 st.metrics
                     .key_rotations
                     .with_label_values(&["keyring"])
-                    .inc()
+                    .inc();
+                invalidate(
+                    &st,
+                    crate::coord::Invalidation::Keyring { name: name.clone() },
+                );
             })?,
     }))
 }
@@ -441,6 +447,10 @@ async fn revoke_version(
             }
             other => change_err(&st, other),
         })?;
+    invalidate(
+        &st,
+        crate::coord::Invalidation::Keyring { name: name.clone() },
+    );
     Ok(Json(st.keys.show(&name).await?))
 }
 
@@ -461,6 +471,10 @@ async fn set_policy(
         .set_policy(&p.actor(), &name, req.apply(current))
         .await
         .map_err(|e| change_err(&st, e))?;
+    invalidate(
+        &st,
+        crate::coord::Invalidation::Keyring { name: name.clone() },
+    );
     Ok(Json(st.keys.show(&name).await?))
 }
 
@@ -892,6 +906,7 @@ async fn revoke_token(
         .revoke(&p.actor(), &id)
         .await
         .map_err(|e| change_err(&st, e))?;
+    invalidate(&st, crate::coord::Invalidation::Token { id });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1301,10 +1316,24 @@ async fn wipe_receipt(
 }
 
 /// A device's state changed through this instance: constrained-device frames see
-/// it from the next frame on.
+/// it from the next frame on, here and (through Redis) on every other instance.
 fn device_state_changed(st: &AppState, id: &str) {
     if let Some(ingest) = st.ingest.get() {
         ingest.expire(id);
+    }
+    invalidate(st, crate::coord::Invalidation::Device { id: id.to_owned() });
+}
+
+/// Tells the other instances that something they may cache changed. Without Redis
+/// (or while it is unreachable) they notice within their cache lifetimes.
+fn invalidate(st: &AppState, what: crate::coord::Invalidation) {
+    if let Some(c) = st.coord.get() {
+        let c = c.clone();
+        tokio::spawn(async move {
+            if let Err(e) = c.publish(&what).await {
+                tracing::warn!(error = %e, ?what, "could not publish an invalidation");
+            }
+        });
     }
 }
 
@@ -1449,6 +1478,14 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(st): St) -> Response {
     match st.keys.ready().await {
+        // Ready without Redis too (instances then act alone), but say so.
+        Ok(()) if st.coord.get().is_some_and(|c| c.degraded()) => {
+            Json(serde_json::json!({ "status": "ready", "coordination": "degraded" }))
+                .into_response()
+        }
+        Ok(()) if st.coord.get().is_some() => {
+            Json(serde_json::json!({ "status": "ready", "coordination": "ok" })).into_response()
+        }
         Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
@@ -1463,6 +1500,11 @@ async fn readyz(State(st): St) -> Response {
 }
 
 async fn metrics_text(State(st): St) -> Response {
+    if let Some(c) = st.coord.get() {
+        st.metrics
+            .coordination_degraded
+            .set(i64::from(c.degraded()));
+    }
     let body = st.metrics.render(&st.keys, st.limits.is_tightened());
     (
         [(
@@ -1535,7 +1577,11 @@ async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response
             }
         },
     };
-    let allowance = match st.limits.check(&principal.token_id) {
+    let allowance = match st
+        .limits
+        .check_shared(&principal.token_id, st.coord.get().map(|c| c.as_ref()))
+        .await
+    {
         Ok(a) => a,
         Err(l) => {
             st.metrics.rate_limited.with_label_values(&[l.scope]).inc();

@@ -50,6 +50,7 @@ pub struct RateLimits {
     window_total: AtomicU64,
     window_errors: AtomicU64,
     clock: DefaultClock,
+    instances: u32,
 }
 
 fn nz(v: u32) -> NonZeroU32 {
@@ -61,7 +62,20 @@ fn quota(per_sec: u32, burst_secs: u32) -> Quota {
 }
 
 impl RateLimits {
-    /// Limiters for `config`.
+    /// Limiters for `config`. The local global limiter gets `1/instances` of the
+    /// global rate: with Redis the global limit is shared exactly
+    /// ([`RateLimits::check_shared`]); without it each instance keeps its share.
+    pub fn with_instances(config: RateLimitConfig, instances: u32) -> Self {
+        let share = |r: u32| (r / instances.max(1)).max(1);
+        let mut local = config.clone();
+        local.global_per_sec = share(config.global_per_sec);
+        let mut me = Self::new(local);
+        me.config = config;
+        me.instances = instances.max(1);
+        me
+    }
+
+    /// Limiters for `config` (one instance).
     pub fn new(config: RateLimitConfig) -> Self {
         let tight_rate =
             ((f64::from(config.global_per_sec) * config.adaptive_factor) as u32).max(1);
@@ -78,6 +92,7 @@ impl RateLimits {
             window_total: AtomicU64::new(0),
             window_errors: AtomicU64::new(0),
             clock: DefaultClock::default(),
+            instances: 1,
         }
     }
 
@@ -91,8 +106,45 @@ impl RateLimits {
         d.as_secs() + u64::from(d.subsec_nanos() > 0)
     }
 
-    /// Checks one request by `token_id` against its limit and the global one.
-    pub fn check(&self, token_id: &str) -> Result<Allowance, Limited> {
+    /// [`RateLimits::check`] with the global limit shared through Redis when
+    /// `coord` is given and reachable; otherwise (or when a call fails) this
+    /// instance's share of it.
+    pub async fn check_shared(
+        &self,
+        token_id: &str,
+        coord: Option<&crate::coord::Coordinator>,
+    ) -> Result<Allowance, Limited> {
+        let Some(c) = coord else {
+            return self.check(token_id);
+        };
+        let allowance = self.check_token(token_id)?;
+        let limit = self.global_limit();
+        let burst = limit.saturating_mul(self.config.burst_secs.max(1));
+        match c.gcra("ratelimit:global", limit, burst).await {
+            Ok(d) if d.allowed => Ok(allowance),
+            Ok(d) => Err(Limited {
+                scope: "global",
+                limit,
+                retry_after_secs: d.retry_after_ms.div_ceil(1000).max(1),
+            }),
+            // Redis unreachable: this instance's share.
+            Err(_) => {
+                self.check_local_global()?;
+                Ok(allowance)
+            }
+        }
+    }
+
+    /// The global limit in force (the adaptive mode lowers it).
+    fn global_limit(&self) -> u32 {
+        if self.is_tightened() {
+            ((f64::from(self.config.global_per_sec) * self.config.adaptive_factor) as u32).max(1)
+        } else {
+            self.config.global_per_sec
+        }
+    }
+
+    fn check_token(&self, token_id: &str) -> Result<Allowance, Limited> {
         let per = self.config.per_token_per_sec;
         let snap = self
             .per_token
@@ -102,20 +154,6 @@ impl RateLimits {
                 limit: per,
                 retry_after_secs: self.wait_secs(n).max(1),
             })?;
-        let (global, g_limit) = if self.is_tightened() {
-            (
-                &self.tight,
-                ((f64::from(self.config.global_per_sec) * self.config.adaptive_factor) as u32)
-                    .max(1),
-            )
-        } else {
-            (&self.global, self.config.global_per_sec)
-        };
-        global.check().map_err(|n| Limited {
-            scope: "global",
-            limit: g_limit,
-            retry_after_secs: self.wait_secs(n).max(1),
-        })?;
         let remaining = snap.remaining_burst_capacity();
         let burst = per.saturating_mul(self.config.burst_secs);
         let used = burst.saturating_sub(remaining);
@@ -124,6 +162,26 @@ impl RateLimits {
             remaining,
             reset_secs: (u64::from(used)).div_ceil(u64::from(per.max(1))),
         })
+    }
+
+    fn check_local_global(&self) -> Result<(), Limited> {
+        let limiter = if self.is_tightened() {
+            &self.tight
+        } else {
+            &self.global
+        };
+        limiter.check().map(|_| ()).map_err(|n| Limited {
+            scope: "global",
+            limit: (self.global_limit() / self.instances).max(1),
+            retry_after_secs: self.wait_secs(n).max(1),
+        })
+    }
+
+    /// Checks one request by `token_id` against its limit and the global one.
+    pub fn check(&self, token_id: &str) -> Result<Allowance, Limited> {
+        let allowance = self.check_token(token_id)?;
+        self.check_local_global()?;
+        Ok(allowance)
     }
 
     /// Records a served response for the adaptive mode (per one-second window).

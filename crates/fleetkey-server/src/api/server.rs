@@ -53,10 +53,11 @@ pub fn state(
         keys,
         tokens,
         fleets,
-        limits: RateLimits::new(config.rate_limit.clone()),
+        limits: RateLimits::with_instances(config.rate_limit.clone(), config.instances),
         metrics: Metrics::new().map_err(|e| Error::Store(format!("metrics: {e}")))?,
         max_batch_items: config.max_batch_items,
         ingest: std::sync::OnceLock::new(),
+        coord: std::sync::OnceLock::new(),
     }))
 }
 
@@ -171,6 +172,7 @@ pub async fn serve_on(
     let keys = state.keys.clone();
     let fleets = state.fleets.clone();
     let rotations = state.metrics.key_rotations.clone();
+    let sched_state = state.clone();
     let interval = std::time::Duration::from_secs(config.scheduler_interval_secs);
     let scheduler = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -181,6 +183,17 @@ pub async fn serve_on(
                 Ok(actions) => actions.iter().for_each(|a| {
                     if a.contains(": rotated to version") {
                         rotations.with_label_values(&["keyring"]).inc();
+                        if let (Some(c), Some((name, _))) = (
+                            sched_state.coord.get(),
+                            a.split_once(": rotated to version"),
+                        ) {
+                            let (c, name) = (c.clone(), name.to_owned());
+                            tokio::spawn(async move {
+                                let _ = c
+                                    .publish(&crate::coord::Invalidation::Keyring { name })
+                                    .await;
+                            });
+                        }
                     }
                     tracing::info!(action = %a, "policy")
                 }),
@@ -229,6 +242,23 @@ pub async fn serve_on(
             &config.telemetry_path(),
         )?),
     };
+    // Coordination with other instances: this instance's name leased (a second
+    // instance with the same name is refused), invalidations in both directions.
+    let coordination = match &config.redis_url {
+        Some(url) => {
+            let coord = crate::coord::Coordinator::connect(url, &config.redis_prefix).await?;
+            let lease = crate::coord::InstanceLease::acquire(
+                &coord,
+                &format!("instance:{}", config.instance_name),
+                std::time::Duration::from_secs(15),
+            )
+            .await?;
+            let _ = state.coord.set(coord.clone());
+            tracing::info!(redis = %crate::coord::redacted_url(url), instance = %config.instance_name, "coordinating with other instances through Redis");
+            Some((coord, lease))
+        }
+        None => None,
+    };
     let ingest = crate::ingest::FrameIngest::new(
         state.fleets.clone(),
         sink.clone(),
@@ -239,6 +269,34 @@ pub async fn serve_on(
     )
     .await?;
     let _ = state.ingest.set(ingest.clone());
+    let subscription = coordination.as_ref().map(|(coord, _)| {
+        let (keys, tokens, ing) = (state.keys.clone(), state.tokens.clone(), ingest.clone());
+        let (keys2, tokens2, ing2) = (keys.clone(), tokens.clone(), ing.clone());
+        coord.subscribe(
+            move |inv| match inv {
+                crate::coord::Invalidation::Keyring { name } => {
+                    let keys = keys.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = keys.refresh(&name).await {
+                            tracing::warn!(keyring = %name, error = %e, "refreshing a keyring failed");
+                        }
+                    });
+                }
+                crate::coord::Invalidation::Token { id } => tokens.forget(&id),
+                crate::coord::Invalidation::Device { id } => ing.expire(&id),
+            },
+            move || {
+                tokens2.forget_all();
+                ing2.expire_all();
+                let keys = keys2.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = keys.refresh_all().await {
+                        tracing::warn!(error = %e, "refreshing keyrings failed");
+                    }
+                });
+            },
+        )
+    });
     let ticker = {
         let sink = sink.clone();
         tokio::spawn(async move {
@@ -325,6 +383,12 @@ pub async fn serve_on(
         d.abort();
     }
     ticker.abort();
+    if let Some(s) = subscription {
+        s.abort();
+    }
+    if let Some((_, lease)) = coordination {
+        lease.release().await;
+    }
     if let Err(e) = sink.flush().await {
         tracing::error!(error = %e, "telemetry flush failed");
     }

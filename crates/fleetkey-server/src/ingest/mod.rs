@@ -213,6 +213,21 @@ impl FrameIngest {
         }
     }
 
+    /// [`FrameIngest::expire`] for every cached device (after missed invalidations).
+    pub fn expire_all(&self) {
+        for shard in &self.shards {
+            let entries: Vec<_> = shard
+                .lock()
+                .map(|s| s.values().cloned().collect())
+                .unwrap_or_default();
+            for e in entries {
+                if let Ok(mut g) = e.lock() {
+                    g.stale = true;
+                }
+            }
+        }
+    }
+
     fn forget(&self, id: &[u8; 8]) {
         if let Ok(mut s) = self.shard(id).lock() {
             s.remove(id);

@@ -936,6 +936,45 @@ impl KeyService {
         Ok(actions)
     }
 
+    /// Keyring `name` changed on another instance (rotation, revocation, policy):
+    /// re-reads it, and if its primary version moved, stops sealing under the old
+    /// one (the next seal reserves a block for the new primary). Not cached here:
+    /// nothing to do.
+    pub async fn refresh(&self, name: &str) -> Result<()> {
+        let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) else {
+            return Ok(());
+        };
+        let _g = r.slow.lock().await;
+        r.reload().await?;
+        let p = r.primary.load_full();
+        if p.version == 0 || p.version == r.meta.load().record.primary_version {
+            return Ok(());
+        }
+        r.primary.store(Arc::new(Primary {
+            version: p.version,
+            sealer: single::Sealer::new(p.sealer.key().clone(), &r.key_id, p.version),
+            block: NonceBlock::empty(),
+            uses_before: 0,
+            created_at: p.created_at,
+            counted: std::sync::atomic::AtomicBool::new(true),
+            prefetch: std::sync::Mutex::new(None),
+        }));
+        let used = p.block.close();
+        if !p.counted.swap(true, Ordering::Relaxed) {
+            r.record_usage(p.version, used);
+        }
+        r.flush_usage().await
+    }
+
+    /// [`KeyService::refresh`] for every cached keyring.
+    pub async fn refresh_all(&self) -> Result<()> {
+        let names: Vec<String> = self.cached_rings().iter().map(|r| r.name.clone()).collect();
+        for n in names {
+            self.refresh(&n).await?;
+        }
+        Ok(())
+    }
+
     /// Writes pending usage counts.
     pub async fn flush(&self) -> Result<()> {
         let rings = self.cached_rings();

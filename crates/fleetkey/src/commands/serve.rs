@@ -135,7 +135,10 @@ pub async fn open_state(config: &Config, kek: KekSource) -> CliResult<Arc<AppSta
             store.clone(),
             custody.clone(),
             clock.clone(),
-            KeyConfig::default(),
+            KeyConfig {
+                instance_holder: config.instance_name.clone(),
+                ..KeyConfig::default()
+            },
         )
         .await
         .map_err(service_error)?,
