@@ -1477,6 +1477,10 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(st): St) -> Response {
+    if let Some(c) = st.coord.get() {
+        // Refreshes the degraded flag (at most 250 ms when Redis is unreachable).
+        let _ = c.ping().await;
+    }
     match st.keys.ready().await {
         // Ready without Redis too (instances then act alone), but say so.
         Ok(()) if st.coord.get().is_some_and(|c| c.degraded()) => {
