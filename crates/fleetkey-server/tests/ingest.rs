@@ -374,3 +374,57 @@ async fn frames_arrive_over_udp() {
     assert!(ok, "{}", s.state.metrics.render(&s.state.keys, false));
     run.abort();
 }
+
+/// A change this instance did not make (another instance, without Redis) reaches a
+/// warm cache within the state lifetime: the re-read happens in the background, so
+/// no frame waits on the database for it.
+#[tokio::test]
+async fn a_change_made_elsewhere_reaches_a_warm_cache_within_the_state_lifetime() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let Setup {
+        s,
+        recipient,
+        server_public,
+        scalar,
+        psk,
+    } = setup(dir.path()).await;
+    let public = fleetkey_device::keys::public_key(&scalar);
+    let sealed = seal_factory_secret(&recipient, &psk, "uid-warm").unwrap();
+    let p = s
+        .fleets
+        .provision_constrained(
+            "jig",
+            request("uid-warm", public),
+            Profile::Constrained,
+            &sealed,
+        )
+        .await
+        .unwrap();
+    let id = p.device.id.clone();
+    let ing = ingest(&s, dir.path()).await;
+    let mut dev = Device::x25519(id_bytes(&id), scalar, server_public, psk, 0);
+    let mut session = dev.boot(&mut OsRng, &mut NoFlash).unwrap();
+    let mut buf = [0u8; 256];
+    let n = session.start_frame(b"", &mut buf).unwrap();
+    ing.accept(&mut buf[..n]).await.unwrap();
+    // Decommissioned behind this ingest path's back (no expire).
+    s.fleets.decommission("ops", &id, "retired").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut refused_after = None;
+    while started.elapsed() < fleetkey_server::ingest::STATE_TTL + std::time::Duration::from_secs(2)
+    {
+        let n = session.data_frame(b"{}", &mut buf).unwrap();
+        let t = std::time::Instant::now();
+        let r = ing.accept(&mut buf[..n]).await;
+        // A frame never waits for the re-read.
+        assert!(t.elapsed() < std::time::Duration::from_millis(500));
+        if r == Err("decommissioned") {
+            refused_after = Some(started.elapsed());
+            break;
+        }
+        r.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = refused_after.expect("refused within the state lifetime");
+    assert!(after >= fleetkey_server::ingest::STATE_TTL, "{after:?}");
+}

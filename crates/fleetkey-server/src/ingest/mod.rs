@@ -7,7 +7,9 @@
 //! factory secret unwrapped from custody) is cached in a sharded map, so frames of
 //! different devices never wait on each other. The device must be active (a
 //! manufactured device may send its session start: the first verified boot onboards
-//! it); its state is re-read at least every [`STATE_TTL`]. A session start raises the
+//! it); its state is re-read in the background once it is [`STATE_TTL`] old (frames
+//! never wait on the database for it), and before the next frame after a change made
+//! through this instance ([`FrameIngest::expire`]). A session start raises the
 //! stored boot counter (old boots stay refused across restarts); data frames go to
 //! the telemetry sink, attributed to the device and its fleet.
 
@@ -36,6 +38,10 @@ struct Entry {
     checked_at: Instant,
     /// A state change on this instance: re-read before the next frame.
     stale: bool,
+    /// A background re-read after [`STATE_TTL`] is under way.
+    refreshing: bool,
+    /// The last re-read found static keys disallowed for the device's fleet.
+    static_refused: bool,
     counted: bool,
 }
 
@@ -70,6 +76,8 @@ pub struct FrameIngest {
     sink: Arc<dyn TelemetrySink>,
     metrics: IngestMetrics,
     shards: Vec<Shard>,
+    /// This ingest path, for background re-reads.
+    me: std::sync::Weak<FrameIngest>,
 }
 
 fn refusal(reason: &'static str) -> Result<Accepted, &'static str> {
@@ -84,12 +92,13 @@ impl FrameIngest {
         metrics: IngestMetrics,
     ) -> Result<Arc<Self>> {
         let (scalar, _) = fleets.directory().server_static_key().await?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             fleets,
             scalar,
             sink,
             metrics,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            me: me.clone(),
         }))
     }
 
@@ -107,28 +116,28 @@ impl FrameIngest {
             .cloned();
         let device_id = format!("dev_{}", hex(&id));
         if let Some(e) = cached {
-            let (fresh, profile) = {
-                let g = e.lock().map_err(|_| "internal")?;
-                (!g.stale && g.checked_at.elapsed() < STATE_TTL, g.profile)
-            };
-            if fresh {
-                return Ok(Some(e));
-            }
-            // Keep the replay state and the unwrapped secret; re-read only what may
-            // have changed: the device's state and its fleet's static-key policy.
-            let device = match self.fleets.device(&device_id).await {
-                Ok(d) => d,
-                Err(crate::Error::DeviceNotFound(_)) => {
-                    self.forget(&id);
-                    return Ok(None);
+            let (stale, expired) = {
+                let mut g = e.lock().map_err(|_| "internal")?;
+                let expired = g.checked_at.elapsed() >= STATE_TTL && !g.refreshing;
+                if expired && !g.stale {
+                    g.refreshing = true;
                 }
-                Err(_) => return Err("internal"),
+                (g.stale, expired)
             };
-            self.check_static_allowed(profile, &device.fleet).await?;
-            if let Ok(mut g) = e.lock() {
-                g.state = device.state;
-                g.checked_at = Instant::now();
-                g.stale = false;
+            if stale {
+                // A change made through this instance: re-read before this frame.
+                return self.refresh(id, &e).await.map(|live| live.then_some(e));
+            }
+            if expired {
+                // Routine re-read: in the background, so that frames never wait
+                // on the database (the receive loop would stall and the kernel
+                // drop datagrams); this frame uses the state read < 5 s ago.
+                if let Some(me) = self.me.upgrade() {
+                    let e2 = e.clone();
+                    tokio::spawn(async move {
+                        let _ = me.refresh(id, &e2).await;
+                    });
+                }
             }
             return Ok(Some(e));
         }
@@ -166,10 +175,48 @@ impl FrameIngest {
             state: c.device.state,
             checked_at: Instant::now(),
             stale: false,
+            refreshing: false,
+            static_refused: false,
             counted: false,
         }));
         let mut shard = self.shard(&id).lock().map_err(|_| "internal")?;
         Ok(Some(shard.entry(id).or_insert(entry).clone()))
+    }
+
+    /// Re-reads what may have changed about a cached device (its state, and for a
+    /// lab device its fleet's static-key policy), keeping the replay state and the
+    /// unwrapped secret. False when the device no longer exists.
+    async fn refresh(&self, id: [u8; 8], e: &Arc<Mutex<Entry>>) -> Result<bool, &'static str> {
+        let (device_id, profile) = {
+            let g = e.lock().map_err(|_| "internal")?;
+            (g.device_id.clone(), g.profile)
+        };
+        let done = |e: &Arc<Mutex<Entry>>| {
+            if let Ok(mut g) = e.lock() {
+                g.refreshing = false;
+            }
+        };
+        let device = match self.fleets.device(&device_id).await {
+            Ok(d) => d,
+            Err(crate::Error::DeviceNotFound(_)) => {
+                self.forget(&id);
+                done(e);
+                return Ok(false);
+            }
+            Err(_) => {
+                done(e);
+                return Err("internal");
+            }
+        };
+        let allowed = self.check_static_allowed(profile, &device.fleet).await;
+        if let Ok(mut g) = e.lock() {
+            g.state = device.state;
+            g.checked_at = Instant::now();
+            g.stale = false;
+            g.refreshing = false;
+            g.static_refused = allowed.is_err();
+        }
+        allowed.map(|()| true)
     }
 
     /// Static-key devices only while their fleet allows them.
@@ -269,6 +316,9 @@ impl FrameIngest {
             let mut e = entry.lock().map_err(|_| "internal")?;
             if !fleet_allowed(&e.fleet) {
                 return refusal("forbidden");
+            }
+            if e.static_refused {
+                return refusal("static_key_not_allowed");
             }
             match (e.state, header.kind) {
                 (DeviceState::Active | DeviceState::Onboarded | DeviceState::Rotating, _) => {}
