@@ -106,6 +106,12 @@ pub struct Config {
     /// Publish telemetry to this MQTT broker (`mqtt://host:port`) instead of the file;
     /// topics `fleetkey/<fleet>/<device id>/telemetry`.
     pub telemetry_mqtt_url: Option<String>,
+    /// The store: unset for SQLite in `data_dir`; `postgres://user@host:port/db`
+    /// for PostgreSQL, shared by several instances.
+    pub store_url: Option<String>,
+    /// PostgreSQL schema for every table (created if needed); default the
+    /// connection's (`public`).
+    pub store_schema: Option<String>,
     /// Redis for coordination between instances (`redis://host:port/db`): the
     /// instance-name lease, the shared global rate limit and cache invalidation.
     pub redis_url: Option<String>,
@@ -139,6 +145,8 @@ impl Default for Config {
             device_udp_listen: "127.0.0.1:8402".into(),
             telemetry_file: None,
             telemetry_mqtt_url: None,
+            store_url: None,
+            store_schema: None,
             redis_url: None,
             redis_prefix: "fleetkey".into(),
             instance_name: "embedded".into(),
@@ -202,6 +210,12 @@ impl Config {
         }
         if let Some(v) = get("FLEETKEY_REDIS_URL") {
             self.redis_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("FLEETKEY_STORE_URL") {
+            self.store_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("FLEETKEY_STORE_SCHEMA") {
+            self.store_schema = Some(v).filter(|v| !v.is_empty());
         }
         if let Some(v) = get("FLEETKEY_REDIS_PREFIX") {
             self.redis_prefix = v;
@@ -279,6 +293,17 @@ impl Config {
             && let Err(e) = crate::telemetry::mqtt::parse_url(u)
         {
             return Err(err("telemetry_mqtt_url", e.to_string()));
+        }
+        if let Some(u) = &self.store_url
+            && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "store_url",
+                format!(
+                    "{:?} is not a postgres://user@host:port/db URL (leave it unset for the embedded SQLite store)",
+                    crate::store::postgres::redacted(u)
+                ),
+            ));
         }
         if let Some(u) = &self.redis_url
             && !u.starts_with("redis://")

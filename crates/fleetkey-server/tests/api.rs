@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
@@ -15,7 +17,6 @@ use fleetkey_server::{
     config::Config,
     custody::local::{KekSource, LocalCustody},
     keys::{KeyConfig, KeyService},
-    store::sqlite::SqliteStore,
     tokens::TokenService,
 };
 use serde_json::{Value, json};
@@ -42,7 +43,7 @@ async fn api_with(config: Config) -> Api {
         false,
     )
     .unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let store = common::test_store(dir.path()).await;
     let custody = Arc::new(
         LocalCustody::open(dir.path(), KekSource::KeyFile(dir.path().join("kek.fk")))
             .await

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use fleetkey_crypto::credential::{self, DeviceKeys, IssuerPublicKey, Role};
 use fleetkey_crypto::ed25519::Ed25519Signer;
 use fleetkey_crypto::x25519::X25519Secret;
@@ -18,7 +20,7 @@ use fleetkey_server::{
     },
     fleet::{FactoryRequest, FleetService},
     keys::{KeyConfig, KeyService},
-    store::{DeviceState, sqlite::SqliteStore},
+    store::DeviceState,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,7 +34,7 @@ struct Env {
 
 async fn env() -> Env {
     let dir = tempfile::TempDir::new().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let store = common::test_store(dir.path()).await;
     let custody = Arc::new(
         LocalCustody::open(
             dir.path(),

@@ -14,7 +14,7 @@ use fleetkey_device::{Device, Error as DevError, Rng, Storage};
 use fleetkey_server::fleet::FactoryRequest;
 use fleetkey_server::fleet::constrained::{Profile, seal_factory_secret};
 use fleetkey_server::ingest::{FrameIngest, IngestMetrics};
-use fleetkey_server::store::{DeviceState, Store};
+use fleetkey_server::store::DeviceState;
 use fleetkey_server::telemetry::JsonLinesSink;
 use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use fleetkey_crypto::aead::Algorithm;
 use fleetkey_crypto::envelope::Header;
 use fleetkey_server::{
@@ -15,7 +17,7 @@ use fleetkey_server::{
         local::{KekSource, LocalCustody},
     },
     keys::{KeyConfig, KeyService},
-    store::{Policy, Store, sqlite::SqliteStore},
+    store::Policy,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -52,7 +54,7 @@ async fn open(
     clock: &ManualClock,
     block: u32,
 ) -> (KeyService, Arc<LocalCustody>) {
-    let store = Arc::new(SqliteStore::open(path).await.unwrap());
+    let store = common::test_store(path).await;
     let custody = Arc::new(
         LocalCustody::open(
             path,
@@ -320,7 +322,7 @@ async fn restart_continues_above_the_last_reservation() {
 async fn exhausted_counter_space_takes_a_fresh_instance_id() {
     let dir = TempDir::new().unwrap();
     let clock = ManualClock::at(T0);
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let store = common::test_store(dir.path()).await;
     let custody = Arc::new(
         LocalCustody::open(
             dir.path(),
@@ -468,7 +470,7 @@ async fn secrets_never_reach_audit_entries_or_metadata() {
     let info = serde_json::to_string(&e.keys.list().await.unwrap()).unwrap();
     let debug = format!("{ring:?} {:?}", e.custody);
     // Every data key, in every encoding a leak might take.
-    let store = SqliteStore::open(&e.dir).await.unwrap();
+    let store = common::test_store(&e.dir).await;
     for v in store.versions("scan").await.unwrap() {
         let key = e
             .custody

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use fleetkey_crypto::credential::{self, DeviceKeys, IssuerPublicKey, Role};
 use fleetkey_crypto::ed25519::Ed25519Signer;
 use fleetkey_crypto::x25519::X25519Secret;
@@ -31,7 +33,7 @@ use fleetkey_server::{
         onboarding_message, wipe_receipt_message,
     },
     keys::{KeyConfig, KeyService},
-    store::{CommandKind, CommandState, DeviceState, Store, sqlite::SqliteStore},
+    store::{CommandKind, CommandState, DeviceState, Store},
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -41,7 +43,7 @@ const T0: i64 = 1_800_000_000;
 struct Env {
     _dir: tempfile::TempDir,
     fleets: Arc<FleetService>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     keys: KeyService,
     custody: Arc<LocalCustody>,
     clock: Arc<ManualClock>,
@@ -49,7 +51,7 @@ struct Env {
 
 async fn env() -> Env {
     let dir = tempfile::TempDir::new().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let store = common::test_store(dir.path()).await;
     let custody = Arc::new(
         LocalCustody::open(
             dir.path(),

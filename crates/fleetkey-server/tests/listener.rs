@@ -19,7 +19,7 @@ use fleetkey_crypto::x25519::X25519Secret;
 use fleetkey_server::api::AppState;
 use fleetkey_server::api::listener::{DeviceListener, ListenerConfig};
 use fleetkey_server::fleet::{ConfigUpdate, FactoryRequest, FleetService, onboarding_message};
-use fleetkey_server::store::{CommandState, DeviceState, Store, sqlite::SqliteStore};
+use fleetkey_server::store::{CommandState, DeviceState, Store};
 use fleetkey_server::telemetry::JsonLinesSink;
 use fleetkey_session::Keypair;
 use serde_json::json;
@@ -29,7 +29,7 @@ use std::time::Duration;
 
 struct Harness {
     dir: tempfile::TempDir,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     fleets: Arc<FleetService>,
     state: Arc<AppState>,
     listener: Arc<DeviceListener>,

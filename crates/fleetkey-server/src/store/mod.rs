@@ -3,6 +3,58 @@
 //! entry in one transaction ([`Store::apply`]), so the audit log cannot miss a change
 //! and a change cannot happen without its audit entry (fail closed).
 
+pub mod postgres;
+
+/// The store `config` names: PostgreSQL for `store_url`, SQLite in the data
+/// directory otherwise.
+pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>> {
+    Ok(match &config.store_url {
+        Some(url) => std::sync::Arc::new(
+            postgres::PostgresStore::connect_in_schema(url, config.store_schema.as_deref()).await?,
+        ),
+        None => std::sync::Arc::new(sqlite::SqliteStore::open(&config.data_dir).await?),
+    })
+}
+
+/// Refuses an instance whose custody root differs from the one the shared store
+/// was started with (several instances must hold the same root key: copy
+/// `<data_dir>/root-key.json` and use the same key-encryption key). The first
+/// instance records its custody public key.
+pub async fn check_custody_identity(
+    store: &dyn Store,
+    custody_public: &[u8],
+    now: crate::clock::UnixTime,
+) -> Result<()> {
+    const NAME: &str = "custody-identity";
+    if store.service_key(NAME).await?.is_none() {
+        store
+            .apply(
+                Change::CreateServiceKey {
+                    name: NAME.into(),
+                    wrapped: Vec::new(),
+                    public: custody_public.to_vec(),
+                    at: now,
+                },
+                crate::audit::AuditDraft::new(
+                    "service",
+                    "service.custody_identity",
+                    format!("service-key:{NAME}"),
+                    serde_json::json!({}),
+                ),
+                now,
+            )
+            .await?;
+    }
+    match store.service_key(NAME).await? {
+        Some((_, public)) if public == custody_public => Ok(()),
+        _ => Err(crate::Error::CustodyConfig(
+            "this instance's custody root key is not the one the store was started with: \
+             copy root-key.json from the first instance's data directory and use its \
+             key-encryption key"
+                .into(),
+        )),
+    }
+}
 pub mod sqlite;
 
 use crate::audit::{AuditDraft, AuditEntry};

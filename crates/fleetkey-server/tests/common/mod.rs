@@ -11,15 +11,45 @@ use fleetkey_server::store::sqlite::SqliteStore;
 use fleetkey_server::{clock::SystemClock, tokens::TokenService};
 use std::sync::Arc;
 
+/// The store the tests run on: SQLite in `dir` by default; PostgreSQL
+/// (`FLEETKEY_TEST_POSTGRES_URL`) when `FLEETKEY_TEST_STORE=postgres`, in a schema
+/// of its own per `dir` (named in `dir/pg_schema`, so reopening `dir` reopens it).
+pub async fn test_store(dir: &std::path::Path) -> Arc<dyn fleetkey_server::store::Store> {
+    if std::env::var("FLEETKEY_TEST_STORE").as_deref() == Ok("postgres") {
+        let url = std::env::var("FLEETKEY_TEST_POSTGRES_URL")
+            .expect("FLEETKEY_TEST_STORE=postgres needs FLEETKEY_TEST_POSTGRES_URL");
+        std::fs::create_dir_all(dir).unwrap();
+        let marker = dir.join("pg_schema");
+        let schema = match std::fs::read_to_string(&marker) {
+            Ok(s) => s,
+            Err(_) => {
+                let r: [u8; 8] = fleetkey_crypto::rand::array().unwrap();
+                let s = format!(
+                    "fktest_{}",
+                    r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                );
+                std::fs::write(&marker, &s).unwrap();
+                s
+            }
+        };
+        return Arc::new(
+            fleetkey_server::store::postgres::PostgresStore::connect_in_schema(&url, Some(&schema))
+                .await
+                .unwrap(),
+        );
+    }
+    Arc::new(SqliteStore::open(dir).await.unwrap())
+}
+
 /// Store, fleets and the API state over `dir`.
 pub struct Services {
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn fleetkey_server::store::Store>,
     pub fleets: Arc<FleetService>,
     pub state: Arc<AppState>,
 }
 
 pub async fn services(dir: &std::path::Path) -> Services {
-    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
+    let store = test_store(dir).await;
     let custody = Arc::new(
         LocalCustody::open(
             dir,

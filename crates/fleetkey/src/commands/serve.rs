@@ -10,7 +10,6 @@ use fleetkey_server::{
     config::{Config, LogFormat},
     custody::local::{KekSource, LocalCustody},
     keys::{KeyConfig, KeyService},
-    store::sqlite::SqliteStore,
     tokens::TokenService,
 };
 use std::path::{Path, PathBuf};
@@ -127,9 +126,18 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
 /// The service on `config.data_dir` (SQLite store, local custody under `kek`).
 pub async fn open_state(config: &Config, kek: KekSource) -> CliResult<Arc<AppState>> {
     let dir = &config.data_dir;
-    let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
+    let store = fleetkey_server::store::open(config)
+        .await
+        .map_err(service_error)?;
     let custody = Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?);
     let clock = Arc::new(SystemClock::default());
+    fleetkey_server::store::check_custody_identity(
+        store.as_ref(),
+        &fleetkey_server::custody::Custody::public_key(custody.as_ref()),
+        fleetkey_server::clock::Clock::now(clock.as_ref()),
+    )
+    .await
+    .map_err(service_error)?;
     let keys = Arc::new(
         KeyService::open(
             store.clone(),

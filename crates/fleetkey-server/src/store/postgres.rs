@@ -1,0 +1,1707 @@
+//! The PostgreSQL store: the same tables and statements as the SQLite store
+//! (`migrations/postgres` mirrors `migrations/sqlite`), for several instances
+//! sharing one database. Every transaction that appends to the audit log first
+//! takes one transaction-scoped advisory lock, so entries from all instances form a
+//! single chain; nonce blocks are reserved with one atomic upsert per block, so
+//! two instances can never be handed overlapping counters.
+
+use super::{
+    Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceSecret,
+    DeviceSessionRecord, DeviceState, FleetRecord, KeyringRecord, Policy, Registration,
+    SchemaRecord, Store, StoredConfig, TokenRecord, VersionRecord, VersionState,
+};
+use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
+use crate::clock::UnixTime;
+use crate::error::{Error, Result};
+use fleetkey_crypto::aead::Algorithm;
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// The advisory lock that serialises audit appends (any constant; "fk" audit).
+const AUDIT_LOCK: i64 = 0x666b_6175_6469_7421;
+
+async fn lock_audit(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn to_u32(v: i64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
+}
+
+fn keyring_from_row(r: &sqlx::postgres::PgRow) -> Result<KeyringRecord> {
+    let alg: String = r.try_get("algorithm")?;
+    Ok(KeyringRecord {
+        name: r.try_get("name")?,
+        algorithm: Algorithm::from_name(&alg)
+            .map_err(|_| Error::Store(format!("unknown algorithm {alg:?}")))?,
+        primary_version: to_u32(r.try_get("primary_version")?, "primary_version")?,
+        min_decrypt_version: to_u32(r.try_get("min_decrypt_version")?, "min_decrypt_version")?,
+        policy: Policy {
+            rotation_period_secs: r.try_get("rotation_period_secs")?,
+            max_uses: r.try_get::<i64, _>("max_uses")? as u64,
+            overlap_secs: r.try_get("overlap_secs")?,
+            keep_last: r
+                .try_get::<Option<i64>, _>("keep_last")?
+                .map(|v| to_u32(v, "keep_last"))
+                .transpose()?,
+        },
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn version_from_row(r: &sqlx::postgres::PgRow) -> Result<VersionRecord> {
+    Ok(VersionRecord {
+        keyring: r.try_get("keyring")?,
+        version: to_u32(r.try_get("version")?, "version")?,
+        wrapped_key: r.try_get("wrapped_key")?,
+        state: VersionState::parse(&r.try_get::<String, _>("state")?)?,
+        created_at: r.try_get("created_at")?,
+        retired_at: r.try_get("retired_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        seal_count: r.try_get::<i64, _>("seal_count")? as u64,
+    })
+}
+
+fn token_from_row(r: &sqlx::postgres::PgRow) -> Result<TokenRecord> {
+    let scopes: String = r.try_get("scopes")?;
+    Ok(TokenRecord {
+        id: r.try_get("id")?,
+        hash: hash32(r.try_get("hash")?)?,
+        name: r.try_get("name")?,
+        scopes: serde_json::from_str(&scopes).map_err(|e| Error::Store(e.to_string()))?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+fn hash32(v: Vec<u8>) -> Result<[u8; 32]> {
+    v.try_into()
+        .map_err(|_| Error::Store("stored hash is not 32 bytes".into()))
+}
+
+fn entry_from_row(r: &sqlx::postgres::PgRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.try_get::<i64, _>("seq")? as u64,
+        time: r.try_get("time")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        subject: r.try_get("subject")?,
+        details: r.try_get("details")?,
+        prev_hash: hash32(r.try_get("prev_hash")?)?,
+        hash: hash32(r.try_get("hash")?)?,
+    })
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`) and runs migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_in_schema(url, None).await
+    }
+
+    /// [`PostgresStore::connect`] with every table in `schema` (created if needed):
+    /// several deployments, or test runs, in one database.
+    pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Self> {
+        let bad = |e: sqlx::Error| Error::Store(format!("postgres {}: {e}", redacted(url)));
+        let mut opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(bad)?;
+        if let Some(schema) = schema {
+            if schema.is_empty()
+                || schema.len() > 48
+                || !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(Error::Store(format!(
+                    "postgres schema {schema:?}: use 1-48 of a-z 0-9 _"
+                )));
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.clone())
+                .await
+                .map_err(bad)?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&pool)
+                .await?;
+            pool.close().await;
+            opts = opts.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(bad)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (for tests and tools).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// `postgres://user:***@host/db` for messages.
+pub fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, rest)), Some((_, host))) => {
+            let user = rest.split(['@', ':']).next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn keyring(&self, name: &str) -> Result<Option<KeyringRecord>> {
+        let row = sqlx::query("SELECT * FROM keyrings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(keyring_from_row).transpose()
+    }
+
+    async fn keyrings(&self) -> Result<Vec<KeyringRecord>> {
+        let rows = sqlx::query("SELECT * FROM keyrings ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(keyring_from_row).collect()
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query("SELECT * FROM key_versions WHERE keyring = $1 ORDER BY version")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry> {
+        let mut tx = self.pool.begin().await?;
+        lock_audit(&mut tx).await?;
+        match &change {
+            Change::CreateKeyring { keyring: k, first } => {
+                let exists = sqlx::query("SELECT 1::BIGINT FROM keyrings WHERE name = $1")
+                    .bind(&k.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_some() {
+                    return Err(Error::KeyringExists(k.name.clone()));
+                }
+                sqlx::query(
+                    "INSERT INTO keyrings (name, algorithm, primary_version, min_decrypt_version, \
+                     rotation_period_secs, max_uses, overlap_secs, keep_last, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&k.name)
+                .bind(k.algorithm.name())
+                .bind(i64::from(k.primary_version))
+                .bind(i64::from(k.min_decrypt_version))
+                .bind(k.policy.rotation_period_secs)
+                .bind(k.policy.max_uses as i64)
+                .bind(k.policy.overlap_secs)
+                .bind(k.policy.keep_last.map(i64::from))
+                .bind(k.created_at)
+                .execute(&mut *tx)
+                .await?;
+                insert_version(&mut tx, first).await?;
+            }
+            Change::Rotate {
+                name,
+                new,
+                retire,
+                at,
+            } => {
+                sqlx::query(
+                    "UPDATE key_versions SET state = 'decrypt_only', retired_at = $1 \
+                     WHERE keyring = $2 AND version = $3 AND state = 'active'",
+                )
+                .bind(at)
+                .bind(name)
+                .bind(i64::from(*retire))
+                .execute(&mut *tx)
+                .await?;
+                insert_version(&mut tx, new).await?;
+                sqlx::query("UPDATE keyrings SET primary_version = $1 WHERE name = $2")
+                    .bind(i64::from(new.version))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Change::Revoke { name, version, at } => {
+                let n = sqlx::query(
+                    "UPDATE key_versions SET state = 'revoked', revoked_at = $1 \
+                     WHERE keyring = $2 AND version = $3 AND state != 'destroyed'",
+                )
+                .bind(at)
+                .bind(name)
+                .bind(i64::from(*version))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(Error::UnknownVersion {
+                        keyring: name.clone(),
+                        version: *version,
+                    });
+                }
+            }
+            Change::SetPolicy { name, policy } => {
+                sqlx::query(
+                    "UPDATE keyrings SET rotation_period_secs = $1, max_uses = $2, overlap_secs = $3, keep_last = $4 \
+                     WHERE name = $5",
+                )
+                .bind(policy.rotation_period_secs)
+                .bind(policy.max_uses as i64)
+                .bind(policy.overlap_secs)
+                .bind(policy.keep_last.map(i64::from))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::RaiseMinimum { name, min } => {
+                sqlx::query("UPDATE keyrings SET min_decrypt_version = $1 WHERE name = $2 AND min_decrypt_version < $3")
+                    .bind(i64::from(*min))
+                    .bind(name)
+                    .bind(i64::from(*min))
+                    .execute(&mut *tx)
+                    .await?;
+                // Below the minimum nothing may open again: erase the wrapped keys.
+                sqlx::query(
+                    "UPDATE key_versions SET state = 'destroyed', wrapped_key = ''::bytea \
+                     WHERE keyring = $1 AND version < $2",
+                )
+                .bind(name)
+                .bind(i64::from(*min))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::CreateToken(t) => {
+                let scopes =
+                    serde_json::to_string(&t.scopes).map_err(|e| Error::Store(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO tokens (id, hash, name, scopes, created_at, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+                )
+                .bind(&t.id)
+                .bind(t.hash.as_slice())
+                .bind(&t.name)
+                .bind(scopes)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::RevokeToken { id, at } => {
+                let n = sqlx::query(
+                    "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(Error::TokenNotFound(id.clone()));
+                }
+            }
+            Change::CreateFleet(f) => {
+                let r = sqlx::query(
+                    "INSERT INTO fleets (name, issuer_key_id, issuer_wrapped, issuer_public, credential_ttl_secs, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&f.name)
+                .bind(&f.issuer_key_id)
+                .bind(f.issuer_wrapped.as_slice())
+                .bind(f.issuer_public.as_slice())
+                .bind(f.credential_ttl_secs)
+                .bind(f.created_at)
+                .execute(&mut *tx)
+                .await;
+                match r {
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        return Err(Error::FleetExists(f.name.clone()));
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            Change::DeviceTransition {
+                id,
+                from,
+                to,
+                operational_credential_id,
+                revoke,
+                command,
+                cancel_open_commands,
+                key_record,
+                at,
+            } => {
+                check_state(&mut tx, id, from, to.as_str()).await?;
+                sqlx::query(
+                    "UPDATE devices SET state = $1, updated_at = $2, \
+                     credential_issued_at = CASE WHEN $3 IS NULL THEN credential_issued_at ELSE $4 END, \
+                     operational_credential_id = COALESCE($5, operational_credential_id) WHERE id = $6",
+                )
+                .bind(to.as_str())
+                .bind(at)
+                .bind(operational_credential_id.as_deref())
+                .bind(at)
+                .bind(operational_credential_id.as_deref())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                for cid in revoke {
+                    revoke_credential(&mut tx, cid, id, *at).await?;
+                }
+                if *cancel_open_commands {
+                    cancel_commands(&mut tx, id, None, *at).await?;
+                }
+                if let Some(c) = command {
+                    insert_command(&mut tx, c).await?;
+                }
+                if let Some(r) = key_record {
+                    put_key_record(&mut tx, r).await?;
+                }
+            }
+            Change::PutKeyRecord(r) => put_key_record(&mut tx, r).await?,
+            Change::CreateServiceKey {
+                name,
+                wrapped,
+                public,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO service_keys (name, wrapped, public, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(wrapped.as_slice())
+                .bind(public.as_slice())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::CommandReceipt {
+                device_id,
+                command_id,
+                state,
+                at,
+            } => {
+                step_command(
+                    &mut tx,
+                    command_id,
+                    device_id,
+                    CommandKind::UpdateConfig,
+                    *state,
+                    None,
+                    *at,
+                )
+                .await?;
+            }
+            Change::RotationProposed {
+                device_id,
+                command_id,
+                pending,
+                at,
+            } => {
+                step_command(
+                    &mut tx,
+                    command_id,
+                    device_id,
+                    CommandKind::RotateCredential,
+                    CommandState::InProgress,
+                    Some(pending),
+                    *at,
+                )
+                .await?;
+            }
+            Change::RotationConfirmed {
+                device_id,
+                command_id,
+                x25519,
+                ed25519,
+                ml_kem_768,
+                ml_dsa_65,
+                credential_id,
+                revoke,
+                key_record,
+                at,
+            } => {
+                check_state(&mut tx, device_id, &[DeviceState::Rotating], "active").await?;
+                step_command(
+                    &mut tx,
+                    command_id,
+                    device_id,
+                    CommandKind::RotateCredential,
+                    CommandState::Done,
+                    None,
+                    *at,
+                )
+                .await?;
+                let r = sqlx::query(
+                    "UPDATE devices SET state = 'active', x25519 = $1, ed25519 = $2, ml_kem_768 = $3, ml_dsa_65 = $4, \
+                     operational_credential_id = $5, credential_issued_at = $6, updated_at = $7 WHERE id = $8",
+                )
+                .bind(x25519.as_slice())
+                .bind(ed25519.as_slice())
+                .bind(ml_kem_768.as_deref())
+                .bind(ml_dsa_65.as_deref())
+                .bind(credential_id.as_slice())
+                .bind(at)
+                .bind(at)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await;
+                match r {
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        return Err(Error::DuplicateKey(if e.message().contains("x25519") {
+                            "x25519"
+                        } else {
+                            "ed25519"
+                        }));
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+                if let Some(old) = revoke {
+                    revoke_credential(&mut tx, old, device_id, *at).await?;
+                }
+                if let Some(r) = key_record {
+                    put_key_record(&mut tx, r).await?;
+                }
+            }
+            Change::Decommissioned { device_id, at } => {
+                check_state(
+                    &mut tx,
+                    device_id,
+                    &[DeviceState::Decommissioning],
+                    "decommissioned",
+                )
+                .await?;
+                sqlx::query(
+                    "UPDATE devices SET state = 'decommissioned', updated_at = $1 WHERE id = $2",
+                )
+                .bind(at)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE device_commands SET state = 'done', pending = NULL, updated_at = $1 \
+                     WHERE device_id = $2 AND kind = 'wipe' AND state IN ('pending', 'in_progress')",
+                )
+                .bind(at)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+                cancel_commands(&mut tx, device_id, None, *at).await?;
+                for table in [
+                    "claim_codes",
+                    "onboarding_challenges",
+                    "device_configs",
+                    "device_secrets",
+                ] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE device_id = $1"))
+                        .bind(device_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            Change::FactoryReset { device_id, at } => {
+                check_state(
+                    &mut tx,
+                    device_id,
+                    &[DeviceState::Decommissioned],
+                    "factory reset",
+                )
+                .await?;
+                sqlx::query(
+                    "UPDATE devices SET retired_hardware_id = hardware_id, hardware_id = 'retired:' || id, \
+                     updated_at = $1 WHERE id = $2 AND retired_hardware_id IS NULL",
+                )
+                .bind(at)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::SetConfigSchema {
+                fleet,
+                version,
+                schema,
+                migration,
+                at,
+            } => {
+                let current: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(version), 0) FROM config_schemas WHERE fleet = $1",
+                )
+                .bind(fleet)
+                .fetch_one(&mut *tx)
+                .await?;
+                if current + 1 != i64::from(*version) {
+                    return Err(Error::Invalid {
+                        what: "schema version",
+                        why: format!(
+                            "the fleet is at version {current}; the next is {}",
+                            current + 1
+                        ),
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO config_schemas (fleet, version, schema, migration, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(fleet)
+                .bind(i64::from(*version))
+                .bind(schema)
+                .bind(migration)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::PutDeviceConfig {
+                device_id,
+                config,
+                expected_revision,
+                command,
+            } => {
+                let current: Option<i64> =
+                    sqlx::query_scalar("SELECT revision FROM device_configs WHERE device_id = $1")
+                        .bind(device_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let current = current.unwrap_or(0);
+                if current != *expected_revision {
+                    return Err(Error::ConfigRevision {
+                        expected: *expected_revision,
+                        current,
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO device_configs (device_id, schema_version, revision, config, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO UPDATE SET \
+                     schema_version = excluded.schema_version, revision = excluded.revision, \
+                     config = excluded.config, updated_at = excluded.updated_at",
+                )
+                .bind(device_id)
+                .bind(i64::from(config.schema_version))
+                .bind(config.revision)
+                .bind(&config.config)
+                .bind(config.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(c) = command {
+                    cancel_commands(
+                        &mut tx,
+                        device_id,
+                        Some(CommandKind::UpdateConfig),
+                        c.created_at,
+                    )
+                    .await?;
+                    insert_command(&mut tx, c).await?;
+                }
+            }
+            Change::SetRotationPolicy { fleet, period_secs } => {
+                let n =
+                    sqlx::query("UPDATE fleets SET credential_rotation_secs = $1 WHERE name = $2")
+                        .bind(period_secs)
+                        .bind(fleet)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                if n == 0 {
+                    return Err(Error::FleetNotFound(fleet.clone()));
+                }
+            }
+            Change::SetFleetStaticKey { fleet, allow, at } => {
+                let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fleets WHERE name = $1")
+                    .bind(fleet)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if exists == 0 {
+                    return Err(Error::FleetNotFound(fleet.clone()));
+                }
+                if *allow {
+                    sqlx::query(
+                        "INSERT INTO fleet_static_key (fleet, allowed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(fleet)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query("DELETE FROM fleet_static_key WHERE fleet = $1")
+                        .bind(fleet)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            Change::CreateClaimCode {
+                hash,
+                device_id,
+                at,
+                expires_at,
+            } => {
+                sqlx::query("INSERT INTO claim_codes (hash, device_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                    .bind(hash.as_slice())
+                    .bind(device_id)
+                    .bind(at)
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Change::UseClaimCode {
+                hash,
+                claimed_by,
+                at,
+            } => {
+                let device: Option<String> = sqlx::query_scalar(
+                    "UPDATE claim_codes SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $3 \
+                     RETURNING device_id",
+                )
+                .bind(at)
+                .bind(hash.as_slice())
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(device) = device else {
+                    let used: Option<Option<i64>> =
+                        sqlx::query_scalar("SELECT used_at FROM claim_codes WHERE hash = $1")
+                            .bind(hash.as_slice())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    return Err(Error::ClaimRefused(match used {
+                        None => "unknown code",
+                        Some(Some(_)) => "already used",
+                        Some(None) => "expired",
+                    }));
+                };
+                sqlx::query("UPDATE devices SET claimed_by = $1, updated_at = $2 WHERE id = $3 AND state != 'decommissioned'")
+                    .bind(claimed_by)
+                    .bind(at)
+                    .bind(&device)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Change::AuditOnly => {}
+        }
+        let entry = append_audit(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn reserve_nonces(
+        &self,
+        keyring: &str,
+        version: u32,
+        instance: [u8; 8],
+        count: u32,
+    ) -> Result<Option<u32>> {
+        // One atomic upsert: concurrent reservations (from any instance) each get
+        // their own range; a range past 2^32 is rolled back.
+        let mut tx = self.pool.begin().await?;
+        let end: i64 = sqlx::query_scalar(
+            "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (keyring, version, instance_id) \
+             DO UPDATE SET high_water = nonce_reservations.high_water + excluded.high_water \
+             RETURNING high_water",
+        )
+        .bind(keyring)
+        .bind(i64::from(version))
+        .bind(instance.as_slice())
+        .bind(i64::from(count))
+        .fetch_one(&mut *tx)
+        .await?;
+        if end > 1i64 << 32 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(to_u32(end - i64::from(count), "nonce counter")?))
+    }
+
+    async fn release_nonces(
+        &self,
+        keyring: &str,
+        version: u32,
+        instance: [u8; 8],
+        end: u64,
+        used_end: u64,
+    ) -> Result<bool> {
+        if used_end >= end {
+            return Ok(false);
+        }
+        let n = sqlx::query(
+            "UPDATE nonce_reservations SET high_water = $1 \
+             WHERE keyring = $2 AND version = $3 AND instance_id = $4 AND high_water = $5",
+        )
+        .bind(used_end as i64)
+        .bind(keyring)
+        .bind(i64::from(version))
+        .bind(instance.as_slice())
+        .bind(end as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn reserved_nonces(&self, keyring: &str, version: u32) -> Result<u64> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(high_water)::BIGINT FROM nonce_reservations WHERE keyring = $1 AND version = $2",
+        )
+        .bind(keyring)
+        .bind(i64::from(version))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(total.unwrap_or(0) as u64)
+    }
+
+    async fn add_seal_counts(&self, counts: &[(String, u32, u64)]) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (name, version, n) in counts {
+            sqlx::query("UPDATE key_versions SET seal_count = seal_count + $1 WHERE keyring = $2 AND version = $3")
+                .bind(*n as i64)
+                .bind(name)
+                .bind(i64::from(*version))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn lease_instance(&self, holder: &str, now: UnixTime) -> Result<[u8; 8]> {
+        let existing: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT instance_id FROM instance_leases WHERE holder = $1 AND retired = 0",
+        )
+        .bind(holder)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(id) = existing {
+            return id
+                .try_into()
+                .map_err(|_| Error::Store("instance id is not 8 bytes".into()));
+        }
+        for _ in 0..16 {
+            let id: [u8; 8] = fleetkey_crypto::rand::array()?;
+            let inserted: Option<Vec<u8>> = sqlx::query_scalar(
+                "INSERT INTO instance_leases (instance_id, holder, leased_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING RETURNING instance_id",
+            )
+            .bind(id.as_slice())
+            .bind(holder)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            if inserted.is_some() {
+                return Ok(id);
+            }
+        }
+        Err(Error::Store("could not find an unused instance id".into()))
+    }
+
+    async fn fleet(&self, name: &str) -> Result<Option<FleetRecord>> {
+        let row = sqlx::query("SELECT * FROM fleets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(fleet_from_row).transpose()
+    }
+
+    async fn fleets_with_rotation(&self) -> Result<Vec<FleetRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM fleets WHERE credential_rotation_secs IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(fleet_from_row).collect()
+    }
+
+    async fn service_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let row = sqlx::query("SELECT wrapped, public FROM service_keys WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("wrapped")?, r.try_get("public")?)))
+            .transpose()
+    }
+
+    async fn device_by_x25519(&self, key: &[u8]) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE x25519 = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let row = sqlx::query("SELECT sequence, record FROM key_records WHERE identity = $1")
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>("sequence")? as u64,
+                r.try_get("record")?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn device_secret(&self, device_id: &str) -> Result<Option<DeviceSecret>> {
+        let row = sqlx::query(
+            "SELECT profile, wrapped, last_boot FROM device_secrets WHERE device_id = $1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DeviceSecret {
+                profile: r.try_get("profile")?,
+                wrapped: r.try_get("wrapped")?,
+                last_boot: u32::try_from(r.try_get::<i64, _>("last_boot")?)
+                    .map_err(|_| Error::Store("boot counter out of range".into()))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn raise_device_boot(&self, device_id: &str, boot: u32) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE device_secrets SET last_boot = $1 WHERE device_id = $2 AND last_boot < $3",
+        )
+        .bind(i64::from(boot))
+        .bind(device_id)
+        .bind(i64::from(boot))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn fleet_allows_static_key(&self, fleet: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fleet_static_key WHERE fleet = $1")
+            .bind(fleet)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn open_device_session(&self, d: &DeviceSessionRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO device_sessions (id, device_id, previous, pattern, peer, started_at, telemetry_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&d.id)
+        .bind(&d.device_id)
+        .bind(&d.previous)
+        .bind(&d.pattern)
+        .bind(&d.peer)
+        .bind(d.started_at)
+        .bind(d.telemetry_seq as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn close_device_session(
+        &self,
+        id: &str,
+        ended_at: UnixTime,
+        telemetry_seq: u64,
+        messages_in: u64,
+        messages_out: u64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let device: Option<String> = sqlx::query_scalar(
+            "UPDATE device_sessions SET ended_at = $1, telemetry_seq = GREATEST(telemetry_seq, $2), \
+             messages_in = $3, messages_out = $4 WHERE id = $5 RETURNING device_id",
+        )
+        .bind(ended_at)
+        .bind(telemetry_seq as i64)
+        .bind(messages_in as i64)
+        .bind(messages_out as i64)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(device) = device {
+            sqlx::query(
+                "INSERT INTO device_telemetry_positions (device_id, seq) VALUES ($1, $2) \
+                 ON CONFLICT (device_id) DO UPDATE SET seq = GREATEST(device_telemetry_positions.seq, excluded.seq)",
+            )
+            .bind(device)
+            .bind(telemetry_seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn device_session(&self, id: &str) -> Result<Option<DeviceSessionRecord>> {
+        let row = sqlx::query("SELECT * FROM device_sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(DeviceSessionRecord {
+                id: r.try_get("id")?,
+                device_id: r.try_get("device_id")?,
+                previous: r.try_get("previous")?,
+                pattern: r.try_get("pattern")?,
+                peer: r.try_get("peer")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                telemetry_seq: r.try_get::<i64, _>("telemetry_seq")? as u64,
+                messages_in: r.try_get::<i64, _>("messages_in")? as u64,
+                messages_out: r.try_get::<i64, _>("messages_out")? as u64,
+            })
+        })
+        .transpose()
+    }
+
+    async fn device_telemetry_seq(&self, device_id: &str) -> Result<u64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM device_telemetry_positions WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    async fn prune_device_sessions(&self, ended_before: UnixTime) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM device_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
+                .bind(ended_before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn key_records_issued_before(
+        &self,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT identity, record FROM key_records WHERE revoked = 0 AND issued_at < $1 \
+             ORDER BY issued_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("identity")?, r.try_get("record")?)))
+            .collect()
+    }
+
+    async fn config_schemas(&self, fleet: &str) -> Result<Vec<SchemaRecord>> {
+        let rows = sqlx::query("SELECT * FROM config_schemas WHERE fleet = $1 ORDER BY version")
+            .bind(fleet)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SchemaRecord {
+                    version: to_u32(r.try_get("version")?, "schema version")?,
+                    schema: r.try_get("schema")?,
+                    migration: r.try_get("migration")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn device_config(&self, device_id: &str) -> Result<Option<StoredConfig>> {
+        let row = sqlx::query("SELECT * FROM device_configs WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(config_from_row).transpose()
+    }
+
+    async fn device_configs(
+        &self,
+        fleet: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredConfig)>> {
+        let rows = sqlx::query(
+            "SELECT c.* FROM device_configs c JOIN devices d ON d.id = c.device_id \
+             WHERE d.fleet = $1 AND c.device_id > $2 ORDER BY c.device_id LIMIT $3",
+        )
+        .bind(fleet)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("device_id")?, config_from_row(r)?)))
+            .collect()
+    }
+
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>> {
+        let row = sqlx::query("SELECT * FROM device_commands WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(command_from_row).transpose()
+    }
+
+    async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>> {
+        let sql = if open {
+            "SELECT * FROM device_commands WHERE device_id = $1 AND state IN ('pending', 'in_progress') \
+             ORDER BY created_at, ord"
+        } else {
+            "SELECT * FROM device_commands WHERE device_id = $1 ORDER BY created_at, ord"
+        };
+        let rows = sqlx::query(sql)
+            .bind(device_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(command_from_row).collect()
+    }
+
+    async fn command_pending(&self, id: &str) -> Result<Option<String>> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT pending FROM device_commands WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.flatten())
+    }
+
+    async fn devices_due_rotation(
+        &self,
+        fleet: &str,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM devices d WHERE fleet = $1 AND state IN ('onboarded', 'active') \
+             AND credential_issued_at < $2 AND NOT EXISTS (SELECT 1 FROM device_commands c \
+             WHERE c.device_id = d.id AND c.kind = 'rotate_credential' AND c.state IN ('pending', 'in_progress')) \
+             ORDER BY credential_issued_at LIMIT $3",
+        )
+        .bind(fleet)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn device_by_hardware_id(&self, hardware_id: &str) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE hardware_id = $1")
+            .bind(hardware_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM devices WHERE fleet = $1 AND id > $2 ORDER BY id LIMIT $3")
+                .bind(fleet)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn register_devices(
+        &self,
+        items: Vec<Registration>,
+        now: UnixTime,
+    ) -> Result<Vec<Result<AuditEntry>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        lock_audit(&mut tx).await?;
+        // One statement for all devices; rows that collide with a unique hardware id
+        // or public key (already stored, or earlier in this group) are skipped and
+        // the inserted ids come back.
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, ml_kem_768, ml_dsa_65, \
+             birth_credential, profile, created_at, updated_at) ",
+        );
+        q.push_values(&items, |mut b, Registration { device: d, .. }| {
+            b.push_bind(&d.id)
+                .push_bind(&d.fleet)
+                .push_bind(&d.hardware_id)
+                .push_bind(d.state.as_str())
+                .push_bind(&d.model)
+                .push_bind(d.x25519.as_slice().to_vec())
+                .push_bind(d.ed25519.as_slice().to_vec())
+                .push_bind(d.ml_kem_768.clone())
+                .push_bind(d.ml_dsa_65.clone())
+                .push_bind(d.birth_credential.clone())
+                .push_bind(&d.profile)
+                .push_bind(d.created_at)
+                .push_bind(d.updated_at);
+        });
+        q.push(" ON CONFLICT DO NOTHING RETURNING id");
+        let inserted: std::collections::HashSet<String> = q
+            .build_query_scalar::<String>()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        let mut head = audit_head(&mut tx).await?;
+        let mut entries = Vec::new();
+        let mut out = Vec::with_capacity(items.len());
+        for Registration {
+            device: d, audit, ..
+        } in &items
+        {
+            if inserted.contains(&d.id) {
+                let e = AuditEntry::chain(audit, head, now)?;
+                head = Some((e.seq, e.hash));
+                entries.push(e.clone());
+                out.push(Ok(e));
+            } else {
+                out.push(Err(classify_conflict(&mut tx, d).await?));
+            }
+        }
+        let done: Vec<&Registration> = items
+            .iter()
+            .filter(|r| inserted.contains(&r.device.id))
+            .collect();
+        if !done.is_empty() {
+            let mut m = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO manufacturing_records (device_id, batch, station, test_results, created_at) ",
+            );
+            m.push_values(&done, |mut b, r| {
+                b.push_bind(&r.device.id)
+                    .push_bind(&r.manufacturing.batch)
+                    .push_bind(&r.manufacturing.station)
+                    .push_bind(&r.manufacturing.test_results)
+                    .push_bind(now);
+            });
+            m.build().execute(&mut *tx).await?;
+            for r in &done {
+                if let Some(sec) = &r.secret {
+                    sqlx::query(
+                        "INSERT INTO device_secrets (device_id, profile, wrapped, last_boot) VALUES ($1, $2, $3, 0)",
+                    )
+                    .bind(&r.device.id)
+                    .bind(&sec.profile)
+                    .bind(&sec.wrapped)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            // Devices registered together almost always share one initial config
+            // (their fleet's defaults): one fixed statement per distinct config, the
+            // device ids bound as a JSON array (prepared once, unlike a multi-row
+            // VALUES list whose text changes with the group size).
+            let mut by_config: Vec<(&StoredConfig, Vec<&str>)> = Vec::new();
+            for r in &done {
+                if let Some(c) = &r.config {
+                    match by_config.iter_mut().find(|(k, _)| *k == c) {
+                        Some((_, ids)) => ids.push(&r.device.id),
+                        None => by_config.push((c, vec![&r.device.id])),
+                    }
+                }
+            }
+            for (cfg, ids) in by_config {
+                sqlx::query(
+                    "INSERT INTO device_configs (device_id, schema_version, revision, config, updated_at) \
+                     SELECT value, $1, $2, $3, $4 FROM json_array_elements_text($5::json)",
+                )
+                .bind(i64::from(cfg.schema_version))
+                .bind(cfg.revision)
+                .bind(&cfg.config)
+                .bind(cfg.updated_at)
+                .bind(serde_json::to_string(&ids).map_err(|e| Error::Store(e.to_string()))?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let mut a = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) ",
+            );
+            a.push_values(&entries, |mut b, e| {
+                b.push_bind(e.seq as i64)
+                    .push_bind(e.time)
+                    .push_bind(&e.actor)
+                    .push_bind(&e.action)
+                    .push_bind(&e.subject)
+                    .push_bind(&e.details)
+                    .push_bind(e.prev_hash.to_vec())
+                    .push_bind(e.hash.to_vec());
+            });
+            a.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn put_challenge(
+        &self,
+        nonce: &[u8; 32],
+        device_id: &str,
+        issued_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO onboarding_challenges (nonce, device_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(nonce.as_slice())
+            .bind(device_id)
+            .bind(issued_at)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_challenge(
+        &self,
+        nonce: &[u8; 32],
+        device_id: &str,
+        now: UnixTime,
+    ) -> Result<UnixTime> {
+        let taken: Option<i64> = sqlx::query_scalar(
+            "UPDATE onboarding_challenges SET used = 1 \
+             WHERE nonce = $1 AND device_id = $2 AND used = 0 AND expires_at > $3 RETURNING issued_at",
+        )
+        .bind(nonce.as_slice())
+        .bind(device_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(t) = taken {
+            return Ok(t);
+        }
+        let row = sqlx::query(
+            "SELECT device_id, used, expires_at FROM onboarding_challenges WHERE nonce = $1",
+        )
+        .bind(nonce.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Err(match row {
+            None => Error::ChallengeRefused("unknown challenge"),
+            Some(r) if r.try_get::<String, _>("device_id")? != device_id => {
+                Error::ChallengeRefused("issued to another device")
+            }
+            Some(r) if r.try_get::<i64, _>("used")? != 0 => {
+                Error::ChallengeRefused("already used (replay)")
+            }
+            Some(_) => Error::ChallengeRefused("expired"),
+        })
+    }
+
+    async fn device_by_claim_hash(&self, hash: &[u8; 32]) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query(
+            "SELECT d.* FROM devices d JOIN claim_codes c ON c.device_id = d.id WHERE c.hash = $1",
+        )
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool> {
+        let r: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::BIGINT FROM revoked_credentials WHERE credential_id = $1",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.is_some())
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE hash = $1")
+            .bind(hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, head_hash, time, signature) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq as i64)
+        .bind(c.head_hash.as_slice())
+        .bind(c.time)
+        .bind(c.signature.as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let row = sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(Checkpoint {
+                seq: r.try_get::<i64, _>("seq")? as u64,
+                head_hash: hash32(r.try_get("head_hash")?)?,
+                time: r.try_get("time")?,
+                signature: r.try_get("signature")?,
+            })),
+        }
+    }
+}
+
+fn device_from_row(r: &sqlx::postgres::PgRow) -> Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        id: r.try_get("id")?,
+        fleet: r.try_get("fleet")?,
+        hardware_id: r.try_get("hardware_id")?,
+        state: DeviceState::parse(&r.try_get::<String, _>("state")?)?,
+        model: r.try_get("model")?,
+        x25519: r.try_get("x25519")?,
+        ed25519: r.try_get("ed25519")?,
+        ml_kem_768: r.try_get("ml_kem_768")?,
+        ml_dsa_65: r.try_get("ml_dsa_65")?,
+        birth_credential: r.try_get("birth_credential")?,
+        operational_credential_id: r.try_get("operational_credential_id")?,
+        credential_issued_at: r.try_get("credential_issued_at")?,
+        claimed_by: r.try_get("claimed_by")?,
+        retired_hardware_id: r.try_get("retired_hardware_id")?,
+        profile: r.try_get("profile")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn fleet_from_row(r: &sqlx::postgres::PgRow) -> Result<FleetRecord> {
+    Ok(FleetRecord {
+        name: r.try_get("name")?,
+        issuer_key_id: r.try_get("issuer_key_id")?,
+        issuer_wrapped: r.try_get("issuer_wrapped")?,
+        issuer_public: r.try_get("issuer_public")?,
+        credential_ttl_secs: r.try_get("credential_ttl_secs")?,
+        credential_rotation_secs: r.try_get("credential_rotation_secs")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn config_from_row(r: &sqlx::postgres::PgRow) -> Result<StoredConfig> {
+    Ok(StoredConfig {
+        schema_version: to_u32(r.try_get("schema_version")?, "schema version")?,
+        revision: r.try_get("revision")?,
+        config: r.try_get("config")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn command_from_row(r: &sqlx::postgres::PgRow) -> Result<CommandRecord> {
+    Ok(CommandRecord {
+        id: r.try_get("id")?,
+        device_id: r.try_get("device_id")?,
+        kind: CommandKind::parse(&r.try_get::<String, _>("kind")?)?,
+        payload: r.try_get("payload")?,
+        signature: r.try_get("signature")?,
+        state: CommandState::parse(&r.try_get::<String, _>("state")?)?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Stores a key record if its sequence is above the stored one (or it is the first).
+async fn put_key_record(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    r: &crate::directory::RecordWrite,
+) -> Result<()> {
+    let seq =
+        i64::try_from(r.sequence).map_err(|_| Error::Store("sequence out of range".into()))?;
+    let n = sqlx::query(
+        "INSERT INTO key_records (identity, sequence, record, revoked, issued_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (identity) DO UPDATE SET sequence = excluded.sequence, record = excluded.record, \
+         revoked = excluded.revoked, issued_at = excluded.issued_at \
+         WHERE key_records.sequence < excluded.sequence",
+    )
+    .bind(&r.identity)
+    .bind(seq)
+    .bind(r.record.as_slice())
+    .bind(i64::from(r.revoked))
+    .bind(r.issued_at)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(Error::DirectoryConflict(r.identity.clone()));
+    }
+    Ok(())
+}
+
+/// Refuses unless the device is in one of `from` (inside the transaction).
+async fn check_state(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &str,
+    from: &[DeviceState],
+    to: &'static str,
+) -> Result<()> {
+    let current: Option<String> = sqlx::query_scalar("SELECT state FROM devices WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let current =
+        DeviceState::parse(&current.ok_or_else(|| Error::DeviceNotFound(id.to_owned()))?)?;
+    if !from.contains(&current) {
+        return Err(Error::IllegalTransition {
+            from: current.as_str(),
+            to,
+        });
+    }
+    Ok(())
+}
+
+async fn revoke_credential(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    credential_id: &[u8],
+    device_id: &str,
+    at: UnixTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO revoked_credentials (credential_id, device_id, revoked_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (credential_id) DO NOTHING",
+    )
+    .bind(credential_id)
+    .bind(device_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_command(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    c: &CommandRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO device_commands (id, device_id, kind, payload, signature, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&c.id)
+    .bind(&c.device_id)
+    .bind(c.kind.as_str())
+    .bind(&c.payload)
+    .bind(c.signature.as_slice())
+    .bind(c.state.as_str())
+    .bind(c.created_at)
+    .bind(c.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Cancels a device's open commands (of one kind, or all), erasing pending state.
+async fn cancel_commands(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    device_id: &str,
+    kind: Option<CommandKind>,
+    at: UnixTime,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE device_commands SET state = 'cancelled', pending = NULL, updated_at = $1 \
+         WHERE device_id = $2 AND state IN ('pending', 'in_progress') AND ($3 IS NULL OR kind = $4)",
+    )
+    .bind(at)
+    .bind(device_id)
+    .bind(kind.map(CommandKind::as_str))
+    .bind(kind.map(CommandKind::as_str))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves a device's open command of `kind` to `to` (keeping `pending` state only
+/// when given); a command that is unknown, another device's, or not open is refused.
+/// Finishing a rotation needs it in progress (its keys proposed).
+#[allow(clippy::too_many_arguments)]
+async fn step_command(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    command_id: &str,
+    device_id: &str,
+    kind: CommandKind,
+    to: CommandState,
+    pending: Option<&str>,
+    at: UnixTime,
+) -> Result<()> {
+    let from: &[&str] = if kind == CommandKind::RotateCredential && to == CommandState::Done {
+        &["in_progress"]
+    } else {
+        &["pending", "in_progress"]
+    };
+    let n = sqlx::query(
+        "UPDATE device_commands SET state = $1, pending = $2, updated_at = $3 \
+         WHERE id = $4 AND device_id = $5 AND kind = $6 AND state IN ($7, $8)",
+    )
+    .bind(to.as_str())
+    .bind(pending)
+    .bind(at)
+    .bind(command_id)
+    .bind(device_id)
+    .bind(kind.as_str())
+    .bind(from[0])
+    .bind(from.last().copied().unwrap_or(from[0]))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(command_refusal(tx, command_id, device_id).await?);
+    }
+    Ok(())
+}
+
+/// Why a command step was refused: unknown (or another device's), or in the wrong state.
+async fn command_refusal(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: &str,
+    device_id: &str,
+) -> Result<Error> {
+    let row = sqlx::query("SELECT device_id, state FROM device_commands WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(r) if r.try_get::<String, _>("device_id")? == device_id => {
+            Error::CommandState(CommandState::parse(&r.try_get::<String, _>("state")?)?.as_str())
+        }
+        _ => Error::CommandNotFound(id.to_owned()),
+    })
+}
+
+/// Why a device row was not inserted: its hardware id or one of its keys is taken.
+async fn classify_conflict(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    d: &DeviceRecord,
+) -> Result<Error> {
+    let hw: Option<i64> =
+        sqlx::query_scalar("SELECT 1::BIGINT FROM devices WHERE hardware_id = $1")
+            .bind(&d.hardware_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if hw.is_some() {
+        return Ok(Error::DeviceExists(d.hardware_id.clone()));
+    }
+    let x: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM devices WHERE x25519 = $1")
+        .bind(d.x25519.as_slice())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(if x.is_some() {
+        Error::DuplicateKey("x25519")
+    } else {
+        Error::DuplicateKey("ed25519")
+    })
+}
+
+/// Chains `draft` after the current head and inserts it (inside `tx`).
+async fn append_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    draft: &AuditDraft,
+    now: UnixTime,
+) -> Result<AuditEntry> {
+    let prev = audit_head(tx).await?;
+    append_audit_after(tx, draft, now, prev).await
+}
+
+/// The newest audit entry's (seq, hash).
+async fn audit_head(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> Result<Option<(u64, [u8; 32])>> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?;
+    match head {
+        Some(r) => Ok(Some((
+            r.try_get::<i64, _>("seq")? as u64,
+            hash32(r.try_get("hash")?)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Chains `draft` after `prev` (which the caller read in this transaction).
+async fn append_audit_after(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    draft: &AuditDraft,
+    now: UnixTime,
+    prev: Option<(u64, [u8; 32])>,
+) -> Result<AuditEntry> {
+    let entry = AuditEntry::chain(draft, prev, now)?;
+    sqlx::query(
+        "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(entry.seq as i64)
+    .bind(entry.time)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.subject)
+    .bind(&entry.details)
+    .bind(entry.prev_hash.as_slice())
+    .bind(entry.hash.as_slice())
+    .execute(&mut **tx)
+    .await?;
+    Ok(entry)
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    v: &VersionRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO key_versions (keyring, version, wrapped_key, state, created_at, retired_at, revoked_at, seal_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&v.keyring)
+    .bind(i64::from(v.version))
+    .bind(v.wrapped_key.as_slice())
+    .bind(v.state.as_str())
+    .bind(v.created_at)
+    .bind(v.retired_at)
+    .bind(v.revoked_at)
+    .bind(v.seal_count as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
