@@ -179,6 +179,16 @@ pub async fn serve_on(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // One instance runs the jobs at a time (a PostgreSQL advisory lock;
+            // always this one on the embedded store).
+            match fleets.store().scheduler_leader().await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler leadership check failed; skipping this run");
+                    continue;
+                }
+            }
             match keys.run_policies("scheduler").await {
                 Ok(actions) => actions.iter().for_each(|a| {
                     if a.contains(": rotated to version") {

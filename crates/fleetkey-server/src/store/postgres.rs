@@ -21,14 +21,31 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// While this instance leads the scheduler: the connection holding the
+    /// session-level advisory lock (outside the pool; released when it closes).
+    leader: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
+    /// The advisory lock serialising audit appends.
+    audit_lock: i64,
+    /// The advisory lock held by the scheduler's leader.
+    scheduler_lock: i64,
 }
 
-/// The advisory lock that serialises audit appends (any constant; "fk" audit).
-const AUDIT_LOCK: i64 = 0x666b_6175_6469_7421;
+/// Advisory locks are database-wide: each key mixes in the schema, so deployments
+/// (or test runs) in other schemas of the same database never contend.
+fn lock_key(schema: &str, purpose: &str) -> i64 {
+    let d = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("fleetkey advisory lock\0{purpose}\0{schema}").as_bytes(),
+    );
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_ref()[..8]);
+    i64::from_be_bytes(b)
+}
 
-async fn lock_audit(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+/// Serialises audit appends: every transaction that appends takes this first.
+async fn lock_audit(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, key: i64) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(AUDIT_LOCK)
+        .bind(key)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -143,7 +160,15 @@ impl PostgresStore {
             .await
             .map_err(bad)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let current: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await?;
+        Ok(Self {
+            pool,
+            leader: Default::default(),
+            audit_lock: lock_key(&current, "audit"),
+            scheduler_lock: lock_key(&current, "scheduler"),
+        })
     }
 
     /// The pool (for tests and tools).
@@ -165,6 +190,29 @@ pub fn redacted(url: &str) -> String {
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
+    async fn scheduler_leader(&self) -> Result<bool> {
+        let mut held = self.leader.lock().await;
+        if let Some(conn) = held.as_mut() {
+            // Still ours while the connection holding it lives.
+            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
+                return Ok(true);
+            }
+            *held = None;
+        }
+        let mut conn = self.pool.acquire().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(self.scheduler_lock)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            // Keep this connection out of the pool for as long as we lead; when this
+            // store goes (or the process dies), the connection closes and the lock
+            // is free for another instance.
+            *held = Some(conn.detach());
+        }
+        Ok(got)
+    }
+
     async fn keyring(&self, name: &str) -> Result<Option<KeyringRecord>> {
         let row = sqlx::query("SELECT * FROM keyrings WHERE name = $1")
             .bind(name)
@@ -190,7 +238,7 @@ impl Store for PostgresStore {
 
     async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry> {
         let mut tx = self.pool.begin().await?;
-        lock_audit(&mut tx).await?;
+        lock_audit(&mut tx, self.audit_lock).await?;
         match &change {
             Change::CreateKeyring { keyring: k, first } => {
                 let exists = sqlx::query("SELECT 1::BIGINT FROM keyrings WHERE name = $1")
@@ -1143,7 +1191,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        lock_audit(&mut tx).await?;
+        lock_audit(&mut tx, self.audit_lock).await?;
         // One statement for all devices; rows that collide with a unique hardware id
         // or public key (already stored, or earlier in this group) are skipped and
         // the inserted ids come back.
