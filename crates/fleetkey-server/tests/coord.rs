@@ -5,33 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use fleetkey_server::coord::{Coordinator, InstanceLease, Invalidation, LeaseState};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn redis_url() -> Option<String> {
-    let url = std::env::var("FLEETKEY_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("FLEETKEY_TEST_REDIS_URL is not set: skipping the Redis coordination tests");
-    }
-    url
-}
-
-/// A key prefix of its own per test run, so runs never see each other's keys.
-fn prefix() -> String {
-    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
-    format!(
-        "fktest-{}",
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
-
 #[tokio::test]
 async fn leases_are_exclusive_renewed_by_their_owner_and_loss_is_detected() {
-    let Some(url) = redis_url() else { return };
-    let p = prefix();
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let p = common::unique("fktest-");
     let a = Coordinator::connect(&url, &p).await.unwrap();
     let b = Coordinator::connect(&url, &p).await.unwrap();
     let ttl = Duration::from_millis(600);
@@ -90,8 +75,10 @@ async fn leases_are_exclusive_renewed_by_their_owner_and_loss_is_detected() {
 
 #[tokio::test]
 async fn the_gcra_limit_is_shared_by_every_instance() {
-    let Some(url) = redis_url() else { return };
-    let p = prefix();
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let p = common::unique("fktest-");
     let a = Coordinator::connect(&url, &p).await.unwrap();
     let b = Coordinator::connect(&url, &p).await.unwrap();
     // 10 per second, bursts of 5: the burst is shared, then one per 100 ms.
@@ -116,8 +103,10 @@ async fn the_gcra_limit_is_shared_by_every_instance() {
 
 #[tokio::test]
 async fn invalidations_reach_every_instance() {
-    let Some(url) = redis_url() else { return };
-    let p = prefix();
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let p = common::unique("fktest-");
     let a = Coordinator::connect(&url, &p).await.unwrap();
     let b = Coordinator::connect(&url, &p).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_server::api::{AppState, server};
 use fleetkey_server::config::{Config, RateLimitConfig};
@@ -19,24 +21,6 @@ use fleetkey_server::{clock::SystemClock, tokens::TokenService};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn redis_url() -> Option<String> {
-    let url = std::env::var("FLEETKEY_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("FLEETKEY_TEST_REDIS_URL is not set: skipping the multi-instance tests");
-    }
-    url
-}
-
-fn prefix() -> String {
-    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
-    format!(
-        "fktest-{}",
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
 
 struct Instance {
     base: String,
@@ -169,9 +153,11 @@ where
 
 #[tokio::test]
 async fn changes_on_one_instance_take_effect_on_the_other_within_a_second() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis_url() else {
+        return;
+    };
     let dir = tempfile::TempDir::new().unwrap();
-    let p = prefix();
+    let p = common::unique("fktest-");
     let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
     let a = start(store.clone(), config(dir.path(), "a", &redis, &p))
         .await
@@ -364,9 +350,11 @@ async fn changes_on_one_instance_take_effect_on_the_other_within_a_second() {
 
 #[tokio::test]
 async fn the_global_rate_limit_is_one_limit_across_instances() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis_url() else {
+        return;
+    };
     let dir = tempfile::TempDir::new().unwrap();
-    let p = prefix();
+    let p = common::unique("fktest-");
     let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
     let limited = |name: &str| Config {
         rate_limit: RateLimitConfig {
@@ -492,10 +480,12 @@ impl Drop for Proxy {
 
 #[tokio::test]
 async fn instances_keep_serving_while_redis_is_away_and_recover_without_a_restart() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis_url() else {
+        return;
+    };
     let proxy = Proxy::start(&redis).await;
     let dir = tempfile::TempDir::new().unwrap();
-    let p = prefix();
+    let p = common::unique("fktest-");
     let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
     let a = start(store.clone(), config(dir.path(), "a", &proxy.url, &p))
         .await

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use fleetkey_server::audit::AuditDraft;
 use fleetkey_server::store::postgres::PostgresStore;
 use fleetkey_server::store::{Change, Store};
@@ -21,18 +23,10 @@ fn pg() -> Option<String> {
     url
 }
 
-fn schema() -> String {
-    let r: [u8; 8] = fleetkey_crypto::rand::array().unwrap();
-    format!(
-        "fktest_{}",
-        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
-
 #[tokio::test]
 async fn one_scheduler_leader_at_a_time_and_a_successor_when_it_goes() {
     let Some(url) = pg() else { return };
-    let s = schema();
+    let s = common::unique("fktest_");
     let a = PostgresStore::connect_in_schema(&url, Some(&s))
         .await
         .unwrap();
@@ -57,7 +51,7 @@ async fn one_scheduler_leader_at_a_time_and_a_successor_when_it_goes() {
 #[tokio::test]
 async fn concurrent_reservations_from_several_instances_never_overlap() {
     let Some(url) = pg() else { return };
-    let s = schema();
+    let s = common::unique("fktest_");
     let stores: Vec<Arc<PostgresStore>> = {
         let mut v = Vec::new();
         for _ in 0..3 {
@@ -105,7 +99,7 @@ async fn concurrent_reservations_from_several_instances_never_overlap() {
 #[tokio::test]
 async fn audit_appends_from_several_instances_form_one_chain() {
     let Some(url) = pg() else { return };
-    let s = schema();
+    let s = common::unique("fktest_");
     let a = Arc::new(
         PostgresStore::connect_in_schema(&url, Some(&s))
             .await

@@ -23,11 +23,7 @@ pub async fn test_store(dir: &std::path::Path) -> Arc<dyn fleetkey_server::store
         let schema = match std::fs::read_to_string(&marker) {
             Ok(s) => s,
             Err(_) => {
-                let r: [u8; 8] = fleetkey_crypto::rand::array().unwrap();
-                let s = format!(
-                    "fktest_{}",
-                    r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                );
+                let s = unique("fktest_");
                 std::fs::write(&marker, &s).unwrap();
                 s
             }
@@ -85,4 +81,25 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// A random hex suffix: Redis key prefixes and PostgreSQL schemas of their own per
+/// test, so runs never see each other's keys or tables.
+pub fn unique(prefix: &str) -> String {
+    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
+    format!(
+        "{prefix}{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// `FLEETKEY_TEST_REDIS_URL`, or None (and a note) when the machine has no Redis.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("FLEETKEY_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("FLEETKEY_TEST_REDIS_URL is not set: skipping the Redis tests");
+    }
+    url
 }
