@@ -16,6 +16,18 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// A service URL for logs and errors: any password replaced
+/// (`postgres://user:***@host/db`, `redis://***@host`).
+pub fn redacted_url(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, rest)), Some((_, host))) => {
+            let user = rest.split(['@', ':']).next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_owned(),
@@ -301,7 +313,7 @@ impl Config {
                 "store_url",
                 format!(
                     "{:?} is not a postgres://user@host:port/db URL (leave it unset for the embedded SQLite store)",
-                    crate::store::postgres::redacted(u)
+                    redacted_url(u)
                 ),
             ));
         }
@@ -310,10 +322,7 @@ impl Config {
         {
             return Err(err(
                 "redis_url",
-                format!(
-                    "{:?} is not a redis://host:port URL",
-                    crate::coord::redacted_url(u)
-                ),
+                format!("{:?} is not a redis://host:port URL", redacted_url(u)),
             ));
         }
         if self.instance_name.is_empty()

@@ -264,7 +264,7 @@ pub async fn serve_on(
             )
             .await?;
             let _ = state.coord.set(coord.clone());
-            tracing::info!(redis = %crate::coord::redacted_url(url), instance = %config.instance_name, "coordinating with other instances through Redis");
+            tracing::info!(redis = %crate::config::redacted_url(url), instance = %config.instance_name, "coordinating with other instances through Redis");
             Some((coord, lease))
         }
         None => None,

@@ -134,20 +134,16 @@ fn redis_err(e: &redis::RedisError) -> Error {
     Error::Coordination(format!("redis: {e}"))
 }
 
-/// `redis://host:port` with any password replaced, for logs and errors.
-pub fn redacted_url(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
-        _ => url.to_owned(),
-    }
-}
-
 impl Coordinator {
     /// Connects to `url` (`redis://host:port/db`); keys and the channel start with
     /// `prefix` (several deployments can share one Redis).
     pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::Coordination(format!("redis URL {}: {e}", redacted_url(url))))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::Coordination(format!(
+                "redis URL {}: {e}",
+                crate::config::redacted_url(url)
+            ))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(CALL_TIMEOUT))
@@ -159,9 +155,14 @@ impl Coordinator {
         )
         .await
         .map_err(|_| {
-            Error::Coordination(format!("redis {}: connection timed out", redacted_url(url)))
+            Error::Coordination(format!(
+                "redis {}: connection timed out",
+                crate::config::redacted_url(url)
+            ))
         })?
-        .map_err(|e| Error::Coordination(format!("redis {}: {e}", redacted_url(url))))?;
+        .map_err(|e| {
+            Error::Coordination(format!("redis {}: {e}", crate::config::redacted_url(url)))
+        })?;
         Ok(Arc::new(Self {
             client,
             conn,
@@ -371,7 +372,7 @@ impl InstanceLease {
     /// live instance holds it, and renews it every third of `ttl`.
     pub async fn acquire(coord: &Arc<Coordinator>, name: &str, ttl: Duration) -> Result<Self> {
         let token: [u8; 12] = fleetkey_crypto::rand::array()?;
-        let owner: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        let owner = crate::fleet::commands::hex(&token);
         if !coord.acquire_lease(name, &owner, ttl).await? {
             return Err(Error::Conflict(format!(
                 "instance name {name:?} is in use by another live instance: give each instance its own (instance_name)"

@@ -129,7 +129,12 @@ impl PostgresStore {
     /// [`PostgresStore::connect`] with every table in `schema` (created if needed):
     /// several deployments, or test runs, in one database.
     pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Self> {
-        let bad = |e: sqlx::Error| Error::Store(format!("postgres {}: {e}", redacted(url)));
+        let bad = |e: sqlx::Error| {
+            Error::Store(format!(
+                "postgres {}: {e}",
+                crate::config::redacted_url(url)
+            ))
+        };
         let mut opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(bad)?;
         if let Some(schema) = schema {
             if schema.is_empty()
@@ -174,17 +179,6 @@ impl PostgresStore {
     /// The pool (for tests and tools).
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-}
-
-/// `postgres://user:***@host/db` for messages.
-pub fn redacted(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, rest)), Some((_, host))) => {
-            let user = rest.split(['@', ':']).next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
     }
 }
 
