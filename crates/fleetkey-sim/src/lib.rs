@@ -164,7 +164,11 @@ impl Sim {
             recipient,
             fleet_key,
             state_dir,
-            made: std::sync::atomic::AtomicU32::new(0),
+            // A random start: simulators run one after another against one server
+            // (each device's address has its own per-minute connection budget).
+            made: std::sync::atomic::AtomicU32::new(u32::from(u16::from_be_bytes(
+                fleetkey_crypto::rand::array()?,
+            ))),
             udp: tokio::net::UdpSocket::bind("127.0.0.1:0").await?,
         })
     }
