@@ -118,9 +118,12 @@ pub struct Config {
     /// Publish telemetry to this MQTT broker (`mqtt://host:port`) instead of the file;
     /// topics `fleetkey/<fleet>/<device id>/telemetry`.
     pub telemetry_mqtt_url: Option<String>,
-    /// The store: unset for SQLite in `data_dir`; `postgres://user@host:port/db`
-    /// for PostgreSQL, shared by several instances.
+    /// The store: unset or `sqlite://` for the embedded SQLite store in
+    /// `data_dir`; `postgres://user@host:port/db` for PostgreSQL, shared by several
+    /// instances.
     pub store_url: Option<String>,
+    /// Connections each instance keeps to PostgreSQL (default 16).
+    pub store_pool_size: u32,
     /// PostgreSQL schema for every table (created if needed); default the
     /// connection's (`public`).
     pub store_schema: Option<String>,
@@ -158,6 +161,7 @@ impl Default for Config {
             telemetry_file: None,
             telemetry_mqtt_url: None,
             store_url: None,
+            store_pool_size: 16,
             store_schema: None,
             redis_url: None,
             redis_prefix: "fleetkey".into(),
@@ -168,6 +172,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The PostgreSQL URL when `store_url` names PostgreSQL; None for the
+    /// embedded SQLite store (unset or `sqlite://`).
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.store_url.as_deref().filter(|u| *u != "sqlite://")
+    }
+
     /// Defaults, then `file` (if any), then the environment; validated.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut c = match file {
@@ -225,6 +235,9 @@ impl Config {
         }
         if let Some(v) = get("FLEETKEY_STORE_URL") {
             self.store_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("FLEETKEY_STORE_POOL_SIZE") {
+            self.store_pool_size = num("FLEETKEY_STORE_POOL_SIZE", &v)?;
         }
         if let Some(v) = get("FLEETKEY_STORE_SCHEMA") {
             self.store_schema = Some(v).filter(|v| !v.is_empty());
@@ -307,15 +320,18 @@ impl Config {
             return Err(err("telemetry_mqtt_url", e.to_string()));
         }
         if let Some(u) = &self.store_url
+            && u != "sqlite://"
             && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
         {
-            return Err(err(
-                "store_url",
-                format!(
-                    "{:?} is not a postgres://user@host:port/db URL (leave it unset for the embedded SQLite store)",
-                    redacted_url(u)
-                ),
-            ));
+            let hint = if u.starts_with("sqlite:") {
+                "the embedded store lives in data_dir: write sqlite:// and set data_dir to move it"
+            } else {
+                "use postgres://user@host:port/db, or sqlite:// (or nothing) for the embedded store"
+            };
+            return Err(err("store_url", format!("{:?}: {hint}", redacted_url(u))));
+        }
+        if !(1..=1000).contains(&self.store_pool_size) {
+            return Err(err("store_pool_size", "must be 1 to 1000".to_owned()));
         }
         if let Some(u) = &self.redis_url
             && !u.starts_with("redis://")
@@ -447,6 +463,42 @@ mod tests {
         c.apply_env(env).unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.rate_limit.global_per_sec, 77);
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_a_postgres_url_is_given() {
+        let with = |u: Option<&str>| Config {
+            store_url: u.map(str::to_owned),
+            ..Config::default()
+        };
+        for u in [None, Some("sqlite://")] {
+            let c = with(u);
+            c.validate().unwrap();
+            assert_eq!(c.postgres_url(), None);
+        }
+        let c = with(Some("postgres://fk@db:5432/fk"));
+        c.validate().unwrap();
+        assert_eq!(c.postgres_url(), Some("postgres://fk@db:5432/fk"));
+        let e = with(Some("sqlite:///var/lib/fk.db"))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("data_dir"), "{e}");
+        let e = with(Some("mysql://u:hunter2@db/fk"))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("store_url"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "FLEETKEY_STORE_POOL_SIZE").then(|| "40".to_owned()))
+            .unwrap();
+        assert_eq!(c.store_pool_size, 40);
+        c.store_pool_size = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("store_pool_size")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use fleetkey_server::coord::{Coordinator, InstanceLease, Invalidation, LeaseState};
+use fleetkey_server::coord::{Coordinator, InstanceLease, Invalidation, LeaseState, OwnerToken};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,56 @@ async fn leases_are_exclusive_renewed_by_their_owner_and_loss_is_detected() {
     }
     assert!(lease.lost());
     lease.release().await;
+}
+
+#[tokio::test]
+async fn an_instance_restarted_after_a_crash_takes_its_own_lease_back() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let p = common::unique("fktest-");
+    let a = Coordinator::connect(&url, &p).await.unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let claim = || OwnerToken::claim(dir.path(), "r");
+    let owner = claim().unwrap();
+    let token = owner.token().to_owned();
+    // Claimed by one live instance at a time.
+    let err = claim().unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another live instance"),
+        "{err}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(OwnerToken::path(dir.path(), "r"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0);
+    }
+    let ttl = Duration::from_secs(30);
+    // The process dies without releasing (drop stops renewing, nothing more).
+    drop(
+        InstanceLease::acquire_as(&a, "instance-r", owner, ttl)
+            .await
+            .unwrap(),
+    );
+    // The same data directory restarts at once with the same token; another
+    // data directory's instance of that name is still refused.
+    let owner = claim().unwrap();
+    assert_eq!(owner.token(), token);
+    let again = InstanceLease::acquire_as(&a, "instance-r", owner, ttl)
+        .await
+        .unwrap();
+    let other_dir = tempfile::TempDir::new().unwrap();
+    let other = OwnerToken::claim(other_dir.path(), "r").unwrap();
+    assert_ne!(other.token(), token);
+    let err = InstanceLease::acquire_as(&a, "instance-r", other, ttl)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("in use by another live instance"));
+    again.release().await;
 }
 
 #[tokio::test]

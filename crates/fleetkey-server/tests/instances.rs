@@ -408,89 +408,27 @@ async fn the_global_rate_limit_is_one_limit_across_instances() {
     b.stop().await;
 }
 
-/// A TCP proxy in front of Redis that a test can cut (every connection closed, new
-/// ones dropped) and restore, without touching the Redis other tests use.
-struct Proxy {
-    url: String,
-    up: Arc<std::sync::atomic::AtomicBool>,
-    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(redis: &str) -> Self {
-        let target = redis
-            .trim_start_matches("redis://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("redis://{}", listener.local_addr().unwrap());
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let accept = {
-            let (up, conns) = (up.clone(), conns.clone());
-            tokio::spawn(async move {
-                loop {
-                    let Ok((mut inbound, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    if !up.load(std::sync::atomic::Ordering::Acquire) {
-                        drop(inbound);
-                        continue;
-                    }
-                    let target = target.clone();
-                    let h = tokio::spawn(async move {
-                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    });
-                    conns.lock().unwrap().push(h);
-                }
-            })
-        };
-        Self {
-            url,
-            up,
-            conns,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::Release);
-        for h in self.conns.lock().unwrap().drain(..) {
-            h.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::Release);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
 #[tokio::test]
 async fn instances_keep_serving_while_redis_is_away_and_recover_without_a_restart() {
     let Some(redis) = common::redis_url() else {
         return;
     };
-    let proxy = Proxy::start(&redis).await;
+    let proxy = common::Proxy::start(
+        redis
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap(),
+    )
+    .await;
+    let proxy_url = format!("redis://{}", proxy.addr);
     let dir = tempfile::TempDir::new().unwrap();
     let p = common::unique("fktest-");
     let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-    let a = start(store.clone(), config(dir.path(), "a", &proxy.url, &p))
+    let a = start(store.clone(), config(dir.path(), "a", &proxy_url, &p))
         .await
         .unwrap();
-    let b = start(store.clone(), config(dir.path(), "b", &proxy.url, &p))
+    let b = start(store.clone(), config(dir.path(), "b", &proxy_url, &p))
         .await
         .unwrap();
     let (_, admin) = a

@@ -11,7 +11,9 @@ mod common;
 use fleetkey_server::audit::AuditDraft;
 use fleetkey_server::store::postgres::PostgresStore;
 use fleetkey_server::store::{Change, Store};
+use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn pg() -> Option<String> {
     let url = std::env::var("FLEETKEY_TEST_POSTGRES_URL")
@@ -154,4 +156,181 @@ async fn audit_appends_from_several_instances_form_one_chain() {
         assert_eq!(e.prev_hash, prev, "entry {} chains to {}", e.seq, i);
         prev = e.hash;
     }
+}
+
+/// One request through the router: status and JSON body.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt as _;
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        ))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_attempted() {
+    let Some(url) = pg() else { return };
+    // The service reaches PostgreSQL through a proxy the test cuts.
+    let target = url
+        .split('@')
+        .next_back()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let proxy = common::Proxy::start(&target).await;
+    let proxied = url.replacen(&target, &proxy.addr, 1);
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = Arc::new(
+        PostgresStore::connect_in_schema(&proxied, Some(&common::unique("fktest_")))
+            .await
+            .unwrap(),
+    );
+    let sv = common::services_on(dir.path(), store).await;
+    let app = fleetkey_server::api::router(sv.state.clone(), 1 << 20);
+    let (_, admin) = sv
+        .state
+        .tokens
+        .create("test", "admin", vec!["admin".into()], None)
+        .await
+        .unwrap();
+    let admin = admin.to_string();
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/v1/keyrings",
+        &admin,
+        Some(json!({"name": "k"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let seal = json!({"plaintext": "aGVsbG8=", "aad": "YQ=="});
+    let mut sealed = Vec::new();
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/keyrings/k/seal",
+        &admin,
+        Some(seal.clone()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    sealed.push(v["ciphertext"].as_str().unwrap().to_owned());
+
+    proxy.cut();
+    // Writes: 503 (after the pool's bounded wait), not a hang, not a 500.
+    let t = std::time::Instant::now();
+    for (path, body) in [
+        ("/v1/keyrings/k/rotate", None),
+        ("/v1/keyrings", Some(json!({"name": "k2"}))),
+        ("/v1/keyrings/k/versions/1/revoke", None),
+    ] {
+        let (s, v) = call(&app, "POST", path, &admin, body).await;
+        assert_eq!(s, 503, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "unavailable", "{v}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(call(&app, "GET", "/readyz", &admin, None).await.0, 503);
+    // Seals: from the nonce block already reserved (committed before the outage)
+    // or 503 — never a nonce that was not reserved first.
+    let mut refused = 0;
+    for _ in 0..20 {
+        match call(
+            &app,
+            "POST",
+            "/v1/keyrings/k/seal",
+            &admin,
+            Some(seal.clone()),
+        )
+        .await
+        {
+            (200, v) => sealed.push(v["ciphertext"].as_str().unwrap().to_owned()),
+            (503, _) => refused += 1,
+            other => panic!("seal during the outage: {other:?}"),
+        }
+    }
+    eprintln!(
+        "during the outage: {} seals from the held block, {refused} refused",
+        sealed.len() - 1
+    );
+
+    // PostgreSQL returns: the same instance recovers without a restart.
+    proxy.restore();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while call(&app, "GET", "/readyz", &admin, None).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "not ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // None of the refused writes happened: still one version, no k2.
+    let (s, v) = call(&app, "GET", "/v1/keyrings/k", &admin, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["versions"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        call(&app, "GET", "/v1/keyrings/k2", &admin, None).await.0,
+        404
+    );
+    let (s, _) = call(&app, "POST", "/v1/keyrings/k/rotate", &admin, None).await;
+    assert_eq!(s, 200);
+    for _ in 0..5 {
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/v1/keyrings/k/seal",
+            &admin,
+            Some(seal.clone()),
+        )
+        .await;
+        assert_eq!(s, 200);
+        sealed.push(v["ciphertext"].as_str().unwrap().to_owned());
+    }
+    // Every envelope opens and no (version, nonce) repeats.
+    use base64::Engine as _;
+    let mut seen = std::collections::HashSet::new();
+    for c in &sealed {
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/v1/keyrings/k/unseal",
+            &admin,
+            Some(json!({"ciphertext": c, "aad": "YQ=="})),
+        )
+        .await;
+        assert_eq!((s, v["plaintext"].as_str()), (200, Some("aGVsbG8=")));
+        let bytes = base64::engine::general_purpose::STANDARD.decode(c).unwrap();
+        let (h, _) = fleetkey_crypto::envelope::Header::parse(&bytes).unwrap();
+        assert!(seen.insert((h.key_version, format!("{:?}", h.body))));
+    }
+    // The audit chain has no gap or fork from the failed attempts.
+    let mut buf = Vec::new();
+    sv.state.keys.export_audit(&mut buf).await.unwrap();
+    let lines: Vec<String> = String::from_utf8(buf)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(matches!(
+        fleetkey_server::audit::verify::verify_export(&lines, &sv.state.keys.public_key()),
+        fleetkey_server::audit::verify::Verdict::Valid { .. }
+    ));
 }

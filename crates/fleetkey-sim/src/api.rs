@@ -86,6 +86,48 @@ impl Api {
             .await
     }
 
+    /// The audit log as export lines (`{"entry": …}` per entry, then
+    /// `{"checkpoint": …}`), fetched page by page up to a fresh signed checkpoint,
+    /// and the service's public key (the directory key) to verify them with.
+    pub async fn audit_export(&self) -> Result<(Vec<String>, Vec<u8>)> {
+        use base64::Engine as _;
+        let dir = self
+            .request(reqwest::Method::GET, "/v1/directory", None, false)
+            .await?;
+        let key = base64::engine::general_purpose::STANDARD.decode(
+            dir["public_key"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("the directory has no public_key"))?,
+        )?;
+        let checkpoint = self.get("/v1/audit/checkpoint").await?;
+        let upto = checkpoint["seq"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("the checkpoint has no seq"))?;
+        let mut lines = Vec::new();
+        let mut after = 0u64;
+        'pages: while after < upto {
+            let page = self
+                .get(&format!("/v1/audit?after={after}&limit=1000"))
+                .await?;
+            let entries = page["entries"].as_array().cloned().unwrap_or_default();
+            if entries.is_empty() {
+                break;
+            }
+            for e in entries {
+                let seq = e["seq"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow::anyhow!("an audit entry has no seq"))?;
+                if seq > upto {
+                    break 'pages;
+                }
+                after = seq;
+                lines.push(serde_json::json!({ "entry": e }).to_string());
+            }
+        }
+        lines.push(serde_json::json!({ "checkpoint": checkpoint }).to_string());
+        Ok((lines, key))
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> Result<String> {
         Ok(self

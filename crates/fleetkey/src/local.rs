@@ -55,11 +55,30 @@ pub async fn open(dir: &Path) -> CliResult<Locked<KeyService>> {
     Ok(Locked { inner, _lock: lock })
 }
 
+/// The embedded store of `dir`. Refused when `FLEETKEY_STORE_URL` names
+/// PostgreSQL: that store is shared by running instances, whose caches a local
+/// change would bypass; manage it through one of them.
+async fn open_store(dir: &Path) -> CliResult<Arc<SqliteStore>> {
+    if let Ok(url) = std::env::var("FLEETKEY_STORE_URL")
+        && !url.is_empty()
+        && url != "sqlite://"
+    {
+        return Err(CliError::usage(format!(
+            "FLEETKEY_STORE_URL names a shared store ({}); local admin commands work on the embedded store only",
+            fleetkey_server::config::redacted_url(&url)
+        ))
+        .hint("set FLEETKEY_ADDR and FLEETKEY_TOKEN to manage it through a running instance"));
+    }
+    Ok(Arc::new(
+        SqliteStore::open(dir).await.map_err(service_error)?,
+    ))
+}
+
 /// The store and custody of `dir` (custody from the environment). The caller
 /// holds [`lock`].
 pub async fn open_parts(dir: &Path) -> CliResult<(Arc<SqliteStore>, Arc<LocalCustody>)> {
     let kek = KekSource::from_env().map_err(service_error)?;
-    let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
+    let store = open_store(dir).await?;
     let custody = Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?);
     Ok((store, custody))
 }
@@ -78,7 +97,7 @@ async fn open_unlocked(dir: &Path) -> CliResult<KeyService> {
 
 /// Opens the token service on `dir` (no custody needed).
 pub async fn open_tokens(dir: &Path) -> CliResult<fleetkey_server::tokens::TokenService> {
-    let store = Arc::new(SqliteStore::open(dir).await.map_err(service_error)?);
+    let store = open_store(dir).await?;
     Ok(fleetkey_server::tokens::TokenService::new(
         store,
         Arc::new(SystemClock::default()),

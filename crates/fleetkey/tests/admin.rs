@@ -34,6 +34,30 @@ impl Admin {
 }
 
 #[test]
+fn local_admin_commands_refuse_a_shared_postgres_store() {
+    let a = Admin::new();
+    for args in [&["keys", "list"][..], &["tokens", "list"][..]] {
+        a.cmd()
+            .env(
+                "FLEETKEY_STORE_URL",
+                "postgres://fk:hunter2@127.0.0.1:1/fleet",
+            )
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("shared store"))
+            .stderr(predicate::str::contains("FLEETKEY_ADDR"))
+            .stderr(predicate::str::contains("hunter2").not());
+    }
+    // `sqlite://` names the embedded store: allowed.
+    a.cmd()
+        .env("FLEETKEY_STORE_URL", "sqlite://")
+        .args(["keys", "list"])
+        .assert()
+        .success();
+}
+
+#[test]
 fn keyring_life_cycle_from_the_command_line() {
     let a = Admin::new();
     a.cmd()

@@ -26,7 +26,10 @@ impl Drop for Instance {
 }
 
 fn spawn(dir: &std::path::Path, name: &str, env: &[(&str, String)]) -> (Child, u16) {
-    let port = common::free_port();
+    spawn_on(dir, name, env, common::free_port())
+}
+
+fn spawn_on(dir: &std::path::Path, name: &str, env: &[(&str, String)], port: u16) -> (Child, u16) {
     std::fs::create_dir_all(dir).unwrap();
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("fleetkey"));
     c.arg("serve")
@@ -41,7 +44,13 @@ fn spawn(dir: &std::path::Path, name: &str, env: &[(&str, String)]) -> (Child, u
         .env("FLEETKEY_INSTANCES", "2")
         .env("FLEETKEY_LOG_FORMAT", "json")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("serve-{name}.log"))).unwrap());
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("serve-{name}.log")))
+                .unwrap(),
+        );
     for (k, v) in env {
         c.env(k, v);
     }
@@ -49,7 +58,11 @@ fn spawn(dir: &std::path::Path, name: &str, env: &[(&str, String)]) -> (Child, u
 }
 
 fn start(dir: &std::path::Path, name: &str, env: &[(&str, String)]) -> Instance {
-    let (mut child, port) = spawn(dir, name, env);
+    start_on(dir, name, env, common::free_port())
+}
+
+fn start_on(dir: &std::path::Path, name: &str, env: &[(&str, String)], port: u16) -> Instance {
+    let (mut child, port) = spawn_on(dir, name, env, port);
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if common::get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
@@ -246,4 +259,437 @@ async fn two_serve_processes_share_postgres_and_redis() {
     ));
     drop(a);
     drop(b);
+}
+
+/// Stops the machine's Redis (`redis-cli shutdown nosave`) and starts it again
+/// with the command in `FLEETKEY_TEST_REDIS_START`; started again on drop if a
+/// failed assertion interrupts the test, so no later step finds Redis gone.
+struct RedisOutage {
+    url: String,
+    start: String,
+    down: bool,
+}
+
+impl RedisOutage {
+    fn stop(&mut self) {
+        let out = Command::new("redis-cli")
+            .args(["-u", &self.url, "shutdown", "nosave"])
+            .output()
+            .expect("redis-cli");
+        self.down = true;
+        // `shutdown` closes the connection instead of answering.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Self::ping(&self.url) {
+            assert!(Instant::now() < deadline, "redis did not stop: {out:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn start(&mut self) {
+        let s = Command::new("sh")
+            .args(["-c", &self.start])
+            .status()
+            .expect("sh");
+        assert!(s.success(), "{}: {s}", self.start);
+        self.down = false;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Self::ping(&self.url) {
+            assert!(Instant::now() < deadline, "redis did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ping(url: &str) -> bool {
+        Command::new("redis-cli")
+            .args(["-u", url, "ping"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+    }
+}
+
+impl Drop for RedisOutage {
+    fn drop(&mut self) {
+        if self.down {
+            self.start();
+        }
+    }
+}
+
+/// One sealed envelope from the load.
+struct Sealed {
+    instance: usize,
+    plaintext: String,
+    ciphertext: String,
+}
+
+/// A seal request that failed: which instance, when, why.
+#[derive(Debug)]
+struct Failure {
+    instance: usize,
+    at: Instant,
+    what: String,
+}
+
+/// Seals through `bases[instance]` until `stop`, each envelope over a unique
+/// plaintext; failures recorded (the instance may be down on purpose).
+async fn seal_load(
+    http: reqwest::Client,
+    token: String,
+    base: String,
+    instance: usize,
+    worker: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<Sealed>, Vec<Failure>) {
+    use base64::Engine as _;
+    let (mut sealed, mut failed) = (Vec::new(), Vec::new());
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        i += 1;
+        let plaintext =
+            base64::engine::general_purpose::STANDARD.encode(format!("{instance}/{worker}/{i}"));
+        let r = http
+            .post(format!("{base}/v1/keyrings/load/seal"))
+            .bearer_auth(&token)
+            .json(&json!({"plaintext": plaintext, "aad": "c2NhbGU="}))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let what = match r {
+            Ok(r) if r.status() == 200 => match r.json::<Value>().await {
+                Ok(v) if v["ciphertext"].is_string() => {
+                    sealed.push(Sealed {
+                        instance,
+                        plaintext,
+                        ciphertext: v["ciphertext"].as_str().unwrap().to_owned(),
+                    });
+                    continue;
+                }
+                other => format!("bad answer: {other:?}"),
+            },
+            Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => format!("{e}"),
+        };
+        failed.push(Failure {
+            instance,
+            at: Instant::now(),
+            what,
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (sealed, failed)
+}
+
+/// Polls `check` every 20 ms until it holds; how long that took, or panics after
+/// `limit`.
+async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    loop {
+        if check().await {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 9's test: three `fleetkey serve` on one PostgreSQL and one Redis under a
+/// concurrent seal load through all three, one instance SIGKILLed and restarted,
+/// the machine's Redis stopped and started again mid-load. Afterwards every
+/// envelope opens, no (key version, nonce) repeats across instances, the audit
+/// chain verifies, and a revocation on one instance is refused on the others
+/// within 1 s. It stops the machine's Redis, so it runs only when
+/// `FLEETKEY_TEST_REDIS_START` gives the command that starts it again (`.ci/run`
+/// runs it in a step of its own, after the tests that share Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_survive_a_kill_and_a_redis_restart_under_load() {
+    let (Some(pg), Some(redis), Some(redis_start)) = (
+        std::env::var("FLEETKEY_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        std::env::var("FLEETKEY_TEST_REDIS_URL")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        std::env::var("FLEETKEY_TEST_REDIS_START")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    ) else {
+        eprintln!(
+            "FLEETKEY_TEST_POSTGRES_URL, FLEETKEY_TEST_REDIS_URL and FLEETKEY_TEST_REDIS_START \
+             are not all set: skipping (this test stops and starts the machine's Redis)"
+        );
+        return;
+    };
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::TempDir::new().unwrap();
+    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
+    let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    let env = vec![
+        ("FLEETKEY_STORE_URL", pg),
+        ("FLEETKEY_STORE_SCHEMA", format!("fkso_{tag}")),
+        ("FLEETKEY_REDIS_URL", redis.clone()),
+        ("FLEETKEY_REDIS_PREFIX", format!("fkso-{tag}")),
+        ("FLEETKEY_INSTANCES", "3".to_owned()),
+    ];
+    let names = ["a", "b", "c"];
+    let dirs: Vec<_> = names.iter().map(|n| tmp.path().join(n)).collect();
+    let mut inst = vec![start(&dirs[0], "a", &env)];
+    for i in 1..3 {
+        std::fs::create_dir_all(&dirs[i]).unwrap();
+        std::fs::copy(dirs[0].join("root-key.json"), dirs[i].join("root-key.json")).unwrap();
+        inst.push(start(&dirs[i], names[i], &env));
+    }
+    let bases: Vec<String> = inst.iter().map(|i| i.base.clone()).collect();
+    let token = std::fs::read_to_string(dirs[0].join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let api: Vec<_> = bases
+        .iter()
+        .map(|b| fleetkey_sim::Api::new(b, &token).unwrap())
+        .collect();
+    api[0]
+        .post("/v1/keyrings", &json!({"name": "load"}))
+        .await
+        .unwrap();
+
+    // Four sealing clients per instance.
+    let http = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (i, base) in bases.iter().enumerate() {
+        for w in 0..4 {
+            workers.push(tokio::spawn(seal_load(
+                http.clone(),
+                token.clone(),
+                base.clone(),
+                i,
+                w,
+                stop.clone(),
+            )));
+        }
+    }
+    let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
+    pause(1000).await;
+    // A rotation mid-load: two versions in play.
+    api[1]
+        .post("/v1/keyrings/load/rotate", &json!({}))
+        .await
+        .unwrap();
+    pause(1000).await;
+    // c dies without warning and comes back on the same port and data directory.
+    let c_port: u16 = bases[2].rsplit(':').next().unwrap().parse().unwrap();
+    let killed_at = Instant::now();
+    let mut c = inst.pop().unwrap();
+    c.child.kill().unwrap(); // SIGKILL
+    c.child.wait().unwrap();
+    drop(c);
+    pause(500).await;
+    inst.push(start_on(&dirs[2], "c", &env, c_port));
+    let c_back_at = Instant::now();
+    pause(1000).await;
+
+    // Redis goes away mid-load and comes back with the issue's command.
+    let mut outage = RedisOutage {
+        url: redis.clone(),
+        start: redis_start,
+        down: false,
+    };
+    outage.stop();
+    let degraded = within(Duration::from_secs(5), "readyz says degraded", || {
+        let a = api[0].clone();
+        async move {
+            a.request(reqwest::Method::GET, "/readyz", None, false)
+                .await
+                .is_ok_and(|v| v["coordination"] == "degraded")
+        }
+    })
+    .await;
+    eprintln!("instance a reported degraded coordination after {degraded:?}");
+    pause(2000).await;
+    outage.start();
+    for a in &api {
+        let a = a.clone();
+        within(Duration::from_secs(15), "coordination recovered", || {
+            let a = a.clone();
+            async move {
+                a.request(reqwest::Method::GET, "/readyz", None, false)
+                    .await
+                    .is_ok_and(|v| v["coordination"] == "ok")
+            }
+        })
+        .await;
+    }
+    pause(1000).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut sealed, mut failed) = (Vec::new(), Vec::new());
+    for w in workers {
+        let (s, f) = w.await.unwrap();
+        sealed.extend(s);
+        failed.extend(f);
+    }
+    let per: Vec<usize> = (0..3)
+        .map(|i| sealed.iter().filter(|s| s.instance == i).count())
+        .collect();
+    eprintln!(
+        "sealed {} envelopes ({per:?} through a, b, c); {} failed requests",
+        sealed.len(),
+        failed.len()
+    );
+    if let Some(f) = failed.first() {
+        eprintln!("first failure (instance {}): {}", names[f.instance], f.what);
+    }
+    // Nothing failed but c's requests while it was down.
+    let unexpected: Vec<_> = failed
+        .iter()
+        .filter(|f| f.instance != 2 || f.at < killed_at || f.at > c_back_at)
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    assert!(per.iter().all(|&n| n > 50), "{per:?}");
+
+    // Zero repeated (key version, nonce) across every instance.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut seen = std::collections::HashSet::new();
+    let mut versions = std::collections::BTreeSet::new();
+    for s in &sealed {
+        let bytes = b64.decode(&s.ciphertext).unwrap();
+        let (h, _) = fleetkey_crypto::envelope::Header::parse(&bytes).unwrap();
+        let nonce = match h.body {
+            fleetkey_crypto::envelope::Body::Single { nonce, .. } => nonce.to_vec(),
+            other => panic!("unexpected envelope body {other:?}"),
+        };
+        versions.insert(h.key_version);
+        assert!(
+            seen.insert((h.key_version, nonce)),
+            "repeated (key version, nonce) in an envelope sealed through {}",
+            names[s.instance]
+        );
+    }
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), [1, 2]);
+
+    // Every envelope opens (through an instance other than the one that sealed it).
+    let chunks: Vec<Vec<(String, String, usize)>> = sealed
+        .iter()
+        .map(|s| {
+            (
+                s.ciphertext.clone(),
+                s.plaintext.clone(),
+                (s.instance + 1) % 3,
+            )
+        })
+        .collect::<Vec<_>>()
+        .chunks(500)
+        .map(|c| c.to_vec())
+        .collect();
+    let mut opens = Vec::new();
+    for chunk in chunks {
+        let api = api.clone();
+        opens.push(tokio::spawn(async move {
+            for (ct, pt, i) in chunk {
+                let v = api[i]
+                    .post(
+                        "/v1/keyrings/load/unseal",
+                        &json!({"ciphertext": ct, "aad": "c2NhbGU="}),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(v["plaintext"].as_str(), Some(pt.as_str()));
+            }
+        }));
+    }
+    for o in opens {
+        o.await.unwrap();
+    }
+
+    // One audit chain, written by all three, verifies.
+    let (lines, key) = api[1].audit_export().await.unwrap();
+    let verdict = fleetkey_server::audit::verify::verify_export(&lines, &key);
+    assert!(
+        matches!(
+            verdict,
+            fleetkey_server::audit::verify::Verdict::Valid { .. }
+        ),
+        "{verdict:?}"
+    );
+
+    // Revocations issued on a are refused on b and c within 1 s: a key version
+    // (its envelopes no longer open) and a token.
+    let v1 = sealed
+        .iter()
+        .find(|s| {
+            fleetkey_crypto::envelope::Header::parse(&b64.decode(&s.ciphertext).unwrap())
+                .unwrap()
+                .0
+                .key_version
+                == 1
+        })
+        .unwrap();
+    let t: Value = api[0]
+        .post(
+            "/v1/tokens",
+            &json!({"name": "app", "scopes": ["seal:load", "unseal:load"]}),
+        )
+        .await
+        .unwrap();
+    let app = t["token"].as_str().unwrap().to_owned();
+    let app_api: Vec<_> = bases
+        .iter()
+        .map(|b| fleetkey_sim::Api::new(b, &app).unwrap())
+        .collect();
+    for a in &app_api[1..] {
+        // Warm each instance's caches first.
+        a.post(
+            "/v1/keyrings/load/unseal",
+            &json!({"ciphertext": v1.ciphertext, "aad": "c2NhbGU="}),
+        )
+        .await
+        .unwrap();
+    }
+    api[0]
+        .post("/v1/keyrings/load/versions/1/revoke", &json!({}))
+        .await
+        .unwrap();
+    api[0]
+        .post(
+            &format!("/v1/tokens/{}/revoke", t["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    for i in 1..3 {
+        let took = within(Duration::from_secs(1), "version revocation", || {
+            let a = api[i].clone();
+            let ct = v1.ciphertext.clone();
+            async move {
+                a.post(
+                    "/v1/keyrings/load/unseal",
+                    &json!({"ciphertext": ct, "aad": "c2NhbGU="}),
+                )
+                .await
+                .is_err_and(|e| e.to_string().contains("revoked"))
+            }
+        })
+        .await;
+        eprintln!("version 1 refused on {} after {took:?}", names[i]);
+        let took = within(Duration::from_secs(1), "token revocation", || {
+            let a = app_api[i].clone();
+            async move {
+                a.post(
+                    "/v1/keyrings/load/seal",
+                    &json!({"plaintext": "eA==", "aad": "c2NhbGU="}),
+                )
+                .await
+                .is_err_and(|e| e.to_string().contains("401"))
+            }
+        })
+        .await;
+        eprintln!("the revoked token refused on {} after {took:?}", names[i]);
+    }
+    drop(outage);
+    drop(inst);
 }

@@ -257,9 +257,10 @@ pub async fn serve_on(
     let coordination = match &config.redis_url {
         Some(url) => {
             let coord = crate::coord::Coordinator::connect(url, &config.redis_prefix).await?;
-            let lease = crate::coord::InstanceLease::acquire(
+            let lease = crate::coord::InstanceLease::acquire_as(
                 &coord,
                 &format!("instance:{}", config.instance_name),
+                crate::coord::OwnerToken::claim(&config.data_dir, &config.instance_name)?,
                 std::time::Duration::from_secs(15),
             )
             .await?;

@@ -348,6 +348,71 @@ impl Coordinator {
     }
 }
 
+/// This instance's lease owner token, kept in `<data_dir>/instance-owner.<name>`
+/// so that an instance restarted after a crash takes its own lease back at once
+/// instead of waiting for it to expire. The file is locked while the token is in
+/// use, so one token is one live instance: a second instance with the same name
+/// on the same data directory is refused like one anywhere else. Give each
+/// instance its own data directory (copy `root-key.json`, never this file).
+#[derive(Debug)]
+pub struct OwnerToken {
+    token: String,
+    _file: std::fs::File,
+}
+
+impl OwnerToken {
+    /// The token file for instance `name` in `data_dir`.
+    pub fn path(data_dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+        data_dir.join(format!("instance-owner.{name}"))
+    }
+
+    /// Claims the token of instance `name` in `data_dir` (created on first use,
+    /// mode 0600), refusing while another live instance uses it.
+    pub fn claim(data_dir: &std::path::Path, name: &str) -> Result<Self> {
+        use std::io::{Read, Seek, Write};
+        let path = Self::path(data_dir, name);
+        let io = |e: std::io::Error| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut file = opts.open(&path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Conflict(format!(
+                    "instance name {name:?} is in use by another live instance on this data directory: give each instance its own (instance_name)"
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let mut text = String::new();
+        (&file).take(64).read_to_string(&mut text).map_err(io)?;
+        let text = text.trim();
+        let token = if text.len() == 24 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            text.to_owned()
+        } else {
+            let r: [u8; 12] = fleetkey_crypto::rand::array()?;
+            let token = crate::fleet::commands::hex(&r);
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            file.write_all(token.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(io)?;
+            token
+        };
+        Ok(Self { token, _file: file })
+    }
+
+    /// The token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
 /// A lease held by this instance and renewed in the background; see
 /// [`InstanceLease::lost`].
 pub struct InstanceLease {
@@ -356,6 +421,8 @@ pub struct InstanceLease {
     coord: Arc<Coordinator>,
     name: String,
     owner: String,
+    /// The claimed token file, held for the lease's life.
+    _token: Option<OwnerToken>,
 }
 
 impl std::fmt::Debug for InstanceLease {
@@ -368,15 +435,39 @@ impl std::fmt::Debug for InstanceLease {
 }
 
 impl InstanceLease {
-    /// Takes `name` for this instance (a random owner token), refusing if another
-    /// live instance holds it, and renews it every third of `ttl`.
+    /// Takes `name` for this instance with a fresh random owner token, refusing if
+    /// another live instance holds it, and renews it every third of `ttl`.
     pub async fn acquire(coord: &Arc<Coordinator>, name: &str, ttl: Duration) -> Result<Self> {
         let token: [u8; 12] = fleetkey_crypto::rand::array()?;
-        let owner = crate::fleet::commands::hex(&token);
+        Self::take(coord, name, crate::fleet::commands::hex(&token), None, ttl).await
+    }
+
+    /// Takes `name` for `owner` (see [`OwnerToken`]): free, or still held by the
+    /// same owner — this instance restarted after a crash before its lease expired —
+    /// or refused because another live instance holds it.
+    pub async fn acquire_as(
+        coord: &Arc<Coordinator>,
+        name: &str,
+        owner: OwnerToken,
+        ttl: Duration,
+    ) -> Result<Self> {
+        Self::take(coord, name, owner.token.clone(), Some(owner), ttl).await
+    }
+
+    async fn take(
+        coord: &Arc<Coordinator>,
+        name: &str,
+        owner: String,
+        token: Option<OwnerToken>,
+        ttl: Duration,
+    ) -> Result<Self> {
         if !coord.acquire_lease(name, &owner, ttl).await? {
-            return Err(Error::Conflict(format!(
-                "instance name {name:?} is in use by another live instance: give each instance its own (instance_name)"
-            )));
+            if coord.renew_lease(name, &owner, ttl).await? != LeaseState::Held {
+                return Err(Error::Conflict(format!(
+                    "instance name {name:?} is in use by another live instance: give each instance its own (instance_name)"
+                )));
+            }
+            tracing::info!(name = %name, "instance lease still held from this instance's previous run; resumed");
         }
         let lost = Arc::new(AtomicBool::new(false));
         let task = {
@@ -420,6 +511,7 @@ impl InstanceLease {
             coord: coord.clone(),
             name: name.to_owned(),
             owner,
+            _token: token,
         })
     }
 

@@ -5,12 +5,17 @@
 
 pub mod postgres;
 
-/// The store `config` names: PostgreSQL for `store_url`, SQLite in the data
-/// directory otherwise.
+/// The store `config` names: PostgreSQL for a `postgres://` `store_url`, SQLite in
+/// the data directory otherwise.
 pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>> {
-    Ok(match &config.store_url {
+    Ok(match config.postgres_url() {
         Some(url) => std::sync::Arc::new(
-            postgres::PostgresStore::connect_in_schema(url, config.store_schema.as_deref()).await?,
+            postgres::PostgresStore::connect_with(
+                url,
+                config.store_schema.as_deref(),
+                config.store_pool_size,
+            )
+            .await?,
         ),
         None => std::sync::Arc::new(sqlite::SqliteStore::open(&config.data_dir).await?),
     })

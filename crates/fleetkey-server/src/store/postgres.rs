@@ -120,6 +120,9 @@ fn entry_from_row(r: &sqlx::postgres::PgRow) -> Result<AuditEntry> {
     })
 }
 
+/// How long a request waits for a database connection before failing.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and runs migrations.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -129,6 +132,13 @@ impl PostgresStore {
     /// [`PostgresStore::connect`] with every table in `schema` (created if needed):
     /// several deployments, or test runs, in one database.
     pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Self> {
+        Self::connect_with(url, schema, 16).await
+    }
+
+    /// [`PostgresStore::connect_in_schema`] keeping up to `pool_size` connections.
+    /// A request that finds none free and cannot open one (PostgreSQL unreachable)
+    /// fails after [`ACQUIRE_TIMEOUT`] with a store error (503 through the API).
+    pub async fn connect_with(url: &str, schema: Option<&str>, pool_size: u32) -> Result<Self> {
         let bad = |e: sqlx::Error| {
             Error::Store(format!(
                 "postgres {}: {e}",
@@ -159,8 +169,8 @@ impl PostgresStore {
             opts = opts.options([("search_path", schema)]);
         }
         let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await
             .map_err(bad)?;

@@ -45,7 +45,14 @@ pub struct Services {
 }
 
 pub async fn services(dir: &std::path::Path) -> Services {
-    let store = test_store(dir).await;
+    services_on(dir, test_store(dir).await).await
+}
+
+/// Fleets and the API state over `store`, with custody in `dir`.
+pub async fn services_on(
+    dir: &std::path::Path,
+    store: Arc<dyn fleetkey_server::store::Store>,
+) -> Services {
     let custody = Arc::new(
         LocalCustody::open(
             dir,
@@ -102,4 +109,71 @@ pub fn redis_url() -> Option<String> {
         eprintln!("FLEETKEY_TEST_REDIS_URL is not set: skipping the Redis tests");
     }
     url
+}
+
+/// A TCP proxy in front of a service (`host:port`) that a test can cut (every
+/// connection closed, new ones dropped) and restore, without touching the
+/// service other tests use.
+pub struct Proxy {
+    /// `127.0.0.1:<port>` to connect to instead of the service.
+    pub addr: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Self {
+        let target = target.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = {
+            let (up, conns) = (up.clone(), conns.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if !up.load(std::sync::atomic::Ordering::Acquire) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let target = target.clone();
+                    let h = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(h);
+                }
+            })
+        };
+        Self {
+            addr,
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::Release);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
 }

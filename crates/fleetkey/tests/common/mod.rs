@@ -47,6 +47,32 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// The store settings a `fleetkey serve` in `dir` runs with: none (the embedded
+/// SQLite store) by default; with `FLEETKEY_TEST_STORE=postgres`, PostgreSQL at
+/// `FLEETKEY_TEST_POSTGRES_URL` in a schema of its own per `dir` (named in
+/// `dir/pg_schema`, so a restart in `dir` finds its data again).
+pub fn store_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    if std::env::var("FLEETKEY_TEST_STORE").as_deref() != Ok("postgres") {
+        return Vec::new();
+    }
+    let url = std::env::var("FLEETKEY_TEST_POSTGRES_URL")
+        .expect("FLEETKEY_TEST_STORE=postgres needs FLEETKEY_TEST_POSTGRES_URL");
+    let marker = dir.join("pg_schema");
+    let schema = std::fs::read_to_string(&marker).unwrap_or_else(|_| {
+        let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
+        let s = format!(
+            "fkcli_{}",
+            r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        std::fs::write(&marker, &s).unwrap();
+        s
+    });
+    vec![
+        ("FLEETKEY_STORE_URL", url),
+        ("FLEETKEY_STORE_SCHEMA", schema),
+    ]
+}
+
 impl Server {
     pub fn start(dir: &std::path::Path) -> Self {
         let port = free_port();
@@ -67,6 +93,7 @@ impl Server {
                 format!("127.0.0.1:{udp_port}"),
             )
             .env("FLEETKEY_LOG_FORMAT", "json")
+            .envs(store_env(dir))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())
             .spawn()

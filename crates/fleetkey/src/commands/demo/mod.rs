@@ -818,34 +818,7 @@ impl Demo {
     /// The audit log, fetched page by page up to a fresh signed checkpoint and
     /// verified against the service's public key (the directory key).
     async fn audit(&mut self) -> Result<()> {
-        let key = self
-            .api
-            .request(reqwest::Method::GET, "/v1/directory", None, false)
-            .await?;
-        let key = B64.decode(key["public_key"].as_str().context("directory key")?)?;
-        let checkpoint = self.api.get("/v1/audit/checkpoint").await?;
-        let upto = checkpoint["seq"].as_u64().context("checkpoint seq")?;
-        let mut lines = Vec::new();
-        let mut after = 0u64;
-        while after < upto {
-            let page = self
-                .api
-                .get(&format!("/v1/audit?after={after}&limit=1000"))
-                .await?;
-            let entries = page["entries"].as_array().cloned().unwrap_or_default();
-            if entries.is_empty() {
-                break;
-            }
-            for e in entries {
-                let seq = e["seq"].as_u64().context("entry seq")?;
-                if seq > upto {
-                    break;
-                }
-                after = seq;
-                lines.push(json!({ "entry": e }).to_string());
-            }
-        }
-        lines.push(json!({ "checkpoint": checkpoint }).to_string());
+        let (lines, key) = self.api.audit_export().await?;
         match fleetkey_server::audit::verify::verify_export(&lines, &key) {
             fleetkey_server::audit::verify::Verdict::Valid {
                 entries,
