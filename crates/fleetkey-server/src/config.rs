@@ -28,6 +28,37 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
+/// A service URL that may carry a password (`store_url`, `redis_url`,
+/// `telemetry_mqtt_url`): `Debug` and `Display` print it redacted
+/// ([`redacted_url`]); [`ServiceUrl::expose`] gives the URL to connect with.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ServiceUrl(String);
+
+impl ServiceUrl {
+    /// Wraps `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, password included: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ServiceUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redacted_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for ServiceUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redacted_url(&self.0))
+    }
+}
+
 fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_owned(),
@@ -117,11 +148,11 @@ pub struct Config {
     pub telemetry_file: Option<PathBuf>,
     /// Publish telemetry to this MQTT broker (`mqtt://host:port`) instead of the file;
     /// topics `fleetkey/<fleet>/<device id>/telemetry`.
-    pub telemetry_mqtt_url: Option<String>,
+    pub telemetry_mqtt_url: Option<ServiceUrl>,
     /// The store: unset or `sqlite://` for the embedded SQLite store in
     /// `data_dir`; `postgres://user@host:port/db` for PostgreSQL, shared by several
     /// instances.
-    pub store_url: Option<String>,
+    pub store_url: Option<ServiceUrl>,
     /// Connections each instance keeps to PostgreSQL (default 16).
     pub store_pool_size: u32,
     /// PostgreSQL schema for every table (created if needed); default the
@@ -129,7 +160,7 @@ pub struct Config {
     pub store_schema: Option<String>,
     /// Redis for coordination between instances (`redis://host:port/db`): the
     /// instance-name lease, the shared global rate limit and cache invalidation.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<ServiceUrl>,
     /// Prefix of every Redis key and channel (several deployments can share one
     /// Redis; default `fleetkey`).
     pub redis_prefix: String,
@@ -175,7 +206,10 @@ impl Config {
     /// The PostgreSQL URL when `store_url` names PostgreSQL; None for the
     /// embedded SQLite store (unset or `sqlite://`).
     pub fn postgres_url(&self) -> Option<&str> {
-        self.store_url.as_deref().filter(|u| *u != "sqlite://")
+        self.store_url
+            .as_ref()
+            .map(ServiceUrl::expose)
+            .filter(|u| *u != "sqlite://")
     }
 
     /// Defaults, then `file` (if any), then the environment; validated.
@@ -228,13 +262,13 @@ impl Config {
             self.device_idle_timeout_secs = num("FLEETKEY_DEVICE_IDLE_SECS", &v)?;
         }
         if let Some(v) = get("FLEETKEY_TELEMETRY_MQTT_URL") {
-            self.telemetry_mqtt_url = Some(v).filter(|v| !v.is_empty());
+            self.telemetry_mqtt_url = Some(v).filter(|v| !v.is_empty()).map(ServiceUrl);
         }
         if let Some(v) = get("FLEETKEY_REDIS_URL") {
-            self.redis_url = Some(v).filter(|v| !v.is_empty());
+            self.redis_url = Some(v).filter(|v| !v.is_empty()).map(ServiceUrl);
         }
         if let Some(v) = get("FLEETKEY_STORE_URL") {
-            self.store_url = Some(v).filter(|v| !v.is_empty());
+            self.store_url = Some(v).filter(|v| !v.is_empty()).map(ServiceUrl);
         }
         if let Some(v) = get("FLEETKEY_STORE_POOL_SIZE") {
             self.store_pool_size = num("FLEETKEY_STORE_POOL_SIZE", &v)?;
@@ -314,12 +348,12 @@ impl Config {
                 ),
             ));
         }
-        if let Some(u) = &self.telemetry_mqtt_url
+        if let Some(u) = self.telemetry_mqtt_url.as_ref().map(ServiceUrl::expose)
             && let Err(e) = crate::telemetry::mqtt::parse_url(u)
         {
             return Err(err("telemetry_mqtt_url", e.to_string()));
         }
-        if let Some(u) = &self.store_url
+        if let Some(u) = self.store_url.as_ref().map(ServiceUrl::expose)
             && u != "sqlite://"
             && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
         {
@@ -333,7 +367,7 @@ impl Config {
         if !(1..=1000).contains(&self.store_pool_size) {
             return Err(err("store_pool_size", "must be 1 to 1000".to_owned()));
         }
-        if let Some(u) = &self.redis_url
+        if let Some(u) = self.redis_url.as_ref().map(ServiceUrl::expose)
             && !u.starts_with("redis://")
         {
             return Err(err(
@@ -468,7 +502,7 @@ mod tests {
     #[test]
     fn the_store_is_sqlite_unless_a_postgres_url_is_given() {
         let with = |u: Option<&str>| Config {
-            store_url: u.map(str::to_owned),
+            store_url: u.map(ServiceUrl::new),
             ..Config::default()
         };
         for u in [None, Some("sqlite://")] {
@@ -499,6 +533,24 @@ mod tests {
                 .to_string()
                 .contains("store_pool_size")
         );
+    }
+
+    #[test]
+    fn service_url_passwords_never_reach_debug_or_display() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "FLEETKEY_STORE_URL" => Some("postgres://fk:pg-secret@db/fk".to_owned()),
+            "FLEETKEY_REDIS_URL" => Some("redis://:redis-secret@cache:6379".to_owned()),
+            "FLEETKEY_TELEMETRY_MQTT_URL" => Some("mqtt://dev:mqtt-secret@broker:1883".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let shown = format!("{c:?} {}", c.redis_url.as_ref().unwrap());
+        for secret in ["pg-secret", "redis-secret", "mqtt-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("cache:6379"), "{shown}");
+        assert_eq!(c.postgres_url(), Some("postgres://fk:pg-secret@db/fk"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn config(dir: &std::path::Path, name: &str, redis: &str, prefix: &str) -> Confi
         device_listen: "off".into(),
         device_udp_listen: "off".into(),
         telemetry_file: Some(dir.join(format!("telemetry-{name}.jsonl"))),
-        redis_url: Some(redis.to_owned()),
+        redis_url: Some(fleetkey_server::config::ServiceUrl::new(redis)),
         redis_prefix: prefix.to_owned(),
         instance_name: name.to_owned(),
         ..Config::default()

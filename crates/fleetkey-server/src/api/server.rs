@@ -244,7 +244,8 @@ pub async fn serve_on(
         Some(url) => {
             let id: [u8; 6] = fleetkey_crypto::rand::array()?;
             let client_id = format!("fleetkey-{}", crate::fleet::commands::hex(&id));
-            let s = crate::telemetry::mqtt::MqttSink::connect(url, &client_id, "fleetkey").await?;
+            let s = crate::telemetry::mqtt::MqttSink::connect(url.expose(), &client_id, "fleetkey")
+                .await?;
             tracing::info!(broker = %url, "telemetry to MQTT");
             Arc::new(s)
         }
@@ -256,7 +257,8 @@ pub async fn serve_on(
     // instance with the same name is refused), invalidations in both directions.
     let coordination = match &config.redis_url {
         Some(url) => {
-            let coord = crate::coord::Coordinator::connect(url, &config.redis_prefix).await?;
+            let coord =
+                crate::coord::Coordinator::connect(url.expose(), &config.redis_prefix).await?;
             let lease = crate::coord::InstanceLease::acquire_as(
                 &coord,
                 &format!("instance:{}", config.instance_name),
@@ -265,7 +267,7 @@ pub async fn serve_on(
             )
             .await?;
             let _ = state.coord.set(coord.clone());
-            tracing::info!(redis = %crate::config::redacted_url(url), instance = %config.instance_name, "coordinating with other instances through Redis");
+            tracing::info!(redis = %url, instance = %config.instance_name, "coordinating with other instances through Redis");
             Some((coord, lease))
         }
         None => None,
