@@ -19,6 +19,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::arg;
 use fleetkey_client::proto::{self, DeviceMsg, ServerMsg};
 use fleetkey_crypto::credential::DeviceKeys;
 use fleetkey_crypto::ed25519::Ed25519Signer;
@@ -34,13 +37,6 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 const PASSPHRASE: &str = "idle-sessions-bench";
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 fn num(name: &str, default: usize) -> usize {
     arg(name).map_or(default, |v| v.parse().expect(name))

@@ -12,39 +12,20 @@
 //! warm-up. Reported per round: seals/s, p50/p99 latency, and the CPU used by the
 //! servers and by this load generator — which share the machine, so on a small
 //! machine three instances compete for the same cores rather than adding any.
-//! Rounds alternate the configurations; the summary gives medians and the ratio
-//! of three instances to one.
+//! Each round runs three setups — one instance on PostgreSQL + Redis, three on
+//! them, and one on the embedded SQLite store alone for reference — in a rotating
+//! order; the summary gives medians and the ratios (three to one; one shared to
+//! one embedded).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{arg, cpu_secs, free_port};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// CPU seconds (user + system) used by process `pid` so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn tag() -> String {
     let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
@@ -64,7 +45,15 @@ impl Drop for Instance {
 }
 
 /// `n` instances on a fresh schema; the admin token.
-async fn start(n: usize, root: &std::path::Path, pg: &str, redis: &str) -> (Vec<Instance>, String) {
+/// `n` instances; on PostgreSQL + Redis when `shared`, else one on the embedded
+/// SQLite store alone.
+async fn start(
+    n: usize,
+    shared: bool,
+    root: &std::path::Path,
+    pg: &str,
+    redis: &str,
+) -> (Vec<Instance>, String) {
     let t = tag();
     let mut out = Vec::new();
     for i in 0..n {
@@ -78,7 +67,14 @@ async fn start(n: usize, root: &std::path::Path, pg: &str, redis: &str) -> (Vec<
             .unwrap();
         }
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_fleetkey"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetkey"));
+        if shared {
+            cmd.env("FLEETKEY_STORE_URL", pg)
+                .env("FLEETKEY_STORE_SCHEMA", format!("fkbench_{t}"))
+                .env("FLEETKEY_REDIS_URL", redis)
+                .env("FLEETKEY_REDIS_PREFIX", format!("fkbench-{t}"));
+        }
+        let child = cmd
             .arg("serve")
             .env("HOME", dir.join("home"))
             .env_remove("FLEETKEY_ROOT_KEY_FILE")
@@ -87,10 +83,6 @@ async fn start(n: usize, root: &std::path::Path, pg: &str, redis: &str) -> (Vec<
             .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
             .env("FLEETKEY_DEVICE_LISTEN", "off")
             .env("FLEETKEY_DEVICE_UDP_LISTEN", "off")
-            .env("FLEETKEY_STORE_URL", pg)
-            .env("FLEETKEY_STORE_SCHEMA", format!("fkbench_{t}"))
-            .env("FLEETKEY_REDIS_URL", redis)
-            .env("FLEETKEY_REDIS_PREFIX", format!("fkbench-{t}"))
             .env("FLEETKEY_INSTANCE_NAME", format!("i{i}"))
             .env("FLEETKEY_INSTANCES", n.to_string())
             .env("FLEETKEY_LOG_FORMAT", "json")
@@ -120,9 +112,40 @@ async fn start(n: usize, root: &std::path::Path, pg: &str, redis: &str) -> (Vec<
     (out, token)
 }
 
+/// What runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Setup {
+    instances: usize,
+    /// On PostgreSQL + Redis (else the embedded SQLite store alone).
+    shared: bool,
+}
+
+impl Setup {
+    fn label(self) -> String {
+        if self.shared {
+            format!("{} on PG+Redis", self.instances)
+        } else {
+            format!("{} embedded", self.instances)
+        }
+    }
+}
+
+const EMBEDDED: Setup = Setup {
+    instances: 1,
+    shared: false,
+};
+const ONE: Setup = Setup {
+    instances: 1,
+    shared: true,
+};
+const THREE: Setup = Setup {
+    instances: 3,
+    shared: true,
+};
+
 /// One measured window.
 struct Round {
-    instances: usize,
+    setup: Setup,
     seals_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -132,14 +155,15 @@ struct Round {
 }
 
 async fn round(
-    n: usize,
+    setup: Setup,
     clients: usize,
     secs: u64,
     root: &std::path::Path,
     pg: &str,
     redis: &str,
 ) -> Round {
-    let (instances, token) = start(n, root, pg, redis).await;
+    let (instances, token) = start(setup.instances, setup.shared, root, pg, redis).await;
+    let n = setup.instances;
     let api = fleetkey_sim::Api::new(&instances[0].base, &token).unwrap();
     api.post("/v1/keyrings", &serde_json::json!({"name": "bench"}))
         .await
@@ -204,7 +228,7 @@ async fn round(
     };
     drop(instances);
     Round {
-        instances: n,
+        setup,
         seals_per_sec: lat.len() as f64 / window,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
@@ -251,19 +275,20 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:>5} {:>9} {:>10} {:>8} {:>8} {:>7} {:>8} {:>8}",
-        "round", "instances", "seals/s", "p50 ms", "p99 ms", "errors", "srv CPU", "load CPU"
+        "{:>5} {:>15} {:>10} {:>8} {:>8} {:>7} {:>8} {:>8}",
+        "round", "setup", "seals/s", "p50 ms", "p99 ms", "errors", "srv CPU", "load CPU"
     );
     let mut all = Vec::new();
     rt.block_on(async {
         for r in 1..=rounds {
-            // Alternate which goes first: drift on a shared machine hits both.
-            let order = if r % 2 == 1 { [1, 3] } else { [3, 1] };
-            for n in order {
-                let x = round(n, clients, secs, root.path(), &pg, &redis).await;
+            // Rotate which goes first: drift on a shared machine hits every setup.
+            let mut order = [ONE, THREE, EMBEDDED];
+            order.rotate_left((r - 1) % 3);
+            for setup in order {
+                let x = round(setup, clients, secs, root.path(), &pg, &redis).await;
                 println!(
-                    "{r:>5} {:>9} {:>10.0} {:>8.2} {:>8.2} {:>7} {:>7.0}% {:>7.0}%",
-                    x.instances,
+                    "{r:>5} {:>15} {:>10.0} {:>8.2} {:>8.2} {:>7} {:>7.0}% {:>7.0}%",
+                    x.setup.label(),
                     x.seals_per_sec,
                     x.p50_ms,
                     x.p99_ms,
@@ -275,19 +300,31 @@ fn main() {
             }
         }
     });
-    let med = |n: usize, f: fn(&Round) -> f64| {
+    let med = |s: Setup, f: fn(&Round) -> f64| {
         median(
             all.iter()
-                .filter(|r| r.instances == n)
+                .filter(|r| r.setup == s)
                 .map(f)
                 .collect::<Vec<_>>(),
         )
     };
-    let (one, three) = (med(1, |r| r.seals_per_sec), med(3, |r| r.seals_per_sec));
+    for s in [EMBEDDED, ONE, THREE] {
+        println!(
+            "median {:>15}: {:>6.0} seals/s, p50 {:.2} ms, p99 {:.2} ms, servers {:.0}% CPU",
+            s.label(),
+            med(s, |r| r.seals_per_sec),
+            med(s, |r| r.p50_ms),
+            med(s, |r| r.p99_ms),
+            med(s, |r| r.server_cpu) * 100.0
+        );
+    }
+    let (one, three) = (
+        med(ONE, |r| r.seals_per_sec),
+        med(THREE, |r| r.seals_per_sec),
+    );
     println!(
-        "median: 1 instance {one:.0} seals/s (p99 {:.2} ms), 3 instances {three:.0} seals/s (p99 {:.2} ms); ratio 3/1 = {:.2}",
-        med(1, |r| r.p99_ms),
-        med(3, |r| r.p99_ms),
-        three / one.max(1.0)
+        "ratio 3/1 instances on PG+Redis = {:.2}; 1 on PG+Redis / embedded = {:.2}",
+        three / one.max(1.0),
+        one / med(EMBEDDED, |r| r.seals_per_sec).max(1.0)
     );
 }

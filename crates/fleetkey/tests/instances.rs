@@ -96,15 +96,29 @@ fn refused(dir: &std::path::Path, name: &str, env: &[(&str, String)]) -> String 
     }
 }
 
+/// A non-empty environment variable.
+fn var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// The settings that put instances on one deployment: PostgreSQL in a schema of
+/// its own and Redis under a key prefix of its own (`kind` names them).
+fn shared_env(pg: String, redis: &str, kind: &str) -> Vec<(&'static str, String)> {
+    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
+    let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        ("FLEETKEY_STORE_URL", pg),
+        ("FLEETKEY_STORE_SCHEMA", format!("{kind}_{tag}")),
+        ("FLEETKEY_REDIS_URL", redis.to_owned()),
+        ("FLEETKEY_REDIS_PREFIX", format!("{kind}-{tag}")),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_serve_processes_share_postgres_and_redis() {
     let (Some(pg), Some(redis)) = (
-        std::env::var("FLEETKEY_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        std::env::var("FLEETKEY_TEST_REDIS_URL")
-            .ok()
-            .filter(|v| !v.is_empty()),
+        var("FLEETKEY_TEST_POSTGRES_URL"),
+        var("FLEETKEY_TEST_REDIS_URL"),
     ) else {
         eprintln!(
             "FLEETKEY_TEST_POSTGRES_URL and FLEETKEY_TEST_REDIS_URL are not both set: skipping"
@@ -112,14 +126,7 @@ async fn two_serve_processes_share_postgres_and_redis() {
         return;
     };
     let tmp = tempfile::TempDir::new().unwrap();
-    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
-    let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    let env = vec![
-        ("FLEETKEY_STORE_URL", pg),
-        ("FLEETKEY_STORE_SCHEMA", format!("fkmi_{tag}")),
-        ("FLEETKEY_REDIS_URL", redis),
-        ("FLEETKEY_REDIS_PREFIX", format!("fkmi-{tag}")),
-    ];
+    let env = shared_env(pg, &redis, "fkmi");
     let a = start(&tmp.path().join("a"), "a", &env);
     // b holds the same custody root (copied, same passphrase).
     std::fs::create_dir_all(tmp.path().join("b")).unwrap();
@@ -407,15 +414,9 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_survive_a_kill_and_a_redis_restart_under_load() {
     let (Some(pg), Some(redis), Some(redis_start)) = (
-        std::env::var("FLEETKEY_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        std::env::var("FLEETKEY_TEST_REDIS_URL")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        std::env::var("FLEETKEY_TEST_REDIS_START")
-            .ok()
-            .filter(|v| !v.is_empty()),
+        var("FLEETKEY_TEST_POSTGRES_URL"),
+        var("FLEETKEY_TEST_REDIS_URL"),
+        var("FLEETKEY_TEST_REDIS_START"),
     ) else {
         eprintln!(
             "FLEETKEY_TEST_POSTGRES_URL, FLEETKEY_TEST_REDIS_URL and FLEETKEY_TEST_REDIS_START \
@@ -426,15 +427,8 @@ async fn three_instances_survive_a_kill_and_a_redis_restart_under_load() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let tmp = tempfile::TempDir::new().unwrap();
-    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
-    let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    let env = vec![
-        ("FLEETKEY_STORE_URL", pg),
-        ("FLEETKEY_STORE_SCHEMA", format!("fkso_{tag}")),
-        ("FLEETKEY_REDIS_URL", redis.clone()),
-        ("FLEETKEY_REDIS_PREFIX", format!("fkso-{tag}")),
-        ("FLEETKEY_INSTANCES", "3".to_owned()),
-    ];
+    let mut env = shared_env(pg, &redis, "fkso");
+    env.push(("FLEETKEY_INSTANCES", "3".to_owned()));
     let names = ["a", "b", "c"];
     let dirs: Vec<_> = names.iter().map(|n| tmp.path().join(n)).collect();
     let mut inst = vec![start(&dirs[0], "a", &env)];
