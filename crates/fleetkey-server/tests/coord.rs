@@ -226,3 +226,88 @@ async fn an_unreachable_redis_fails_fast_and_says_so() {
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn gcra_takes_several_at_once_all_or_none() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let c = Coordinator::connect(&url, &common::unique("fktest-"))
+        .await
+        .unwrap();
+    // 10/s with a burst of 100: 60 fit, 60 more do not, the remaining 40 do.
+    assert!(c.gcra_take("g", 10, 100, 60).await.unwrap().allowed);
+    let no = c.gcra_take("g", 10, 100, 60).await.unwrap();
+    assert!(!no.allowed);
+    assert!(no.retry_after_ms > 1000, "{no:?}");
+    assert!(c.gcra_take("g", 10, 100, 40).await.unwrap().allowed);
+    assert!(!c.gcra("g", 10, 100).await.unwrap().allowed);
+}
+
+#[tokio::test]
+async fn the_shared_limit_is_taken_in_batches_and_not_waited_on_while_redis_is_away() {
+    use fleetkey_server::api::ratelimit::RateLimits;
+    use fleetkey_server::config::RateLimitConfig;
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let config = |global_per_sec| RateLimitConfig {
+        global_per_sec,
+        burst_secs: 1,
+        adaptive: false,
+        ..RateLimitConfig::default()
+    };
+    // Near the limit it is exact: 10/s, one request at a time from Redis.
+    let exact = Coordinator::connect(&url, &common::unique("fktest-"))
+        .await
+        .unwrap();
+    let small = RateLimits::with_instances(config(10), 1);
+    let mut ok = 0;
+    for _ in 0..30 {
+        ok += u32::from(small.check_shared("t", Some(&exact)).await.is_ok());
+    }
+    assert!((10..=11).contains(&ok), "{ok}");
+
+    // A busy instance: 100,000/s shared by two, batches of 500 — 2,000 requests
+    // are a handful of calls, not 2,000.
+    let proxy =
+        common::Proxy::start(url.trim_start_matches("redis://").trim_end_matches('/')).await;
+    let c = Coordinator::connect(
+        &format!("redis://{}", proxy.addr),
+        &common::unique("fktest-"),
+    )
+    .await
+    .unwrap();
+    let limits = RateLimits::with_instances(config(100_000), 2);
+    let before = c.calls();
+    for _ in 0..2000 {
+        limits.check_shared("t", Some(&c)).await.unwrap();
+    }
+    let calls = c.calls() - before;
+    assert!(calls <= 8, "{calls} calls to Redis for 2,000 requests");
+
+    // Redis away: one failed call, then requests use the local share without
+    // calling it again (each would wait up to 250 ms on a silent network).
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(150)).await; // the batch expires
+    let before = c.calls();
+    let t = Instant::now();
+    for _ in 0..200 {
+        limits.check_shared("t", Some(&c)).await.unwrap();
+    }
+    assert!(c.degraded());
+    assert!(c.calls() - before <= 2, "{}", c.calls() - before);
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    // Back: within a retry interval requests use Redis again.
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.degraded() {
+        assert!(Instant::now() < deadline, "still degraded");
+        limits.check_shared("t", Some(&c)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -21,11 +21,13 @@ use crate::error::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long one Redis call may take before the caller falls back.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+/// While Redis is unreachable, how often the request path tries it again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The pub/sub channel (after the key prefix).
 const CHANNEL: &str = "invalidate";
 
@@ -70,18 +72,19 @@ pub enum LeaseState {
     Lost,
 }
 
-/// GCRA on the server's clock. KEYS[1] the theoretical arrival time (ms);
-/// ARGV: emission interval (µs), burst (requests). Returns {allowed, remaining,
-/// retry_after_ms}.
+/// GCRA on the server's clock. KEYS[1] the theoretical arrival time (µs);
+/// ARGV: emission interval (µs), burst (requests), cost (requests taken at once).
+/// Returns {allowed, remaining, retry_after_ms}.
 const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local tolerance = interval * burst
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
+local new_tat = tat + interval * cost
 local allow_at = new_tat - tolerance
 if allow_at > now then
   local wait = allow_at - now
@@ -116,6 +119,11 @@ pub struct Coordinator {
     conn: ConnectionManager,
     prefix: String,
     degraded: AtomicBool,
+    /// For [`Coordinator::available`]: when the last call failed, in ms since
+    /// `started`.
+    started: std::time::Instant,
+    last_failure_ms: AtomicU64,
+    calls: AtomicU64,
     gcra: redis::Script,
     renew: redis::Script,
     release: redis::Script,
@@ -168,6 +176,9 @@ impl Coordinator {
             conn,
             prefix: prefix.to_owned(),
             degraded: AtomicBool::new(false),
+            started: std::time::Instant::now(),
+            last_failure_ms: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             gcra: redis::Script::new(GCRA_LUA),
             renew: redis::Script::new(RENEW_LUA),
             release: redis::Script::new(RELEASE_LUA),
@@ -177,6 +188,28 @@ impl Coordinator {
     /// Whether the last call to Redis failed (instances then act alone).
     pub fn degraded(&self) -> bool {
         self.degraded.load(Ordering::Acquire)
+    }
+
+    /// Whether a request-path call is worth making: Redis answered last time, or
+    /// [`RETRY_AFTER`] has passed since it failed. While degraded, requests do not
+    /// each wait on an unreachable Redis (up to [`CALL_TIMEOUT`] when packets are
+    /// dropped); one attempt a second finds out when it is back.
+    pub fn available(&self) -> bool {
+        if !self.degraded() {
+            return true;
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_failure_ms.load(Ordering::Acquire);
+        now.saturating_sub(last) >= RETRY_AFTER.as_millis() as u64
+            && self
+                .last_failure_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Calls made to Redis so far (answered or not).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     fn key(&self, parts: &str) -> String {
@@ -193,7 +226,12 @@ impl Coordinator {
             Ok(Err(e)) => Err(redis_err(&e)),
             Err(_) => Err(Error::Coordination("redis: call timed out".into())),
         };
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let failed = r.is_err();
+        if failed {
+            self.last_failure_ms
+                .store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+        }
         if self.degraded.swap(failed, Ordering::AcqRel) != failed {
             if failed {
                 tracing::warn!(
@@ -262,10 +300,17 @@ impl Coordinator {
     /// One request against the shared limit `name`: `per_sec` requests per second
     /// with bursts of `burst`.
     pub async fn gcra(&self, name: &str, per_sec: u32, burst: u32) -> Result<Gcra> {
+        self.gcra_take(name, per_sec, burst, 1).await
+    }
+
+    /// `cost` requests at once against the shared limit `name` (all or none).
+    pub async fn gcra_take(&self, name: &str, per_sec: u32, burst: u32, cost: u32) -> Result<Gcra> {
         let mut c = self.conn.clone();
         let interval_us = 1_000_000 / u64::from(per_sec.max(1));
         let mut inv = self.gcra.key(self.key(&format!("gcra:{name}")));
-        inv.arg(interval_us.max(1)).arg(burst.max(1));
+        inv.arg(interval_us.max(1))
+            .arg(burst.max(1))
+            .arg(cost.clamp(1, burst.max(1)));
         let (allowed, remaining, retry): (i64, i64, i64) =
             self.call(inv.invoke_async(&mut c)).await?;
         Ok(Gcra {
