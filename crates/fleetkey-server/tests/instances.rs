@@ -463,6 +463,15 @@ async fn instances_keep_serving_while_redis_is_away_and_recover_without_a_restar
         }
     };
     assert_eq!(seal(b.base.clone()).await, (200, 1));
+    let (_, v1) = call(
+        &http,
+        &admin,
+        reqwest::Method::POST,
+        format!("{}/v1/keyrings/pay/seal", b.base),
+        Some(json!({"plaintext": B64.encode("4242")})),
+    )
+    .await;
+    let v1 = v1["ciphertext"].as_str().unwrap().to_owned();
     let ready = |base: String| {
         let http = http.clone();
         async move {
@@ -503,7 +512,8 @@ async fn instances_keep_serving_while_redis_is_away_and_recover_without_a_restar
         metrics.contains("fleetkey_coordination_degraded 1"),
         "{metrics}"
     );
-    // A rotation on a meanwhile cannot be announced.
+    // A rotation and a revocation on a meanwhile cannot be announced: b, while
+    // degraded, re-reads its keyrings from the database every few seconds.
     let (s, _) = call(
         &http,
         &admin,
@@ -513,6 +523,43 @@ async fn instances_keep_serving_while_redis_is_away_and_recover_without_a_restar
     )
     .await;
     assert_eq!(s, 200);
+    within(
+        Duration::from_secs(6),
+        "b seals under the new version while Redis is away",
+        || {
+            let f = seal(b.base.clone());
+            async move { f.await == (200, 2) }
+        },
+    )
+    .await;
+    let (s, _) = call(
+        &http,
+        &admin,
+        reqwest::Method::POST,
+        format!("{}/v1/keyrings/pay/versions/1/revoke", a.base),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    within(
+        Duration::from_secs(6),
+        "b refuses the revoked version while Redis is away",
+        || {
+            let (http, admin, base, v1) = (http.clone(), admin.clone(), b.base.clone(), v1.clone());
+            async move {
+                let (s, v) = call(
+                    &http,
+                    &admin,
+                    reqwest::Method::POST,
+                    format!("{base}/v1/keyrings/pay/unseal"),
+                    Some(json!({"ciphertext": v1})),
+                )
+                .await;
+                s == 422 && v["error"]["code"] == "revoked"
+            }
+        },
+    )
+    .await;
 
     // Redis returns: no restart; coordination is back, and b, having missed the
     // announcement, re-reads what it cached when its subscription is restored.

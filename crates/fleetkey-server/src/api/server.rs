@@ -74,6 +74,12 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
 /// `net.core.rmem_max`; the size granted is logged at start).
 pub const UDP_RECV_BUFFER: usize = 8 * 1024 * 1024;
 
+/// While Redis is unreachable, how often an instance re-reads what it cached
+/// about other instances' changes (keyrings, tokens, devices) from the database:
+/// rotations and revocations made elsewhere then take effect within this, not
+/// when Redis returns.
+pub const DEGRADED_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The sockets a server listens on, bound before it starts (so a caller that asked
 /// for port 0 learns the ports: `fleetkey demo`, tests).
 #[derive(Debug)]
@@ -282,9 +288,37 @@ pub async fn serve_on(
     )
     .await?;
     let _ = state.ingest.set(ingest.clone());
+    // Everything cached about other instances' changes, dropped: when the
+    // subscription is restored (announcements were lost meanwhile) and every
+    // DEGRADED_REFRESH while Redis is unreachable (nothing can be announced).
+    let drop_caches: Arc<dyn Fn() + Send + Sync> = {
+        let (keys, tokens, ing) = (state.keys.clone(), state.tokens.clone(), ingest.clone());
+        Arc::new(move || {
+            tokens.forget_all();
+            ing.expire_all();
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                if let Err(e) = keys.refresh_all().await {
+                    tracing::warn!(error = %e, "refreshing keyrings failed");
+                }
+            });
+        })
+    };
+    let degraded_refresh = coordination.as_ref().map(|(coord, _)| {
+        let (coord, drop_caches) = (coord.clone(), drop_caches.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DEGRADED_REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if coord.ping().await.is_err() {
+                    drop_caches();
+                }
+            }
+        })
+    });
     let subscription = coordination.as_ref().map(|(coord, _)| {
         let (keys, tokens, ing) = (state.keys.clone(), state.tokens.clone(), ingest.clone());
-        let (keys2, tokens2, ing2) = (keys.clone(), tokens.clone(), ing.clone());
         coord.subscribe(
             move |inv| match inv {
                 crate::coord::Invalidation::Keyring { name } => {
@@ -298,16 +332,7 @@ pub async fn serve_on(
                 crate::coord::Invalidation::Token { id } => tokens.forget(&id),
                 crate::coord::Invalidation::Device { id } => ing.expire(&id),
             },
-            move || {
-                tokens2.forget_all();
-                ing2.expire_all();
-                let keys = keys2.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = keys.refresh_all().await {
-                        tracing::warn!(error = %e, "refreshing keyrings failed");
-                    }
-                });
-            },
+            move || drop_caches(),
         )
     });
     let ticker = {
@@ -396,6 +421,9 @@ pub async fn serve_on(
         d.abort();
     }
     ticker.abort();
+    if let Some(t) = degraded_refresh {
+        t.abort();
+    }
     if let Some(s) = subscription {
         s.abort();
     }
