@@ -4,6 +4,7 @@
 //! and a change cannot happen without its audit entry (fail closed).
 
 pub mod postgres;
+mod rows;
 
 /// The store `config` names: PostgreSQL for a `postgres://` `store_url`, SQLite in
 /// the data directory otherwise.

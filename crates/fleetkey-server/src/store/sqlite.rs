@@ -3,15 +3,18 @@
 //! (SQLite serialises writers anyway; one connection makes every transaction
 //! immediate and free of busy retries).
 
+use super::rows::{
+    command_from_row, config_from_row, device_from_row, entry_from_row, fleet_from_row, hash32,
+    keyring_from_row, to_u32, token_from_row, version_from_row,
+};
 use super::{
     Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceSecret,
-    DeviceSessionRecord, DeviceState, FleetRecord, KeyringRecord, Policy, Registration,
-    SchemaRecord, Store, StoredConfig, TokenRecord, VersionRecord, VersionState,
+    DeviceSessionRecord, DeviceState, FleetRecord, KeyringRecord, Registration, SchemaRecord,
+    Store, StoredConfig, TokenRecord, VersionRecord,
 };
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
-use fleetkey_crypto::aead::Algorithm;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
@@ -20,75 +23,6 @@ use std::path::Path;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-fn to_u32(v: i64, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
-}
-
-fn keyring_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyringRecord> {
-    let alg: String = r.try_get("algorithm")?;
-    Ok(KeyringRecord {
-        name: r.try_get("name")?,
-        algorithm: Algorithm::from_name(&alg)
-            .map_err(|_| Error::Store(format!("unknown algorithm {alg:?}")))?,
-        primary_version: to_u32(r.try_get("primary_version")?, "primary_version")?,
-        min_decrypt_version: to_u32(r.try_get("min_decrypt_version")?, "min_decrypt_version")?,
-        policy: Policy {
-            rotation_period_secs: r.try_get("rotation_period_secs")?,
-            max_uses: r.try_get::<i64, _>("max_uses")? as u64,
-            overlap_secs: r.try_get("overlap_secs")?,
-            keep_last: r
-                .try_get::<Option<i64>, _>("keep_last")?
-                .map(|v| to_u32(v, "keep_last"))
-                .transpose()?,
-        },
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-fn version_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<VersionRecord> {
-    Ok(VersionRecord {
-        keyring: r.try_get("keyring")?,
-        version: to_u32(r.try_get("version")?, "version")?,
-        wrapped_key: r.try_get("wrapped_key")?,
-        state: VersionState::parse(&r.try_get::<String, _>("state")?)?,
-        created_at: r.try_get("created_at")?,
-        retired_at: r.try_get("retired_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        seal_count: r.try_get::<i64, _>("seal_count")? as u64,
-    })
-}
-
-fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord> {
-    let scopes: String = r.try_get("scopes")?;
-    Ok(TokenRecord {
-        id: r.try_get("id")?,
-        hash: hash32(r.try_get("hash")?)?,
-        name: r.try_get("name")?,
-        scopes: serde_json::from_str(&scopes).map_err(|e| Error::Store(e.to_string()))?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-    })
-}
-
-fn hash32(v: Vec<u8>) -> Result<[u8; 32]> {
-    v.try_into()
-        .map_err(|_| Error::Store("stored hash is not 32 bytes".into()))
-}
-
-fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry> {
-    Ok(AuditEntry {
-        seq: r.try_get::<i64, _>("seq")? as u64,
-        time: r.try_get("time")?,
-        actor: r.try_get("actor")?,
-        action: r.try_get("action")?,
-        subject: r.try_get("subject")?,
-        details: r.try_get("details")?,
-        prev_hash: hash32(r.try_get("prev_hash")?)?,
-        hash: hash32(r.try_get("hash")?)?,
-    })
 }
 
 impl SqliteStore {
@@ -1350,62 +1284,6 @@ impl Store for SqliteStore {
             })),
         }
     }
-}
-
-fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord> {
-    Ok(DeviceRecord {
-        id: r.try_get("id")?,
-        fleet: r.try_get("fleet")?,
-        hardware_id: r.try_get("hardware_id")?,
-        state: DeviceState::parse(&r.try_get::<String, _>("state")?)?,
-        model: r.try_get("model")?,
-        x25519: r.try_get("x25519")?,
-        ed25519: r.try_get("ed25519")?,
-        ml_kem_768: r.try_get("ml_kem_768")?,
-        ml_dsa_65: r.try_get("ml_dsa_65")?,
-        birth_credential: r.try_get("birth_credential")?,
-        operational_credential_id: r.try_get("operational_credential_id")?,
-        credential_issued_at: r.try_get("credential_issued_at")?,
-        claimed_by: r.try_get("claimed_by")?,
-        retired_hardware_id: r.try_get("retired_hardware_id")?,
-        profile: r.try_get("profile")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
-
-fn fleet_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<FleetRecord> {
-    Ok(FleetRecord {
-        name: r.try_get("name")?,
-        issuer_key_id: r.try_get("issuer_key_id")?,
-        issuer_wrapped: r.try_get("issuer_wrapped")?,
-        issuer_public: r.try_get("issuer_public")?,
-        credential_ttl_secs: r.try_get("credential_ttl_secs")?,
-        credential_rotation_secs: r.try_get("credential_rotation_secs")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-fn config_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredConfig> {
-    Ok(StoredConfig {
-        schema_version: to_u32(r.try_get("schema_version")?, "schema version")?,
-        revision: r.try_get("revision")?,
-        config: r.try_get("config")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
-
-fn command_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<CommandRecord> {
-    Ok(CommandRecord {
-        id: r.try_get("id")?,
-        device_id: r.try_get("device_id")?,
-        kind: CommandKind::parse(&r.try_get::<String, _>("kind")?)?,
-        payload: r.try_get("payload")?,
-        signature: r.try_get("signature")?,
-        state: CommandState::parse(&r.try_get::<String, _>("state")?)?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
 }
 
 /// Stores a key record if its sequence is above the stored one (or it is the first).
