@@ -84,6 +84,7 @@ async fn an_instance_restarted_after_a_crash_takes_its_own_lease_back() {
     let claim = || OwnerToken::claim(dir.path(), "r");
     let owner = claim().unwrap();
     let token = owner.token().to_owned();
+    assert!(!format!("{owner:?}").contains(&token));
     // Claimed by one live instance at a time.
     let err = claim().unwrap_err();
     assert!(

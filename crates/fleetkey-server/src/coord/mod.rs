@@ -399,10 +399,15 @@ impl Coordinator {
 /// use, so one token is one live instance: a second instance with the same name
 /// on the same data directory is refused like one anywhere else. Give each
 /// instance its own data directory (copy `root-key.json`, never this file).
-#[derive(Debug)]
 pub struct OwnerToken {
     token: String,
     _file: std::fs::File,
+}
+
+impl std::fmt::Debug for OwnerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerToken").finish_non_exhaustive()
+    }
 }
 
 impl OwnerToken {
