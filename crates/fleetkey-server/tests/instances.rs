@@ -151,6 +151,24 @@ where
     }
 }
 
+/// Whether `base` refuses to open `ciphertext` of keyring `pay` as revoked.
+async fn refused_as_revoked(
+    http: &reqwest::Client,
+    token: &str,
+    base: &str,
+    ciphertext: &str,
+) -> bool {
+    let (s, v) = call(
+        http,
+        token,
+        reqwest::Method::POST,
+        format!("{base}/v1/keyrings/pay/unseal"),
+        Some(json!({ "ciphertext": ciphertext })),
+    )
+    .await;
+    s == 422 && v["error"]["code"] == "revoked"
+}
+
 #[tokio::test]
 async fn changes_on_one_instance_take_effect_on_the_other_within_a_second() {
     let Some(redis) = common::redis_url() else {
@@ -242,17 +260,7 @@ async fn changes_on_one_instance_take_effect_on_the_other_within_a_second() {
     assert_eq!(s, 200);
     let took = within(Duration::from_secs(1), "revocation seen by b", || {
         let (http, admin, base, old) = (http.clone(), admin.clone(), b.base.clone(), old.clone());
-        async move {
-            let (s, v) = call(
-                &http,
-                &admin,
-                reqwest::Method::POST,
-                format!("{base}/v1/keyrings/pay/unseal"),
-                Some(json!({"ciphertext": old})),
-            )
-            .await;
-            s == 422 && v["error"]["code"] == "revoked"
-        }
+        async move { refused_as_revoked(&http, &admin, &base, &old).await }
     })
     .await;
     eprintln!("revocation on a reached b in {took:?}");
@@ -546,17 +554,7 @@ async fn instances_keep_serving_while_redis_is_away_and_recover_without_a_restar
         "b refuses the revoked version while Redis is away",
         || {
             let (http, admin, base, v1) = (http.clone(), admin.clone(), b.base.clone(), v1.clone());
-            async move {
-                let (s, v) = call(
-                    &http,
-                    &admin,
-                    reqwest::Method::POST,
-                    format!("{base}/v1/keyrings/pay/unseal"),
-                    Some(json!({"ciphertext": v1})),
-                )
-                .await;
-                s == 422 && v["error"]["code"] == "revoked"
-            }
+            async move { refused_as_revoked(&http, &admin, &base, &v1).await }
         },
     )
     .await;
