@@ -45,13 +45,15 @@ pub struct Services {
 }
 
 pub async fn services(dir: &std::path::Path) -> Services {
-    services_on(dir, test_store(dir).await).await
+    services_on(dir, test_store(dir).await, KeyConfig::default()).await
 }
 
-/// Fleets and the API state over `store`, with custody in `dir`.
+/// Fleets and the API state over `store`, with custody in `dir` and the key
+/// service configured by `key_config`.
 pub async fn services_on(
     dir: &std::path::Path,
     store: Arc<dyn fleetkey_server::store::Store>,
+    key_config: KeyConfig,
 ) -> Services {
     let custody = Arc::new(
         LocalCustody::open(
@@ -63,14 +65,9 @@ pub async fn services_on(
     );
     let clock = Arc::new(SystemClock::default());
     let keys = Arc::new(
-        KeyService::open(
-            store.clone(),
-            custody.clone(),
-            clock.clone(),
-            KeyConfig::default(),
-        )
-        .await
-        .unwrap(),
+        KeyService::open(store.clone(), custody.clone(), clock.clone(), key_config)
+            .await
+            .unwrap(),
     );
     let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
     let fleets = FleetService::new(store.clone(), custody, clock);
