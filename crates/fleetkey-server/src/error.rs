@@ -143,6 +143,9 @@ pub enum Error {
     /// The token lacks the scope this operation needs.
     #[error("token lacks scope {0:?}")]
     Forbidden(String),
+    /// A token asked to grant a scope (or a life) that its own scopes do not cover.
+    #[error("cannot grant scope {0:?}: the requesting token's scopes do not cover it")]
+    GrantNotCovered(String),
     /// A parameter is out of range (policy, name, version).
     #[error("invalid {what}: {why}")]
     Invalid {

@@ -80,6 +80,32 @@ pub fn allows(granted: &[String], required: &str) -> bool {
     })
 }
 
+/// Whether the granted scope `g` allows every request that the scope `r` allows,
+/// reading each scope as the set of names it matches: `admin` (and `*`) match every
+/// name, `p*` every name starting with `p`, anything else only itself. So an exact
+/// scope never covers a wildcard, `seal:k*` covers `seal:kA*` and `seal:kA`, and
+/// only `admin` covers `admin`.
+pub fn covers_scope(g: &str, r: &str) -> bool {
+    if g == "admin" || g == "*" {
+        return true;
+    }
+    if r == "admin" || r == "*" {
+        return false;
+    }
+    match (g.strip_suffix('*'), r.strip_suffix('*')) {
+        (None, None) => g == r,
+        (None, Some(_)) => false,
+        (Some(p), None) => r.starts_with(p),
+        (Some(p), Some(q)) => q.starts_with(p),
+    }
+}
+
+/// Whether the scopes `granted` together cover the scope `requested`
+/// ([`covers_scope`]).
+pub fn covers(granted: &[String], requested: &str) -> bool {
+    granted.iter().any(|g| covers_scope(g, requested))
+}
+
 /// Who made a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -87,6 +113,8 @@ pub struct Principal {
     pub token_id: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// When the token expires (Unix seconds); none = until revoked.
+    pub expires_at: Option<UnixTime>,
 }
 
 impl Principal {
@@ -102,6 +130,12 @@ impl Principal {
     /// The actor name for audit entries.
     pub fn actor(&self) -> String {
         format!("token:{}", self.token_id)
+    }
+
+    /// Whether this principal's scopes cover every scope of `token` (it may then see
+    /// and revoke it).
+    pub fn covers_token(&self, token: &TokenRecord) -> bool {
+        token.scopes.iter().all(|s| covers(&self.scopes, s))
     }
 }
 
@@ -193,6 +227,59 @@ impl TokenService {
         Ok((record, secret))
     }
 
+    /// Creates a token on behalf of `grantor`, who can hand out only what it holds:
+    /// every requested scope must be covered by the grantor's scopes
+    /// ([`covers`]), and the new token expires no later than the grantor.
+    pub async fn create_for(
+        &self,
+        grantor: &Principal,
+        name: &str,
+        scopes: Vec<String>,
+        ttl_secs: Option<i64>,
+    ) -> Result<(TokenRecord, Zeroizing<String>)> {
+        grantor.require("tokens:manage")?;
+        for s in &scopes {
+            validate_scope(s)?;
+            if !covers(&grantor.scopes, s) {
+                return Err(Error::GrantNotCovered(s.clone()));
+            }
+        }
+        let ttl_secs = match grantor.expires_at {
+            None => ttl_secs,
+            Some(end) => {
+                let left = end.saturating_sub(self.clock.now());
+                if left <= 0 {
+                    return Err(Error::Unauthenticated);
+                }
+                Some(ttl_secs.map_or(left, |t| t.min(left)))
+            }
+        };
+        self.create(&grantor.actor(), name, scopes, ttl_secs).await
+    }
+
+    /// The tokens `viewer` may see: those whose scopes its own cover.
+    pub async fn list_for(&self, viewer: &Principal) -> Result<Vec<TokenRecord>> {
+        viewer.require("tokens:manage")?;
+        let mut all = self.list().await?;
+        all.retain(|t| viewer.covers_token(t));
+        Ok(all)
+    }
+
+    /// Revokes token `id` on behalf of `by`, which must cover the token's scopes;
+    /// a token it may not see is [`Error::NotFound`], as if it did not exist.
+    pub async fn revoke_for(&self, by: &Principal, id: &str) -> Result<()> {
+        by.require("tokens:manage")?;
+        let visible = self
+            .list()
+            .await?
+            .into_iter()
+            .any(|t| t.id == id && by.covers_token(&t));
+        if !visible {
+            return Err(Error::TokenNotFound(id.to_owned()));
+        }
+        self.revoke(&by.actor(), id).await
+    }
+
     /// Revokes a token; effective at once on this instance.
     pub async fn revoke(&self, actor: &str, id: &str) -> Result<()> {
         let now = self.clock.now();
@@ -268,6 +355,7 @@ impl TokenService {
         Ok(Principal {
             token_id: record.id,
             scopes: record.scopes,
+            expires_at: record.expires_at,
         })
     }
 }

@@ -611,34 +611,73 @@ async fn logs_never_contain_secrets_or_plaintext() {
 #[tokio::test]
 async fn tokens_api_hands_out_only_held_scopes() {
     let a = api().await;
-    let manager = a.token(&["tokens:manage", "seal:a*"]).await;
-    let (s, _, v) = a
-        .call(
-            "POST",
-            "/v1/tokens",
-            Some(&manager),
-            Some(json!({"name": "n", "scopes": ["seal:abc"]})),
-        )
-        .await;
+    for k in ["kA", "kA-x"] {
+        a.admin("POST", "/v1/keyrings", Some(json!({"name": k})))
+            .await;
+    }
+    let manager = a.token(&["tokens:manage", "seal:kA"]).await;
+    let create = |scopes: Value, ttl: Option<i64>| {
+        let manager = manager.clone();
+        let a = &a;
+        async move {
+            a.call(
+                "POST",
+                "/v1/tokens",
+                Some(&manager),
+                Some(json!({"name": "n", "scopes": scopes, "ttl_secs": ttl})),
+            )
+            .await
+        }
+    };
+    let (s, _, v) = create(json!(["seal:kA"]), None).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert!(v["token"].as_str().unwrap().starts_with("fkt_"));
-    let (s, _, _) = a
-        .call(
-            "POST",
-            "/v1/tokens",
-            Some(&manager),
-            Some(json!({"name": "n", "scopes": ["admin"]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The review's escalation: seal:kA must not mint seal:kA*, which would seal kA-x.
+    for refused in ["seal:kA*", "admin", "seal:*", "unseal:kA"] {
+        let (s, _, v) = create(json!([refused]), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{refused}: {v}");
+        assert_eq!(v["error"]["code"], "forbidden");
+    }
+    let (s, _, _) = a.call("GET", "/v1/tokens", Some(&a.admin), None).await;
+    assert_eq!(s, StatusCode::OK);
     let (s, _, v) = a.call("GET", "/v1/tokens", Some(&manager), None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(!v.to_string().contains("fkt_"), "listing shows no secrets");
-    let id = v["tokens"][0]["id"].as_str().unwrap().to_owned();
+    let names: Vec<&str> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"admin"), "{names:?}");
+    // The admin token cannot be revoked by a narrower manager; a covered one can.
+    let (_, _, all) = a.call("GET", "/v1/tokens", Some(&a.admin), None).await;
+    let id_of = |name: &str| {
+        all["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (s, _, v) = a
+        .call(
+            "POST",
+            &format!("/v1/tokens/{}/revoke", id_of("admin")),
+            Some(&manager),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, _, _) = a.call("GET", "/v1/keyrings", Some(&a.admin), None).await;
+    assert_eq!(s, StatusCode::OK, "the admin token still works");
     let (s, _, _) = a
         .call(
             "POST",
-            &format!("/v1/tokens/{id}/revoke"),
+            &format!("/v1/tokens/{}/revoke", id_of("n")),
             Some(&manager),
             None,
         )

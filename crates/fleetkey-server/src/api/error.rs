@@ -90,7 +90,9 @@ impl From<Error> for ApiError {
             Error::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
-            Error::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            Error::Forbidden(_) | Error::GrantNotCovered(_) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
             Error::Invalid { .. } => Self::malformed(e.to_string()),
             Error::Revoked { .. } => Self::new(s, "revoked", e.to_string()),
             Error::BelowMinimum { .. } => Self::new(s, "below_minimum", e.to_string()),
