@@ -87,6 +87,11 @@ pub struct RateLimitConfig {
     pub per_token_per_sec: u32,
     /// Requests per second for the whole instance.
     pub global_per_sec: u32,
+    /// Requests per second from one source address (IPv4, or IPv6 /64) that
+    /// carry no valid cached token: missing, unknown, expired or revoked tokens,
+    /// tokens not looked up for a while, and routes without a token. Checked
+    /// before any store lookup; a burst of five seconds' worth is allowed.
+    pub unauthenticated_per_source_per_sec: u32,
     /// Burst allowance, as seconds of quota.
     pub burst_secs: u32,
     /// Tighten the global limit when the error rate rises.
@@ -102,6 +107,7 @@ impl Default for RateLimitConfig {
         Self {
             per_token_per_sec: 50_000,
             global_per_sec: 200_000,
+            unauthenticated_per_source_per_sec: 20,
             burst_secs: 1,
             adaptive: true,
             adaptive_error_ratio: 0.5,
@@ -124,6 +130,20 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Largest request body, bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Largest request body on routes that need no token (onboarding, device
+    /// routes), bytes (413 beyond).
+    pub max_unauthenticated_body_bytes: usize,
+    /// Seconds a client has to send a whole request head (or a TLS handshake) from
+    /// its first byte.
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP connection with no request in flight is kept open.
+    pub http_idle_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body once its handler starts
+    /// reading it (408 beyond).
+    pub http_body_timeout_secs: u64,
+    /// Most HTTP connections open at once (kept to half the open-file limit);
+    /// connections beyond it are closed as they are accepted.
+    pub http_max_connections: usize,
     /// Most items in one batch request.
     pub max_batch_items: usize,
     /// Rate limits.
@@ -180,6 +200,11 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             max_body_bytes: 16 * 1024 * 1024,
+            max_unauthenticated_body_bytes: 64 * 1024,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 60,
+            http_body_timeout_secs: 30,
+            http_max_connections: 4096,
             max_batch_items: 10_000,
             rate_limit: RateLimitConfig::default(),
             log_format: LogFormat::Auto,
@@ -210,6 +235,21 @@ impl Config {
             .as_ref()
             .map(ServiceUrl::expose)
             .filter(|u| *u != "sqlite://")
+    }
+
+    /// The HTTP listener's limits, the connection cap kept to half of `nofile`
+    /// (the open-file limit).
+    pub fn http_limits(&self, nofile: Option<u64>) -> crate::api::http::HttpLimits {
+        use std::time::Duration;
+        crate::api::http::HttpLimits {
+            header_timeout: Duration::from_secs(self.http_header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.http_idle_timeout_secs),
+            max_connections: crate::api::http::effective_max_connections(
+                self.http_max_connections,
+                nofile,
+            ),
+            shutdown_grace: Duration::from_secs(30),
+        }
     }
 
     /// Defaults, then `file` (if any), then the environment; validated.
@@ -297,11 +337,40 @@ impl Config {
         if let Some(v) = get("FLEETKEY_TLS_KEY") {
             self.tls_key = Some(PathBuf::from(v));
         }
+        for (key, field) in [
+            (
+                "FLEETKEY_HTTP_HEADER_TIMEOUT_SECS",
+                &mut self.http_header_timeout_secs,
+            ),
+            (
+                "FLEETKEY_HTTP_IDLE_TIMEOUT_SECS",
+                &mut self.http_idle_timeout_secs,
+            ),
+            (
+                "FLEETKEY_HTTP_BODY_TIMEOUT_SECS",
+                &mut self.http_body_timeout_secs,
+            ),
+        ] {
+            if let Some(v) = get(key) {
+                *field = num(key, &v)?;
+            }
+        }
+        if let Some(v) = get("FLEETKEY_HTTP_MAX_CONNECTIONS") {
+            self.http_max_connections = num("FLEETKEY_HTTP_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_MAX_UNAUTHENTICATED_BODY_BYTES") {
+            self.max_unauthenticated_body_bytes =
+                num("FLEETKEY_MAX_UNAUTHENTICATED_BODY_BYTES", &v)?;
+        }
         if let Some(v) = get("FLEETKEY_MAX_BODY_BYTES") {
             self.max_body_bytes = num("FLEETKEY_MAX_BODY_BYTES", &v)?;
         }
         if let Some(v) = get("FLEETKEY_RATE_LIMIT_PER_TOKEN") {
             self.rate_limit.per_token_per_sec = num("FLEETKEY_RATE_LIMIT_PER_TOKEN", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_RATE_LIMIT_UNAUTHENTICATED") {
+            self.rate_limit.unauthenticated_per_source_per_sec =
+                num("FLEETKEY_RATE_LIMIT_UNAUTHENTICATED", &v)?;
         }
         if let Some(v) = get("FLEETKEY_RATE_LIMIT_GLOBAL") {
             self.rate_limit.global_per_sec = num("FLEETKEY_RATE_LIMIT_GLOBAL", &v)?;
@@ -330,6 +399,27 @@ impl Config {
                 format!("{:?} is not an address like 127.0.0.1:8400", self.listen),
             )
         })?;
+        for (key, v) in [
+            ("http_header_timeout_secs", self.http_header_timeout_secs),
+            ("http_idle_timeout_secs", self.http_idle_timeout_secs),
+            ("http_body_timeout_secs", self.http_body_timeout_secs),
+        ] {
+            if !(1..=3_600).contains(&v) {
+                return Err(err(key, format!("{v} is not between 1 and 3600 seconds")));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.http_max_connections) {
+            return Err(err(
+                "http_max_connections",
+                format!("{} is not between 1 and 1000000", self.http_max_connections),
+            ));
+        }
+        if !(1024..=self.max_body_bytes.max(1024)).contains(&self.max_unauthenticated_body_bytes) {
+            return Err(err(
+                "max_unauthenticated_body_bytes",
+                "must be at least 1024 and at most max_body_bytes",
+            ));
+        }
         if !(1..=86_400).contains(&self.device_idle_timeout_secs) {
             return Err(err(
                 "device_idle_timeout_secs",
@@ -435,7 +525,11 @@ impl Config {
             return Err(err("max_batch_items", "must be at least 1"));
         }
         let r = &self.rate_limit;
-        if r.per_token_per_sec == 0 || r.global_per_sec == 0 || r.burst_secs == 0 {
+        if r.per_token_per_sec == 0
+            || r.global_per_sec == 0
+            || r.burst_secs == 0
+            || r.unauthenticated_per_source_per_sec == 0
+        {
             return Err(err(
                 "rate_limit",
                 "per_token_per_sec, global_per_sec and burst_secs must be at least 1",

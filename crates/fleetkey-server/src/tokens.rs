@@ -151,7 +151,13 @@ pub struct TokenService {
     store: Arc<dyn Store>,
     clock: SharedClock,
     cache: RwLock<HashMap<[u8; 32], (TokenRecord, UnixTime)>>,
+    /// Hashes the store did not know, and when it was asked: repeated unknown
+    /// tokens cost no store lookup for [`CACHE_SECS`].
+    misses: RwLock<HashMap<[u8; 32], UnixTime>>,
 }
+
+/// Most remembered unknown tokens (the oldest half is dropped beyond it).
+const MAX_MISSES: usize = 10_000;
 
 impl TokenService {
     /// A token service over `store`.
@@ -160,6 +166,7 @@ impl TokenService {
             store,
             clock,
             cache: RwLock::new(HashMap::new()),
+            misses: RwLock::new(HashMap::new()),
         }
     }
 
@@ -322,11 +329,33 @@ impl TokenService {
     /// Checks a presented secret: unknown, malformed, expired and revoked tokens
     /// all fail with [`Error::Unauthenticated`].
     pub async fn authenticate(&self, secret: &str) -> Result<Principal> {
+        match self
+            .authenticate_gated(secret, || Ok::<(), std::convert::Infallible>(()))
+            .await
+        {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`TokenService::authenticate`], calling `gate` first whenever the answer
+    /// is not a valid cached token: before a store lookup and before refusing.
+    /// A gate error (a per-source rate limit) is returned as the outer error,
+    /// with nothing looked up.
+    pub async fn authenticate_gated<L>(
+        &self,
+        secret: &str,
+        gate: impl FnOnce() -> std::result::Result<(), L>,
+    ) -> std::result::Result<Result<Principal>, L> {
+        // Called at most once, however many of the checks below need it.
+        let mut gate = Some(gate);
+        let mut gate = move || gate.take().map_or(Ok(()), |g| g());
+        let now = self.clock.now();
         if secret.len() > MAX_TOKEN_LEN || !secret.starts_with(PREFIX) {
-            return Err(Error::Unauthenticated);
+            gate()?;
+            return Ok(Err(Error::Unauthenticated));
         }
         let h = hash(secret);
-        let now = self.clock.now();
         let cached = self.cache.read().ok().and_then(|c| {
             c.get(&h)
                 .filter(|(_, at)| now - at < CACHE_SECS)
@@ -335,11 +364,31 @@ impl TokenService {
         let record = match cached {
             Some(t) => t,
             None => {
-                let t = self
-                    .store
-                    .token_by_hash(&h)
-                    .await?
-                    .ok_or(Error::Unauthenticated)?;
+                gate()?;
+                let missed = self
+                    .misses
+                    .read()
+                    .ok()
+                    .and_then(|m| m.get(&h).copied())
+                    .is_some_and(|at| now - at < CACHE_SECS);
+                if missed {
+                    return Ok(Err(Error::Unauthenticated));
+                }
+                let found = match self.store.token_by_hash(&h).await {
+                    Ok(f) => f,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let Some(t) = found else {
+                    if let Ok(mut m) = self.misses.write() {
+                        if m.len() >= MAX_MISSES {
+                            m.retain(|_, at| now - *at < CACHE_SECS);
+                        }
+                        if m.len() < MAX_MISSES {
+                            m.insert(h, now);
+                        }
+                    }
+                    return Ok(Err(Error::Unauthenticated));
+                };
                 if let Ok(mut c) = self.cache.write() {
                     if c.len() > 100_000 {
                         c.clear();
@@ -350,13 +399,14 @@ impl TokenService {
             }
         };
         if record.revoked_at.is_some() || record.expires_at.is_some_and(|e| e <= now) {
-            return Err(Error::Unauthenticated);
+            gate()?;
+            return Ok(Err(Error::Unauthenticated));
         }
-        Ok(Principal {
+        Ok(Ok(Principal {
             token_id: record.id,
             scopes: record.scopes,
             expires_at: record.expires_at,
-        })
+        }))
     }
 }
 

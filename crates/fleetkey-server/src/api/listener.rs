@@ -18,6 +18,7 @@
 //! The message types are [`fleetkey_client::proto`].
 
 use super::AppState;
+use crate::api::ratelimit::source_key;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_client::proto::{self, CommandWire, DeviceMsg, ServerMsg};
 use fleetkey_crypto::mlkem::MlKemSecret;
@@ -25,7 +26,7 @@ use fleetkey_session::io::{Session, handshake};
 use fleetkey_session::{Builder, Keypair, Limits, Pattern};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,17 +87,6 @@ pub struct DeviceListener {
     limits: Limits,
     sink: Arc<dyn TelemetrySink>,
     live: Mutex<HashMap<String, Arc<Live>>>,
-}
-
-/// The rate-limit key of a source: the IPv4 address, or the IPv6 /64.
-fn source_key(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u128::from(u32::from(v4)),
-            None => (u128::from(v6) >> 64) << 64 | 1,
-        },
-    }
 }
 
 fn pattern_label(p: Pattern) -> &'static str {

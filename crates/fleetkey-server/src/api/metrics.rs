@@ -50,6 +50,8 @@ pub struct Metrics {
     pub constrained_active: IntGaugeVec,
     /// 1 while Redis is configured but unreachable (instances act alone).
     pub coordination_degraded: IntGauge,
+    /// The HTTP listener's connections.
+    pub http: crate::api::http::HttpMetrics,
 }
 
 fn counter_vec(
@@ -200,6 +202,15 @@ impl Metrics {
                 "fleetkey_coordination_degraded",
                 "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
             )?,
+            http: crate::api::http::HttpMetrics {
+                open: gauge(&r, "fleetkey_http_connections", "HTTP connections open now")?,
+                closed: counter_vec(
+                    &r,
+                    "fleetkey_http_connections_closed_total",
+                    "HTTP connections the server closed: shed (over the cap), header_timeout, idle_timeout, tls_failed",
+                    &["reason"],
+                )?,
+            },
             nonce_blocks: gauge(
                 &r,
                 "fleetkey_nonce_blocks_total",

@@ -7,6 +7,7 @@
 
 pub mod devices;
 pub mod error;
+pub mod http;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
@@ -17,7 +18,7 @@ use crate::Error;
 use crate::keys::{KeyService, KeyringInfo};
 use crate::store::Policy;
 use crate::tokens::{Principal, TokenService};
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
 use axum::middleware::Next;
@@ -50,6 +51,10 @@ pub struct AppState {
     pub ingest: std::sync::OnceLock<Arc<crate::ingest::FrameIngest>>,
     /// Coordination with other instances (set when Redis is configured).
     pub coord: std::sync::OnceLock<Arc<crate::coord::Coordinator>>,
+    /// How long a handler waits for a request body.
+    pub body_timeout: std::time::Duration,
+    /// Largest body on routes that need no token.
+    pub max_unauthenticated_body_bytes: usize,
 }
 
 type St = State<Arc<AppState>>;
@@ -59,26 +64,66 @@ type St = State<Arc<AppState>>;
 /// JSON body whose rejections become JSON errors (400, 413).
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
     type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::BytesRejection(r))
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(ApiError::new(
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::malformed("send Content-Type: application/json"));
+        }
+        // The whole body within the deadline: a client trickling bytes cannot hold
+        // the handler (and its buffer) open.
+        let read = axum::body::Bytes::from_request(req, state);
+        let bytes = match tokio::time::timeout(state.body_timeout, read).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
                     "request body is larger than the configured limit",
-                ))
+                ));
             }
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::malformed("send Content-Type: application/json"))
+            Ok(Err(r)) => return Err(ApiError::malformed(r.body_text())),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        state.body_timeout.as_secs()
+                    ),
+                ));
             }
-            Err(e) => Err(ApiError::malformed(e.body_text())),
+        };
+        // Every request body is an object (serde would also fill a struct from an
+        // array: `[null]` once cleared a rotation policy).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::malformed(
+                "the request body must be a JSON object",
+            ));
         }
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))
     }
+}
+
+/// Whether the request says its body is JSON (`application/json`, or a
+/// `+json` media type, parameters allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let essence = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
+        .unwrap_or(false)
 }
 
 /// Path parameters whose rejections become JSON 400s.
@@ -1543,10 +1588,71 @@ fn set_header(h: &mut HeaderMap, name: &'static str, value: String) {
     }
 }
 
+/// 429 for a refusal by one of the rate limits, with its headers.
+fn limited_response(st: &AppState, l: ratelimit::Limited) -> Response {
+    st.metrics.rate_limited.with_label_values(&[l.scope]).inc();
+    let what = if l.scope == "source" {
+        "requests without a valid token from this address".to_owned()
+    } else {
+        format!("{} rate limit", l.scope)
+    };
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "{what}: limit of {} requests per second reached; retry after {} s",
+            l.limit, l.retry_after_secs
+        ),
+    )
+    .into_response();
+    let h = r.headers_mut();
+    set_header(h, "retry-after", l.retry_after_secs.to_string());
+    set_header(
+        h,
+        "ratelimit-policy",
+        format!("\"{}\";q={};w=1", l.scope, l.limit),
+    );
+    set_header(
+        h,
+        "ratelimit",
+        format!("\"{}\";r=0;t={}", l.scope, l.retry_after_secs),
+    );
+    set_header(h, "x-ratelimit-limit", l.limit.to_string());
+    set_header(h, "x-ratelimit-remaining", "0".into());
+    set_header(h, "x-ratelimit-reset", l.retry_after_secs.to_string());
+    r
+}
+
+/// The per-source allowance for routes without a token (onboarding).
+async fn source_limit(State(st): St, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(Err(l)) = peer.map(|ip| st.limits.check_source(ip)) {
+        return limited_response(&st, l);
+    }
+    next.run(req).await
+}
+
 /// Authenticates the bearer token, applies the rate limits and adds their headers.
 async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response {
+    // The per-source allowance for requests without a valid cached token is taken
+    // before any store lookup (requests without a known peer, as in process, have
+    // none).
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let gate = || match peer {
+        Some(ip) => st.limits.check_source(ip),
+        None => Ok(()),
+    };
     let principal = match bearer(req.headers()) {
         None => {
+            if let Err(l) = gate() {
+                return limited_response(&st, l);
+            }
             let mut r = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
@@ -1557,9 +1663,10 @@ async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response
                 .insert("www-authenticate", HeaderValue::from_static("Bearer"));
             return r;
         }
-        Some(t) => match st.tokens.authenticate(t).await {
-            Ok(p) => p,
-            Err(e) => {
+        Some(t) => match st.tokens.authenticate_gated(t, gate).await {
+            Err(l) => return limited_response(&st, l),
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
                 let mut r = ApiError::from(e).into_response();
                 r.headers_mut().insert(
                     "www-authenticate",
@@ -1575,34 +1682,7 @@ async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response
         .await
     {
         Ok(a) => a,
-        Err(l) => {
-            st.metrics.rate_limited.with_label_values(&[l.scope]).inc();
-            let mut r = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "{} rate limit of {} requests per second reached; retry after {} s",
-                    l.scope, l.limit, l.retry_after_secs
-                ),
-            )
-            .into_response();
-            let h = r.headers_mut();
-            set_header(h, "retry-after", l.retry_after_secs.to_string());
-            set_header(
-                h,
-                "ratelimit-policy",
-                format!("\"{}\";q={};w=1", l.scope, l.limit),
-            );
-            set_header(
-                h,
-                "ratelimit",
-                format!("\"{}\";r=0;t={}", l.scope, l.retry_after_secs),
-            );
-            set_header(h, "x-ratelimit-limit", l.limit.to_string());
-            set_header(h, "x-ratelimit-remaining", "0".into());
-            set_header(h, "x-ratelimit-reset", l.retry_after_secs.to_string());
-            return r;
-        }
+        Err(l) => return limited_response(&st, l),
     };
     tracing::Span::current().record("token", principal.token_id.as_str());
     req.extensions_mut().insert(principal);
@@ -1749,10 +1829,21 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/openapi.json", get(openapi_json))
-        .route("/v1/onboarding/challenge", post(onboarding_challenge))
-        .route("/v1/onboarding/complete", post(onboarding_complete))
-        .route("/v1/onboarding/wipe-receipt", post(wipe_receipt))
-        .merge(devices::device_routes())
+        .merge(
+            // Routes without a token: small bodies only.
+            Router::new()
+                .route("/v1/onboarding/challenge", post(onboarding_challenge))
+                .route("/v1/onboarding/complete", post(onboarding_complete))
+                .route("/v1/onboarding/wipe-receipt", post(wipe_receipt))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    source_limit,
+                ))
+                .merge(devices::device_routes())
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    state.max_unauthenticated_body_bytes,
+                )),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

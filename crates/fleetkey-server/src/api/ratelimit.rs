@@ -39,8 +39,26 @@ pub struct Limited {
     pub retry_after_secs: u64,
 }
 
+/// The rate-limit key of a source: the IPv4 address (also when IPv4-mapped), or
+/// the IPv6 /64.
+pub fn source_key(ip: std::net::IpAddr) -> u128 {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(u32::from(v4)),
+            None => (u128::from(v6) >> 64) << 64 | 1,
+        },
+    }
+}
+
+/// Seconds of quota a source may spend at once.
+const SOURCE_BURST_SECS: u32 = 5;
+
 /// The instance's limiters.
 pub struct RateLimits {
+    per_source: governor::DefaultKeyedRateLimiter<u128>,
+    per_source_checks: AtomicU64,
     per_token: Keyed,
     global: Direct,
     tight: Direct,
@@ -90,6 +108,11 @@ impl RateLimits {
         let tight_rate =
             ((f64::from(config.global_per_sec) * config.adaptive_factor) as u32).max(1);
         Self {
+            per_source: RateLimiter::keyed(quota(
+                config.unauthenticated_per_source_per_sec,
+                SOURCE_BURST_SECS,
+            )),
+            per_source_checks: AtomicU64::new(0),
             per_token: RateLimiter::keyed(quota(config.per_token_per_sec, config.burst_secs))
                 .with_middleware::<StateInformationMiddleware>(),
             global: RateLimiter::direct(quota(config.global_per_sec, config.burst_secs))
@@ -237,6 +260,22 @@ impl RateLimits {
         let allowance = self.check_token(token_id)?;
         self.check_local_global()?;
         Ok(allowance)
+    }
+
+    /// Takes one request from `ip`'s allowance for requests without a valid cached
+    /// token (`unauthenticated_per_source_per_sec`); refused with scope `source`.
+    pub fn check_source(&self, ip: std::net::IpAddr) -> Result<(), Limited> {
+        let n = self.per_source_checks.fetch_add(1, Ordering::Relaxed);
+        if n % 4096 == 4095 {
+            self.per_source.retain_recent();
+        }
+        self.per_source
+            .check_key(&source_key(ip))
+            .map_err(|until| Limited {
+                scope: "source",
+                limit: self.config.unauthenticated_per_source_per_sec,
+                retry_after_secs: self.wait_secs(until).max(1),
+            })
     }
 
     /// Records a served response for the adaptive mode (per one-second window).

@@ -58,6 +58,8 @@ pub fn state(
         max_batch_items: config.max_batch_items,
         ingest: std::sync::OnceLock::new(),
         coord: std::sync::OnceLock::new(),
+        body_timeout: std::time::Duration::from_secs(config.http_body_timeout_secs),
+        max_unauthenticated_body_bytes: config.max_unauthenticated_body_bytes,
     }))
 }
 
@@ -222,6 +224,11 @@ pub async fn serve_on(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "old device session records pruned"),
                 Err(e) => tracing::error!(error = %e, "pruning device session records failed"),
+            }
+            match fleets.store().prune_challenges(fleets.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(challenges = n, "expired onboarding challenges pruned"),
+                Err(e) => tracing::error!(error = %e, "pruning onboarding challenges failed"),
             }
             match fleets.directory().refresh("scheduler", 1000).await {
                 Ok(0) => {}
@@ -388,34 +395,34 @@ pub async fn serve_on(
         }
         None => None,
     };
-    let result = match (&config.tls_cert, &config.tls_key) {
+    let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             install_crypto_provider();
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(io)?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-            });
-            tracing::info!(%addr, "fleetkey listening (TLS)");
-            axum_server::from_tcp_rustls(listeners.http, tls)
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await
-                .map_err(io)
+            Some(crate::api::http::tls_acceptor(cert, key).map_err(io)?)
         }
-        _ => {
-            let listener = tokio::net::TcpListener::from_std(listeners.http).map_err(io)?;
-            tracing::info!(addr = %listener.local_addr().map_err(io)?, "fleetkey listening");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(io)
-        }
+        _ => None,
     };
+    let nofile = crate::api::http::raise_nofile_limit();
+    let limits = config.http_limits(nofile);
+    let listener = tokio::net::TcpListener::from_std(listeners.http).map_err(io)?;
+    tracing::info!(
+        addr = %listener.local_addr().map_err(io)?,
+        tls = tls.is_some(),
+        max_connections = limits.max_connections,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        "fleetkey listening"
+    );
+    let result = crate::api::http::serve(
+        listener,
+        tls,
+        app,
+        limits,
+        state.metrics.http.clone(),
+        shutdown,
+    )
+    .await
+    .map_err(io);
     scheduler.abort();
     for d in [devices, udp].into_iter().flatten() {
         d.abort();

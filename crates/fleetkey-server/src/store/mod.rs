@@ -869,6 +869,9 @@ pub trait Store: Send + Sync {
     async fn device_telemetry_seq(&self, device_id: &str) -> Result<u64>;
     /// Deletes the records of sessions that ended before `ended_before`; returns how many.
     async fn prune_device_sessions(&self, ended_before: UnixTime) -> Result<u64>;
+    /// Deletes onboarding challenges that expired before `expired_before` (used or
+    /// not); returns how many.
+    async fn prune_challenges(&self, expired_before: UnixTime) -> Result<u64>;
     /// Whether this instance runs the scheduled jobs (rotation by age, policy
     /// runs, pruning) now: one instance at a time per store. The embedded store
     /// has one process, which always leads.

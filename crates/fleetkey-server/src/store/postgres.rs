@@ -970,6 +970,16 @@ impl Store for PostgresStore {
         Ok(seq.unwrap_or(0) as u64)
     }
 
+    async fn prune_challenges(&self, expired_before: UnixTime) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM onboarding_challenges WHERE expires_at < $1")
+                .bind(expired_before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     async fn prune_device_sessions(&self, ended_before: UnixTime) -> Result<u64> {
         Ok(
             sqlx::query("DELETE FROM device_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")

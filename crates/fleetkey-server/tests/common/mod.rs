@@ -55,6 +55,16 @@ pub async fn services_on(
     store: Arc<dyn fleetkey_server::store::Store>,
     key_config: KeyConfig,
 ) -> Services {
+    services_configured(dir, store, key_config, &Config::default()).await
+}
+
+/// [`services_on`] with the API state built from `config`.
+pub async fn services_configured(
+    dir: &std::path::Path,
+    store: Arc<dyn fleetkey_server::store::Store>,
+    key_config: KeyConfig,
+    config: &Config,
+) -> Services {
     let custody = Arc::new(
         LocalCustody::open(
             dir,
@@ -71,7 +81,7 @@ pub async fn services_on(
     );
     let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
     let fleets = FleetService::new(store.clone(), custody, clock);
-    let state = server::state(&Config::default(), keys, tokens, fleets.clone()).unwrap();
+    let state = server::state(config, keys, tokens, fleets.clone()).unwrap();
     Services {
         store,
         fleets,
