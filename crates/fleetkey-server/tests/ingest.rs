@@ -190,6 +190,29 @@ async fn constrained_devices_from_the_factory_to_refusal() {
         ing.accept(&mut buf[..n]).await.unwrap_err(),
         "unknown_device"
     );
+    // A gateway scoped to another fleet hears the same as for an unknown id (no
+    // oracle for which ids exist elsewhere); the metric keeps the real reason.
+    let before = s
+        .state
+        .metrics
+        .device_frames
+        .with_label_values(&["forbidden"])
+        .get();
+    let n = session.data_frame(b"{}", &mut buf).unwrap();
+    assert_eq!(
+        ing.accept_scoped(&mut buf[..n], &|f| f == "other")
+            .await
+            .unwrap_err(),
+        "unknown_device"
+    );
+    assert_eq!(
+        s.state
+            .metrics
+            .device_frames
+            .with_label_values(&["forbidden"])
+            .get(),
+        before + 1
+    );
     assert_eq!(ing.accept(&mut [1u8, 2, 3]).await.unwrap_err(), "malformed");
 
     // A restarted server still refuses the old boot (the boot counter is stored).

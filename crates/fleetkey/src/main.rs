@@ -9,11 +9,13 @@ mod error;
 mod files;
 mod keyfile;
 mod local;
+mod output;
 
 use clap::Parser;
 use error::CliError;
 
 fn main() {
+    output::install_panic_hook();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Keygen(a) => commands::keygen::run(a),

@@ -384,3 +384,32 @@ fn help_teaches() {
             .stdout(predicate::str::contains("Example"));
     }
 }
+
+/// Regression: `fleetkey … | head` panicked with exit 101 once the reader went
+/// away. A closed pipe ends the program quietly, with exit 0 (as ripgrep does).
+#[test]
+fn a_closed_pipe_exits_quietly() {
+    let e = Env::new();
+    e.keygen("k");
+    e.write("in", b"hello");
+    e.seal("k", "in", "in.fk", &[]);
+    let bin = assert_cmd::cargo::cargo_bin("fleetkey");
+    let runs: [&[&str]; 2] = [
+        &["inspect", "-i", &e.s("in.fk")],
+        &["unseal", "--key", &e.s("k"), "-i", &e.s("in.fk")],
+    ];
+    for args in runs {
+        let mut child = std::process::Command::new(&bin)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // No reader is left: every write to standard output fails with EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}

@@ -76,7 +76,8 @@ fn hex_frame(h: &str) -> Option<Vec<u8>> {
 }
 
 /// Verify constrained devices' frames forwarded by a gateway. Each frame is judged
-/// on its own; a device outside the token's `ingest:<fleet>` scopes is `forbidden`.
+/// on its own; a device outside the token's `ingest:<fleet>` scopes is refused as
+/// `unknown_device`, the same answer as for an id that does not exist.
 #[utoipa::path(post, path = "/v1/ingest", tag = "devices", request_body = IngestRequest,
     responses((status = 200, body = IngestResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),

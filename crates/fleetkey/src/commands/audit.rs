@@ -59,7 +59,7 @@ pub fn run(cmd: AuditCommand) -> CliResult<()> {
                     entries,
                     checkpoints,
                 } => {
-                    println!("valid: {entries} entries, {checkpoints} checkpoints");
+                    crate::out!("valid: {entries} entries, {checkpoints} checkpoints");
                     Ok(())
                 }
                 Verdict::Invalid { seq, reason } => Err(CliError::refused(format!(

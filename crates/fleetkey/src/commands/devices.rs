@@ -70,9 +70,9 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 if dir.json {
                     return print(&v);
                 }
-                println!("{:<22} {:<24} {:<14} MODEL", "ID", "HARDWARE ID", "STATE");
+                crate::out!("{:<22} {:<24} {:<14} MODEL", "ID", "HARDWARE ID", "STATE");
                 for d in v["devices"].as_array().cloned().unwrap_or_default() {
-                    println!(
+                    crate::out!(
                         "{:<22} {:<24} {:<14} {}",
                         d["id"].as_str().unwrap_or(""),
                         d["hardware_id"].as_str().unwrap_or(""),
@@ -123,9 +123,9 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 if dir.json {
                     return print(&v);
                 }
-                println!("{:<30} {:<18} {:<12} CREATED", "ID", "KIND", "STATE");
+                crate::out!("{:<30} {:<18} {:<12} CREATED", "ID", "KIND", "STATE");
                 for c in v["commands"].as_array().cloned().unwrap_or_default() {
-                    println!(
+                    crate::out!(
                         "{:<30} {:<18} {:<12} {}",
                         c["id"].as_str().unwrap_or(""),
                         c["kind"].as_str().unwrap_or(""),

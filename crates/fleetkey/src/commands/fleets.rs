@@ -26,7 +26,7 @@ pub(crate) async fn local(
 }
 
 pub(crate) fn print(v: &Value) -> CliResult<()> {
-    println!(
+    crate::out!(
         "{}",
         serde_json::to_string_pretty(v).map_err(|e| CliError::refused(e.to_string()))?
     );

@@ -58,6 +58,6 @@ pub fn run(args: InspectArgs) -> CliResult<()> {
         }
     }
     let text = serde_json::to_string_pretty(&doc).map_err(|e| CliError::refused(e.to_string()))?;
-    println!("{text}");
+    crate::out!("{text}");
     Ok(())
 }

@@ -36,7 +36,7 @@ pub fn run(args: KeygenArgs) -> CliResult<()> {
                 id.key_id,
                 args.output.display()
             );
-            println!("{recipient}");
+            crate::out!("{recipient}");
         }
         return Ok(());
     }

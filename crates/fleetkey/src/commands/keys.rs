@@ -65,7 +65,7 @@ fn utc(t: i64) -> String {
 
 fn print_json<T: serde::Serialize>(v: &T) -> CliResult<()> {
     let text = serde_json::to_string_pretty(v).map_err(|e| CliError::refused(e.to_string()))?;
-    println!("{text}");
+    crate::out!("{text}");
     Ok(())
 }
 
@@ -73,9 +73,16 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
     if json {
         return print_json(&rings);
     }
-    println!(
+    crate::out!(
         "{:<24} {:<18} {:>7} {:>7} {:>8} {:>12} {:>8} {:>9}",
-        "NAME", "ALGORITHM", "PRIMARY", "MIN", "PERIOD", "MAX USES", "OVERLAP", "KEEP"
+        "NAME",
+        "ALGORITHM",
+        "PRIMARY",
+        "MIN",
+        "PERIOD",
+        "MAX USES",
+        "OVERLAP",
+        "KEEP"
     );
     for r in rings {
         let keep = r
@@ -83,7 +90,7 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
             .keep_last
             .map(|n| n.to_string())
             .unwrap_or_else(|| "all".into());
-        println!(
+        crate::out!(
             "{:<24} {:<18} {:>7} {:>7} {:>8} {:>12} {:>8} {:>9}",
             r.name,
             r.algorithm,
@@ -103,10 +110,15 @@ fn print_versions(r: &KeyringInfo, json: bool) -> CliResult<()> {
         return print_json(r);
     }
     print_rings(std::slice::from_ref(r), false)?;
-    println!();
-    println!(
+    crate::out!();
+    crate::out!(
         "{:>7} {:<13} {:<18} {:<18} {:<18} {:>10}",
-        "VERSION", "STATE", "CREATED", "RETIRED", "REVOKED", "SEALS"
+        "VERSION",
+        "STATE",
+        "CREATED",
+        "RETIRED",
+        "REVOKED",
+        "SEALS"
     );
     let t = |v: Option<i64>| v.map(utc).unwrap_or_else(|| "-".into());
     for v in &r.versions {
@@ -114,7 +126,7 @@ fn print_versions(r: &KeyringInfo, json: bool) -> CliResult<()> {
             .ok()
             .and_then(|s| s.as_str().map(str::to_owned))
             .unwrap_or_default();
-        println!(
+        crate::out!(
             "{:>7} {:<13} {:<18} {:<18} {:<18} {:>10}",
             v.version,
             state,
@@ -235,7 +247,7 @@ async fn run_with(svc: &KeyService, cmd: KeysCommand, json: bool) -> CliResult<(
                 .seal(&data, aad.as_deref().unwrap_or("").as_bytes())
                 .await
                 .map_err(service_error)?;
-            println!("{}", armor::encode(&env));
+            crate::out!("{}", armor::encode(&env));
             Ok(())
         }
         KeysCommand::Unseal {
@@ -254,7 +266,7 @@ async fn run_with(svc: &KeyService, cmd: KeysCommand, json: bool) -> CliResult<(
         }
         KeysCommand::Tick { .. } => {
             for line in svc.run_policies(&who).await.map_err(service_error)? {
-                println!("{line}");
+                crate::out!("{line}");
             }
             Ok(())
         }
@@ -427,7 +439,7 @@ async fn run_remote(c: &crate::client::Client, cmd: KeysCommand, json: bool) -> 
             let env = B64
                 .decode(v["ciphertext"].as_str().unwrap_or_default())
                 .map_err(|_| CliError::refused("server returned invalid base64"))?;
-            println!("{}", armor::encode(&env));
+            crate::out!("{}", armor::encode(&env));
             Ok(())
         }
         KeysCommand::Unseal {

@@ -21,10 +21,10 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
                 let (record, secret) = tokens.create(&actor(), &name, scopes, ttl).await.map_err(service_error)?;
                 if dir.json {
                     let v = serde_json::json!({ "id": record.id, "token": secret.as_str(), "scopes": record.scopes, "expires_at": record.expires_at });
-                    println!("{v}");
+                    crate::out!("{v}");
                 } else {
                     eprintln!("fleetkey: created token {} (shown once; store it now)", record.id);
-                    println!("{}", secret.as_str());
+                    crate::out!("{}", secret.as_str());
                 }
                 Ok(())
             }
@@ -35,12 +35,12 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
                         .iter()
                         .map(|t| serde_json::json!({ "id": t.id, "name": t.name, "scopes": t.scopes, "created_at": t.created_at, "expires_at": t.expires_at, "revoked_at": t.revoked_at }))
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&v).map_err(|e| CliError::refused(e.to_string()))?);
+                    crate::out!("{}", serde_json::to_string_pretty(&v).map_err(|e| CliError::refused(e.to_string()))?);
                 } else {
-                    println!("{:<22} {:<24} {:<10} SCOPES", "ID", "NAME", "STATE");
+                    crate::out!("{:<22} {:<24} {:<10} SCOPES", "ID", "NAME", "STATE");
                     for t in list {
                         let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
-                        println!("{:<22} {:<24} {:<10} {}", t.id, t.name, state, t.scopes.join(","));
+                        crate::out!("{:<22} {:<24} {:<10} {}", t.id, t.name, state, t.scopes.join(","));
                     }
                 }
                 Ok(())
@@ -70,26 +70,26 @@ async fn remote(c: &crate::client::Client, cmd: TokensCommand, json: bool) -> Cl
                 )
                 .await?;
             if json {
-                println!("{v}");
+                crate::out!("{v}");
             } else {
                 eprintln!(
                     "fleetkey: created token {} (shown once; store it now)",
                     v["id"].as_str().unwrap_or("?")
                 );
-                println!("{}", v["token"].as_str().unwrap_or_default());
+                crate::out!("{}", v["token"].as_str().unwrap_or_default());
             }
             Ok(())
         }
         TokensCommand::List { .. } => {
             let v: Value = c.call(Method::GET, "/v1/tokens", None).await?;
             if json {
-                println!(
+                crate::out!(
                     "{}",
                     serde_json::to_string_pretty(&v["tokens"])
                         .map_err(|e| CliError::refused(e.to_string()))?
                 );
             } else {
-                println!("{:<22} {:<24} {:<10} SCOPES", "ID", "NAME", "STATE");
+                crate::out!("{:<22} {:<24} {:<10} SCOPES", "ID", "NAME", "STATE");
                 for t in v["tokens"].as_array().cloned().unwrap_or_default() {
                     let state = if t["revoked_at"].is_null() {
                         "active"
@@ -100,7 +100,7 @@ async fn remote(c: &crate::client::Client, cmd: TokensCommand, json: bool) -> Cl
                         .as_array()
                         .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
                         .unwrap_or_default();
-                    println!(
+                    crate::out!(
                         "{:<22} {:<24} {:<10} {}",
                         t["id"].as_str().unwrap_or(""),
                         t["name"].as_str().unwrap_or(""),

@@ -63,9 +63,9 @@ pub fn run(args: DemoArgs) -> CliResult<()> {
         let report = std::mem::take(&mut demo.report);
         drop(demo);
         server.shutdown().await?;
-        println!("\nfleetkey demo: summary\n{}", report.render());
+        crate::out!("\nfleetkey demo: summary\n{}", report.render());
         if report.passed() {
-            println!("fleetkey demo: every check held");
+            crate::out!("fleetkey demo: every check held");
             Ok(())
         } else {
             let failed = report.checks.iter().filter(|c| !c.ok).count();
@@ -130,7 +130,7 @@ impl Demo {
 
     fn say(&self, line: String) {
         if self.progress.is_hidden() {
-            println!("{line}");
+            crate::out!("{line}");
         } else {
             let _ = self.progress.println(line);
         }
