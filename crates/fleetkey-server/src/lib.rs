@@ -47,6 +47,7 @@ mod error;
 pub mod fleet;
 pub mod ingest;
 pub mod keys;
+pub mod names;
 pub mod secret_file;
 pub mod store;
 pub mod telemetry;

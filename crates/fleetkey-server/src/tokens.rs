@@ -61,7 +61,7 @@ pub fn validate_scope(scope: &str) -> Result<()> {
         return Err(bad());
     }
     let name = rest.strip_suffix('*').unwrap_or(rest);
-    if !name.is_empty() && crate::keys::validate_name(name).is_err() {
+    if !crate::names::is_valid_prefix(name) {
         return Err(bad());
     }
     if name.is_empty() && !rest.ends_with('*') {
@@ -178,12 +178,7 @@ impl TokenService {
         scopes: Vec<String>,
         ttl_secs: Option<i64>,
     ) -> Result<(TokenRecord, Zeroizing<String>)> {
-        if name.is_empty() || name.len() > 128 {
-            return Err(Error::Invalid {
-                what: "token name",
-                why: "1 to 128 characters".into(),
-            });
-        }
+        crate::names::validate("token name", name)?;
         if scopes.is_empty() {
             return Err(Error::Invalid {
                 what: "scopes",

@@ -165,7 +165,7 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
     let no_scope = a.token(&["seal:unrelated"]).await;
     let (rec, revoked) = a
         .tokens
-        .create("test", "to revoke", vec!["admin".into()], None)
+        .create("test", "to-revoke", vec!["admin".into()], None)
         .await
         .unwrap();
     let revoked = revoked.to_string();

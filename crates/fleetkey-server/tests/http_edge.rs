@@ -393,3 +393,56 @@ async fn requests_without_a_valid_token_are_limited_per_source_before_any_lookup
         .unwrap();
     assert_ne!(r.status(), 429);
 }
+
+/// Regression: keyrings, fleets and tokens accepted `.`, `..` and names that no
+/// client can address. One grammar (docs/operations.md#names), 400 otherwise.
+#[tokio::test]
+async fn names_follow_one_grammar() {
+    let srv = server(limits(30_000, 30_000, 100), Config::default()).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("http://{}{path}", srv.addr))
+            .bearer_auth(&srv.admin)
+            .json(&body)
+            .send()
+    };
+    for bad in [".", "..", ".x", "-x", "a/b", "a b", "a:b", "a@b", "é", ""] {
+        for (path, body) in [
+            ("/v1/keyrings", serde_json::json!({ "name": bad })),
+            ("/v1/fleets", serde_json::json!({ "name": bad })),
+            (
+                "/v1/tokens",
+                serde_json::json!({ "name": bad, "scopes": ["audit:read"] }),
+            ),
+        ] {
+            let r = post(path, body).await.unwrap();
+            assert_eq!(r.status(), 400, "{path} {bad:?}");
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "malformed");
+        }
+    }
+    for good in ["payments", "kA-x_1.2"] {
+        for (path, body) in [
+            ("/v1/keyrings", serde_json::json!({ "name": good })),
+            ("/v1/fleets", serde_json::json!({ "name": good })),
+            (
+                "/v1/tokens",
+                serde_json::json!({ "name": good, "scopes": [format!("seal:{good}")] }),
+            ),
+        ] {
+            assert_eq!(
+                post(path, body).await.unwrap().status(),
+                201,
+                "{path} {good}"
+            );
+        }
+    }
+    let r = post(
+        "/v1/tokens",
+        serde_json::json!({ "name": "t", "scopes": ["seal:..*"] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400, "a wildcard prefix follows the grammar too");
+}

@@ -572,3 +572,47 @@ async fn policies_and_names_are_validated() {
         Err(Error::UnknownVersion { .. })
     ));
 }
+
+/// Regression: a revoked version answered `revoked` until the scheduler's next
+/// tick raised the minimum past it, then `below_minimum`. Revoked stays revoked,
+/// in every answer (unseal, listing), after policy runs and across restarts.
+#[tokio::test]
+async fn revoked_stays_revoked_after_the_minimum_passes_it_and_a_restart() {
+    let e = env_with(64).await;
+    e.keys
+        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .await
+        .unwrap();
+    let ring = e.keys.keyring("r").await.unwrap();
+    let v1 = ring.seal(b"one", b"").await.unwrap();
+    e.keys.rotate("cli", "r").await.unwrap();
+    e.keys.revoke("cli", "r", 1).await.unwrap();
+    let revoked =
+        |r: &fleetkey_server::Result<Vec<u8>>| matches!(r, Err(Error::Revoked { version: 1, .. }));
+    assert!(revoked(&ring.unseal(&v1, b"").await));
+    // The policy tick raises the minimum past the revoked version.
+    let actions = e.keys.run_policies("scheduler").await.unwrap();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("minimum decrypt version raised")),
+        "{actions:?}"
+    );
+    assert!(revoked(&ring.unseal(&v1, b"").await));
+    let state_of_v1 = |info: fleetkey_server::keys::KeyringInfo| {
+        info.versions
+            .iter()
+            .find(|v| v.version == 1)
+            .unwrap()
+            .state
+            .as_str()
+    };
+    assert_eq!(state_of_v1(e.keys.show("r").await.unwrap()), "revoked");
+    // After a restart on the same store.
+    drop(ring);
+    e.keys.shutdown().await.unwrap();
+    let (keys2, _) = open(&e.dir, &e.clock, 64).await;
+    let ring = keys2.keyring("r").await.unwrap();
+    assert!(revoked(&ring.unseal(&v1, b"").await));
+    assert_eq!(state_of_v1(keys2.show("r").await.unwrap()), "revoked");
+}

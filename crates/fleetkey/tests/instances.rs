@@ -97,8 +97,13 @@ fn refused(dir: &std::path::Path, name: &str, env: &[(&str, String)]) -> String 
 }
 
 /// A non-empty environment variable.
-fn var(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
+/// The variable `k`: these tests are `#[ignore]`d unless asked for, and then
+/// fail clearly without their services rather than pass untested.
+fn required(k: &str) -> String {
+    std::env::var(k)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{k} is not set: this test needs it (.ci/run sets it)"))
 }
 
 /// The settings that put instances on one deployment: PostgreSQL in a schema of
@@ -115,16 +120,12 @@ fn shared_env(pg: String, redis: &str, kind: &str) -> Vec<(&'static str, String)
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs FLEETKEY_TEST_POSTGRES_URL and FLEETKEY_TEST_REDIS_URL (.ci/run sets them)"]
 async fn two_serve_processes_share_postgres_and_redis() {
-    let (Some(pg), Some(redis)) = (
-        var("FLEETKEY_TEST_POSTGRES_URL"),
-        var("FLEETKEY_TEST_REDIS_URL"),
-    ) else {
-        eprintln!(
-            "FLEETKEY_TEST_POSTGRES_URL and FLEETKEY_TEST_REDIS_URL are not both set: skipping"
-        );
-        return;
-    };
+    let (pg, redis) = (
+        required("FLEETKEY_TEST_POSTGRES_URL"),
+        required("FLEETKEY_TEST_REDIS_URL"),
+    );
     let tmp = tempfile::TempDir::new().unwrap();
     let env = shared_env(pg, &redis, "fkmi");
     let a = start(&tmp.path().join("a"), "a", &env);
@@ -412,18 +413,13 @@ where
 /// `FLEETKEY_TEST_REDIS_START` gives the command that starts it again (`.ci/run`
 /// runs it in a step of its own, after the tests that share Redis).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs FLEETKEY_TEST_POSTGRES_URL, FLEETKEY_TEST_REDIS_URL and FLEETKEY_TEST_REDIS_START; stops the machine's Redis (.ci/run runs it alone)"]
 async fn three_instances_survive_a_kill_and_a_redis_restart_under_load() {
-    let (Some(pg), Some(redis), Some(redis_start)) = (
-        var("FLEETKEY_TEST_POSTGRES_URL"),
-        var("FLEETKEY_TEST_REDIS_URL"),
-        var("FLEETKEY_TEST_REDIS_START"),
-    ) else {
-        eprintln!(
-            "FLEETKEY_TEST_POSTGRES_URL, FLEETKEY_TEST_REDIS_URL and FLEETKEY_TEST_REDIS_START \
-             are not all set: skipping (this test stops and starts the machine's Redis)"
-        );
-        return;
-    };
+    let (pg, redis, redis_start) = (
+        required("FLEETKEY_TEST_POSTGRES_URL"),
+        required("FLEETKEY_TEST_REDIS_URL"),
+        required("FLEETKEY_TEST_REDIS_START"),
+    );
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let tmp = tempfile::TempDir::new().unwrap();

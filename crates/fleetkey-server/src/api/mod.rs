@@ -173,7 +173,8 @@ fn opt_b64(field: &str, s: &Option<String>) -> ApiResult<Vec<u8>> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyringRequest {
-    /// Name (1–64 of `A-Z a-z 0-9 . _ - : / @ +`); also the key id in envelopes.
+    /// Name (docs/operations.md#names: 1–64 of `A-Z a-z 0-9 - _ .`, starting with a
+    /// letter or a digit); also the key id in envelopes.
     pub name: String,
     /// `aes-256-gcm` (default), `chacha20-poly1305` or `aes-256-gcm-siv`.
     #[serde(default)]
@@ -949,7 +950,8 @@ async fn revoke_token(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFleetRequest {
-    /// Name (1–64 of `A-Z a-z 0-9 . _ - : / @ +`).
+    /// Name (docs/operations.md#names: 1–64 of `A-Z a-z 0-9 - _ .`, starting with a
+    /// letter or a digit).
     pub name: String,
     /// Lifetime of operational credentials, seconds (default one year).
     #[serde(default)]

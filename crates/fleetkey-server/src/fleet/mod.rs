@@ -221,12 +221,7 @@ impl FleetService {
         name: &str,
         credential_ttl_secs: Option<i64>,
     ) -> Result<FleetInfo> {
-        crate::keys::validate_name(name).map_err(|_| {
-            invalid(
-                "fleet name",
-                "use 1 to 64 characters from A-Z a-z 0-9 . _ - : / @ +",
-            )
-        })?;
+        crate::names::validate("fleet name", name)?;
         let ttl = credential_ttl_secs.unwrap_or(365 * 86_400);
         if !(3600..=DEFAULT_BIRTH_TTL_SECS).contains(&ttl) {
             return Err(invalid("credential ttl", "between 1 hour and 20 years"));

@@ -452,7 +452,9 @@ impl Keyring {
                 keyring: self.name.clone(),
                 version,
             })?;
-        if rec.state == VersionState::Revoked {
+        // Revoked is final: it stays the answer after the minimum passes the
+        // version and its key is erased (`revoked_at` is kept).
+        if rec.state == VersionState::Revoked || rec.revoked_at.is_some() {
             return Err(Error::Revoked {
                 keyring: self.name.clone(),
                 version,
@@ -681,6 +683,7 @@ impl KeyService {
         algorithm: Algorithm,
         policy: Policy,
     ) -> Result<KeyringInfo> {
+        crate::names::validate("keyring name", name)?;
         validate_name(name)?;
         validate_policy(&policy)?;
         let s = &self.shared;

@@ -266,7 +266,8 @@ impl Store for PostgresStore {
                     .await?;
                 // Below the minimum nothing may open again: erase the wrapped keys.
                 sqlx::query(
-                    "UPDATE key_versions SET state = 'destroyed', wrapped_key = ''::bytea \
+                    "UPDATE key_versions SET wrapped_key = ''::bytea, \
+                     state = CASE WHEN state = 'revoked' THEN 'revoked' ELSE 'destroyed' END \
                      WHERE keyring = $1 AND version < $2",
                 )
                 .bind(name)

@@ -73,14 +73,20 @@ pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
 }
 
 pub(crate) fn version_from_row<R: StoreRow>(r: &R) -> Result<VersionRecord> {
+    let revoked_at: Option<i64> = r.col("revoked_at")?;
+    let state = match VersionState::parse(&r.col::<String>("state")?)? {
+        // Rows written before revoked stayed revoked past the minimum.
+        VersionState::Destroyed if revoked_at.is_some() => VersionState::Revoked,
+        s => s,
+    };
     Ok(VersionRecord {
         keyring: r.col("keyring")?,
         version: to_u32(r.col("version")?, "version")?,
         wrapped_key: r.col("wrapped_key")?,
-        state: VersionState::parse(&r.col::<String>("state")?)?,
+        state,
         created_at: r.col("created_at")?,
         retired_at: r.col("retired_at")?,
-        revoked_at: r.col("revoked_at")?,
+        revoked_at,
         seal_count: r.col::<i64>("seal_count")? as u64,
     })
 }

@@ -167,8 +167,10 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                 // Below the minimum nothing may open again: erase the wrapped keys.
+                // A revoked version stays revoked (the stronger, final answer).
                 sqlx::query(
-                    "UPDATE key_versions SET state = 'destroyed', wrapped_key = X'' \
+                    "UPDATE key_versions SET wrapped_key = X'', \
+                     state = CASE WHEN state = 'revoked' THEN 'revoked' ELSE 'destroyed' END \
                      WHERE keyring = ? AND version < ?",
                 )
                 .bind(name)

@@ -107,15 +107,22 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// `FLEETKEY_TEST_REDIS_URL`, or None (and a note) when the machine has no Redis.
-pub fn redis_url() -> Option<String> {
-    let url = std::env::var("FLEETKEY_TEST_REDIS_URL")
+/// The service URL in the variable `name`. Tests that need one are marked
+/// `#[ignore = "needs …"]`, so `cargo test` shows them as ignored on the embedded
+/// default; run with `--ignored` (as `.ci/run` does), they fail clearly when the
+/// variable is missing rather than pass without testing anything.
+pub fn service_url(name: &str) -> String {
+    std::env::var(name)
         .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("FLEETKEY_TEST_REDIS_URL is not set: skipping the Redis tests");
-    }
-    url
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            panic!("{name} is not set: this test needs the service (.ci/run sets it)")
+        })
+}
+
+/// `FLEETKEY_TEST_REDIS_URL` ([`service_url`]).
+pub fn redis_url() -> String {
+    service_url("FLEETKEY_TEST_REDIS_URL")
 }
 
 /// A TCP proxy in front of a service (`host:port`) that a test can cut (every

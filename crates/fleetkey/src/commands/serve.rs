@@ -168,7 +168,7 @@ async fn first_start_admin_token(
     let (record, secret) = tokens
         .create(
             "serve:first-start",
-            "admin (first start)",
+            "admin-first-start",
             vec!["admin".into()],
             None,
         )

@@ -92,7 +92,7 @@ impl DemoServer {
         let state = super::super::serve::open_state(&config, KekSource::KeyFile(kek_path)).await?;
         let (_, secret) = state
             .tokens
-            .create("demo", "fleetkey demo", vec!["admin".into()], None)
+            .create("demo", "fleetkey-demo", vec!["admin".into()], None)
             .await
             .map_err(service_error)?;
         let listeners = Listeners::bind(&config).map_err(service_error)?;
