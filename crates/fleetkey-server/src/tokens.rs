@@ -268,7 +268,7 @@ impl TokenService {
     }
 
     /// Revokes token `id` on behalf of `by`, which must cover the token's scopes;
-    /// a token it may not see is [`Error::NotFound`], as if it did not exist.
+    /// a token it may not see is [`Error::TokenNotFound`], as if it did not exist.
     pub async fn revoke_for(&self, by: &Principal, id: &str) -> Result<()> {
         by.require("tokens:manage")?;
         let visible = self

@@ -44,7 +44,7 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// `println!` that never panics: [`line`].
+/// `println!` that never panics: [`line()`].
 #[macro_export]
 macro_rules! out {
     () => {
