@@ -619,3 +619,85 @@ async fn instances_keep_serving_while_redis_is_away_and_recover_without_a_restar
     a.stop().await;
     b.stop().await;
 }
+
+/// Regression (#26 item 1): a rotation triggered inside the keyring service (the
+/// use budget) was never announced; B kept sealing with the retired version and
+/// refused A's new envelopes with `unknown_version`. The minimal case:
+/// `max_uses` 3, seal through B, then through A until A rotates; B opens A's new
+/// envelope and seals with the new version within 1 s.
+#[tokio::test]
+#[ignore = "needs FLEETKEY_TEST_REDIS_URL (.ci/run sets it)"]
+async fn a_rotation_by_the_use_budget_reaches_the_other_instance() {
+    let redis = common::redis_url();
+    let dir = tempfile::TempDir::new().unwrap();
+    let p = common::unique("fktest-");
+    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let a = start(store.clone(), config(dir.path(), "a", &redis, &p))
+        .await
+        .unwrap();
+    let b = start(store.clone(), config(dir.path(), "b", &redis, &p))
+        .await
+        .unwrap();
+    let (_, admin) = a
+        .state
+        .tokens
+        .create("test", "admin", vec!["admin".into()], None)
+        .await
+        .unwrap();
+    let admin = admin.as_str().to_owned();
+    let http = reqwest::Client::new();
+    let (s, v) = call(
+        &http,
+        &admin,
+        reqwest::Method::POST,
+        format!("{}/v1/keyrings", a.base),
+        Some(json!({"name": "pay", "policy": {"max_uses": 3}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let seal = |base: String| {
+        let (http, admin) = (http.clone(), admin.clone());
+        async move {
+            let (s, v) = call(
+                &http,
+                &admin,
+                reqwest::Method::POST,
+                format!("{base}/v1/keyrings/pay/seal"),
+                Some(json!({"plaintext": B64.encode("4242")})),
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+            (
+                v["ciphertext"].as_str().unwrap().to_owned(),
+                v["key_version"].as_u64().unwrap(),
+            )
+        }
+    };
+    assert_eq!(seal(b.base.clone()).await.1, 1);
+    let mut newer = None;
+    for _ in 0..6 {
+        let (ct, v) = seal(a.base.clone()).await;
+        if v >= 2 {
+            newer = Some((ct, v));
+            break;
+        }
+    }
+    let (ct, v) = newer.expect("a rotates under its use budget");
+    let took = within(Duration::from_secs(1), "the rotation seen by b", || {
+        let f = seal(b.base.clone());
+        async move { f.await.1 >= v }
+    })
+    .await;
+    eprintln!("a rotation by the use budget on a reached b in {took:?}");
+    let (s, body) = call(
+        &http,
+        &admin,
+        reqwest::Method::POST,
+        format!("{}/v1/keyrings/pay/unseal", b.base),
+        Some(json!({ "ciphertext": ct })),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    a.stop().await;
+    b.stop().await;
+}

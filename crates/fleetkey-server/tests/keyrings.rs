@@ -616,3 +616,103 @@ async fn revoked_stays_revoked_after_the_minimum_passes_it_and_a_restart() {
     assert!(revoked(&ring.unseal(&v1, b"").await));
     assert_eq!(state_of_v1(keys2.show("r").await.unwrap()), "revoked");
 }
+
+/// Regression (#26 item 4): an envelope sealed by a version newer than this
+/// instance has cached (a rotation elsewhere whose announcement is late or lost)
+/// was refused with `unknown_version` without a look at the store. Now the
+/// keyring is re-read once, coalesced, and the envelope opens; a flood of made-up
+/// version numbers costs at most one store read per interval.
+#[tokio::test]
+async fn a_newer_version_than_cached_is_looked_up_once_and_opens() {
+    let e = env_with(64).await;
+    e.keys
+        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .await
+        .unwrap();
+    // Instance B over the same store, with the keyring cached at version 1.
+    let custody = Arc::new(
+        LocalCustody::open(
+            &e.dir,
+            KekSource::Passphrase(Zeroizing::new("correct horse".into())),
+        )
+        .await
+        .unwrap(),
+    );
+    let b = Arc::new(
+        KeyService::open(
+            common::test_store(&e.dir).await,
+            custody,
+            Arc::new(e.clock.clone()),
+            KeyConfig {
+                nonce_block: 64,
+                instance_holder: "b".into(),
+                ..KeyConfig::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let ring_b = b.keyring("r").await.unwrap();
+    // A rotates twice and seals with version 3; B hears nothing of it.
+    e.keys.rotate("cli", "r").await.unwrap();
+    e.keys.rotate("cli", "r").await.unwrap();
+    let v3 = e
+        .keys
+        .keyring("r")
+        .await
+        .unwrap()
+        .seal(b"three", b"")
+        .await
+        .unwrap();
+    assert_eq!(version_of(&v3), 3);
+    // Many concurrent unseals on B: all open, after one re-read.
+    let before = b
+        .metrics()
+        .catch_ups
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (ring, env) = (ring_b.clone(), v3.clone());
+        tasks.push(tokio::spawn(async move { ring.unseal(&env, b"").await }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), b"three");
+    }
+    let reads = b
+        .metrics()
+        .catch_ups
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(
+        (1..=2).contains(&reads),
+        "{reads} re-reads for one new version"
+    );
+    // A flood of made-up versions: refused as unknown, with re-reads rate-limited.
+    let before = b
+        .metrics()
+        .catch_ups
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for v in 0..200u32 {
+        let ring = ring_b.clone();
+        let mut env = v3.clone();
+        let at = 4 + 1 + 1 + 1 + 1 + 1; // magic, version, mode, alg, kid len, "r"
+        env[at..at + 4].copy_from_slice(&(1000 + v).to_be_bytes());
+        tasks.push(tokio::spawn(async move { ring.unseal(&env, b"").await }));
+    }
+    for t in tasks {
+        assert!(matches!(
+            t.await.unwrap(),
+            Err(Error::UnknownVersion { .. })
+        ));
+    }
+    let reads = b
+        .metrics()
+        .catch_ups
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    let allowed = 2 + started.elapsed().as_millis() as u64
+        / fleetkey_server::keys::CATCH_UP_INTERVAL.as_millis() as u64;
+    assert!(reads <= allowed, "{reads} re-reads (allowed {allowed})");
+}

@@ -466,10 +466,6 @@ async fn rotate_keyring(
                     .key_rotations
                     .with_label_values(&["keyring"])
                     .inc();
-                invalidate(
-                    &st,
-                    crate::coord::Invalidation::Keyring { name: name.clone() },
-                );
             })?,
     }))
 }
@@ -495,10 +491,6 @@ async fn revoke_version(
             }
             other => change_err(&st, other),
         })?;
-    invalidate(
-        &st,
-        crate::coord::Invalidation::Keyring { name: name.clone() },
-    );
     Ok(Json(st.keys.show(&name).await?))
 }
 
@@ -519,10 +511,6 @@ async fn set_policy(
         .set_policy(&p.actor(), &name, req.apply(current))
         .await
         .map_err(|e| change_err(&st, e))?;
-    invalidate(
-        &st,
-        crate::coord::Invalidation::Keyring { name: name.clone() },
-    );
     Ok(Json(st.keys.show(&name).await?))
 }
 

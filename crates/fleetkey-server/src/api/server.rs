@@ -180,7 +180,6 @@ pub async fn serve_on(
     let keys = state.keys.clone();
     let fleets = state.fleets.clone();
     let rotations = state.metrics.key_rotations.clone();
-    let sched_state = state.clone();
     let interval = std::time::Duration::from_secs(config.scheduler_interval_secs);
     let scheduler = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -201,17 +200,6 @@ pub async fn serve_on(
                 Ok(actions) => actions.iter().for_each(|a| {
                     if a.contains(": rotated to version") {
                         rotations.with_label_values(&["keyring"]).inc();
-                        if let (Some(c), Some((name, _))) = (
-                            sched_state.coord.get(),
-                            a.split_once(": rotated to version"),
-                        ) {
-                            let (c, name) = (c.clone(), name.to_owned());
-                            tokio::spawn(async move {
-                                let _ = c
-                                    .publish(&crate::coord::Invalidation::Keyring { name })
-                                    .await;
-                            });
-                        }
                     }
                     tracing::info!(action = %a, "policy")
                 }),
@@ -280,6 +268,20 @@ pub async fn serve_on(
             )
             .await?;
             let _ = state.coord.set(coord.clone());
+            // Every committed keyring change, whoever made it (API, scheduler,
+            // the seal path's rotation by use budget), reaches the other instances.
+            let announcer = coord.clone();
+            state.keys.on_change(Arc::new(move |name: &str| {
+                let (c, name) = (announcer.clone(), name.to_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = c
+                        .publish(&crate::coord::Invalidation::Keyring { name })
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not announce a keyring change");
+                    }
+                });
+            }));
             tracing::info!(redis = %url, instance = %config.instance_name, "coordinating with other instances through Redis");
             Some((coord, lease))
         }

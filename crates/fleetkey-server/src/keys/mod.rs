@@ -61,6 +61,8 @@ pub struct KeyMetrics {
     pub seals: AtomicU64,
     /// Envelopes opened.
     pub unseals: AtomicU64,
+    /// Keyrings re-read because an envelope named a version newer than cached.
+    pub catch_ups: AtomicU64,
     /// Rotations (manual and automatic).
     pub rotations: AtomicU64,
     /// Nonce blocks reserved.
@@ -148,6 +150,21 @@ struct Shared {
     config: KeyConfig,
     instance: [u8; 8],
     metrics: KeyMetrics,
+    /// Told the name of every keyring this instance changed, after the commit
+    /// ([`KeyService::on_change`]).
+    announce: std::sync::OnceLock<Announcer>,
+}
+
+/// What [`KeyService::on_change`] calls.
+pub type Announcer = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl Shared {
+    /// Announces a committed change to keyring `name` (other instances re-read it).
+    fn changed(&self, name: &str) {
+        if let Some(f) = self.announce.get() {
+            f(name);
+        }
+    }
 }
 
 /// The primary version's sealing state, replaced wholesale on rotation or when a
@@ -245,6 +262,9 @@ async fn reserve_block(
     })
 }
 
+/// Shortest time between two catch-up re-reads of one keyring.
+pub const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Keyring metadata cached for unseal decisions.
 struct Meta {
     record: KeyringRecord,
@@ -260,6 +280,10 @@ pub struct Keyring {
     meta: ArcSwap<Meta>,
     keys: std::sync::RwLock<HashMap<u32, Arc<AeadKey>>>,
     slow: tokio::sync::Mutex<()>,
+    /// One catch-up re-read at a time ([`Keyring::catch_up`]).
+    catch_up: tokio::sync::Mutex<()>,
+    /// When the latest catch-up re-read started.
+    last_catch_up: std::sync::Mutex<Option<std::time::Instant>>,
     /// Seal counts not yet written to the store.
     unflushed: std::sync::Mutex<Vec<(u32, u64)>>,
 }
@@ -442,6 +466,17 @@ impl Keyring {
         Ok(key)
     }
 
+    /// The newest version this instance knows of.
+    fn newest_version(&self) -> u32 {
+        self.meta
+            .load()
+            .versions
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Checks that `version` may open, with a distinct error for each refusal.
     fn check_version(&self, version: u32) -> Result<()> {
         let meta = self.meta.load();
@@ -473,7 +508,13 @@ impl Keyring {
     /// Opens an envelope sealed by this keyring.
     pub async fn unseal(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         let (header, len) = Header::parse(envelope)?;
-        self.check_header(&header)?;
+        match self.check_header(&header) {
+            Err(Error::UnknownVersion { version, .. }) if version > self.newest_version() => {
+                self.catch_up().await?;
+                self.check_header(&header)?;
+            }
+            r => r?,
+        }
         let key = self.key(header.key_version).await?;
         let out = single::open_parsed(&key, &header, envelope, len, aad)?;
         self.shared.metrics.unseals.fetch_add(1, Ordering::Relaxed);
@@ -535,6 +576,7 @@ impl Keyring {
             );
         }
         s.metrics.rotations.fetch_add(1, Ordering::Relaxed);
+        s.changed(&self.name);
         self.reload().await?;
         // Old nonce block must not be used for the new version: install an empty one
         // so the next seal refills for the new primary.
@@ -548,6 +590,59 @@ impl Keyring {
             prefetch: std::sync::Mutex::new(None),
         }));
         Ok(new_version)
+    }
+
+    /// Re-reads the keyring from the store; if its primary version moved (a
+    /// rotation elsewhere), stops sealing under the old one at once (the next seal
+    /// reserves a block for the new primary).
+    async fn refresh(&self) -> Result<()> {
+        let _g = self.slow.lock().await;
+        self.reload().await?;
+        let p = self.primary.load_full();
+        if p.version == 0 || p.version == self.meta.load().record.primary_version {
+            return Ok(());
+        }
+        self.primary.store(Arc::new(Primary {
+            version: p.version,
+            sealer: single::Sealer::new(p.sealer.key().clone(), &self.key_id, p.version),
+            block: NonceBlock::empty(),
+            uses_before: 0,
+            created_at: p.created_at,
+            counted: std::sync::atomic::AtomicBool::new(true),
+            prefetch: std::sync::Mutex::new(None),
+        }));
+        let used = p.block.close();
+        if !p.counted.swap(true, Ordering::Relaxed) {
+            self.record_usage(p.version, used);
+        }
+        self.flush_usage().await
+    }
+
+    /// An envelope names a version newer than any cached: normal in a cluster (a
+    /// rotation elsewhere whose announcement is late or lost). Re-reads the
+    /// keyring once, coalesced: callers that arrive while a re-read runs, or whose
+    /// request came before the latest re-read started, share it; re-reads start at
+    /// most every [`CATCH_UP_INTERVAL`], so a flood of made-up version numbers costs
+    /// at most one store read per interval.
+    async fn catch_up(&self) -> Result<()> {
+        let asked = std::time::Instant::now();
+        let _g = self.catch_up.lock().await;
+        let last = self.last_catch_up.lock().map(|t| *t).unwrap_or(None);
+        if let Some(started) = last {
+            if started >= asked {
+                return Ok(());
+            }
+            let next = started + CATCH_UP_INTERVAL;
+            tokio::time::sleep_until(next.into()).await;
+        }
+        if let Ok(mut t) = self.last_catch_up.lock() {
+            *t = Some(std::time::Instant::now());
+        }
+        self.shared
+            .metrics
+            .catch_ups
+            .fetch_add(1, Ordering::Relaxed);
+        self.refresh().await
     }
 
     /// Re-reads metadata from the store.
@@ -652,10 +747,20 @@ impl KeyService {
                 config,
                 instance,
                 metrics: KeyMetrics::default(),
+                announce: std::sync::OnceLock::new(),
             }),
             rings: std::sync::RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Sets what is told the name of each keyring this instance changes, once the
+    /// change is committed: every rotation (manual, by the use budget, by age, by a
+    /// revocation), revocation, policy change and minimum-version change. The
+    /// server publishes it to the other instances; set once (later calls are
+    /// ignored).
+    pub fn on_change(&self, announce: Announcer) {
+        let _ = self.shared.announce.set(announce);
     }
 
     fn cached_rings(&self) -> Vec<Arc<Keyring>> {
@@ -755,6 +860,8 @@ impl KeyService {
             }),
             keys: std::sync::RwLock::new(HashMap::new()),
             slow: tokio::sync::Mutex::new(()),
+            catch_up: tokio::sync::Mutex::new(()),
+            last_catch_up: std::sync::Mutex::new(None),
             unflushed: std::sync::Mutex::new(Vec::new()),
         });
         ring.reload().await?;
@@ -821,6 +928,7 @@ impl KeyService {
                 now,
             )
             .await?;
+        self.shared.changed(name);
         ring.reload().await
     }
 
@@ -847,6 +955,7 @@ impl KeyService {
                 now,
             )
             .await?;
+        self.shared.changed(name);
         ring.reload().await?;
         // The use budget of the current block depends on the policy: refill.
         let p = ring.primary.load_full();
@@ -947,26 +1056,7 @@ impl KeyService {
         let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) else {
             return Ok(());
         };
-        let _g = r.slow.lock().await;
-        r.reload().await?;
-        let p = r.primary.load_full();
-        if p.version == 0 || p.version == r.meta.load().record.primary_version {
-            return Ok(());
-        }
-        r.primary.store(Arc::new(Primary {
-            version: p.version,
-            sealer: single::Sealer::new(p.sealer.key().clone(), &r.key_id, p.version),
-            block: NonceBlock::empty(),
-            uses_before: 0,
-            created_at: p.created_at,
-            counted: std::sync::atomic::AtomicBool::new(true),
-            prefetch: std::sync::Mutex::new(None),
-        }));
-        let used = p.block.close();
-        if !p.counted.swap(true, Ordering::Relaxed) {
-            r.record_usage(p.version, used);
-        }
-        r.flush_usage().await
+        r.refresh().await
     }
 
     /// [`KeyService::refresh`] for every cached keyring.
