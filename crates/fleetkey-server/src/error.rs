@@ -134,6 +134,10 @@ pub enum Error {
     /// Something another instance holds (a lease).
     #[error("{0}")]
     Conflict(String),
+    /// A rotation found the keyring's primary already moved (another instance
+    /// rotated first); the keyring service reloads and uses the winner's version.
+    #[error("keyring {0:?} was rotated concurrently")]
+    RotationLost(String),
     /// No such API token.
     #[error("token {0:?} not found")]
     TokenNotFound(String),

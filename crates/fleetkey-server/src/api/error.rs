@@ -71,6 +71,7 @@ impl From<Error> for ApiError {
             | Error::FleetExists(_)
             | Error::DeviceExists(_)
             | Error::DuplicateKey(_)
+            | Error::RotationLost(_)
             | Error::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             Error::ChallengeRefused(_) | Error::CredentialRefused(_) => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())

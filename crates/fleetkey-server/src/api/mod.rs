@@ -1765,7 +1765,49 @@ pub fn openapi_document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(<devices::DevicesDoc as OpenApi>::openapi());
     doc.merge(<ingest::IngestDoc as OpenApi>::openapi());
-    serde_json::to_value(doc).unwrap_or_default()
+    let mut v = serde_json::to_value(doc).unwrap_or_default();
+    add_edge_responses(&mut v);
+    v
+}
+
+/// Responses the HTTP edge can give on any `/v1` operation, whatever the handler
+/// does: 429 from the rate limits (per token, global, per source) and, where a
+/// body is read, 408 (body deadline) and 413 (body limit).
+fn add_edge_responses(doc: &mut serde_json::Value) {
+    let error = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+            continue;
+        }
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for op in ops.values_mut() {
+            let has_body = op.get("requestBody").is_some();
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            responses.entry("429").or_insert_with(|| {
+                error("Rate limited (token, global or per source); see Retry-After")
+            });
+            if has_body {
+                responses
+                    .entry("408")
+                    .or_insert_with(|| error("The request body did not arrive in time"));
+                responses
+                    .entry("413")
+                    .or_insert_with(|| error("The request body is larger than the limit"));
+            }
+        }
+    }
 }
 
 /// The whole router.

@@ -552,7 +552,8 @@ impl Keyring {
         let new_version = meta.versions.keys().next_back().copied().unwrap_or(0) + 1;
         let now = s.clock.now();
         let (new, data_key) = mint_version(s, &self.name, new_version, now).await?;
-        s.store
+        let applied = s
+            .store
             .apply(
                 Change::Rotate {
                     name: self.name.clone(),
@@ -568,7 +569,14 @@ impl Keyring {
                 ),
                 now,
             )
-            .await?;
+            .await;
+        match applied {
+            Ok(_) => {}
+            // Another instance rotated first: use its version, no error to the
+            // caller (and no second rotation).
+            Err(Error::RotationLost(_)) => return self.adopt_current_primary().await,
+            Err(e) => return Err(e),
+        }
         if let Ok(mut m) = self.keys.write() {
             m.insert(
                 new_version,
@@ -590,6 +598,34 @@ impl Keyring {
             prefetch: std::sync::Mutex::new(None),
         }));
         Ok(new_version)
+    }
+
+    /// After a lost rotation race (caller holds `slow`): re-reads the keyring and
+    /// seals from now on with the primary the store holds.
+    async fn adopt_current_primary(&self) -> Result<u32> {
+        self.reload().await?;
+        let meta = self.meta.load_full();
+        let version = meta.record.primary_version;
+        let created_at = meta
+            .versions
+            .get(&version)
+            .map(|v| v.created_at)
+            .unwrap_or_else(|| self.shared.clock.now());
+        let old = self.primary.load_full();
+        self.primary.store(Arc::new(Primary {
+            version,
+            sealer: single::Sealer::new(self.key(version).await?, &self.key_id, version),
+            block: NonceBlock::empty(),
+            uses_before: 0,
+            created_at,
+            counted: Default::default(),
+            prefetch: std::sync::Mutex::new(None),
+        }));
+        let used = old.block.close();
+        if !old.counted.swap(true, Ordering::Relaxed) {
+            self.record_usage(old.version, used);
+        }
+        Ok(version)
     }
 
     /// Re-reads the keyring from the store; if its primary version moved (a
@@ -892,6 +928,9 @@ impl KeyService {
     pub async fn rotate(&self, actor: &str, name: &str) -> Result<u32> {
         let ring = self.keyring(name).await?;
         let _g = ring.slow.lock().await;
+        // From the store's view: a manual rotation after one made elsewhere is a
+        // new version, not a lost race.
+        ring.reload().await?;
         ring.rotate_locked(actor, "manual").await
     }
 

@@ -112,6 +112,21 @@ impl Store for SqliteStore {
                 retire,
                 at,
             } => {
+                // Conditional: only if the primary is still the one the caller saw.
+                // The instance that loses a race learns it here, before anything
+                // is written, and takes the winner's version.
+                let moved = sqlx::query(
+                    "UPDATE keyrings SET primary_version = ? WHERE name = ? AND primary_version = ?",
+                )
+                .bind(i64::from(new.version))
+                .bind(name)
+                .bind(i64::from(*retire))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if moved == 0 {
+                    return Err(Error::RotationLost(name.clone()));
+                }
                 sqlx::query(
                     "UPDATE key_versions SET state = 'decrypt_only', retired_at = ? \
                      WHERE keyring = ? AND version = ? AND state = 'active'",
@@ -122,11 +137,6 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
                 insert_version(&mut tx, new).await?;
-                sqlx::query("UPDATE keyrings SET primary_version = ? WHERE name = ?")
-                    .bind(i64::from(new.version))
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
             }
             Change::Revoke { name, version, at } => {
                 let n = sqlx::query(
