@@ -48,6 +48,19 @@ impl<T> std::ops::Deref for Locked<T> {
     }
 }
 
+/// [`open`] for a command that only reads: a data directory without a store is
+/// an error naming the path (a read never creates an empty store).
+pub async fn open_existing(dir: &Path) -> CliResult<Locked<KeyService>> {
+    if !dir.join("fleetkey.db").is_file() {
+        return Err(CliError::usage(format!(
+            "{}: no fleetkey data directory here (no fleetkey.db)",
+            dir.display()
+        ))
+        .hint("give the directory `fleetkey serve` or `fleetkey keys create` used (--data-dir or FLEETKEY_DATA_DIR)"));
+    }
+    open(dir).await
+}
+
 /// Opens store, custody and key service on `dir`, holding its lock.
 pub async fn open(dir: &Path) -> CliResult<Locked<KeyService>> {
     let lock = lock(dir)?;

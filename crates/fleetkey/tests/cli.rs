@@ -413,3 +413,26 @@ fn a_closed_pipe_exits_quietly() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+/// Regression (#26): `fleetkey audit export` on a data directory that does not
+/// exist created an empty store and exported nothing. A read never creates a
+/// store: a clear error naming the path, and nothing left behind.
+#[test]
+fn audit_commands_never_create_a_store() {
+    let e = Env::new();
+    let missing = e.p("no-such-dir");
+    for args in [
+        vec!["audit", "export", "-o", &e.s("out.jsonl")],
+        vec!["audit", "public-key", "-o", &e.s("svc.pub")],
+    ] {
+        fk().args(&args)
+            .env("FLEETKEY_DATA_DIR", &missing)
+            .env("FLEETKEY_PASSPHRASE", "pw")
+            .env_remove("FLEETKEY_ADDR")
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("no-such-dir"));
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+        assert!(!e.p("out.jsonl").exists());
+    }
+}

@@ -3,7 +3,7 @@
 use crate::cli::AuditCommand;
 use crate::error::{CliError, CliResult};
 use crate::files::Output;
-use crate::local::{open, runtime, service_error};
+use crate::local::{open_existing, runtime, service_error};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use fleetkey_server::audit::verify::{Verdict, verify_export};
 use std::io::BufRead;
@@ -13,7 +13,7 @@ const PUBLIC_KEY_PREFIX: &str = "fk1sig:";
 pub fn run(cmd: AuditCommand) -> CliResult<()> {
     match cmd {
         AuditCommand::Export { output, dir } => runtime()?.block_on(async move {
-            let svc = open(&dir.data_dir).await?;
+            let svc = open_existing(&dir.data_dir).await?;
             let mut out = Output::create(output.as_deref(), true)?;
             let n = svc
                 .export_audit(out.writer())
@@ -24,7 +24,7 @@ pub fn run(cmd: AuditCommand) -> CliResult<()> {
             Ok(())
         }),
         AuditCommand::PublicKey { output, dir } => runtime()?.block_on(async move {
-            let svc = open(&dir.data_dir).await?;
+            let svc = open_existing(&dir.data_dir).await?;
             let mut out = Output::create(output.as_deref(), true)?;
             let name = out.name();
             writeln!(
