@@ -414,6 +414,21 @@ async fn first_contact_pins_the_key_and_a_restarted_client_resumes_without_dupli
     .await
     .unwrap();
     assert_eq!(s.recv().await.unwrap(), ServerMsg::TelemetryAck { seq: 3 });
+    // Regression: a seq of 2^63 or more was stored `as i64` (negative) and lost on
+    // restart; a huge jump would make every later message a "duplicate". Both are
+    // refused, nothing stored, and the session goes on.
+    for seq in [1u64 << 63, u64::MAX, 3 + (1 << 32) + 1] {
+        s.send(&DeviceMsg::Telemetry {
+            seq,
+            data: json!({"n": "far"}),
+        })
+        .await
+        .unwrap();
+        assert!(
+            matches!(s.recv().await.unwrap(), ServerMsg::Error { .. }),
+            "{seq}"
+        );
+    }
     assert_eq!(s.send_telemetry(json!({"n": 4})).await.unwrap(), 4);
     assert_eq!(s.recv().await.unwrap(), ServerMsg::TelemetryAck { seq: 4 });
     let session_id = s.id().to_owned();

@@ -41,6 +41,11 @@ use crate::telemetry::{TelemetryRecord, TelemetrySink};
 /// Ended sessions' records are kept this long (the scheduler prunes older ones;
 /// each device's telemetry position is kept regardless), seconds.
 pub const SESSION_RETENTION_SECS: i64 = 30 * 86_400;
+/// Largest telemetry `seq` a device may send (the store keeps it as a signed
+/// 64-bit integer).
+pub const MAX_TELEMETRY_SEQ: u64 = i64::MAX as u64;
+/// Furthest a telemetry `seq` may jump past the highest stored.
+pub const MAX_TELEMETRY_SEQ_JUMP: u64 = 1 << 32;
 
 /// Largest message a device may send over its session, bytes.
 pub const MAX_DEVICE_MESSAGE: usize = proto::MAX_MESSAGE;
@@ -542,6 +547,16 @@ impl Conn<'_> {
         if seq <= stored {
             self.count("telemetry", "duplicate");
             return ServerMsg::TelemetryAck { seq: stored };
+        }
+        // A sequence the store cannot hold (above 2^63 - 1), or a jump that would
+        // make every later message look like a duplicate: refused, not stored.
+        if seq > MAX_TELEMETRY_SEQ || seq - stored > MAX_TELEMETRY_SEQ_JUMP {
+            self.count("telemetry", "refused");
+            return ServerMsg::Error {
+                message: format!(
+                    "telemetry seq {seq} is out of range (at most {MAX_TELEMETRY_SEQ_JUMP} past {stored})"
+                ),
+            };
         }
         let record = TelemetryRecord {
             device_id: self.device.id.clone(),

@@ -910,7 +910,7 @@ impl Store for PostgresStore {
         .bind(&d.pattern)
         .bind(&d.peer)
         .bind(d.started_at)
-        .bind(d.telemetry_seq as i64)
+        .bind(super::rows::to_i64(d.telemetry_seq, "telemetry_seq")?)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -930,9 +930,9 @@ impl Store for PostgresStore {
              messages_in = $3, messages_out = $4 WHERE id = $5 RETURNING device_id",
         )
         .bind(ended_at)
-        .bind(telemetry_seq as i64)
-        .bind(messages_in as i64)
-        .bind(messages_out as i64)
+        .bind(super::rows::to_i64(telemetry_seq, "telemetry_seq")?)
+        .bind(super::rows::to_i64(messages_in, "messages_in")?)
+        .bind(super::rows::to_i64(messages_out, "messages_out")?)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -942,7 +942,7 @@ impl Store for PostgresStore {
                  ON CONFLICT (device_id) DO UPDATE SET seq = GREATEST(device_telemetry_positions.seq, excluded.seq)",
             )
             .bind(device)
-            .bind(telemetry_seq as i64)
+            .bind(super::rows::to_i64(telemetry_seq, "telemetry_seq")?)
             .execute(&mut *tx)
             .await?;
         }

@@ -47,6 +47,12 @@ impl StoreRow for sqlx::sqlite::SqliteRow {
     }
 }
 
+/// A count or sequence number for an INTEGER column: refused, never wrapped, when
+/// it does not fit (a value a device controls must not turn negative).
+pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
+}
+
 pub(crate) fn to_u32(v: i64, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
 }

@@ -824,7 +824,7 @@ impl Store for SqliteStore {
         .bind(&d.pattern)
         .bind(&d.peer)
         .bind(d.started_at)
-        .bind(d.telemetry_seq as i64)
+        .bind(super::rows::to_i64(d.telemetry_seq, "telemetry_seq")?)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -844,9 +844,9 @@ impl Store for SqliteStore {
              messages_in = ?, messages_out = ? WHERE id = ? RETURNING device_id",
         )
         .bind(ended_at)
-        .bind(telemetry_seq as i64)
-        .bind(messages_in as i64)
-        .bind(messages_out as i64)
+        .bind(super::rows::to_i64(telemetry_seq, "telemetry_seq")?)
+        .bind(super::rows::to_i64(messages_in, "messages_in")?)
+        .bind(super::rows::to_i64(messages_out, "messages_out")?)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -856,7 +856,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (device_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
             )
             .bind(device)
-            .bind(telemetry_seq as i64)
+            .bind(super::rows::to_i64(telemetry_seq, "telemetry_seq")?)
             .execute(&mut *tx)
             .await?;
         }
