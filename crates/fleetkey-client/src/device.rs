@@ -51,8 +51,9 @@ pub struct ClientConfig {
     pub allow_first_contact: bool,
     /// Use the post-quantum hybrid when the server's ML-KEM key is known.
     pub hybrid: bool,
-    /// The fleet's issuing key: when set, commands that do not verify under it
-    /// are refused.
+    /// The fleet's issuing key. Commands that do not verify under it are refused,
+    /// and without it every command is refused (a device never obeys an unsigned
+    /// wipe).
     pub fleet_key: Option<[u8; 32]>,
     /// The local address to connect from (multi-homed devices and gateways).
     pub bind: Option<std::net::IpAddr>,
@@ -409,8 +410,9 @@ impl DeviceSession<'_> {
     }
 
     /// The next server message. Telemetry acknowledgements update the state; a
-    /// refusal ends the session as [`Error::Refused`]; with a fleet key configured,
-    /// a command that does not verify is refused as [`Error::Protocol`].
+    /// refusal ends the session as [`Error::Refused`]; a command that does not
+    /// verify under the configured fleet key, or any command when none is
+    /// configured, is refused as [`Error::Protocol`].
     pub async fn recv(&mut self) -> Result<ServerMsg> {
         let m = recv_msg(&mut self.session).await?;
         self.client.state.messages_received += 1;
@@ -421,9 +423,15 @@ impl DeviceSession<'_> {
             }
             ServerMsg::Refused { reason } => return Err(Error::Refused(reason.clone())),
             ServerMsg::Command(c) => {
-                if let Some(k) = self.client.config.fleet_key
-                    && !c.verify(&k)
-                {
+                // Commands (a wipe among them) are obeyed only when they verify
+                // under the fleet key; without one configured, none is accepted.
+                let Some(k) = self.client.config.fleet_key else {
+                    return Err(Error::Protocol(format!(
+                        "command {} refused: no fleet key configured to verify it (set ClientConfig::fleet_key)",
+                        c.id
+                    )));
+                };
+                if !c.verify(&k) {
                     return Err(Error::Protocol(format!(
                         "command {} does not verify under the fleet key",
                         c.id

@@ -499,14 +499,32 @@ async fn first_contact_pins_the_key_and_a_restarted_client_resumes_without_dupli
 async fn hybrid_sessions_and_credential_rotation_over_the_session() {
     let h = Harness::start(100).await;
     let (id, noise, sign) = h.device("hw-pq").await;
-    let mut config = ClientConfig::new(h.addr.to_string());
-    config.hybrid = true;
-    let mut c = h.client_with(config, &id, &noise, &sign, "pq.json");
-    c.trust_record(&h.server_record().await).unwrap();
     h.fleets
         .request_rotation("ops", &id, "yearly")
         .await
         .unwrap();
+    // Regression: a client without the fleet key obeyed unsigned commands (a
+    // wipe among them). Now it refuses every command it cannot verify.
+    {
+        let mut config = ClientConfig::new(h.addr.to_string());
+        config.hybrid = true;
+        let mut blind = h.client_with(config, &id, &noise, &sign, "blind.json");
+        blind.trust_record(&h.server_record().await).unwrap();
+        let mut s = blind.connect().await.unwrap();
+        let refused = loop {
+            match s.recv().await {
+                Ok(ServerMsg::Command(_)) => panic!("a command accepted without a fleet key"),
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert!(refused.to_string().contains("no fleet key"), "{refused}");
+    }
+    let mut config = ClientConfig::new(h.addr.to_string());
+    config.hybrid = true;
+    config.fleet_key = Some(h.fleet_key().await);
+    let mut c = h.client_with(config, &id, &noise, &sign, "pq.json");
+    c.trust_record(&h.server_record().await).unwrap();
     let new_x = X25519Secret::generate().unwrap();
     let new_sign = Ed25519Signer::generate().unwrap();
     let new_keys = DeviceKeys {
@@ -561,7 +579,8 @@ async fn hybrid_sessions_and_credential_rotation_over_the_session() {
     drop(s);
     let metrics = h.metrics();
     for line in [
-        "fleetkey_device_handshakes_total{pattern=\"IKpsk2+ML-KEM-768\",result=\"ok\"} 2",
+        // Three: the client without a fleet key, then the two of the rotation.
+        "fleetkey_device_handshakes_total{pattern=\"IKpsk2+ML-KEM-768\",result=\"ok\"} 3",
         "fleetkey_key_rotations_total{kind=\"device_credential\"} 1",
         "fleetkey_device_messages_total{result=\"refused\",type=\"rotation_proposal\"} 1",
     ] {
