@@ -446,3 +446,27 @@ async fn names_follow_one_grammar() {
     .unwrap();
     assert_eq!(r.status(), 400, "a wildcard prefix follows the grammar too");
 }
+
+/// Router refusals answer the JSON error body like every other refusal.
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_errors() {
+    let srv = server(limits(30_000, 30_000, 100), Config::default()).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("http://{}/v1/no-such-route", srv.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+    let r = client
+        .delete(format!("http://{}/healthz", srv.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.headers().contains_key("allow"), "{:?}", r.headers());
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+}

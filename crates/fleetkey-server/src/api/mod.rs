@@ -1559,6 +1559,14 @@ async fn not_found() -> ApiError {
     )
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /v1/openapi.json",
+    )
+}
+
 // ------------------------------------------------------------------ middleware
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -1877,6 +1885,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
                 )),
         )
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
