@@ -73,6 +73,33 @@ async fn open(
     (keys, custody)
 }
 
+/// A second instance (`b`) over `e`'s store and custody, as another server
+/// process sharing the database would be.
+async fn second_instance(e: &Env) -> Arc<KeyService> {
+    let custody = Arc::new(
+        LocalCustody::open(
+            &e.dir,
+            KekSource::Passphrase(Zeroizing::new("correct horse".into())),
+        )
+        .await
+        .unwrap(),
+    );
+    Arc::new(
+        KeyService::open(
+            e.keys.store().clone(),
+            custody,
+            Arc::new(e.clock.clone()),
+            KeyConfig {
+                nonce_block: 64,
+                instance_holder: "b".into(),
+                ..KeyConfig::default()
+            },
+        )
+        .await
+        .unwrap(),
+    )
+}
+
 fn version_of(env: &[u8]) -> u32 {
     Header::parse(env).unwrap().0.key_version
 }
@@ -630,28 +657,7 @@ async fn a_newer_version_than_cached_is_looked_up_once_and_opens() {
         .await
         .unwrap();
     // Instance B over the same store, with the keyring cached at version 1.
-    let custody = Arc::new(
-        LocalCustody::open(
-            &e.dir,
-            KekSource::Passphrase(Zeroizing::new("correct horse".into())),
-        )
-        .await
-        .unwrap(),
-    );
-    let b = Arc::new(
-        KeyService::open(
-            e.keys.store().clone(),
-            custody,
-            Arc::new(e.clock.clone()),
-            KeyConfig {
-                nonce_block: 64,
-                instance_holder: "b".into(),
-                ..KeyConfig::default()
-            },
-        )
-        .await
-        .unwrap(),
-    );
+    let b = second_instance(&e).await;
     let ring_b = b.keyring("r").await.unwrap();
     // A rotates twice and seals with version 3; B hears nothing of it.
     e.keys.rotate("cli", "r").await.unwrap();
@@ -732,26 +738,7 @@ async fn instances_rotating_at_once_never_fail_a_seal() {
         .create("cli", "r", Algorithm::Aes256Gcm, policy)
         .await
         .unwrap();
-    let custody = Arc::new(
-        LocalCustody::open(
-            &e.dir,
-            KekSource::Passphrase(Zeroizing::new("correct horse".into())),
-        )
-        .await
-        .unwrap(),
-    );
-    let b = KeyService::open(
-        e.keys.store().clone(),
-        custody,
-        Arc::new(e.clock.clone()),
-        KeyConfig {
-            nonce_block: 64,
-            instance_holder: "b".into(),
-            ..KeyConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let b = second_instance(&e).await;
     let (ra, rb) = (
         e.keys.keyring("r").await.unwrap(),
         b.keyring("r").await.unwrap(),
