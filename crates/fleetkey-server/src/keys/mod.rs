@@ -19,7 +19,9 @@ use crate::audit::{AuditDraft, Checkpoint};
 use crate::clock::{SharedClock, UnixTime};
 use crate::custody::Custody;
 use crate::error::{Error, Result};
-use crate::store::{Change, KeyringRecord, Policy, Store, VersionRecord, VersionState};
+use crate::store::{
+    Change, KeyringRecord, Policy, Reservation, Store, VersionRecord, VersionState,
+};
 use arc_swap::ArcSwap;
 use fleetkey_crypto::{
     aead::{AeadKey, Algorithm},
@@ -177,10 +179,10 @@ struct Primary {
     uses_before: u64,
     /// When the version was created (for the age policy).
     created_at: UnixTime,
-    /// Whether this block's usage has been recorded.
-    counted: std::sync::atomic::AtomicBool,
+    /// Counters of this block whose use has been recorded.
+    counted: AtomicU64,
     /// The next block, being reserved in the background.
-    prefetch: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Reserved>>>>,
+    prefetch: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Option<Reserved>>>>>,
 }
 
 /// A fresh random data key for `name` version `version`, wrapped by custody, and its
@@ -218,27 +220,47 @@ struct Reserved {
     reserved_before: u64,
 }
 
+/// Counters per reserved block: the configured block, but at most 1/16 of the use
+/// budget (at least 1), so that several instances share a version's budget
+/// rather than the first to reserve taking all of it.
+fn block_size(config: &KeyConfig, max_uses: u64) -> u32 {
+    let share = (max_uses / BUDGET_SHARES).max(1);
+    u32::try_from(share.min(u64::from(config.nonce_block))).unwrap_or(config.nonce_block)
+}
+
+/// Into how many blocks at least a version's use budget is split.
+const BUDGET_SHARES: u64 = 16;
+
 /// Reserves the next block of counters for (keyring, version), committing the new
-/// high-water mark before returning. Leases a fresh instance id when this one's
-/// counter space is spent.
+/// high-water mark before returning; the store caps the version's reservations on
+/// every instance at `max_uses` in the same step. `None`: the budget is reserved in
+/// full (rotate). Leases a fresh instance id when this one's counter space is spent.
 async fn reserve_block(
     s: Arc<Shared>,
     name: String,
     version: u32,
     max_uses: u64,
-) -> Result<Reserved> {
-    let reserved_before = s.store.reserved_nonces(&name, version).await?;
-    let budget = max_uses.saturating_sub(reserved_before).max(1);
-    let count = u64::from(s.config.nonce_block).min(budget) as u32;
+) -> Result<Option<Reserved>> {
     let mut instance = s.instance;
-    let start = loop {
+    let (start, count, reserved_before) = loop {
         match s
             .store
-            .reserve_nonces(&name, version, instance, count)
+            .reserve_nonces(
+                &name,
+                version,
+                instance,
+                block_size(&s.config, max_uses),
+                max_uses,
+            )
             .await?
         {
-            Some(start) => break start,
-            None => {
+            Reservation::Granted {
+                start,
+                count,
+                reserved_before,
+            } => break (start, count, reserved_before),
+            Reservation::BudgetSpent => return Ok(None),
+            Reservation::SpaceExhausted => {
                 // This instance id's counters for the version are spent: lease a
                 // fresh id just for this (keyring, version).
                 let n = s.metrics.instance_renewals.fetch_add(1, Ordering::Relaxed) + 1;
@@ -254,13 +276,17 @@ async fn reserve_block(
         s.metrics.nonce_space_alerts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(keyring = %name, version, counter = end, "nonce counter above the alert threshold; rotate this keyring");
     }
-    Ok(Reserved {
+    Ok(Some(Reserved {
         instance,
         start,
         count,
         reserved_before,
-    })
+    }))
 }
+
+/// How many rotations one refill may make when each new version's budget is
+/// found spent by other instances before this one reserves from it.
+const MAX_ROTATIONS_PER_REFILL: usize = 16;
 
 /// Shortest time between two catch-up re-reads of one keyring.
 pub const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -342,56 +368,110 @@ impl Keyring {
         let created = rec.map(|v| v.created_at).unwrap_or(0);
         let age_due =
             self.shared.clock.now() >= created.saturating_add(policy.rotation_period_secs);
-        // The budget spent so far: this process's exact count while its block is
-        // live; after a restart, what the store has reserved (unused reservations
-        // count as used, so rotation comes early, never late).
-        let spent = if p.version == primary && p.block.end > 0 {
-            p.uses_before + p.block.used()
+        // This process's count of the budget spent while its block is live (the
+        // store's reservations decide in the end: see below).
+        let uses_due = p.version == primary
+            && p.block.end > 0
+            && p.uses_before + p.block.used() >= policy.max_uses;
+        let mut reason = if uses_due {
+            Some("max_uses")
+        } else if age_due {
+            Some("period")
         } else {
-            self.shared
-                .store
-                .reserved_nonces(&self.name, primary)
-                .await?
+            None
         };
-        let uses_due = spent >= policy.max_uses;
-        let (version, created_at) = if age_due || uses_due {
-            let reason = if uses_due { "max_uses" } else { "period" };
-            let v = self.rotate_locked("scheduler", reason).await?;
-            (v, self.shared.clock.now())
-        } else {
-            if rec.map(|r| r.state) != Some(VersionState::Active) {
-                return Err(Error::Store(format!(
-                    "keyring {:?} has no active primary version",
-                    self.name
-                )));
+        // A refill the store refuses because the version's budget is reserved in
+        // full (by any instance) rotates. Bounded: a budget spent by other
+        // instances right after each rotation is not worth waiting for forever.
+        for _ in 0..MAX_ROTATIONS_PER_REFILL {
+            let (version, created_at) = match reason {
+                Some(reason) => {
+                    let (v, sealing) = self.rotate_locked("scheduler", reason, true).await?;
+                    if sealing {
+                        return Ok(());
+                    }
+                    let created = self.meta.load().versions.get(&v).map(|r| r.created_at);
+                    (v, created.unwrap_or_else(|| self.shared.clock.now()))
+                }
+                None => {
+                    if rec.map(|r| r.state) != Some(VersionState::Active) {
+                        return Err(Error::Store(format!(
+                            "keyring {:?} has no active primary version",
+                            self.name
+                        )));
+                    }
+                    (primary, created)
+                }
+            };
+            if self.refill(version, created_at).await? {
+                return Ok(());
             }
-            (primary, created)
-        };
-        self.refill(version, created_at).await
+            reason = Some("max_uses");
+        }
+        Err(Error::Store(format!(
+            "keyring {:?}: every new version's use budget was spent before this instance could seal",
+            self.name
+        )))
     }
 
-    /// Counts a block's used counters once, when it is replaced.
+    /// Records the block's counters handed out since the last count.
     fn retire_block(&self, p: &Primary) {
-        if !p.counted.swap(true, Ordering::Relaxed) {
-            self.record_usage(p.version, p.block.used());
+        self.count_usage(p, p.block.used());
+    }
+
+    /// Records `used` (counters of `p`'s block handed out so far) minus what was
+    /// recorded before: every counter is counted once, however often this runs.
+    fn count_usage(&self, p: &Primary, used: u64) {
+        let before = p.counted.fetch_max(used, Ordering::Relaxed);
+        if used > before {
+            self.record_usage(p.version, used - before);
         }
     }
 
-    /// Reserves a new nonce block for `version` and installs it.
-    async fn refill(&self, version: u32, created_at: UnixTime) -> Result<()> {
+    /// Reserves a new nonce block for `version` and installs it. `false`: the
+    /// version's use budget is reserved in full (the caller rotates).
+    async fn refill(&self, version: u32, created_at: UnixTime) -> Result<bool> {
         // Use the block reserved in the background if it is for this version.
         let old = self.primary.load_full();
         let prefetched = match old.prefetch.lock().ok().and_then(|mut g| g.take()) {
             Some(handle) if old.version == version => handle.await.ok().and_then(|r| r.ok()),
-            _ => None,
+            Some(handle) => {
+                // A block for a version no longer sealed with: give it back.
+                if let Ok(Ok(Some(r))) = handle.await {
+                    self.give_back_reserved(old.version, &r).await?;
+                }
+                None
+            }
+            None => None,
         };
         let max_uses = self.meta.load().record.policy.max_uses;
         let r = match prefetched {
-            Some(r) => r,
+            Some(Some(r)) => r,
+            // The prefetch found the budget spent: so is it now.
+            Some(None) => return Ok(false),
             None => {
-                reserve_block(self.shared.clone(), self.name.clone(), version, max_uses).await?
+                match reserve_block(self.shared.clone(), self.name.clone(), version, max_uses)
+                    .await?
+                {
+                    Some(r) => r,
+                    None => return Ok(false),
+                }
             }
         };
+        self.install(version, created_at, r, max_uses).await?;
+        Ok(true)
+    }
+
+    /// Installs reserved block `r` of `version` as the live one, and starts
+    /// reserving the following block in the background unless `r` ends the
+    /// version's use budget.
+    async fn install(
+        &self,
+        version: u32,
+        created_at: UnixTime,
+        r: Reserved,
+        max_uses: u64,
+    ) -> Result<()> {
         let key = self.key(version).await?;
         let end = u64::from(r.start) + u64::from(r.count);
         let primary = Arc::new(Primary {
@@ -417,6 +497,63 @@ impl Keyring {
             )));
         }
         self.primary.store(primary);
+        Ok(())
+    }
+
+    /// Stops sealing from the live block at once (caller holds `slow`): installs
+    /// an empty block for `version` and returns the old primary, whose block is
+    /// closed and counted. The next seal refills.
+    fn park(&self, version: u32, sealer: single::Sealer, created_at: UnixTime) -> Arc<Primary> {
+        let old = self.primary.swap(Arc::new(Primary {
+            version,
+            sealer,
+            block: NonceBlock::empty(),
+            uses_before: 0,
+            created_at,
+            counted: AtomicU64::new(0),
+            prefetch: std::sync::Mutex::new(None),
+        }));
+        let used = old.block.close();
+        self.count_usage(&old, used);
+        old
+    }
+
+    /// Gives back what a parked primary ([`Keyring::park`]) reserved and did not
+    /// use: the block reserved in the background first (it lies above the live
+    /// one), then the unused tail of the closed block. The store then counts only
+    /// counters that were handed out, so the use budget stays exact.
+    async fn give_back(&self, old: &Primary) -> Result<()> {
+        let pending = old.prefetch.lock().ok().and_then(|mut g| g.take());
+        if let Some(h) = pending
+            && let Ok(Ok(Some(r))) = h.await
+        {
+            self.give_back_reserved(old.version, &r).await?;
+        }
+        if old.block.end > 0 {
+            // Parking counted the closed block exactly (a closed block's `used()`
+            // reads as used up).
+            let used_end = old.block.start + old.counted.load(Ordering::Relaxed);
+            self.shared
+                .store
+                .release_nonces(
+                    &self.name,
+                    old.version,
+                    old.block.instance,
+                    old.block.end,
+                    used_end,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives back a whole reserved block that was never used.
+    async fn give_back_reserved(&self, version: u32, r: &Reserved) -> Result<()> {
+        let end = u64::from(r.start) + u64::from(r.count);
+        self.shared
+            .store
+            .release_nonces(&self.name, version, r.instance, end, u64::from(r.start))
+            .await?;
         Ok(())
     }
 
@@ -544,13 +681,24 @@ impl Keyring {
         self.seal(&pt, aad).await
     }
 
-    /// Rotates to a new primary version (caller holds `slow`).
-    async fn rotate_locked(&self, actor: &str, reason: &str) -> Result<u32> {
+    /// Rotates to a new primary version (caller holds `slow`) and returns it.
+    /// With `seal_next` (the seal path), the new version's first nonce block is
+    /// reserved in the rotation's own transaction and installed: the instance that
+    /// rotates can always seal with the version it made. Returns whether a block
+    /// is installed (never after a lost race: the caller refills).
+    async fn rotate_locked(
+        &self,
+        actor: &str,
+        reason: &str,
+        seal_next: bool,
+    ) -> Result<(u32, bool)> {
         let s = &self.shared;
         let meta = self.meta.load_full();
         let old = meta.record.primary_version;
         let new_version = meta.versions.keys().next_back().copied().unwrap_or(0) + 1;
         let now = s.clock.now();
+        let max_uses = meta.record.policy.max_uses;
+        let first_block = seal_next.then(|| (s.instance, block_size(&s.config, max_uses)));
         let (new, data_key) = mint_version(s, &self.name, new_version, now).await?;
         let applied = s
             .store
@@ -560,6 +708,7 @@ impl Keyring {
                     new,
                     retire: old,
                     at: now,
+                    first_block,
                 },
                 AuditDraft::new(
                     actor,
@@ -574,7 +723,7 @@ impl Keyring {
             Ok(_) => {}
             // Another instance rotated first: use its version, no error to the
             // caller (and no second rotation).
-            Err(Error::RotationLost(_)) => return self.adopt_current_primary().await,
+            Err(Error::RotationLost(_)) => return Ok((self.adopt_current_primary().await?, false)),
             Err(e) => return Err(e),
         }
         if let Ok(mut m) = self.keys.write() {
@@ -586,18 +735,23 @@ impl Keyring {
         s.metrics.rotations.fetch_add(1, Ordering::Relaxed);
         s.changed(&self.name);
         self.reload().await?;
-        // Old nonce block must not be used for the new version: install an empty one
-        // so the next seal refills for the new primary.
-        self.primary.store(Arc::new(Primary {
-            version: new_version,
-            sealer: single::Sealer::new(self.key(new_version).await?, &self.key_id, new_version),
-            block: NonceBlock::empty(),
-            uses_before: 0,
-            created_at: now,
-            counted: Default::default(),
-            prefetch: std::sync::Mutex::new(None),
-        }));
-        Ok(new_version)
+        // The old version's block must not be used for the new version: park an
+        // empty one, give back what the old one did not use, then install the
+        // new version's first block if one was reserved.
+        let sealer = single::Sealer::new(self.key(new_version).await?, &self.key_id, new_version);
+        let parked = self.park(new_version, sealer, now);
+        self.give_back(&parked).await?;
+        if let Some((instance, count)) = first_block {
+            s.metrics.nonce_blocks.fetch_add(1, Ordering::Relaxed);
+            let r = Reserved {
+                instance,
+                start: 0,
+                count,
+                reserved_before: 0,
+            };
+            self.install(new_version, now, r, max_uses).await?;
+        }
+        Ok((new_version, first_block.is_some()))
     }
 
     /// After a lost rotation race (caller holds `slow`): re-reads the keyring and
@@ -611,20 +765,9 @@ impl Keyring {
             .get(&version)
             .map(|v| v.created_at)
             .unwrap_or_else(|| self.shared.clock.now());
-        let old = self.primary.load_full();
-        self.primary.store(Arc::new(Primary {
-            version,
-            sealer: single::Sealer::new(self.key(version).await?, &self.key_id, version),
-            block: NonceBlock::empty(),
-            uses_before: 0,
-            created_at,
-            counted: Default::default(),
-            prefetch: std::sync::Mutex::new(None),
-        }));
-        let used = old.block.close();
-        if !old.counted.swap(true, Ordering::Relaxed) {
-            self.record_usage(old.version, used);
-        }
+        let sealer = single::Sealer::new(self.key(version).await?, &self.key_id, version);
+        let old = self.park(version, sealer, created_at);
+        self.give_back(&old).await?;
         Ok(version)
     }
 
@@ -633,24 +776,19 @@ impl Keyring {
     /// reserves a block for the new primary).
     async fn refresh(&self) -> Result<()> {
         let _g = self.slow.lock().await;
+        let before = self.meta.load().record.policy;
         self.reload().await?;
         let p = self.primary.load_full();
-        if p.version == 0 || p.version == self.meta.load().record.primary_version {
+        let meta = self.meta.load();
+        let moved = p.version != meta.record.primary_version;
+        if p.version == 0 || (!moved && before == meta.record.policy) {
             return Ok(());
         }
-        self.primary.store(Arc::new(Primary {
-            version: p.version,
-            sealer: single::Sealer::new(p.sealer.key().clone(), &self.key_id, p.version),
-            block: NonceBlock::empty(),
-            uses_before: 0,
-            created_at: p.created_at,
-            counted: std::sync::atomic::AtomicBool::new(true),
-            prefetch: std::sync::Mutex::new(None),
-        }));
-        let used = p.block.close();
-        if !p.counted.swap(true, Ordering::Relaxed) {
-            self.record_usage(p.version, used);
-        }
+        // A rotation elsewhere, or a new policy whose budget the live block was
+        // not reserved under: stop sealing from it now.
+        let sealer = single::Sealer::new(p.sealer.key().clone(), &self.key_id, p.version);
+        let old = self.park(p.version, sealer, p.created_at);
+        self.give_back(&old).await?;
         self.flush_usage().await
     }
 
@@ -931,7 +1069,7 @@ impl KeyService {
         // From the store's view: a manual rotation after one made elsewhere is a
         // new version, not a lost race.
         ring.reload().await?;
-        ring.rotate_locked(actor, "manual").await
+        Ok(ring.rotate_locked(actor, "manual", false).await?.0)
     }
 
     /// Emergency revocation: opening with `version` fails at once with
@@ -947,7 +1085,7 @@ impl KeyService {
             });
         }
         if meta.record.primary_version == version {
-            ring.rotate_locked(actor, "revocation").await?;
+            ring.rotate_locked(actor, "revocation", false).await?;
         }
         let now = self.shared.clock.now();
         self.shared
@@ -996,13 +1134,16 @@ impl KeyService {
             .await?;
         self.shared.changed(name);
         ring.reload().await?;
-        // The use budget of the current block depends on the policy: refill.
+        // The live block and the one reserved in the background were reserved
+        // under the old budget: park them and give back what was not used, so
+        // the very next seal reserves under the new policy.
         let p = ring.primary.load_full();
-        if p.block.end > 0 {
-            ring.retire_block(&p);
-            ring.refill(p.version, p.created_at).await?;
+        if p.version != 0 {
+            let sealer = single::Sealer::new(p.sealer.key().clone(), &ring.key_id, p.version);
+            let old = ring.park(p.version, sealer, p.created_at);
+            ring.give_back(&old).await?;
         }
-        Ok(())
+        ring.flush_usage().await
     }
 
     /// Rewraps a batch: each item opens with any allowed version and is resealed
@@ -1055,7 +1196,7 @@ impl KeyService {
                 .map(|v| v.created_at)
                 .unwrap_or(now);
             if now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
-                let v = ring.rotate_locked(actor, "period").await?;
+                let (v, _) = ring.rotate_locked(actor, "period", false).await?;
                 actions.push(format!("{}: rotated to version {v} (period)", rec.name));
             }
             let now = self.shared.clock.now();
@@ -1111,14 +1252,10 @@ impl KeyService {
     pub async fn flush(&self) -> Result<()> {
         let rings = self.cached_rings();
         for r in rings {
+            // Count what the live block has used so far; it keeps sealing.
             let p = r.primary.load_full();
-            // Count what the live block has used so far, then start its count afresh.
-            let _g = r.slow.lock().await;
             r.retire_block(&p);
             r.flush_usage().await?;
-            if p.block.end > 0 {
-                r.refill(p.version, p.created_at).await?;
-            }
         }
         Ok(())
     }
@@ -1131,41 +1268,10 @@ impl KeyService {
         for r in rings {
             let _g = r.slow.lock().await;
             let p = r.primary.load_full();
-            let ring_name = r.name.clone();
-            // Stop handing out counters from this block before measuring it.
-            r.primary.store(Arc::new(Primary {
-                version: p.version,
-                sealer: single::Sealer::new(p.sealer.key().clone(), &r.key_id, p.version),
-                block: NonceBlock::empty(),
-                uses_before: 0,
-                created_at: p.created_at,
-                counted: std::sync::atomic::AtomicBool::new(true),
-                prefetch: std::sync::Mutex::new(None),
-            }));
-            // Give back a block reserved in the background first (it lies above the
-            // live one), then the unused tail of the live block.
-            let pending = p.prefetch.lock().ok().and_then(|mut g| g.take());
-            if let Some(h) = pending
-                && let Ok(Ok(r)) = h.await
-            {
-                let end = u64::from(r.start) + u64::from(r.count);
-                self.shared
-                    .store
-                    .release_nonces(&ring_name, p.version, r.instance, end, u64::from(r.start))
-                    .await?;
-            }
-            let used = p.block.close();
-            if !p.counted.swap(true, Ordering::Relaxed) {
-                r.record_usage(p.version, used);
-            }
+            let sealer = single::Sealer::new(p.sealer.key().clone(), &r.key_id, p.version);
+            let old = r.park(p.version, sealer, p.created_at);
+            r.give_back(&old).await?;
             r.flush_usage().await?;
-            if p.block.end > 0 {
-                let used_end = p.block.start + used;
-                self.shared
-                    .store
-                    .release_nonces(&r.name, p.version, p.block.instance, p.block.end, used_end)
-                    .await?;
-            }
         }
         Ok(())
     }

@@ -210,6 +210,11 @@ pub enum Change {
         retire: u32,
         /// Retirement time.
         at: UnixTime,
+        /// `(instance id, count)`: the new version's first nonce block, counters
+        /// `[0, count)`, reserved for the rotating instance in the same
+        /// transaction (so the instance that rotates can always seal with the
+        /// version it made, however many others are reserving).
+        first_block: Option<([u8; 8], u32)>,
     },
     /// Emergency revocation of one version.
     Revoke {
@@ -719,6 +724,25 @@ impl std::fmt::Debug for TokenRecord {
     }
 }
 
+/// The answer of [`Store::reserve_nonces`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Counters `[start, start + count)` are reserved for the caller's instance id.
+    Granted {
+        /// First counter.
+        start: u32,
+        /// How many (at least 1, at most the count asked for).
+        count: u32,
+        /// Counters of the version reserved before this grant, on every instance.
+        reserved_before: u64,
+    },
+    /// The version's use budget is reserved in full: rotate.
+    BudgetSpent,
+    /// This instance id's 32-bit counter space for the version would overflow:
+    /// lease a fresh instance id. Nothing was reserved.
+    SpaceExhausted,
+}
+
 /// What the domain needs from storage.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
@@ -730,16 +754,20 @@ pub trait Store: Send + Sync {
     async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>>;
     /// Applies `change` and appends its audit entry in one transaction.
     async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry>;
-    /// Reserves `count` nonce counters for (keyring, version, instance) durably
-    /// before they are used, and returns the first. Returns `None` when the 32-bit
-    /// counter space of this instance id would overflow.
+    /// Reserves up to `count` nonce counters for (keyring, version, instance)
+    /// durably before they are used. Atomically with the reservation, the counters
+    /// reserved for the version on every instance are capped at `budget` (the
+    /// version's `max_uses`): the grant is `min(count, budget - reserved)`, and
+    /// concurrent reservations from any number of instances never exceed the
+    /// budget together.
     async fn reserve_nonces(
         &self,
         keyring: &str,
         version: u32,
         instance: [u8; 8],
         count: u32,
-    ) -> Result<Option<u32>>;
+        budget: u64,
+    ) -> Result<Reservation>;
     /// Gives back the unused tail of a reservation on a clean shutdown: sets the
     /// high-water mark from `end` down to `used_end`, but only if it is still `end`
     /// (nobody reserved after us). Returns whether it did.

@@ -3,16 +3,17 @@
 //! sharing one database. Every transaction that appends to the audit log first
 //! takes one transaction-scoped advisory lock, so entries from all instances form a
 //! single chain; nonce blocks are reserved with one atomic upsert per block, so
-//! two instances can never be handed overlapping counters.
+//! two instances can never be handed overlapping counters, under a per-version
+//! advisory lock, so together they never reserve more than the version's use budget.
 
 use super::rows::{
-    command_from_row, config_from_row, device_from_row, entry_from_row, fleet_from_row, hash32,
-    keyring_from_row, to_u32, token_from_row, version_from_row,
+    command_from_row, config_from_row, device_from_row, entry_from_row, fleet_from_row, grant,
+    hash32, keyring_from_row, to_u32, to_u64, token_from_row, version_from_row,
 };
 use super::{
     Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceSecret,
-    DeviceSessionRecord, DeviceState, FleetRecord, KeyringRecord, Registration, SchemaRecord,
-    Store, StoredConfig, TokenRecord, VersionRecord,
+    DeviceSessionRecord, DeviceState, FleetRecord, KeyringRecord, Registration, Reservation,
+    SchemaRecord, Store, StoredConfig, TokenRecord, VersionRecord,
 };
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
@@ -31,6 +32,8 @@ pub struct PostgresStore {
     audit_lock: i64,
     /// The advisory lock held by the scheduler's leader.
     scheduler_lock: i64,
+    /// The schema, mixed into per-keyring advisory lock keys.
+    schema: String,
 }
 
 /// Advisory locks are database-wide: each key mixes in the schema, so deployments
@@ -117,6 +120,7 @@ impl PostgresStore {
             leader: Default::default(),
             audit_lock: lock_key(&current, "audit"),
             scheduler_lock: lock_key(&current, "scheduler"),
+            schema: current.clone(),
         })
     }
 
@@ -209,6 +213,7 @@ impl Store for PostgresStore {
                 new,
                 retire,
                 at,
+                first_block,
             } => {
                 // Conditional: only if the primary is still the one the caller saw.
                 // The instance that loses a race learns it here, before anything
@@ -235,6 +240,18 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
                 insert_version(&mut tx, new).await?;
+                if let Some((instance, count)) = first_block {
+                    sqlx::query(
+                        "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(name)
+                    .bind(i64::from(new.version))
+                    .bind(instance.as_slice())
+                    .bind(i64::from(*count))
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             Change::Revoke { name, version, at } => {
                 let n = sqlx::query(
@@ -705,10 +722,30 @@ impl Store for PostgresStore {
         version: u32,
         instance: [u8; 8],
         count: u32,
-    ) -> Result<Option<u32>> {
-        // One atomic upsert: concurrent reservations (from any instance) each get
-        // their own range; a range past 2^32 is rolled back.
+        budget: u64,
+    ) -> Result<Reservation> {
+        // A transaction-scoped advisory lock per (keyring, version) serialises
+        // reservations for the version across instances, so the budget check and
+        // the grant are one step; the upsert gives each reservation its own range
+        // of this instance id's counters.
         let mut tx = self.pool.begin().await?;
+        let key = lock_key(&self.schema, &format!("nonces\0{keyring}\0{version}"));
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        let reserved: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(high_water)::BIGINT FROM nonce_reservations WHERE keyring = $1 AND version = $2",
+        )
+        .bind(keyring)
+        .bind(i64::from(version))
+        .fetch_one(&mut *tx)
+        .await?;
+        let reserved = to_u64(reserved.unwrap_or(0), "reserved nonces")?;
+        let Some(grant) = grant(count, budget, reserved) else {
+            tx.rollback().await?;
+            return Ok(Reservation::BudgetSpent);
+        };
         let end: i64 = sqlx::query_scalar(
             "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (keyring, version, instance_id) \
@@ -718,15 +755,19 @@ impl Store for PostgresStore {
         .bind(keyring)
         .bind(i64::from(version))
         .bind(instance.as_slice())
-        .bind(i64::from(count))
+        .bind(i64::from(grant))
         .fetch_one(&mut *tx)
         .await?;
         if end > 1i64 << 32 {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(Reservation::SpaceExhausted);
         }
         tx.commit().await?;
-        Ok(Some(to_u32(end - i64::from(count), "nonce counter")?))
+        Ok(Reservation::Granted {
+            start: to_u32(end - i64::from(grant), "nonce counter")?,
+            count: grant,
+            reserved_before: reserved,
+        })
     }
 
     async fn release_nonces(

@@ -57,6 +57,18 @@ pub(crate) fn to_u32(v: i64, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
 }
 
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
+}
+
+/// How many of `count` counters a reservation may grant when `reserved` of the
+/// version's `budget` are reserved already; `None` when the budget is spent.
+pub(crate) fn grant(count: u32, budget: u64, reserved: u64) -> Option<u32> {
+    let left = budget.saturating_sub(reserved);
+    let g = u64::from(count).min(left);
+    u32::try_from(g).ok().filter(|g| *g > 0)
+}
+
 pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
     let alg: String = r.col("algorithm")?;
     Ok(KeyringRecord {

@@ -4,13 +4,13 @@
 //! immediate and free of busy retries).
 
 use super::rows::{
-    command_from_row, config_from_row, device_from_row, entry_from_row, fleet_from_row, hash32,
-    keyring_from_row, to_u32, token_from_row, version_from_row,
+    command_from_row, config_from_row, device_from_row, entry_from_row, fleet_from_row, grant,
+    hash32, keyring_from_row, to_u32, to_u64, token_from_row, version_from_row,
 };
 use super::{
     Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceSecret,
-    DeviceSessionRecord, DeviceState, FleetRecord, KeyringRecord, Registration, SchemaRecord,
-    Store, StoredConfig, TokenRecord, VersionRecord,
+    DeviceSessionRecord, DeviceState, FleetRecord, KeyringRecord, Registration, Reservation,
+    SchemaRecord, Store, StoredConfig, TokenRecord, VersionRecord,
 };
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
@@ -111,6 +111,7 @@ impl Store for SqliteStore {
                 new,
                 retire,
                 at,
+                first_block,
             } => {
                 // Conditional: only if the primary is still the one the caller saw.
                 // The instance that loses a race learns it here, before anything
@@ -137,6 +138,18 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
                 insert_version(&mut tx, new).await?;
+                if let Some((instance, count)) = first_block {
+                    sqlx::query(
+                        "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) \
+                         VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(name)
+                    .bind(i64::from(new.version))
+                    .bind(instance.as_slice())
+                    .bind(i64::from(*count))
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             Change::Revoke { name, version, at } => {
                 let n = sqlx::query(
@@ -608,8 +621,22 @@ impl Store for SqliteStore {
         version: u32,
         instance: [u8; 8],
         count: u32,
-    ) -> Result<Option<u32>> {
+        budget: u64,
+    ) -> Result<Reservation> {
+        // One connection: the transaction is the only writer, so the budget check
+        // and the grant are one step.
         let mut tx = self.pool.begin().await?;
+        let reserved: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(high_water) FROM nonce_reservations WHERE keyring = ? AND version = ?",
+        )
+        .bind(keyring)
+        .bind(i64::from(version))
+        .fetch_one(&mut *tx)
+        .await?;
+        let reserved = to_u64(reserved.unwrap_or(0), "reserved nonces")?;
+        let Some(grant) = grant(count, budget, reserved) else {
+            return Ok(Reservation::BudgetSpent);
+        };
         let hw: Option<i64> = sqlx::query_scalar(
             "SELECT high_water FROM nonce_reservations WHERE keyring = ? AND version = ? AND instance_id = ?",
         )
@@ -619,9 +646,9 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let start = hw.unwrap_or(0);
-        let end = start + i64::from(count);
+        let end = start + i64::from(grant);
         if end > 1i64 << 32 {
-            return Ok(None);
+            return Ok(Reservation::SpaceExhausted);
         }
         sqlx::query(
             "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) VALUES (?, ?, ?, ?) \
@@ -634,7 +661,11 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(to_u32(start, "nonce counter")?))
+        Ok(Reservation::Granted {
+            start: to_u32(start, "nonce counter")?,
+            count: grant,
+            reserved_before: reserved,
+        })
     }
 
     async fn release_nonces(

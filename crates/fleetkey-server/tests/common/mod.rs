@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod keyrings;
+
 use fleetkey_server::api::{AppState, server};
 use fleetkey_server::config::Config;
 use fleetkey_server::custody::local::{KekSource, LocalCustody};
