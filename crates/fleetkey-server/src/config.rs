@@ -175,6 +175,10 @@ pub struct Config {
     pub store_url: Option<ServiceUrl>,
     /// Connections each instance keeps to PostgreSQL (default 16).
     pub store_pool_size: u32,
+    /// How long a request waits for a PostgreSQL connection before it fails with
+    /// 503 (milliseconds, default 2,000): the bound on a request's wait while
+    /// PostgreSQL is unreachable.
+    pub store_wait_ms: u64,
     /// PostgreSQL schema for every table (created if needed); default the
     /// connection's (`public`).
     pub store_schema: Option<String>,
@@ -218,6 +222,7 @@ impl Default for Config {
             telemetry_mqtt_url: None,
             store_url: None,
             store_pool_size: 16,
+            store_wait_ms: 2_000,
             store_schema: None,
             redis_url: None,
             redis_prefix: "fleetkey".into(),
@@ -312,6 +317,9 @@ impl Config {
         }
         if let Some(v) = get("FLEETKEY_STORE_POOL_SIZE") {
             self.store_pool_size = num("FLEETKEY_STORE_POOL_SIZE", &v)?;
+        }
+        if let Some(v) = get("FLEETKEY_STORE_WAIT_MS") {
+            self.store_wait_ms = num("FLEETKEY_STORE_WAIT_MS", &v)?;
         }
         if let Some(v) = get("FLEETKEY_STORE_SCHEMA") {
             self.store_schema = Some(v).filter(|v| !v.is_empty());
@@ -456,6 +464,9 @@ impl Config {
         }
         if !(1..=1000).contains(&self.store_pool_size) {
             return Err(err("store_pool_size", "must be 1 to 1000".to_owned()));
+        }
+        if !(100..=60_000).contains(&self.store_wait_ms) {
+            return Err(err("store_wait_ms", "must be 100 to 60000".to_owned()));
         }
         if let Some(u) = self.redis_url.as_ref().map(ServiceUrl::expose)
             && !u.starts_with("redis://")

@@ -245,8 +245,10 @@ async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_at
     let proxy = common::Proxy::start(&target).await;
     let proxied = url.replacen(&target, &proxy.addr, 1);
     let dir = tempfile::TempDir::new().unwrap();
+    // The configured wait for a connection (`store_wait_ms`) bounds each request.
+    let wait = Duration::from_millis(500);
     let store = Arc::new(
-        PostgresStore::connect_in_schema(&proxied, Some(&common::unique("fktest_")))
+        PostgresStore::connect_with(&proxied, Some(&common::unique("fktest_")), 16, wait)
             .await
             .unwrap(),
     );
@@ -290,7 +292,8 @@ async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_at
     assert_eq!(s, 200);
     sealed.push(v["ciphertext"].as_str().unwrap().to_owned());
 
-    proxy.cut();
+    // PostgreSQL's host unreachable: open connections break, new ones hang.
+    proxy.stall();
     // Writes: 503 (after the pool's bounded wait), not a hang, not a 500.
     let t = std::time::Instant::now();
     for (path, body) in [
@@ -308,15 +311,19 @@ async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_at
     // or 503 — never a nonce that was not reserved first.
     let mut refused = 0;
     for _ in 0..20 {
-        match call(
+        let asked = std::time::Instant::now();
+        let answer = call(
             &app,
             "POST",
             "/v1/keyrings/k/seal",
             &admin,
             Some(seal.clone()),
         )
-        .await
-        {
+        .await;
+        // #26: the wait before a 503 is the configured bound, not 5-10 s.
+        let waited = asked.elapsed();
+        assert!(waited < wait * 3, "a seal waited {waited:?}");
+        match answer {
             (200, v) => sealed.push(v["ciphertext"].as_str().unwrap().to_owned()),
             (503, _) => refused += 1,
             other => panic!("seal during the outage: {other:?}"),

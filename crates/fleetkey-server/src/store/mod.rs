@@ -15,6 +15,7 @@ pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn S
                 url,
                 config.store_schema.as_deref(),
                 config.store_pool_size,
+                std::time::Duration::from_millis(config.store_wait_ms),
             )
             .await?,
         ),

@@ -57,8 +57,9 @@ async fn lock_audit(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, key: i64) ->
     Ok(())
 }
 
-/// How long a request waits for a database connection before failing.
-pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a request waits for a database connection before failing, unless
+/// configured (`store_wait_ms`).
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and runs migrations.
@@ -69,13 +70,18 @@ impl PostgresStore {
     /// [`PostgresStore::connect`] with every table in `schema` (created if needed):
     /// several deployments, or test runs, in one database.
     pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Self> {
-        Self::connect_with(url, schema, 16).await
+        Self::connect_with(url, schema, 16, ACQUIRE_TIMEOUT).await
     }
 
     /// [`PostgresStore::connect_in_schema`] keeping up to `pool_size` connections.
     /// A request that finds none free and cannot open one (PostgreSQL unreachable)
-    /// fails after [`ACQUIRE_TIMEOUT`] with a store error (503 through the API).
-    pub async fn connect_with(url: &str, schema: Option<&str>, pool_size: u32) -> Result<Self> {
+    /// fails after `wait` with a store error (503 through the API).
+    pub async fn connect_with(
+        url: &str,
+        schema: Option<&str>,
+        pool_size: u32,
+        wait: std::time::Duration,
+    ) -> Result<Self> {
         let bad = |e: sqlx::Error| {
             Error::Store(format!(
                 "postgres {}: {e}",
@@ -107,7 +113,7 @@ impl PostgresStore {
         }
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(wait)
             .connect_with(opts)
             .await
             .map_err(bad)?;

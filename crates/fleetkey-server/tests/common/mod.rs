@@ -130,10 +130,14 @@ pub fn redis_url() -> String {
 /// A TCP proxy in front of a service (`host:port`) that a test can cut (every
 /// connection closed, new ones dropped) and restore, without touching the
 /// service other tests use.
+const PROXY_UP: u8 = 0;
+const PROXY_CUT: u8 = 1;
+const PROXY_STALLED: u8 = 2;
+
 pub struct Proxy {
     /// `127.0.0.1:<port>` to connect to instead of the service.
     pub addr: String,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -143,18 +147,30 @@ impl Proxy {
         let target = target.to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let state = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(PROXY_UP));
         let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let accept = {
-            let (up, conns) = (up.clone(), conns.clone());
+            let (state, conns) = (state.clone(), conns.clone());
             tokio::spawn(async move {
                 loop {
                     let Ok((mut inbound, _)) = listener.accept().await else {
                         continue;
                     };
-                    if !up.load(std::sync::atomic::Ordering::Acquire) {
-                        drop(inbound);
-                        continue;
+                    match state.load(std::sync::atomic::Ordering::Acquire) {
+                        PROXY_UP => {}
+                        PROXY_STALLED => {
+                            // An unreachable host: accepted, never answered.
+                            let h = tokio::spawn(async move {
+                                let _keep = inbound;
+                                std::future::pending::<()>().await;
+                            });
+                            conns.lock().unwrap().push(h);
+                            continue;
+                        }
+                        _ => {
+                            drop(inbound);
+                            continue;
+                        }
                     }
                     let target = target.clone();
                     let h = tokio::spawn(async move {
@@ -169,21 +185,37 @@ impl Proxy {
         };
         Self {
             addr,
-            up,
+            state,
             conns,
             accept,
         }
     }
 
+    /// The service goes away: open connections break, new ones are refused.
     pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::Release);
+        self.down(PROXY_CUT);
+    }
+
+    /// The service's host becomes unreachable: open connections break, new ones
+    /// are accepted and never answered (a client waits for its own timeout).
+    pub fn stall(&self) {
+        self.down(PROXY_STALLED);
+    }
+
+    fn down(&self, state: u8) {
+        self.state
+            .store(state, std::sync::atomic::Ordering::Release);
         for h in self.conns.lock().unwrap().drain(..) {
             h.abort();
         }
     }
 
     pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::Release);
+        self.state
+            .store(PROXY_UP, std::sync::atomic::Ordering::Release);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
     }
 }
 
