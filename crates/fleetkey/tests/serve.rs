@@ -94,6 +94,41 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .code(1)
         .stderr(predicate::str::contains("lacks scope"));
     client(&["keys", "show", "nope"]).assert().code(2);
+    // The audit log through the server (#26): exported and verified while it runs
+    // (a local export would be refused: the data directory is in use).
+    let (export, public) = (dir.path().join("audit.jsonl"), dir.path().join("svc.pub"));
+    client(&["audit", "export", "-o"])
+        .arg(&export)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("exported"));
+    client(&["audit", "public-key", "-o"])
+        .arg(&public)
+        .assert()
+        .success();
+    let lines = std::fs::read_to_string(&export).unwrap();
+    assert!(lines.lines().count() >= 5, "{lines}");
+    assert!(lines.contains("keyring.rotate"), "{lines}");
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .args(["audit", "verify", "--export"])
+        .arg(&export)
+        .arg("--public-key")
+        .arg(&public)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("valid: "));
+    // A token without audit:read is refused, and no file is left behind.
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .env("FLEETKEY_ADDR", format!("http://127.0.0.1:{}", server.port))
+        .env("FLEETKEY_TOKEN", &scoped)
+        .args(["audit", "export", "-o"])
+        .arg(dir.path().join("denied.jsonl"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("lacks scope"));
+    assert!(!dir.path().join("denied.jsonl").exists());
     // While the server runs, local admin commands and a second server are refused.
     Command::cargo_bin("fleetkey")
         .unwrap()

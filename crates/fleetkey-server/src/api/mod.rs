@@ -872,6 +872,28 @@ async fn audit_checkpoint(
     }
 }
 
+/// The service's composite audit-signing public key, as `fleetkey audit
+/// public-key` writes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPublicKey {
+    /// `fk1sig:` followed by the key in unpadded URL-safe base64.
+    pub public_key: String,
+}
+
+/// The public key that verifies audit checkpoints (for `fleetkey audit verify`).
+#[utoipa::path(get, path = "/v1/audit/public-key", tag = "audit",
+    responses((status = 200, body = AuditPublicKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["audit:read"])))]
+async fn audit_public_key(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<AuditPublicKey>> {
+    p.require("audit:read")?;
+    Ok(Json(AuditPublicKey {
+        public_key: crate::audit::verify::public_key_text(&st.keys.public_key()),
+    }))
+}
+
 /// Create a token (the secret is in the response only).
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -1759,7 +1781,7 @@ impl utoipa::Modify for SecurityAddon {
 #[openapi(
     info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
     paths(create_keyring, list_keyrings, show_keyring, rotate_keyring, revoke_version, set_policy, seal, unseal, rewrap,
-        seal_batch, unseal_batch, rewrap_batch, audit_page, audit_checkpoint, create_token, list_tokens, revoke_token,
+        seal_batch, unseal_batch, rewrap_batch, audit_page, audit_checkpoint, audit_public_key, create_token, list_tokens, revoke_token,
         create_fleet, show_fleet, factory_device, list_devices, show_device, set_device_state, decommission_device,
         onboarding_challenge, onboarding_complete, wipe_receipt, create_claim_code, claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
@@ -1837,6 +1859,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/keyrings/{name}/rewrap/batch", post(rewrap_batch))
         .route("/v1/audit", get(audit_page))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
+        .route("/v1/audit/public-key", get(audit_public_key))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/fleets", post(create_fleet))

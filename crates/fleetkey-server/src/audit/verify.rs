@@ -18,6 +18,32 @@ pub enum ExportLine {
     Checkpoint(Checkpoint),
 }
 
+impl ExportLine {
+    /// The line as an export holds it (JSON, without the newline).
+    pub fn to_line(&self) -> String {
+        // Serialising these plain structs cannot fail; an empty line would be
+        // refused by verification, never taken as valid.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// How a public key is written for `fleetkey audit verify`: this prefix, then the
+/// key in unpadded URL-safe base64.
+pub const PUBLIC_KEY_PREFIX: &str = "fk1sig:";
+
+/// `key` as written for `fleetkey audit verify` (`fk1sig:…`).
+pub fn public_key_text(key: &[u8]) -> String {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    format!("{PUBLIC_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(key))
+}
+
+/// The key in `text` (`fk1sig:…`, surrounding whitespace ignored), or `None`.
+pub fn parse_public_key(text: &str) -> Option<Vec<u8>> {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    let b = text.trim().strip_prefix(PUBLIC_KEY_PREFIX)?;
+    URL_SAFE_NO_PAD.decode(b).ok()
+}
+
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

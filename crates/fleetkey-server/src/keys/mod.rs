@@ -1334,15 +1334,13 @@ impl KeyService {
                     break;
                 }
                 after = e.seq;
-                let line = serde_json::to_string(&crate::audit::verify::ExportLine::Entry(e))
-                    .map_err(|e| Error::Store(e.to_string()))?;
+                let line = crate::audit::verify::ExportLine::Entry(e).to_line();
                 writeln!(out, "{line}").map_err(io)?;
                 n += 1;
             }
         }
         if let Some(c) = checkpoint {
-            let line = serde_json::to_string(&crate::audit::verify::ExportLine::Checkpoint(c))
-                .map_err(|e| Error::Store(e.to_string()))?;
+            let line = crate::audit::verify::ExportLine::Checkpoint(c).to_line();
             writeln!(out, "{line}").map_err(io)?;
         }
         Ok(n)

@@ -1,54 +1,67 @@
-//! `fleetkey audit …`.
+//! `fleetkey audit …`: from the data directory, or through a running instance
+//! when `FLEETKEY_ADDR` is set (like the other management commands).
 
 use crate::cli::AuditCommand;
+use crate::client::Client;
 use crate::error::{CliError, CliResult};
 use crate::files::Output;
 use crate::local::{open_existing, runtime, service_error};
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use fleetkey_server::audit::verify::{Verdict, verify_export};
-use std::io::BufRead;
-
-const PUBLIC_KEY_PREFIX: &str = "fk1sig:";
+use fleetkey_server::audit::verify::{
+    ExportLine, Verdict, parse_public_key, public_key_text, verify_export,
+};
+use fleetkey_server::audit::{AuditEntry, Checkpoint};
+use serde::Deserialize;
+use std::io::{BufRead, Write};
 
 pub fn run(cmd: AuditCommand) -> CliResult<()> {
     match cmd {
         AuditCommand::Export { output, dir } => runtime()?.block_on(async move {
-            let svc = open_existing(&dir.data_dir).await?;
+            // Where the log is read from, settled before the output is created.
+            let source = match Client::from_env()? {
+                Some(c) => Ok(c),
+                None => Err(open_existing(&dir.data_dir).await?),
+            };
             let mut out = Output::create(output.as_deref(), true)?;
-            let n = svc
-                .export_audit(out.writer())
-                .await
-                .map_err(service_error)?;
+            let name = out.name();
+            let n = match source {
+                Ok(c) => export_remote(&c, out.writer(), &name).await?,
+                Err(svc) => svc
+                    .export_audit(out.writer())
+                    .await
+                    .map_err(service_error)?,
+            };
             out.commit(false)?;
             eprintln!("fleetkey: exported {n} audit entries and a signed checkpoint");
             Ok(())
         }),
         AuditCommand::PublicKey { output, dir } => runtime()?.block_on(async move {
-            let svc = open_existing(&dir.data_dir).await?;
+            let key = match Client::from_env()? {
+                Some(c) => {
+                    let k: RemoteKey = c
+                        .call(reqwest::Method::GET, "/v1/audit/public-key", None)
+                        .await?;
+                    parse_public_key(&k.public_key).ok_or_else(|| {
+                        CliError::refused("server: the public key is not fk1sig:…")
+                    })?
+                }
+                None => open_existing(&dir.data_dir).await?.public_key(),
+            };
             let mut out = Output::create(output.as_deref(), true)?;
             let name = out.name();
-            writeln!(
-                out.writer(),
-                "{PUBLIC_KEY_PREFIX}{}",
-                URL_SAFE_NO_PAD.encode(svc.public_key())
-            )
-            .map_err(|e| CliError::io(name, &e))?;
+            writeln!(out.writer(), "{}", public_key_text(&key))
+                .map_err(|e| CliError::io(name, &e))?;
             out.commit(false)
         }),
         AuditCommand::Verify { export, public_key } => {
             let pk_text = std::fs::read_to_string(&public_key)
                 .map_err(|e| CliError::io(public_key.display(), &e))?;
-            let pk = pk_text
-                .trim()
-                .strip_prefix(PUBLIC_KEY_PREFIX)
-                .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())
-                .ok_or_else(|| {
-                    CliError::usage(format!(
-                        "{} is not a fleetkey public key (fk1sig:…)",
-                        public_key.display()
-                    ))
-                    .hint("write one with `fleetkey audit public-key -o FILE`")
-                })?;
+            let pk = parse_public_key(&pk_text).ok_or_else(|| {
+                CliError::usage(format!(
+                    "{} is not a fleetkey public key (fk1sig:…)",
+                    public_key.display()
+                ))
+                .hint("write one with `fleetkey audit public-key -o FILE`")
+            })?;
             let f = std::fs::File::open(&export).map_err(|e| CliError::io(export.display(), &e))?;
             let mut lines = Vec::new();
             for line in std::io::BufReader::new(f).lines() {
@@ -68,4 +81,61 @@ pub fn run(cmd: AuditCommand) -> CliResult<()> {
             }
         }
     }
+}
+
+#[derive(Deserialize)]
+struct RemoteKey {
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+struct RemotePage {
+    entries: Vec<AuditEntry>,
+    next_after: Option<u64>,
+}
+
+/// Entries one page asks for.
+const PAGE: u32 = 1000;
+
+/// The export through a running instance: a fresh signed checkpoint first (as
+/// the local export), then every entry up to it, page by page, then the
+/// checkpoint, in the same line format. An empty log exports nothing.
+async fn export_remote(c: &Client, out: &mut dyn Write, name: &str) -> CliResult<u64> {
+    let first: RemotePage = c
+        .call(reqwest::Method::GET, "/v1/audit?limit=1", None)
+        .await?;
+    if first.entries.is_empty() {
+        return Ok(0);
+    }
+    let checkpoint: Checkpoint = c
+        .call(reqwest::Method::GET, "/v1/audit/checkpoint", None)
+        .await?;
+    let (mut after, mut n) = (0u64, 0u64);
+    while after < checkpoint.seq {
+        let page: RemotePage = c
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/audit?after={after}&limit={PAGE}"),
+                None,
+            )
+            .await?;
+        if page.entries.is_empty() {
+            break;
+        }
+        for e in page.entries {
+            if e.seq > checkpoint.seq {
+                break;
+            }
+            after = e.seq;
+            writeln!(out, "{}", ExportLine::Entry(e).to_line())
+                .map_err(|e| CliError::io(name, &e))?;
+            n += 1;
+        }
+        if page.next_after.is_none() {
+            break;
+        }
+    }
+    writeln!(out, "{}", ExportLine::Checkpoint(checkpoint).to_line())
+        .map_err(|e| CliError::io(name, &e))?;
+    Ok(n)
 }
