@@ -375,7 +375,7 @@ async fn seal_load(
                         at: Instant::now(),
                     };
                     // Every 8th envelope is opened at once on the other instances.
-                    if i % 8 == 0 {
+                    if i.is_multiple_of(8) {
                         let _ = fresh.send(s.clone());
                     }
                     sealed.push(s);
