@@ -12,6 +12,7 @@ use fleetkey_crypto::aead::Algorithm;
 use fleetkey_crypto::envelope::Header;
 use fleetkey_server::{
     Error,
+    audit::AuditDraft,
     audit::verify::{Verdict, verify_export},
     clock::ManualClock,
     custody::{
@@ -19,8 +20,9 @@ use fleetkey_server::{
         local::{KekSource, LocalCustody},
     },
     keys::{KeyConfig, KeyService},
-    store::Policy,
+    store::{Change, Policy, VersionRecord},
 };
+use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tempfile::TempDir;
@@ -84,6 +86,12 @@ async fn use_count_rotates_exactly_at_the_threshold() {
 #[tokio::test]
 async fn period_rotation_overlap_expiry_and_distinct_refusals() {
     let e = env_with(64).await;
+    // Every change the tick makes is announced to other instances (#26).
+    let announced = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = announced.clone();
+    e.keys.on_change(Arc::new(move |n: &str| {
+        seen.lock().unwrap().push(n.to_owned())
+    }));
     let policy = Policy {
         rotation_period_secs: 10 * DAY,
         overlap_secs: 3 * DAY,
@@ -96,7 +104,7 @@ async fn period_rotation_overlap_expiry_and_distinct_refusals() {
     let ring = e.keys.keyring("r").await.unwrap();
     let v1 = ring.seal(b"one", b"").await.unwrap();
     e.clock.advance(10 * DAY);
-    let actions = e.keys.run_policies("scheduler").await.unwrap();
+    let actions = e.keys.run_policies("scheduler").await.unwrap().actions;
     assert!(
         actions.iter().any(|a| a.contains("rotated to version 2")),
         "{actions:?}"
@@ -109,12 +117,18 @@ async fn period_rotation_overlap_expiry_and_distinct_refusals() {
     assert_eq!(ring.unseal(&v1, b"").await.unwrap(), b"one");
     // After it, the minimum rises and version 1 is refused as below minimum.
     e.clock.advance(DAY);
-    let actions = e.keys.run_policies("scheduler").await.unwrap();
+    announced.lock().unwrap().clear();
+    let actions = e.keys.run_policies("scheduler").await.unwrap().actions;
     assert!(
         actions
             .iter()
             .any(|a| a.contains("minimum decrypt version raised to 2")),
         "{actions:?}"
+    );
+    assert_eq!(
+        *announced.lock().unwrap(),
+        ["r"],
+        "the raised minimum announced"
     );
     assert!(matches!(
         ring.unseal(&v1, b"").await,
@@ -535,7 +549,7 @@ async fn revoked_stays_revoked_after_the_minimum_passes_it_and_a_restart() {
         |r: &fleetkey_server::Result<Vec<u8>>| matches!(r, Err(Error::Revoked { version: 1, .. }));
     assert!(revoked(&ring.unseal(&v1, b"").await));
     // The policy tick raises the minimum past the revoked version.
-    let actions = e.keys.run_policies("scheduler").await.unwrap();
+    let actions = e.keys.run_policies("scheduler").await.unwrap().actions;
     assert!(
         actions
             .iter()
@@ -559,4 +573,49 @@ async fn revoked_stays_revoked_after_the_minimum_passes_it_and_a_restart() {
     let ring = keys2.keyring("r").await.unwrap();
     assert!(revoked(&ring.unseal(&v1, b"").await));
     assert_eq!(state_of_v1(keys2.show("r").await.unwrap()), "revoked");
+}
+
+/// Regression (#16 item 13): one keyring whose policy cannot be applied (here a
+/// name a key id cannot carry, as an old or hand-edited store may hold) aborted the whole
+/// tick, so keyrings after it never rotated. Now it is reported and the others
+/// are done.
+#[tokio::test]
+async fn one_bad_keyring_does_not_stop_the_policy_tick() {
+    let e = env_with(64).await;
+    let policy = Policy {
+        rotation_period_secs: DAY,
+        ..Policy::default()
+    };
+    e.keys
+        .create("cli", "r", Algorithm::Aes256Gcm, policy)
+        .await
+        .unwrap();
+    let first = e.keys.store().versions("r").await.unwrap().remove(0);
+    let mut legacy = e.keys.store().keyring("r").await.unwrap().unwrap();
+    legacy.name = "a legacy name".into();
+    e.keys
+        .store()
+        .apply(
+            Change::CreateKeyring {
+                keyring: legacy,
+                first: VersionRecord {
+                    keyring: "a legacy name".into(),
+                    ..first
+                },
+            },
+            AuditDraft::new("test", "keyring.create", "keyring:x", json!({})),
+            T0,
+        )
+        .await
+        .unwrap();
+    e.clock.advance(2 * DAY);
+    let run = e.keys.run_policies("scheduler").await.unwrap();
+    assert!(
+        run.actions
+            .iter()
+            .any(|a| a == "r: rotated to version 2 (period)"),
+        "{run:?}"
+    );
+    assert_eq!(run.failures.len(), 1, "{run:?}");
+    assert!(run.failures[0].starts_with("a legacy name: "), "{run:?}");
 }

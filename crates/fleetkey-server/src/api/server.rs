@@ -196,8 +196,9 @@ pub async fn serve_on(
                     continue;
                 }
             }
+            // Keyrings that fail are logged by the run itself; the rest go on.
             match keys.run_policies("scheduler").await {
-                Ok(actions) => actions.iter().for_each(|a| {
+                Ok(run) => run.actions.iter().for_each(|a| {
                     if a.contains(": rotated to version") {
                         rotations.with_label_values(&["keyring"]).inc();
                     }

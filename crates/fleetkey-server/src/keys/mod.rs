@@ -55,6 +55,15 @@ impl Default for KeyConfig {
     }
 }
 
+/// What one [`KeyService::run_policies`] tick did.
+#[derive(Debug, Default)]
+pub struct PolicyRun {
+    /// One line per action taken (`NAME: rotated to version N (period)`, …).
+    pub actions: Vec<String>,
+    /// One line per keyring whose policy could not be applied (`NAME: error`).
+    pub failures: Vec<String>,
+}
+
 /// Counters an operator watches (exported as metrics by the HTTP layer).
 #[derive(Debug, Default)]
 pub struct KeyMetrics {
@@ -1180,52 +1189,61 @@ impl KeyService {
 
     /// The scheduler tick: rotates keyrings whose primary is too old, raises minimum
     /// decrypt versions whose overlap ended or that fell out of "keep last N", and
-    /// flushes usage counts. Returns one line per action taken.
-    pub async fn run_policies(&self, actor: &str) -> Result<Vec<String>> {
-        let mut actions = Vec::new();
+    /// flushes usage counts. One keyring that fails (a store error, a name from
+    /// before the name grammar, a custody failure) is reported and logged; the
+    /// others are still done. Fails only when the keyrings cannot be listed.
+    pub async fn run_policies(&self, actor: &str) -> Result<PolicyRun> {
+        let mut run = PolicyRun::default();
         for rec in self.shared.store.keyrings().await? {
-            let ring = self.keyring(&rec.name).await?;
-            ring.flush_usage().await?;
-            let _g = ring.slow.lock().await;
-            ring.reload().await?;
-            let now = self.shared.clock.now();
-            let meta = ring.meta.load_full();
-            let primary_created = meta
-                .versions
-                .get(&meta.record.primary_version)
-                .map(|v| v.created_at)
-                .unwrap_or(now);
-            if now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
-                let (v, _) = ring.rotate_locked(actor, "period", false).await?;
-                actions.push(format!("{}: rotated to version {v} (period)", rec.name));
-            }
-            let now = self.shared.clock.now();
-            let min = ring.required_minimum(now);
-            if min > ring.meta.load().record.min_decrypt_version {
-                self.shared
-                    .store
-                    .apply(
-                        Change::RaiseMinimum {
-                            name: rec.name.clone(),
-                            min,
-                        },
-                        AuditDraft::new(
-                            actor,
-                            "keyring.min_decrypt",
-                            format!("keyring:{}", rec.name),
-                            json!({ "min_decrypt_version": min }),
-                        ),
-                        now,
-                    )
-                    .await?;
-                ring.reload().await?;
-                actions.push(format!(
-                    "{}: minimum decrypt version raised to {min}",
-                    rec.name
-                ));
+            if let Err(e) = self.apply_policy(actor, &rec.name, &mut run.actions).await {
+                tracing::error!(keyring = %rec.name, error = %e, "rotation policy not applied");
+                run.failures.push(format!("{}: {e}", rec.name));
             }
         }
-        Ok(actions)
+        Ok(run)
+    }
+
+    /// [`KeyService::run_policies`] for one keyring; appends what it did.
+    async fn apply_policy(&self, actor: &str, name: &str, actions: &mut Vec<String>) -> Result<()> {
+        let ring = self.keyring(name).await?;
+        ring.flush_usage().await?;
+        let _g = ring.slow.lock().await;
+        ring.reload().await?;
+        let now = self.shared.clock.now();
+        let meta = ring.meta.load_full();
+        let primary_created = meta
+            .versions
+            .get(&meta.record.primary_version)
+            .map(|v| v.created_at)
+            .unwrap_or(now);
+        if now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
+            let (v, _) = ring.rotate_locked(actor, "period", false).await?;
+            actions.push(format!("{name}: rotated to version {v} (period)"));
+        }
+        let now = self.shared.clock.now();
+        let min = ring.required_minimum(now);
+        if min > ring.meta.load().record.min_decrypt_version {
+            self.shared
+                .store
+                .apply(
+                    Change::RaiseMinimum {
+                        name: name.to_owned(),
+                        min,
+                    },
+                    AuditDraft::new(
+                        actor,
+                        "keyring.min_decrypt",
+                        format!("keyring:{name}"),
+                        json!({ "min_decrypt_version": min }),
+                    ),
+                    now,
+                )
+                .await?;
+            self.shared.changed(name);
+            ring.reload().await?;
+            actions.push(format!("{name}: minimum decrypt version raised to {min}"));
+        }
+        Ok(())
     }
 
     /// Keyring `name` changed on another instance (rotation, revocation, policy):

@@ -265,10 +265,20 @@ async fn run_with(svc: &KeyService, cmd: KeysCommand, json: bool) -> CliResult<(
                 .map_err(|e| CliError::io("stdout", &e))
         }
         KeysCommand::Tick { .. } => {
-            for line in svc.run_policies(&who).await.map_err(service_error)? {
+            let run = svc.run_policies(&who).await.map_err(service_error)?;
+            for line in &run.actions {
                 crate::out!("{line}");
             }
-            Ok(())
+            if run.failures.is_empty() {
+                return Ok(());
+            }
+            for line in &run.failures {
+                eprintln!("fleetkey: policy not applied: {line}");
+            }
+            Err(CliError::refused(format!(
+                "{} keyring(s) failed; the others were done",
+                run.failures.len()
+            )))
         }
     }
 }
