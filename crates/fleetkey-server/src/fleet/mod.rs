@@ -430,10 +430,11 @@ impl FleetService {
     ) -> Result<(Claims, DeviceRecord)> {
         let (_, unverified) = credential::peek(token)
             .map_err(|_| Error::CredentialRefused("not a device credential"))?;
-        let issuer = self
-            .issuer(&unverified.fleet)
-            .await
-            .map_err(|_| Error::CredentialRefused("unknown fleet"))?;
+        let issuer = self.issuer(&unverified.fleet).await.map_err(|e| match e {
+            Error::FleetNotFound(_) => Error::CredentialRefused("unknown fleet"),
+            // A store or custody failure is not the device's fault: 503.
+            other => other,
+        })?;
         let now = self.clock.now();
         let claims = credential::verify(
             token,
