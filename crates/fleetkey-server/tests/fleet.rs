@@ -469,3 +469,32 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
         assert!(text.contains(action), "{action} missing from the audit log");
     }
 }
+
+/// Regression (#16 item 13): decommissioning revoked the birth credential only
+/// if it could parse the stored copy, and skipped it silently otherwise. Now no
+/// credential of a decommissioned device is accepted, whatever the revocation
+/// list holds.
+#[tokio::test]
+async fn a_decommissioned_device_s_credentials_are_refused_even_if_unreadable_in_the_store() {
+    let e = env().await;
+    e.fleets.create_fleet("ops", "acme", None).await.unwrap();
+    let dev = manufacture(&e, "acme", "uid:damaged").await;
+    common::raw_sql(
+        e._dir.path(),
+        &format!(
+            "UPDATE devices SET birth_credential = {} WHERE id = '{}'",
+            if std::env::var("FLEETKEY_TEST_STORE").as_deref() == Ok("postgres") {
+                "'\\x00'::bytea"
+            } else {
+                "x'00'"
+            },
+            dev.id
+        ),
+    )
+    .await;
+    e.fleets.decommission("ops", &dev.id, "lost").await.unwrap();
+    assert!(matches!(
+        e.fleets.check_credential(&dev.birth, Role::Birth).await,
+        Err(Error::CredentialRefused("device decommissioned"))
+    ));
+}

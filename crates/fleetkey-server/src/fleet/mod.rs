@@ -457,6 +457,12 @@ impl FleetService {
             .device(&claims.device_id)
             .await?
             .ok_or(Error::CredentialRefused("unknown device"))?;
+        if matches!(
+            d.state,
+            DeviceState::Decommissioning | DeviceState::Decommissioned
+        ) {
+            return Err(Error::CredentialRefused("device decommissioned"));
+        }
         if role == Role::Operational
             && d.operational_credential_id.as_deref() != Some(claims.credential_id.as_slice())
         {
@@ -583,9 +589,19 @@ impl FleetService {
     pub async fn decommission(&self, actor: &str, id: &str, reason: &str) -> Result<DeviceRecord> {
         let d = self.device(id).await?;
         let mut revoke = Vec::new();
-        if let Ok((_, c)) = credential::peek(&d.birth_credential) {
-            revoke.push(c.credential_id.to_vec());
-        }
+        // A stored birth credential that does not parse cannot be put on the
+        // revocation list; it is refused all the same, as is every credential
+        // of a decommissioned device (`check_credential`).
+        let birth_readable = match credential::peek(&d.birth_credential) {
+            Ok((_, c)) => {
+                revoke.push(c.credential_id.to_vec());
+                true
+            }
+            Err(_) => {
+                tracing::warn!(device = %id, "stored birth credential unreadable; refused by device state");
+                false
+            }
+        };
         if let Some(op) = &d.operational_credential_id {
             revoke.push(op.clone());
         }
@@ -620,7 +636,12 @@ impl FleetService {
                     actor,
                     "device.decommission",
                     format!("device:{id}"),
-                    json!({ "reason": reason, "credentials_revoked": true, "wipe_command": wipe_id }),
+                    json!({
+                        "reason": reason,
+                        "credentials_revoked": true,
+                        "birth_credential_readable": birth_readable,
+                        "wipe_command": wipe_id,
+                    }),
                 ),
                 now,
             )

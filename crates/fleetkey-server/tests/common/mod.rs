@@ -39,6 +39,26 @@ pub async fn test_store(dir: &std::path::Path) -> Arc<dyn fleetkey_server::store
     Arc::new(SqliteStore::open(dir).await.unwrap())
 }
 
+/// Runs `sql` (no parameters) directly on the store [`test_store`] opened for
+/// `dir`, whichever it is: for tests that damage what a store holds, as an old
+/// version, a restore or a hand edit could.
+pub async fn raw_sql(dir: &std::path::Path, sql: &str) {
+    use sqlx::Connection as _;
+    if std::env::var("FLEETKEY_TEST_STORE").as_deref() == Ok("postgres") {
+        let url = std::env::var("FLEETKEY_TEST_POSTGRES_URL").unwrap();
+        let schema = std::fs::read_to_string(dir.join("pg_schema")).unwrap();
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(&format!("SET search_path TO {schema}; {sql}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    } else {
+        let url = format!("sqlite://{}", dir.join("fleetkey.db").display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+    }
+}
+
 /// Store, fleets and the API state over `dir`.
 pub struct Services {
     pub store: Arc<dyn fleetkey_server::store::Store>,
