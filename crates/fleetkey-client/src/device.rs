@@ -33,7 +33,8 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Unacknowledged telemetry kept for sending again, messages.
+/// Unacknowledged telemetry kept for sending again, messages; when it is full,
+/// sending refuses with [`Error::OutboxFull`] (back-pressure, no drop).
 pub const MAX_OUTBOX: usize = 1024;
 
 /// How the client connects.
@@ -396,14 +397,17 @@ impl DeviceSession<'_> {
     }
 
     /// Sends telemetry with the next sequence number (persisted before sending, so
-    /// a number is never used twice); returns the number.
+    /// a number is never used twice); returns the number. Kept in the outbox until
+    /// acknowledged (sent again after a reconnection); with [`MAX_OUTBOX`]
+    /// messages unacknowledged it refuses with [`Error::OutboxFull`] instead of
+    /// dropping one: call [`DeviceSession::recv`] to take acknowledgements first.
     pub async fn send_telemetry(&mut self, data: serde_json::Value) -> Result<u64> {
+        if self.client.outbox.len() >= MAX_OUTBOX {
+            return Err(Error::OutboxFull(self.client.outbox.len()));
+        }
         let seq = self.client.state.telemetry_seq + 1;
         self.client.state.telemetry_seq = seq;
         self.client.save()?;
-        if self.client.outbox.len() >= MAX_OUTBOX {
-            self.client.outbox.pop_front();
-        }
         self.client.outbox.push_back((seq, data.clone()));
         self.send(&DeviceMsg::Telemetry { seq, data }).await?;
         Ok(seq)

@@ -24,6 +24,12 @@ pub enum Error {
     /// No server key is known and first contact (XX) is not allowed.
     #[error("no server key: pin one, give a directory record, or allow first contact")]
     NoServerKey,
+    /// [`MAX_OUTBOX`](crate::device::MAX_OUTBOX) messages wait for their
+    /// acknowledgement: nothing was sent and no sequence number used. Take
+    /// acknowledgements with `recv` (or reconnect, which sends the outbox again),
+    /// then send again. Back-pressure, never a silent drop.
+    #[error("telemetry outbox full: {0} messages wait for acknowledgement")]
+    OutboxFull(usize),
     /// Every attempt failed; the last error.
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp {

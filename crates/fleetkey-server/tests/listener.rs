@@ -495,6 +495,44 @@ async fn first_contact_pins_the_key_and_a_restarted_client_resumes_without_dupli
     h.stop().await;
 }
 
+/// Regression (#16 item 13): the client's outbox dropped the oldest unacknowledged
+/// message at 1,024 although delivery is documented as at least once. Now a full
+/// outbox refuses the send (nothing sent, no seq used) until acknowledgements are
+/// read.
+#[tokio::test]
+async fn a_full_outbox_pushes_back_instead_of_dropping() {
+    let h = Harness::start(100).await;
+    let (id, noise, sign) = h.device("hw-outbox").await;
+    let mut config = ClientConfig::new(h.addr.to_string());
+    config.allow_first_contact = true;
+    let mut c = h.client_with(config, &id, &noise, &sign, "outbox.json");
+    let mut s = c.connect().await.unwrap();
+    let max = fleetkey_client::device::MAX_OUTBOX as u64;
+    for i in 1..=max {
+        assert_eq!(s.send_telemetry(json!({"n": i})).await.unwrap(), i);
+    }
+    assert!(matches!(
+        s.send_telemetry(json!({"n": "one too many"})).await,
+        Err(ClientError::OutboxFull(n)) if n as u64 == max
+    ));
+    // Acknowledgements make room; the refused message used no sequence number.
+    let mut acked = 0;
+    while acked < max {
+        match s.recv().await.unwrap() {
+            ServerMsg::TelemetryAck { seq } => acked = seq,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        s.send_telemetry(json!({"n": "next"})).await.unwrap(),
+        max + 1
+    );
+    assert_eq!(
+        s.recv().await.unwrap(),
+        ServerMsg::TelemetryAck { seq: max + 1 }
+    );
+}
+
 #[tokio::test]
 async fn hybrid_sessions_and_credential_rotation_over_the_session() {
     let h = Harness::start(100).await;
