@@ -495,6 +495,50 @@ async fn first_contact_pins_the_key_and_a_restarted_client_resumes_without_dupli
     h.stop().await;
 }
 
+/// Regression (#16 item 15): sessions open at shutdown never recorded their end
+/// (`ended_at` stayed empty and pruning never removed them). Now shutdown ends
+/// them, each recording its end and telemetry position, and pruning also removes
+/// rows a killed server left open once the device has a newer session.
+#[tokio::test]
+async fn shutdown_ends_sessions_and_pruning_covers_abandoned_ones() {
+    let h = Harness::start(100).await;
+    let (id, noise, sign) = h.device("hw-shutdown").await;
+    let mut config = ClientConfig::new(h.addr.to_string());
+    config.allow_first_contact = true;
+    let mut c = h.client_with(config, &id, &noise, &sign, "shutdown.json");
+    let mut s = c.connect().await.unwrap();
+    assert_eq!(s.send_telemetry(json!({"n": 1})).await.unwrap(), 1);
+    assert_eq!(s.recv().await.unwrap(), ServerMsg::TelemetryAck { seq: 1 });
+    let session_id = s.id().to_owned();
+    // An abandoned row from before (a killed server), superseded by this session.
+    let abandoned = fleetkey_server::store::DeviceSessionRecord {
+        id: "00".repeat(16),
+        device_id: id.clone(),
+        previous: None,
+        pattern: "IK".into(),
+        peer: "127.0.0.1".into(),
+        started_at: now() - 100,
+        ended_at: None,
+        telemetry_seq: 0,
+        messages_in: 0,
+        messages_out: 0,
+    };
+    h.store.open_device_session(&abandoned).await.unwrap();
+    let store = h.store.clone();
+    h.stop().await;
+    let row = store.device_session(&session_id).await.unwrap().unwrap();
+    assert!(row.ended_at.is_some(), "the end is recorded at shutdown");
+    assert_eq!(row.telemetry_seq, 1);
+    assert_eq!(store.device_telemetry_seq(&id).await.unwrap(), 1);
+    // The device sees its session end (and would reconnect elsewhere).
+    assert!(s.recv().await.is_err());
+    // Pruning: the abandoned row goes (a newer session exists); the ended one is
+    // kept until it is older than the cutoff.
+    assert_eq!(store.prune_device_sessions(now() - 50).await.unwrap(), 1);
+    assert!(store.device_session(&abandoned.id).await.unwrap().is_none());
+    assert!(store.device_session(&session_id).await.unwrap().is_some());
+}
+
 /// Regression (#16 item 13): the client's outbox dropped the oldest unacknowledged
 /// message at 1,024 although delivery is documented as at least once. Now a full
 /// outbox refuses the send (nothing sent, no seq used) until acknowledgements are

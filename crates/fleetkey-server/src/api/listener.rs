@@ -92,7 +92,12 @@ pub struct DeviceListener {
     limits: Limits,
     sink: Arc<dyn TelemetrySink>,
     live: Mutex<HashMap<String, Arc<Live>>>,
+    /// Set at shutdown: sessions end (recording their end) and none begins.
+    stopping: std::sync::atomic::AtomicBool,
 }
+
+/// How long shutdown waits for device sessions to record their end.
+pub const SESSION_END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn pattern_label(p: Pattern) -> &'static str {
     match p {
@@ -137,6 +142,7 @@ impl DeviceListener {
             limits: config.limits,
             sink,
             live: Mutex::new(HashMap::new()),
+            stopping: Default::default(),
         }))
     }
 
@@ -150,13 +156,18 @@ impl DeviceListener {
         Ok(self.kem.public_key()?)
     }
 
-    /// Accepts connections until `shutdown` completes.
+    /// Accepts connections until `shutdown` completes, then ends the sessions in
+    /// progress ([`DeviceListener::end_sessions`]).
     pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut accepted: u64 = 0;
         loop {
             let (stream, peer) = tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => {
+                    drop(listener);
+                    self.end_sessions(SESSION_END_GRACE).await;
+                    return;
+                }
                 r = listener.accept() => match r {
                     Ok(c) => c,
                     Err(e) => {
@@ -183,6 +194,28 @@ impl DeviceListener {
             tokio::spawn(async move {
                 me.connection(stream, peer, permit).await;
             });
+        }
+    }
+
+    /// Ends every session in progress, each recording its end (`ended_at`, its
+    /// telemetry position and message counts) before its connection closes, and
+    /// lets no new one begin; waits up to `grace` for them. Devices reconnect to
+    /// another instance, or to this one once it is back.
+    pub async fn end_sessions(&self, grace: std::time::Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let live: Vec<Arc<Live>> = self
+            .live
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for l in &live {
+            l.close.notify_one();
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline
+            && self.live.lock().map(|m| !m.is_empty()).unwrap_or(false)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
@@ -392,6 +425,9 @@ impl Conn<'_> {
                 return Err(End::Done);
             }
         };
+        if self.l.stopping.load(Ordering::SeqCst) {
+            return Err(End::Closed("the server is shutting down".into()));
+        }
         // Rare paths are boxed so the future every idle session keeps is small.
         let welcome = Box::pin(self.begin(resume)).await.map_err(|e| {
             tracing::error!(device = %self.device.id, error = %e, "device session could not begin");
@@ -423,7 +459,11 @@ impl Conn<'_> {
             let msg = tokio::select! {
                 r = self.recv() => r?,
                 () = live.close.notified() => {
-                    return Err(End::Closed("replaced by a newer session".into()));
+                    return Err(End::Closed(if self.l.stopping.load(Ordering::SeqCst) {
+                        "the server is shutting down".into()
+                    } else {
+                        "replaced by a newer session".into()
+                    }));
                 }
             };
             let reply = match msg {
@@ -507,6 +547,16 @@ impl Conn<'_> {
             .lock()
             .map_err(|_| crate::Error::Store("live sessions poisoned".into()))?
             .insert(self.device.id.clone(), live.clone());
+        // Shutdown either sees this session in the table (and ends it) or this
+        // sees the flag: none begins unnoticed.
+        if self.l.stopping.load(Ordering::SeqCst) {
+            if let Ok(mut map) = self.l.live.lock()
+                && map.get(&self.device.id).is_some_and(|l| l.id == live.id)
+            {
+                map.remove(&self.device.id);
+            }
+            return Err(crate::Error::Store("the server is shutting down".into()));
+        }
         let mut seq = store.device_telemetry_seq(&self.device.id).await?;
         if let Some(old) = old {
             seq = seq.max(old.telemetry_seq.load(Ordering::Acquire));

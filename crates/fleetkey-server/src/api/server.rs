@@ -427,8 +427,17 @@ pub async fn serve_on(
     .await
     .map_err(io);
     scheduler.abort();
-    for d in [devices, udp].into_iter().flatten() {
-        d.abort();
+    // The device listener ends its sessions (each records its end) once the
+    // shutdown signal fired; wait for that, bounded.
+    if let Some(mut d) = devices {
+        let wait = crate::api::listener::SESSION_END_GRACE + std::time::Duration::from_secs(1);
+        if tokio::time::timeout(wait, &mut d).await.is_err() {
+            d.abort();
+            tracing::warn!("device sessions did not all record their end in time");
+        }
+    }
+    if let Some(u) = udp {
+        u.abort();
     }
     ticker.abort();
     if let Some(t) = degraded_refresh {

@@ -896,8 +896,11 @@ pub trait Store: Send + Sync {
     /// The highest telemetry sequence recorded for a device over its ended sessions
     /// (kept when their rows are pruned).
     async fn device_telemetry_seq(&self, device_id: &str) -> Result<u64>;
-    /// Deletes the records of sessions that ended before `ended_before`; returns how many.
-    async fn prune_device_sessions(&self, ended_before: UnixTime) -> Result<u64>;
+    /// Deletes the records of sessions that started before `before` and have
+    /// ended, or were abandoned (never recorded as ended — the server was killed —
+    /// and the device has a newer session since); returns how many. A session
+    /// still open and the device's latest stays.
+    async fn prune_device_sessions(&self, before: UnixTime) -> Result<u64>;
     /// Deletes onboarding challenges that expired before `expired_before` (used or
     /// not); returns how many.
     async fn prune_challenges(&self, expired_before: UnixTime) -> Result<u64>;

@@ -1038,14 +1038,18 @@ impl Store for PostgresStore {
         )
     }
 
-    async fn prune_device_sessions(&self, ended_before: UnixTime) -> Result<u64> {
-        Ok(
-            sqlx::query("DELETE FROM device_sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
-                .bind(ended_before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+    async fn prune_device_sessions(&self, before: UnixTime) -> Result<u64> {
+        // Ended before `before`; or abandoned (no end recorded: the server was
+        // killed) and started before `before`, with a newer session of the device.
+        Ok(sqlx::query(
+            "DELETE FROM device_sessions WHERE (ended_at IS NOT NULL AND ended_at < $1) \
+             OR (ended_at IS NULL AND started_at < $1 AND EXISTS (SELECT 1 FROM device_sessions newer \
+             WHERE newer.device_id = device_sessions.device_id AND newer.started_at > device_sessions.started_at))",
         )
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     async fn key_records_issued_before(
