@@ -224,6 +224,69 @@ async fn two_serve_processes_share_postgres_and_redis() {
             assert_eq!((s, v["plaintext"].as_str()), (200, Some("NDI0Mg==")));
         }
     }
+    // A fleet's config schema set through a reaches b, which had cached the
+    // previous version (#16 item 14), and so does its rotation policy.
+    let (s, v) = call(
+        post.clone(),
+        format!("{}/v1/fleets", a.base),
+        Some(json!({"name": "hub"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let schema = |interval_default: u64| {
+        json!({"schema": {"type": "object", "properties": {
+            "interval_s": {"type": "integer", "default": interval_default}}}})
+    };
+    let put = reqwest::Method::PUT;
+    let get = reqwest::Method::GET;
+    let (s, v) = call(
+        put.clone(),
+        format!("{}/v1/fleets/hub/schema", a.base),
+        Some(schema(60)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        get.clone(),
+        format!("{}/v1/fleets/hub/schema", b.base),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["version"].as_u64()), (200, Some(1)), "{v}");
+    let (s, v) = call(
+        put.clone(),
+        format!("{}/v1/fleets/hub/schema", a.base),
+        Some(schema(30)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        put.clone(),
+        format!("{}/v1/fleets/hub/rotation-policy", a.base),
+        Some(json!({"period_secs": 86_400})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let t = Instant::now();
+    loop {
+        let (_, schema) = call(
+            get.clone(),
+            format!("{}/v1/fleets/hub/schema", b.base),
+            None,
+        )
+        .await;
+        let (_, fleet) = call(get.clone(), format!("{}/v1/fleets/hub", b.base), None).await;
+        if schema["version"] == 2 && fleet["credential_rotation_secs"] == 86_400 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "b still has the old fleet: {schema} {fleet}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("the fleet change reached b after {:?}", t.elapsed());
+
     // One audit chain, whoever wrote each entry: a checkpoint signed by b over
     // entries read through a verifies.
     let (s, checkpoint) = call(

@@ -151,6 +151,23 @@ impl Listeners {
     }
 }
 
+/// What a domain service calls after a committed change: publishes `what(name)`
+/// to the other instances, off the caller's path.
+fn announcer(
+    coord: &Arc<crate::coord::Coordinator>,
+    what: fn(String) -> crate::coord::Invalidation,
+) -> crate::keys::Announcer {
+    let coord = coord.clone();
+    Arc::new(move |name: &str| {
+        let (c, msg) = (coord.clone(), what(name.to_owned()));
+        tokio::spawn(async move {
+            if let Err(e) = c.publish(&msg).await {
+                tracing::warn!(error = %e, ?msg, "could not announce a change");
+            }
+        });
+    })
+}
+
 /// Serves until `shutdown` completes, then drains and flushes.
 pub async fn serve(
     config: &Config,
@@ -271,17 +288,12 @@ pub async fn serve_on(
             let _ = state.coord.set(coord.clone());
             // Every committed keyring change, whoever made it (API, scheduler,
             // the seal path's rotation by use budget), reaches the other instances.
-            let announcer = coord.clone();
-            state.keys.on_change(Arc::new(move |name: &str| {
-                let (c, name) = (announcer.clone(), name.to_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = c
-                        .publish(&crate::coord::Invalidation::Keyring { name })
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not announce a keyring change");
-                    }
-                });
+            state.keys.on_change(announcer(&coord, |name| {
+                crate::coord::Invalidation::Keyring { name }
+            }));
+            // Fleet changes likewise (config schemas, rotation policy, …).
+            state.fleets.on_change(announcer(&coord, |name| {
+                crate::coord::Invalidation::Fleet { name }
             }));
             tracing::info!(redis = %url, instance = %config.instance_name, "coordinating with other instances through Redis");
             Some((coord, lease))
@@ -303,9 +315,11 @@ pub async fn serve_on(
     // DEGRADED_REFRESH while Redis is unreachable (nothing can be announced).
     let drop_caches: Arc<dyn Fn() + Send + Sync> = {
         let (keys, tokens, ing) = (state.keys.clone(), state.tokens.clone(), ingest.clone());
+        let fleets = state.fleets.clone();
         Arc::new(move || {
             tokens.forget_all();
             ing.expire_all();
+            fleets.forget_all();
             let keys = keys.clone();
             tokio::spawn(async move {
                 if let Err(e) = keys.refresh_all().await {
@@ -329,6 +343,7 @@ pub async fn serve_on(
     });
     let subscription = coordination.as_ref().map(|(coord, _)| {
         let (keys, tokens, ing) = (state.keys.clone(), state.tokens.clone(), ingest.clone());
+        let fleets = state.fleets.clone();
         coord.subscribe(
             move |inv| match inv {
                 crate::coord::Invalidation::Keyring { name } => {
@@ -341,6 +356,7 @@ pub async fn serve_on(
                 }
                 crate::coord::Invalidation::Token { id } => tokens.forget(&id),
                 crate::coord::Invalidation::Device { id } => ing.expire(&id),
+                crate::coord::Invalidation::Fleet { name } => fleets.forget_fleet(&name),
             },
             move || drop_caches(),
         )

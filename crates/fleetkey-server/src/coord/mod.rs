@@ -50,6 +50,12 @@ pub enum Invalidation {
         /// Device id.
         id: String,
     },
+    /// A fleet's record or config schemas changed (schema version, rotation
+    /// policy, static-key permission).
+    Fleet {
+        /// Fleet name.
+        name: String,
+    },
 }
 
 /// A GCRA decision.

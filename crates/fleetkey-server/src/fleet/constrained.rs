@@ -142,8 +142,9 @@ impl FleetService {
                 ),
                 now,
             )
-            .await
-            .map(|_| ())
+            .await?;
+        self.changed(fleet);
+        Ok(())
     }
 
     /// Registers a constrained-profile device: its public keys as for any device

@@ -181,9 +181,7 @@ impl FleetService {
                 now,
             )
             .await?;
-        if let Ok(mut m) = self.schemas.write() {
-            m.remove(fleet);
-        }
+        self.changed(fleet);
         Ok(SchemaInfo {
             fleet: fleet.to_owned(),
             version,

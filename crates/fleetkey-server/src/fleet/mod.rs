@@ -153,6 +153,9 @@ pub struct FleetService {
     schemas: RwLock<HashMap<String, Schemas>>,
     queue: mpsc::Sender<Job>,
     directory: crate::directory::Directory,
+    /// Told the name of every fleet whose cached record or schemas this instance
+    /// changed, after the commit ([`FleetService::on_change`]).
+    announce: std::sync::OnceLock<crate::keys::Announcer>,
 }
 
 pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
@@ -191,7 +194,46 @@ impl FleetService {
             schemas: RwLock::new(HashMap::new()),
             queue: tx,
             directory,
+            announce: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets what is told the name of every fleet whose record or config schemas
+    /// change (schema versions, rotation policy, static-key permission), after the
+    /// commit. The server publishes it so other instances drop their cached copy
+    /// ([`FleetService::forget_fleet`]); set once (later calls are ignored).
+    pub fn on_change(&self, announce: crate::keys::Announcer) {
+        let _ = self.announce.set(announce);
+    }
+
+    /// A change to fleet `name` committed here: drop this instance's cached copy
+    /// and announce it.
+    fn changed(&self, name: &str) {
+        self.forget_fleet(name);
+        if let Some(f) = self.announce.get() {
+            f(name);
+        }
+    }
+
+    /// Drops what is cached about fleet `name` (its record and issuing key, its
+    /// compiled config schemas); the next use re-reads the store.
+    pub fn forget_fleet(&self, name: &str) {
+        if let Ok(mut m) = self.issuers.write() {
+            m.remove(name);
+        }
+        if let Ok(mut m) = self.schemas.write() {
+            m.remove(name);
+        }
+    }
+
+    /// [`FleetService::forget_fleet`] for every fleet (announcements were lost).
+    pub fn forget_all(&self) {
+        if let Ok(mut m) = self.issuers.write() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.schemas.write() {
+            m.clear();
+        }
     }
 
     /// Custody (for the constrained profile's factory secrets).

@@ -408,9 +408,7 @@ impl FleetService {
                 now,
             )
             .await?;
-        if let Ok(mut m) = self.issuers.write() {
-            m.remove(fleet);
-        }
+        self.changed(fleet);
         self.fleet(fleet).await
     }
 
