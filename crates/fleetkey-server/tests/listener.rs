@@ -310,14 +310,19 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
         client.connect_with_retry().await.unwrap_err(),
         ClientError::Refused(r) if r == "decommissioned"
     ));
-    // An unknown key: refused the same way.
-    let stranger = Keypair::generate().unwrap();
-    let mut other = h.client("dev_nobody", &stranger, &sign, "stranger.json");
-    other.trust_record(&record).unwrap();
-    assert!(matches!(
-        other.connect().await.unwrap_err(),
-        ClientError::Refused(r) if r == "unknown_device"
-    ));
+    // Unknown keys: refused the same way. Regression (#16 item 4): each wrote an
+    // audit entry, so anyone could grow the audit log at will; now they are
+    // counted and audited as one summary per interval.
+    for i in 0..30 {
+        let stranger = Keypair::generate().unwrap();
+        let mut other = h.client("dev_nobody", &stranger, &sign, &format!("stranger{i}.json"));
+        other.trust_record(&record).unwrap();
+        assert!(matches!(
+            other.connect().await.unwrap_err(),
+            ClientError::Refused(r) if r == "unknown_device"
+        ));
+    }
+    h.listener.flush_refusals().await;
     // The wrong server key never completes a handshake.
     let mut fooled = h.client(&id, &noise, &sign, "fooled.json");
     let mut fake = record.clone();
@@ -331,7 +336,7 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
     let metrics = h.metrics();
     for line in [
         "fleetkey_device_refusals_total{reason=\"decommissioned\"} 1",
-        "fleetkey_device_refusals_total{reason=\"unknown_device\"} 1",
+        "fleetkey_device_refusals_total{reason=\"unknown_device\"} 30",
         "fleetkey_device_handshakes_total{pattern=\"IK\",result=\"ok\"} 2",
         "fleetkey_device_messages_total{result=\"accepted\",type=\"receipt\"} 1",
         "fleetkey_device_messages_total{result=\"refused\",type=\"receipt\"} 1",
@@ -340,13 +345,30 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
-    // The audit log has the receipt, the wipe and both refusals.
+    // The audit log has the receipt, the wipe, the decommissioned device's
+    // refusal and one summary of the 30 unknown keys' refusals.
     let entries = h.store.audit_entries(0, 1000).await.unwrap();
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
     assert!(actions.contains(&"device.command_receipt"));
+    let refused: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "session.refused")
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].subject, format!("device:{id}"));
+    let summary: serde_json::Value = serde_json::from_str(&refused[1].details).unwrap();
     assert_eq!(
-        actions.iter().filter(|a| **a == "session.refused").count(),
-        2
+        (
+            &summary["summary"],
+            &summary["total"],
+            &summary["interval_secs"]
+        ),
+        (&json!(true), &json!(30), &json!(60)),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["refusals"],
+        json!([{"reason": "unknown_device", "source": "127.0.0.0/24", "count": 30}])
     );
     // Telemetry reached the sink, attributed to device and fleet.
     let t = std::fs::read_to_string(h.dir.path().join("telemetry.jsonl")).unwrap();

@@ -94,6 +94,8 @@ pub struct DeviceListener {
     live: Mutex<HashMap<String, Arc<Live>>>,
     /// Set at shutdown: sessions end (recording their end) and none begins.
     stopping: std::sync::atomic::AtomicBool,
+    /// Refusals of unknown keys, audited as one summary per interval.
+    refusals: super::refusals::RefusalTally,
 }
 
 /// How long shutdown waits for device sessions to record their end.
@@ -143,6 +145,7 @@ impl DeviceListener {
             sink,
             live: Mutex::new(HashMap::new()),
             stopping: Default::default(),
+            refusals: Default::default(),
         }))
     }
 
@@ -161,12 +164,20 @@ impl DeviceListener {
     pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut accepted: u64 = 0;
+        let mut summary = tokio::time::interval(super::refusals::SUMMARY_INTERVAL);
+        summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (stream, peer) = tokio::select! {
                 _ = &mut shutdown => {
                     drop(listener);
                     self.end_sessions(SESSION_END_GRACE).await;
+                    self.flush_refusals().await;
                     return;
+                }
+                _ = summary.tick() => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.flush_refusals().await });
+                    continue;
                 }
                 r = listener.accept() => match r {
                     Ok(c) => c,
@@ -216,6 +227,16 @@ impl DeviceListener {
             && self.live.lock().map(|m| !m.is_empty()).unwrap_or(false)
         {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Writes the refusals of unknown keys counted since the last summary to the
+    /// audit log, as one `session.refused` entry (none if there were none).
+    pub async fn flush_refusals(&self) {
+        let counts = self.refusals.take();
+        let secs = super::refusals::SUMMARY_INTERVAL.as_secs();
+        if let Err(e) = self.state.fleets.audit_refusal_summary(secs, &counts).await {
+            tracing::error!(error = %e, "could not audit refused device sessions");
         }
     }
 
@@ -346,13 +367,24 @@ impl DeviceListener {
             .session_refusals
             .with_label_values(&[reason])
             .inc();
-        if let Err(e) = self
-            .state
-            .fleets
-            .audit_session_refusal(device_id, key, reason, &peer.ip().to_string())
-            .await
-        {
-            tracing::error!(error = %e, "could not audit a refused device session");
+        match device_id {
+            // A registered device (its key proven): one audit entry each.
+            Some(id) => {
+                if let Err(e) = self
+                    .state
+                    .fleets
+                    .audit_session_refusal(Some(id), key, reason, &peer.ip().to_string())
+                    .await
+                {
+                    tracing::error!(error = %e, "could not audit a refused device session");
+                }
+            }
+            // Anyone can make up a key: counted, audited in the interval's summary.
+            None => {
+                let prefix = fleetkey_crypto::hex_prefix(key);
+                tracing::info!(reason, peer = %peer.ip(), x25519_prefix = %prefix, "device session refused");
+                self.refusals.count(reason, peer.ip());
+            }
         }
         let msg = ServerMsg::Refused {
             reason: reason.into(),

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod listener;
 pub mod metrics;
 pub mod ratelimit;
+pub mod refusals;
 pub mod server;
 
 use crate::Error;

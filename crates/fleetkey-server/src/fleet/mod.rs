@@ -34,6 +34,8 @@ mod device_config;
 pub mod lifecycle;
 mod rotation;
 
+pub use rotation::RefusalCount;
+
 pub use device_config::{
     ConfigUpdate, DeviceConfig, MigrationFailure, MigrationReport, SchemaInfo, Schemas,
 };

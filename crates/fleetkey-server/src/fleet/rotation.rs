@@ -47,6 +47,18 @@ fn unb64(s: &str) -> Result<Vec<u8>> {
         .map_err(|_| Error::Store("stored rotation proposal is not base64".into()))
 }
 
+/// Refused sessions of one reason from one source network, in a
+/// `session.refused` summary entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusalCount {
+    /// Why (`unknown_device`, …).
+    pub reason: String,
+    /// The source network (`203.0.113.0/24`, `2001:db8:1::/48`, or `other`).
+    pub source: String,
+    /// How many.
+    pub count: u64,
+}
+
 impl FleetService {
     /// Asks a device to rotate its credential: `rotating` plus a signed command.
     pub async fn request_rotation(
@@ -312,7 +324,35 @@ impl FleetService {
         })
     }
 
-    /// Records a refused session attempt in the audit log.
+    /// Records refused session attempts from unknown keys, counted over
+    /// `interval_secs`, as one `session.refused` audit entry (target
+    /// `device:unknown`). Nothing to record: no entry.
+    pub async fn audit_refusal_summary(
+        &self,
+        interval_secs: u64,
+        counts: &[RefusalCount],
+    ) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let total: u64 = counts.iter().map(|c| c.count).sum();
+        self.store
+            .apply(
+                Change::AuditOnly,
+                AuditDraft::new(
+                    "device-listener",
+                    "session.refused",
+                    "device:unknown".to_owned(),
+                    json!({ "summary": true, "interval_secs": interval_secs, "total": total, "refusals": counts }),
+                ),
+                now,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Records a refused session attempt of a registered device in the audit log.
     pub async fn audit_session_refusal(
         &self,
         device_id: Option<&str>,
