@@ -93,6 +93,15 @@ pub enum Error {
         /// What the schema says (never the submitted value).
         why: String,
     },
+    /// A device public key that is well-formed but unsafe to accept (a low-order
+    /// X25519 point, an all-zero Ed25519 key).
+    #[error("{0} key refused: {1}")]
+    KeyRefused(&'static str, &'static str),
+    /// A config schema (or its migration) is well-formed JSON but not one the
+    /// service can use: not an object schema, a field without a default, a bad
+    /// migration path, a migration that existing configs would not survive.
+    #[error("invalid config schema: {0}")]
+    InvalidSchema(String),
     /// A stored configuration cannot be migrated to a newer schema version; it is
     /// kept as it was. Fix the config or declare a migration that handles it.
     #[error("config cannot be migrated to schema version {to}: at {path}: {why}")]

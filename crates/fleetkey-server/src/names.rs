@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 /// Longest name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// [`GRAMMAR`] as a regular expression (ECMA-262 and Rust `regex` alike), for the
+/// OpenAPI document.
+pub const PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+
 /// What the grammar allows, for error messages.
 pub const GRAMMAR: &str = "1 to 64 of A-Z a-z 0-9 - _ . starting with a letter or a digit";
 
@@ -51,6 +55,15 @@ fn truncated(name: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The documented pattern accepts exactly what the validator accepts.
+        #[test]
+        fn the_pattern_is_the_grammar(name in "[ -~]{0,70}|[A-Za-z0-9._-]{0,70}") {
+            let re = regex::Regex::new(PATTERN).unwrap();
+            prop_assert_eq!(re.is_match(&name), is_valid(&name));
+        }
+    }
 
     #[test]
     fn the_grammar() {

@@ -28,6 +28,10 @@ pub const CACHE_SECS: i64 = 5;
 /// Longest accepted token string.
 pub const MAX_TOKEN_LEN: usize = 128;
 
+/// The scopes [`validate_scope`] accepts, as a regular expression (for the
+/// OpenAPI document).
+pub const SCOPE_PATTERN: &str = "^(admin|\\*|keys:manage|audit:read|tokens:manage|fleets:manage|claim|(seal|unseal|rewrap|keys|audit|tokens|factory|devices|fleets|operate|ingest):([A-Za-z0-9][A-Za-z0-9._-]{0,63}\\*?|\\*))$";
+
 /// Scopes a token may be given: exact names, or `<kind>:<keyring or prefix*>`.
 pub fn validate_scope(scope: &str) -> Result<()> {
     let bad = || Error::Invalid {
@@ -407,6 +411,17 @@ impl TokenService {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        /// The documented scope pattern accepts exactly what the validator does.
+        #[test]
+        fn the_scope_pattern_is_the_validator(
+            scope in "[a-z*]{0,8}(:[A-Za-z0-9._*-]{0,66})?|(seal|operate|keys|claim|admin):[A-Za-z0-9._-]{0,66}\\*?"
+        ) {
+            let re = regex::Regex::new(SCOPE_PATTERN).unwrap();
+            proptest::prop_assert_eq!(re.is_match(&scope), validate_scope(&scope).is_ok(), "{}", scope);
+        }
+    }
+
     use super::*;
 
     #[test]

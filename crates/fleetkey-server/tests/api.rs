@@ -540,6 +540,46 @@ async fn metrics_openapi_and_health_are_open() {
             "{method} {path} undocumented"
         );
     }
+    // JSON Schema calls 5.0 an integer: so does the API.
+    let (s, v) = a
+        .admin(
+            "POST",
+            "/v1/keyrings",
+            Some(json!({"name": "floats", "policy": {"max_uses": 5.0, "overlap_secs": 0.0}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["policy"]["max_uses"], 5);
+    let (s, _) = a
+        .admin(
+            "POST",
+            "/v1/keyrings",
+            Some(json!({"name": "fraction", "policy": {"max_uses": 5.5}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Regression (#16 item 16): query parameters were declared `in: path` and 241
+    // responses had an empty description. (.ci/run also runs
+    // openapi-spec-validator over the served document.)
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: path parameter {name} is not in the path"
+                    );
+                }
+            }
+            for (code, r) in op["responses"].as_object().unwrap() {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {code}: no description"
+                );
+            }
+        }
+    }
     assert_eq!(
         a.call("GET", "/healthz", None, None).await.0,
         StatusCode::OK
@@ -802,13 +842,14 @@ async fn factory_provisioning_and_fleet_confinement_over_http() {
     )
     .unwrap();
     assert_eq!(claims.device_id, north_id);
-    // Low-order keys and bad lengths are 400s.
+    // A low-order key is refused (422: well-formed, unsafe); bad lengths are 400s.
     let mut bad = device("north", "hw-3", 14);
     bad["keys"]["x25519"] = json!(B64.encode([0u8; 32]));
-    let (s, _, _) = a
+    let (s, _, v) = a
         .call("POST", "/v1/factory/devices", Some(&jig_north), Some(bad))
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "key_refused");
     let mut short = device("north", "hw-4", 15);
     short["keys"]["ed25519"] = json!(B64.encode([1u8; 31]));
     let (s, _, _) = a

@@ -134,6 +134,7 @@ pub struct CommandList {
 
 /// Which commands to list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CommandQuery {
     /// Only pending and in-progress ones (default false).
@@ -192,7 +193,8 @@ pub struct RotationConfirmRequest {
 #[utoipa::path(put, path = "/v1/fleets/{fleet}/schema", tag = "config",
     params(("fleet" = String, Path, description = "Fleet name")), request_body = SchemaRequest,
     responses((status = 200, body = SchemaInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, description = "A JSON object, but not a config schema the service can use (`invalid_schema`)", body = ErrorBody)),
     security(("bearer" = ["operate:{fleet}"])))]
 async fn set_schema(
     State(st): St,
@@ -201,6 +203,9 @@ async fn set_schema(
     ApiJson(req): ApiJson<SchemaRequest>,
 ) -> ApiResult<Json<SchemaInfo>> {
     p.require(&format!("operate:{fleet}"))?;
+    if !req.schema.is_object() {
+        return Err(ApiError::malformed("schema must be a JSON object"));
+    }
     let info = st
         .fleets
         .set_schema(&p.actor(), &fleet, req.schema, req.migration)
@@ -464,7 +469,8 @@ async fn poll_commands(
 /// A device proposes new keys for a rotation (signed with its current key).
 #[utoipa::path(post, path = "/v1/devices/rotation", tag = "onboarding", request_body = RotationProposalRequest,
     responses((status = 200, body = RotationProposalResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, description = "An unsafe new key (`key_refused`)", body = ErrorBody)),
     security(()))]
 async fn propose_rotation(
     State(st): St,

@@ -82,6 +82,8 @@ impl From<Error> for ApiError {
                 e.to_string(),
             ),
             Error::InvalidConfig { .. } => Self::new(s, "invalid_config", e.to_string()),
+            Error::InvalidSchema(_) => Self::new(s, "invalid_schema", e.to_string()),
+            Error::KeyRefused(..) => Self::new(s, "key_refused", e.to_string()),
             Error::ConfigMigration { .. } => Self::new(s, "migration_failed", e.to_string()),
             Error::IllegalTransition { .. }
             | Error::NoConfigSchema(_)

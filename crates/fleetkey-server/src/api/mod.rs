@@ -11,7 +11,9 @@ pub mod http;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
+mod openapi;
 pub mod ratelimit;
+pub use openapi::openapi_document;
 pub mod refusals;
 pub mod server;
 
@@ -102,9 +104,44 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
                 "the request body must be a JSON object",
             ));
         }
-        serde_json::from_slice(&bytes)
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))?;
+        integral_numbers(&mut v, 0);
+        serde_json::from_value(v)
             .map(ApiJson)
             .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))
+    }
+}
+
+/// JSON does not tell `1` from `1.0`, and JSON Schema calls both integers: a
+/// number with no fractional part that fits 64 bits is read as an integer
+/// wherever the body has one (serde would refuse `1.0` for an integer field).
+fn integral_numbers(v: &mut serde_json::Value, depth: usize) {
+    use serde_json::Value;
+    // serde_json's parser already bounds nesting (128 levels); this follows it.
+    if depth > 128 {
+        return;
+    }
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+            {
+                // Exactly representable within ±2^63 only (casts saturate).
+                if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let i = f as i64;
+                    *v = Value::from(i);
+                } else if (0.0..1.844_674_407_370_955_2e19).contains(&f) {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let u = f as u64;
+                    *v = Value::from(u);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| integral_numbers(x, depth + 1)),
+        Value::Object(o) => o.values_mut().for_each(|x| integral_numbers(x, depth + 1)),
+        _ => {}
     }
 }
 
@@ -321,6 +358,7 @@ pub struct AuditPage {
 
 /// Paging parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Return entries after this sequence number (default 0).
@@ -840,6 +878,9 @@ async fn audit_page(
     if limit == 0 || limit > 1000 {
         return Err(ApiError::malformed("limit must be between 1 and 1000"));
     }
+    if q.after.is_some_and(|a| i64::try_from(a).is_err()) {
+        return Err(ApiError::malformed("after must be at most 2^63 - 1"));
+    }
     let entries = st
         .keys
         .store()
@@ -1074,6 +1115,7 @@ pub struct DeviceList {
 
 /// Paging parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
     /// Devices with ids after this one (default: from the start).
@@ -1144,7 +1186,8 @@ async fn show_fleet(
 /// with the same hardware id and keys returns the registration (200).
 #[utoipa::path(post, path = "/v1/factory/devices", tag = "fleets", request_body = FactoryDeviceRequest,
     responses((status = 201, body = DeviceInfo), (status = 200, body = DeviceInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, description = "An unsafe device key (`key_refused`: low-order X25519, all-zero Ed25519)", body = ErrorBody)),
     security(("bearer" = ["factory:{fleet}"])))]
 async fn factory_device(
     State(st): St,
@@ -1790,56 +1833,6 @@ impl utoipa::Modify for SecurityAddon {
     tags((name = "keyrings"), (name = "crypto"), (name = "audit"), (name = "tokens"), (name = "fleets"), (name = "config"), (name = "onboarding"), (name = "directory"))
 )]
 pub struct ApiDoc;
-
-/// The OpenAPI document as JSON.
-pub fn openapi_document() -> serde_json::Value {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(<devices::DevicesDoc as OpenApi>::openapi());
-    doc.merge(<ingest::IngestDoc as OpenApi>::openapi());
-    let mut v = serde_json::to_value(doc).unwrap_or_default();
-    add_edge_responses(&mut v);
-    v
-}
-
-/// Responses the HTTP edge can give on any `/v1` operation, whatever the handler
-/// does: 429 from the rate limits (per token, global, per source) and, where a
-/// body is read, 408 (body deadline) and 413 (body limit).
-fn add_edge_responses(doc: &mut serde_json::Value) {
-    let error = |description: &str| {
-        serde_json::json!({
-            "description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-        })
-    };
-    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
-        return;
-    };
-    for (path, item) in paths.iter_mut() {
-        if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
-            continue;
-        }
-        let Some(ops) = item.as_object_mut() else {
-            continue;
-        };
-        for op in ops.values_mut() {
-            let has_body = op.get("requestBody").is_some();
-            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
-                continue;
-            };
-            responses.entry("429").or_insert_with(|| {
-                error("Rate limited (token, global or per source); see Retry-After")
-            });
-            if has_body {
-                responses
-                    .entry("408")
-                    .or_insert_with(|| error("The request body did not arrive in time"));
-                responses
-                    .entry("413")
-                    .or_insert_with(|| error("The request body is larger than the limit"));
-            }
-        }
-    }
-}
 
 /// The whole router.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {

@@ -77,10 +77,7 @@ impl std::fmt::Debug for SchemaVersion {
 }
 
 fn bad_schema(why: impl Into<String>) -> Error {
-    Error::Invalid {
-        what: "config schema",
-        why: why.into(),
-    }
+    Error::InvalidSchema(why.into())
 }
 
 impl SchemaVersion {

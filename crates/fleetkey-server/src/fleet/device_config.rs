@@ -134,9 +134,8 @@ impl FleetService {
         let current = self.schemas(fleet).await?;
         let version = current.len() as u32 + 1;
         if version == 1 && !migration.is_empty() {
-            return Err(invalid(
-                "migration",
-                "the first schema version has nothing to migrate from",
+            return Err(Error::InvalidSchema(
+                "the first schema version has nothing to migrate from".into(),
             ));
         }
         let compiled = Arc::new(SchemaVersion::compile(version, schema, migration)?);
@@ -148,12 +147,9 @@ impl FleetService {
             for (id, stored) in &page {
                 let value = parse_json("config", &stored.config)?;
                 if let Err(e) = config::migrate(&chain, stored.schema_version, &value) {
-                    return Err(invalid(
-                        "config schema",
-                        format!(
-                            "device {id}'s config would not migrate: {e}; declare a migration that handles it"
-                        ),
-                    ));
+                    return Err(Error::InvalidSchema(format!(
+                        "device {id}'s config would not migrate: {e}; declare a migration that handles it"
+                    )));
                 }
             }
             match page.last() {

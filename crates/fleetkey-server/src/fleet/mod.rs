@@ -889,10 +889,10 @@ fn same_registration(existing: DeviceRecord, req: &FactoryRequest) -> Result<Pro
 pub(crate) fn validate_keys(k: &DeviceKeys) -> Result<()> {
     // A low-order X25519 key would make every session secret zero.
     if fleetkey_crypto::x25519::is_low_order(&k.x25519) {
-        return Err(invalid("x25519 key", "low-order point"));
+        return Err(Error::KeyRefused("x25519", "low-order point"));
     }
     if k.ed25519 == [0u8; 32] {
-        return Err(invalid("ed25519 key", "all zero"));
+        return Err(Error::KeyRefused("ed25519", "all zero"));
     }
     if k.ml_kem_768
         .as_ref()
