@@ -42,6 +42,14 @@ use common::now;
 
 impl Harness {
     async fn start(connections_per_minute: u32) -> Self {
+        Self::start_with(ListenerConfig {
+            connections_per_minute,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn start_with(config: ListenerConfig) -> Self {
         let dir = tempfile::TempDir::new().unwrap();
         let common::Services {
             store,
@@ -50,10 +58,7 @@ impl Harness {
         } = common::services(dir.path()).await;
         let listener = DeviceListener::new(
             state.clone(),
-            ListenerConfig {
-                connections_per_minute,
-                ..Default::default()
-            },
+            config,
             Arc::new(JsonLinesSink::open(&dir.path().join("telemetry.jsonl")).unwrap()),
         )
         .await
@@ -559,6 +564,57 @@ async fn shutdown_ends_sessions_and_pruning_covers_abandoned_ones() {
     assert_eq!(store.prune_device_sessions(now() - 50).await.unwrap(), 1);
     assert!(store.device_session(&abandoned.id).await.unwrap().is_none());
     assert!(store.device_session(&session_id).await.unwrap().is_some());
+}
+
+/// Regression (#16 item 3): idle connections from many addresses (each within
+/// its per-source limit) held every handshake slot for the whole handshake
+/// deadline, and new devices were refused "busy". Now the oldest handshake in
+/// progress gives way to a new connection, and idle ones leave after a few
+/// seconds.
+#[tokio::test]
+async fn stalled_handshakes_cannot_keep_devices_out() {
+    let h = Harness::start_with(ListenerConfig {
+        connections_per_minute: 100,
+        max_concurrent_handshakes: 4,
+        ..Default::default()
+    })
+    .await;
+    let (id, noise, sign) = h.device("hw-fair").await;
+    // Eight peers from eight addresses send a valid preamble and stall.
+    let pre = proto::preamble(
+        fleetkey_session::Pattern::XX,
+        fleetkey_session::Suite::ChaChaPolyBlake2s,
+    )
+    .unwrap();
+    let mut stalled = Vec::new();
+    for i in 2..10u8 {
+        let bind: std::net::IpAddr = format!("127.0.0.{i}").parse().unwrap();
+        let mut c = fleetkey_client::device::connect_tcp(&h.addr.to_string(), Some(bind))
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut c, &pre)
+            .await
+            .unwrap();
+        stalled.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A device still gets its session at once.
+    let mut config = ClientConfig::new(h.addr.to_string());
+    config.allow_first_contact = true;
+    let mut c = h.client_with(config, &id, &noise, &sign, "fair.json");
+    let t = std::time::Instant::now();
+    let mut s = c
+        .connect()
+        .await
+        .expect("a session despite the stalled peers");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(s.send_telemetry(json!({"n": 1})).await.unwrap(), 1);
+    assert!(
+        h.metrics()
+            .contains("fleetkey_device_refusals_total{reason=\"evicted\"}"),
+        "evictions are counted"
+    );
+    drop(stalled);
 }
 
 /// Regression (#16 item 13): the client's outbox dropped the oldest unacknowledged

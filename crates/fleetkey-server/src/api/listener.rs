@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::store::{CommandKind, DeviceSessionRecord, DeviceState};
 use crate::telemetry::{TelemetryRecord, TelemetrySink};
@@ -88,7 +88,7 @@ pub struct DeviceListener {
     key: Keypair,
     kem: Arc<MlKemSecret>,
     per_source: DefaultKeyedRateLimiter<u128>,
-    handshakes: Arc<Semaphore>,
+    handshakes: Arc<super::admission::Admission>,
     limits: Limits,
     sink: Arc<dyn TelemetrySink>,
     live: Mutex<HashMap<String, Arc<Live>>>,
@@ -140,7 +140,7 @@ impl DeviceListener {
             key,
             kem: Arc::new(kem),
             per_source: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            handshakes: Arc::new(Semaphore::new(config.max_concurrent_handshakes.max(1))),
+            handshakes: super::admission::Admission::new(config.max_concurrent_handshakes),
             limits: config.limits,
             sink,
             live: Mutex::new(HashMap::new()),
@@ -197,10 +197,15 @@ impl DeviceListener {
                 self.refuse_early("rate_limited");
                 continue;
             }
-            let Ok(permit) = self.handshakes.clone().try_acquire_owned() else {
+            // Fair admission: the oldest handshake (of this source, or of all when
+            // every slot is held) gives way to the new connection.
+            let Some((permit, evicted)) = self.handshakes.admit(source_key(peer.ip())) else {
                 self.refuse_early("busy");
                 continue;
             };
+            if evicted {
+                self.refuse_early("evicted");
+            }
             let me = self.clone();
             tokio::spawn(async move {
                 me.connection(stream, peer, permit).await;
@@ -256,8 +261,10 @@ impl DeviceListener {
     ) -> Result<(Session<TcpStream>, Pattern), (&'static str, &'static str, String)> {
         let _ = stream.set_nodelay(true);
         let mut pre = [0u8; proto::PREAMBLE_LEN];
-        match tokio::time::timeout(self.limits.handshake_timeout, stream.read_exact(&mut pre)).await
-        {
+        // The first bytes come soon or never: an idle connection leaves its slot
+        // after a few seconds, not the whole handshake deadline.
+        let first = super::admission::FIRST_BYTES_DEADLINE.min(self.limits.handshake_timeout);
+        match tokio::time::timeout(first, stream.read_exact(&mut pre)).await {
             Err(_) => return Err(("unknown", "timeout", "no preamble".into())),
             Ok(Err(e)) => return Err(("unknown", "failed", e.to_string())),
             Ok(Ok(_)) => {}
@@ -287,11 +294,14 @@ impl DeviceListener {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        permit: super::admission::Slot,
     ) {
         let m = &self.state.metrics;
         let started = Instant::now();
-        let result = Box::pin(self.accept_handshake(stream, started)).await;
+        let result = tokio::select! {
+            r = Box::pin(self.accept_handshake(stream, started)) => r,
+            () = permit.evicted() => Err(("unknown", "evicted", "a newer connection took the slot".into())),
+        };
         drop(permit);
         let (mut session, pattern) = match result {
             Ok(s) => s,

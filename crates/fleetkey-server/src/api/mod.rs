@@ -5,6 +5,7 @@
 //! `/readyz`, `/metrics` and `/v1/openapi.json` are open. The OpenAPI 3.1 document is
 //! generated from the handlers below ([`ApiDoc`]).
 
+pub mod admission;
 pub mod devices;
 pub mod error;
 pub mod http;
