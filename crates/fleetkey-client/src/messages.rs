@@ -44,7 +44,8 @@ pub fn rotation_request_message(device_id: &str, command_id: &str, keys: &Device
     m.extend_from_slice(&keys.ed25519);
     for k in [&keys.ml_kem_768, &keys.ml_dsa_65] {
         let k = k.as_deref().unwrap_or_default();
-        m.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        // Key lengths are fixed by their algorithms (at most a few KiB).
+        m.extend_from_slice(&u32::try_from(k.len()).unwrap_or(u32::MAX).to_be_bytes());
         m.extend_from_slice(k);
     }
     m

@@ -166,7 +166,7 @@ mod tests {
         assert!(matches!(SessionState::load(&p), Err(Error::State(_))));
         std::fs::write(&p, br#"{"surprise":1}"#).unwrap();
         assert!(SessionState::load(&p).is_err());
-        std::fs::write(&p, vec![b' '; MAX_STATE_LEN as usize + 1]).unwrap();
+        std::fs::write(&p, vec![b' '; usize::try_from(MAX_STATE_LEN).unwrap() + 1]).unwrap();
         assert!(SessionState::load(&p).is_err());
     }
 }

@@ -25,7 +25,9 @@ pub const AEAD_ID: u16 = 0xFFFF;
 /// X-Wing public key length.
 pub const PUBLIC_KEY_LEN: usize = 1216;
 /// X-Wing encapsulated key length.
-pub const ENC_LEN: usize = 1120;
+pub const ENC_LEN: usize = ENC_LEN_WIRE as usize;
+/// [`ENC_LEN`] as the envelope's 16-bit length field.
+pub const ENC_LEN_WIRE: u16 = 1120;
 /// X-Wing private key (seed) length.
 pub const SECRET_KEY_LEN: usize = 32;
 

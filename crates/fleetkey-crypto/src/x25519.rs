@@ -21,10 +21,15 @@ pub const LOW_ORDER: [[u8; 32]; 7] = {
         while i < 32 {
             let hi = (s[2 * i] as char).to_digit(16);
             let lo = (s[2 * i + 1] as char).to_digit(16);
-            out[i] = match (hi, lo) {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "two hex digits: at most 255"
+            )]
+            let byte = match (hi, lo) {
                 (Some(a), Some(b)) => (a * 16 + b) as u8,
                 _ => 0,
             };
+            out[i] = byte;
             i += 1;
         }
         out

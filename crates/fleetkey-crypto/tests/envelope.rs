@@ -128,7 +128,7 @@ fn single_header_change_that_still_parses_fails_to_open() {
 fn stream_round_trips_at_segment_boundaries() {
     let k = key(Algorithm::Aes256Gcm, 4);
     for len in [0usize, 1, 1023, 1024, 1025, 2048, 4095, 4096, 4097, 10_000] {
-        let pt: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let pt: Vec<u8> = (0..=255u8).cycle().take(len).collect();
         let env = seal_stream_bytes(&k, 10, [1; 32], b"a", &pt);
         let segs = len.div_ceil(1024).max(1);
         let (_, hlen) = Header::parse(&env).unwrap();
@@ -275,10 +275,10 @@ fn build_vectors() -> Value {
     let pt_short = b"fleetkey golden vector".to_vec();
     let pt_long: Vec<u8> = (0..2500u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut vectors = Vec::new();
-    for (i, alg) in Algorithm::ALL.into_iter().enumerate() {
-        let kb = [0x10 + i as u8; 32];
+    for (i, alg) in (0u8..).zip(Algorithm::ALL) {
+        let kb = [0x10 + i; 32];
         let k = AeadKey::new(alg, SecretBytes::new(kb)).unwrap();
-        let nonce = [0xA0 + i as u8; 12];
+        let nonce = [0xA0 + i; 12];
         for aad in [&b""[..], b"tenant=acme"] {
             let env = single::seal(&k, &kid("golden"), 1, nonce, &pt_short, aad).unwrap();
             vectors.push(json!({
@@ -290,7 +290,7 @@ fn build_vectors() -> Value {
             }));
         }
         for pt in [&b""[..], &pt_long[..]] {
-            let salt = [0x50 + i as u8; 32];
+            let salt = [0x50 + i; 32];
             let env = seal_stream_bytes(&k, 10, salt, b"tenant=acme", pt);
             vectors.push(json!({
                 "name": format!("stream-{}-{}", alg.name(), pt.len()),
@@ -422,7 +422,7 @@ proptest! {
     #[test]
     fn prop_stream_round_trip(alg in any_alg(), len in 0usize..5000, log2 in 10u8..=12, aad in prop::collection::vec(any::<u8>(), 0..16)) {
         let k = key(alg, 8);
-        let pt: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+        let pt: Vec<u8> = (0..=255u8).cycle().step_by(31).take(len).collect();
         let env = seal_stream_bytes(&k, log2, [4; 32], &aad, &pt);
         prop_assert_eq!(open_stream_bytes(&k, &aad, &env).unwrap(), pt);
     }

@@ -278,7 +278,7 @@ fn wycheproof_aes_256_gcm_siv() {
 fn wycheproof_hkdf_sha256() {
     let doc = load("hkdf_sha256_test.json");
     for (_, t) in tests_of(&doc) {
-        let size = t["size"].as_u64().unwrap() as usize;
+        let size = usize::try_from(t["size"].as_u64().unwrap()).unwrap();
         let mut out = vec![0u8; size];
         let r = hkdf::hkdf_sha256(&hx(&t["salt"]), &hx(&t["ikm"]), &hx(&t["info"]), &mut out);
         match t["result"].as_str().unwrap() {

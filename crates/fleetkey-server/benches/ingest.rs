@@ -135,9 +135,10 @@ fn setup(rt: &tokio::runtime::Runtime) -> Fleet {
 
 /// `n` frames, round-robin over the devices.
 fn frames(f: &mut Fleet, n: u64) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(n as usize);
+    let n = usize::try_from(n).unwrap();
+    let mut out = Vec::with_capacity(n);
     let mut buf = [0u8; 128];
-    for i in 0..n as usize {
+    for i in 0..n {
         let s = &mut f.sessions[i % DEVICES];
         let len = s
             .data_frame(br#"{"t":21.5,"rh":40,"v":3}"#, &mut buf)

@@ -118,7 +118,7 @@ fn rewrap(c: &mut Criterion) {
     let batch: Vec<Vec<u8>> = rt.block_on(async {
         let mut v = Vec::new();
         for i in 0..10_000u32 {
-            v.push(ring.seal(&[i as u8; 256], b"aad").await.unwrap());
+            v.push(ring.seal(&[i.to_le_bytes()[0]; 256], b"aad").await.unwrap());
         }
         v
     });

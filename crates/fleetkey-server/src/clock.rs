@@ -24,7 +24,7 @@ impl Clock for SystemClock {
     fn now(&self) -> UnixTime {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         let prev = self.last.fetch_max(wall, Ordering::SeqCst);
         prev.max(wall)
@@ -54,3 +54,8 @@ impl Clock for ManualClock {
 
 /// A shared clock.
 pub type SharedClock = Arc<dyn Clock>;
+
+/// `d` in whole milliseconds, saturating (a `Duration` can exceed `u64` milliseconds).
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

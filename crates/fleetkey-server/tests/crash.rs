@@ -111,11 +111,12 @@ fn sigkill_at_random_moments_never_repeats_a_nonce() {
             .await
             .unwrap();
     });
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    ) | 1;
     eprintln!("crash test seed {seed}");
     let mut rng = XorShift(seed);
     let exe = std::env::current_exe().unwrap();

@@ -619,3 +619,47 @@ async fn one_bad_keyring_does_not_stop_the_policy_tick() {
     assert_eq!(run.failures.len(), 1, "{run:?}");
     assert!(run.failures[0].starts_with("a legacy name: "), "{run:?}");
 }
+
+/// Regression (#16 item 8): counts crossed the storage boundary with `as`, so a
+/// value above `i64::MAX` was written as a negative number and a negative one read
+/// back as a huge count. Now both directions are checked: the store refuses to
+/// write what its INTEGER columns cannot hold, and a row holding a negative count
+/// is reported as damaged instead of reinterpreted.
+#[tokio::test]
+async fn counts_the_store_cannot_hold_are_refused_in_both_directions() {
+    let e = env_with(8).await;
+    e.keys
+        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .await
+        .unwrap();
+    let too_big = Policy {
+        max_uses: 1 << 63,
+        ..Policy::default()
+    };
+    let err = e
+        .keys
+        .store()
+        .apply(
+            Change::SetPolicy {
+                name: "r".into(),
+                policy: too_big,
+            },
+            AuditDraft::new("test", "keyring.policy", "r", json!({})),
+            T0,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("max_uses out of range"), "{err}");
+    assert_eq!(
+        e.keys.show("r").await.unwrap().policy.max_uses,
+        Policy::default().max_uses,
+        "nothing was written"
+    );
+
+    common::raw_sql(&e.dir, "UPDATE key_versions SET seal_count = -1").await;
+    let err = e.keys.store().versions("r").await.unwrap_err();
+    assert!(
+        err.to_string().contains("seal_count out of range: -1"),
+        "{err}"
+    );
+}

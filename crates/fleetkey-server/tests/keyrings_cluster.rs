@@ -85,8 +85,10 @@ async fn a_newer_version_than_cached_is_looked_up_once_and_opens() {
         .catch_ups
         .load(std::sync::atomic::Ordering::Relaxed)
         - before;
-    let allowed = 2 + started.elapsed().as_millis() as u64
-        / fleetkey_server::keys::CATCH_UP_INTERVAL.as_millis() as u64;
+    let allowed = 2 + u64::try_from(
+        started.elapsed().as_millis() / fleetkey_server::keys::CATCH_UP_INTERVAL.as_millis(),
+    )
+    .unwrap();
     assert!(reads <= allowed, "{reads} re-reads (allowed {allowed})");
 }
 

@@ -118,7 +118,7 @@ async fn concurrent_reservations_never_exceed_the_use_budget() {
     for (i, st) in stores.iter().enumerate() {
         for _ in 0..20 {
             let st = st.clone();
-            let instance = [i as u8 + 1; 8];
+            let instance = [u8::try_from(i + 1).unwrap(); 8];
             tasks.push(tokio::spawn(async move {
                 st.reserve_nonces("ring", 1, instance, 1000, budget)
                     .await
@@ -172,7 +172,7 @@ async fn audit_appends_from_several_instances_form_one_chain() {
                 Change::CreateServiceKey {
                     name: format!("k{i}"),
                     wrapped: vec![],
-                    public: vec![i as u8],
+                    public: i.to_be_bytes().to_vec(),
                     at: 1,
                 },
                 AuditDraft::new(

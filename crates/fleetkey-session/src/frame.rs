@@ -50,14 +50,15 @@ impl Default for Limits {
 
 /// Appends `BE16(len) ‖ msg`.
 pub fn write_frame(out: &mut Vec<u8>, msg: &[u8]) -> Result<()> {
-    if msg.is_empty() || msg.len() > MAX_NOISE_MESSAGE {
-        return Err(Error::TooLarge {
+    let len = u16::try_from(msg.len())
+        .ok()
+        .filter(|&n| n > 0 && usize::from(n) <= MAX_NOISE_MESSAGE)
+        .ok_or(Error::TooLarge {
             what: "noise message",
             len: msg.len(),
             limit: MAX_NOISE_MESSAGE,
-        });
-    }
-    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        })?;
+    out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(msg);
     Ok(())
 }
@@ -165,7 +166,7 @@ mod tests {
     fn frames_split_anywhere_reassemble() {
         let mut wire = Vec::new();
         for n in [1usize, 7, 300, 65_535] {
-            write_frame(&mut wire, &vec![n as u8; n]).unwrap();
+            write_frame(&mut wire, &vec![n.to_le_bytes()[0]; n]).unwrap();
         }
         for step in [1, 2, 3, 1000, wire.len()] {
             let mut r = FrameReader::new(MAX_NOISE_MESSAGE);

@@ -503,8 +503,13 @@ impl Transport {
             });
             plain.extend_from_slice(chunk);
             let len = plain.len() + TAG_LEN;
+            let wire_len = u16::try_from(len).map_err(|_| Error::TooLarge {
+                what: "transport frame",
+                len,
+                limit: usize::from(u16::MAX),
+            })?;
             let at = out.len();
-            out.extend_from_slice(&(len as u16).to_be_bytes());
+            out.extend_from_slice(&wire_len.to_be_bytes());
             out.resize(at + 2 + len, 0);
             let written = self.state.write_message(&plain, &mut out[at + 2..]);
             zeroize::Zeroize::zeroize(&mut plain[..]);

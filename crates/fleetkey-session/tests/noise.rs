@@ -736,7 +736,7 @@ proptest::proptest! {
         let (ik, rk) = keys();
         let (ib, rb) = builders(Pattern::IK, Suite::ChaChaPolyBlake2s, &ik, &rk, Resolver::AwsLc, Resolver::AwsLc);
         let (mut i, mut r) = run(ib.initiator(now).unwrap(), rb.responder(now).unwrap(), now).unwrap();
-        let msg: Vec<u8> = (0..len).map(|n| (n as u8).wrapping_mul(seed)).collect();
+        let msg: Vec<u8> = (0..=255u8).cycle().take(len).map(|n| n.wrapping_mul(seed)).collect();
         proptest::prop_assert_eq!(send(&mut i, &mut r, &msg).unwrap(), msg);
     }
 }

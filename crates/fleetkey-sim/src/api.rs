@@ -144,6 +144,16 @@ impl Api {
 /// The value of the sample `name{labels}` in Prometheus text (labels written as
 /// the exposition prints them, sorted: `result="accepted"`); 0 when absent.
 pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    sample(text, name, labels).unwrap_or(0.0)
+}
+
+/// The value of the integer sample `name{labels}` (a counter or integer gauge,
+/// as [`metric`]); 0 when absent or not a non-negative integer.
+pub fn count(text: &str, name: &str, labels: &str) -> u64 {
+    sample(text, name, labels).unwrap_or(0)
+}
+
+fn sample<T: std::str::FromStr>(text: &str, name: &str, labels: &str) -> Option<T> {
     let key = if labels.is_empty() {
         name.to_owned()
     } else {
@@ -153,7 +163,6 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
         .filter_map(|l| l.strip_prefix(&key))
         .filter_map(|rest| rest.strip_prefix(' '))
         .find_map(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Every sample of `name` as (labels, value), e.g. `("reason=\"replay\"", 2.0)`.

@@ -10,7 +10,7 @@
 
 mod api;
 
-pub use api::{Api, metric, samples};
+pub use api::{Api, count, metric, samples};
 
 use anyhow::{Context, Result, bail};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
@@ -64,7 +64,7 @@ impl std::fmt::Debug for Sim {
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The OS RNG as the device's hardware RNG.

@@ -335,7 +335,7 @@ fn worker() {
             let permit = sem.clone().acquire_owned().await.unwrap();
             let addr = addr.clone();
             let id = id.clone();
-            let bind = std::net::IpAddr::from([127, 0, 0, 2 + (i % sources) as u8]);
+            let bind = std::net::IpAddr::from([127, 0, 0, 2 + u8::try_from(i % sources).unwrap()]);
             tasks.push(tokio::spawn(async move {
                 let r = open(&addr, bind, i, &id, server_key).await;
                 drop(permit);

@@ -194,7 +194,7 @@ async fn round(
                     .is_ok_and(|r| r.status().is_success());
                 if measuring.load(Ordering::Relaxed) {
                     if ok {
-                        lat.push(t.elapsed().as_micros() as u32);
+                        lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
                     } else {
                         errors += 1;
                     }
@@ -222,6 +222,11 @@ async fn round(
         errors += e;
     }
     lat.sort_unstable();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "p in [0, 1]: a rank within the sample"
+    )]
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .map_or(0.0, |&us| f64::from(us) / 1000.0)

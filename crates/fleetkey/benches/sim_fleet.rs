@@ -162,7 +162,7 @@ fn main() {
             }
             // Warm-up: every session open, then one period.
             let deadline = Instant::now() + Duration::from_secs(120);
-            while (counters.connected.load(Ordering::Acquire) as usize) < full.len()
+            while usize::try_from(counters.connected.load(Ordering::Acquire)).unwrap_or(usize::MAX) < full.len()
                 && Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -237,7 +237,7 @@ fn state_dir(dir: &tempfile::TempDir) -> std::path::PathBuf {
 
 async fn accepted_frames(api: &fleetkey_sim::Api) -> u64 {
     let m = api.metrics().await.unwrap_or_default();
-    fleetkey_sim::metric(&m, "fleetkey_device_frames_total", "result=\"accepted\"") as u64
+    fleetkey_sim::count(&m, "fleetkey_device_frames_total", "result=\"accepted\"")
 }
 
 /// Provisions and onboards devices until there are `nf` full and `ns` constrained.
@@ -332,7 +332,7 @@ async fn run_full(
         }
         if measuring {
             c.acked.fetch_add(1, Ordering::AcqRel);
-            let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let us = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
             c.latencies_us.lock().unwrap().push(us);
         }
     }

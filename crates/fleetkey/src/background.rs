@@ -103,7 +103,7 @@ mod tests {
         let mut w = BackgroundWriter::new(Vec::new()).unwrap();
         let mut expect = Vec::new();
         for i in 0..5000u32 {
-            let chunk: Vec<u8> = (0..(i % 977)).map(|j| (i + j) as u8).collect();
+            let chunk: Vec<u8> = (0..(i % 977)).map(|j| (i + j).to_le_bytes()[0]).collect();
             w.write_all(&chunk).unwrap();
             expect.extend_from_slice(&chunk);
         }

@@ -56,7 +56,9 @@ impl Env {
 }
 
 fn data(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 131 % 251) as u8).collect()
+    (0..n)
+        .map(|i| u8::try_from(i * 131 % 251).unwrap())
+        .collect()
 }
 
 fn mode_of(p: &Path) -> u32 {

@@ -99,7 +99,9 @@ impl Device {
         let at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_secs() as i64;
+            .as_secs()
+            .try_into()
+            .unwrap();
         let sig = self.sign.sign(&command_poll_message(&self.id, at));
         c.http(
             "POST",
@@ -632,7 +634,9 @@ async fn a_device_life_from_factory_to_factory_reset_against_a_running_server() 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
+        .as_secs()
+        .try_into()
+        .unwrap();
     let verdict = fleetkey_crypto::record::verify(
         &token,
         fleetkey_crypto::cwt::IssuerPublicKey::Composite(&dir_pk),

@@ -113,6 +113,7 @@ const KEY_ID_CHARS: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
+        #[allow(clippy::cast_possible_truncation, reason = "c < 256")]
         let b = c as u8;
         t[c] = b.is_ascii_alphanumeric()
             || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@' | b'+');
@@ -143,7 +144,7 @@ impl KeyId {
         let mut bytes = [0u8; MAX_KEY_ID_LEN];
         bytes[..id.len()].copy_from_slice(id);
         Ok(Self {
-            len: id.len() as u8,
+            len: u8::try_from(id.len()).map_err(|_| Error::Malformed("key id length"))?,
             bytes,
         })
     }
@@ -369,8 +370,10 @@ impl Header {
                 out.push(*segment_log2);
                 out.extend_from_slice(&hpke::KEM_ID.to_be_bytes());
                 out.extend_from_slice(&hpke::KDF_ID.to_be_bytes());
-                // enc is always ENC_LEN (1120) bytes for X-Wing.
-                out.extend_from_slice(&(enc.len() as u16).to_be_bytes());
+                // enc is always ENC_LEN (1120) bytes for X-Wing; decoding refuses any
+                // other length, so the field is the constant.
+                debug_assert_eq!(enc.len(), hpke::ENC_LEN);
+                out.extend_from_slice(&hpke::ENC_LEN_WIRE.to_be_bytes());
                 out.extend_from_slice(enc);
             }
         }

@@ -13,6 +13,7 @@
 //!   received is closed after [`HttpLimits::idle_timeout`].
 //! - **Body deadline**: enforced where bodies are read ([`crate::api::ApiJson`]).
 
+use crate::clock::millis;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -100,7 +101,7 @@ impl Activity {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis(self.start.elapsed())
     }
 
     fn received(&self) {
@@ -130,12 +131,11 @@ impl Activity {
             return None;
         }
         let now = self.now_ms();
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         match self.head_started.load(Ordering::Acquire) {
             0 => (now.saturating_sub(self.idle_since.load(Ordering::Acquire))
-                > ms(limits.idle_timeout))
+                > millis(limits.idle_timeout))
             .then_some("idle_timeout"),
-            started => (now.saturating_sub(started - 1) > ms(limits.header_timeout))
+            started => (now.saturating_sub(started - 1) > millis(limits.header_timeout))
                 .then_some("header_timeout"),
         }
     }

@@ -54,6 +54,11 @@ pub struct Metrics {
     pub http: crate::api::http::HttpMetrics,
 }
 
+/// A counter as a gauge value (`IntGauge` is signed); saturates rather than wraps.
+fn saturating(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 fn counter_vec(
     r: &Registry,
     name: &str,
@@ -235,16 +240,16 @@ impl Metrics {
     pub fn render(&self, keys: &KeyService, tightened: bool) -> String {
         let m = keys.metrics();
         self.rotations
-            .set(m.rotations.load(Ordering::Relaxed) as i64);
+            .set(saturating(m.rotations.load(Ordering::Relaxed)));
         self.nonce_blocks
-            .set(m.nonce_blocks.load(Ordering::Relaxed) as i64);
+            .set(saturating(m.nonce_blocks.load(Ordering::Relaxed)));
         self.nonce_alerts
-            .set(m.nonce_space_alerts.load(Ordering::Relaxed) as i64);
+            .set(saturating(m.nonce_space_alerts.load(Ordering::Relaxed)));
         self.adaptive_tightened.set(i64::from(tightened));
         for (name, version, headroom) in keys.nonce_headroom() {
             self.nonce_headroom
                 .with_label_values(&[name.as_str(), &version.to_string()])
-                .set(headroom as i64);
+                .set(saturating(headroom));
         }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -89,6 +89,16 @@ fn quota(per_sec: u32, burst_secs: u32) -> Quota {
     Quota::per_second(nz(per_sec)).allow_burst(nz(per_sec.saturating_mul(burst_secs)))
 }
 
+/// The global rate while tightened: `global_per_sec × adaptive_factor`, at least 1.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "config validation keeps adaptive_factor in (0, 1], so the product lies in [0, global_per_sec]"
+)]
+fn tightened_rate(config: &RateLimitConfig) -> u32 {
+    ((f64::from(config.global_per_sec) * config.adaptive_factor).floor() as u32).max(1)
+}
+
 impl RateLimits {
     /// Limiters for `config`. The local global limiter gets `1/instances` of the
     /// global rate: with Redis the global limit is shared exactly
@@ -105,8 +115,7 @@ impl RateLimits {
 
     /// Limiters for `config` (one instance).
     pub fn new(config: RateLimitConfig) -> Self {
-        let tight_rate =
-            ((f64::from(config.global_per_sec) * config.adaptive_factor) as u32).max(1);
+        let tight_rate = tightened_rate(&config);
         Self {
             per_source: RateLimiter::keyed(quota(
                 config.unauthenticated_per_source_per_sec,
@@ -216,7 +225,7 @@ impl RateLimits {
     /// The global limit in force (the adaptive mode lowers it).
     fn global_limit(&self) -> u32 {
         if self.is_tightened() {
-            ((f64::from(self.config.global_per_sec) * self.config.adaptive_factor) as u32).max(1)
+            tightened_rate(&self.config)
         } else {
             self.config.global_per_sec
         }

@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn counts_are_bounded_by_distinct_sources() {
         let t = RefusalTally::default();
-        for i in 0..(MAX_SOURCES as u32 + 50) {
+        for i in 0..(u32::try_from(MAX_SOURCES).unwrap() + 50) {
             let ip = IpAddr::V4(std::net::Ipv4Addr::from(i << 8));
             t.count("unknown_device", ip);
             t.count("unknown_device", ip);

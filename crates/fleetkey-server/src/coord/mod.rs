@@ -17,6 +17,7 @@
 //! fast (bounded timeouts), [`Coordinator::degraded`] says so, and callers fall back
 //! to what each instance can do alone; the connection manager reconnects by itself.
 
+use crate::clock::millis;
 use crate::error::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
@@ -204,9 +205,9 @@ impl Coordinator {
         if !self.degraded() {
             return true;
         }
-        let now = self.started.elapsed().as_millis() as u64;
+        let now = millis(self.started.elapsed());
         let last = self.last_failure_ms.load(Ordering::Acquire);
-        now.saturating_sub(last) >= RETRY_AFTER.as_millis() as u64
+        now.saturating_sub(last) >= millis(RETRY_AFTER)
             && self
                 .last_failure_ms
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
@@ -236,7 +237,7 @@ impl Coordinator {
         let failed = r.is_err();
         if failed {
             self.last_failure_ms
-                .store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+                .store(millis(self.started.elapsed()), Ordering::Release);
         }
         if self.degraded.swap(failed, Ordering::AcqRel) != failed {
             if failed {
@@ -263,7 +264,7 @@ impl Coordinator {
     pub async fn acquire_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
         let mut c = self.conn.clone();
         let key = self.key(&format!("lease:{name}"));
-        let ms = ttl.as_millis().max(1) as u64;
+        let ms = millis(ttl).max(1);
         let r: Option<String> = self
             .call(async move {
                 redis::cmd("SET")
@@ -283,7 +284,7 @@ impl Coordinator {
     pub async fn renew_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<LeaseState> {
         let mut c = self.conn.clone();
         let key = self.key(&format!("lease:{name}"));
-        let ms = ttl.as_millis().max(1) as u64;
+        let ms = millis(ttl).max(1);
         let mut inv = self.renew.key(key);
         inv.arg(owner).arg(ms);
         let held: i64 = self.call(inv.invoke_async(&mut c)).await?;

@@ -132,7 +132,8 @@ impl FleetService {
         migration: Vec<MigrationOp>,
     ) -> Result<SchemaInfo> {
         let current = self.schemas(fleet).await?;
-        let version = current.len() as u32 + 1;
+        let version = u32::try_from(current.len() + 1)
+            .map_err(|_| Error::InvalidSchema("too many schema versions".into()))?;
         if version == 1 && !migration.is_empty() {
             return Err(Error::InvalidSchema(
                 "the first schema version has nothing to migrate from".into(),

@@ -62,7 +62,7 @@ impl NonceBlock {
         let c = self.next.fetch_add(1, Ordering::Relaxed);
         if c < self.limit {
             // limit <= end <= 2^32, so c fits in u32.
-            Some(c as u32)
+            u32::try_from(c).ok()
         } else {
             None
         }

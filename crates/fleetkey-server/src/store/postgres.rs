@@ -8,7 +8,7 @@
 
 use super::rows::{
     command_from_row, config_from_row, device_from_row, entry_from_row, fleet_from_row, grant,
-    hash32, keyring_from_row, to_u32, to_u64, token_from_row, version_from_row,
+    hash32, keyring_from_row, to_i64, to_u32, to_u64, token_from_row, version_from_row,
 };
 use super::{
     Change, CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceSecret,
@@ -206,7 +206,7 @@ impl Store for PostgresStore {
                 .bind(i64::from(k.primary_version))
                 .bind(i64::from(k.min_decrypt_version))
                 .bind(k.policy.rotation_period_secs)
-                .bind(k.policy.max_uses as i64)
+                .bind(to_i64(k.policy.max_uses, "max_uses")?)
                 .bind(k.policy.overlap_secs)
                 .bind(k.policy.keep_last.map(i64::from))
                 .bind(k.created_at)
@@ -283,7 +283,7 @@ impl Store for PostgresStore {
                      WHERE name = $5",
                 )
                 .bind(policy.rotation_period_secs)
-                .bind(policy.max_uses as i64)
+                .bind(to_i64(policy.max_uses, "max_uses")?)
                 .bind(policy.overlap_secs)
                 .bind(policy.keep_last.map(i64::from))
                 .bind(name)
@@ -791,11 +791,11 @@ impl Store for PostgresStore {
             "UPDATE nonce_reservations SET high_water = $1 \
              WHERE keyring = $2 AND version = $3 AND instance_id = $4 AND high_water = $5",
         )
-        .bind(used_end as i64)
+        .bind(to_i64(used_end, "used_end")?)
         .bind(keyring)
         .bind(i64::from(version))
         .bind(instance.as_slice())
-        .bind(end as i64)
+        .bind(to_i64(end, "end")?)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -810,7 +810,7 @@ impl Store for PostgresStore {
         .bind(i64::from(version))
         .fetch_one(&self.pool)
         .await?;
-        Ok(total.unwrap_or(0) as u64)
+        to_u64(total.unwrap_or(0), "reserved")
     }
 
     async fn add_seal_counts(&self, counts: &[(String, u32, u64)]) -> Result<()> {
@@ -820,7 +820,7 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         for (name, version, n) in counts {
             sqlx::query("UPDATE key_versions SET seal_count = seal_count + $1 WHERE keyring = $2 AND version = $3")
-                .bind(*n as i64)
+                .bind(to_i64(*n, "n")?)
                 .bind(name)
                 .bind(i64::from(*version))
                 .execute(&mut *tx)
@@ -901,7 +901,7 @@ impl Store for PostgresStore {
             .await?;
         row.map(|r| {
             Ok((
-                r.try_get::<i64, _>("sequence")? as u64,
+                to_u64(r.try_get("sequence")?, "sequence")?,
                 r.try_get("record")?,
             ))
         })
@@ -919,8 +919,7 @@ impl Store for PostgresStore {
             Ok(DeviceSecret {
                 profile: r.try_get("profile")?,
                 wrapped: r.try_get("wrapped")?,
-                last_boot: u32::try_from(r.try_get::<i64, _>("last_boot")?)
-                    .map_err(|_| Error::Store("boot counter out of range".into()))?,
+                last_boot: to_u32(r.try_get("last_boot")?, "last_boot")?,
             })
         })
         .transpose()
@@ -957,7 +956,7 @@ impl Store for PostgresStore {
         .bind(&d.pattern)
         .bind(&d.peer)
         .bind(d.started_at)
-        .bind(super::rows::to_i64(d.telemetry_seq, "telemetry_seq")?)
+        .bind(to_i64(d.telemetry_seq, "telemetry_seq")?)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -977,9 +976,9 @@ impl Store for PostgresStore {
              messages_in = $3, messages_out = $4 WHERE id = $5 RETURNING device_id",
         )
         .bind(ended_at)
-        .bind(super::rows::to_i64(telemetry_seq, "telemetry_seq")?)
-        .bind(super::rows::to_i64(messages_in, "messages_in")?)
-        .bind(super::rows::to_i64(messages_out, "messages_out")?)
+        .bind(to_i64(telemetry_seq, "telemetry_seq")?)
+        .bind(to_i64(messages_in, "messages_in")?)
+        .bind(to_i64(messages_out, "messages_out")?)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -989,7 +988,7 @@ impl Store for PostgresStore {
                  ON CONFLICT (device_id) DO UPDATE SET seq = GREATEST(device_telemetry_positions.seq, excluded.seq)",
             )
             .bind(device)
-            .bind(super::rows::to_i64(telemetry_seq, "telemetry_seq")?)
+            .bind(to_i64(telemetry_seq, "telemetry_seq")?)
             .execute(&mut *tx)
             .await?;
         }
@@ -1011,9 +1010,9 @@ impl Store for PostgresStore {
                 peer: r.try_get("peer")?,
                 started_at: r.try_get("started_at")?,
                 ended_at: r.try_get("ended_at")?,
-                telemetry_seq: r.try_get::<i64, _>("telemetry_seq")? as u64,
-                messages_in: r.try_get::<i64, _>("messages_in")? as u64,
-                messages_out: r.try_get::<i64, _>("messages_out")? as u64,
+                telemetry_seq: to_u64(r.try_get("telemetry_seq")?, "telemetry_seq")?,
+                messages_in: to_u64(r.try_get("messages_in")?, "messages_in")?,
+                messages_out: to_u64(r.try_get("messages_out")?, "messages_out")?,
             })
         })
         .transpose()
@@ -1025,7 +1024,7 @@ impl Store for PostgresStore {
                 .bind(device_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(seq.unwrap_or(0) as u64)
+        to_u64(seq.unwrap_or(0), "telemetry_seq")
     }
 
     async fn prune_challenges(&self, expired_before: UnixTime) -> Result<u64> {
@@ -1304,8 +1303,12 @@ impl Store for PostgresStore {
             let mut a = sqlx::QueryBuilder::<sqlx::Postgres>::new(
                 "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) ",
             );
-            a.push_values(&entries, |mut b, e| {
-                b.push_bind(e.seq as i64)
+            let seqs = entries
+                .iter()
+                .map(|e| to_i64(e.seq, "audit seq"))
+                .collect::<Result<Vec<_>>>()?;
+            a.push_values(entries.iter().zip(seqs), |mut b, (e, seq)| {
+                b.push_bind(seq)
                     .push_bind(e.time)
                     .push_bind(&e.actor)
                     .push_bind(&e.action)
@@ -1410,7 +1413,7 @@ impl Store for PostgresStore {
 
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after as i64)
+            .bind(to_i64(after, "after")?)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
@@ -1422,7 +1425,7 @@ impl Store for PostgresStore {
             "INSERT INTO audit_checkpoints (seq, head_hash, time, signature) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (seq) DO NOTHING",
         )
-        .bind(c.seq as i64)
+        .bind(to_i64(c.seq, "seq")?)
         .bind(c.head_hash.as_slice())
         .bind(c.time)
         .bind(c.signature.as_slice())
@@ -1438,7 +1441,7 @@ impl Store for PostgresStore {
         match row {
             None => Ok(None),
             Some(r) => Ok(Some(Checkpoint {
-                seq: r.try_get::<i64, _>("seq")? as u64,
+                seq: to_u64(r.try_get("seq")?, "seq")?,
                 head_hash: hash32(r.try_get("head_hash")?)?,
                 time: r.try_get("time")?,
                 signature: r.try_get("signature")?,
@@ -1452,8 +1455,7 @@ async fn put_key_record(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     r: &crate::directory::RecordWrite,
 ) -> Result<()> {
-    let seq =
-        i64::try_from(r.sequence).map_err(|_| Error::Store("sequence out of range".into()))?;
+    let seq = to_i64(r.sequence, "sequence")?;
     let n = sqlx::query(
         "INSERT INTO key_records (identity, sequence, record, revoked, issued_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (identity) DO UPDATE SET sequence = excluded.sequence, record = excluded.record, \
@@ -1655,7 +1657,7 @@ async fn audit_head(
         .await?;
     match head {
         Some(r) => Ok(Some((
-            r.try_get::<i64, _>("seq")? as u64,
+            to_u64(r.try_get("seq")?, "seq")?,
             hash32(r.try_get("hash")?)?,
         ))),
         None => Ok(None),
@@ -1674,7 +1676,7 @@ async fn append_audit_after(
         "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(entry.seq as i64)
+    .bind(to_i64(entry.seq, "seq")?)
     .bind(entry.time)
     .bind(&entry.actor)
     .bind(&entry.action)
@@ -1702,7 +1704,7 @@ async fn insert_version(
     .bind(v.created_at)
     .bind(v.retired_at)
     .bind(v.revoked_at)
-    .bind(v.seal_count as i64)
+    .bind(to_i64(v.seal_count, "seal_count")?)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -79,7 +79,7 @@ pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
         min_decrypt_version: to_u32(r.col("min_decrypt_version")?, "min_decrypt_version")?,
         policy: Policy {
             rotation_period_secs: r.col("rotation_period_secs")?,
-            max_uses: r.col::<i64>("max_uses")? as u64,
+            max_uses: to_u64(r.col("max_uses")?, "max_uses")?,
             overlap_secs: r.col("overlap_secs")?,
             keep_last: r
                 .col::<Option<i64>>("keep_last")?
@@ -105,7 +105,7 @@ pub(crate) fn version_from_row<R: StoreRow>(r: &R) -> Result<VersionRecord> {
         created_at: r.col("created_at")?,
         retired_at: r.col("retired_at")?,
         revoked_at,
-        seal_count: r.col::<i64>("seal_count")? as u64,
+        seal_count: to_u64(r.col("seal_count")?, "seal_count")?,
     })
 }
 
@@ -129,7 +129,7 @@ pub(crate) fn hash32(v: Vec<u8>) -> Result<[u8; 32]> {
 
 pub(crate) fn entry_from_row<R: StoreRow>(r: &R) -> Result<AuditEntry> {
     Ok(AuditEntry {
-        seq: r.col::<i64>("seq")? as u64,
+        seq: to_u64(r.col("seq")?, "seq")?,
         time: r.col("time")?,
         actor: r.col("actor")?,
         action: r.col("action")?,

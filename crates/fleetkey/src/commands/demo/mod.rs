@@ -187,9 +187,11 @@ impl Demo {
 
     /// The increase of a sample since the demo started.
     fn delta(&self, now: &str, name: &str, labels: &str) -> u64 {
-        let v = fleetkey_sim::metric(now, name, labels)
-            - fleetkey_sim::metric(&self.baseline, name, labels);
-        v.max(0.0) as u64
+        fleetkey_sim::count(now, name, labels).saturating_sub(fleetkey_sim::count(
+            &self.baseline,
+            name,
+            labels,
+        ))
     }
 
     /// Waits (up to 10 s) until `name{labels}` has grown by `want` since the start.
@@ -571,7 +573,10 @@ impl Demo {
                         )
                         .await?;
                     let ct = r["ciphertext"].as_str().context("ciphertext")?.to_owned();
-                    let v = r["key_version"].as_u64().context("key_version")? as u32;
+                    let v = r["key_version"]
+                        .as_u64()
+                        .and_then(|v| u32::try_from(v).ok())
+                        .context("key_version")?;
                     out.push((pt, ct, v));
                     sealed.fetch_add(1, Ordering::AcqRel);
                     i += 1;
