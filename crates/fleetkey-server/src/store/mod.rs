@@ -5,6 +5,7 @@
 
 pub mod postgres;
 mod rows;
+mod sql;
 
 /// The store `config` names: PostgreSQL for a `postgres://` `store_url`, SQLite in
 /// the data directory otherwise.

@@ -12,7 +12,7 @@ use fleetkey_crypto::aead::Algorithm;
 
 /// A column type both databases decode (`i64`, `String`, `Vec<u8>`, options of
 /// them).
-pub(crate) trait Column:
+pub trait Column:
     Sized
     + for<'r> sqlx::Decode<'r, sqlx::Postgres>
     + sqlx::Type<sqlx::Postgres>
@@ -30,20 +30,30 @@ impl<T> Column for T where
 }
 
 /// A row of either store.
-pub(crate) trait StoreRow {
+pub trait StoreRow {
     /// Column `name` decoded as `T`.
     fn col<T: Column>(&self, name: &str) -> Result<T>;
+    /// Column `i` (from 0) decoded as `T`.
+    fn col_at<T: Column>(&self, i: usize) -> Result<T>;
 }
 
 impl StoreRow for sqlx::postgres::PgRow {
     fn col<T: Column>(&self, name: &str) -> Result<T> {
         Ok(sqlx::Row::try_get(self, name)?)
     }
+
+    fn col_at<T: Column>(&self, i: usize) -> Result<T> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
 }
 
 impl StoreRow for sqlx::sqlite::SqliteRow {
     fn col<T: Column>(&self, name: &str) -> Result<T> {
         Ok(sqlx::Row::try_get(self, name)?)
+    }
+
+    fn col_at<T: Column>(&self, i: usize) -> Result<T> {
+        Ok(sqlx::Row::try_get(self, i)?)
     }
 }
 
