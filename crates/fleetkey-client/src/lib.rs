@@ -11,18 +11,19 @@
 //!   record sequences), written atomically.
 //! - [`RecordCache`]: verified key records, re-checked for freshness on every use,
 //!   with rollbacks refused across restarts.
-//! - [`messages`]: the exact bytes every device-protocol signature covers (the
-//!   server builds them from here too); [`proto`]: the messages on the wire.
+//! - [`messages`]: the exact bytes every device-protocol signature covers;
+//!   [`proto`]: the messages on the wire (both from `fleetkey-wire`, which the
+//!   server uses too).
 //!
 //! Specified in `docs/protocol.md`.
 
 pub mod backoff;
 pub mod device;
 pub mod error;
-pub mod messages;
-pub mod proto;
 pub mod records;
 pub mod state;
+
+pub use fleetkey_wire::{messages, proto};
 
 pub use backoff::Backoff;
 pub use device::{ClientConfig, DeviceClient, DeviceSession};

@@ -101,7 +101,7 @@ impl SessionState {
 
     /// Pins a server key.
     pub fn pin(&mut self, key: [u8; 32]) {
-        self.server_key = Some(key.iter().map(|b| format!("{b:02x}")).collect());
+        self.server_key = Some(hex::encode(key));
     }
 }
 

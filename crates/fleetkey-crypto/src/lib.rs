@@ -79,7 +79,7 @@ pub use error::{Error, Result};
 /// At most the first 8 bytes of a public value, hex encoded, for logs and `Debug`.
 pub fn hex_prefix(bytes: &[u8]) -> String {
     let n = bytes.len().min(8);
-    let mut s = envelope::hex(&bytes[..n]);
+    let mut s = hex::encode(&bytes[..n]);
     if bytes.len() > n {
         s.push('…');
     }

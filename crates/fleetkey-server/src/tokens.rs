@@ -201,13 +201,7 @@ impl TokenService {
         let raw: Zeroizing<[u8; 32]> = Zeroizing::new(fleetkey_crypto::rand::array()?);
         let secret = Zeroizing::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(*raw)));
         let h = hash(&secret);
-        let id = format!(
-            "tok_{}",
-            h[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let id = format!("tok_{}", hex::encode(&h[..8]));
         let now = self.clock.now();
         let record = TokenRecord {
             id: id.clone(),

@@ -83,12 +83,12 @@ impl fmt::Debug for Body {
         match self {
             Body::Single { nonce } => f
                 .debug_struct("Single")
-                .field("nonce", &hex(nonce))
+                .field("nonce", &hex::encode(nonce))
                 .finish(),
             Body::Stream { segment_log2, salt } => f
                 .debug_struct("Stream")
                 .field("segment_log2", segment_log2)
-                .field("salt", &hex(salt))
+                .field("salt", &hex::encode(salt))
                 .finish(),
             Body::Recipient { segment_log2, enc } => f
                 .debug_struct("Recipient")
@@ -385,10 +385,6 @@ impl Header {
         self.encode_into(&mut out);
         out
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub fn recipient_key_id(recipient: &XWingRecipient) -> KeyId {
     buf.extend_from_slice(&recipient.to_bytes());
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &buf);
     // Always valid: ASCII letters, '-' and hex digits, 22 bytes.
-    KeyId::new(&format!("xwing-{}", super::hex(&d.as_ref()[..8])))
+    KeyId::new(&format!("xwing-{}", hex::encode(&d.as_ref()[..8])))
         .unwrap_or_else(|_| unreachable!())
 }
 

@@ -15,12 +15,12 @@
 //! dropped), signed receipts, credential rotation and the wipe receipt until the
 //! device goes quiet for the idle timeout. A device being decommissioned gets its
 //! wipe command and nothing else. One session per device: a new one closes the old.
-//! The message types are [`fleetkey_client::proto`].
+//! The message types are [`fleetkey_wire::proto`].
 
 use super::AppState;
 use crate::api::ratelimit::source_key;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use fleetkey_client::proto::{self, CommandWire, DeviceMsg, ServerMsg};
+use fleetkey_wire::proto::{self, CommandWire, DeviceMsg, ServerMsg};
 use fleetkey_crypto::mlkem::MlKemSecret;
 use fleetkey_session::io::{Session, handshake};
 use fleetkey_session::{Builder, Keypair, Limits, Pattern};

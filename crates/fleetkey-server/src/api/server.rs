@@ -262,7 +262,7 @@ pub async fn serve_on(
     let sink: Arc<dyn crate::telemetry::TelemetrySink> = match &config.telemetry_mqtt_url {
         Some(url) => {
             let id: [u8; 6] = fleetkey_crypto::rand::array()?;
-            let client_id = format!("fleetkey-{}", crate::fleet::commands::hex(&id));
+            let client_id = format!("fleetkey-{}", hex::encode(id));
             let s = crate::telemetry::mqtt::MqttSink::connect(url.expose(), &client_id, "fleetkey")
                 .await?;
             tracing::info!(broker = %url, "telemetry to MQTT");

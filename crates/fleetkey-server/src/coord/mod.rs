@@ -453,7 +453,7 @@ impl OwnerToken {
             text.to_owned()
         } else {
             let r: [u8; 12] = fleetkey_crypto::rand::array()?;
-            let token = crate::fleet::commands::hex(&r);
+            let token = hex::encode(r);
             file.set_len(0).map_err(io)?;
             file.rewind().map_err(io)?;
             file.write_all(token.as_bytes())
@@ -496,7 +496,7 @@ impl InstanceLease {
     /// another live instance holds it, and renews it every third of `ttl`.
     pub async fn acquire(coord: &Arc<Coordinator>, name: &str, ttl: Duration) -> Result<Self> {
         let token: [u8; 12] = fleetkey_crypto::rand::array()?;
-        Self::take(coord, name, crate::fleet::commands::hex(&token), None, ttl).await
+        Self::take(coord, name, hex::encode(token), None, ttl).await
     }
 
     /// Takes `name` for `owner` (see [`OwnerToken`]): free, or still held by the

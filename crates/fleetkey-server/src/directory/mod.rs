@@ -8,7 +8,7 @@
 //! (30 days) always finds a fresh one.
 
 use crate::audit::AuditDraft;
-use crate::clock::{SharedClock, UnixTime};
+use crate::clock::SharedClock;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
 use crate::store::{Change, Store};
@@ -27,20 +27,7 @@ pub const RECORD_TTL_SECS: i64 = 30 * 86_400;
 /// Records older than this are re-signed by [`Directory::refresh`].
 pub const REFRESH_AFTER_SECS: i64 = 7 * 86_400;
 
-/// A record to store with a change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordWrite {
-    /// Identity.
-    pub identity: String,
-    /// Its sequence (the stored one plus one).
-    pub sequence: u64,
-    /// The signed record.
-    pub record: Vec<u8>,
-    /// Whether it revokes.
-    pub revoked: bool,
-    /// Issue time.
-    pub issued_at: UnixTime,
-}
+pub use crate::store::RecordWrite;
 
 /// Signs and serves key records.
 pub struct Directory {

@@ -15,11 +15,11 @@ use fleetkey_crypto::ed25519::Ed25519Signer;
 /// How far a device's poll timestamp may be from the server's clock, seconds.
 pub const POLL_WINDOW_SECS: i64 = 60;
 
-pub use fleetkey_client::messages::{
+pub use fleetkey_wire::messages::{
     command_poll_message, receipt_message, rotation_confirm_message, rotation_request_message,
 };
 
-/// What the fleet key signs for a command ([`fleetkey_client::messages::command_message`]).
+/// What the fleet key signs for a command ([`fleetkey_wire::messages::command_message`]).
 pub fn command_message(
     id: &str,
     device_id: &str,
@@ -27,7 +27,7 @@ pub fn command_message(
     created_at: UnixTime,
     payload: &str,
 ) -> Vec<u8> {
-    fleetkey_client::messages::command_message(id, device_id, kind.as_str(), created_at, payload)
+    fleetkey_wire::messages::command_message(id, device_id, kind.as_str(), created_at, payload)
 }
 
 /// A new pending command, signed by the fleet's issuing key.
@@ -39,7 +39,7 @@ pub(crate) fn new_command(
     now: UnixTime,
 ) -> Result<CommandRecord> {
     let raw: [u8; 12] = fleetkey_crypto::rand::array()?;
-    let id = format!("cmd_{}", hex(&raw));
+    let id = format!("cmd_{}", hex::encode(raw));
     let payload = payload.to_string();
     let signature = signer
         .sign(&command_message(&id, device_id, kind, now, &payload))
@@ -54,11 +54,6 @@ pub(crate) fn new_command(
         created_at: now,
         updated_at: now,
     })
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ use tokio::sync::{mpsc, oneshot};
 /// How long an onboarding challenge stays valid, seconds.
 pub const CHALLENGE_TTL_SECS: i64 = 120;
 
-pub use fleetkey_client::messages::{onboarding_message, wipe_receipt_message};
+pub use fleetkey_wire::messages::{onboarding_message, wipe_receipt_message};
 
 /// A fresh onboarding challenge.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -136,7 +136,7 @@ impl From<&FleetRecord> for FleetInfo {
         Self {
             name: f.name.clone(),
             issuer_key_id: f.issuer_key_id.clone(),
-            issuer_public_key: commands::hex(&f.issuer_public),
+            issuer_public_key: hex::encode(&f.issuer_public),
             credential_ttl_secs: f.credential_ttl_secs,
             credential_rotation_secs: f.credential_rotation_secs,
             created_at: f.created_at,
@@ -276,7 +276,7 @@ impl FleetService {
         let now = self.clock.now();
         let record = FleetRecord {
             name: name.to_owned(),
-            issuer_key_id: format!("fleet:{name}/{}", commands::hex(&kid_bytes)),
+            issuer_key_id: format!("fleet:{name}/{}", hex::encode(kid_bytes)),
             issuer_wrapped: self.custody.wrap(&seed, &issuer_context(name)).await?,
             issuer_public: signer.public_key().to_vec(),
             credential_ttl_secs: ttl,
@@ -357,7 +357,7 @@ impl FleetService {
             updated_at: now,
         });
         let id_bytes: [u8; 8] = fleetkey_crypto::rand::array()?;
-        let device_id = format!("dev_{}", commands::hex(&id_bytes));
+        let device_id = format!("dev_{}", hex::encode(id_bytes));
         let (fleet_record, signer) = (&issuer.0, &issuer.1);
         let claims = Claims {
             issuer: format!("fleetkey:{}", fleet_record.name),
@@ -720,7 +720,7 @@ impl FleetService {
                     &format!("device:{id}"),
                     "device.wiped",
                     format!("device:{id}"),
-                    json!({ "wiped_at": wiped_at, "receipt_signature": commands::hex(signature), "secrets_erased": true }),
+                    json!({ "wiped_at": wiped_at, "receipt_signature": hex::encode(signature), "secrets_erased": true }),
                 ),
                 now,
             )

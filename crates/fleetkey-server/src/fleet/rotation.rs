@@ -15,7 +15,7 @@
 //!    power mid-rotation is never locked out.
 
 use super::commands::{
-    POLL_WINDOW_SECS, command_poll_message, hex, new_command, rotation_confirm_message,
+    POLL_WINDOW_SECS, command_poll_message, new_command, rotation_confirm_message,
     rotation_request_message,
 };
 use super::{FleetInfo, FleetService, invalid, lifecycle, validate_keys};
@@ -180,7 +180,7 @@ impl FleetService {
                     format!("device:{device_id}"),
                     json!({ "command": command_id, "new_ed25519_prefix": fleetkey_crypto::hex_prefix(&keys.ed25519),
                             "new_x25519_prefix": fleetkey_crypto::hex_prefix(&keys.x25519),
-                            "credential_id": hex(&claims.credential_id) }),
+                            "credential_id": hex::encode(claims.credential_id) }),
                 ),
                 now,
             )
@@ -256,9 +256,9 @@ impl FleetService {
                     &format!("device:{device_id}"),
                     "device.rotated",
                     format!("device:{device_id}"),
-                    json!({ "command": command_id, "credential_id": hex(&credential_id),
-                            "revoked_credential_id": d.operational_credential_id.as_deref().map(hex),
-                            "receipt_signature": hex(signature) }),
+                    json!({ "command": command_id, "credential_id": hex::encode(credential_id),
+                            "revoked_credential_id": d.operational_credential_id.as_deref().map(hex::encode),
+                            "receipt_signature": hex::encode(signature) }),
                 ),
                 now,
             )
@@ -413,7 +413,7 @@ impl FleetService {
                     &format!("device:{device_id}"),
                     "device.command_receipt",
                     format!("device:{device_id}"),
-                    json!({ "command": command_id, "status": status, "at": at, "signature": hex(signature) }),
+                    json!({ "command": command_id, "status": status, "at": at, "signature": hex::encode(signature) }),
                 ),
                 now,
             )

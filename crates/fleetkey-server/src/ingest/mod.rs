@@ -15,7 +15,6 @@
 
 use crate::error::Result;
 use crate::fleet::FleetService;
-use crate::fleet::commands::hex;
 use crate::fleet::constrained::Profile;
 use crate::store::DeviceState;
 use crate::telemetry::{TelemetryRecord, TelemetrySink};
@@ -114,7 +113,7 @@ impl FrameIngest {
             .map_err(|_| "internal")?
             .get(&id)
             .cloned();
-        let device_id = format!("dev_{}", hex(&id));
+        let device_id = format!("dev_{}", hex::encode(id));
         if let Some(e) = cached {
             let (stale, expired) = {
                 let mut g = e.lock().map_err(|_| "internal")?;

@@ -3,6 +3,7 @@
 //! entry in one transaction ([`Store::apply`]), so the audit log cannot miss a change
 //! and a change cannot happen without its audit entry (fail closed).
 
+pub mod audit_log;
 pub mod postgres;
 mod rows;
 mod sql;
@@ -43,7 +44,7 @@ pub async fn check_custody_identity(
                     public: custody_public.to_vec(),
                     at: now,
                 },
-                crate::audit::AuditDraft::new(
+                crate::store::audit_log::AuditDraft::new(
                     "service",
                     "service.custody_identity",
                     format!("service-key:{NAME}"),
@@ -65,9 +66,9 @@ pub async fn check_custody_identity(
 }
 pub mod sqlite;
 
-use crate::audit::{AuditDraft, AuditEntry};
 use crate::clock::UnixTime;
 use crate::error::Result;
+use crate::store::audit_log::{AuditDraft, AuditEntry};
 use fleetkey_crypto::aead::Algorithm;
 
 /// A keyring's rotation policy.
@@ -269,12 +270,12 @@ pub enum Change {
         /// Cancel the device's open commands first (decommissioning).
         cancel_open_commands: bool,
         /// A key record to publish in the same transaction.
-        key_record: Option<crate::directory::RecordWrite>,
+        key_record: Option<RecordWrite>,
         /// When.
         at: UnixTime,
     },
     /// Publish a key record (its sequence must be above the stored one).
-    PutKeyRecord(crate::directory::RecordWrite),
+    PutKeyRecord(RecordWrite),
     /// A service key, unless one of that name exists (then nothing changes).
     CreateServiceKey {
         /// Name.
@@ -329,7 +330,7 @@ pub enum Change {
         /// The old operational credential id, revoked now.
         revoke: Option<Vec<u8>>,
         /// The key record with the new keys.
-        key_record: Option<crate::directory::RecordWrite>,
+        key_record: Option<RecordWrite>,
         /// When.
         at: UnixTime,
     },
@@ -871,9 +872,9 @@ pub trait Store: Send + Sync {
     /// Audit entries with `seq > after`, at most `limit`.
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Stores a signed checkpoint.
-    async fn put_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<()>;
+    async fn put_checkpoint(&self, checkpoint: &crate::store::audit_log::Checkpoint) -> Result<()>;
     /// The newest checkpoint.
-    async fn latest_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>>;
+    async fn latest_checkpoint(&self) -> Result<Option<crate::store::audit_log::Checkpoint>>;
     /// A constrained-profile device's factory secret.
     async fn device_secret(&self, device_id: &str) -> Result<Option<DeviceSecret>>;
     /// Raises a constrained device's verified boot counter; false if `boot` is not
@@ -911,6 +912,21 @@ pub trait Store: Send + Sync {
     async fn scheduler_leader(&self) -> Result<bool> {
         Ok(true)
     }
+}
+
+/// A signed key record to store with a change (see `crate::directory`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    /// Identity.
+    pub identity: String,
+    /// Its sequence (the stored one plus one).
+    pub sequence: u64,
+    /// The signed record.
+    pub record: Vec<u8>,
+    /// Whether it revokes.
+    pub revoked: bool,
+    /// Issue time.
+    pub issued_at: UnixTime,
 }
 
 /// A device session (see `migrations/sqlite/0006_device_sessions.sql`).

@@ -6,8 +6,8 @@ use super::{
     CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceState, FleetRecord,
     KeyringRecord, Policy, StoredConfig, TokenRecord, VersionRecord, VersionState,
 };
-use crate::audit::AuditEntry;
 use crate::error::{Error, Result};
+use crate::store::audit_log::AuditEntry;
 use fleetkey_crypto::aead::Algorithm;
 
 /// A column type both databases decode (`i64`, `String`, `Vec<u8>`, options of

@@ -213,10 +213,7 @@ pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
         None => {
             let r: [u8; 3] =
                 fleetkey_crypto::rand::array().map_err(|e| CliError::refused(e.to_string()))?;
-            format!(
-                "sim-{}",
-                r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            )
+            format!("sim-{}", hex::encode(r))
         }
     };
     runtime()?.block_on(async move {
@@ -261,7 +258,7 @@ pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
                 let keys = simulated_keys()?;
                 let hw = {
                     let r: [u8; 8] = fleetkey_crypto::rand::array().map_err(|e| CliError::refused(e.to_string()))?;
-                    format!("sim:{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                    format!("sim:{}", hex::encode(r))
                 };
                 // The device's factory secret, sealed on the jig; the plaintext
                 // is dropped (zeroized) here, as a real jig writes it only to the device.

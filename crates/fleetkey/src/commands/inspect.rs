@@ -21,7 +21,6 @@ pub fn run(args: InspectArgs) -> CliResult<()> {
     } = read_envelope_start(input.reader, &name)?;
     let body_len = body_start.len() as u64
         + std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| CliError::io(&name, &e))?;
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let mut doc = json!({
         "format": "fk1",
         "version": VERSION,
@@ -43,12 +42,12 @@ pub fn run(args: InspectArgs) -> CliResult<()> {
     };
     match &header.body {
         Body::Single { nonce } => {
-            doc["nonce"] = json!(hex(nonce));
+            doc["nonce"] = json!(hex::encode(nonce));
             doc["plaintext_bytes"] = json!(body_len.checked_sub(TAG_LEN as u64));
         }
         Body::Stream { segment_log2, salt } => {
             stream_sizes(&mut doc, *segment_log2);
-            doc["salt"] = json!(hex(salt));
+            doc["salt"] = json!(hex::encode(salt));
         }
         Body::Recipient { segment_log2, enc } => {
             stream_sizes(&mut doc, *segment_log2);

@@ -52,7 +52,7 @@ pub fn run(args: KeygenArgs) -> CliResult<()> {
         None => {
             let r: [u8; 8] =
                 fleetkey_crypto::rand::array().map_err(|e| CliError::refused(e.to_string()))?;
-            let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(r);
             KeyId::new(&format!("k-{hex}")).map_err(|e| CliError::refused(e.to_string()))?
         }
     };

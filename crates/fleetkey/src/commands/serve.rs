@@ -31,10 +31,7 @@ fn default_kek_path(data_dir: &Path) -> CliResult<PathBuf> {
         &aws_lc_rs::digest::SHA256,
         canon.to_string_lossy().as_bytes(),
     );
-    let tag: String = digest.as_ref()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let tag = hex::encode(&digest.as_ref()[..6]);
     Ok(base.join("fleetkey").join(format!("root-{tag}.kek")))
 }
 

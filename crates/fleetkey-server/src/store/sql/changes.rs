@@ -5,9 +5,9 @@ use super::super::rows::StoreRow as _;
 use super::super::rows::{hash32, to_i64, to_u64};
 use super::super::{Change, FleetRecord, KeyringRecord, Policy, TokenRecord, VersionRecord};
 use super::{Dialect, SqlStore, stmt};
-use crate::audit::{AuditDraft, AuditEntry};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
+use crate::store::audit_log::{AuditDraft, AuditEntry};
 use sqlx::Transaction;
 
 /// Applies `change` and appends its audit entry in one transaction.

@@ -4,7 +4,9 @@
 
 use super::super::rows::StoreRow as _;
 use super::super::rows::to_i64;
-use super::super::{Change, CommandKind, CommandRecord, CommandState, DeviceState, StoredConfig};
+use super::super::{
+    Change, CommandKind, CommandRecord, CommandState, DeviceState, RecordWrite, StoredConfig,
+};
 use super::{Dialect, stmt};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
@@ -115,7 +117,7 @@ async fn device_transition<D: Dialect>(
     revoke: &[Vec<u8>],
     command: &Option<CommandRecord>,
     cancel_open_commands: &bool,
-    key_record: &Option<crate::directory::RecordWrite>,
+    key_record: &Option<RecordWrite>,
     at: &UnixTime,
 ) -> Result<()> {
     check_state(&mut *tx, id, from, to.as_str()).await?;
@@ -204,7 +206,7 @@ async fn rotation_confirmed<D: Dialect>(
     ml_dsa_65: &Option<Vec<u8>>,
     credential_id: &[u8],
     revoke: &Option<Vec<u8>>,
-    key_record: &Option<crate::directory::RecordWrite>,
+    key_record: &Option<RecordWrite>,
     at: &UnixTime,
 ) -> Result<()> {
     check_state(&mut *tx, device_id, &[DeviceState::Rotating], "active").await?;
@@ -421,10 +423,7 @@ async fn use_claim_code<D: Dialect>(
 }
 
 /// Stores a key record if its sequence is above the stored one (or it is the first).
-async fn put_key_record<D: Dialect>(
-    tx: &mut Transaction<'_, D>,
-    r: &crate::directory::RecordWrite,
-) -> Result<()> {
+async fn put_key_record<D: Dialect>(tx: &mut Transaction<'_, D>, r: &RecordWrite) -> Result<()> {
     let seq = to_i64(r.sequence, "sequence")?;
     let n = stmt(
         "INSERT INTO key_records (identity, sequence, record, revoked, issued_at) VALUES ($1, $2, $3, $4, $5) \

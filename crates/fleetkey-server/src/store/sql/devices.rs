@@ -5,9 +5,9 @@ use super::super::rows::to_i64;
 use super::super::{DeviceRecord, Registration, StoredConfig};
 use super::changes::audit_head;
 use super::{Dialect, SqlStore, Stmt, stmt, values_list};
-use crate::audit::AuditEntry;
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
+use crate::store::audit_log::AuditEntry;
 use sqlx::Transaction;
 
 /// Registers `items`: each device inserted unless it collides, in one transaction.

@@ -12,9 +12,9 @@ use super::super::{
     VersionRecord,
 };
 use super::{Dialect, SqlStore, Stmt, stmt};
-use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
+use crate::store::audit_log::{AuditDraft, AuditEntry, Checkpoint};
 
 #[async_trait::async_trait]
 impl<D: Dialect> Store for SqlStore<D> {

@@ -93,10 +93,7 @@ struct Demo {
 
 impl Demo {
     fn new(server: &DemoServer, args: &DemoArgs) -> Result<Self> {
-        let suffix: String = fleetkey_crypto::rand::array::<4>()?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let suffix = hex::encode(fleetkey_crypto::rand::array::<4>()?);
         Ok(Self {
             api: Api::new(&server.endpoints.http, &server.token)?,
             endpoints: server.endpoints.clone(),

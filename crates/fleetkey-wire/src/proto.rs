@@ -67,11 +67,7 @@ pub fn parse_preamble(b: [u8; PREAMBLE_LEN]) -> Option<(Pattern, Suite)> {
 /// The session id: the first 16 bytes of the handshake hash, in hex. Both sides
 /// compute it; it names this handshake and no other.
 pub fn session_id(handshake_hash: &[u8]) -> String {
-    handshake_hash
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&handshake_hash[..handshake_hash.len().min(16)])
 }
 
 /// A device's public keys on the wire (base64).
