@@ -20,10 +20,10 @@
 use super::AppState;
 use crate::api::ratelimit::source_key;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use fleetkey_wire::proto::{self, CommandWire, DeviceMsg, ServerMsg};
 use fleetkey_crypto::mlkem::MlKemSecret;
 use fleetkey_session::io::{Session, handshake};
 use fleetkey_session::{Builder, Keypair, Limits, Pattern};
+use fleetkey_wire::proto::{self, CommandWire, DeviceMsg, ServerMsg};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,0 +1,150 @@
+//! Extractors whose rejections become JSON errors, and base64 fields.
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, StatusCode, request::Parts};
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use std::sync::Arc;
+
+/// JSON body whose rejections become JSON errors (400, 413).
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::malformed("send Content-Type: application/json"));
+        }
+        // The whole body within the deadline: a client trickling bytes cannot hold
+        // the handler (and its buffer) open.
+        let read = axum::body::Bytes::from_request(req, state);
+        let bytes = match tokio::time::timeout(state.body_timeout, read).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "request body is larger than the configured limit",
+                ));
+            }
+            Ok(Err(r)) => return Err(ApiError::malformed(r.body_text())),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        state.body_timeout.as_secs()
+                    ),
+                ));
+            }
+        };
+        // Every request body is an object (serde would also fill a struct from an
+        // array: `[null]` once cleared a rotation policy).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::malformed(
+                "the request body must be a JSON object",
+            ));
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))?;
+        integral_numbers(&mut v, 0);
+        serde_json::from_value(v)
+            .map(ApiJson)
+            .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))
+    }
+}
+
+/// JSON does not tell `1` from `1.0`, and JSON Schema calls both integers: a
+/// number with no fractional part that fits 64 bits is read as an integer
+/// wherever the body has one (serde would refuse `1.0` for an integer field).
+pub(super) fn integral_numbers(v: &mut serde_json::Value, depth: usize) {
+    use serde_json::Value;
+    // serde_json's parser already bounds nesting (128 levels); this follows it.
+    if depth > 128 {
+        return;
+    }
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+            {
+                // Exactly representable within ±2^63 only (casts saturate).
+                if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let i = f as i64;
+                    *v = Value::from(i);
+                } else if (0.0..1.844_674_407_370_955_2e19).contains(&f) {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let u = f as u64;
+                    *v = Value::from(u);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| integral_numbers(x, depth + 1)),
+        Value::Object(o) => o.values_mut().for_each(|x| integral_numbers(x, depth + 1)),
+        _ => {}
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, or a
+/// `+json` media type, parameters allowed).
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let essence = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Path parameters whose rejections become JSON 400s.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| ApiError::malformed(e.body_text()))
+    }
+}
+
+/// Query parameters whose rejections become JSON 400s.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| ApiError::malformed(e.body_text()))
+    }
+}
+
+pub(super) fn b64(field: &str, s: &str) -> ApiResult<Vec<u8>> {
+    B64.decode(s).map_err(|_| {
+        ApiError::malformed(format!(
+            "{field} is not valid base64 (RFC 4648, with padding)"
+        ))
+    })
+}
+
+pub(super) fn opt_b64(field: &str, s: &Option<String>) -> ApiResult<Vec<u8>> {
+    s.as_deref()
+        .map(|v| b64(field, v))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}

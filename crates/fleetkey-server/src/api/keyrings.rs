@@ -1,0 +1,581 @@
+//! Keyrings and what they do: create, list, show, rotate, revoke a version, set the
+//! policy; seal, unseal and rewrap, one at a time or in batches.
+
+use super::change_err;
+use super::error::ErrorDetail;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{ApiJson, ApiPath, b64, opt_b64};
+use super::{AppState, St};
+use crate::Error;
+use crate::keys::KeyringInfo;
+use crate::store::Policy;
+use crate::tokens::Principal;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use fleetkey_crypto::aead::Algorithm;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Create a keyring.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyringRequest {
+    /// Name (docs/operations.md#names: 1–64 of `A-Z a-z 0-9 - _ .`, starting with a
+    /// letter or a digit); also the key id in envelopes.
+    pub name: String,
+    /// `aes-256-gcm` (default), `chacha20-poly1305` or `aes-256-gcm-siv`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// Policy; omitted fields take the defaults.
+    #[serde(default)]
+    pub policy: Option<PolicyRequest>,
+}
+
+/// Policy fields; omitted ones keep their current (or default) value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    /// Rotate when the primary is this old (seconds, ≥ 60).
+    pub rotation_period_secs: Option<i64>,
+    /// Rotate after this many seals (1 to 2^40).
+    pub max_uses: Option<u64>,
+    /// Decrypt-only window of a replaced version (seconds).
+    pub overlap_secs: Option<i64>,
+    /// Keep at most this many versions able to decrypt (0 = no limit).
+    pub keep_last: Option<u32>,
+}
+
+impl PolicyRequest {
+    fn apply(&self, mut p: Policy) -> Policy {
+        if let Some(v) = self.rotation_period_secs {
+            p.rotation_period_secs = v;
+        }
+        if let Some(v) = self.max_uses {
+            p.max_uses = v;
+        }
+        if let Some(v) = self.overlap_secs {
+            p.overlap_secs = v;
+        }
+        if let Some(v) = self.keep_last {
+            p.keep_last = (v > 0).then_some(v);
+        }
+        p
+    }
+}
+
+/// Plaintext to seal.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealRequest {
+    /// Base64 plaintext.
+    pub plaintext: String,
+    /// Base64 associated data (authenticated, not stored).
+    #[serde(default)]
+    pub aad: Option<String>,
+}
+
+/// A sealed envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SealResponse {
+    /// Base64 of the binary fk1 envelope.
+    pub ciphertext: String,
+    /// Key version that sealed it.
+    pub key_version: u32,
+}
+
+/// An envelope to open or rewrap.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CiphertextRequest {
+    /// Base64 of the binary fk1 envelope.
+    pub ciphertext: String,
+    /// Base64 associated data given when sealing.
+    #[serde(default)]
+    pub aad: Option<String>,
+}
+
+/// Opened plaintext.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnsealResponse {
+    /// Base64 plaintext.
+    pub plaintext: String,
+}
+
+/// Many seals in one request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSealRequest {
+    /// Items, each sealed independently.
+    pub items: Vec<SealRequest>,
+}
+
+/// Many opens or rewraps in one request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCiphertextRequest {
+    /// Items, each handled independently.
+    pub items: Vec<CiphertextRequest>,
+}
+
+/// One item's result: either the output fields or `error`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItem {
+    /// Base64 envelope (seal, rewrap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+    /// Key version (seal, rewrap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// Base64 plaintext (unseal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+    /// Why this item failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// Per-item results, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One result per item.
+    pub results: Vec<BatchItem>,
+}
+
+/// The new primary version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotateResponse {
+    /// Version now sealing.
+    pub version: u32,
+}
+
+/// Keyrings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyringList {
+    /// Keyrings by name.
+    pub keyrings: Vec<KeyringInfo>,
+}
+
+/// Create a keyring.
+#[utoipa::path(post, path = "/v1/keyrings", tag = "keyrings", request_body = CreateKeyringRequest,
+    responses((status = 201, body = KeyringInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+pub(super) async fn create_keyring(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiJson(req): ApiJson<CreateKeyringRequest>,
+) -> ApiResult<(StatusCode, Json<KeyringInfo>)> {
+    p.require("keys:manage")?;
+    let alg = match &req.algorithm {
+        Some(a) => Algorithm::from_name(a)
+            .map_err(|_| ApiError::malformed(format!("unknown algorithm {a:?}")))?,
+        None => Algorithm::Aes256Gcm,
+    };
+    let policy = req.policy.unwrap_or_default().apply(Policy::default());
+    let info = st
+        .keys
+        .create(&p.actor(), &req.name, alg, policy)
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// List keyrings.
+#[utoipa::path(get, path = "/v1/keyrings", tag = "keyrings",
+    responses((status = 200, body = KeyringList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+pub(super) async fn list_keyrings(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<KeyringList>> {
+    p.require("keys:manage")?;
+    Ok(Json(KeyringList {
+        keyrings: st.keys.list().await?,
+    }))
+}
+
+/// Show a keyring and its versions.
+#[utoipa::path(get, path = "/v1/keyrings/{name}", tag = "keyrings", params(("name" = String, Path, description = "Keyring name")),
+    responses((status = 200, body = KeyringInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+pub(super) async fn show_keyring(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<KeyringInfo>> {
+    p.require("keys:manage")?;
+    Ok(Json(st.keys.show(&name).await?))
+}
+
+/// Rotate to a new primary version now.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/rotate", tag = "keyrings", params(("name" = String, Path, description = "Keyring name")),
+    responses((status = 200, body = RotateResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+pub(super) async fn rotate_keyring(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<RotateResponse>> {
+    p.require("keys:manage")?;
+    Ok(Json(RotateResponse {
+        version: st
+            .keys
+            .rotate(&p.actor(), &name)
+            .await
+            .map_err(|e| change_err(&st, e))
+            .inspect(|_| {
+                st.metrics
+                    .key_rotations
+                    .with_label_values(&["keyring"])
+                    .inc();
+            })?,
+    }))
+}
+
+/// Revoke one version in an emergency.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/versions/{version}/revoke", tag = "keyrings",
+    params(("name" = String, Path, description = "Keyring name"), ("version" = u32, Path, description = "Version")),
+    responses((status = 200, body = KeyringInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+pub(super) async fn revoke_version(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath((name, version)): ApiPath<(String, u32)>,
+) -> ApiResult<Json<KeyringInfo>> {
+    p.require("keys:manage")?;
+    st.keys
+        .revoke(&p.actor(), &name, version)
+        .await
+        .map_err(|e| match e {
+            Error::UnknownVersion { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            other => change_err(&st, other),
+        })?;
+    Ok(Json(st.keys.show(&name).await?))
+}
+
+/// Change the rotation policy (omitted fields keep their value).
+#[utoipa::path(put, path = "/v1/keyrings/{name}/policy", tag = "keyrings", params(("name" = String, Path, description = "Keyring name")),
+    request_body = PolicyRequest,
+    responses((status = 200, body = KeyringInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["keys:manage"])))]
+pub(super) async fn set_policy(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> ApiResult<Json<KeyringInfo>> {
+    p.require("keys:manage")?;
+    let current = st.keys.show(&name).await?.policy;
+    st.keys
+        .set_policy(&p.actor(), &name, req.apply(current))
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok(Json(st.keys.show(&name).await?))
+}
+
+fn version_of(env: &[u8]) -> u32 {
+    fleetkey_crypto::envelope::Header::parse(env)
+        .map(|(h, _)| h.key_version)
+        .unwrap_or(0)
+}
+
+fn result_label(e: &ApiError) -> &'static str {
+    e.detail.code
+}
+
+async fn seal_one(ring: &crate::keys::Keyring, req: &SealRequest) -> ApiResult<SealResponse> {
+    let pt = zeroize::Zeroizing::new(b64("plaintext", &req.plaintext)?);
+    let aad = opt_b64("aad", &req.aad)?;
+    let env = ring.seal(&pt, &aad).await?;
+    Ok(SealResponse {
+        key_version: version_of(&env),
+        ciphertext: B64.encode(&env),
+    })
+}
+
+async fn unseal_one(
+    ring: &crate::keys::Keyring,
+    req: &CiphertextRequest,
+) -> ApiResult<UnsealResponse> {
+    let env = b64("ciphertext", &req.ciphertext)?;
+    let aad = opt_b64("aad", &req.aad)?;
+    let pt = zeroize::Zeroizing::new(ring.unseal(&env, &aad).await?);
+    Ok(UnsealResponse {
+        plaintext: B64.encode(&*pt),
+    })
+}
+
+async fn rewrap_one(
+    st: &AppState,
+    p: &Principal,
+    name: &str,
+    req: &CiphertextRequest,
+) -> ApiResult<SealResponse> {
+    let env = b64("ciphertext", &req.ciphertext)?;
+    let aad = opt_b64("aad", &req.aad)?;
+    let mut out = st
+        .keys
+        .rewrap(&p.actor(), name, &[env], &aad)
+        .await
+        .map_err(|e| change_err(st, e))?;
+    let env = out
+        .pop()
+        .ok_or_else(|| ApiError::malformed("empty rewrap"))??;
+    Ok(SealResponse {
+        key_version: version_of(&env),
+        ciphertext: B64.encode(&env),
+    })
+}
+
+fn count(st: &AppState, which: &prometheus::IntCounterVec, name: &str, r: Result<(), &ApiError>) {
+    let label = match r {
+        Ok(()) => "ok",
+        Err(e) => result_label(e),
+    };
+    which.with_label_values(&[name, label]).inc();
+    if matches!(r, Err(e) if e.detail.code == "cannot_open") {
+        st.metrics.open_failures.with_label_values(&[name]).inc();
+    }
+}
+
+/// Seal with the keyring's primary version.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/seal", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = SealRequest,
+    responses((status = 200, body = SealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("bearer" = ["seal:{name}"])))]
+pub(super) async fn seal(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<SealRequest>,
+) -> ApiResult<Json<SealResponse>> {
+    p.require(&format!("seal:{name}"))?;
+    let ring = st.keys.keyring(&name).await?;
+    let r = seal_one(&ring, &req).await;
+    count(&st, &st.metrics.seals, &name, r.as_ref().map(|_| ()));
+    Ok(Json(r?))
+}
+
+/// Open an envelope sealed by this keyring.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/unseal", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = CiphertextRequest,
+    responses((status = 200, body = UnsealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["unseal:{name}"])))]
+pub(super) async fn unseal(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<CiphertextRequest>,
+) -> ApiResult<Json<UnsealResponse>> {
+    p.require(&format!("unseal:{name}"))?;
+    let ring = st.keys.keyring(&name).await?;
+    let r = unseal_one(&ring, &req).await;
+    count(&st, &st.metrics.unseals, &name, r.as_ref().map(|_| ()));
+    Ok(Json(r?))
+}
+
+/// Reseal with the primary version; the plaintext never leaves the service.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/rewrap", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = CiphertextRequest,
+    responses((status = 200, body = SealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["rewrap:{name}"])))]
+pub(super) async fn rewrap(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<CiphertextRequest>,
+) -> ApiResult<Json<SealResponse>> {
+    p.require(&format!("rewrap:{name}"))?;
+    Ok(Json(rewrap_one(&st, &p, &name, &req).await?))
+}
+
+impl From<SealResponse> for BatchItem {
+    fn from(s: SealResponse) -> Self {
+        Self {
+            ciphertext: Some(s.ciphertext),
+            key_version: Some(s.key_version),
+            plaintext: None,
+            error: None,
+        }
+    }
+}
+
+impl From<UnsealResponse> for BatchItem {
+    fn from(u: UnsealResponse) -> Self {
+        Self {
+            ciphertext: None,
+            key_version: None,
+            plaintext: Some(u.plaintext),
+            error: None,
+        }
+    }
+}
+
+impl From<ApiError> for BatchItem {
+    fn from(e: ApiError) -> Self {
+        Self {
+            ciphertext: None,
+            key_version: None,
+            plaintext: None,
+            error: Some(e.detail),
+        }
+    }
+}
+
+/// Turns per-item results into a batch response, counting them under `which`
+/// (successes in one increment).
+fn collect<T: Into<BatchItem>>(
+    st: &AppState,
+    which: &prometheus::IntCounterVec,
+    name: &str,
+    results: Vec<ApiResult<T>>,
+) -> BatchResponse {
+    let mut ok = 0u64;
+    let results = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(v) => {
+                ok += 1;
+                v.into()
+            }
+            Err(e) => {
+                count(st, which, name, Err(&e));
+                e.into()
+            }
+        })
+        .collect();
+    which.with_label_values(&[name, "ok"]).inc_by(ok);
+    BatchResponse { results }
+}
+
+fn check_batch(st: &AppState, n: usize) -> ApiResult<()> {
+    if n > st.max_batch_items {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {} items per batch", st.max_batch_items),
+        ));
+    }
+    Ok(())
+}
+
+/// Seal many items; each has its own result.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/seal/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = BatchSealRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = ["seal:{name}"])))]
+pub(super) async fn seal_batch(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<BatchSealRequest>,
+) -> ApiResult<Json<BatchResponse>> {
+    p.require(&format!("seal:{name}"))?;
+    check_batch(&st, req.items.len())?;
+    let ring = st.keys.keyring(&name).await?;
+    let mut results = Vec::with_capacity(req.items.len());
+    for item in &req.items {
+        results.push(seal_one(&ring, item).await);
+    }
+    Ok(Json(collect(&st, &st.metrics.seals, &name, results)))
+}
+
+/// Open many envelopes; each has its own result.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/unseal/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = BatchCiphertextRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = ["unseal:{name}"])))]
+pub(super) async fn unseal_batch(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<BatchCiphertextRequest>,
+) -> ApiResult<Json<BatchResponse>> {
+    p.require(&format!("unseal:{name}"))?;
+    check_batch(&st, req.items.len())?;
+    let ring = st.keys.keyring(&name).await?;
+    let mut results = Vec::with_capacity(req.items.len());
+    for item in &req.items {
+        results.push(unseal_one(&ring, item).await);
+    }
+    Ok(Json(collect(&st, &st.metrics.unseals, &name, results)))
+}
+
+/// Rewrap many envelopes; each has its own result.
+#[utoipa::path(post, path = "/v1/keyrings/{name}/rewrap/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
+    request_body = BatchCiphertextRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = ["rewrap:{name}"])))]
+pub(super) async fn rewrap_batch(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<BatchCiphertextRequest>,
+) -> ApiResult<Json<BatchResponse>> {
+    p.require(&format!("rewrap:{name}"))?;
+    check_batch(&st, req.items.len())?;
+    let mut envs = Vec::with_capacity(req.items.len());
+    let mut decoded: Vec<ApiResult<()>> = Vec::with_capacity(req.items.len());
+    let aad = req
+        .items
+        .first()
+        .map(|i| opt_b64("aad", &i.aad))
+        .transpose()?
+        .unwrap_or_default();
+    for item in &req.items {
+        if opt_b64("aad", &item.aad)? != aad {
+            return Err(ApiError::malformed(
+                "all items of a rewrap batch must share one aad",
+            ));
+        }
+        match b64("ciphertext", &item.ciphertext) {
+            Ok(e) => {
+                envs.push(e);
+                decoded.push(Ok(()));
+            }
+            Err(e) => decoded.push(Err(e)),
+        }
+    }
+    let mut out = st
+        .keys
+        .rewrap(&p.actor(), &name, &envs, &aad)
+        .await
+        .map_err(|e| change_err(&st, e))?
+        .into_iter();
+    let results = decoded
+        .into_iter()
+        .map(|d| {
+            let r: ApiResult<Vec<u8>> = match d {
+                Ok(()) => out
+                    .next()
+                    .unwrap_or_else(|| {
+                        Err(Error::Invalid {
+                            what: "batch",
+                            why: "missing result".into(),
+                        })
+                    })
+                    .map_err(ApiError::from),
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(env) => BatchItem::from(SealResponse {
+                    key_version: version_of(&env),
+                    ciphertext: B64.encode(&env),
+                }),
+                Err(e) => e.into(),
+            }
+        })
+        .collect();
+    Ok(Json(BatchResponse { results }))
+}

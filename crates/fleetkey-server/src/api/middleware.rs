@@ -1,0 +1,174 @@
+//! Authentication, rate limits and request metrics, as axum middleware.
+
+use super::error::ApiError;
+use super::{AppState, St, ratelimit};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::Instant;
+
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+pub(super) fn set_header(h: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(name, v);
+    }
+}
+
+/// 429 for a refusal by one of the rate limits, with its headers.
+pub(super) fn limited_response(st: &AppState, l: ratelimit::Limited) -> Response {
+    st.metrics.rate_limited.with_label_values(&[l.scope]).inc();
+    let what = if l.scope == "source" {
+        "requests without a valid token from this address".to_owned()
+    } else {
+        format!("{} rate limit", l.scope)
+    };
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "{what}: limit of {} requests per second reached; retry after {} s",
+            l.limit, l.retry_after_secs
+        ),
+    )
+    .into_response();
+    let h = r.headers_mut();
+    set_header(h, "retry-after", l.retry_after_secs.to_string());
+    set_header(
+        h,
+        "ratelimit-policy",
+        format!("\"{}\";q={};w=1", l.scope, l.limit),
+    );
+    set_header(
+        h,
+        "ratelimit",
+        format!("\"{}\";r=0;t={}", l.scope, l.retry_after_secs),
+    );
+    set_header(h, "x-ratelimit-limit", l.limit.to_string());
+    set_header(h, "x-ratelimit-remaining", "0".into());
+    set_header(h, "x-ratelimit-reset", l.retry_after_secs.to_string());
+    r
+}
+
+/// The per-source allowance for routes without a token (onboarding).
+pub(super) async fn source_limit(State(st): St, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(Err(l)) = peer.map(|ip| st.limits.check_source(ip)) {
+        return limited_response(&st, l);
+    }
+    next.run(req).await
+}
+
+/// Authenticates the bearer token, applies the rate limits and adds their headers.
+pub(super) async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response {
+    // The per-source allowance for requests without a valid cached token is taken
+    // before any store lookup (requests without a known peer, as in process, have
+    // none).
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let gate = || match peer {
+        Some(ip) => st.limits.check_source(ip),
+        None => Ok(()),
+    };
+    let principal = match bearer(req.headers()) {
+        None => {
+            if let Err(l) = gate() {
+                return limited_response(&st, l);
+            }
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send Authorization: Bearer <token>",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        Some(t) => match st.tokens.authenticate_gated(t, gate).await {
+            Err(l) => return limited_response(&st, l),
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                let mut r = ApiError::from(e).into_response();
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                return r;
+            }
+        },
+    };
+    let allowance = match st
+        .limits
+        .check_shared(&principal.token_id, st.coord.get().map(|c| c.as_ref()))
+        .await
+    {
+        Ok(a) => a,
+        Err(l) => return limited_response(&st, l),
+    };
+    tracing::Span::current().record("token", principal.token_id.as_str());
+    req.extensions_mut().insert(principal);
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    set_header(
+        h,
+        "ratelimit-policy",
+        format!("\"token\";q={};w=1", allowance.limit),
+    );
+    set_header(
+        h,
+        "ratelimit",
+        format!(
+            "\"token\";r={};t={}",
+            allowance.remaining, allowance.reset_secs
+        ),
+    );
+    set_header(h, "x-ratelimit-limit", allowance.limit.to_string());
+    set_header(h, "x-ratelimit-remaining", allowance.remaining.to_string());
+    set_header(h, "x-ratelimit-reset", allowance.reset_secs.to_string());
+    r
+}
+
+/// Counts and times every request by route template and status.
+pub(super) async fn observe(State(st): St, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let r = next.run(req).await;
+    let status = r.status();
+    st.metrics
+        .latency
+        .with_label_values(&[route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    st.metrics
+        .requests
+        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .inc();
+    if status != StatusCode::TOO_MANY_REQUESTS {
+        st.limits
+            .record(status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    if status.is_server_error() {
+        tracing::warn!(%route, status = status.as_u16(), "request failed");
+    }
+    r
+}
