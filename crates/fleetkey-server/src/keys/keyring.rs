@@ -1,0 +1,751 @@
+//! [`Keyring`]: one keyring's seal and unseal paths, its nonce blocks (reserved,
+//! prefetched, parked, given back), rotation under its slow-path lock, and the
+//! cached metadata that unseal decisions read.
+
+use super::nonce::{self, NonceBlock};
+use super::{KeyConfig, KeyringInfo, Shared, VersionInfo, wrap_context};
+use crate::audit::AuditDraft;
+use crate::clock::UnixTime;
+use crate::error::{Error, Result};
+use crate::store::{Change, KeyringRecord, Reservation, VersionRecord, VersionState};
+use arc_swap::ArcSwap;
+use fleetkey_crypto::{
+    aead::AeadKey,
+    envelope::{Body, Header, KeyId, single},
+    secret::SecretBytes,
+};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The primary version's sealing state, replaced wholesale on rotation or when a
+/// nonce block runs out.
+pub(super) struct Primary {
+    pub(super) version: u32,
+    pub(super) sealer: single::Sealer,
+    pub(super) block: NonceBlock,
+    /// Uses of this version before `block` (counting every reserved counter).
+    pub(super) uses_before: u64,
+    /// When the version was created (for the age policy).
+    pub(super) created_at: UnixTime,
+    /// Counters of this block whose use has been recorded.
+    pub(super) counted: AtomicU64,
+    /// The next block, being reserved in the background.
+    pub(super) prefetch:
+        std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Option<Reserved>>>>>,
+}
+
+/// A fresh random data key for `name` version `version`, wrapped by custody, and its
+/// (active) version record.
+pub(super) async fn mint_version(
+    s: &Shared,
+    name: &str,
+    version: u32,
+    now: UnixTime,
+) -> Result<(VersionRecord, SecretBytes<32>)> {
+    let data_key = SecretBytes::<32>::random()?;
+    let wrapped = s
+        .custody
+        .wrap(&data_key, &wrap_context(name, version))
+        .await?;
+    let record = VersionRecord {
+        keyring: name.to_owned(),
+        version,
+        wrapped_key: wrapped,
+        state: VersionState::Active,
+        created_at: now,
+        retired_at: None,
+        revoked_at: None,
+        seal_count: 0,
+    };
+    Ok((record, data_key))
+}
+
+/// A durably reserved range of nonce counters.
+pub(super) struct Reserved {
+    pub(super) instance: [u8; 8],
+    pub(super) start: u32,
+    pub(super) count: u32,
+    /// Counters of the version reserved before this block, on every instance.
+    pub(super) reserved_before: u64,
+}
+
+/// Counters per reserved block: the configured block, but at most 1/16 of the use
+/// budget (at least 1), so that several instances share a version's budget
+/// rather than the first to reserve taking all of it.
+pub(super) fn block_size(config: &KeyConfig, max_uses: u64) -> u32 {
+    let share = (max_uses / BUDGET_SHARES).max(1);
+    u32::try_from(share.min(u64::from(config.nonce_block))).unwrap_or(config.nonce_block)
+}
+
+/// Into how many blocks at least a version's use budget is split.
+pub(super) const BUDGET_SHARES: u64 = 16;
+
+/// Reserves the next block of counters for (keyring, version), committing the new
+/// high-water mark before returning; the store caps the version's reservations on
+/// every instance at `max_uses` in the same step. `None`: the budget is reserved in
+/// full (rotate). Leases a fresh instance id when this one's counter space is spent.
+pub(super) async fn reserve_block(
+    s: Arc<Shared>,
+    name: String,
+    version: u32,
+    max_uses: u64,
+) -> Result<Option<Reserved>> {
+    let mut instance = s.instance;
+    let (start, count, reserved_before) = loop {
+        match s
+            .store
+            .reserve_nonces(
+                &name,
+                version,
+                instance,
+                block_size(&s.config, max_uses),
+                max_uses,
+            )
+            .await?
+        {
+            Reservation::Granted {
+                start,
+                count,
+                reserved_before,
+            } => break (start, count, reserved_before),
+            Reservation::BudgetSpent => return Ok(None),
+            Reservation::SpaceExhausted => {
+                // This instance id's counters for the version are spent: lease a
+                // fresh id just for this (keyring, version).
+                let n = s.metrics.instance_renewals.fetch_add(1, Ordering::Relaxed) + 1;
+                let holder = format!("{}/{}/v{}/{}", s.config.instance_holder, name, version, n);
+                instance = s.store.lease_instance(&holder, s.clock.now()).await?;
+                tracing::warn!(keyring = %name, version, "nonce space of an instance id exhausted; leased a new one");
+            }
+        }
+    };
+    s.metrics.nonce_blocks.fetch_add(1, Ordering::Relaxed);
+    let end = u64::from(start) + u64::from(count);
+    if end >= s.config.nonce_alert_at {
+        s.metrics.nonce_space_alerts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(keyring = %name, version, counter = end, "nonce counter above the alert threshold; rotate this keyring");
+    }
+    Ok(Some(Reserved {
+        instance,
+        start,
+        count,
+        reserved_before,
+    }))
+}
+
+/// How many rotations one refill may make when each new version's budget is
+/// found spent by other instances before this one reserves from it.
+pub(super) const MAX_ROTATIONS_PER_REFILL: usize = 16;
+
+/// Shortest time between two catch-up re-reads of one keyring.
+pub const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Keyring metadata cached for unseal decisions.
+pub(super) struct Meta {
+    pub(super) record: KeyringRecord,
+    pub(super) versions: BTreeMap<u32, VersionRecord>,
+}
+
+/// One keyring of a [`KeyService`](super::KeyService).
+pub struct Keyring {
+    pub(super) name: String,
+    pub(super) key_id: KeyId,
+    pub(super) shared: Arc<Shared>,
+    pub(super) primary: ArcSwap<Primary>,
+    pub(super) meta: ArcSwap<Meta>,
+    pub(super) keys: std::sync::RwLock<HashMap<u32, Arc<AeadKey>>>,
+    pub(super) slow: tokio::sync::Mutex<()>,
+    /// One catch-up re-read at a time ([`Keyring::catch_up`]).
+    pub(super) catch_up: tokio::sync::Mutex<()>,
+    /// When the latest catch-up re-read started.
+    pub(super) last_catch_up: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Seal counts not yet written to the store.
+    pub(super) unflushed: std::sync::Mutex<Vec<(u32, u64)>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keyring {
+    /// The keyring's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Seals `plaintext` with the primary version. `aad` is authenticated, not stored.
+    pub async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        loop {
+            let p = self.primary.load();
+            if let Some(counter) = p.block.take() {
+                // Age check on a sample of seals; the scheduler covers idle keyrings.
+                if counter & 0xFF == 0 && self.age_due(&p) {
+                    drop(p);
+                    self.slow_path().await?;
+                    continue;
+                }
+                let nonce = nonce::nonce(&p.block.instance, counter);
+                return Ok(p.sealer.seal(nonce, plaintext, aad)?);
+            }
+            drop(p);
+            self.slow_path().await?;
+        }
+    }
+
+    pub(super) fn age_due(&self, p: &Primary) -> bool {
+        let period = self.meta.load().record.policy.rotation_period_secs;
+        self.shared.clock.now() >= p.created_at.saturating_add(period)
+    }
+
+    /// Refills the nonce block, rotating first when the use budget or age says so.
+    pub(super) async fn slow_path(&self) -> Result<()> {
+        let _guard = self.slow.lock().await;
+        let p = self.primary.load_full();
+        // Another task may have refilled while we waited.
+        if p.block.used() < p.block.limit - p.block.start && !self.age_due(&p) {
+            return Ok(());
+        }
+        self.retire_block(&p);
+        let meta = self.meta.load_full();
+        let policy = meta.record.policy;
+        let primary = meta.record.primary_version;
+        let rec = meta.versions.get(&primary);
+        let created = rec.map(|v| v.created_at).unwrap_or(0);
+        let age_due =
+            self.shared.clock.now() >= created.saturating_add(policy.rotation_period_secs);
+        // This process's count of the budget spent while its block is live (the
+        // store's reservations decide in the end: see below).
+        let uses_due = p.version == primary
+            && p.block.end > 0
+            && p.uses_before + p.block.used() >= policy.max_uses;
+        let mut reason = if uses_due {
+            Some("max_uses")
+        } else if age_due {
+            Some("period")
+        } else {
+            None
+        };
+        // A refill the store refuses because the version's budget is reserved in
+        // full (by any instance) rotates. Bounded: a budget spent by other
+        // instances right after each rotation is not worth waiting for forever.
+        for _ in 0..MAX_ROTATIONS_PER_REFILL {
+            let (version, created_at) = match reason {
+                Some(reason) => {
+                    let (v, sealing) = self.rotate_locked("scheduler", reason, true).await?;
+                    if sealing {
+                        return Ok(());
+                    }
+                    let created = self.meta.load().versions.get(&v).map(|r| r.created_at);
+                    (v, created.unwrap_or_else(|| self.shared.clock.now()))
+                }
+                None => {
+                    if rec.map(|r| r.state) != Some(VersionState::Active) {
+                        return Err(Error::Store(format!(
+                            "keyring {:?} has no active primary version",
+                            self.name
+                        )));
+                    }
+                    (primary, created)
+                }
+            };
+            if self.refill(version, created_at).await? {
+                return Ok(());
+            }
+            reason = Some("max_uses");
+        }
+        Err(Error::Store(format!(
+            "keyring {:?}: every new version's use budget was spent before this instance could seal",
+            self.name
+        )))
+    }
+
+    /// Records the block's counters handed out since the last count.
+    pub(super) fn retire_block(&self, p: &Primary) {
+        self.count_usage(p, p.block.used());
+    }
+
+    /// Records `used` (counters of `p`'s block handed out so far) minus what was
+    /// recorded before: every counter is counted once, however often this runs.
+    pub(super) fn count_usage(&self, p: &Primary, used: u64) {
+        let before = p.counted.fetch_max(used, Ordering::Relaxed);
+        if used > before {
+            self.record_usage(p.version, used - before);
+        }
+    }
+
+    /// Reserves a new nonce block for `version` and installs it. `false`: the
+    /// version's use budget is reserved in full (the caller rotates).
+    pub(super) async fn refill(&self, version: u32, created_at: UnixTime) -> Result<bool> {
+        // Use the block reserved in the background if it is for this version.
+        let old = self.primary.load_full();
+        let prefetched = match old.prefetch.lock().ok().and_then(|mut g| g.take()) {
+            Some(handle) if old.version == version => handle.await.ok().and_then(|r| r.ok()),
+            Some(handle) => {
+                // A block for a version no longer sealed with: give it back.
+                if let Ok(Ok(Some(r))) = handle.await {
+                    self.give_back_reserved(old.version, &r).await?;
+                }
+                None
+            }
+            None => None,
+        };
+        let max_uses = self.meta.load().record.policy.max_uses;
+        let r = match prefetched {
+            Some(Some(r)) => r,
+            // The prefetch found the budget spent: so is it now.
+            Some(None) => return Ok(false),
+            None => {
+                match reserve_block(self.shared.clone(), self.name.clone(), version, max_uses)
+                    .await?
+                {
+                    Some(r) => r,
+                    None => return Ok(false),
+                }
+            }
+        };
+        self.install(version, created_at, r, max_uses).await?;
+        Ok(true)
+    }
+
+    /// Installs reserved block `r` of `version` as the live one, and starts
+    /// reserving the following block in the background unless `r` ends the
+    /// version's use budget.
+    pub(super) async fn install(
+        &self,
+        version: u32,
+        created_at: UnixTime,
+        r: Reserved,
+        max_uses: u64,
+    ) -> Result<()> {
+        let key = self.key(version).await?;
+        let end = u64::from(r.start) + u64::from(r.count);
+        let primary = Arc::new(Primary {
+            version,
+            sealer: single::Sealer::new(key, &self.key_id, version),
+            block: NonceBlock::new(r.instance, u64::from(r.start), end, end),
+            uses_before: r.reserved_before,
+            created_at,
+            counted: Default::default(),
+            prefetch: std::sync::Mutex::new(None),
+        });
+        // Reserve the following block now, off the seal path, unless this block
+        // already ends the version's use budget.
+        if r.reserved_before + u64::from(r.count) < max_uses
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+            && let Ok(mut slot) = primary.prefetch.lock()
+        {
+            *slot = Some(handle.spawn(reserve_block(
+                self.shared.clone(),
+                self.name.clone(),
+                version,
+                max_uses,
+            )));
+        }
+        self.primary.store(primary);
+        Ok(())
+    }
+
+    /// Stops sealing from the live block at once (caller holds `slow`): installs
+    /// an empty block for `version` and returns the old primary, whose block is
+    /// closed and counted. The next seal refills.
+    pub(super) fn park(
+        &self,
+        version: u32,
+        sealer: single::Sealer,
+        created_at: UnixTime,
+    ) -> Arc<Primary> {
+        let old = self.primary.swap(Arc::new(Primary {
+            version,
+            sealer,
+            block: NonceBlock::empty(),
+            uses_before: 0,
+            created_at,
+            counted: AtomicU64::new(0),
+            prefetch: std::sync::Mutex::new(None),
+        }));
+        let used = old.block.close();
+        self.count_usage(&old, used);
+        old
+    }
+
+    /// Gives back what a parked primary ([`Keyring::park`]) reserved and did not
+    /// use: the block reserved in the background first (it lies above the live
+    /// one), then the unused tail of the closed block. The store then counts only
+    /// counters that were handed out, so the use budget stays exact.
+    pub(super) async fn give_back(&self, old: &Primary) -> Result<()> {
+        let pending = old.prefetch.lock().ok().and_then(|mut g| g.take());
+        if let Some(h) = pending
+            && let Ok(Ok(Some(r))) = h.await
+        {
+            self.give_back_reserved(old.version, &r).await?;
+        }
+        if old.block.end > 0 {
+            // Parking counted the closed block exactly (a closed block's `used()`
+            // reads as used up).
+            let used_end = old.block.start + old.counted.load(Ordering::Relaxed);
+            self.shared
+                .store
+                .release_nonces(
+                    &self.name,
+                    old.version,
+                    old.block.instance,
+                    old.block.end,
+                    used_end,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives back a whole reserved block that was never used.
+    pub(super) async fn give_back_reserved(&self, version: u32, r: &Reserved) -> Result<()> {
+        let end = u64::from(r.start) + u64::from(r.count);
+        self.shared
+            .store
+            .release_nonces(&self.name, version, r.instance, end, u64::from(r.start))
+            .await?;
+        Ok(())
+    }
+
+    pub(super) fn record_usage(&self, version: u32, used: u64) {
+        self.shared.metrics.seals.fetch_add(used, Ordering::Relaxed);
+        // Called once per retired block: count its used counters.
+        if used > 0
+            && let Ok(mut u) = self.unflushed.lock()
+        {
+            u.push((version, used));
+        }
+    }
+
+    pub(super) async fn flush_usage(&self) -> Result<()> {
+        let pending: Vec<(String, u32, u64)> = match self.unflushed.lock() {
+            Ok(mut u) => u
+                .drain(..)
+                .map(|(v, n)| (self.name.clone(), v, n))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        self.shared.store.add_seal_counts(&pending).await
+    }
+
+    /// The unwrapped key of `version`, from cache or custody.
+    pub(super) async fn key(&self, version: u32) -> Result<Arc<AeadKey>> {
+        if let Some(k) = self.keys.read().ok().and_then(|m| m.get(&version).cloned()) {
+            return Ok(k);
+        }
+        let meta = self.meta.load_full();
+        let rec = meta
+            .versions
+            .get(&version)
+            .ok_or_else(|| Error::UnknownVersion {
+                keyring: self.name.clone(),
+                version,
+            })?;
+        let raw = self
+            .shared
+            .custody
+            .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
+            .await?;
+        let key = Arc::new(AeadKey::new(meta.record.algorithm, raw)?);
+        if let Ok(mut m) = self.keys.write() {
+            m.insert(version, key.clone());
+        }
+        Ok(key)
+    }
+
+    /// The newest version this instance knows of.
+    pub(super) fn newest_version(&self) -> u32 {
+        self.meta
+            .load()
+            .versions
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Checks that `version` may open, with a distinct error for each refusal.
+    pub(super) fn check_version(&self, version: u32) -> Result<()> {
+        let meta = self.meta.load();
+        let rec = meta
+            .versions
+            .get(&version)
+            .ok_or_else(|| Error::UnknownVersion {
+                keyring: self.name.clone(),
+                version,
+            })?;
+        // Revoked is final: it stays the answer after the minimum passes the
+        // version and its key is erased (`revoked_at` is kept).
+        if rec.state == VersionState::Revoked || rec.revoked_at.is_some() {
+            return Err(Error::Revoked {
+                keyring: self.name.clone(),
+                version,
+            });
+        }
+        if version < meta.record.min_decrypt_version || rec.state == VersionState::Destroyed {
+            return Err(Error::BelowMinimum {
+                keyring: self.name.clone(),
+                version,
+                min: meta.record.min_decrypt_version,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens an envelope sealed by this keyring.
+    pub async fn unseal(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let (header, len) = Header::parse(envelope)?;
+        match self.check_header(&header) {
+            Err(Error::UnknownVersion { version, .. }) if version > self.newest_version() => {
+                self.catch_up().await?;
+                self.check_header(&header)?;
+            }
+            r => r?,
+        }
+        let key = self.key(header.key_version).await?;
+        let out = single::open_parsed(&key, &header, envelope, len, aad)?;
+        self.shared.metrics.unseals.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    pub(super) fn check_header(&self, header: &Header) -> Result<()> {
+        if header.key_id != self.key_id {
+            return Err(Error::WrongKeyring {
+                expected: self.name.clone(),
+                found: header.key_id.to_string(),
+            });
+        }
+        if !matches!(header.body, Body::Single { .. }) {
+            return Err(Error::Invalid {
+                what: "envelope",
+                why: "keyrings seal and open single-shot (mode 1) envelopes".into(),
+            });
+        }
+        self.check_version(header.key_version)
+    }
+
+    /// Opens with any allowed version and reseals with the primary; the plaintext
+    /// never leaves this function and is wiped before it returns.
+    pub(super) async fn rewrap_one(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let pt = zeroize::Zeroizing::new(self.unseal(envelope, aad).await?);
+        self.seal(&pt, aad).await
+    }
+
+    /// Rotates to a new primary version (caller holds `slow`) and returns it.
+    /// With `seal_next` (the seal path), the new version's first nonce block is
+    /// reserved in the rotation's own transaction and installed: the instance that
+    /// rotates can always seal with the version it made. Returns whether a block
+    /// is installed (never after a lost race: the caller refills).
+    pub(super) async fn rotate_locked(
+        &self,
+        actor: &str,
+        reason: &str,
+        seal_next: bool,
+    ) -> Result<(u32, bool)> {
+        let s = &self.shared;
+        let meta = self.meta.load_full();
+        let old = meta.record.primary_version;
+        let new_version = meta.versions.keys().next_back().copied().unwrap_or(0) + 1;
+        let now = s.clock.now();
+        let max_uses = meta.record.policy.max_uses;
+        let first_block = seal_next.then(|| (s.instance, block_size(&s.config, max_uses)));
+        let (new, data_key) = mint_version(s, &self.name, new_version, now).await?;
+        let applied = s
+            .store
+            .apply(
+                Change::Rotate {
+                    name: self.name.clone(),
+                    new,
+                    retire: old,
+                    at: now,
+                    first_block,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.rotate",
+                    format!("keyring:{}", self.name),
+                    json!({ "from_version": old, "to_version": new_version, "reason": reason }),
+                ),
+                now,
+            )
+            .await;
+        match applied {
+            Ok(_) => {}
+            // Another instance rotated first: use its version, no error to the
+            // caller (and no second rotation).
+            Err(Error::RotationLost(_)) => return Ok((self.adopt_current_primary().await?, false)),
+            Err(e) => return Err(e),
+        }
+        if let Ok(mut m) = self.keys.write() {
+            m.insert(
+                new_version,
+                Arc::new(AeadKey::new(meta.record.algorithm, data_key)?),
+            );
+        }
+        s.metrics.rotations.fetch_add(1, Ordering::Relaxed);
+        s.changed(&self.name);
+        self.reload().await?;
+        // The old version's block must not be used for the new version: park an
+        // empty one, give back what the old one did not use, then install the
+        // new version's first block if one was reserved.
+        let sealer = single::Sealer::new(self.key(new_version).await?, &self.key_id, new_version);
+        let parked = self.park(new_version, sealer, now);
+        self.give_back(&parked).await?;
+        if let Some((instance, count)) = first_block {
+            s.metrics.nonce_blocks.fetch_add(1, Ordering::Relaxed);
+            let r = Reserved {
+                instance,
+                start: 0,
+                count,
+                reserved_before: 0,
+            };
+            self.install(new_version, now, r, max_uses).await?;
+        }
+        Ok((new_version, first_block.is_some()))
+    }
+
+    /// After a lost rotation race (caller holds `slow`): re-reads the keyring and
+    /// seals from now on with the primary the store holds.
+    pub(super) async fn adopt_current_primary(&self) -> Result<u32> {
+        self.reload().await?;
+        let meta = self.meta.load_full();
+        let version = meta.record.primary_version;
+        let created_at = meta
+            .versions
+            .get(&version)
+            .map(|v| v.created_at)
+            .unwrap_or_else(|| self.shared.clock.now());
+        let sealer = single::Sealer::new(self.key(version).await?, &self.key_id, version);
+        let old = self.park(version, sealer, created_at);
+        self.give_back(&old).await?;
+        Ok(version)
+    }
+
+    /// Re-reads the keyring from the store; if its primary version moved (a
+    /// rotation elsewhere), stops sealing under the old one at once (the next seal
+    /// reserves a block for the new primary).
+    pub(super) async fn refresh(&self) -> Result<()> {
+        let _g = self.slow.lock().await;
+        let before = self.meta.load().record.policy;
+        self.reload().await?;
+        let p = self.primary.load_full();
+        let meta = self.meta.load();
+        let moved = p.version != meta.record.primary_version;
+        if p.version == 0 || (!moved && before == meta.record.policy) {
+            return Ok(());
+        }
+        // A rotation elsewhere, or a new policy whose budget the live block was
+        // not reserved under: stop sealing from it now.
+        let sealer = single::Sealer::new(p.sealer.key().clone(), &self.key_id, p.version);
+        let old = self.park(p.version, sealer, p.created_at);
+        self.give_back(&old).await?;
+        self.flush_usage().await
+    }
+
+    /// An envelope names a version newer than any cached: normal in a cluster (a
+    /// rotation elsewhere whose announcement is late or lost). Re-reads the
+    /// keyring once, coalesced: callers that arrive while a re-read runs, or whose
+    /// request came before the latest re-read started, share it; re-reads start at
+    /// most every [`CATCH_UP_INTERVAL`], so a flood of made-up version numbers costs
+    /// at most one store read per interval.
+    pub(super) async fn catch_up(&self) -> Result<()> {
+        let asked = std::time::Instant::now();
+        let _g = self.catch_up.lock().await;
+        let last = self.last_catch_up.lock().map(|t| *t).unwrap_or(None);
+        if let Some(started) = last {
+            if started >= asked {
+                return Ok(());
+            }
+            let next = started + CATCH_UP_INTERVAL;
+            tokio::time::sleep_until(next.into()).await;
+        }
+        if let Ok(mut t) = self.last_catch_up.lock() {
+            *t = Some(std::time::Instant::now());
+        }
+        self.shared
+            .metrics
+            .catch_ups
+            .fetch_add(1, Ordering::Relaxed);
+        self.refresh().await
+    }
+
+    /// Re-reads metadata from the store.
+    pub(super) async fn reload(&self) -> Result<()> {
+        let s = &self.shared;
+        let record = s
+            .store
+            .keyring(&self.name)
+            .await?
+            .ok_or_else(|| Error::KeyringNotFound(self.name.clone()))?;
+        let versions = s
+            .store
+            .versions(&self.name)
+            .await?
+            .into_iter()
+            .map(|v| (v.version, v))
+            .collect::<BTreeMap<_, _>>();
+        // Forget unwrapped keys that may no longer open anything.
+        if let Ok(mut m) = self.keys.write() {
+            m.retain(|v, _| {
+                versions.get(v).is_some_and(|r| {
+                    !matches!(r.state, VersionState::Destroyed | VersionState::Revoked)
+                })
+            });
+        }
+        self.meta.store(Arc::new(Meta { record, versions }));
+        Ok(())
+    }
+
+    pub(super) fn info(&self) -> KeyringInfo {
+        let m = self.meta.load();
+        KeyringInfo {
+            name: m.record.name.clone(),
+            algorithm: m.record.algorithm.name().into(),
+            primary_version: m.record.primary_version,
+            min_decrypt_version: m.record.min_decrypt_version,
+            policy: m.record.policy,
+            created_at: m.record.created_at,
+            versions: m
+                .versions
+                .values()
+                .map(|v| VersionInfo {
+                    version: v.version,
+                    state: v.state,
+                    created_at: v.created_at,
+                    retired_at: v.retired_at,
+                    revoked_at: v.revoked_at,
+                    seal_count: v.seal_count,
+                })
+                .collect(),
+        }
+    }
+
+    /// The minimum decrypt version the policy requires at `now`.
+    pub(super) fn required_minimum(&self, now: UnixTime) -> u32 {
+        let m = self.meta.load();
+        let r = &m.record;
+        let mut min = r.min_decrypt_version;
+        if let Some(n) = r.policy.keep_last {
+            min = min.max(r.primary_version.saturating_sub(n - 1).max(1));
+        }
+        // Versions whose overlap window has ended, oldest first, stop at the first
+        // one still inside its window.
+        for (v, rec) in m.versions.range(min..) {
+            if *v >= r.primary_version {
+                break;
+            }
+            match rec.retired_at {
+                Some(t) if t.saturating_add(r.policy.overlap_secs) <= now => min = v + 1,
+                _ if rec.state == VersionState::Revoked => min = v + 1,
+                _ => break,
+            }
+        }
+        min.min(r.primary_version)
+    }
+}

@@ -1,0 +1,516 @@
+//! [`KeyService`]: the keyrings of one instance: creating, loading and caching
+//! them, rotation and revocation, policies, the scheduler's tick, audit export and
+//! checkpoints.
+
+use super::keyring::{Keyring, Meta, Primary, mint_version};
+use super::nonce::NonceBlock;
+use super::{
+    Announcer, KeyConfig, KeyMetrics, KeyringInfo, PolicyRun, Shared, validate_name,
+    validate_policy,
+};
+use crate::audit::{AuditDraft, Checkpoint};
+use crate::clock::SharedClock;
+use crate::custody::Custody;
+use crate::error::{Error, Result};
+use crate::store::{Change, KeyringRecord, Policy, Store};
+use arc_swap::ArcSwap;
+use fleetkey_crypto::{
+    aead::{AeadKey, Algorithm},
+    envelope::single,
+    secret::SecretBytes,
+};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The key service of one instance.
+pub struct KeyService {
+    shared: Arc<Shared>,
+    rings: std::sync::RwLock<HashMap<String, Arc<Keyring>>>,
+    /// Serialises loading a keyring the first time.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl KeyService {
+    /// Starts the service: leases this instance's nonce instance id.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        custody: Arc<dyn Custody>,
+        clock: SharedClock,
+        config: KeyConfig,
+    ) -> Result<Self> {
+        let instance = store
+            .lease_instance(&config.instance_holder, clock.now())
+            .await?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                store,
+                custody,
+                clock,
+                config,
+                instance,
+                metrics: KeyMetrics::default(),
+                announce: std::sync::OnceLock::new(),
+            }),
+            rings: std::sync::RwLock::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Sets what is told the name of each keyring this instance changes, once the
+    /// change is committed: every rotation (manual, by the use budget, by age, by a
+    /// revocation), revocation, policy change and minimum-version change. The
+    /// server publishes it to the other instances; set once (later calls are
+    /// ignored).
+    pub fn on_change(&self, announce: Announcer) {
+        let _ = self.shared.announce.set(announce);
+    }
+
+    fn cached_rings(&self) -> Vec<Arc<Keyring>> {
+        self.rings
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Operational counters.
+    pub fn metrics(&self) -> &KeyMetrics {
+        &self.shared.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// Creates a keyring with version 1.
+    pub async fn create(
+        &self,
+        actor: &str,
+        name: &str,
+        algorithm: Algorithm,
+        policy: Policy,
+    ) -> Result<KeyringInfo> {
+        crate::names::validate("keyring name", name)?;
+        validate_name(name)?;
+        validate_policy(&policy)?;
+        let s = &self.shared;
+        let now = s.clock.now();
+        let (first, _) = mint_version(s, name, 1, now).await?;
+        let record = KeyringRecord {
+            name: name.to_owned(),
+            algorithm,
+            primary_version: 1,
+            min_decrypt_version: 1,
+            policy,
+            created_at: now,
+        };
+        s.store
+            .apply(
+                Change::CreateKeyring {
+                    keyring: record,
+                    first,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.create",
+                    format!("keyring:{name}"),
+                    json!({ "algorithm": algorithm.name(), "policy": policy }),
+                ),
+                now,
+            )
+            .await?;
+        Ok(self.keyring(name).await?.info())
+    }
+
+    /// A handle to a keyring (cached).
+    pub async fn keyring(&self, name: &str) -> Result<Arc<Keyring>> {
+        if let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(r);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(r);
+        }
+        let key_id = validate_name(name).map_err(|_| Error::KeyringNotFound(name.to_owned()))?;
+        let ring = Arc::new(Keyring {
+            name: name.to_owned(),
+            key_id,
+            shared: self.shared.clone(),
+            primary: ArcSwap::from_pointee(Primary {
+                version: 0,
+                sealer: single::Sealer::new(
+                    Arc::new(AeadKey::generate(Algorithm::Aes256Gcm)?),
+                    &key_id,
+                    0,
+                ),
+                block: NonceBlock::empty(),
+                uses_before: 0,
+                created_at: 0,
+                counted: Default::default(),
+                prefetch: std::sync::Mutex::new(None),
+            }),
+            meta: ArcSwap::from_pointee(Meta {
+                record: KeyringRecord {
+                    name: name.to_owned(),
+                    algorithm: Algorithm::Aes256Gcm,
+                    primary_version: 0,
+                    min_decrypt_version: 0,
+                    policy: Policy::default(),
+                    created_at: 0,
+                },
+                versions: BTreeMap::new(),
+            }),
+            keys: std::sync::RwLock::new(HashMap::new()),
+            slow: tokio::sync::Mutex::new(()),
+            catch_up: tokio::sync::Mutex::new(()),
+            last_catch_up: std::sync::Mutex::new(None),
+            unflushed: std::sync::Mutex::new(Vec::new()),
+        });
+        ring.reload().await?;
+        if let Ok(mut m) = self.rings.write() {
+            m.insert(name.to_owned(), ring.clone());
+        }
+        Ok(ring)
+    }
+
+    /// All keyrings.
+    pub async fn list(&self) -> Result<Vec<KeyringInfo>> {
+        let mut out = Vec::new();
+        for r in self.shared.store.keyrings().await? {
+            out.push(self.show(&r.name).await?);
+        }
+        Ok(out)
+    }
+
+    /// One keyring with its versions (fresh from the store).
+    pub async fn show(&self, name: &str) -> Result<KeyringInfo> {
+        let ring = self.keyring(name).await?;
+        ring.flush_usage().await?;
+        ring.reload().await?;
+        Ok(ring.info())
+    }
+
+    /// Rotates now.
+    pub async fn rotate(&self, actor: &str, name: &str) -> Result<u32> {
+        let ring = self.keyring(name).await?;
+        let _g = ring.slow.lock().await;
+        // From the store's view: a manual rotation after one made elsewhere is a
+        // new version, not a lost race.
+        ring.reload().await?;
+        Ok(ring.rotate_locked(actor, "manual", false).await?.0)
+    }
+
+    /// Emergency revocation: opening with `version` fails at once with
+    /// [`Error::Revoked`]. Revoking the primary rotates first.
+    pub async fn revoke(&self, actor: &str, name: &str, version: u32) -> Result<()> {
+        let ring = self.keyring(name).await?;
+        let _g = ring.slow.lock().await;
+        let meta = ring.meta.load_full();
+        if !meta.versions.contains_key(&version) {
+            return Err(Error::UnknownVersion {
+                keyring: name.to_owned(),
+                version,
+            });
+        }
+        if meta.record.primary_version == version {
+            ring.rotate_locked(actor, "revocation", false).await?;
+        }
+        let now = self.shared.clock.now();
+        self.shared
+            .store
+            .apply(
+                Change::Revoke {
+                    name: name.to_owned(),
+                    version,
+                    at: now,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.revoke",
+                    format!("keyring:{name}"),
+                    json!({ "version": version }),
+                ),
+                now,
+            )
+            .await?;
+        self.shared.changed(name);
+        ring.reload().await
+    }
+
+    /// Replaces the rotation policy.
+    pub async fn set_policy(&self, actor: &str, name: &str, policy: Policy) -> Result<()> {
+        validate_policy(&policy)?;
+        let ring = self.keyring(name).await?;
+        let _g = ring.slow.lock().await;
+        let now = self.shared.clock.now();
+        let old = ring.meta.load().record.policy;
+        self.shared
+            .store
+            .apply(
+                Change::SetPolicy {
+                    name: name.to_owned(),
+                    policy,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.policy",
+                    format!("keyring:{name}"),
+                    json!({ "from": old, "to": policy }),
+                ),
+                now,
+            )
+            .await?;
+        self.shared.changed(name);
+        ring.reload().await?;
+        // The live block and the one reserved in the background were reserved
+        // under the old budget: park them and give back what was not used, so
+        // the very next seal reserves under the new policy.
+        let p = ring.primary.load_full();
+        if p.version != 0 {
+            let sealer = single::Sealer::new(p.sealer.key().clone(), &ring.key_id, p.version);
+            let old = ring.park(p.version, sealer, p.created_at);
+            ring.give_back(&old).await?;
+        }
+        ring.flush_usage().await
+    }
+
+    /// Rewraps a batch: each item opens with any allowed version and is resealed
+    /// with the primary; plaintext is never returned. One audit entry per batch.
+    pub async fn rewrap(
+        &self,
+        actor: &str,
+        name: &str,
+        envelopes: &[Vec<u8>],
+        aad: &[u8],
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let ring = self.keyring(name).await?;
+        let mut out = Vec::with_capacity(envelopes.len());
+        for e in envelopes {
+            out.push(ring.rewrap_one(e, aad).await);
+        }
+        let ok = out.iter().filter(|r| r.is_ok()).count();
+        let now = self.shared.clock.now();
+        self.shared
+            .store
+            .apply(
+                Change::AuditOnly,
+                AuditDraft::new(
+                    actor,
+                    "keyring.rewrap",
+                    format!("keyring:{name}"),
+                    json!({ "items": envelopes.len(), "rewrapped": ok, "to_version": ring.meta.load().record.primary_version }),
+                ),
+                now,
+            )
+            .await?;
+        Ok(out)
+    }
+
+    /// The scheduler tick: rotates keyrings whose primary is too old, raises minimum
+    /// decrypt versions whose overlap ended or that fell out of "keep last N", and
+    /// flushes usage counts. One keyring that fails (a store error, a name from
+    /// before the name grammar, a custody failure) is reported and logged; the
+    /// others are still done. Fails only when the keyrings cannot be listed.
+    pub async fn run_policies(&self, actor: &str) -> Result<PolicyRun> {
+        let mut run = PolicyRun::default();
+        for rec in self.shared.store.keyrings().await? {
+            if let Err(e) = self.apply_policy(actor, &rec.name, &mut run.actions).await {
+                tracing::error!(keyring = %rec.name, error = %e, "rotation policy not applied");
+                run.failures.push(format!("{}: {e}", rec.name));
+            }
+        }
+        Ok(run)
+    }
+
+    /// [`KeyService::run_policies`] for one keyring; appends what it did.
+    async fn apply_policy(&self, actor: &str, name: &str, actions: &mut Vec<String>) -> Result<()> {
+        let ring = self.keyring(name).await?;
+        ring.flush_usage().await?;
+        let _g = ring.slow.lock().await;
+        ring.reload().await?;
+        let now = self.shared.clock.now();
+        let meta = ring.meta.load_full();
+        let primary_created = meta
+            .versions
+            .get(&meta.record.primary_version)
+            .map(|v| v.created_at)
+            .unwrap_or(now);
+        if now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
+            let (v, _) = ring.rotate_locked(actor, "period", false).await?;
+            actions.push(format!("{name}: rotated to version {v} (period)"));
+        }
+        let now = self.shared.clock.now();
+        let min = ring.required_minimum(now);
+        if min > ring.meta.load().record.min_decrypt_version {
+            self.shared
+                .store
+                .apply(
+                    Change::RaiseMinimum {
+                        name: name.to_owned(),
+                        min,
+                    },
+                    AuditDraft::new(
+                        actor,
+                        "keyring.min_decrypt",
+                        format!("keyring:{name}"),
+                        json!({ "min_decrypt_version": min }),
+                    ),
+                    now,
+                )
+                .await?;
+            self.shared.changed(name);
+            ring.reload().await?;
+            actions.push(format!("{name}: minimum decrypt version raised to {min}"));
+        }
+        Ok(())
+    }
+
+    /// Keyring `name` changed on another instance (rotation, revocation, policy):
+    /// re-reads it, and if its primary version moved, stops sealing under the old
+    /// one (the next seal reserves a block for the new primary). Not cached here:
+    /// nothing to do.
+    pub async fn refresh(&self, name: &str) -> Result<()> {
+        let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) else {
+            return Ok(());
+        };
+        r.refresh().await
+    }
+
+    /// [`KeyService::refresh`] for every cached keyring.
+    pub async fn refresh_all(&self) -> Result<()> {
+        let names: Vec<String> = self.cached_rings().iter().map(|r| r.name.clone()).collect();
+        for n in names {
+            self.refresh(&n).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes pending usage counts.
+    pub async fn flush(&self) -> Result<()> {
+        let rings = self.cached_rings();
+        for r in rings {
+            // Count what the live block has used so far; it keeps sealing.
+            let p = r.primary.load_full();
+            r.retire_block(&p);
+            r.flush_usage().await?;
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown: writes usage counts, gives back the unused part of every
+    /// nonce reservation (so a restart does not count it as used), and leaves every
+    /// keyring with an empty block. Sealing after this reserves afresh.
+    pub async fn shutdown(&self) -> Result<()> {
+        let rings = self.cached_rings();
+        for r in rings {
+            let _g = r.slow.lock().await;
+            let p = r.primary.load_full();
+            let sealer = single::Sealer::new(p.sealer.key().clone(), &r.key_id, p.version);
+            let old = r.park(p.version, sealer, p.created_at);
+            r.give_back(&old).await?;
+            r.flush_usage().await?;
+        }
+        Ok(())
+    }
+
+    /// Signs the audit chain's head and stores the checkpoint.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let s = &self.shared;
+        let mut after = s
+            .store
+            .latest_checkpoint()
+            .await?
+            .map(|c| c.seq)
+            .unwrap_or(0);
+        let mut head = None;
+        loop {
+            let batch = s.store.audit_entries(after, 1000).await?;
+            match batch.last() {
+                Some(e) => {
+                    after = e.seq;
+                    head = Some((e.seq, e.hash));
+                }
+                None => break,
+            }
+        }
+        let Some((seq, hash)) = head else {
+            return s.store.latest_checkpoint().await;
+        };
+        let time = s.clock.now();
+        let signature = s
+            .custody
+            .sign(&Checkpoint::signed_bytes(seq, &hash, time))
+            .await?;
+        let c = Checkpoint {
+            seq,
+            head_hash: hash,
+            time,
+            signature,
+        };
+        s.store.put_checkpoint(&c).await?;
+        Ok(Some(c))
+    }
+
+    /// Writes the whole audit log as JSON lines, ending with a fresh checkpoint.
+    pub async fn export_audit(&self, out: &mut dyn std::io::Write) -> Result<u64> {
+        let checkpoint = self.checkpoint().await?;
+        let mut after = 0u64;
+        let mut n = 0u64;
+        let io = |e: std::io::Error| Error::Io {
+            path: "audit export".into(),
+            source: e,
+        };
+        let upto = checkpoint.as_ref().map(|c| c.seq).unwrap_or(0);
+        while after < upto {
+            let batch = self.shared.store.audit_entries(after, 1000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                if e.seq > upto {
+                    break;
+                }
+                after = e.seq;
+                let line = crate::audit::verify::ExportLine::Entry(e).to_line();
+                writeln!(out, "{line}").map_err(io)?;
+                n += 1;
+            }
+        }
+        if let Some(c) = checkpoint {
+            let line = crate::audit::verify::ExportLine::Checkpoint(c).to_line();
+            writeln!(out, "{line}").map_err(io)?;
+        }
+        Ok(n)
+    }
+
+    /// For each cached keyring: (name, primary version, counters left in the live
+    /// block's instance id space).
+    pub fn nonce_headroom(&self) -> Vec<(String, u32, u64)> {
+        self.cached_rings()
+            .iter()
+            .map(|r| {
+                let p = r.primary.load();
+                let next = p.block.start + p.block.used();
+                (r.name.clone(), p.version, (1u64 << 32).saturating_sub(next))
+            })
+            .collect()
+    }
+
+    /// Whether the store answers and custody can wrap and unwrap (for `/readyz`).
+    pub async fn ready(&self) -> Result<()> {
+        self.shared.store.keyrings().await?;
+        let probe = SecretBytes::new([0u8; 32]);
+        let c = &self.shared.custody;
+        let back = c.unwrap(&c.wrap(&probe, "readyz").await?, "readyz").await?;
+        if back != probe {
+            return Err(Error::Store("custody round trip failed".into()));
+        }
+        Ok(())
+    }
+
+    /// The service's composite public key (for `audit verify`).
+    pub fn public_key(&self) -> Vec<u8> {
+        self.shared.custody.public_key()
+    }
+}
