@@ -1,0 +1,228 @@
+//! [`Change`]: every state change the store applies, each with its audit entry
+//! in one transaction ([`super::Store::apply`]).
+
+use super::records::*;
+use crate::clock::UnixTime;
+
+/// A change to keyring state, applied atomically with its audit entry.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new keyring and its first version.
+    CreateKeyring {
+        /// The keyring.
+        keyring: KeyringRecord,
+        /// Version 1.
+        first: VersionRecord,
+    },
+    /// A new primary version; the old primary becomes decrypt-only.
+    Rotate {
+        /// Keyring name.
+        name: String,
+        /// The new version (state active).
+        new: VersionRecord,
+        /// The previous primary.
+        retire: u32,
+        /// Retirement time.
+        at: UnixTime,
+        /// `(instance id, count)`: the new version's first nonce block, counters
+        /// `[0, count)`, reserved for the rotating instance in the same
+        /// transaction (so the instance that rotates can always seal with the
+        /// version it made, however many others are reserving).
+        first_block: Option<([u8; 8], u32)>,
+    },
+    /// Emergency revocation of one version.
+    Revoke {
+        /// Keyring name.
+        name: String,
+        /// The version.
+        version: u32,
+        /// When.
+        at: UnixTime,
+    },
+    /// A new rotation policy.
+    SetPolicy {
+        /// Keyring name.
+        name: String,
+        /// The policy.
+        policy: Policy,
+    },
+    /// Raise the minimum decrypt version and erase the wrapped keys below it.
+    RaiseMinimum {
+        /// Keyring name.
+        name: String,
+        /// New minimum.
+        min: u32,
+    },
+    /// A new API token (only its hash).
+    CreateToken(TokenRecord),
+    /// Revoke an API token.
+    RevokeToken {
+        /// Token id.
+        id: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// A new fleet and its (wrapped) issuing key.
+    CreateFleet(FleetRecord),
+    /// A device life-cycle transition, refused unless the device is in one of `from`.
+    DeviceTransition {
+        /// Device id.
+        id: String,
+        /// States the transition may start from.
+        from: Vec<DeviceState>,
+        /// The new state.
+        to: DeviceState,
+        /// A new operational credential id to record, if any.
+        operational_credential_id: Option<Vec<u8>>,
+        /// Credential ids to add to the revocation list.
+        revoke: Vec<Vec<u8>>,
+        /// A command to queue for the device in the same transaction.
+        command: Option<CommandRecord>,
+        /// Cancel the device's open commands first (decommissioning).
+        cancel_open_commands: bool,
+        /// A key record to publish in the same transaction.
+        key_record: Option<RecordWrite>,
+        /// When.
+        at: UnixTime,
+    },
+    /// Publish a key record (its sequence must be above the stored one).
+    PutKeyRecord(RecordWrite),
+    /// A service key, unless one of that name exists (then nothing changes).
+    CreateServiceKey {
+        /// Name.
+        name: String,
+        /// The secret, wrapped by custody.
+        wrapped: Vec<u8>,
+        /// The public key.
+        public: Vec<u8>,
+        /// When.
+        at: UnixTime,
+    },
+    /// A device's signed receipt for a command: the command ends in `state`.
+    CommandReceipt {
+        /// Device id.
+        device_id: String,
+        /// Command id.
+        command_id: String,
+        /// `done` or `cancelled`.
+        state: CommandState,
+        /// When.
+        at: UnixTime,
+    },
+    /// A device presents the keys it rotates to: the command moves to
+    /// `in_progress` and remembers them (JSON in `pending`) until confirmed.
+    RotationProposed {
+        /// Device id.
+        device_id: String,
+        /// The rotate_credential command.
+        command_id: String,
+        /// The proposed keys and new credential id (JSON).
+        pending: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// The device proved the new key: swap the registered keys, record the new
+    /// operational credential, revoke the old one, `rotating -> active`, command done.
+    RotationConfirmed {
+        /// Device id.
+        device_id: String,
+        /// The rotate_credential command.
+        command_id: String,
+        /// The new X25519 key.
+        x25519: Vec<u8>,
+        /// The new Ed25519 key.
+        ed25519: Vec<u8>,
+        /// The new ML-KEM-768 key, if any.
+        ml_kem_768: Option<Vec<u8>>,
+        /// The new ML-DSA-65 key, if any.
+        ml_dsa_65: Option<Vec<u8>>,
+        /// The new operational credential id.
+        credential_id: Vec<u8>,
+        /// The old operational credential id, revoked now.
+        revoke: Option<Vec<u8>>,
+        /// The key record with the new keys.
+        key_record: Option<RecordWrite>,
+        /// When.
+        at: UnixTime,
+    },
+    /// The wipe receipt verified: `decommissioning -> decommissioned`, the wipe
+    /// command is done, and server-side per-device secrets are erased (claim codes,
+    /// challenges, configuration, pending command state).
+    Decommissioned {
+        /// Device id.
+        device_id: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// Retire a decommissioned device's hardware id so the hardware can be
+    /// provisioned again (the old record stays, under `retired_hardware_id`).
+    FactoryReset {
+        /// Device id.
+        device_id: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// A new configuration schema version (must be the next number).
+    SetConfigSchema {
+        /// Fleet.
+        fleet: String,
+        /// Version (current + 1).
+        version: u32,
+        /// JSON Schema text.
+        schema: String,
+        /// Declared migration from the previous version (JSON array).
+        migration: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// Store a device's configuration if its revision is still `expected_revision`
+    /// (0: none stored), queueing `command` and cancelling older open config updates.
+    PutDeviceConfig {
+        /// Device id.
+        device_id: String,
+        /// The new config.
+        config: StoredConfig,
+        /// The revision it replaces.
+        expected_revision: i64,
+        /// An update_config command for the device.
+        command: Option<CommandRecord>,
+    },
+    /// Allow or refuse static-key (lab) devices in a fleet.
+    SetFleetStaticKey {
+        /// Fleet.
+        fleet: String,
+        /// Allowed.
+        allow: bool,
+        /// When.
+        at: UnixTime,
+    },
+    /// Set (or clear) a fleet's credential rotation period.
+    SetRotationPolicy {
+        /// Fleet.
+        fleet: String,
+        /// Seconds; `None` rotates only on request.
+        period_secs: Option<i64>,
+    },
+    /// A new claim code (only its hash).
+    CreateClaimCode {
+        /// SHA-256 of the normalised code.
+        hash: [u8; 32],
+        /// The device it claims.
+        device_id: String,
+        /// Creation time.
+        at: UnixTime,
+        /// Expiry.
+        expires_at: UnixTime,
+    },
+    /// Use a claim code once: binds the device to `claimed_by`.
+    UseClaimCode {
+        /// SHA-256 of the normalised code.
+        hash: [u8; 32],
+        /// Account or site.
+        claimed_by: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// Nothing but the audit entry (for example a rewrap batch).
+    AuditOnly,
+}
