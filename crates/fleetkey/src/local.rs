@@ -136,24 +136,49 @@ pub fn service_error(e: Error) -> CliError {
     }
 }
 
-/// Parses `90d`, `12h`, `30m`, `45s` or plain seconds.
+/// Parses a duration in whole seconds: `90d`, `12h`, `1h30m`, `2w`, `45s` (any
+/// unit `humantime` reads) or plain seconds.
 pub fn parse_duration(s: &str) -> CliResult<i64> {
     let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'd')) => (&s[..i], 86_400),
-        Some((i, 'h')) => (&s[..i], 3_600),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 's')) => (&s[..i], 1),
-        _ => (s, 1),
+    let invalid = || {
+        CliError::usage(format!("invalid duration '{s}'"))
+            .hint("use whole seconds or units like 90d, 12h, 1h30m, 2w")
     };
-    num.parse::<i64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| {
-            CliError::usage(format!("invalid duration '{s}'"))
-                .hint("use a number with s, m, h or d, like 90d")
-        })
+    if let Ok(n) = s.parse::<i64>() {
+        return if n >= 0 { Ok(n) } else { Err(invalid()) };
+    }
+    let d = humantime::parse_duration(s).map_err(|_| invalid())?;
+    if d.subsec_nanos() != 0 {
+        return Err(invalid());
+    }
+    i64::try_from(d.as_secs()).map_err(|_| invalid())
+}
+
+/// `secs` as a duration people read, in the units `parse_duration` takes: whole
+/// days as `90d` (humantime alone would say `2months 29days 2h 52m 48s`), the rest
+/// by humantime (`1d 1h 30m`).
+pub fn format_duration(secs: i64) -> String {
+    let Ok(s) = u64::try_from(secs) else {
+        return format!("{secs}s");
+    };
+    let (days, rest) = (s / 86_400, s % 86_400);
+    let rest = humantime::format_duration(std::time::Duration::from_secs(rest)).to_string();
+    match (days, rest.as_str()) {
+        (0, _) => rest,
+        (d, "0s") => format!("{d}d"),
+        (d, r) => format!("{d}d {r}"),
+    }
+}
+
+/// Unix seconds as RFC 3339 in UTC (`2026-11-23T08:46:14Z`).
+pub fn format_time(t: i64) -> String {
+    match u64::try_from(t) {
+        Ok(s) => humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+        )
+        .to_string(),
+        Err(_) => t.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -166,8 +191,27 @@ mod tests {
         assert_eq!(parse_duration("12h").unwrap(), 12 * 3_600);
         assert_eq!(parse_duration("5m").unwrap(), 300);
         assert_eq!(parse_duration("7").unwrap(), 7);
+        assert_eq!(parse_duration("1h30m").unwrap(), 5_400);
+        assert_eq!(parse_duration("2w").unwrap(), 14 * 86_400);
+        assert_eq!(parse_duration("45s").unwrap(), 45);
         assert!(parse_duration("-1d").is_err());
+        assert!(parse_duration("-1").is_err());
         assert!(parse_duration("d").is_err());
+        assert!(parse_duration("1.5s").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn durations_and_times_print_for_people() {
+        assert_eq!(format_duration(90 * 86_400), "90d");
+        assert_eq!(format_duration(5_400), "1h 30m");
+        assert_eq!(format_duration(86_400 + 5_400), "1d 1h 30m");
+        assert_eq!(format_duration(0), "0s");
+        for s in [0, 45, 5_400, 86_400, 90 * 86_400, 86_400 + 5_400] {
+            assert_eq!(parse_duration(&format_duration(s)).unwrap(), s, "{s}");
+        }
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(1_795_423_574), "2026-11-23T08:46:14Z");
+        assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -54,3 +54,22 @@ macro_rules! out {
         $crate::output::line(format_args!($($arg)*))
     };
 }
+
+/// A table for the terminal: the header row, then aligned columns without
+/// borders. Columns named in `right` (numbers) are right-aligned. Print it with
+/// `out!("{}", table.trim_fmt())`.
+pub fn table(header: &[&str], right: &[usize]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    for &i in right {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    t
+}

@@ -70,16 +70,14 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 if dir.json {
                     return print(&v);
                 }
-                crate::out!("{:<22} {:<24} {:<14} MODEL", "ID", "HARDWARE ID", "STATE");
+                let mut t = crate::output::table(&["ID", "HARDWARE ID", "STATE", "MODEL"], &[]);
                 for d in v["devices"].as_array().cloned().unwrap_or_default() {
-                    crate::out!(
-                        "{:<22} {:<24} {:<14} {}",
-                        d["id"].as_str().unwrap_or(""),
-                        d["hardware_id"].as_str().unwrap_or(""),
-                        d["state"].as_str().unwrap_or(""),
-                        d["model"].as_str().unwrap_or("")
+                    t.add_row(
+                        ["id", "hardware_id", "state", "model"]
+                            .map(|k| d[k].as_str().unwrap_or("").to_owned()),
                     );
                 }
+                crate::out!("{}", t.trim_fmt());
                 Ok(())
             }
             DevicesCommand::Show { fleet, id, dir } => {
@@ -123,16 +121,16 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 if dir.json {
                     return print(&v);
                 }
-                crate::out!("{:<30} {:<18} {:<12} CREATED", "ID", "KIND", "STATE");
+                let mut t = crate::output::table(&["ID", "KIND", "STATE", "CREATED"], &[]);
                 for c in v["commands"].as_array().cloned().unwrap_or_default() {
-                    crate::out!(
-                        "{:<30} {:<18} {:<12} {}",
-                        c["id"].as_str().unwrap_or(""),
-                        c["kind"].as_str().unwrap_or(""),
-                        c["state"].as_str().unwrap_or(""),
-                        c["created_at"]
-                    );
+                    let created = c["created_at"]
+                        .as_i64()
+                        .map(crate::local::format_time)
+                        .unwrap_or_default();
+                    let [id, kind, state] = ["id", "kind", "state"].map(|k| c[k].as_str().unwrap_or("").to_owned());
+                    t.add_row(vec![id, kind, state, created]);
                 }
+                crate::out!("{}", t.trim_fmt());
                 Ok(())
             }
             DevicesCommand::Decommission {

@@ -3,7 +3,9 @@
 use crate::cli::{DataDir, KeysCommand, PolicyArgs};
 use crate::error::{CliError, CliResult};
 use crate::files::{Output, open_input};
-use crate::local::{actor, open, parse_duration, runtime, service_error};
+use crate::local::{
+    actor, format_duration, format_time, open, parse_duration, runtime, service_error,
+};
 use fleetkey_crypto::{aead::Algorithm, envelope::armor};
 use fleetkey_server::keys::{KeyService, KeyringInfo};
 use fleetkey_server::store::Policy;
@@ -32,37 +34,6 @@ fn apply_policy(base: Policy, a: &PolicyArgs) -> CliResult<Policy> {
     Ok(p)
 }
 
-fn days(secs: i64) -> String {
-    if secs % 86_400 == 0 {
-        format!("{}d", secs / 86_400)
-    } else if secs % 3_600 == 0 {
-        format!("{}h", secs / 3_600)
-    } else {
-        format!("{secs}s")
-    }
-}
-
-/// `2026-11-23 08:45Z` from Unix seconds (proleptic Gregorian, UTC), for tables.
-fn utc(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60
-    )
-}
-
 fn print_json<T: serde::Serialize>(v: &T) -> CliResult<()> {
     let text = serde_json::to_string_pretty(v).map_err(|e| CliError::refused(e.to_string()))?;
     crate::out!("{text}");
@@ -73,16 +44,18 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
     if json {
         return print_json(&rings);
     }
-    crate::out!(
-        "{:<24} {:<18} {:>7} {:>7} {:>8} {:>12} {:>8} {:>9}",
-        "NAME",
-        "ALGORITHM",
-        "PRIMARY",
-        "MIN",
-        "PERIOD",
-        "MAX USES",
-        "OVERLAP",
-        "KEEP"
+    let mut t = crate::output::table(
+        &[
+            "NAME",
+            "ALGORITHM",
+            "PRIMARY",
+            "MIN",
+            "PERIOD",
+            "MAX USES",
+            "OVERLAP",
+            "KEEP",
+        ],
+        &[2, 3, 5],
     );
     for r in rings {
         let keep = r
@@ -90,18 +63,18 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
             .keep_last
             .map(|n| n.to_string())
             .unwrap_or_else(|| "all".into());
-        crate::out!(
-            "{:<24} {:<18} {:>7} {:>7} {:>8} {:>12} {:>8} {:>9}",
-            r.name,
-            r.algorithm,
-            r.primary_version,
-            r.min_decrypt_version,
-            days(r.policy.rotation_period_secs),
-            r.policy.max_uses,
-            days(r.policy.overlap_secs),
-            keep
-        );
+        t.add_row(vec![
+            r.name.clone(),
+            r.algorithm.clone(),
+            r.primary_version.to_string(),
+            r.min_decrypt_version.to_string(),
+            format_duration(r.policy.rotation_period_secs),
+            r.policy.max_uses.to_string(),
+            format_duration(r.policy.overlap_secs),
+            keep,
+        ]);
     }
+    crate::out!("{}", t.trim_fmt());
     Ok(())
 }
 
@@ -111,31 +84,26 @@ fn print_versions(r: &KeyringInfo, json: bool) -> CliResult<()> {
     }
     print_rings(std::slice::from_ref(r), false)?;
     crate::out!();
-    crate::out!(
-        "{:>7} {:<13} {:<18} {:<18} {:<18} {:>10}",
-        "VERSION",
-        "STATE",
-        "CREATED",
-        "RETIRED",
-        "REVOKED",
-        "SEALS"
+    let mut t = crate::output::table(
+        &["VERSION", "STATE", "CREATED", "RETIRED", "REVOKED", "SEALS"],
+        &[0, 5],
     );
-    let t = |v: Option<i64>| v.map(utc).unwrap_or_else(|| "-".into());
+    let time = |v: Option<i64>| v.map(format_time).unwrap_or_else(|| "-".into());
     for v in &r.versions {
         let state = serde_json::to_value(v.state)
             .ok()
             .and_then(|s| s.as_str().map(str::to_owned))
             .unwrap_or_default();
-        crate::out!(
-            "{:>7} {:<13} {:<18} {:<18} {:<18} {:>10}",
-            v.version,
+        t.add_row(vec![
+            v.version.to_string(),
             state,
-            utc(v.created_at),
-            t(v.retired_at),
-            t(v.revoked_at),
-            v.seal_count
-        );
+            format_time(v.created_at),
+            time(v.retired_at),
+            time(v.revoked_at),
+            v.seal_count.to_string(),
+        ]);
     }
+    crate::out!("{}", t.trim_fmt());
     Ok(())
 }
 
@@ -579,15 +547,5 @@ pub fn keyring_unseal(
             svc.shutdown().await.map_err(service_error)?;
             r.map(zeroize::Zeroizing::new)
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00Z");
-        assert_eq!(super::utc(1_795_423_574), "2026-11-23 08:46Z");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00Z");
     }
 }

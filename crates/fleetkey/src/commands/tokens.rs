@@ -37,11 +37,12 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
                         .collect();
                     crate::out!("{}", serde_json::to_string_pretty(&v).map_err(|e| CliError::refused(e.to_string()))?);
                 } else {
-                    crate::out!("{:<22} {:<24} {:<10} SCOPES", "ID", "NAME", "STATE");
+                    let mut table = crate::output::table(&["ID", "NAME", "STATE", "SCOPES"], &[]);
                     for t in list {
                         let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
-                        crate::out!("{:<22} {:<24} {:<10} {}", t.id, t.name, state, t.scopes.join(","));
+                        table.add_row(vec![t.id, t.name, state.to_owned(), t.scopes.join(",")]);
                     }
+                    crate::out!("{}", table.trim_fmt());
                 }
                 Ok(())
             }
@@ -89,7 +90,7 @@ async fn remote(c: &crate::client::Client, cmd: TokensCommand, json: bool) -> Cl
                         .map_err(|e| CliError::refused(e.to_string()))?
                 );
             } else {
-                crate::out!("{:<22} {:<24} {:<10} SCOPES", "ID", "NAME", "STATE");
+                let mut table = crate::output::table(&["ID", "NAME", "STATE", "SCOPES"], &[]);
                 for t in v["tokens"].as_array().cloned().unwrap_or_default() {
                     let state = if t["revoked_at"].is_null() {
                         "active"
@@ -100,14 +101,14 @@ async fn remote(c: &crate::client::Client, cmd: TokensCommand, json: bool) -> Cl
                         .as_array()
                         .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
                         .unwrap_or_default();
-                    crate::out!(
-                        "{:<22} {:<24} {:<10} {}",
-                        t["id"].as_str().unwrap_or(""),
-                        t["name"].as_str().unwrap_or(""),
-                        state,
-                        scopes.join(",")
-                    );
+                    table.add_row(vec![
+                        t["id"].as_str().unwrap_or("").to_owned(),
+                        t["name"].as_str().unwrap_or("").to_owned(),
+                        state.to_owned(),
+                        scopes.join(","),
+                    ]);
                 }
+                crate::out!("{}", table.trim_fmt());
             }
             Ok(())
         }
