@@ -106,7 +106,9 @@ async fn period_rotation_overlap_expiry_and_distinct_refusals() {
     e.clock.advance(10 * DAY);
     let actions = e.keys.run_policies("scheduler").await.unwrap().actions;
     assert!(
-        actions.iter().any(|a| a.contains("rotated to version 2")),
+        actions
+            .iter()
+            .any(|a| a.to_string().contains("rotated to version 2")),
         "{actions:?}"
     );
     let v2 = ring.seal(b"two", b"").await.unwrap();
@@ -120,9 +122,9 @@ async fn period_rotation_overlap_expiry_and_distinct_refusals() {
     announced.lock().unwrap().clear();
     let actions = e.keys.run_policies("scheduler").await.unwrap().actions;
     assert!(
-        actions
-            .iter()
-            .any(|a| a.contains("minimum decrypt version raised to 2")),
+        actions.iter().any(|a| a
+            .to_string()
+            .contains("minimum decrypt version raised to 2")),
         "{actions:?}"
     );
     assert_eq!(
@@ -553,7 +555,7 @@ async fn revoked_stays_revoked_after_the_minimum_passes_it_and_a_restart() {
     assert!(
         actions
             .iter()
-            .any(|a| a.contains("minimum decrypt version raised")),
+            .any(|a| a.to_string().contains("minimum decrypt version raised")),
         "{actions:?}"
     );
     assert!(revoked(&ring.unseal(&v1, b"").await));
@@ -613,7 +615,7 @@ async fn one_bad_keyring_does_not_stop_the_policy_tick() {
     assert!(
         run.actions
             .iter()
-            .any(|a| a == "r: rotated to version 2 (period)"),
+            .any(|a| a.to_string() == "r: rotated to version 2 (period)"),
         "{run:?}"
     );
     assert_eq!(run.failures.len(), 1, "{run:?}");

@@ -216,7 +216,7 @@ pub async fn serve_on(
             // Keyrings that fail are logged by the run itself; the rest go on.
             match keys.run_policies("scheduler").await {
                 Ok(run) => run.actions.iter().for_each(|a| {
-                    if a.contains(": rotated to version") {
+                    if matches!(a, crate::keys::PolicyAction::Rotated { .. }) {
                         rotations.with_label_values(&["keyring"]).inc();
                     }
                     tracing::info!(action = %a, "policy")

@@ -52,10 +52,43 @@ impl Default for KeyConfig {
 /// What one [`KeyService::run_policies`] tick did.
 #[derive(Debug, Default)]
 pub struct PolicyRun {
-    /// One line per action taken (`NAME: rotated to version N (period)`, …).
-    pub actions: Vec<String>,
+    /// Every action taken, in order (displayed as `NAME: rotated to version N
+    /// (period)`, `NAME: minimum decrypt version raised to N`).
+    pub actions: Vec<PolicyAction>,
     /// One line per keyring whose policy could not be applied (`NAME: error`).
     pub failures: Vec<String>,
+}
+
+/// One thing a policy tick did to a keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyAction {
+    /// The primary was older than the rotation period: a new version is primary.
+    Rotated {
+        /// The keyring.
+        keyring: String,
+        /// Its new primary version.
+        version: u32,
+    },
+    /// The overlap ended or a version fell out of "keep last N".
+    MinimumRaised {
+        /// The keyring.
+        keyring: String,
+        /// Its new minimum decrypt version.
+        min: u32,
+    },
+}
+
+impl std::fmt::Display for PolicyAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyAction::Rotated { keyring, version } => {
+                write!(f, "{keyring}: rotated to version {version} (period)")
+            }
+            PolicyAction::MinimumRaised { keyring, min } => {
+                write!(f, "{keyring}: minimum decrypt version raised to {min}")
+            }
+        }
+    }
 }
 
 /// Counters an operator watches (exported as metrics by the HTTP layer).

@@ -5,7 +5,7 @@
 use super::keyring::{Keyring, Meta, Primary, mint_version};
 use super::nonce::NonceBlock;
 use super::{
-    Announcer, KeyConfig, KeyMetrics, KeyringInfo, PolicyRun, Shared, validate_name,
+    Announcer, KeyConfig, KeyMetrics, KeyringInfo, PolicyAction, PolicyRun, Shared, validate_name,
     validate_policy,
 };
 use crate::audit::{AuditDraft, Checkpoint};
@@ -324,7 +324,12 @@ impl KeyService {
     }
 
     /// [`KeyService::run_policies`] for one keyring; appends what it did.
-    async fn apply_policy(&self, actor: &str, name: &str, actions: &mut Vec<String>) -> Result<()> {
+    async fn apply_policy(
+        &self,
+        actor: &str,
+        name: &str,
+        actions: &mut Vec<PolicyAction>,
+    ) -> Result<()> {
         let ring = self.keyring(name).await?;
         ring.flush_usage().await?;
         let _g = ring.slow.lock().await;
@@ -338,7 +343,10 @@ impl KeyService {
             .unwrap_or(now);
         if now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
             let (v, _) = ring.rotate_locked(actor, "period", false).await?;
-            actions.push(format!("{name}: rotated to version {v} (period)"));
+            actions.push(PolicyAction::Rotated {
+                keyring: name.to_owned(),
+                version: v,
+            });
         }
         let now = self.shared.clock.now();
         let min = ring.required_minimum(now);
@@ -361,7 +369,10 @@ impl KeyService {
                 .await?;
             self.shared.changed(name);
             ring.reload().await?;
-            actions.push(format!("{name}: minimum decrypt version raised to {min}"));
+            actions.push(PolicyAction::MinimumRaised {
+                keyring: name.to_owned(),
+                min,
+            });
         }
         Ok(())
     }
