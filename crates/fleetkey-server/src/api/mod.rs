@@ -28,6 +28,7 @@ mod openapi;
 pub mod ratelimit;
 pub mod refusals;
 pub mod server;
+pub mod supervisor;
 mod tokens;
 
 pub use audit::{AuditPage, AuditPublicKey, AuditQuery};

@@ -2,6 +2,7 @@
 //! shutdown (stop accepting, finish in-flight requests, then flush usage counts and
 //! give back unused nonce reservations).
 
+use super::supervisor::Supervisor;
 use super::{AppState, metrics::Metrics, ratelimit::RateLimits, router};
 use crate::config::{Config, LogFormat};
 use crate::error::{Error, Result};
@@ -192,71 +193,27 @@ pub async fn serve_on(
             .layer(PropagateRequestIdLayer::x_request_id()),
     );
     let addr = config.listen_addr();
-    // The scheduler: rotation by age, overlap expiry, usage flush, and requests for
-    // device credential rotation under each fleet's policy.
-    let keys = state.keys.clone();
-    let fleets = state.fleets.clone();
-    let rotations = state.metrics.key_rotations.clone();
-    let interval = std::time::Duration::from_secs(config.scheduler_interval_secs);
-    let scheduler = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            // One instance runs the jobs at a time (a PostgreSQL advisory lock;
-            // always this one on the embedded store).
-            match fleets.store().scheduler_leader().await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "scheduler leadership check failed; skipping this run");
-                    continue;
-                }
-            }
-            // Keyrings that fail are logged by the run itself; the rest go on.
-            match keys.run_policies("scheduler").await {
-                Ok(run) => run.actions.iter().for_each(|a| {
-                    if matches!(a, crate::keys::PolicyAction::Rotated { .. }) {
-                        rotations.with_label_values(&["keyring"]).inc();
-                    }
-                    tracing::info!(action = %a, "policy")
-                }),
-                Err(e) => tracing::error!(error = %e, "policy run failed"),
-            }
-            let cutoff = fleets
-                .now()
-                .saturating_sub(crate::api::listener::SESSION_RETENTION_SECS);
-            match fleets.store().prune_device_sessions(cutoff).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(sessions = n, "old device session records pruned"),
-                Err(e) => tracing::error!(error = %e, "pruning device session records failed"),
-            }
-            match fleets.store().prune_challenges(fleets.now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(challenges = n, "expired onboarding challenges pruned"),
-                Err(e) => tracing::error!(error = %e, "pruning onboarding challenges failed"),
-            }
-            match fleets.directory().refresh("scheduler", 1000).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(records = n, "key records re-signed"),
-                Err(e) => tracing::error!(error = %e, "key record refresh failed"),
-            }
-            match fleets.run_rotation_policy("scheduler").await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(devices = n, "credential rotation requested by policy"),
-                Err(e) => tracing::error!(error = %e, "credential rotation policy failed"),
-            }
-        }
-    });
+    // Every background task runs under one supervisor: a task that dies is
+    // noticed, and shutdown stops them all (draining the device sessions).
+    let sup = Supervisor::new();
+    sup.spawn(
+        "scheduler",
+        scheduler(
+            state.clone(),
+            std::time::Duration::from_secs(config.scheduler_interval_secs),
+        ),
+    );
     let io = |e: std::io::Error| Error::Io {
         path: addr.to_string(),
         source: e,
     };
-    // One shutdown signal for the HTTP server and the device listener.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
+    // One shutdown signal for the HTTP server and every background task.
+    let shutdown = {
+        let token = sup.token();
+        async move {
+            shutdown.await;
+            token.cancel();
+        }
     };
     // One telemetry sink for sessions and frames.
     let sink: Arc<dyn crate::telemetry::TelemetrySink> = match &config.telemetry_mqtt_url {
@@ -328,9 +285,9 @@ pub async fn serve_on(
             });
         })
     };
-    let degraded_refresh = coordination.as_ref().map(|(coord, _)| {
+    if let Some((coord, _)) = &coordination {
         let (coord, drop_caches) = (coord.clone(), drop_caches.clone());
-        tokio::spawn(async move {
+        sup.spawn("degraded refresh", async move {
             let mut tick = tokio::time::interval(DEGRADED_REFRESH);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -339,12 +296,12 @@ pub async fn serve_on(
                     drop_caches();
                 }
             }
-        })
-    });
-    let subscription = coordination.as_ref().map(|(coord, _)| {
+        });
+    }
+    if let Some((coord, _)) = &coordination {
         let (keys, tokens, ing) = (state.keys.clone(), state.tokens.clone(), ingest.clone());
         let fleets = state.fleets.clone();
-        coord.subscribe(
+        let subscription = coord.subscribe(
             move |inv| match inv {
                 crate::coord::Invalidation::Keyring { name } => {
                     let keys = keys.clone();
@@ -359,11 +316,12 @@ pub async fn serve_on(
                 crate::coord::Invalidation::Fleet { name } => fleets.forget_fleet(&name),
             },
             move || drop_caches(),
-        )
-    });
-    let ticker = {
+        );
+        sup.adopt("invalidations", subscription);
+    }
+    {
         let sink = sink.clone();
-        tokio::spawn(async move {
+        sup.spawn("telemetry flush", async move {
             let mut tick = tokio::time::interval(crate::telemetry::FLUSH_AFTER);
             loop {
                 tick.tick().await;
@@ -371,49 +329,41 @@ pub async fn serve_on(
                     tracing::error!(error = %e, "telemetry flush failed");
                 }
             }
-        })
-    };
-    let udp = match listeners.udp {
-        Some(std_sock) => {
-            let sock = tokio::net::UdpSocket::from_std(std_sock).map_err(io)?;
-            let rcvbuf = socket2::SockRef::from(&sock)
-                .recv_buffer_size()
-                .unwrap_or(0);
-            tracing::info!(addr = %sock.local_addr().map_err(io)?, receive_buffer = rcvbuf, "constrained devices (UDP frames)");
-            let mut rx = stop_rx.clone();
-            Some(tokio::spawn(ingest.run_udp(sock, async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })))
-        }
-        None => None,
-    };
-    let devices = match listeners.devices {
-        Some(std_sock) => {
-            let listener = crate::api::listener::DeviceListener::new(
-                state.clone(),
-                crate::api::listener::ListenerConfig {
-                    connections_per_minute: config.device_connections_per_minute,
-                    max_concurrent_handshakes: config.max_concurrent_handshakes,
-                    limits: fleetkey_session::Limits {
-                        idle_timeout: std::time::Duration::from_secs(
-                            config.device_idle_timeout_secs,
-                        ),
-                        ..crate::api::listener::ListenerConfig::default().limits
-                    },
+        });
+    }
+    if let Some(std_sock) = listeners.udp {
+        let sock = tokio::net::UdpSocket::from_std(std_sock).map_err(io)?;
+        let rcvbuf = socket2::SockRef::from(&sock)
+            .recv_buffer_size()
+            .unwrap_or(0);
+        tracing::info!(addr = %sock.local_addr().map_err(io)?, receive_buffer = rcvbuf, "constrained devices (UDP frames)");
+        sup.spawn_draining(
+            "constrained devices (UDP)",
+            ingest.run_udp(sock, sup.token().cancelled_owned()),
+        );
+    }
+    if let Some(std_sock) = listeners.devices {
+        let listener = crate::api::listener::DeviceListener::new(
+            state.clone(),
+            crate::api::listener::ListenerConfig {
+                connections_per_minute: config.device_connections_per_minute,
+                max_concurrent_handshakes: config.max_concurrent_handshakes,
+                limits: fleetkey_session::Limits {
+                    idle_timeout: std::time::Duration::from_secs(config.device_idle_timeout_secs),
+                    ..crate::api::listener::ListenerConfig::default().limits
                 },
-                sink.clone(),
-            )
-            .await?;
-            let sock = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;
-            let key = fleetkey_crypto::hex_prefix(&listener.public_key());
-            tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK, XX, IKpsk2+ML-KEM-768)");
-            let mut rx = stop_rx.clone();
-            Some(tokio::spawn(listener.run(sock, async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })))
-        }
-        None => None,
-    };
+            },
+            sink.clone(),
+        )
+        .await?;
+        let sock = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;
+        let key = fleetkey_crypto::hex_prefix(&listener.public_key());
+        tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK, XX, IKpsk2+ML-KEM-768)");
+        sup.spawn_draining(
+            "device listener",
+            listener.run(sock, sup.token().cancelled_owned()),
+        );
+    }
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             install_crypto_provider();
@@ -442,25 +392,13 @@ pub async fn serve_on(
     )
     .await
     .map_err(io);
-    scheduler.abort();
-    // The device listener ends its sessions (each records its end) once the
-    // shutdown signal fired; wait for that, bounded.
-    if let Some(mut d) = devices {
-        let wait = crate::api::listener::SESSION_END_GRACE + std::time::Duration::from_secs(1);
-        if tokio::time::timeout(wait, &mut d).await.is_err() {
-            d.abort();
-            tracing::warn!("device sessions did not all record their end in time");
-        }
-    }
-    if let Some(u) = udp {
-        u.abort();
-    }
-    ticker.abort();
-    if let Some(t) = degraded_refresh {
-        t.abort();
-    }
-    if let Some(s) = subscription {
-        s.abort();
+    // Everything stops; the device listener ends its sessions (each records its
+    // end) first, bounded.
+    let grace = crate::api::listener::SESSION_END_GRACE + std::time::Duration::from_secs(1);
+    if !sup.shutdown(grace).await {
+        tracing::warn!(
+            "background tasks did not all stop in time (device sessions may not have recorded their end)"
+        );
     }
     if let Some((_, lease)) = coordination {
         lease.release().await;
@@ -468,8 +406,69 @@ pub async fn serve_on(
     if let Err(e) = sink.flush().await {
         tracing::error!(error = %e, "telemetry flush failed");
     }
-    drop(stop_rx);
     state.keys.shutdown().await?;
     tracing::info!("fleetkey stopped; usage counts flushed and unused nonces returned");
     result
+}
+
+/// The scheduler: rotation by age, overlap expiry, usage flush, pruning, key
+/// record re-signing and device credential rotation under each fleet's policy,
+/// every `interval`, on one instance at a time.
+async fn scheduler(state: Arc<AppState>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // One instance runs the jobs at a time (a PostgreSQL advisory lock;
+        // always this one on the embedded store).
+        match state.fleets.store().scheduler_leader().await {
+            Ok(true) => scheduled_jobs(&state).await,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler leadership check failed; skipping this run");
+            }
+        }
+    }
+}
+
+/// One run of the scheduled jobs; each failure is logged and the rest go on.
+async fn scheduled_jobs(state: &AppState) {
+    let fleets = &state.fleets;
+    // Keyrings that fail are logged by the run itself; the rest go on.
+    match state.keys.run_policies("scheduler").await {
+        Ok(run) => run.actions.iter().for_each(|a| {
+            if matches!(a, crate::keys::PolicyAction::Rotated { .. }) {
+                state
+                    .metrics
+                    .key_rotations
+                    .with_label_values(&["keyring"])
+                    .inc();
+            }
+            tracing::info!(action = %a, "policy")
+        }),
+        Err(e) => tracing::error!(error = %e, "policy run failed"),
+    }
+    let cutoff = fleets
+        .now()
+        .saturating_sub(crate::api::listener::SESSION_RETENTION_SECS);
+    match fleets.store().prune_device_sessions(cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "old device session records pruned"),
+        Err(e) => tracing::error!(error = %e, "pruning device session records failed"),
+    }
+    match fleets.store().prune_challenges(fleets.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(challenges = n, "expired onboarding challenges pruned"),
+        Err(e) => tracing::error!(error = %e, "pruning onboarding challenges failed"),
+    }
+    match fleets.directory().refresh("scheduler", 1000).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "key records re-signed"),
+        Err(e) => tracing::error!(error = %e, "key record refresh failed"),
+    }
+    match fleets.run_rotation_policy("scheduler").await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(devices = n, "credential rotation requested by policy"),
+        Err(e) => tracing::error!(error = %e, "credential rotation policy failed"),
+    }
 }
