@@ -46,13 +46,19 @@ pub(super) async fn apply<D: Dialect>(tx: &mut Transaction<'_, D>, change: &Chan
             command_id,
             state,
             at,
-        } => command_receipt(&mut *tx, device_id, command_id, state, at).await?,
+        } => {
+            let kind = CommandKind::UpdateConfig;
+            step_command(tx, command_id, device_id, kind, *state, None, *at).await?;
+        }
         Change::RotationProposed {
             device_id,
             command_id,
             pending,
             at,
-        } => rotation_proposed(&mut *tx, device_id, command_id, pending, at).await?,
+        } => {
+            let (kind, to) = (CommandKind::RotateCredential, CommandState::InProgress);
+            step_command(tx, command_id, device_id, kind, to, Some(pending), *at).await?;
+        }
         Change::RotationConfirmed {
             device_id,
             command_id,
@@ -146,48 +152,6 @@ async fn device_transition<D: Dialect>(
     if let Some(r) = key_record {
         put_key_record(&mut *tx, r).await?;
     }
-
-    Ok(())
-}
-
-async fn command_receipt<D: Dialect>(
-    tx: &mut Transaction<'_, D>,
-    device_id: &str,
-    command_id: &str,
-    state: &CommandState,
-    at: &UnixTime,
-) -> Result<()> {
-    step_command(
-        &mut *tx,
-        command_id,
-        device_id,
-        CommandKind::UpdateConfig,
-        *state,
-        None,
-        *at,
-    )
-    .await?;
-
-    Ok(())
-}
-
-async fn rotation_proposed<D: Dialect>(
-    tx: &mut Transaction<'_, D>,
-    device_id: &str,
-    command_id: &str,
-    pending: &str,
-    at: &UnixTime,
-) -> Result<()> {
-    step_command(
-        &mut *tx,
-        command_id,
-        device_id,
-        CommandKind::RotateCredential,
-        CommandState::InProgress,
-        Some(pending),
-        *at,
-    )
-    .await?;
 
     Ok(())
 }
