@@ -183,9 +183,42 @@ pub enum Error {
     CustodyConfig(String),
 
     // --- storage and the platform ---
-    /// The store failed. Operations that need it fail closed.
+    /// The database failed: unreachable, out of connections after the pool's wait,
+    /// or a statement refused. Operations that need it fail closed (503).
     #[error("store error: {0}")]
-    Store(String),
+    Database(#[source] std::sync::Arc<sqlx::Error>),
+    /// The database could not be reached at start (`url` has its password removed).
+    #[error("store {url}: {source}")]
+    StoreConnect {
+        /// The store's address, without credentials.
+        url: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The store's schema could not be migrated to this version's.
+    #[error("store migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not parse or break an invariant the service keeps
+    /// (a key of the wrong length, an unknown enum value, a count out of range).
+    /// The row is left as it is; the operation fails closed.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A telemetry sink (MQTT broker, JSON-lines file) refused or did not answer.
+    #[error("{sink}: {why}")]
+    Sink {
+        /// Which sink (`MQTT broker`).
+        sink: &'static str,
+        /// What failed.
+        why: String,
+    },
+    /// The server is stopping, or a part of it it needs has stopped.
+    #[error("unavailable: {0}")]
+    Stopping(&'static str),
+    /// An internal step failed that should not (a background task died, the
+    /// metrics registry refused a name, a custody self-check failed).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -202,13 +235,41 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Store(e.to_string())
+        Error::Database(std::sync::Arc::new(e))
     }
 }
 
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Error::Store(e.to_string())
+impl Error {
+    /// A fault of the service or what it runs on, not of the request: the public
+    /// answer is "unavailable, retry later" (HTTP 503, the device listener's and
+    /// later gRPC's equivalent), and the error itself is only logged.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Error::Database(_)
+                | Error::StoreConnect { .. }
+                | Error::Migration(_)
+                | Error::Corrupt(_)
+                | Error::Sink { .. }
+                | Error::Stopping(_)
+                | Error::Internal(_)
+                | Error::Io { .. }
+                | Error::RootKeyLocked
+                | Error::CustodyConfig(_)
+                | Error::Coordination(_)
+                | Error::NonceExhausted(_)
+        )
+    }
+
+    /// A failure of the store itself (not of what was asked of it).
+    pub fn is_store(&self) -> bool {
+        matches!(
+            self,
+            Error::Database(_)
+                | Error::StoreConnect { .. }
+                | Error::Migration(_)
+                | Error::Corrupt(_)
+        )
     }
 }
 

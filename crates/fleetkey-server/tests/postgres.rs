@@ -334,7 +334,7 @@ async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_at
         .onboard(&device.birth_credential, &[0; 32], &[0; 64])
         .await
     {
-        Err(fleetkey_server::Error::Store(_)) => {}
+        Err(fleetkey_server::Error::Database(_)) => {}
         other => panic!("a credential checked during the outage: {other:?}"),
     }
     // Writes: 503 (after the pool's bounded wait), not a hang, not a 500.

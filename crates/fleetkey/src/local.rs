@@ -124,7 +124,14 @@ pub fn service_error(e: Error) -> CliError {
         Error::RootKeyLocked => CliError::refused(Error::RootKeyLocked.to_string())
             .hint("check FLEETKEY_PASSPHRASE or FLEETKEY_ROOT_KEY_FILE"),
         Error::Envelope(inner) => crate::error::envelope_error(inner),
-        Error::Io { .. } | Error::Store(_) => CliError::new(code::IO, e.to_string()),
+        e @ (Error::Io { .. }
+        | Error::Database(_)
+        | Error::StoreConnect { .. }
+        | Error::Migration(_)
+        | Error::Corrupt(_)
+        | Error::Sink { .. }
+        | Error::Stopping(_)
+        | Error::Internal(_)) => CliError::new(code::IO, e.to_string()),
         e @ (Error::TokenNotFound(_) | Error::Invalid { .. }) => CliError::usage(e.to_string()),
         e @ (Error::FleetNotFound(_) | Error::DeviceNotFound(_)) => CliError::usage(e.to_string()),
         e @ Error::KeyringNotFound(_) => {

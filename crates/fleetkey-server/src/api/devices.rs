@@ -568,7 +568,7 @@ async fn directory_record(
         }
     };
     let r = fleetkey_crypto::record::peek(&token)
-        .map_err(|_| crate::Error::Store("stored key record does not parse".into()))?;
+        .map_err(|_| crate::Error::Corrupt("stored key record does not parse".into()))?;
     lookups
         .with_label_values(&[if r.revoked { "revoked" } else { "found" }])
         .inc();

@@ -103,7 +103,13 @@ impl From<Error> for ApiError {
             Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
             Error::Envelope(C::Open) => Self::new(s, "cannot_open", C::Open.to_string()),
             Error::Envelope(inner) => Self::malformed(format!("envelope: {inner}")),
-            Error::Store(_)
+            Error::Database(_)
+            | Error::StoreConnect { .. }
+            | Error::Migration(_)
+            | Error::Corrupt(_)
+            | Error::Sink { .. }
+            | Error::Stopping(_)
+            | Error::Internal(_)
             | Error::Io { .. }
             | Error::RootKeyLocked
             | Error::CustodyConfig(_)
@@ -144,10 +150,41 @@ mod tests {
 
     #[test]
     fn unavailable_says_when_to_retry_and_nothing_else_does() {
-        let r = ApiError::from(Error::Store("connection refused".into())).into_response();
+        let r = ApiError::from(Error::Stopping("the server is shutting down")).into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
         let r = ApiError::malformed("x").into_response();
         assert!(!r.headers().contains_key(axum::http::header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn faults_of_the_service_are_503_and_say_nothing_of_their_cause() {
+        let db = Error::Database(std::sync::Arc::new(sqlx::Error::PoolTimedOut));
+        let faults = [
+            db,
+            Error::Corrupt("stored key is not 32 bytes".into()),
+            Error::Sink {
+                sink: "mqtt",
+                why: "broker 10.0.0.5: refused".into(),
+            },
+            Error::Stopping("the server is shutting down"),
+            Error::Internal("custody round trip failed".into()),
+            Error::NonceExhausted("k".into()),
+        ];
+        for e in faults {
+            assert!(e.is_unavailable(), "{e}");
+            let a = ApiError::from(e);
+            assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(a.detail.code, "unavailable");
+            assert!(!a.detail.message.contains("10.0.0.5") && !a.detail.message.contains("32"));
+        }
+        for e in [
+            Error::KeyringNotFound("k".into()),
+            Error::DuplicateKey("x25519"),
+            Error::Unauthenticated,
+        ] {
+            assert!(!e.is_unavailable(), "{e}");
+            assert_ne!(ApiError::from(e).status, StatusCode::SERVICE_UNAVAILABLE);
+        }
     }
 }

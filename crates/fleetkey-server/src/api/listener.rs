@@ -132,7 +132,7 @@ impl DeviceListener {
         let kem = dir.server_kem_key().await?;
         dir.publish_service(public, Some(kem.public_key()?)).await?;
         let key = Keypair::from_private(*scalar.expose_secret())
-            .map_err(|_| crate::Error::Store("the service static key does not load".into()))?;
+            .map_err(|_| crate::Error::Corrupt("the service static key does not load".into()))?;
         let per_minute =
             NonZeroU32::new(config.connections_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Arc::new(Self {
@@ -587,7 +587,7 @@ impl Conn<'_> {
             .l
             .live
             .lock()
-            .map_err(|_| crate::Error::Store("live sessions poisoned".into()))?
+            .map_err(|_| crate::Error::Internal("live sessions poisoned".into()))?
             .insert(self.device.id.clone(), live.clone());
         // Shutdown either sees this session in the table (and ends it) or this
         // sees the flag: none begins unnoticed.
@@ -597,7 +597,7 @@ impl Conn<'_> {
             {
                 map.remove(&self.device.id);
             }
-            return Err(crate::Error::Store("the server is shutting down".into()));
+            return Err(crate::Error::Stopping("the server is shutting down"));
         }
         let mut seq = store.device_telemetry_seq(&self.device.id).await?;
         if let Some(old) = old {
@@ -687,8 +687,10 @@ impl Conn<'_> {
             Err(e) => {
                 self.count(kind, "refused");
                 tracing::info!(device = %self.device.id, command = %command_id, error = %e, "device message refused");
+                // The same public message as over HTTP: a refusal says why, a
+                // fault of the service says only "retry later".
                 ServerMsg::Error {
-                    message: e.to_string(),
+                    message: super::error::ApiError::from(e).detail.message,
                 }
             }
         }

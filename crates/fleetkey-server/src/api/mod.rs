@@ -94,7 +94,7 @@ type St = State<Arc<AppState>>;
 /// Maps the error of a state change. Every change is written in one transaction
 /// with its audit entry, so a store failure here is an audit write failure.
 fn change_err(st: &AppState, e: Error) -> ApiError {
-    if matches!(e, Error::Store(_)) {
+    if e.is_store() {
         st.metrics.audit_write_failures.inc();
     }
     e.into()

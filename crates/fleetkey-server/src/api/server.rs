@@ -55,7 +55,7 @@ pub fn state(
         tokens,
         fleets,
         limits: RateLimits::with_instances(config.rate_limit.clone(), config.instances),
-        metrics: Metrics::new().map_err(|e| Error::Store(format!("metrics: {e}")))?,
+        metrics: Metrics::new().map_err(|e| Error::Internal(format!("metrics: {e}")))?,
         max_batch_items: config.max_batch_items,
         ingest: std::sync::OnceLock::new(),
         coord: std::sync::OnceLock::new(),

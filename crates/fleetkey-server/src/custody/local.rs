@@ -146,7 +146,7 @@ impl LocalCustody {
         let dir = data_dir.to_path_buf();
         tokio::task::spawn_blocking(move || Self::open_blocking(&dir, kek))
             .await
-            .map_err(|e| Error::Store(format!("custody task failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("custody task failed: {e}")))?
     }
 
     /// [`LocalCustody::open`] without a runtime.
@@ -213,7 +213,8 @@ impl LocalCustody {
             argon2id: params,
             sealed_root: armor::encode(&sealed),
         };
-        let text = serde_json::to_string_pretty(&file).map_err(|e| Error::Store(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&file)
+            .map_err(|e| Error::Internal(format!("root key file: {e}")))?;
         crate::secret_file::write(path, text.as_bytes(), false)
             .map_err(|e| Error::CustodyConfig(e.to_string()))?;
         Ok(root)

@@ -115,7 +115,7 @@ impl Directory {
         self.store
             .service_key(name)
             .await?
-            .ok_or_else(|| Error::Store(format!("service key {name} vanished")))
+            .ok_or_else(|| Error::Corrupt(format!("service key {name} vanished")))
     }
 
     /// The service's Noise static X25519 key (the device listener's identity):
@@ -138,7 +138,7 @@ impl Directory {
         let scalar = self.custody.unwrap(&wrapped, CONTEXT).await?;
         let public: [u8; 32] = public
             .try_into()
-            .map_err(|_| Error::Store("stored service key is not 32 bytes".into()))?;
+            .map_err(|_| Error::Corrupt("stored service key is not 32 bytes".into()))?;
         Ok((scalar, public))
     }
 
@@ -186,7 +186,7 @@ impl Directory {
             let mut sealed = kem.expose_secret()?.expose_secret().to_vec();
             kek.seal_in_place(&[0; 12], NAME.as_bytes(), &mut sealed)?;
             let mut blob = u16::try_from(wrapped_kek.len())
-                .map_err(|_| Error::Store("wrapped key too long".into()))?
+                .map_err(|_| Error::Corrupt("wrapped key too long".into()))?
                 .to_be_bytes()
                 .to_vec();
             blob.extend_from_slice(&wrapped_kek);
@@ -196,7 +196,7 @@ impl Directory {
             None
         };
         let (blob, _) = self.ensure_service_key(NAME, candidate).await?;
-        let bad = || Error::Store("stored service KEM key is malformed".into());
+        let bad = || Error::Corrupt("stored service KEM key is malformed".into());
         let n = usize::from(u16::from_be_bytes(
             blob.get(..2)
                 .ok_or_else(bad)?
@@ -230,7 +230,7 @@ impl Directory {
             x25519,
             ed25519: ed
                 .try_into()
-                .map_err(|_| Error::Store("custody public key is too short".into()))?,
+                .map_err(|_| Error::Corrupt("custody public key is too short".into()))?,
             ml_kem_768,
             ml_dsa_65: (!dsa.is_empty()).then(|| dsa.to_vec()),
         };

@@ -202,7 +202,7 @@ impl FleetService {
         let profile = match sec.profile.as_str() {
             "constrained" => Profile::Constrained,
             "constrained_static" => Profile::ConstrainedStatic,
-            other => return Err(Error::Store(format!("unknown device profile {other}"))),
+            other => return Err(Error::Corrupt(format!("unknown device profile {other}"))),
         };
         let secret = self.custody().unwrap(&sec.wrapped, &context(&hw)).await?;
         Ok(Some(ConstrainedDevice {

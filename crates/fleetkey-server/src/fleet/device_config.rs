@@ -81,7 +81,8 @@ pub struct MigrationFailure {
 }
 
 fn parse_json(what: &'static str, text: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::Store(format!("stored {what} is not JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt(format!("stored {what} is not JSON: {e}")))
 }
 
 /// The audit form of a diff: values while small, else only the paths.
@@ -107,7 +108,7 @@ impl FleetService {
         let mut versions = Vec::new();
         for r in self.store.config_schemas(fleet).await? {
             let migration: Vec<MigrationOp> = serde_json::from_str(&r.migration)
-                .map_err(|e| Error::Store(format!("stored migration is not valid: {e}")))?;
+                .map_err(|e| Error::Corrupt(format!("stored migration is not valid: {e}")))?;
             versions.push(Arc::new(SchemaVersion::compile(
                 r.version,
                 parse_json("schema", &r.schema)?,

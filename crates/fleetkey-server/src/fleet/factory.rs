@@ -105,7 +105,10 @@ pub(super) async fn writer(store: Arc<dyn Store>, clock: SharedClock, mut rx: mp
             Err(e) => {
                 tracing::error!(error = %e, "device registration transaction failed");
                 for reply in replies {
-                    let _ = reply.send(Err(Error::Store(e.to_string())));
+                    let _ = reply.send(Err(match &e {
+                        Error::Database(d) => Error::Database(d.clone()),
+                        other => Error::Internal(format!("registration batch: {other}")),
+                    }));
                 }
             }
         }
@@ -208,10 +211,10 @@ impl FleetService {
         self.queue
             .send((registration, reply))
             .await
-            .map_err(|_| Error::Store("registration writer stopped".into()))?;
+            .map_err(|_| Error::Stopping("the registration writer stopped"))?;
         match wait
             .await
-            .map_err(|_| Error::Store("registration writer stopped".into()))?
+            .map_err(|_| Error::Stopping("the registration writer stopped"))?
         {
             Ok(_) => Ok(Provisioned {
                 device,

@@ -300,7 +300,7 @@ impl FleetService {
 pub(crate) fn device_keys(d: &DeviceRecord) -> Result<DeviceKeys> {
     let k32 = |v: &[u8]| -> Result<[u8; 32]> {
         v.try_into()
-            .map_err(|_| Error::Store("stored device key is not 32 bytes".into()))
+            .map_err(|_| Error::Corrupt("stored device key is not 32 bytes".into()))
     };
     Ok(DeviceKeys {
         x25519: k32(&d.x25519)?,

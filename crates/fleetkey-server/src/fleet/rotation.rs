@@ -44,7 +44,7 @@ fn b64(b: &[u8]) -> String {
 
 fn unb64(s: &str) -> Result<Vec<u8>> {
     B64.decode(s)
-        .map_err(|_| Error::Store("stored rotation proposal is not base64".into()))
+        .map_err(|_| Error::Corrupt("stored rotation proposal is not base64".into()))
 }
 
 /// Refused sessions of one reason from one source network, in a
@@ -171,7 +171,7 @@ impl FleetService {
                     device_id: device_id.to_owned(),
                     command_id: command_id.to_owned(),
                     pending: serde_json::to_string(&proposal)
-                        .map_err(|e| Error::Store(e.to_string()))?,
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
                     at: now,
                 },
                 AuditDraft::new(
@@ -209,10 +209,10 @@ impl FleetService {
             .await?
             .ok_or(Error::CommandState(command.state.as_str()))?;
         let p: Proposal =
-            serde_json::from_str(&pending).map_err(|e| Error::Store(e.to_string()))?;
+            serde_json::from_str(&pending).map_err(|e| Error::Corrupt(e.to_string()))?;
         let credential_id: [u8; 16] = unb64(&p.credential_id)?
             .try_into()
-            .map_err(|_| Error::Store("stored credential id is not 16 bytes".into()))?;
+            .map_err(|_| Error::Corrupt("stored credential id is not 16 bytes".into()))?;
         let ed25519 = unb64(&p.ed25519)?;
         fleetkey_crypto::ed25519::verify(
             &ed25519,
@@ -225,11 +225,11 @@ impl FleetService {
         let new_keys = DeviceKeys {
             x25519: unb64(&p.x25519)?
                 .try_into()
-                .map_err(|_| Error::Store("stored x25519 key is not 32 bytes".into()))?,
+                .map_err(|_| Error::Corrupt("stored x25519 key is not 32 bytes".into()))?,
             ed25519: ed25519
                 .clone()
                 .try_into()
-                .map_err(|_| Error::Store("stored ed25519 key is not 32 bytes".into()))?,
+                .map_err(|_| Error::Corrupt("stored ed25519 key is not 32 bytes".into()))?,
             ml_kem_768: p.ml_kem_768.as_deref().map(unb64).transpose()?,
             ml_dsa_65: p.ml_dsa_65.as_deref().map(unb64).transpose()?,
         };

@@ -246,7 +246,7 @@ impl Keyring {
                 }
                 None => {
                     if rec.map(|r| r.state) != Some(VersionState::Active) {
-                        return Err(Error::Store(format!(
+                        return Err(Error::Corrupt(format!(
                             "keyring {:?} has no active primary version",
                             self.name
                         )));
@@ -259,10 +259,7 @@ impl Keyring {
             }
             reason = Some("max_uses");
         }
-        Err(Error::Store(format!(
-            "keyring {:?}: every new version's use budget was spent before this instance could seal",
-            self.name
-        )))
+        Err(Error::NonceExhausted(self.name.clone()))
     }
 
     /// Records the block's counters handed out since the last count.

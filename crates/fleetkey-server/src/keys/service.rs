@@ -515,7 +515,7 @@ impl KeyService {
         let c = &self.shared.custody;
         let back = c.unwrap(&c.wrap(&probe, "readyz").await?, "readyz").await?;
         if back != probe {
-            return Err(Error::Store("custody round trip failed".into()));
+            return Err(Error::Internal("custody round trip failed".into()));
         }
         Ok(())
     }

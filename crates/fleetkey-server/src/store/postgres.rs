@@ -66,11 +66,9 @@ impl SqlStore<Postgres> {
         pool_size: u32,
         wait: std::time::Duration,
     ) -> Result<Self> {
-        let bad = |e: sqlx::Error| {
-            Error::Store(format!(
-                "postgres {}: {e}",
-                crate::config::redacted_url(url)
-            ))
+        let bad = |e: sqlx::Error| Error::StoreConnect {
+            url: crate::config::redacted_url(url),
+            source: e,
         };
         let mut opts: sqlx::postgres::PgConnectOptions = url.parse().map_err(bad)?;
         if let Some(schema) = schema {
@@ -80,9 +78,10 @@ impl SqlStore<Postgres> {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             {
-                return Err(Error::Store(format!(
-                    "postgres schema {schema:?}: use 1-48 of a-z 0-9 _"
-                )));
+                return Err(Error::Invalid {
+                    what: "postgres schema",
+                    why: format!("{schema:?}: use 1-48 of a-z 0-9 _"),
+                });
             }
             let pool = PgPoolOptions::new()
                 .max_connections(1)
@@ -137,6 +136,15 @@ impl Dialect for Postgres {
     }
 
     runners!(Postgres);
+
+    fn unique_violation(e: &sqlx::Error) -> Option<String> {
+        match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                Some(d.constraint().unwrap_or_default().to_owned())
+            }
+            _ => None,
+        }
+    }
 
     async fn lock_audit(tx: &mut Transaction<'_, Self>, state: &PgState) -> Result<()> {
         xact_lock(tx, state.audit_lock).await

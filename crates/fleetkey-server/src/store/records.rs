@@ -84,7 +84,7 @@ impl VersionState {
             "revoked" => VersionState::Revoked,
             "destroyed" => VersionState::Destroyed,
             other => {
-                return Err(crate::Error::Store(format!(
+                return Err(crate::Error::Corrupt(format!(
                     "unknown version state {other:?}"
                 )));
             }
@@ -203,7 +203,7 @@ impl DeviceState {
             "decommissioned" => DeviceState::Decommissioned,
             "suspended" => DeviceState::Suspended,
             other => {
-                return Err(crate::Error::Store(format!(
+                return Err(crate::Error::Corrupt(format!(
                     "unknown device state {other:?}"
                 )));
             }
@@ -365,7 +365,7 @@ macro_rules! str_enum {
             pub fn parse(s: &str) -> Result<Self> {
                 match s {
                     $($s => Ok(Self::$v),)+
-                    other => Err(crate::Error::Store(format!(concat!("unknown ", $what, " {:?}"), other))),
+                    other => Err(crate::Error::Corrupt(format!(concat!("unknown ", $what, " {:?}"), other))),
                 }
             }
         }

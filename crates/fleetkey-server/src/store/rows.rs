@@ -60,15 +60,15 @@ impl StoreRow for sqlx::sqlite::SqliteRow {
 /// A count or sequence number for an INTEGER column: refused, never wrapped, when
 /// it does not fit (a value a device controls must not turn negative).
 pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
+    i64::try_from(v).map_err(|_| Error::Corrupt(format!("{what} out of range: {v}")))
 }
 
 pub(crate) fn to_u32(v: i64, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
+    u32::try_from(v).map_err(|_| Error::Corrupt(format!("{what} out of range: {v}")))
 }
 
 pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64> {
-    u64::try_from(v).map_err(|_| Error::Store(format!("{what} out of range: {v}")))
+    u64::try_from(v).map_err(|_| Error::Corrupt(format!("{what} out of range: {v}")))
 }
 
 /// How many of `count` counters a reservation may grant when `reserved` of the
@@ -84,7 +84,7 @@ pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
     Ok(KeyringRecord {
         name: r.col("name")?,
         algorithm: Algorithm::from_name(&alg)
-            .map_err(|_| Error::Store(format!("unknown algorithm {alg:?}")))?,
+            .map_err(|_| Error::Corrupt(format!("unknown algorithm {alg:?}")))?,
         primary_version: to_u32(r.col("primary_version")?, "primary_version")?,
         min_decrypt_version: to_u32(r.col("min_decrypt_version")?, "min_decrypt_version")?,
         policy: Policy {
@@ -125,7 +125,7 @@ pub(crate) fn token_from_row<R: StoreRow>(r: &R) -> Result<TokenRecord> {
         id: r.col("id")?,
         hash: hash32(r.col("hash")?)?,
         name: r.col("name")?,
-        scopes: serde_json::from_str(&scopes).map_err(|e| Error::Store(e.to_string()))?,
+        scopes: serde_json::from_str(&scopes).map_err(|e| Error::Corrupt(e.to_string()))?,
         created_at: r.col("created_at")?,
         expires_at: r.col("expires_at")?,
         revoked_at: r.col("revoked_at")?,
@@ -134,7 +134,7 @@ pub(crate) fn token_from_row<R: StoreRow>(r: &R) -> Result<TokenRecord> {
 
 pub(crate) fn hash32(v: Vec<u8>) -> Result<[u8; 32]> {
     v.try_into()
-        .map_err(|_| Error::Store("stored hash is not 32 bytes".into()))
+        .map_err(|_| Error::Corrupt("stored hash is not 32 bytes".into()))
 }
 
 pub(crate) fn entry_from_row<R: StoreRow>(r: &R) -> Result<AuditEntry> {

@@ -52,6 +52,24 @@ impl Dialect for Sqlite {
 
     runners!(Sqlite);
 
+    /// SQLite reports a unique violation by its extended result code
+    /// (`SQLITE_CONSTRAINT_UNIQUE`, `SQLITE_CONSTRAINT_PRIMARYKEY`) and names the
+    /// index only through its columns, `UNIQUE constraint failed: devices.x25519`;
+    /// those are read back into the index's name, `devices_x25519`. This is the
+    /// one place that reads SQLite's text, and only after the code said what
+    /// kind of error it is.
+    fn unique_violation(e: &sqlx::Error) -> Option<String> {
+        let sqlx::Error::Database(d) = e else {
+            return None;
+        };
+        if !d.is_unique_violation() {
+            return None;
+        }
+        let cols = d.message().rsplit(": ").next().unwrap_or_default();
+        let first = cols.split(", ").next().unwrap_or_default();
+        Some(first.replacen('.', "_", 1))
+    }
+
     /// One connection: every transaction is the only writer.
     async fn lock_audit(_: &mut Transaction<'_, Self>, _: &()) -> Result<()> {
         Ok(())
@@ -66,5 +84,52 @@ impl Dialect for Sqlite {
     /// The embedded store has one instance: it always leads.
     async fn scheduler_leader(_: &Pool<Self>, _: &()) -> Result<bool> {
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_unique_violation_names_its_index_and_nothing_else_does() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        for s in [
+            "CREATE TABLE devices (id TEXT PRIMARY KEY, x25519 BLOB, ed25519 BLOB)",
+            "CREATE UNIQUE INDEX devices_x25519 ON devices (x25519)",
+            "CREATE UNIQUE INDEX devices_ed25519 ON devices (ed25519)",
+            "INSERT INTO devices VALUES ('a', x'01', x'02')",
+        ] {
+            sqlx::query(s).execute(&pool).await.unwrap();
+        }
+        let violated = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                let e = sqlx::query(sql).execute(&pool).await.unwrap_err();
+                Sqlite::unique_violation(&e)
+            }
+        };
+        assert_eq!(
+            violated("INSERT INTO devices VALUES ('b', x'01', x'03')")
+                .await
+                .as_deref(),
+            Some("devices_x25519")
+        );
+        assert_eq!(
+            violated("INSERT INTO devices VALUES ('b', x'04', x'02')")
+                .await
+                .as_deref(),
+            Some("devices_ed25519")
+        );
+        assert_eq!(
+            violated("INSERT INTO devices VALUES ('a', x'05', x'06')")
+                .await
+                .as_deref(),
+            Some("devices_id")
+        );
+        assert_eq!(violated("INSERT INTO nowhere VALUES (1)").await, None);
     }
 }

@@ -13,9 +13,9 @@ pub mod mqtt;
 
 use crate::error::{Error, Result};
 use serde::Serialize;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::Mutex;
 
 /// One verified telemetry message, attributed to its device and fleet.
 #[derive(Debug, Clone, Serialize)]
@@ -49,10 +49,12 @@ pub trait TelemetrySink: Send + Sync {
 /// How long a buffered message may wait before a write flushes it.
 pub const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Appends JSON lines to a file (written and flushed per message).
+/// Appends JSON lines to a file. The file is written through tokio (an async
+/// lock, so a slow disk holds up only the writers waiting for it, never a
+/// runtime thread) and flushed at least every [`FLUSH_AFTER`].
 pub struct JsonLinesSink {
     path: PathBuf,
-    file: Mutex<(std::io::BufWriter<std::fs::File>, std::time::Instant)>,
+    file: Mutex<(tokio::io::BufWriter<tokio::fs::File>, std::time::Instant)>,
 }
 
 impl JsonLinesSink {
@@ -73,7 +75,7 @@ impl JsonLinesSink {
         Ok(Self {
             path: path.to_owned(),
             file: Mutex::new((
-                std::io::BufWriter::with_capacity(64 * 1024, f),
+                tokio::io::BufWriter::with_capacity(64 * 1024, tokio::fs::File::from_std(f)),
                 std::time::Instant::now(),
             )),
         })
@@ -92,27 +94,22 @@ impl JsonLinesSink {
 #[async_trait::async_trait]
 impl TelemetrySink for JsonLinesSink {
     async fn deliver(&self, record: &TelemetryRecord) -> Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        let mut line = serde_json::to_vec(record)
+            .map_err(|e| Error::Internal(format!("telemetry record: {e}")))?;
         line.push(b'\n');
-        let mut g = self
-            .file
-            .lock()
-            .map_err(|_| Error::Store("telemetry sink poisoned".into()))?;
+        let mut g = self.file.lock().await;
         let (f, flushed) = &mut *g;
-        f.write_all(&line).map_err(|e| self.io(e))?;
+        f.write_all(&line).await.map_err(|e| self.io(e))?;
         if flushed.elapsed() >= FLUSH_AFTER {
-            f.flush().map_err(|e| self.io(e))?;
+            f.flush().await.map_err(|e| self.io(e))?;
             *flushed = std::time::Instant::now();
         }
         Ok(())
     }
 
     async fn flush(&self) -> Result<()> {
-        let mut g = self
-            .file
-            .lock()
-            .map_err(|_| Error::Store("telemetry sink poisoned".into()))?;
-        g.0.flush().map_err(|e| self.io(e))?;
+        let mut g = self.file.lock().await;
+        g.0.flush().await.map_err(|e| self.io(e))?;
         g.1 = std::time::Instant::now();
         Ok(())
     }

@@ -65,8 +65,18 @@ impl MqttSink {
         // The first poll connects: fail now rather than on the first message.
         match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Error::Store(format!("MQTT broker {url}: {e}"))),
-            Err(_) => return Err(Error::Store(format!("MQTT broker {url}: no answer"))),
+            Ok(Err(e)) => {
+                return Err(Error::Sink {
+                    sink: "MQTT broker",
+                    why: format!("{url}: {e}"),
+                });
+            }
+            Err(_) => {
+                return Err(Error::Sink {
+                    sink: "MQTT broker",
+                    why: format!("{url}: no answer"),
+                });
+            }
         }
         let acked = Arc::new(AtomicU64::new(0));
         let progress = Arc::new(Notify::new());
@@ -102,7 +112,8 @@ async fn drive(mut eventloop: EventLoop, acked: Arc<AtomicU64>, progress: Arc<No
 #[async_trait::async_trait]
 impl TelemetrySink for MqttSink {
     async fn deliver(&self, record: &TelemetryRecord) -> Result<()> {
-        let body = serde_json::to_vec(record).map_err(|e| Error::Store(e.to_string()))?;
+        let body = serde_json::to_vec(record)
+            .map_err(|e| Error::Internal(format!("telemetry record: {e}")))?;
         let topic = format!(
             "{}/{}/{}/telemetry",
             self.prefix, record.fleet, record.device_id
@@ -110,7 +121,10 @@ impl TelemetrySink for MqttSink {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, body)
             .await
-            .map_err(|e| Error::Store(format!("MQTT publish: {e}")))?;
+            .map_err(|e| Error::Sink {
+                sink: "MQTT broker",
+                why: format!("publish: {e}"),
+            })?;
         self.published.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -128,7 +142,10 @@ impl TelemetrySink for MqttSink {
         };
         tokio::time::timeout(FLUSH_TIMEOUT, wait)
             .await
-            .map_err(|_| Error::Store("MQTT broker did not acknowledge in time".into()))
+            .map_err(|_| Error::Sink {
+                sink: "MQTT broker",
+                why: "did not acknowledge in time".into(),
+            })
     }
 }
 

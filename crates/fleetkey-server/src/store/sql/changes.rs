@@ -214,7 +214,8 @@ async fn raise_minimum<D: Dialect>(
 }
 
 async fn create_token<D: Dialect>(tx: &mut Transaction<'_, D>, t: &TokenRecord) -> Result<()> {
-    let scopes = serde_json::to_string(&t.scopes).map_err(|e| Error::Store(e.to_string()))?;
+    let scopes = serde_json::to_string(&t.scopes)
+        .map_err(|e| Error::Internal(format!("token scopes: {e}")))?;
     stmt(
         "INSERT INTO tokens (id, hash, name, scopes, created_at, expires_at, revoked_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, NULL)",
@@ -261,13 +262,11 @@ async fn create_fleet<D: Dialect>(tx: &mut Transaction<'_, D>, f: &FleetRecord) 
                 .bind(f.created_at)
                 .execute(&mut *tx)
                 .await;
-    match r {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(Error::FleetExists(f.name.clone()));
-        }
-        other => {
-            other?;
-        }
+    if let Err(e) = r {
+        return Err(match D::unique_violation(&e).as_deref() {
+            Some("fleets_pkey" | "fleets_name") => Error::FleetExists(f.name.clone()),
+            _ => e.into(),
+        });
     }
 
     Ok(())

@@ -105,7 +105,7 @@ pub(super) async fn apply<D: Dialect>(tx: &mut Transaction<'_, D>, change: &Chan
             claimed_by,
             at,
         } => use_claim_code(&mut *tx, hash, claimed_by, at).await?,
-        _ => return Err(Error::Store("not a change to a device".into())),
+        _ => return Err(Error::Internal("not a change to a device".into())),
     }
     Ok(())
 }
@@ -198,17 +198,12 @@ async fn rotation_confirmed<D: Dialect>(
                 .bind(device_id)
                 .execute(&mut *tx)
                 .await;
-    match r {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(Error::DuplicateKey(if e.message().contains("x25519") {
-                "x25519"
-            } else {
-                "ed25519"
-            }));
-        }
-        other => {
-            other?;
-        }
+    if let Err(e) = r {
+        return Err(match D::unique_violation(&e).as_deref() {
+            Some("devices_x25519") => Error::DuplicateKey("x25519"),
+            Some("devices_ed25519") => Error::DuplicateKey("ed25519"),
+            _ => e.into(),
+        });
     }
     if let Some(old) = revoke {
         revoke_credential(&mut *tx, old, device_id, *at).await?;

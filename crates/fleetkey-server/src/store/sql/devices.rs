@@ -130,7 +130,10 @@ async fn insert_registered<D: Dialect>(
         .bind(cfg.revision)
         .bind(&cfg.config)
         .bind(cfg.updated_at)
-        .bind(serde_json::to_string(&ids).map_err(|e| Error::Store(e.to_string()))?)
+        .bind(
+            serde_json::to_string(&ids)
+                .map_err(|e| Error::Internal(format!("hardware ids: {e}")))?,
+        )
         .execute(&mut *tx)
         .await?;
     }

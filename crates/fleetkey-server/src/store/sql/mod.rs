@@ -223,6 +223,11 @@ pub trait Dialect: Database {
     /// of strings bound at placeholder `$n`.
     fn json_text_elements(n: usize) -> String;
 
+    /// The unique index `e` violates (`devices_x25519`, `fleets_pkey`), or `None`
+    /// when `e` is not a unique violation. Indexes are named `<table>_<column>`
+    /// in both migration trees, so callers match one name for both databases.
+    fn unique_violation(e: &sqlx::Error) -> Option<String>;
+
     /// Runs `s`; the number of rows changed.
     fn execute<'a>(on: On<'a, Self>, s: &'a Stmt<'a>) -> Pending<'a, u64>;
     /// Every row `s` returns.

@@ -157,7 +157,7 @@ impl<D: Dialect> Store for SqlStore<D> {
         if let Some(id) = existing {
             return id
                 .try_into()
-                .map_err(|_| Error::Store("instance id is not 8 bytes".into()));
+                .map_err(|_| Error::Corrupt("instance id is not 8 bytes".into()));
         }
         for _ in 0..16 {
             let id: [u8; 8] = fleetkey_crypto::rand::array()?;
@@ -174,7 +174,9 @@ impl<D: Dialect> Store for SqlStore<D> {
                 return Ok(id);
             }
         }
-        Err(Error::Store("could not find an unused instance id".into()))
+        Err(Error::Conflict(
+            "could not find an unused instance id".into(),
+        ))
     }
 
     async fn fleet(&self, name: &str) -> Result<Option<FleetRecord>> {
