@@ -16,9 +16,10 @@ use crate::error::{Error, Result};
 use crate::store::{Change, Store, TokenRecord};
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use parking_lot::RwLock;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Prefix of every token secret.
@@ -293,7 +294,8 @@ impl TokenService {
                 now,
             )
             .await?;
-        if let Ok(mut c) = self.cache.write() {
+        {
+            let mut c = self.cache.write();
             c.retain(|_, (t, _)| t.id != id);
         }
         Ok(())
@@ -302,14 +304,16 @@ impl TokenService {
     /// All tokens, without secrets.
     /// Drops the cached lookup of token `id` (revoked on another instance).
     pub fn forget(&self, id: &str) {
-        if let Ok(mut c) = self.cache.write() {
+        {
+            let mut c = self.cache.write();
             c.retain(|_, (r, _)| r.id != id);
         }
     }
 
     /// Drops every cached lookup.
     pub fn forget_all(&self) {
-        if let Ok(mut c) = self.cache.write() {
+        {
+            let mut c = self.cache.write();
             c.clear();
         }
     }
@@ -349,11 +353,12 @@ impl TokenService {
             return Ok(Err(Error::Unauthenticated));
         }
         let h = hash(secret);
-        let cached = self.cache.read().ok().and_then(|c| {
-            c.get(&h)
-                .filter(|(_, at)| now - at < CACHE_SECS)
-                .map(|(t, _)| t.clone())
-        });
+        let cached = self
+            .cache
+            .read()
+            .get(&h)
+            .filter(|(_, at)| now - at < CACHE_SECS)
+            .map(|(t, _)| t.clone());
         let record = match cached {
             Some(t) => t,
             None => {
@@ -361,8 +366,8 @@ impl TokenService {
                 let missed = self
                     .misses
                     .read()
-                    .ok()
-                    .and_then(|m| m.get(&h).copied())
+                    .get(&h)
+                    .copied()
                     .is_some_and(|at| now - at < CACHE_SECS);
                 if missed {
                     return Ok(Err(Error::Unauthenticated));
@@ -372,7 +377,8 @@ impl TokenService {
                     Err(e) => return Ok(Err(e)),
                 };
                 let Some(t) = found else {
-                    if let Ok(mut m) = self.misses.write() {
+                    {
+                        let mut m = self.misses.write();
                         if m.len() >= MAX_MISSES {
                             m.retain(|_, at| now - *at < CACHE_SECS);
                         }
@@ -382,7 +388,8 @@ impl TokenService {
                     }
                     return Ok(Err(Error::Unauthenticated));
                 };
-                if let Ok(mut c) = self.cache.write() {
+                {
+                    let mut c = self.cache.write();
                     if c.len() > 100_000 {
                         c.clear();
                     }

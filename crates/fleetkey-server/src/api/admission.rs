@@ -9,8 +9,9 @@
 //!   new connection. Handshakes of real devices take milliseconds, so the oldest
 //!   is almost always one that stalls; a stalling peer cannot keep others out.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -65,7 +66,8 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut t) = self.admission.table.lock() {
+        {
+            let mut t = self.admission.table.lock();
             t.remove(self.id);
         }
     }
@@ -85,7 +87,7 @@ impl Admission {
     /// A slot for a connection from `source`, and whether an older handshake was
     /// evicted to make room. `None` only if the table is unusable.
     pub fn admit(self: &Arc<Self>, source: u128) -> Option<(Slot, bool)> {
-        let mut t = self.table.lock().ok()?;
+        let mut t = self.table.lock();
         // The source's own oldest gives way first, then the oldest of all.
         let victim = if t.per_source.get(&source).copied().unwrap_or(0) >= self.per_source {
             t.held
@@ -121,7 +123,7 @@ impl Admission {
 
     /// Slots held now.
     pub fn held(&self) -> usize {
-        self.table.lock().map(|t| t.held.len()).unwrap_or(0)
+        self.table.lock().held.len()
     }
 }
 

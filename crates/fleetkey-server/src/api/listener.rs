@@ -25,11 +25,12 @@ use fleetkey_session::io::{Session, handshake};
 use fleetkey_session::{Builder, Keypair, Limits, Pattern};
 use fleetkey_wire::proto::{self, CommandWire, DeviceMsg, ServerMsg};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -119,6 +120,15 @@ enum End {
 }
 
 impl DeviceListener {
+    /// Removes `live` from the table of live sessions, unless a newer session of
+    /// the same device replaced it meanwhile.
+    fn forget(&self, device_id: &str, live: &Live) {
+        let mut map = self.live.lock();
+        if map.get(device_id).is_some_and(|l| l.id == live.id) {
+            map.remove(device_id);
+        }
+    }
+
     /// A listener with the service's static X25519 and ML-KEM-768 keys (made on
     /// first start, kept in custody), published as the `fleetkey-server` key record;
     /// verified telemetry goes to `sink`.
@@ -219,18 +229,12 @@ impl DeviceListener {
     /// another instance, or to this one once it is back.
     pub async fn end_sessions(&self, grace: std::time::Duration) {
         self.stopping.store(true, Ordering::SeqCst);
-        let live: Vec<Arc<Live>> = self
-            .live
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
+        let live: Vec<Arc<Live>> = self.live.lock().values().cloned().collect();
         for l in &live {
             l.close.notify_one();
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline
-            && self.live.lock().map(|m| !m.is_empty()).unwrap_or(false)
-        {
+        while tokio::time::Instant::now() < deadline && !self.live.lock().is_empty() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
@@ -587,16 +591,11 @@ impl Conn<'_> {
             .l
             .live
             .lock()
-            .map_err(|_| crate::Error::Internal("live sessions poisoned".into()))?
             .insert(self.device.id.clone(), live.clone());
         // Shutdown either sees this session in the table (and ends it) or this
         // sees the flag: none begins unnoticed.
         if self.l.stopping.load(Ordering::SeqCst) {
-            if let Ok(mut map) = self.l.live.lock()
-                && map.get(&self.device.id).is_some_and(|l| l.id == live.id)
-            {
-                map.remove(&self.device.id);
-            }
+            self.l.forget(&self.device.id, &live);
             return Err(crate::Error::Stopping("the server is shutting down"));
         }
         let mut seq = store.device_telemetry_seq(&self.device.id).await?;
@@ -789,11 +788,7 @@ impl Conn<'_> {
         let Some(live) = self.live.take() else {
             return;
         };
-        if let Ok(mut map) = self.l.live.lock()
-            && map.get(&self.device.id).is_some_and(|l| l.id == live.id)
-        {
-            map.remove(&self.device.id);
-        }
+        self.l.forget(&self.device.id, &live);
         let store = self.l.state.fleets.store();
         if let Err(e) = store
             .close_device_session(

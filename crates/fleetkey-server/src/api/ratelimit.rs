@@ -71,7 +71,7 @@ pub struct RateLimits {
     instances: u32,
     /// Requests already taken from the shared global bucket in one batch, and
     /// until when they may be spent ([`RateLimits::check_shared`]).
-    leased: std::sync::Mutex<(u32, std::time::Instant)>,
+    leased: parking_lot::Mutex<(u32, std::time::Instant)>,
     /// One batch taken from Redis at a time.
     refill: tokio::sync::Mutex<()>,
 }
@@ -135,7 +135,7 @@ impl RateLimits {
             window_errors: AtomicU64::new(0),
             clock: DefaultClock::default(),
             instances: 1,
-            leased: std::sync::Mutex::new((0, std::time::Instant::now())),
+            leased: parking_lot::Mutex::new((0, std::time::Instant::now())),
             refill: tokio::sync::Mutex::new(()),
         }
     }
@@ -188,8 +188,7 @@ impl RateLimits {
             match c.gcra_take("ratelimit:global", limit, burst, cost).await {
                 Ok(d) if d.allowed => {
                     if cost > 1 {
-                        *self.leased.lock().unwrap_or_else(|e| e.into_inner()) =
-                            (cost - 1, std::time::Instant::now() + LEASE_TTL);
+                        *self.leased.lock() = (cost - 1, std::time::Instant::now() + LEASE_TTL);
                     }
                     return Ok(allowance);
                 }
@@ -213,7 +212,7 @@ impl RateLimits {
 
     /// Spends one request of the current batch, if any is left and still valid.
     fn take_leased(&self) -> bool {
-        let mut l = self.leased.lock().unwrap_or_else(|e| e.into_inner());
+        let mut l = self.leased.lock();
         if l.0 > 0 && std::time::Instant::now() < l.1 {
             l.0 -= 1;
             true

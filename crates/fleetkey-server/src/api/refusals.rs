@@ -7,9 +7,9 @@
 //! stay one audit entry each.
 
 use crate::fleet::RefusalCount;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// How often counted refusals are written to the audit log (when there were any).
@@ -28,9 +28,7 @@ pub struct RefusalTally {
 impl RefusalTally {
     /// Counts one refusal of a session from `ip`.
     pub fn count(&self, reason: &'static str, ip: IpAddr) {
-        let Ok(mut m) = self.counts.lock() else {
-            return;
-        };
+        let mut m = self.counts.lock();
         let mut key = (reason, source_prefix(ip));
         if !m.contains_key(&key) && m.len() >= MAX_SOURCES {
             key.1 = "other".to_owned();
@@ -40,10 +38,7 @@ impl RefusalTally {
 
     /// The counts so far, most first, and a fresh start.
     pub fn take(&self) -> Vec<RefusalCount> {
-        let drained: Vec<_> = match self.counts.lock() {
-            Ok(mut m) => m.drain().collect(),
-            Err(_) => Vec::new(),
-        };
+        let drained: Vec<_> = self.counts.lock().drain().collect();
         let mut out: Vec<RefusalCount> = drained
             .into_iter()
             .map(|((reason, source), count)| RefusalCount {

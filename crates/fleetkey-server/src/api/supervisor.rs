@@ -16,7 +16,7 @@ pub struct Supervisor {
     tracker: TaskTracker,
     token: CancellationToken,
     died: Arc<AtomicU64>,
-    aborts: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    aborts: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Supervisor {
@@ -77,7 +77,8 @@ impl Supervisor {
 
     fn watch(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
         let handle = tokio::spawn(task);
-        if let Ok(mut a) = self.aborts.lock() {
+        {
+            let mut a = self.aborts.lock();
             a.push(handle.abort_handle());
         }
         let (token, died) = (self.token.clone(), self.died.clone());
@@ -109,7 +110,8 @@ impl Supervisor {
         {
             return true;
         }
-        if let Ok(a) = self.aborts.lock() {
+        {
+            let a = self.aborts.lock();
             a.iter().for_each(tokio::task::AbortHandle::abort);
         }
         self.tracker.wait().await;

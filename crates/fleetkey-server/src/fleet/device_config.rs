@@ -101,7 +101,7 @@ fn audited(changes: &[ConfigChange]) -> Value {
 impl FleetService {
     /// A fleet's schema versions (cached; compiled once).
     pub(super) async fn schemas(&self, fleet: &str) -> Result<Schemas> {
-        if let Some(s) = self.schemas.read().ok().and_then(|m| m.get(fleet).cloned()) {
+        if let Some(s) = self.schemas.read().get(fleet).cloned() {
             return Ok(s);
         }
         self.issuer(fleet).await?;
@@ -116,9 +116,7 @@ impl FleetService {
             )?));
         }
         let s: Schemas = Arc::new(versions);
-        if let Ok(mut m) = self.schemas.write() {
-            m.insert(fleet.to_owned(), s.clone());
-        }
+        self.schemas.write().insert(fleet.to_owned(), s.clone());
         Ok(s)
     }
 

@@ -51,9 +51,10 @@ use crate::custody::Custody;
 use crate::error::{Error, Result};
 use crate::store::{DeviceRecord, FleetRecord, Registration, Store};
 use fleetkey_crypto::{credential::DeviceKeys, ed25519::Ed25519Signer, secret::SecretBytes};
+use parking_lot::RwLock;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long an onboarding challenge stays valid, seconds.
@@ -176,20 +177,24 @@ impl FleetService {
     /// Drops what is cached about fleet `name` (its record and issuing key, its
     /// compiled config schemas); the next use re-reads the store.
     pub fn forget_fleet(&self, name: &str) {
-        if let Ok(mut m) = self.issuers.write() {
+        {
+            let mut m = self.issuers.write();
             m.remove(name);
         }
-        if let Ok(mut m) = self.schemas.write() {
+        {
+            let mut m = self.schemas.write();
             m.remove(name);
         }
     }
 
     /// [`FleetService::forget_fleet`] for every fleet (announcements were lost).
     pub fn forget_all(&self) {
-        if let Ok(mut m) = self.issuers.write() {
+        {
+            let mut m = self.issuers.write();
             m.clear();
         }
-        if let Ok(mut m) = self.schemas.write() {
+        {
+            let mut m = self.schemas.write();
             m.clear();
         }
     }
@@ -256,7 +261,7 @@ impl FleetService {
 
     /// A fleet's record and unwrapped issuing key (cached).
     async fn issuer(&self, fleet: &str) -> Result<Arc<(FleetRecord, Ed25519Signer)>> {
-        if let Some(i) = self.issuers.read().ok().and_then(|m| m.get(fleet).cloned()) {
+        if let Some(i) = self.issuers.read().get(fleet).cloned() {
             return Ok(i);
         }
         let record = self
@@ -270,7 +275,8 @@ impl FleetService {
             .await?;
         let signer = Ed25519Signer::from_seed(seed)?;
         let entry = Arc::new((record, signer));
-        if let Ok(mut m) = self.issuers.write() {
+        {
+            let mut m = self.issuers.write();
             m.insert(fleet.to_owned(), entry.clone());
         }
         Ok(entry)

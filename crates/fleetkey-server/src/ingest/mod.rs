@@ -19,9 +19,10 @@ use crate::fleet::constrained::Profile;
 use crate::store::DeviceState;
 use crate::telemetry::{TelemetryRecord, TelemetrySink};
 use fleetkey_device::{Credentials, FrameKind, Header, Receiver};
+use parking_lot::Mutex;
 use prometheus::{IntCounterVec, IntGaugeVec};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a cached device state is trusted before it is read again.
@@ -107,16 +108,11 @@ impl FrameIngest {
 
     /// Loads (or re-reads) a device's verification state.
     async fn load(&self, id: [u8; 8]) -> Result<Option<Arc<Mutex<Entry>>>, &'static str> {
-        let cached = self
-            .shard(&id)
-            .lock()
-            .map_err(|_| "internal")?
-            .get(&id)
-            .cloned();
+        let cached = self.shard(&id).lock().get(&id).cloned();
         let device_id = format!("dev_{}", hex::encode(id));
         if let Some(e) = cached {
             let (stale, expired) = {
-                let mut g = e.lock().map_err(|_| "internal")?;
+                let mut g = e.lock();
                 let expired = g.checked_at.elapsed() >= STATE_TTL && !g.refreshing;
                 if expired && !g.stale {
                     g.refreshing = true;
@@ -178,7 +174,7 @@ impl FrameIngest {
             static_refused: false,
             counted: false,
         }));
-        let mut shard = self.shard(&id).lock().map_err(|_| "internal")?;
+        let mut shard = self.shard(&id).lock();
         Ok(Some(shard.entry(id).or_insert(entry).clone()))
     }
 
@@ -187,13 +183,12 @@ impl FrameIngest {
     /// unwrapped secret. False when the device no longer exists.
     async fn refresh(&self, id: [u8; 8], e: &Arc<Mutex<Entry>>) -> Result<bool, &'static str> {
         let (device_id, profile) = {
-            let g = e.lock().map_err(|_| "internal")?;
+            let g = e.lock();
             (g.device_id.clone(), g.profile)
         };
         let done = |e: &Arc<Mutex<Entry>>| {
-            if let Ok(mut g) = e.lock() {
-                g.refreshing = false;
-            }
+            let mut g = e.lock();
+            g.refreshing = false;
         };
         let device = match self.fleets.device(&device_id).await {
             Ok(d) => d,
@@ -208,7 +203,8 @@ impl FrameIngest {
             }
         };
         let allowed = self.check_static_allowed(profile, &device.fleet).await;
-        if let Ok(mut g) = e.lock() {
+        {
+            let mut g = e.lock();
             g.state = device.state;
             g.checked_at = Instant::now();
             g.stale = false;
@@ -247,27 +243,19 @@ impl FrameIngest {
         else {
             return;
         };
-        let entry = self
-            .shard(&id)
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&id).cloned());
-        if let Some(e) = entry
-            && let Ok(mut g) = e.lock()
-        {
-            g.stale = true;
+        let entry = self.shard(&id).lock().get(&id).cloned();
+        if let Some(e) = entry {
+            e.lock().stale = true;
         }
     }
 
     /// [`FrameIngest::expire`] for every cached device (after missed invalidations).
     pub fn expire_all(&self) {
         for shard in &self.shards {
-            let entries: Vec<_> = shard
-                .lock()
-                .map(|s| s.values().cloned().collect())
-                .unwrap_or_default();
+            let entries: Vec<_> = shard.lock().values().cloned().collect();
             for e in entries {
-                if let Ok(mut g) = e.lock() {
+                {
+                    let mut g = e.lock();
                     g.stale = true;
                 }
             }
@@ -275,7 +263,8 @@ impl FrameIngest {
     }
 
     fn forget(&self, id: &[u8; 8]) {
-        if let Ok(mut s) = self.shard(id).lock() {
+        {
+            let mut s = self.shard(id).lock();
             s.remove(id);
         }
     }
@@ -317,7 +306,7 @@ impl FrameIngest {
             return refusal("unknown_device");
         };
         let (opened, device_id, fleet, state, profile, payload) = {
-            let mut e = entry.lock().map_err(|_| "internal")?;
+            let mut e = entry.lock();
             if !fleet_allowed(&e.fleet) {
                 return refusal("forbidden");
             }
@@ -365,13 +354,14 @@ impl FrameIngest {
                         return refusal("internal");
                     }
                 }
-                let first = entry.lock().map(|mut e| {
+                let first = {
+                    let mut e = entry.lock();
                     if state == DeviceState::Manufactured {
                         e.state = DeviceState::Active;
                     }
                     !std::mem::replace(&mut e.counted, true)
-                });
-                if first.unwrap_or(false) {
+                };
+                if first {
                     self.metrics
                         .active
                         .with_label_values(&[profile.as_str()])

@@ -33,7 +33,7 @@ pub(super) struct Primary {
     pub(super) counted: AtomicU64,
     /// The next block, being reserved in the background.
     pub(super) prefetch:
-        std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Option<Reserved>>>>>,
+        parking_lot::Mutex<Option<tokio::task::JoinHandle<Result<Option<Reserved>>>>>,
 }
 
 /// A fresh random data key for `name` version `version`, wrapped by custody, and its
@@ -155,14 +155,14 @@ pub struct Keyring {
     pub(super) shared: Arc<Shared>,
     pub(super) primary: ArcSwap<Primary>,
     pub(super) meta: ArcSwap<Meta>,
-    pub(super) keys: std::sync::RwLock<HashMap<u32, Arc<AeadKey>>>,
+    pub(super) keys: parking_lot::RwLock<HashMap<u32, Arc<AeadKey>>>,
     pub(super) slow: tokio::sync::Mutex<()>,
     /// One catch-up re-read at a time ([`Keyring::catch_up`]).
     pub(super) catch_up: tokio::sync::Mutex<()>,
     /// When the latest catch-up re-read started.
-    pub(super) last_catch_up: std::sync::Mutex<Option<std::time::Instant>>,
+    pub(super) last_catch_up: parking_lot::Mutex<Option<std::time::Instant>>,
     /// Seal counts not yet written to the store.
-    pub(super) unflushed: std::sync::Mutex<Vec<(u32, u64)>>,
+    pub(super) unflushed: parking_lot::Mutex<Vec<(u32, u64)>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -281,7 +281,8 @@ impl Keyring {
     pub(super) async fn refill(&self, version: u32, created_at: UnixTime) -> Result<bool> {
         // Use the block reserved in the background if it is for this version.
         let old = self.primary.load_full();
-        let prefetched = match old.prefetch.lock().ok().and_then(|mut g| g.take()) {
+        let taken = old.prefetch.lock().take();
+        let prefetched = match taken {
             Some(handle) if old.version == version => handle.await.ok().and_then(|r| r.ok()),
             Some(handle) => {
                 // A block for a version no longer sealed with: give it back.
@@ -329,15 +330,14 @@ impl Keyring {
             uses_before: r.reserved_before,
             created_at,
             counted: Default::default(),
-            prefetch: std::sync::Mutex::new(None),
+            prefetch: parking_lot::Mutex::new(None),
         });
         // Reserve the following block now, off the seal path, unless this block
         // already ends the version's use budget.
         if r.reserved_before + u64::from(r.count) < max_uses
             && let Ok(handle) = tokio::runtime::Handle::try_current()
-            && let Ok(mut slot) = primary.prefetch.lock()
         {
-            *slot = Some(handle.spawn(reserve_block(
+            *primary.prefetch.lock() = Some(handle.spawn(reserve_block(
                 self.shared.clone(),
                 self.name.clone(),
                 version,
@@ -364,7 +364,7 @@ impl Keyring {
             uses_before: 0,
             created_at,
             counted: AtomicU64::new(0),
-            prefetch: std::sync::Mutex::new(None),
+            prefetch: parking_lot::Mutex::new(None),
         }));
         let used = old.block.close();
         self.count_usage(&old, used);
@@ -376,7 +376,7 @@ impl Keyring {
     /// one), then the unused tail of the closed block. The store then counts only
     /// counters that were handed out, so the use budget stays exact.
     pub(super) async fn give_back(&self, old: &Primary) -> Result<()> {
-        let pending = old.prefetch.lock().ok().and_then(|mut g| g.take());
+        let pending = old.prefetch.lock().take();
         if let Some(h) = pending
             && let Ok(Ok(Some(r))) = h.await
         {
@@ -413,27 +413,24 @@ impl Keyring {
     pub(super) fn record_usage(&self, version: u32, used: u64) {
         self.shared.metrics.seals.fetch_add(used, Ordering::Relaxed);
         // Called once per retired block: count its used counters.
-        if used > 0
-            && let Ok(mut u) = self.unflushed.lock()
-        {
-            u.push((version, used));
+        if used > 0 {
+            self.unflushed.lock().push((version, used));
         }
     }
 
     pub(super) async fn flush_usage(&self) -> Result<()> {
-        let pending: Vec<(String, u32, u64)> = match self.unflushed.lock() {
-            Ok(mut u) => u
-                .drain(..)
-                .map(|(v, n)| (self.name.clone(), v, n))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let pending: Vec<(String, u32, u64)> = self
+            .unflushed
+            .lock()
+            .drain(..)
+            .map(|(v, n)| (self.name.clone(), v, n))
+            .collect();
         self.shared.store.add_seal_counts(&pending).await
     }
 
     /// The unwrapped key of `version`, from cache or custody.
     pub(super) async fn key(&self, version: u32) -> Result<Arc<AeadKey>> {
-        if let Some(k) = self.keys.read().ok().and_then(|m| m.get(&version).cloned()) {
+        if let Some(k) = self.keys.read().get(&version).cloned() {
             return Ok(k);
         }
         let meta = self.meta.load_full();
@@ -450,7 +447,8 @@ impl Keyring {
             .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
             .await?;
         let key = Arc::new(AeadKey::new(meta.record.algorithm, raw)?);
-        if let Ok(mut m) = self.keys.write() {
+        {
+            let mut m = self.keys.write();
             m.insert(version, key.clone());
         }
         Ok(key)
@@ -579,7 +577,8 @@ impl Keyring {
             Err(Error::RotationLost(_)) => return Ok((self.adopt_current_primary().await?, false)),
             Err(e) => return Err(e),
         }
-        if let Ok(mut m) = self.keys.write() {
+        {
+            let mut m = self.keys.write();
             m.insert(
                 new_version,
                 Arc::new(AeadKey::new(meta.record.algorithm, data_key)?),
@@ -654,7 +653,7 @@ impl Keyring {
     pub(super) async fn catch_up(&self) -> Result<()> {
         let asked = std::time::Instant::now();
         let _g = self.catch_up.lock().await;
-        let last = self.last_catch_up.lock().map(|t| *t).unwrap_or(None);
+        let last = *self.last_catch_up.lock();
         if let Some(started) = last {
             if started >= asked {
                 return Ok(());
@@ -662,7 +661,8 @@ impl Keyring {
             let next = started + CATCH_UP_INTERVAL;
             tokio::time::sleep_until(next.into()).await;
         }
-        if let Ok(mut t) = self.last_catch_up.lock() {
+        {
+            let mut t = self.last_catch_up.lock();
             *t = Some(std::time::Instant::now());
         }
         self.shared
@@ -688,7 +688,8 @@ impl Keyring {
             .map(|v| (v.version, v))
             .collect::<BTreeMap<_, _>>();
         // Forget unwrapped keys that may no longer open anything.
-        if let Ok(mut m) = self.keys.write() {
+        {
+            let mut m = self.keys.write();
             m.retain(|v, _| {
                 versions.get(v).is_some_and(|r| {
                     !matches!(r.state, VersionState::Destroyed | VersionState::Revoked)

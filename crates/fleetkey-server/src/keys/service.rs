@@ -26,7 +26,7 @@ use std::sync::Arc;
 /// The key service of one instance.
 pub struct KeyService {
     shared: Arc<Shared>,
-    rings: std::sync::RwLock<HashMap<String, Arc<Keyring>>>,
+    rings: parking_lot::RwLock<HashMap<String, Arc<Keyring>>>,
     /// Serialises loading a keyring the first time.
     loading: tokio::sync::Mutex<()>,
 }
@@ -52,7 +52,7 @@ impl KeyService {
                 metrics: KeyMetrics::default(),
                 announce: std::sync::OnceLock::new(),
             }),
-            rings: std::sync::RwLock::new(HashMap::new()),
+            rings: parking_lot::RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
         })
     }
@@ -67,10 +67,7 @@ impl KeyService {
     }
 
     fn cached_rings(&self) -> Vec<Arc<Keyring>> {
-        self.rings
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        self.rings.read().values().cloned().collect()
     }
 
     /// Operational counters.
@@ -125,11 +122,11 @@ impl KeyService {
 
     /// A handle to a keyring (cached).
     pub async fn keyring(&self, name: &str) -> Result<Arc<Keyring>> {
-        if let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) {
+        if let Some(r) = self.rings.read().get(name).cloned() {
             return Ok(r);
         }
         let _loading = self.loading.lock().await;
-        if let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) {
+        if let Some(r) = self.rings.read().get(name).cloned() {
             return Ok(r);
         }
         let key_id = validate_name(name).map_err(|_| Error::KeyringNotFound(name.to_owned()))?;
@@ -148,7 +145,7 @@ impl KeyService {
                 uses_before: 0,
                 created_at: 0,
                 counted: Default::default(),
-                prefetch: std::sync::Mutex::new(None),
+                prefetch: parking_lot::Mutex::new(None),
             }),
             meta: ArcSwap::from_pointee(Meta {
                 record: KeyringRecord {
@@ -161,14 +158,15 @@ impl KeyService {
                 },
                 versions: BTreeMap::new(),
             }),
-            keys: std::sync::RwLock::new(HashMap::new()),
+            keys: parking_lot::RwLock::new(HashMap::new()),
             slow: tokio::sync::Mutex::new(()),
             catch_up: tokio::sync::Mutex::new(()),
-            last_catch_up: std::sync::Mutex::new(None),
-            unflushed: std::sync::Mutex::new(Vec::new()),
+            last_catch_up: parking_lot::Mutex::new(None),
+            unflushed: parking_lot::Mutex::new(Vec::new()),
         });
         ring.reload().await?;
-        if let Ok(mut m) = self.rings.write() {
+        {
+            let mut m = self.rings.write();
             m.insert(name.to_owned(), ring.clone());
         }
         Ok(ring)
@@ -382,7 +380,7 @@ impl KeyService {
     /// one (the next seal reserves a block for the new primary). Not cached here:
     /// nothing to do.
     pub async fn refresh(&self, name: &str) -> Result<()> {
-        let Some(r) = self.rings.read().ok().and_then(|m| m.get(name).cloned()) else {
+        let Some(r) = self.rings.read().get(name).cloned() else {
             return Ok(());
         };
         r.refresh().await
