@@ -159,6 +159,8 @@ pub struct TokenService {
     /// Hashes the store did not know, and when it was asked: repeated unknown
     /// tokens cost no store lookup for [`CACHE_SECS`].
     misses: RwLock<HashMap<[u8; 32], UnixTime>>,
+    /// Told of every revocation (other instances drop their cached copy).
+    announce: crate::coord::Announce,
 }
 
 /// Most remembered unknown tokens (the oldest half is dropped beyond it).
@@ -172,7 +174,14 @@ impl TokenService {
             clock,
             cache: RwLock::new(HashMap::new()),
             misses: RwLock::new(HashMap::new()),
+            announce: Default::default(),
         }
+    }
+
+    /// Sets what is told the id of every token revoked here, after the commit;
+    /// set once (later calls are ignored).
+    pub fn on_change(&self, announce: crate::coord::Announcer) {
+        self.announce.set(announce);
     }
 
     /// Creates a token; returns its record and the secret, which is shown once.
@@ -298,6 +307,8 @@ impl TokenService {
             let mut c = self.cache.write();
             c.retain(|_, (t, _)| t.id != id);
         }
+        self.announce
+            .send(crate::coord::Invalidation::Token { id: id.to_owned() });
         Ok(())
     }
 

@@ -89,8 +89,10 @@ async fn period_rotation_overlap_expiry_and_distinct_refusals() {
     // Every change the tick makes is announced to other instances (#26).
     let announced = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = announced.clone();
-    e.keys.on_change(Arc::new(move |n: &str| {
-        seen.lock().unwrap().push(n.to_owned())
+    e.keys.on_change(Arc::new(move |what| {
+        if let fleetkey_server::coord::Invalidation::Keyring { name } = what {
+            seen.lock().unwrap().push(name)
+        }
     }));
     let policy = Policy {
         rotation_period_secs: 10 * DAY,

@@ -443,7 +443,6 @@ async fn factory_reset(
         .factory_reset(&p.actor(), &req.device_id, &req.reason)
         .await
         .map_err(|e| change_err(&st, e))?;
-    super::device_state_changed(&st, &req.device_id);
     Ok(Json(d.into()))
 }
 

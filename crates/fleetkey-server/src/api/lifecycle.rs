@@ -5,7 +5,7 @@ use super::St;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiPath, b64};
 use super::fleets::{DeviceInfo, key32};
-use super::{change_err, device_in_fleet, device_state_changed};
+use super::{change_err, device_in_fleet};
 use crate::tokens::Principal;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -164,7 +164,6 @@ pub(super) async fn set_device_state(
         .transition(&p.actor(), &id, req.state)
         .await
         .map_err(|e| change_err(&st, e))?;
-    device_state_changed(&st, &id);
     Ok(Json(d.into()))
 }
 
@@ -191,7 +190,6 @@ pub(super) async fn decommission_device(
         .decommission(&p.actor(), &id, &req.reason)
         .await
         .map_err(|e| change_err(&st, e))?;
-    device_state_changed(&st, &id);
     Ok(Json(d.into()))
 }
 

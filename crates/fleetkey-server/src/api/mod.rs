@@ -12,6 +12,7 @@
 
 pub mod admission;
 mod audit;
+mod caches;
 pub mod devices;
 pub mod error;
 mod extract;
@@ -98,28 +99,6 @@ fn change_err(st: &AppState, e: Error) -> ApiError {
         st.metrics.audit_write_failures.inc();
     }
     e.into()
-}
-
-/// A device's state changed through this instance: constrained-device frames see
-/// it from the next frame on, here and (through Redis) on every other instance.
-fn device_state_changed(st: &AppState, id: &str) {
-    if let Some(ingest) = st.ingest.get() {
-        ingest.expire(id);
-    }
-    invalidate(st, crate::coord::Invalidation::Device { id: id.to_owned() });
-}
-
-/// Tells the other instances that something they may cache changed. Without Redis
-/// (or while it is unreachable) they notice within their cache lifetimes.
-fn invalidate(st: &AppState, what: crate::coord::Invalidation) {
-    if let Some(c) = st.coord.get() {
-        let c = c.clone();
-        tokio::spawn(async move {
-            if let Err(e) = c.publish(&what).await {
-                tracing::warn!(error = %e, ?what, "could not publish an invalidation");
-            }
-        });
-    }
 }
 
 async fn device_in_fleet(st: &AppState, fleet: &str, id: &str) -> ApiResult<()> {

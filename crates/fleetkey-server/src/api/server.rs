@@ -152,23 +152,6 @@ impl Listeners {
     }
 }
 
-/// What a domain service calls after a committed change: publishes `what(name)`
-/// to the other instances, off the caller's path.
-fn announcer(
-    coord: &Arc<crate::coord::Coordinator>,
-    what: fn(String) -> crate::coord::Invalidation,
-) -> crate::keys::Announcer {
-    let coord = coord.clone();
-    Arc::new(move |name: &str| {
-        let (c, msg) = (coord.clone(), what(name.to_owned()));
-        tokio::spawn(async move {
-            if let Err(e) = c.publish(&msg).await {
-                tracing::warn!(error = %e, ?msg, "could not announce a change");
-            }
-        });
-    })
-}
-
 /// Serves until `shutdown` completes, then drains and flushes.
 pub async fn serve(
     config: &Config,
@@ -216,19 +199,7 @@ pub async fn serve_on(
         }
     };
     // One telemetry sink for sessions and frames.
-    let sink: Arc<dyn crate::telemetry::TelemetrySink> = match &config.telemetry_mqtt_url {
-        Some(url) => {
-            let id: [u8; 6] = fleetkey_crypto::rand::array()?;
-            let client_id = format!("fleetkey-{}", hex::encode(id));
-            let s = crate::telemetry::mqtt::MqttSink::connect(url.expose(), &client_id, "fleetkey")
-                .await?;
-            tracing::info!(broker = %url, "telemetry to MQTT");
-            Arc::new(s)
-        }
-        None => Arc::new(crate::telemetry::JsonLinesSink::open(
-            &config.telemetry_path(),
-        )?),
-    };
+    let sink = telemetry_sink(config).await?;
     // Coordination with other instances: this instance's name leased (a second
     // instance with the same name is refused), invalidations in both directions.
     let coordination = match &config.redis_url {
@@ -243,15 +214,6 @@ pub async fn serve_on(
             )
             .await?;
             let _ = state.coord.set(coord.clone());
-            // Every committed keyring change, whoever made it (API, scheduler,
-            // the seal path's rotation by use budget), reaches the other instances.
-            state.keys.on_change(announcer(&coord, |name| {
-                crate::coord::Invalidation::Keyring { name }
-            }));
-            // Fleet changes likewise (config schemas, rotation policy, …).
-            state.fleets.on_change(announcer(&coord, |name| {
-                crate::coord::Invalidation::Fleet { name }
-            }));
             tracing::info!(redis = %url, instance = %config.instance_name, "coordinating with other instances through Redis");
             Some((coord, lease))
         }
@@ -267,58 +229,12 @@ pub async fn serve_on(
     )
     .await?;
     let _ = state.ingest.set(ingest.clone());
-    // Everything cached about other instances' changes, dropped: when the
-    // subscription is restored (announcements were lost meanwhile) and every
-    // DEGRADED_REFRESH while Redis is unreachable (nothing can be announced).
-    let drop_caches: Arc<dyn Fn() + Send + Sync> = {
-        let (keys, tokens, ing) = (state.keys.clone(), state.tokens.clone(), ingest.clone());
-        let fleets = state.fleets.clone();
-        Arc::new(move || {
-            tokens.forget_all();
-            ing.expire_all();
-            fleets.forget_all();
-            let keys = keys.clone();
-            tokio::spawn(async move {
-                if let Err(e) = keys.refresh_all().await {
-                    tracing::warn!(error = %e, "refreshing keyrings failed");
-                }
-            });
-        })
-    };
-    if let Some((coord, _)) = &coordination {
-        let (coord, drop_caches) = (coord.clone(), drop_caches.clone());
-        sup.spawn("degraded refresh", async move {
-            let mut tick = tokio::time::interval(DEGRADED_REFRESH);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if coord.ping().await.is_err() {
-                    drop_caches();
-                }
-            }
-        });
-    }
-    if let Some((coord, _)) = &coordination {
-        let (keys, tokens, ing) = (state.keys.clone(), state.tokens.clone(), ingest.clone());
-        let fleets = state.fleets.clone();
-        let subscription = coord.subscribe(
-            move |inv| match inv {
-                crate::coord::Invalidation::Keyring { name } => {
-                    let keys = keys.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = keys.refresh(&name).await {
-                            tracing::warn!(keyring = %name, error = %e, "refreshing a keyring failed");
-                        }
-                    });
-                }
-                crate::coord::Invalidation::Token { id } => tokens.forget(&id),
-                crate::coord::Invalidation::Device { id } => ing.expire(&id),
-                crate::coord::Invalidation::Fleet { name } => fleets.forget_fleet(&name),
-            },
-            move || drop_caches(),
-        );
-        sup.adopt("invalidations", subscription);
-    }
+    super::caches::wire(
+        &state,
+        coordination.as_ref().map(|(c, _)| c.clone()),
+        &ingest,
+        &sup,
+    );
     {
         let sink = sink.clone();
         sup.spawn("telemetry flush", async move {
@@ -409,6 +325,24 @@ pub async fn serve_on(
     state.keys.shutdown().await?;
     tracing::info!("fleetkey stopped; usage counts flushed and unused nonces returned");
     result
+}
+
+/// The telemetry sink the configuration names: an MQTT broker, or the JSON-lines
+/// file in the data directory.
+async fn telemetry_sink(config: &Config) -> Result<Arc<dyn crate::telemetry::TelemetrySink>> {
+    Ok(match &config.telemetry_mqtt_url {
+        Some(url) => {
+            let id: [u8; 6] = fleetkey_crypto::rand::array()?;
+            let client_id = format!("fleetkey-{}", hex::encode(id));
+            let s = crate::telemetry::mqtt::MqttSink::connect(url.expose(), &client_id, "fleetkey")
+                .await?;
+            tracing::info!(broker = %url, "telemetry to MQTT");
+            Arc::new(s)
+        }
+        None => Arc::new(crate::telemetry::JsonLinesSink::open(
+            &config.telemetry_path(),
+        )?),
+    })
 }
 
 /// The scheduler: rotation by age, overlap expiry, usage flush, pruning, key

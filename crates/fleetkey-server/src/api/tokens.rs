@@ -1,9 +1,9 @@
 //! API tokens over HTTP: create (the secret shown once), list, revoke.
 
 use super::St;
+use super::change_err;
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
-use super::{change_err, invalidate};
 use crate::tokens::Principal;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -130,6 +130,5 @@ pub(super) async fn revoke_token(
         .revoke_for(&p, &id)
         .await
         .map_err(|e| change_err(&st, e))?;
-    invalidate(&st, crate::coord::Invalidation::Token { id });
     Ok(StatusCode::NO_CONTENT)
 }

@@ -59,6 +59,30 @@ pub enum Invalidation {
     },
 }
 
+/// What a domain service calls with each change it committed (set by the server).
+pub type Announcer = Arc<dyn Fn(Invalidation) + Send + Sync>;
+
+/// Where a domain service announces the changes it committed, so that this
+/// instance's other parts and (through Redis) every other instance drop what they
+/// cached. Until the server sets an [`Announcer`] (the CLI's local mode never
+/// does), announcing does nothing.
+#[derive(Default)]
+pub struct Announce(std::sync::OnceLock<Announcer>);
+
+impl Announce {
+    /// Sets where announcements go; set once (later calls are ignored).
+    pub fn set(&self, to: Announcer) {
+        let _ = self.0.set(to);
+    }
+
+    /// Announces a committed change.
+    pub fn send(&self, what: Invalidation) {
+        if let Some(f) = self.0.get() {
+            f(what);
+        }
+    }
+}
+
 /// A GCRA decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gcra {

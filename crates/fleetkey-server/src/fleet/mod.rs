@@ -114,7 +114,7 @@ pub struct FleetService {
     directory: crate::directory::Directory,
     /// Told the name of every fleet whose cached record or schemas this instance
     /// changed, after the commit ([`FleetService::on_change`]).
-    announce: std::sync::OnceLock<crate::keys::Announcer>,
+    announce: crate::coord::Announce,
 }
 
 pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
@@ -153,7 +153,7 @@ impl FleetService {
             schemas: RwLock::new(HashMap::new()),
             queue: tx,
             directory,
-            announce: std::sync::OnceLock::new(),
+            announce: Default::default(),
         })
     }
 
@@ -161,17 +161,25 @@ impl FleetService {
     /// change (schema versions, rotation policy, static-key permission), after the
     /// commit. The server publishes it so other instances drop their cached copy
     /// ([`FleetService::forget_fleet`]); set once (later calls are ignored).
-    pub fn on_change(&self, announce: crate::keys::Announcer) {
-        let _ = self.announce.set(announce);
+    pub fn on_change(&self, announce: crate::coord::Announcer) {
+        self.announce.set(announce);
+    }
+
+    /// The state of device `id` changed here (a transition, decommissioning, a
+    /// factory reset): constrained-device frames see it from the next frame on,
+    /// on this instance and every other.
+    fn device_changed(&self, id: &str) {
+        self.announce
+            .send(crate::coord::Invalidation::Device { id: id.to_owned() });
     }
 
     /// A change to fleet `name` committed here: drop this instance's cached copy
     /// and announce it.
     fn changed(&self, name: &str) {
         self.forget_fleet(name);
-        if let Some(f) = self.announce.get() {
-            f(name);
-        }
+        self.announce.send(crate::coord::Invalidation::Fleet {
+            name: name.to_owned(),
+        });
     }
 
     /// Drops what is cached about fleet `name` (its record and issuing key, its

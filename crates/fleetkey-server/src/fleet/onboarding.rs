@@ -241,6 +241,7 @@ impl FleetService {
                 now,
             )
             .await?;
+        self.device_changed(id);
         self.device(id).await
     }
 
@@ -307,6 +308,7 @@ impl FleetService {
                 now,
             )
             .await?;
+        self.device_changed(id);
         self.device(id).await
     }
 

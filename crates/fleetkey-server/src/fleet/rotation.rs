@@ -505,6 +505,7 @@ impl FleetService {
                 now,
             )
             .await?;
+        self.device_changed(device_id);
         self.device(device_id).await
     }
 }

@@ -190,17 +190,14 @@ pub(super) struct Shared {
     pub(super) metrics: KeyMetrics,
     /// Told the name of every keyring this instance changed, after the commit
     /// ([`KeyService::on_change`]).
-    pub(super) announce: std::sync::OnceLock<Announcer>,
+    pub(super) announce: crate::coord::Announce,
 }
-
-/// What [`KeyService::on_change`] calls.
-pub type Announcer = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Shared {
     /// Announces a committed change to keyring `name` (other instances re-read it).
     pub(super) fn changed(&self, name: &str) {
-        if let Some(f) = self.announce.get() {
-            f(name);
-        }
+        self.announce.send(crate::coord::Invalidation::Keyring {
+            name: name.to_owned(),
+        });
     }
 }

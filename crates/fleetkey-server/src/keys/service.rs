@@ -5,7 +5,7 @@
 use super::keyring::{Keyring, Meta, Primary, mint_version};
 use super::nonce::NonceBlock;
 use super::{
-    Announcer, KeyConfig, KeyMetrics, KeyringInfo, PolicyAction, PolicyRun, Shared, validate_name,
+    KeyConfig, KeyMetrics, KeyringInfo, PolicyAction, PolicyRun, Shared, validate_name,
     validate_policy,
 };
 use crate::audit::{AuditDraft, Checkpoint};
@@ -50,7 +50,7 @@ impl KeyService {
                 config,
                 instance,
                 metrics: KeyMetrics::default(),
-                announce: std::sync::OnceLock::new(),
+                announce: Default::default(),
             }),
             rings: parking_lot::RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
@@ -62,8 +62,8 @@ impl KeyService {
     /// revocation), revocation, policy change and minimum-version change. The
     /// server publishes it to the other instances; set once (later calls are
     /// ignored).
-    pub fn on_change(&self, announce: Announcer) {
-        let _ = self.shared.announce.set(announce);
+    pub fn on_change(&self, announce: crate::coord::Announcer) {
+        self.shared.announce.set(announce);
     }
 
     fn cached_rings(&self) -> Vec<Arc<Keyring>> {
