@@ -66,7 +66,8 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Log output format.
+/// Log output format (`auto`, `human`, `json`), parsed by [`str::parse`] from every
+/// source (TOML, `FLEETKEY_LOG_FORMAT`, `--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -77,6 +78,163 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "human" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?}: use auto, human or json")),
+        }
+    }
+}
+
+/// An address to listen on, or `off`: `"127.0.0.1:8401"` or `"off"` in TOML and
+/// the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Not listening.
+    Off,
+    /// Listening on this address.
+    On(SocketAddr),
+}
+
+impl Listen {
+    /// The address, unless off.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::On(a) => Some(a),
+        }
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::On(a) => a.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(Listen::Off);
+        }
+        s.parse()
+            .map(Listen::On)
+            .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:8401 (or off)"))
+    }
+}
+
+/// Deserializes a field through its [`std::str::FromStr`], whose message is the
+/// error's (so a bad address says what an address looks like).
+fn from_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+/// The HTTP listen address: an address, never `off`.
+fn http_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!("{text:?} is not an address like 127.0.0.1:8400"))
+    })
+}
+
+/// A value of an environment variable, parsed for its field.
+trait FromEnv: Sized {
+    fn from_env(v: String) -> Result<Self, String>;
+}
+
+macro_rules! from_env_parsed {
+    ($($t:ty),*) => {$(
+        impl FromEnv for $t {
+            fn from_env(v: String) -> Result<Self, String> {
+                v.parse().map_err(|_| format!("{v:?} is not a valid number"))
+            }
+        }
+    )*};
+}
+from_env_parsed!(u32, u64, usize);
+
+impl FromEnv for String {
+    fn from_env(v: String) -> Result<Self, String> {
+        Ok(v)
+    }
+}
+
+impl FromEnv for PathBuf {
+    fn from_env(v: String) -> Result<Self, String> {
+        Ok(PathBuf::from(v))
+    }
+}
+
+impl FromEnv for Option<PathBuf> {
+    fn from_env(v: String) -> Result<Self, String> {
+        Ok(Some(PathBuf::from(v)))
+    }
+}
+
+/// An empty value unsets an optional text (a URL, a schema).
+impl FromEnv for Option<String> {
+    fn from_env(v: String) -> Result<Self, String> {
+        Ok(Some(v).filter(|v| !v.is_empty()))
+    }
+}
+
+impl FromEnv for Option<ServiceUrl> {
+    fn from_env(v: String) -> Result<Self, String> {
+        Ok(Some(v).filter(|v| !v.is_empty()).map(ServiceUrl))
+    }
+}
+
+impl FromEnv for SocketAddr {
+    fn from_env(v: String) -> Result<Self, String> {
+        v.parse()
+            .map_err(|_| format!("{v:?} is not an address like 127.0.0.1:8400"))
+    }
+}
+
+impl FromEnv for Listen {
+    fn from_env(v: String) -> Result<Self, String> {
+        v.parse()
+    }
+}
+
+impl FromEnv for LogFormat {
+    fn from_env(v: String) -> Result<Self, String> {
+        v.parse()
+    }
+}
+
+/// The environment layer: each `FLEETKEY_*` variable and the field it sets.
+/// (The names are not the field paths, `FLEETKEY_RATE_LIMIT_PER_TOKEN` sets
+/// `rate_limit.per_token_per_sec`, and other `FLEETKEY_*` variables are not
+/// configuration, so the table is written out.)
+macro_rules! env_layer {
+    ($config:ident, $get:ident, { $($var:literal => $($field:ident).+),* $(,)? }) => {{
+        /// Every variable the layer reads.
+        const VARS: &[&str] = &[$($var),*];
+        $(
+            if let Some(v) = $get($var) {
+                $config.$($field).+ = FromEnv::from_env(v).map_err(|p| {
+                    err(concat!($var, " (", stringify!($($field).+), ")"), p)
+                })?;
+            }
+        )*
+        VARS
+    }};
 }
 
 /// Rate limits (GCRA).
@@ -121,7 +279,8 @@ impl Default for RateLimitConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Listen address.
-    pub listen: String,
+    #[serde(deserialize_with = "http_addr")]
+    pub listen: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
     /// TLS certificate chain (PEM); TLS is on when this and `tls_key` are set.
@@ -149,11 +308,13 @@ pub struct Config {
     /// Rate limits.
     pub rate_limit: RateLimitConfig,
     /// Log format.
+    #[serde(deserialize_with = "from_text")]
     pub log_format: LogFormat,
     /// Seconds between policy runs (rotation by age, overlap expiry).
     pub scheduler_interval_secs: u64,
     /// Device listener address (Noise sessions over TCP); `off` disables it.
-    pub device_listen: String,
+    #[serde(deserialize_with = "from_text")]
+    pub device_listen: Listen,
     /// New device connections allowed per source address (IPv6 grouped by /64) per minute.
     pub device_connections_per_minute: u32,
     /// Most device handshakes in progress at once.
@@ -162,7 +323,8 @@ pub struct Config {
     /// (devices send telemetry or an empty keepalive more often than this).
     pub device_idle_timeout_secs: u64,
     /// UDP address for constrained devices' frames; `off` disables it.
-    pub device_udp_listen: String,
+    #[serde(deserialize_with = "from_text")]
+    pub device_udp_listen: Listen,
     /// Where verified device telemetry is appended as JSON lines (default
     /// `<data_dir>/telemetry.jsonl`).
     pub telemetry_file: Option<PathBuf>,
@@ -199,7 +361,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8400".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8400)),
             data_dir: PathBuf::from("./fleetkey-data"),
             tls_cert: None,
             tls_key: None,
@@ -213,11 +375,11 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             log_format: LogFormat::Auto,
             scheduler_interval_secs: 60,
-            device_listen: "127.0.0.1:8401".into(),
+            device_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 8401))),
             device_connections_per_minute: 10,
             max_concurrent_handshakes: 256,
             device_idle_timeout_secs: 60,
-            device_udp_listen: "127.0.0.1:8402".into(),
+            device_udp_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 8402))),
             telemetry_file: None,
             telemetry_mqtt_url: None,
             store_url: None,
@@ -269,7 +431,15 @@ impl Config {
                         .span()
                         .and_then(|s| text.get(..s.start))
                         .map(|before| {
-                            format!("{} line {}", p.display(), before.lines().count().max(1))
+                            let line = before.lines().count().max(1);
+                            // The key on that line, when the error is about a value.
+                            let key = text
+                                .lines()
+                                .nth(line - 1)
+                                .and_then(|l| l.split_once('='))
+                                .map(|(k, _)| format!(" ({})", k.trim()))
+                                .unwrap_or_default();
+                            format!("{} line {line}{key}", p.display())
                         })
                         .unwrap_or_else(|| p.display().to_string());
                     err(&key, msg)
@@ -282,131 +452,61 @@ impl Config {
         Ok(c)
     }
 
-    /// Applies `FLEETKEY_*` overrides read through `get`.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
-            v.parse()
-                .map_err(|_| err(key, format!("{v:?} is not a valid number")))
-        }
-        if let Some(v) = get("FLEETKEY_LISTEN") {
-            self.listen = v;
-        }
-        if let Some(v) = get("FLEETKEY_DEVICE_LISTEN") {
-            self.device_listen = v;
-        }
-        if let Some(v) = get("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE") {
-            self.device_connections_per_minute = num("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_MAX_CONCURRENT_HANDSHAKES") {
-            self.max_concurrent_handshakes = num("FLEETKEY_MAX_CONCURRENT_HANDSHAKES", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_DEVICE_UDP_LISTEN") {
-            self.device_udp_listen = v;
-        }
-        if let Some(v) = get("FLEETKEY_DEVICE_IDLE_SECS") {
-            self.device_idle_timeout_secs = num("FLEETKEY_DEVICE_IDLE_SECS", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_TELEMETRY_MQTT_URL") {
-            self.telemetry_mqtt_url = Some(v).filter(|v| !v.is_empty()).map(ServiceUrl);
-        }
-        if let Some(v) = get("FLEETKEY_REDIS_URL") {
-            self.redis_url = Some(v).filter(|v| !v.is_empty()).map(ServiceUrl);
-        }
-        if let Some(v) = get("FLEETKEY_STORE_URL") {
-            self.store_url = Some(v).filter(|v| !v.is_empty()).map(ServiceUrl);
-        }
-        if let Some(v) = get("FLEETKEY_STORE_POOL_SIZE") {
-            self.store_pool_size = num("FLEETKEY_STORE_POOL_SIZE", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_STORE_WAIT_MS") {
-            self.store_wait_ms = num("FLEETKEY_STORE_WAIT_MS", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_STORE_SCHEMA") {
-            self.store_schema = Some(v).filter(|v| !v.is_empty());
-        }
-        if let Some(v) = get("FLEETKEY_REDIS_PREFIX") {
-            self.redis_prefix = v;
-        }
-        if let Some(v) = get("FLEETKEY_INSTANCE_NAME") {
-            self.instance_name = v;
-        }
-        if let Some(v) = get("FLEETKEY_INSTANCES") {
-            self.instances = num("FLEETKEY_INSTANCES", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_TELEMETRY_FILE") {
-            self.telemetry_file = Some(PathBuf::from(v));
-        }
-        if let Some(v) = get("FLEETKEY_DATA_DIR") {
-            self.data_dir = PathBuf::from(v);
-        }
-        if let Some(v) = get("FLEETKEY_TLS_CERT") {
-            self.tls_cert = Some(PathBuf::from(v));
-        }
-        if let Some(v) = get("FLEETKEY_TLS_KEY") {
-            self.tls_key = Some(PathBuf::from(v));
-        }
-        for (key, field) in [
-            (
-                "FLEETKEY_HTTP_HEADER_TIMEOUT_SECS",
-                &mut self.http_header_timeout_secs,
-            ),
-            (
-                "FLEETKEY_HTTP_IDLE_TIMEOUT_SECS",
-                &mut self.http_idle_timeout_secs,
-            ),
-            (
-                "FLEETKEY_HTTP_BODY_TIMEOUT_SECS",
-                &mut self.http_body_timeout_secs,
-            ),
-        ] {
-            if let Some(v) = get(key) {
-                *field = num(key, &v)?;
-            }
-        }
-        if let Some(v) = get("FLEETKEY_HTTP_MAX_CONNECTIONS") {
-            self.http_max_connections = num("FLEETKEY_HTTP_MAX_CONNECTIONS", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_MAX_UNAUTHENTICATED_BODY_BYTES") {
-            self.max_unauthenticated_body_bytes =
-                num("FLEETKEY_MAX_UNAUTHENTICATED_BODY_BYTES", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_MAX_BODY_BYTES") {
-            self.max_body_bytes = num("FLEETKEY_MAX_BODY_BYTES", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_RATE_LIMIT_PER_TOKEN") {
-            self.rate_limit.per_token_per_sec = num("FLEETKEY_RATE_LIMIT_PER_TOKEN", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_RATE_LIMIT_UNAUTHENTICATED") {
-            self.rate_limit.unauthenticated_per_source_per_sec =
-                num("FLEETKEY_RATE_LIMIT_UNAUTHENTICATED", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_RATE_LIMIT_GLOBAL") {
-            self.rate_limit.global_per_sec = num("FLEETKEY_RATE_LIMIT_GLOBAL", &v)?;
-        }
-        if let Some(v) = get("FLEETKEY_LOG_FORMAT") {
-            self.log_format = match v.as_str() {
-                "auto" => LogFormat::Auto,
-                "human" => LogFormat::Human,
-                "json" => LogFormat::Json,
-                other => {
-                    return Err(err(
-                        "FLEETKEY_LOG_FORMAT",
-                        format!("{other:?}: use auto, human or json"),
-                    ));
-                }
-            };
+    /// Applies `FLEETKEY_*` overrides read through `get`; returns the names of
+    /// every variable it reads.
+    pub fn apply_env(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<&'static [&'static str], ConfigError> {
+        Ok(env_layer!(self, get, {
+            "FLEETKEY_LISTEN" => listen,
+            "FLEETKEY_DEVICE_LISTEN" => device_listen,
+            "FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE" => device_connections_per_minute,
+            "FLEETKEY_MAX_CONCURRENT_HANDSHAKES" => max_concurrent_handshakes,
+            "FLEETKEY_DEVICE_UDP_LISTEN" => device_udp_listen,
+            "FLEETKEY_DEVICE_IDLE_SECS" => device_idle_timeout_secs,
+            "FLEETKEY_TELEMETRY_MQTT_URL" => telemetry_mqtt_url,
+            "FLEETKEY_REDIS_URL" => redis_url,
+            "FLEETKEY_STORE_URL" => store_url,
+            "FLEETKEY_STORE_POOL_SIZE" => store_pool_size,
+            "FLEETKEY_STORE_WAIT_MS" => store_wait_ms,
+            "FLEETKEY_STORE_SCHEMA" => store_schema,
+            "FLEETKEY_REDIS_PREFIX" => redis_prefix,
+            "FLEETKEY_INSTANCE_NAME" => instance_name,
+            "FLEETKEY_INSTANCES" => instances,
+            "FLEETKEY_TELEMETRY_FILE" => telemetry_file,
+            "FLEETKEY_DATA_DIR" => data_dir,
+            "FLEETKEY_TLS_CERT" => tls_cert,
+            "FLEETKEY_TLS_KEY" => tls_key,
+            "FLEETKEY_HTTP_HEADER_TIMEOUT_SECS" => http_header_timeout_secs,
+            "FLEETKEY_HTTP_IDLE_TIMEOUT_SECS" => http_idle_timeout_secs,
+            "FLEETKEY_HTTP_BODY_TIMEOUT_SECS" => http_body_timeout_secs,
+            "FLEETKEY_HTTP_MAX_CONNECTIONS" => http_max_connections,
+            "FLEETKEY_MAX_UNAUTHENTICATED_BODY_BYTES" => max_unauthenticated_body_bytes,
+            "FLEETKEY_MAX_BODY_BYTES" => max_body_bytes,
+            "FLEETKEY_RATE_LIMIT_PER_TOKEN" => rate_limit.per_token_per_sec,
+            "FLEETKEY_RATE_LIMIT_UNAUTHENTICATED" => rate_limit.unauthenticated_per_source_per_sec,
+            "FLEETKEY_RATE_LIMIT_GLOBAL" => rate_limit.global_per_sec,
+            "FLEETKEY_LOG_FORMAT" => log_format,
+        }))
+    }
+
+    /// Checks every value (addresses and the log format were checked as they
+    /// were read).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_http()?;
+        self.validate_devices()?;
+        self.validate_store()?;
+        self.validate_coordination()?;
+        self.validate_rate_limit()?;
+        if self.scheduler_interval_secs == 0 {
+            return Err(err("scheduler_interval_secs", "must be at least 1"));
         }
         Ok(())
     }
 
-    /// Checks every value.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen.parse::<SocketAddr>().map_err(|_| {
-            err(
-                "listen",
-                format!("{:?} is not an address like 127.0.0.1:8400", self.listen),
-            )
-        })?;
+    /// The HTTP listener: timeouts, connections, bodies, batches, TLS files.
+    fn validate_http(&self) -> Result<(), ConfigError> {
         for (key, v) in [
             ("http_header_timeout_secs", self.http_header_timeout_secs),
             ("http_idle_timeout_secs", self.http_idle_timeout_secs),
@@ -428,6 +528,33 @@ impl Config {
                 "must be at least 1024 and at most max_body_bytes",
             ));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(err("tls_cert/tls_key", "set both for TLS, or neither"));
+        }
+        for (k, p) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if let Some(p) = p
+                && !p.is_file()
+            {
+                return Err(err(k, format!("{} is not a readable file", p.display())));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(err("max_body_bytes", "must be at least 1024"));
+        }
+        if self.max_batch_items == 0 {
+            return Err(err("max_batch_items", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The device listeners and the telemetry sink.
+    fn validate_devices(&self) -> Result<(), ConfigError> {
+        if self.device_connections_per_minute == 0 || self.max_concurrent_handshakes == 0 {
+            return Err(err(
+                "device_connections_per_minute/max_concurrent_handshakes",
+                "must be at least 1",
+            ));
+        }
         if !(1..=86_400).contains(&self.device_idle_timeout_secs) {
             return Err(err(
                 "device_idle_timeout_secs",
@@ -437,20 +564,16 @@ impl Config {
                 ),
             ));
         }
-        if self.device_listen != "off" && self.device_listen.parse::<SocketAddr>().is_err() {
-            return Err(err(
-                "device_listen",
-                format!(
-                    "{:?} is not an address like 127.0.0.1:8401 (or off)",
-                    self.device_listen
-                ),
-            ));
-        }
         if let Some(u) = self.telemetry_mqtt_url.as_ref().map(ServiceUrl::expose)
             && let Err(e) = crate::telemetry::mqtt::parse_url(u)
         {
             return Err(err("telemetry_mqtt_url", e.to_string()));
         }
+        Ok(())
+    }
+
+    /// The store's URL and pool.
+    fn validate_store(&self) -> Result<(), ConfigError> {
         if let Some(u) = self.store_url.as_ref().map(ServiceUrl::expose)
             && u != "sqlite://"
             && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
@@ -468,6 +591,11 @@ impl Config {
         if !(100..=60_000).contains(&self.store_wait_ms) {
             return Err(err("store_wait_ms", "must be 100 to 60000".to_owned()));
         }
+        Ok(())
+    }
+
+    /// Redis and this instance's name among the others.
+    fn validate_coordination(&self) -> Result<(), ConfigError> {
         if let Some(u) = self.redis_url.as_ref().map(ServiceUrl::expose)
             && !u.starts_with("redis://")
         {
@@ -503,38 +631,11 @@ impl Config {
                 format!("{} is not between 1 and 1000", self.instances),
             ));
         }
-        if self.device_udp_listen != "off" && self.device_udp_listen.parse::<SocketAddr>().is_err()
-        {
-            return Err(err(
-                "device_udp_listen",
-                format!(
-                    "{:?} is not an address like 127.0.0.1:8402 (or off)",
-                    self.device_udp_listen
-                ),
-            ));
-        }
-        if self.device_connections_per_minute == 0 || self.max_concurrent_handshakes == 0 {
-            return Err(err(
-                "device_connections_per_minute/max_concurrent_handshakes",
-                "must be at least 1",
-            ));
-        }
-        if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(err("tls_cert/tls_key", "set both for TLS, or neither"));
-        }
-        for (k, p) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
-            if let Some(p) = p
-                && !p.is_file()
-            {
-                return Err(err(k, format!("{} is not a readable file", p.display())));
-            }
-        }
-        if self.max_body_bytes < 1024 {
-            return Err(err("max_body_bytes", "must be at least 1024"));
-        }
-        if self.max_batch_items == 0 {
-            return Err(err("max_batch_items", "must be at least 1"));
-        }
+        Ok(())
+    }
+
+    /// The rate limits.
+    fn validate_rate_limit(&self) -> Result<(), ConfigError> {
         let r = &self.rate_limit;
         if r.per_token_per_sec == 0
             || r.global_per_sec == 0
@@ -555,9 +656,6 @@ impl Config {
                 "adaptive_error_ratio must be in [0, 1] and adaptive_factor in (0, 1]",
             ));
         }
-        if self.scheduler_interval_secs == 0 {
-            return Err(err("scheduler_interval_secs", "must be at least 1"));
-        }
         Ok(())
     }
 
@@ -568,21 +666,19 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("telemetry.jsonl"))
     }
 
-    /// The constrained devices' UDP address, unless it is off (validated).
+    /// The constrained devices' UDP address, unless it is off.
     pub fn device_udp_listen_addr(&self) -> Option<SocketAddr> {
-        self.device_udp_listen.parse().ok()
+        self.device_udp_listen.addr()
     }
 
-    /// The device listener address, unless it is off (validated).
+    /// The device listener address, unless it is off.
     pub fn device_listen_addr(&self) -> Option<SocketAddr> {
-        self.device_listen.parse().ok()
+        self.device_listen.addr()
     }
 
-    /// The listen address (validated).
+    /// The listen address.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8400)))
     }
 }
 
@@ -600,7 +696,7 @@ mod tests {
             _ => None,
         };
         c.apply_env(env).unwrap();
-        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(c.rate_limit.global_per_sec, 77);
     }
 
@@ -664,12 +760,38 @@ mod tests {
             .apply_env(|k| (k == "FLEETKEY_MAX_BODY_BYTES").then(|| "lots".to_owned()))
             .unwrap_err();
         assert!(e.to_string().contains("FLEETKEY_MAX_BODY_BYTES"), "{e}");
-        let c = Config {
-            listen: "nowhere".into(),
-            ..Config::default()
-        };
-        assert!(c.validate().unwrap_err().to_string().contains("listen"));
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = dir.path().join("fleetkey.toml");
+        std::fs::write(&file, "max_body_bytes = 4096\nlisten = \"nowhere\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            e.contains("line 2 (listen)") && e.contains("like 127.0.0.1:8400"),
+            "{e}"
+        );
+        std::fs::write(&file, "device_listen = \"somewhere\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            e.contains("(device_listen)") && e.contains("(or off)"),
+            "{e}"
+        );
+        let e = Config::default()
+            .apply_env(|k| (k == "FLEETKEY_DEVICE_UDP_LISTEN").then(|| "udp".to_owned()))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("FLEETKEY_DEVICE_UDP_LISTEN (device_udp_listen)"),
+            "{e}"
+        );
+        let e = Config::default()
+            .apply_env(|k| (k == "FLEETKEY_RATE_LIMIT_GLOBAL").then(|| "-1".to_owned()))
+            .unwrap_err();
+        assert!(e.to_string().contains("(rate_limit.global_per_sec)"), "{e}");
         let e = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
         assert!(e.message().contains("bogus"), "{}", e.message());
+        let c: Config = toml::from_str("device_listen = \"off\"\nlog_format = \"json\"").unwrap();
+        assert_eq!(
+            (c.device_listen_addr(), c.log_format),
+            (None, LogFormat::Json)
+        );
     }
 }

@@ -41,9 +41,9 @@ impl Instance {
 fn config(dir: &std::path::Path, name: &str, redis: &str, prefix: &str) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        device_listen: "off".into(),
-        device_udp_listen: "off".into(),
+        listen: ([127, 0, 0, 1], 0).into(),
+        device_listen: fleetkey_server::config::Listen::Off,
+        device_udp_listen: fleetkey_server::config::Listen::Off,
         telemetry_file: Some(dir.join(format!("telemetry-{name}.jsonl"))),
         redis_url: Some(fleetkey_server::config::ServiceUrl::new(redis)),
         redis_prefix: prefix.to_owned(),

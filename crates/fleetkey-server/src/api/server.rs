@@ -161,23 +161,16 @@ pub async fn serve(
     serve_on(config, state, Listeners::bind(config)?, shutdown).await
 }
 
-/// [`serve`] on sockets already bound.
+/// [`serve`] on sockets already bound. The server is one supervised whole: every
+/// background task runs under one [`Supervisor`] (a task that dies is noticed),
+/// and shutdown stops them all, draining the device sessions, before the usage
+/// counts are flushed and unused nonces returned.
 pub async fn serve_on(
     config: &Config,
     state: Arc<AppState>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-    let app = router(state.clone(), config.max_body_bytes).layer(
-        tower::ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
-            .layer(PropagateRequestIdLayer::x_request_id()),
-    );
-    let addr = config.listen_addr();
-    // Every background task runs under one supervisor: a task that dies is
-    // noticed, and shutdown stops them all (draining the device sessions).
     let sup = Supervisor::new();
     sup.spawn(
         "scheduler",
@@ -186,10 +179,6 @@ pub async fn serve_on(
             std::time::Duration::from_secs(config.scheduler_interval_secs),
         ),
     );
-    let io = |e: std::io::Error| Error::Io {
-        path: addr.to_string(),
-        source: e,
-    };
     // One shutdown signal for the HTTP server and every background task.
     let shutdown = {
         let token = sup.token();
@@ -200,25 +189,7 @@ pub async fn serve_on(
     };
     // One telemetry sink for sessions and frames.
     let sink = telemetry_sink(config).await?;
-    // Coordination with other instances: this instance's name leased (a second
-    // instance with the same name is refused), invalidations in both directions.
-    let coordination = match &config.redis_url {
-        Some(url) => {
-            let coord =
-                crate::coord::Coordinator::connect(url.expose(), &config.redis_prefix).await?;
-            let lease = crate::coord::InstanceLease::acquire_as(
-                &coord,
-                &format!("instance:{}", config.instance_name),
-                crate::coord::OwnerToken::claim(&config.data_dir, &config.instance_name)?,
-                std::time::Duration::from_secs(15),
-            )
-            .await?;
-            let _ = state.coord.set(coord.clone());
-            tracing::info!(redis = %url, instance = %config.instance_name, "coordinating with other instances through Redis");
-            Some((coord, lease))
-        }
-        None => None,
-    };
+    let coordination = coordinate(config, &state).await?;
     let ingest = crate::ingest::FrameIngest::new(
         state.fleets.clone(),
         sink.clone(),
@@ -247,6 +218,10 @@ pub async fn serve_on(
             }
         });
     }
+    let io = |e: std::io::Error| Error::Io {
+        path: config.listen_addr().to_string(),
+        source: e,
+    };
     if let Some(std_sock) = listeners.udp {
         let sock = tokio::net::UdpSocket::from_std(std_sock).map_err(io)?;
         let rcvbuf = socket2::SockRef::from(&sock)
@@ -259,55 +234,9 @@ pub async fn serve_on(
         );
     }
     if let Some(std_sock) = listeners.devices {
-        let listener = crate::api::listener::DeviceListener::new(
-            state.clone(),
-            crate::api::listener::ListenerConfig {
-                connections_per_minute: config.device_connections_per_minute,
-                max_concurrent_handshakes: config.max_concurrent_handshakes,
-                limits: fleetkey_session::Limits {
-                    idle_timeout: std::time::Duration::from_secs(config.device_idle_timeout_secs),
-                    ..crate::api::listener::ListenerConfig::default().limits
-                },
-            },
-            sink.clone(),
-        )
-        .await?;
-        let sock = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;
-        let key = fleetkey_crypto::hex_prefix(&listener.public_key());
-        tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK, XX, IKpsk2+ML-KEM-768)");
-        sup.spawn_draining(
-            "device listener",
-            listener.run(sock, sup.token().cancelled_owned()),
-        );
+        device_listener(config, &state, std_sock, sink.clone(), &sup).await?;
     }
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            install_crypto_provider();
-            Some(crate::api::http::tls_acceptor(cert, key).map_err(io)?)
-        }
-        _ => None,
-    };
-    let nofile = crate::api::http::raise_nofile_limit();
-    let limits = config.http_limits(nofile);
-    let listener = tokio::net::TcpListener::from_std(listeners.http).map_err(io)?;
-    tracing::info!(
-        addr = %listener.local_addr().map_err(io)?,
-        tls = tls.is_some(),
-        max_connections = limits.max_connections,
-        header_timeout_secs = limits.header_timeout.as_secs(),
-        idle_timeout_secs = limits.idle_timeout.as_secs(),
-        "fleetkey listening"
-    );
-    let result = crate::api::http::serve(
-        listener,
-        tls,
-        app,
-        limits,
-        state.metrics.http.clone(),
-        shutdown,
-    )
-    .await
-    .map_err(io);
+    let result = serve_http(config, &state, listeners.http, shutdown).await;
     // Everything stops; the device listener ends its sessions (each records its
     // end) first, bounded.
     let grace = crate::api::listener::SESSION_END_GRACE + std::time::Duration::from_secs(1);
@@ -325,6 +254,111 @@ pub async fn serve_on(
     state.keys.shutdown().await?;
     tracing::info!("fleetkey stopped; usage counts flushed and unused nonces returned");
     result
+}
+
+/// Coordination with other instances (when Redis is configured): this instance's
+/// name leased (a second instance with the same name is refused).
+async fn coordinate(
+    config: &Config,
+    state: &AppState,
+) -> Result<Option<(Arc<crate::coord::Coordinator>, crate::coord::InstanceLease)>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let coord = crate::coord::Coordinator::connect(url.expose(), &config.redis_prefix).await?;
+    let lease = crate::coord::InstanceLease::acquire_as(
+        &coord,
+        &format!("instance:{}", config.instance_name),
+        crate::coord::OwnerToken::claim(&config.data_dir, &config.instance_name)?,
+        std::time::Duration::from_secs(15),
+    )
+    .await?;
+    let _ = state.coord.set(coord.clone());
+    tracing::info!(redis = %url, instance = %config.instance_name, "coordinating with other instances through Redis");
+    Ok(Some((coord, lease)))
+}
+
+/// Starts the device listener (Noise sessions) on `std_sock` under `sup`.
+async fn device_listener(
+    config: &Config,
+    state: &Arc<AppState>,
+    std_sock: std::net::TcpListener,
+    sink: Arc<dyn crate::telemetry::TelemetrySink>,
+    sup: &Supervisor,
+) -> Result<()> {
+    let listener = crate::api::listener::DeviceListener::new(
+        state.clone(),
+        crate::api::listener::ListenerConfig {
+            connections_per_minute: config.device_connections_per_minute,
+            max_concurrent_handshakes: config.max_concurrent_handshakes,
+            limits: fleetkey_session::Limits {
+                idle_timeout: std::time::Duration::from_secs(config.device_idle_timeout_secs),
+                ..crate::api::listener::ListenerConfig::default().limits
+            },
+        },
+        sink,
+    )
+    .await?;
+    let io = |e: std::io::Error| Error::Io {
+        path: config.device_listen.to_string(),
+        source: e,
+    };
+    let sock = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;
+    let key = fleetkey_crypto::hex_prefix(&listener.public_key());
+    tracing::info!(addr = %sock.local_addr().map_err(io)?, static_key = %key, "device listener (Noise IK, XX, IKpsk2+ML-KEM-768)");
+    sup.spawn_draining(
+        "device listener",
+        listener.run(sock, sup.token().cancelled_owned()),
+    );
+    Ok(())
+}
+
+/// Serves the HTTP API (with TLS when configured) until `shutdown`.
+async fn serve_http(
+    config: &Config,
+    state: &Arc<AppState>,
+    std_sock: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    let app = router(state.clone(), config.max_body_bytes).layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    );
+    let io = |e: std::io::Error| Error::Io {
+        path: config.listen_addr().to_string(),
+        source: e,
+    };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            install_crypto_provider();
+            Some(crate::api::http::tls_acceptor(cert, key).map_err(io)?)
+        }
+        _ => None,
+    };
+    let nofile = crate::api::http::raise_nofile_limit();
+    let limits = config.http_limits(nofile);
+    let listener = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;
+    tracing::info!(
+        addr = %listener.local_addr().map_err(io)?,
+        tls = tls.is_some(),
+        max_connections = limits.max_connections,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        "fleetkey listening"
+    );
+    crate::api::http::serve(
+        listener,
+        tls,
+        app,
+        limits,
+        state.metrics.http.clone(),
+        shutdown,
+    )
+    .await
+    .map_err(io)
 }
 
 /// The telemetry sink the configuration names: an MQTT broker, or the JSON-lines

@@ -7,7 +7,7 @@ use fleetkey_crypto::{aead::Algorithm, envelope::KeyId, keyfile::SymmetricKeyFil
 use fleetkey_server::{
     api::{AppState, server},
     clock::SystemClock,
-    config::{Config, LogFormat},
+    config::Config,
     custody::local::{KekSource, LocalCustody},
     keys::{KeyConfig, KeyService},
     tokens::TokenService,
@@ -77,16 +77,9 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
     let mut config =
         Config::load(args.config.as_deref()).map_err(|e| CliError::usage(e.to_string()))?;
     if let Some(f) = &args.log_format {
-        config.log_format = match f.as_str() {
-            "auto" => LogFormat::Auto,
-            "human" => LogFormat::Human,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(CliError::usage(format!(
-                    "--log-format: {other:?}: use auto, human or json"
-                )));
-            }
-        };
+        config.log_format = f
+            .parse()
+            .map_err(|e| CliError::usage(format!("--log-format: {e}")))?;
     }
     server::init_logging(config.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()

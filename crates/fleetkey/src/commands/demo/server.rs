@@ -5,7 +5,7 @@ use crate::error::{CliError, CliResult};
 use crate::local::service_error;
 use fleetkey_crypto::{aead::Algorithm, envelope::KeyId, keyfile::SymmetricKeyFile};
 use fleetkey_server::api::server::{Listeners, serve_on};
-use fleetkey_server::config::Config;
+use fleetkey_server::config::{Config, Listen};
 use fleetkey_server::custody::local::KekSource;
 use fleetkey_sim::Endpoints;
 use std::sync::Arc;
@@ -82,9 +82,9 @@ impl DemoServer {
         crate::keyfile::write_secret_file(&kek_path, kek.to_text().as_bytes(), false)?;
         let config = Config {
             data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".into(),
-            device_listen: "127.0.0.1:0".into(),
-            device_udp_listen: "127.0.0.1:0".into(),
+            listen: ([127, 0, 0, 1], 0).into(),
+            device_listen: Listen::On(([127, 0, 0, 1], 0).into()),
+            device_udp_listen: Listen::On(([127, 0, 0, 1], 0).into()),
             ..Config::default()
         };
         std::fs::create_dir_all(&config.data_dir)
