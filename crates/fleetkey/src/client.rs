@@ -6,6 +6,22 @@ use crate::error::{CliError, CliResult, code};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+/// A request path from its segments, each percent-encoded (a keyring or device
+/// name with `/`, `?` or `%` stays one segment): `path(&["v1", "keyrings", name])`.
+pub fn path(segments: &[&str]) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    /// Everything but the unreserved characters of RFC 3986.
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    segments
+        .iter()
+        .map(|s| format!("/{}", utf8_percent_encode(s, SEGMENT)))
+        .collect()
+}
+
 /// A configured client.
 pub struct Client {
     base: String,
@@ -53,6 +69,18 @@ impl Client {
             token: zeroize::Zeroizing::new(token),
             http,
         }))
+    }
+
+    /// Calls `method path` with `body` (one of the server's request types).
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> CliResult<T> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| CliError::new(code::IO, format!("encoding the request: {e}")))?;
+        self.call(method, path, Some(body)).await
     }
 
     /// Calls `method path` with an optional JSON body; maps error bodies to messages.
@@ -105,5 +133,19 @@ impl Client {
             500..=599 => CliError::new(code::IO, format!("server: {message} ({c})")),
             _ => CliError::refused(format!("server: {message}")),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path;
+
+    #[test]
+    fn every_segment_stays_one_segment() {
+        assert_eq!(path(&["v1", "keyrings", "k-1.a_b~"]), "/v1/keyrings/k-1.a_b~");
+        assert_eq!(
+            path(&["v1", "fleets", "a/b", "devices", "x?y#z%", "é"]),
+            "/v1/fleets/a%2Fb/devices/x%3Fy%23z%25/%C3%A9"
+        );
     }
 }

@@ -8,6 +8,7 @@ mod commands;
 mod error;
 mod files;
 mod keyfile;
+mod keyrings;
 mod local;
 mod output;
 

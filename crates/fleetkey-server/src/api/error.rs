@@ -15,6 +15,52 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+/// Every stable error code the API answers with.
+pub const CODES: &[&str] = &[
+    "malformed",
+    "unauthenticated",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "too_large",
+    "timeout",
+    "cannot_open",
+    "revoked",
+    "below_minimum",
+    "unknown_version",
+    "wrong_keyring",
+    "claim_refused",
+    "invalid_config",
+    "invalid_schema",
+    "key_refused",
+    "migration_failed",
+    "rate_limited",
+    "unavailable",
+];
+
+/// An error body as a client reads it.
+#[derive(serde::Deserialize)]
+struct ReadDetail {
+    code: String,
+    message: String,
+}
+
+/// A code is read as one of [`CODES`] (`unknown` for any other: a newer server).
+impl<'de> serde::Deserialize<'de> for ErrorDetail {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let d = ReadDetail::deserialize(d)?;
+        Ok(Self {
+            code: CODES
+                .iter()
+                .find(|c| **c == d.code)
+                .copied()
+                .unwrap_or("unknown"),
+            message: d.message,
+        })
+    }
+}
+
 /// Machine-readable code and a human message.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorDetail {
@@ -39,6 +85,7 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(CODES.contains(&code), "undocumented error code {code}");
         Self {
             status,
             detail: ErrorDetail {

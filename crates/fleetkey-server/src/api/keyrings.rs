@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Create a keyring.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyringRequest {
     /// Name (docs/operations.md#names: 1–64 of `A-Z a-z 0-9 - _ .`, starting with a
@@ -34,7 +34,7 @@ pub struct CreateKeyringRequest {
 }
 
 /// Policy fields; omitted ones keep their current (or default) value.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
     /// Rotate when the primary is this old (seconds, ≥ 60).
@@ -48,7 +48,8 @@ pub struct PolicyRequest {
 }
 
 impl PolicyRequest {
-    fn apply(&self, mut p: Policy) -> Policy {
+    /// `p` with the fields given here replaced (`keep_last` 0: no limit).
+    pub fn apply(&self, mut p: Policy) -> Policy {
         if let Some(v) = self.rotation_period_secs {
             p.rotation_period_secs = v;
         }
@@ -66,7 +67,7 @@ impl PolicyRequest {
 }
 
 /// Plaintext to seal.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SealRequest {
     /// Base64 plaintext.
@@ -77,7 +78,7 @@ pub struct SealRequest {
 }
 
 /// A sealed envelope.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SealResponse {
     /// Base64 of the binary fk1 envelope.
     pub ciphertext: String,
@@ -86,7 +87,7 @@ pub struct SealResponse {
 }
 
 /// An envelope to open or rewrap.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CiphertextRequest {
     /// Base64 of the binary fk1 envelope.
@@ -97,14 +98,14 @@ pub struct CiphertextRequest {
 }
 
 /// Opened plaintext.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UnsealResponse {
     /// Base64 plaintext.
     pub plaintext: String,
 }
 
 /// Many seals in one request.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSealRequest {
     /// Items, each sealed independently.
@@ -112,7 +113,7 @@ pub struct BatchSealRequest {
 }
 
 /// Many opens or rewraps in one request.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchCiphertextRequest {
     /// Items, each handled independently.
@@ -120,7 +121,7 @@ pub struct BatchCiphertextRequest {
 }
 
 /// One item's result: either the output fields or `error`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchItem {
     /// Base64 envelope (seal, rewrap).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,21 +138,21 @@ pub struct BatchItem {
 }
 
 /// Per-item results, in request order.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
     /// One result per item.
     pub results: Vec<BatchItem>,
 }
 
 /// The new primary version.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RotateResponse {
     /// Version now sealing.
     pub version: u32,
 }
 
 /// Keyrings.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeyringList {
     /// Keyrings by name.
     pub keyrings: Vec<KeyringInfo>,

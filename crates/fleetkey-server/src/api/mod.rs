@@ -20,7 +20,7 @@ mod fleets;
 mod health;
 pub mod http;
 pub mod ingest;
-mod keyrings;
+pub mod keyrings;
 mod lifecycle;
 pub mod listener;
 pub mod metrics;

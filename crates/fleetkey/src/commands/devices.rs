@@ -61,7 +61,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
         let client = Client::from_env()?;
         match cmd {
             DevicesCommand::List { fleet, limit, dir } => {
-                let path = format!("/v1/fleets/{fleet}/devices?limit={limit}");
+                let path = format!("{}?limit={limit}", crate::client::path(&["v1", "fleets", &fleet, "devices"]));
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
                     let list = f.devices(&fleet, "", limit.clamp(1, 1000)).await?;
                     Ok(json!({ "devices": list.into_iter().map(DeviceInfo::from).collect::<Vec<_>>() }))
@@ -81,7 +81,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 Ok(())
             }
             DevicesCommand::Show { fleet, id, dir } => {
-                let path = format!("/v1/fleets/{fleet}/devices/{id}");
+                let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id]);
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
                     in_fleet(&f, &fleet, &id).await?;
                     f.device(&id).await.map(DeviceInfo::from)
@@ -96,7 +96,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 reason,
                 dir,
             } => {
-                let path = format!("/v1/fleets/{fleet}/devices/{id}/rotate");
+                let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "rotate"]);
                 let body = json!({ "reason": reason });
                 let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
                     in_fleet(&f, &fleet, &id).await?;
@@ -111,7 +111,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 open,
                 dir,
             } => {
-                let path = format!("/v1/fleets/{fleet}/devices/{id}/commands?open={open}");
+                let path = format!("{}?open={open}", crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "commands"]));
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
                     in_fleet(&f, &fleet, &id).await?;
                     let cs = f.device_commands(&id, open).await?;
@@ -139,7 +139,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 reason,
                 dir,
             } => {
-                let path = format!("/v1/fleets/{fleet}/devices/{id}/decommission");
+                let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "decommission"]);
                 let body = json!({ "reason": reason });
                 let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
                     in_fleet(&f, &fleet, &id).await?;
@@ -155,7 +155,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 dir,
             } => {
                 let ttl = parse_duration(&ttl)?;
-                let path = format!("/v1/fleets/{fleet}/devices/{id}/claim-codes");
+                let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "claim-codes"]);
                 let body = json!({ "ttl_secs": ttl });
                 let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
                     in_fleet(&f, &fleet, &id).await?;
@@ -184,7 +184,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
 async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
     let v = match cmd {
         ConfigCommand::Get { fleet, id, dir } => {
-            let path = format!("/v1/fleets/{fleet}/devices/{id}/config");
+            let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "config"]);
             remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
                 in_fleet(&f, &fleet, &id).await?;
                 f.config(&id).await
@@ -199,7 +199,7 @@ async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
             if_revision,
             dir,
         } => {
-            let path = format!("/v1/fleets/{fleet}/devices/{id}/config");
+            let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "config"]);
             let (method, body, update) = match &file {
                 Some(file) => {
                     let config = read_json(file)?;
@@ -219,7 +219,8 @@ async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
             .await?
         }
         ConfigCommand::Reset { fleet, id, dir } => {
-            let path = format!("/v1/fleets/{fleet}/devices/{id}/config/reset");
+            let path =
+                crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "config", "reset"]);
             remote_or_local(client, &dir, Method::POST, &path, None, |f| async move {
                 in_fleet(&f, &fleet, &id).await?;
                 f.reset_config(&actor(), &id).await
@@ -227,7 +228,7 @@ async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
             .await?
         }
         ConfigCommand::Migrate { fleet, dir } => {
-            let path = format!("/v1/fleets/{fleet}/config/migrate");
+            let path = crate::client::path(&["v1", "fleets", &fleet, "config", "migrate"]);
             remote_or_local(client, &dir, Method::POST, &path, None, |f| async move {
                 f.migrate_configs(&actor(), &fleet).await
             })

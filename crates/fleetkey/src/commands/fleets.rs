@@ -88,7 +88,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                 print(&v)
             }
             FleetsCommand::Show { name, dir } => {
-                let path = format!("/v1/fleets/{name}");
+                let path = crate::client::path(&["v1", "fleets", &name]);
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
                     f.fleet(&name).await
                 })
@@ -110,7 +110,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     })?,
                     None => Vec::new(),
                 };
-                let path = format!("/v1/fleets/{fleet}/schema");
+                let path = crate::client::path(&["v1", "fleets", &fleet, "schema"]);
                 let body = json!({ "schema": schema, "migration": migration });
                 let v = remote_or_local(
                     &client,
@@ -124,7 +124,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                 print(&v)
             }
             FleetsCommand::Schema(SchemaCommand::Show { fleet, dir }) => {
-                let path = format!("/v1/fleets/{fleet}/schema");
+                let path = crate::client::path(&["v1", "fleets", &fleet, "schema"]);
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
                     f.schema(&fleet).await
                 })
@@ -138,7 +138,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                 dir,
             } => {
                 let period = every.as_deref().map(parse_duration).transpose()?;
-                let path = format!("/v1/fleets/{name}/rotation-policy");
+                let path = crate::client::path(&["v1", "fleets", &name, "rotation-policy"]);
                 let body = json!({ "period_secs": period });
                 let v = remote_or_local(
                     &client,

@@ -114,7 +114,11 @@ async fn remote(c: &crate::client::Client, cmd: TokensCommand, json: bool) -> Cl
         }
         TokensCommand::Revoke { id, .. } => {
             let _: Value = c
-                .call(Method::POST, &format!("/v1/tokens/{id}/revoke"), None)
+                .call(
+                    Method::POST,
+                    &crate::client::path(&["v1", "tokens", &id, "revoke"]),
+                    None,
+                )
                 .await?;
             eprintln!("fleetkey: token {id} revoked");
             Ok(())
