@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn every_segment_stays_one_segment() {
-        assert_eq!(path(&["v1", "keyrings", "k-1.a_b~"]), "/v1/keyrings/k-1.a_b~");
+        assert_eq!(
+            path(&["v1", "keyrings", "k-1.a_b~"]),
+            "/v1/keyrings/k-1.a_b~"
+        );
         assert_eq!(
             path(&["v1", "fleets", "a/b", "devices", "x?y#z%", "é"]),
             "/v1/fleets/a%2Fb/devices/x%3Fy%23z%25/%C3%A9"

@@ -28,7 +28,7 @@ fn main() {
         cli::Command::Serve(a) => commands::serve::run(a),
         cli::Command::Tokens(c) => commands::tokens::run(c),
         cli::Command::Fleets(c) => commands::fleets::fleets(c),
-        cli::Command::Factory(c) => commands::fleets::factory(c),
+        cli::Command::Factory(c) => commands::factory::factory(c),
         cli::Command::Devices(c) => commands::devices::devices(c),
         cli::Command::Demo(a) => commands::demo::run(a),
     };

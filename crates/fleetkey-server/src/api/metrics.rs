@@ -59,179 +59,213 @@ fn saturating(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn counter_vec(
+/// A metric's name, help text and labels.
+struct Def {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+}
+
+impl Def {
+    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Self { name, help, labels }
+    }
+
+    fn counter_vec(&self, r: &Registry) -> prometheus::Result<IntCounterVec> {
+        register(
+            r,
+            IntCounterVec::new(Opts::new(self.name, self.help), self.labels)?,
+        )
+    }
+
+    fn gauge_vec(&self, r: &Registry) -> prometheus::Result<IntGaugeVec> {
+        register(
+            r,
+            IntGaugeVec::new(Opts::new(self.name, self.help), self.labels)?,
+        )
+    }
+
+    fn gauge(&self, r: &Registry) -> prometheus::Result<IntGauge> {
+        register(r, IntGauge::new(self.name, self.help)?)
+    }
+
+    fn counter(&self, r: &Registry) -> prometheus::Result<IntCounter> {
+        register(r, IntCounter::new(self.name, self.help)?)
+    }
+
+    fn histogram_vec(&self, r: &Registry, buckets: &[f64]) -> prometheus::Result<HistogramVec> {
+        let opts = HistogramOpts::new(self.name, self.help).buckets(buckets.to_vec());
+        register(r, HistogramVec::new(opts, self.labels)?)
+    }
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(
     r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    c: C,
+) -> prometheus::Result<C> {
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-    let g = IntGauge::new(name, help)?;
-    r.register(Box::new(g.clone()))?;
-    Ok(g)
-}
+// Every metric, by name (docs/operations.md#metrics lists them for operators).
+const REQUESTS: Def = Def::new(
+    "fleetkey_http_requests_total",
+    "Requests by route, method and status",
+    &["route", "method", "status"],
+);
+const LATENCY: Def = Def::new(
+    "fleetkey_http_request_duration_seconds",
+    "Request latency by route",
+    &["route"],
+);
+const SEALS: Def = Def::new(
+    "fleetkey_seal_items_total",
+    "Seal items by keyring and result",
+    &["keyring", "result"],
+);
+const UNSEALS: Def = Def::new(
+    "fleetkey_unseal_items_total",
+    "Unseal items by keyring and result",
+    &["keyring", "result"],
+);
+const OPEN_FAILURES: Def = Def::new(
+    "fleetkey_aead_open_failures_total",
+    "Envelopes that failed authentication",
+    &["keyring"],
+);
+const RATE_LIMITED: Def = Def::new(
+    "fleetkey_rate_limited_total",
+    "Requests refused by a rate limit",
+    &["scope"],
+);
+const AUDIT_WRITE_FAILURES: Def = Def::new(
+    "fleetkey_audit_write_failures_total",
+    "Operations refused because the audit log could not be written",
+    &[],
+);
+const ROTATIONS: Def = Def::new("fleetkey_rotations_total", "Key rotations since start", &[]);
+const NONCE_BLOCKS: Def = Def::new(
+    "fleetkey_nonce_blocks_total",
+    "Nonce blocks reserved since start",
+    &[],
+);
+const NONCE_ALERTS: Def = Def::new(
+    "fleetkey_nonce_space_alerts_total",
+    "Nonce counters that crossed the alert threshold",
+    &[],
+);
+const NONCE_HEADROOM: Def = Def::new(
+    "fleetkey_nonce_headroom",
+    "Nonce counters left before the instance id must change, per keyring primary version",
+    &["keyring", "version"],
+);
+const ADAPTIVE_TIGHTENED: Def = Def::new(
+    "fleetkey_rate_limit_tightened",
+    "1 while the adaptive limit is tightened",
+    &[],
+);
+const HANDSHAKES: Def = Def::new(
+    "fleetkey_device_handshakes_total",
+    "Device handshakes by pattern and result",
+    &["pattern", "result"],
+);
+const HANDSHAKE_LATENCY: Def = Def::new(
+    "fleetkey_device_handshake_duration_seconds",
+    "Device handshake latency by pattern",
+    &["pattern"],
+);
+const ACTIVE_SESSIONS: Def = Def::new(
+    "fleetkey_device_sessions_active",
+    "Device sessions open now",
+    &[],
+);
+const SESSION_REFUSALS: Def = Def::new(
+    "fleetkey_device_refusals_total",
+    "Device connections and sessions refused, by reason",
+    &["reason"],
+);
+const DIRECTORY_LOOKUPS: Def = Def::new(
+    "fleetkey_directory_lookups_total",
+    "Key directory lookups by result",
+    &["result"],
+);
+const DEVICE_MESSAGES: Def = Def::new(
+    "fleetkey_device_messages_total",
+    "Messages from devices over sessions, by type and result",
+    &["type", "result"],
+);
+const KEY_ROTATIONS: Def = Def::new(
+    "fleetkey_key_rotations_total",
+    "Key rotations by kind",
+    &["kind"],
+);
+const DEVICE_FRAMES: Def = Def::new(
+    "fleetkey_device_frames_total",
+    "Constrained-device frames by result",
+    &["result"],
+);
+const CONSTRAINED_ACTIVE: Def = Def::new(
+    "fleetkey_constrained_devices_active",
+    "Constrained devices with a verified session start since this instance started, by profile",
+    &["profile"],
+);
+const COORDINATION_DEGRADED: Def = Def::new(
+    "fleetkey_coordination_degraded",
+    "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
+    &[],
+);
+const HTTP_CONNECTIONS: Def = Def::new(
+    "fleetkey_http_connections",
+    "HTTP connections open now",
+    &[],
+);
+const HTTP_CLOSED: Def = Def::new(
+    "fleetkey_http_connections_closed_total",
+    "HTTP connections the server closed: shed (over the cap), header_timeout, idle_timeout, tls_failed",
+    &["reason"],
+);
 
 impl Metrics {
     /// Registers everything.
     pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "fleetkey_http_request_duration_seconds",
-                "Request latency by route",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0,
-            ]),
-            &["route"],
-        )?;
-        r.register(Box::new(latency.clone()))?;
-        let audit_write_failures = IntCounter::new(
-            "fleetkey_audit_write_failures_total",
-            "Operations refused because the audit log could not be written",
-        )?;
-        r.register(Box::new(audit_write_failures.clone()))?;
-        let nonce_headroom = IntGaugeVec::new(
-            Opts::new(
-                "fleetkey_nonce_headroom",
-                "Nonce counters left before the instance id must change, per keyring primary version",
-            ),
-            &["keyring", "version"],
-        )?;
-        r.register(Box::new(nonce_headroom.clone()))?;
-        let handshake_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "fleetkey_device_handshake_duration_seconds",
-                "Device handshake latency by pattern",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0, 10.0,
-            ]),
-            &["pattern"],
-        )?;
-        r.register(Box::new(handshake_latency.clone()))?;
         Ok(Self {
-            handshakes: counter_vec(
+            requests: REQUESTS.counter_vec(&r)?,
+            latency: LATENCY.histogram_vec(
                 &r,
-                "fleetkey_device_handshakes_total",
-                "Device handshakes by pattern and result",
-                &["pattern", "result"],
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0,
+                ],
             )?,
-            handshake_latency,
-            active_sessions: gauge(
+            seals: SEALS.counter_vec(&r)?,
+            unseals: UNSEALS.counter_vec(&r)?,
+            open_failures: OPEN_FAILURES.counter_vec(&r)?,
+            rate_limited: RATE_LIMITED.counter_vec(&r)?,
+            audit_write_failures: AUDIT_WRITE_FAILURES.counter(&r)?,
+            rotations: ROTATIONS.gauge(&r)?,
+            nonce_blocks: NONCE_BLOCKS.gauge(&r)?,
+            nonce_alerts: NONCE_ALERTS.gauge(&r)?,
+            nonce_headroom: NONCE_HEADROOM.gauge_vec(&r)?,
+            adaptive_tightened: ADAPTIVE_TIGHTENED.gauge(&r)?,
+            handshakes: HANDSHAKES.counter_vec(&r)?,
+            handshake_latency: HANDSHAKE_LATENCY.histogram_vec(
                 &r,
-                "fleetkey_device_sessions_active",
-                "Device sessions open now",
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0, 10.0,
+                ],
             )?,
-            directory_lookups: counter_vec(
-                &r,
-                "fleetkey_directory_lookups_total",
-                "Key directory lookups by result",
-                &["result"],
-            )?,
-            device_messages: counter_vec(
-                &r,
-                "fleetkey_device_messages_total",
-                "Messages from devices over sessions, by type and result",
-                &["type", "result"],
-            )?,
-            device_frames: counter_vec(
-                &r,
-                "fleetkey_device_frames_total",
-                "Constrained-device frames by result",
-                &["result"],
-            )?,
-            constrained_active: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "fleetkey_constrained_devices_active",
-                        "Constrained devices with a verified session start since this instance started, by profile",
-                    ),
-                    &["profile"],
-                )?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
-            key_rotations: counter_vec(
-                &r,
-                "fleetkey_key_rotations_total",
-                "Key rotations by kind",
-                &["kind"],
-            )?,
-            session_refusals: counter_vec(
-                &r,
-                "fleetkey_device_refusals_total",
-                "Device connections and sessions refused, by reason",
-                &["reason"],
-            )?,
-            requests: counter_vec(
-                &r,
-                "fleetkey_http_requests_total",
-                "Requests by route, method and status",
-                &["route", "method", "status"],
-            )?,
-            latency,
-            seals: counter_vec(
-                &r,
-                "fleetkey_seal_items_total",
-                "Seal items by keyring and result",
-                &["keyring", "result"],
-            )?,
-            unseals: counter_vec(
-                &r,
-                "fleetkey_unseal_items_total",
-                "Unseal items by keyring and result",
-                &["keyring", "result"],
-            )?,
-            open_failures: counter_vec(
-                &r,
-                "fleetkey_aead_open_failures_total",
-                "Envelopes that failed authentication",
-                &["keyring"],
-            )?,
-            rate_limited: counter_vec(
-                &r,
-                "fleetkey_rate_limited_total",
-                "Requests refused by a rate limit",
-                &["scope"],
-            )?,
-            audit_write_failures,
-            rotations: gauge(&r, "fleetkey_rotations_total", "Key rotations since start")?,
-            coordination_degraded: gauge(
-                &r,
-                "fleetkey_coordination_degraded",
-                "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
-            )?,
+            active_sessions: ACTIVE_SESSIONS.gauge(&r)?,
+            session_refusals: SESSION_REFUSALS.counter_vec(&r)?,
+            directory_lookups: DIRECTORY_LOOKUPS.counter_vec(&r)?,
+            device_messages: DEVICE_MESSAGES.counter_vec(&r)?,
+            key_rotations: KEY_ROTATIONS.counter_vec(&r)?,
+            device_frames: DEVICE_FRAMES.counter_vec(&r)?,
+            constrained_active: CONSTRAINED_ACTIVE.gauge_vec(&r)?,
+            coordination_degraded: COORDINATION_DEGRADED.gauge(&r)?,
             http: crate::api::http::HttpMetrics {
-                open: gauge(&r, "fleetkey_http_connections", "HTTP connections open now")?,
-                closed: counter_vec(
-                    &r,
-                    "fleetkey_http_connections_closed_total",
-                    "HTTP connections the server closed: shed (over the cap), header_timeout, idle_timeout, tls_failed",
-                    &["reason"],
-                )?,
+                open: HTTP_CONNECTIONS.gauge(&r)?,
+                closed: HTTP_CLOSED.counter_vec(&r)?,
             },
-            nonce_blocks: gauge(
-                &r,
-                "fleetkey_nonce_blocks_total",
-                "Nonce blocks reserved since start",
-            )?,
-            nonce_alerts: gauge(
-                &r,
-                "fleetkey_nonce_space_alerts_total",
-                "Nonce counters that crossed the alert threshold",
-            )?,
-            nonce_headroom,
-            adaptive_tightened: gauge(
-                &r,
-                "fleetkey_rate_limit_tightened",
-                "1 while the adaptive limit is tightened",
-            )?,
             registry: r,
         })
     }

@@ -1,13 +1,15 @@
 //! Factory provisioning on [`FleetService`]: validation, birth credentials, and
 //! the group-commit writer that registers concurrent requests in one transaction.
 
-use crate::audit::AuditDraft;
+use crate::audit::{AuditDraft, AuditEntry};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
+use crate::store::FleetRecord;
 use crate::store::{
     DeviceRecord, DeviceState, ManufacturingRecord, Registration, Store, StoredConfig,
 };
 use fleetkey_crypto::credential::{self, Claims, DeviceKeys, Issuer, Role};
+use fleetkey_crypto::ed25519::Ed25519Signer;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -128,16 +130,7 @@ impl FleetService {
         req: FactoryRequest,
         secret: Option<crate::store::DeviceSecret>,
     ) -> Result<Provisioned> {
-        field("hardware id", &req.hardware_id)?;
-        field("model", &req.model)?;
-        field("batch", &req.batch)?;
-        field("station", &req.station)?;
-        validate_keys(&req.keys)?;
-        let test_results = serde_json::to_string(&req.test_results)
-            .map_err(|e| invalid("test results", e.to_string()))?;
-        if test_results.len() > MAX_TEST_RESULTS {
-            return Err(invalid("test results", "larger than 16 KiB"));
-        }
+        let test_results = checked(&req)?;
         let issuer = self.issuer(&req.fleet).await?;
         let schemas = self.schemas(&req.fleet).await?;
         let now = self.clock.now();
@@ -149,23 +142,7 @@ impl FleetService {
         });
         let id_bytes: [u8; 8] = fleetkey_crypto::rand::array()?;
         let device_id = format!("dev_{}", hex::encode(id_bytes));
-        let (fleet_record, signer) = (&issuer.0, &issuer.1);
-        let claims = Claims {
-            issuer: format!("fleetkey:{}", fleet_record.name),
-            device_id: device_id.clone(),
-            fleet: fleet_record.name.clone(),
-            hardware_id: req.hardware_id.clone(),
-            role: Role::Birth,
-            keys: req.keys.clone(),
-            issued_at: now,
-            expires_at: now.saturating_add(DEFAULT_BIRTH_TTL_SECS),
-            credential_id: fleetkey_crypto::rand::array()?,
-        };
-        let birth = credential::issue(
-            &claims,
-            Issuer::Ed25519(signer),
-            fleet_record.issuer_key_id.as_bytes(),
-        )?;
+        let birth = birth_credential(&issuer, &device_id, &req, now)?;
         let device = DeviceRecord {
             id: device_id.clone(),
             fleet: req.fleet.clone(),
@@ -200,7 +177,6 @@ impl FleetService {
             station: req.station.clone(),
             test_results,
         };
-        let (reply, wait) = oneshot::channel();
         let registration = Registration {
             device: device.clone(),
             manufacturing,
@@ -208,14 +184,7 @@ impl FleetService {
             audit,
             secret,
         };
-        self.queue
-            .send((registration, reply))
-            .await
-            .map_err(|_| Error::Stopping("the registration writer stopped"))?;
-        match wait
-            .await
-            .map_err(|_| Error::Stopping("the registration writer stopped"))?
-        {
+        match self.write(registration).await? {
             Ok(_) => Ok(Provisioned {
                 device,
                 created: true,
@@ -232,4 +201,57 @@ impl FleetService {
             Err(e) => Err(e),
         }
     }
+
+    /// Hands a registration to the writer (which commits what is queued as one
+    /// transaction); the writer's answer for it.
+    async fn write(&self, registration: Registration) -> Result<Result<AuditEntry>> {
+        let (reply, wait) = oneshot::channel();
+        let stopped = || Error::Stopping("the registration writer stopped");
+        self.queue
+            .send((registration, reply))
+            .await
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())
+    }
+}
+
+/// Checks a registration's fields and keys; its test results as stored.
+fn checked(req: &FactoryRequest) -> Result<String> {
+    field("hardware id", &req.hardware_id)?;
+    field("model", &req.model)?;
+    field("batch", &req.batch)?;
+    field("station", &req.station)?;
+    validate_keys(&req.keys)?;
+    let test_results = serde_json::to_string(&req.test_results)
+        .map_err(|e| invalid("test results", e.to_string()))?;
+    if test_results.len() > MAX_TEST_RESULTS {
+        return Err(invalid("test results", "larger than 16 KiB"));
+    }
+    Ok(test_results)
+}
+
+/// The device's birth credential, signed by its fleet's issuing key.
+fn birth_credential(
+    issuer: &(FleetRecord, Ed25519Signer),
+    device_id: &str,
+    req: &FactoryRequest,
+    now: i64,
+) -> Result<Vec<u8>> {
+    let (fleet_record, signer) = (&issuer.0, &issuer.1);
+    let claims = Claims {
+        issuer: format!("fleetkey:{}", fleet_record.name),
+        device_id: device_id.to_owned(),
+        fleet: fleet_record.name.clone(),
+        hardware_id: req.hardware_id.clone(),
+        role: Role::Birth,
+        keys: req.keys.clone(),
+        issued_at: now,
+        expires_at: now.saturating_add(DEFAULT_BIRTH_TTL_SECS),
+        credential_id: fleetkey_crypto::rand::array()?,
+    };
+    Ok(credential::issue(
+        &claims,
+        Issuer::Ed25519(signer),
+        fleet_record.issuer_key_id.as_bytes(),
+    )?)
 }

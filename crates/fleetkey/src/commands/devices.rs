@@ -3,7 +3,7 @@
 //! data directory.
 
 use super::fleets::{print, read_json, remote_or_local};
-use crate::cli::{ConfigCommand, DevicesCommand};
+use crate::cli::{ConfigCommand, DataDir, DevicesCommand};
 use crate::client::Client;
 use crate::error::{CliError, CliResult};
 use crate::local::{actor, parse_duration, runtime};
@@ -60,26 +60,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
     runtime()?.block_on(async move {
         let client = Client::from_env()?;
         match cmd {
-            DevicesCommand::List { fleet, limit, dir } => {
-                let path = format!("{}?limit={limit}", crate::client::path(&["v1", "fleets", &fleet, "devices"]));
-                let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
-                    let list = f.devices(&fleet, "", limit.clamp(1, 1000)).await?;
-                    Ok(json!({ "devices": list.into_iter().map(DeviceInfo::from).collect::<Vec<_>>() }))
-                })
-                .await?;
-                if dir.json {
-                    return print(&v);
-                }
-                let mut t = crate::output::table(&["ID", "HARDWARE ID", "STATE", "MODEL"], &[]);
-                for d in v["devices"].as_array().cloned().unwrap_or_default() {
-                    t.add_row(
-                        ["id", "hardware_id", "state", "model"]
-                            .map(|k| d[k].as_str().unwrap_or("").to_owned()),
-                    );
-                }
-                crate::out!("{}", t.trim_fmt());
-                Ok(())
-            }
+            DevicesCommand::List { fleet, limit, dir } => list(&client, fleet, limit, dir).await,
             DevicesCommand::Show { fleet, id, dir } => {
                 let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id]);
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
@@ -95,59 +76,19 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 id,
                 reason,
                 dir,
-            } => {
-                let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "rotate"]);
-                let body = json!({ "reason": reason });
-                let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
-                    in_fleet(&f, &fleet, &id).await?;
-                    f.request_rotation(&actor(), &id, &reason).await.map(CommandInfo::from)
-                })
-                .await?;
-                print(&v)
-            }
+            } => rotate(&client, fleet, id, reason, dir).await,
             DevicesCommand::Commands {
                 fleet,
                 id,
                 open,
                 dir,
-            } => {
-                let path = format!("{}?open={open}", crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "commands"]));
-                let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
-                    in_fleet(&f, &fleet, &id).await?;
-                    let cs = f.device_commands(&id, open).await?;
-                    Ok(json!({ "commands": cs.into_iter().map(CommandInfo::from).collect::<Vec<_>>() }))
-                })
-                .await?;
-                if dir.json {
-                    return print(&v);
-                }
-                let mut t = crate::output::table(&["ID", "KIND", "STATE", "CREATED"], &[]);
-                for c in v["commands"].as_array().cloned().unwrap_or_default() {
-                    let created = c["created_at"]
-                        .as_i64()
-                        .map(crate::local::format_time)
-                        .unwrap_or_default();
-                    let [id, kind, state] = ["id", "kind", "state"].map(|k| c[k].as_str().unwrap_or("").to_owned());
-                    t.add_row(vec![id, kind, state, created]);
-                }
-                crate::out!("{}", t.trim_fmt());
-                Ok(())
-            }
+            } => commands(&client, fleet, id, open, dir).await,
             DevicesCommand::Decommission {
                 fleet,
                 id,
                 reason,
                 dir,
-            } => {
-                let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "decommission"]);
-                let body = json!({ "reason": reason });
-                let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
-                    in_fleet(&f, &fleet, &id).await?;
-                    f.decommission(&actor(), &id, &reason).await.map(DeviceInfo::from)
-                })
-                .await?;
-                print(&v)
-            }
+            } => decommission(&client, fleet, id, reason, dir).await,
             DevicesCommand::ClaimCode {
                 fleet,
                 id,
@@ -155,13 +96,21 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 dir,
             } => {
                 let ttl = parse_duration(&ttl)?;
-                let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "claim-codes"]);
+                let path =
+                    crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "claim-codes"]);
                 let body = json!({ "ttl_secs": ttl });
-                let v = remote_or_local(&client, &dir, Method::POST, &path, Some(body), |f| async move {
-                    in_fleet(&f, &fleet, &id).await?;
-                    let (code, expires_at) = f.create_claim_code(&actor(), &id, ttl).await?;
-                    Ok(json!({ "code": code, "expires_at": expires_at }))
-                })
+                let v = remote_or_local(
+                    &client,
+                    &dir,
+                    Method::POST,
+                    &path,
+                    Some(body),
+                    |f| async move {
+                        in_fleet(&f, &fleet, &id).await?;
+                        let (code, expires_at) = f.create_claim_code(&actor(), &id, ttl).await?;
+                        Ok(json!({ "code": code, "expires_at": expires_at }))
+                    },
+                )
                 .await?;
                 print(&v)
             }
@@ -171,14 +120,136 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 dir,
             } => {
                 let body = json!({ "code": code, "claimed_by": claimed_by });
-                let v = remote_or_local(&client, &dir, Method::POST, "/v1/claims", Some(body), |f| async move {
-                    f.claim(&actor(), &code, &claimed_by).await.map(DeviceInfo::from)
-                })
+                let v = remote_or_local(
+                    &client,
+                    &dir,
+                    Method::POST,
+                    "/v1/claims",
+                    Some(body),
+                    |f| async move {
+                        f.claim(&actor(), &code, &claimed_by)
+                            .await
+                            .map(DeviceInfo::from)
+                    },
+                )
                 .await?;
                 print(&v)
             }
         }
     })
+}
+
+/// `devices rotate`: asks the device to rotate its credential.
+async fn rotate(
+    client: &Option<Client>,
+    fleet: String,
+    id: String,
+    reason: String,
+    dir: DataDir,
+) -> CliResult<()> {
+    let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "rotate"]);
+    let body = json!({ "reason": reason });
+    let v = remote_or_local(
+        client,
+        &dir,
+        Method::POST,
+        &path,
+        Some(body),
+        |f| async move {
+            in_fleet(&f, &fleet, &id).await?;
+            f.request_rotation(&actor(), &id, &reason)
+                .await
+                .map(CommandInfo::from)
+        },
+    )
+    .await?;
+    print(&v)
+}
+
+/// `devices decommission`: revokes the device's credentials and sends the wipe.
+async fn decommission(
+    client: &Option<Client>,
+    fleet: String,
+    id: String,
+    reason: String,
+    dir: DataDir,
+) -> CliResult<()> {
+    let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "decommission"]);
+    let body = json!({ "reason": reason });
+    let v = remote_or_local(
+        client,
+        &dir,
+        Method::POST,
+        &path,
+        Some(body),
+        |f| async move {
+            in_fleet(&f, &fleet, &id).await?;
+            f.decommission(&actor(), &id, &reason)
+                .await
+                .map(DeviceInfo::from)
+        },
+    )
+    .await?;
+    print(&v)
+}
+
+/// `devices list`: a table (or JSON) of a fleet's devices.
+async fn list(client: &Option<Client>, fleet: String, limit: u32, dir: DataDir) -> CliResult<()> {
+    let path = format!(
+        "{}?limit={limit}",
+        crate::client::path(&["v1", "fleets", &fleet, "devices"])
+    );
+    let v = remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
+        let list = f.devices(&fleet, "", limit.clamp(1, 1000)).await?;
+        Ok(json!({ "devices": list.into_iter().map(DeviceInfo::from).collect::<Vec<_>>() }))
+    })
+    .await?;
+    if dir.json {
+        return print(&v);
+    }
+    let mut t = crate::output::table(&["ID", "HARDWARE ID", "STATE", "MODEL"], &[]);
+    for d in v["devices"].as_array().cloned().unwrap_or_default() {
+        t.add_row(
+            ["id", "hardware_id", "state", "model"].map(|k| d[k].as_str().unwrap_or("").to_owned()),
+        );
+    }
+    crate::out!("{}", t.trim_fmt());
+    Ok(())
+}
+
+/// `devices commands`: a table (or JSON) of a device's commands.
+async fn commands(
+    client: &Option<Client>,
+    fleet: String,
+    id: String,
+    open: bool,
+    dir: DataDir,
+) -> CliResult<()> {
+    let path = format!(
+        "{}?open={open}",
+        crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "commands"])
+    );
+    let v = remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
+        in_fleet(&f, &fleet, &id).await?;
+        let cs = f.device_commands(&id, open).await?;
+        Ok(json!({ "commands": cs.into_iter().map(CommandInfo::from).collect::<Vec<_>>() }))
+    })
+    .await?;
+    if dir.json {
+        return print(&v);
+    }
+    let mut t = crate::output::table(&["ID", "KIND", "STATE", "CREATED"], &[]);
+    for c in v["commands"].as_array().cloned().unwrap_or_default() {
+        let created = c["created_at"]
+            .as_i64()
+            .map(crate::local::format_time)
+            .unwrap_or_default();
+        let [id, kind, state] =
+            ["id", "kind", "state"].map(|k| c[k].as_str().unwrap_or("").to_owned());
+        t.add_row(vec![id, kind, state, created]);
+    }
+    crate::out!("{}", t.trim_fmt());
+    Ok(())
 }
 
 async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {

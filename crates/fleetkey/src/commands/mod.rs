@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod demo;
 pub mod devices;
+pub mod factory;
 pub mod fleets;
 pub mod inspect;
 pub mod keygen;

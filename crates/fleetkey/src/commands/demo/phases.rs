@@ -19,32 +19,14 @@ impl Demo {
         let sealed = Arc::new(AtomicU64::new(0));
         let mut loaders = tokio::task::JoinSet::new();
         for w in 0..4u32 {
-            let api = self.api.clone();
             let path = format!("/v1/keyrings/{}/seal", self.keyring);
-            let stop = stop.clone();
-            let sealed = sealed.clone();
-            loaders.spawn(async move {
-                let mut out: Vec<(String, String, u32)> = Vec::new();
-                let mut i = 0u32;
-                while !stop.load(Ordering::Acquire) {
-                    let pt = B64.encode(format!("reading {w}-{i}").repeat(8));
-                    let r = api
-                        .post(
-                            &path,
-                            &json!({ "plaintext": pt, "aad": B64.encode("demo") }),
-                        )
-                        .await?;
-                    let ct = r["ciphertext"].as_str().context("ciphertext")?.to_owned();
-                    let v = r["key_version"]
-                        .as_u64()
-                        .and_then(|v| u32::try_from(v).ok())
-                        .context("key_version")?;
-                    out.push((pt, ct, v));
-                    sealed.fetch_add(1, Ordering::AcqRel);
-                    i += 1;
-                }
-                anyhow::Ok(out)
-            });
+            loaders.spawn(seal_until(
+                self.api.clone(),
+                path,
+                w,
+                stop.clone(),
+                sealed.clone(),
+            ));
         }
         let rotate = {
             let api = self.api.clone();
@@ -77,26 +59,7 @@ impl Demo {
         }
         traffic?;
         rotated?;
-        let mut opened = 0;
-        for chunk in envelopes.chunks(500) {
-            let items: Vec<Value> = chunk
-                .iter()
-                .map(|(_, ct, _)| json!({ "ciphertext": ct, "aad": B64.encode("demo") }))
-                .collect();
-            let r = self
-                .api
-                .post(
-                    &format!("/v1/keyrings/{}/unseal/batch", self.keyring),
-                    &json!({ "items": items }),
-                )
-                .await?;
-            let results = r["results"].as_array().cloned().unwrap_or_default();
-            opened += chunk
-                .iter()
-                .zip(results)
-                .filter(|((pt, _, _), res)| res["plaintext"].as_str() == Some(pt.as_str()))
-                .count();
-        }
+        let opened = self.opened(&envelopes).await?;
         for (_, _, v) in &envelopes {
             *self.report.seal_versions.entry(*v).or_default() += 1;
         }
@@ -124,6 +87,32 @@ impl Demo {
             t.elapsed().as_secs_f64()
         ));
         Ok(())
+    }
+
+    /// How many of `envelopes` (plaintext, envelope, version) open to their
+    /// plaintext after the rotation (batches of 500).
+    async fn opened(&self, envelopes: &[(String, String, u32)]) -> Result<usize> {
+        let mut opened = 0;
+        for chunk in envelopes.chunks(500) {
+            let items: Vec<Value> = chunk
+                .iter()
+                .map(|(_, ct, _)| json!({ "ciphertext": ct, "aad": B64.encode("demo") }))
+                .collect();
+            let r = self
+                .api
+                .post(
+                    &format!("/v1/keyrings/{}/unseal/batch", self.keyring),
+                    &json!({ "items": items }),
+                )
+                .await?;
+            let results = r["results"].as_array().cloned().unwrap_or_default();
+            opened += chunk
+                .iter()
+                .zip(results)
+                .filter(|((pt, _, _), res)| res["plaintext"].as_str() == Some(pt.as_str()))
+                .count();
+        }
+        Ok(opened)
     }
 
     /// Operators ask some devices to rotate their credentials; each proposes new
@@ -308,4 +297,35 @@ impl Demo {
         }
         Ok(())
     }
+}
+
+/// Seals through `path` until `stop`, counting in `sealed`; each (plaintext,
+/// envelope, version).
+async fn seal_until(
+    api: fleetkey_sim::Api,
+    path: String,
+    worker: u32,
+    stop: Arc<AtomicBool>,
+    sealed: Arc<AtomicU64>,
+) -> Result<Vec<(String, String, u32)>> {
+    let mut out = Vec::new();
+    let mut i = 0u32;
+    while !stop.load(Ordering::Acquire) {
+        let pt = B64.encode(format!("reading {worker}-{i}").repeat(8));
+        let r = api
+            .post(
+                &path,
+                &json!({ "plaintext": pt, "aad": B64.encode("demo") }),
+            )
+            .await?;
+        let ct = r["ciphertext"].as_str().context("ciphertext")?.to_owned();
+        let v = r["key_version"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .context("key_version")?;
+        out.push((pt, ct, v));
+        sealed.fetch_add(1, Ordering::AcqRel);
+        i += 1;
+    }
+    Ok(out)
 }
