@@ -389,7 +389,7 @@ async fn scheduler(state: Arc<AppState>, interval: std::time::Duration) {
         tick.tick().await;
         // One instance runs the jobs at a time (a PostgreSQL advisory lock;
         // always this one on the embedded store).
-        match state.fleets.store().scheduler_leader().await {
+        match state.fleets.leads_scheduler().await {
             Ok(true) => scheduled_jobs(&state).await,
             Ok(false) => {}
             Err(e) => {
@@ -419,12 +419,12 @@ async fn scheduled_jobs(state: &AppState) {
     let cutoff = fleets
         .now()
         .saturating_sub(crate::api::listener::SESSION_RETENTION_SECS);
-    match fleets.store().prune_device_sessions(cutoff).await {
+    match fleets.prune_sessions(cutoff).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(sessions = n, "old device session records pruned"),
         Err(e) => tracing::error!(error = %e, "pruning device session records failed"),
     }
-    match fleets.store().prune_challenges(fleets.now()).await {
+    match fleets.prune_challenges().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(challenges = n, "expired onboarding challenges pruned"),
         Err(e) => tracing::error!(error = %e, "pruning onboarding challenges failed"),

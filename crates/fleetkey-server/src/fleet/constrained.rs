@@ -127,7 +127,7 @@ impl FleetService {
     /// Allows or refuses static-key (lab) devices in a fleet (audited).
     pub async fn allow_static_key(&self, actor: &str, fleet: &str, allow: bool) -> Result<()> {
         let now = self.now();
-        self.store()
+        self.store
             .apply(
                 Change::SetFleetStaticKey {
                     fleet: fleet.to_owned(),
@@ -157,7 +157,7 @@ impl FleetService {
         sealed_secret: &[u8],
     ) -> Result<Provisioned> {
         if profile == Profile::ConstrainedStatic
-            && !self.store().fleet_allows_static_key(&req.fleet).await?
+            && !self.store.fleet_allows_static_key(&req.fleet).await?
         {
             return Err(invalid(
                 "profile",
@@ -190,7 +190,7 @@ impl FleetService {
     /// A constrained device's record and unwrapped factory secret, for verifying
     /// its frames; `None` if it is not a constrained device.
     pub async fn constrained_device(&self, device_id: &str) -> Result<Option<ConstrainedDevice>> {
-        let Some(sec) = self.store().device_secret(device_id).await? else {
+        let Some(sec) = self.store.device_secret(device_id).await? else {
             return Ok(None);
         };
         let device = self.device(device_id).await?;
@@ -217,12 +217,12 @@ impl FleetService {
     /// onboards it (zero touch: the session-start frame proved possession of its
     /// factory keys), audited.
     pub async fn constrained_boot(&self, device: &DeviceRecord, boot: u32) -> Result<bool> {
-        if !self.store().raise_device_boot(&device.id, boot).await? {
+        if !self.store.raise_device_boot(&device.id, boot).await? {
             return Ok(false);
         }
         if device.state == DeviceState::Manufactured {
             let now = self.now();
-            self.store()
+            self.store
                 .apply(
                     Change::DeviceTransition {
                         id: device.id.clone(),

@@ -35,6 +35,7 @@ mod factory;
 pub mod lifecycle;
 mod onboarding;
 mod rotation;
+mod sessions;
 
 pub use factory::{FactoryRequest, Provisioned};
 use factory::{validate_keys, writer};
@@ -210,11 +211,6 @@ impl FleetService {
     /// Custody (for the constrained profile's factory secrets).
     pub(crate) fn custody(&self) -> &Arc<dyn Custody> {
         &self.custody
-    }
-
-    /// The store (for the device listener's session records).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// The service clock's time now.

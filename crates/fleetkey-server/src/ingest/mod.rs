@@ -223,8 +223,7 @@ impl FrameIngest {
         if profile == Profile::ConstrainedStatic
             && !self
                 .fleets
-                .store()
-                .fleet_allows_static_key(fleet)
+                .allows_static_key(fleet)
                 .await
                 .map_err(|_| "internal")?
         {

@@ -201,13 +201,10 @@ impl Conn<'_> {
     /// Binds the session to the previous one, takes over (and closes) a session of
     /// the same device still open, records the session; returns the welcome.
     async fn begin(&mut self, resume: Option<String>) -> crate::Result<ServerMsg> {
-        let store = self.l.state.fleets.store();
+        let fleets = &self.l.state.fleets;
         let resumed = match resume.as_deref() {
-            Some(prev) if prev.len() == 32 && prev.bytes().all(|b| b.is_ascii_hexdigit()) => store
-                .device_session(prev)
-                .await?
-                .is_some_and(|s| s.device_id == self.device.id),
-            _ => false,
+            Some(prev) => fleets.resumable(&self.device.id, prev).await?,
+            None => false,
         };
         let live = Arc::new(Live {
             id: self.id.clone(),
@@ -225,14 +222,14 @@ impl Conn<'_> {
             self.l.forget(&self.device.id, &live);
             return Err(crate::Error::Stopping("the server is shutting down"));
         }
-        let mut seq = store.device_telemetry_seq(&self.device.id).await?;
+        let mut seq = fleets.telemetry_position(&self.device.id).await?;
         if let Some(old) = old {
             seq = seq.max(old.telemetry_seq.load(Ordering::Acquire));
             old.close.notify_one();
         }
         live.telemetry_seq.fetch_max(seq, Ordering::AcqRel);
-        store
-            .open_device_session(&DeviceSessionRecord {
+        fleets
+            .session_opened(&DeviceSessionRecord {
                 id: self.id.clone(),
                 device_id: self.device.id.clone(),
                 previous: resume.filter(|_| resumed),
@@ -416,11 +413,12 @@ impl Conn<'_> {
             return;
         };
         self.l.forget(&self.device.id, &live);
-        let store = self.l.state.fleets.store();
-        if let Err(e) = store
-            .close_device_session(
+        if let Err(e) = self
+            .l
+            .state
+            .fleets
+            .session_closed(
                 &self.id,
-                self.l.state.fleets.now(),
                 live.telemetry_seq.load(Ordering::Acquire),
                 self.messages_in,
                 self.messages_out,
