@@ -99,6 +99,39 @@ pub(crate) fn stmt(sql: &str) -> Stmt<'_> {
 }
 
 impl<'a> Stmt<'a> {
+    /// The statement as SQLite is best given it: when its placeholders are
+    /// `$1, $2, …, $n` in order (every multi-row `VALUES` list), each becomes an
+    /// anonymous `?`; otherwise each `$N` becomes `?N`. (SQLite keeps a list of
+    /// named and numbered parameters that it searches linearly on every bind, so
+    /// binding a statement with thousands of them is quadratic; anonymous ones are
+    /// not in the list.) The statements hold no `$` but in placeholders.
+    pub(crate) fn for_sqlite(self) -> Self {
+        if !self.sql.contains('$') {
+            return self;
+        }
+        let numbers = placeholders(&self.sql);
+        let in_order = numbers.iter().enumerate().all(|(i, n)| *n == i + 1);
+        let mut out = String::with_capacity(self.sql.len());
+        let mut rest: &str = &self.sql;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let digits = rest[at + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            out.push('?');
+            if !in_order {
+                out.push_str(&rest[at + 1..at + 1 + digits]);
+            }
+            rest = &rest[at + 1 + digits..];
+        }
+        out.push_str(rest);
+        Stmt {
+            sql: Cow::Owned(out),
+            args: self.args,
+        }
+    }
+
     /// A statement whose text was built at run time.
     pub(crate) fn owned(sql: String) -> Self {
         Stmt {
@@ -118,7 +151,7 @@ impl<'a> Stmt<'a> {
         self,
         on: impl Into<On<'c, D>>,
     ) -> std::result::Result<u64, sqlx::Error> {
-        D::execute(on.into(), &self).await
+        D::execute(on.into(), &D::adapt(self)).await
     }
 
     /// Every row it returns.
@@ -126,7 +159,7 @@ impl<'a> Stmt<'a> {
         self,
         on: impl Into<On<'c, D>>,
     ) -> std::result::Result<Vec<D::Record>, sqlx::Error> {
-        D::fetch_all(on.into(), &self).await
+        D::fetch_all(on.into(), &D::adapt(self)).await
     }
 
     /// Its row, if any.
@@ -134,7 +167,7 @@ impl<'a> Stmt<'a> {
         self,
         on: impl Into<On<'c, D>>,
     ) -> std::result::Result<Option<D::Record>, sqlx::Error> {
-        D::fetch_optional(on.into(), &self).await
+        D::fetch_optional(on.into(), &D::adapt(self)).await
     }
 
     /// Its first column of its row, if any.
@@ -182,6 +215,17 @@ impl<'a> Stmt<'a> {
     }
 }
 
+/// The numbers of a statement's `$N` placeholders, in the order they appear.
+fn placeholders(sql: &str) -> Vec<usize> {
+    sql.split('$')
+        .skip(1)
+        .map(|after| {
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            after[..digits].parse().unwrap_or(0)
+        })
+        .collect()
+}
+
 /// `($1, …, $cols), ($cols+1, …), …` for a multi-row `VALUES` list.
 pub(crate) fn values_list(rows: usize, cols: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
@@ -227,6 +271,11 @@ pub trait Dialect: Database {
     /// when `e` is not a unique violation. Indexes are named `<table>_<column>`
     /// in both migration trees, so callers match one name for both databases.
     fn unique_violation(e: &sqlx::Error) -> Option<String>;
+
+    /// The statement as this database is given it (PostgreSQL: as written).
+    fn adapt(s: Stmt<'_>) -> Stmt<'_> {
+        s
+    }
 
     /// Runs `s`; the number of rows changed.
     fn execute<'a>(on: On<'a, Self>, s: &'a Stmt<'a>) -> Pending<'a, u64>;
@@ -340,6 +389,19 @@ impl<D: Dialect> SqlStore<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_gets_anonymous_placeholders_when_they_are_in_order() {
+        let s = stmt("SELECT a FROM t WHERE b = $1 AND c = $12").for_sqlite();
+        assert_eq!(s.sql, "SELECT a FROM t WHERE b = ?1 AND c = ?12");
+        let s = stmt("UPDATE t SET a = $2 WHERE b = $1").for_sqlite();
+        assert_eq!(s.sql, "UPDATE t SET a = ?2 WHERE b = ?1");
+        let s = stmt("SELECT $1 WHERE $1 = 2").for_sqlite();
+        assert_eq!(s.sql, "SELECT ?1 WHERE ?1 = 2");
+        let many = Stmt::owned(format!("INSERT INTO t VALUES {}", values_list(2, 2))).for_sqlite();
+        assert_eq!(many.sql, "INSERT INTO t VALUES (?, ?), (?, ?)");
+        assert_eq!(stmt("SELECT 1").for_sqlite().sql, "SELECT 1");
+    }
 
     #[test]
     fn values_lists_number_placeholders_row_by_row() {
