@@ -11,6 +11,7 @@ mod keyfile;
 mod keyrings;
 mod local;
 mod output;
+mod tokens;
 
 use clap::Parser;
 use error::CliError;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A token to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// Label.
@@ -28,7 +28,7 @@ pub struct CreateTokenRequest {
 }
 
 /// A token as listed (never the secret).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenInfo {
     /// Public id.
     pub id: String,
@@ -58,7 +58,7 @@ impl From<crate::store::TokenRecord> for TokenInfo {
 }
 
 /// A new token: the secret is shown only here.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     /// The token.
     #[serde(flatten)]
@@ -67,8 +67,16 @@ pub struct CreatedToken {
     pub token: String,
 }
 
+/// The secret is wiped from memory when the response is dropped (here and in
+/// clients built on this type).
+impl Drop for CreatedToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.token);
+    }
+}
+
 /// Tokens.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     /// All tokens.
     pub tokens: Vec<TokenInfo>,
