@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A page of the audit log.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditPage {
     /// Entries with `seq > after`, oldest first (the export line format).
     #[schema(value_type = Vec<Object>)]
@@ -83,7 +83,7 @@ pub(super) async fn audit_checkpoint(
 
 /// The service's composite audit-signing public key, as `fleetkey audit
 /// public-key` writes it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditPublicKey {
     /// `fk1sig:` followed by the key in unpadded URL-safe base64.
     pub public_key: String,

@@ -9,8 +9,8 @@ use crate::local::{open_existing, runtime, service_error};
 use fleetkey_server::audit::verify::{
     ExportLine, Verdict, parse_public_key, public_key_text, verify_export,
 };
-use fleetkey_server::audit::{AuditEntry, Checkpoint};
-use serde::Deserialize;
+use fleetkey_server::api::{AuditPage, AuditPublicKey};
+use fleetkey_server::audit::Checkpoint;
 use std::io::{BufRead, Write};
 
 pub fn run(cmd: AuditCommand) -> CliResult<()> {
@@ -37,7 +37,7 @@ pub fn run(cmd: AuditCommand) -> CliResult<()> {
         AuditCommand::PublicKey { output, dir } => runtime()?.block_on(async move {
             let key = match Client::from_env()? {
                 Some(c) => {
-                    let k: RemoteKey = c
+                    let k: AuditPublicKey = c
                         .call(reqwest::Method::GET, "/v1/audit/public-key", None)
                         .await?;
                     parse_public_key(&k.public_key).ok_or_else(|| {
@@ -83,17 +83,6 @@ pub fn run(cmd: AuditCommand) -> CliResult<()> {
     }
 }
 
-#[derive(Deserialize)]
-struct RemoteKey {
-    public_key: String,
-}
-
-#[derive(Deserialize)]
-struct RemotePage {
-    entries: Vec<AuditEntry>,
-    next_after: Option<u64>,
-}
-
 /// Entries one page asks for.
 const PAGE: u32 = 1000;
 
@@ -101,7 +90,7 @@ const PAGE: u32 = 1000;
 /// the local export), then every entry up to it, page by page, then the
 /// checkpoint, in the same line format. An empty log exports nothing.
 async fn export_remote(c: &Client, out: &mut dyn Write, name: &str) -> CliResult<u64> {
-    let first: RemotePage = c
+    let first: AuditPage = c
         .call(reqwest::Method::GET, "/v1/audit?limit=1", None)
         .await?;
     if first.entries.is_empty() {
@@ -112,7 +101,7 @@ async fn export_remote(c: &Client, out: &mut dyn Write, name: &str) -> CliResult
         .await?;
     let (mut after, mut n) = (0u64, 0u64);
     while after < checkpoint.seq {
-        let page: RemotePage = c
+        let page: AuditPage = c
             .call(
                 reqwest::Method::GET,
                 &format!("/v1/audit?after={after}&limit={PAGE}"),
