@@ -6,11 +6,11 @@ use crate::client::Client;
 use crate::error::{CliError, CliResult};
 use crate::files::Output;
 use crate::local::{open_existing, runtime, service_error};
+use fleetkey_server::api::{AuditPage, AuditPublicKey};
+use fleetkey_server::audit::Checkpoint;
 use fleetkey_server::audit::verify::{
     ExportLine, Verdict, parse_public_key, public_key_text, verify_export,
 };
-use fleetkey_server::api::{AuditPage, AuditPublicKey};
-use fleetkey_server::audit::Checkpoint;
 use std::io::{BufRead, Write};
 
 pub fn run(cmd: AuditCommand) -> CliResult<()> {
