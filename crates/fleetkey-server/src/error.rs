@@ -244,21 +244,18 @@ impl Error {
     /// answer is "unavailable, retry later" (HTTP 503, the device listener's and
     /// later gRPC's equivalent), and the error itself is only logged.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Error::Database(_)
-                | Error::StoreConnect { .. }
-                | Error::Migration(_)
-                | Error::Corrupt(_)
-                | Error::Sink { .. }
-                | Error::Stopping(_)
-                | Error::Internal(_)
-                | Error::Io { .. }
-                | Error::RootKeyLocked
-                | Error::CustodyConfig(_)
-                | Error::Coordination(_)
-                | Error::NonceExhausted(_)
-        )
+        self.is_store()
+            || matches!(
+                self,
+                Error::Sink { .. }
+                    | Error::Stopping(_)
+                    | Error::Internal(_)
+                    | Error::Io { .. }
+                    | Error::RootKeyLocked
+                    | Error::CustodyConfig(_)
+                    | Error::Coordination(_)
+                    | Error::NonceExhausted(_)
+            )
     }
 
     /// A failure of the store itself (not of what was asked of it).

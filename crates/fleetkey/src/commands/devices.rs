@@ -76,7 +76,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 id,
                 reason,
                 dir,
-            } => rotate(&client, fleet, id, reason, dir).await,
+            } => act(&client, Action::Rotate, fleet, id, reason, dir).await,
             DevicesCommand::Commands {
                 fleet,
                 id,
@@ -88,7 +88,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 id,
                 reason,
                 dir,
-            } => decommission(&client, fleet, id, reason, dir).await,
+            } => act(&client, Action::Decommission, fleet, id, reason, dir).await,
             DevicesCommand::ClaimCode {
                 fleet,
                 id,
@@ -139,42 +139,29 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
     })
 }
 
-/// `devices rotate`: asks the device to rotate its credential.
-async fn rotate(
-    client: &Option<Client>,
-    fleet: String,
-    id: String,
-    reason: String,
-    dir: DataDir,
-) -> CliResult<()> {
-    let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "rotate"]);
-    let body = json!({ "reason": reason });
-    let v = remote_or_local(
-        client,
-        &dir,
-        Method::POST,
-        &path,
-        Some(body),
-        |f| async move {
-            in_fleet(&f, &fleet, &id).await?;
-            f.request_rotation(&actor(), &id, &reason)
-                .await
-                .map(CommandInfo::from)
-        },
-    )
-    .await?;
-    print(&v)
+/// What `devices rotate` and `devices decommission` do.
+#[derive(Clone, Copy)]
+enum Action {
+    /// Ask the device to rotate its credential.
+    Rotate,
+    /// Revoke the device's credentials and send it the wipe.
+    Decommission,
 }
 
-/// `devices decommission`: revokes the device's credentials and sends the wipe.
-async fn decommission(
+/// `devices rotate|decommission`: one action, with its reason, on one device.
+async fn act(
     client: &Option<Client>,
+    action: Action,
     fleet: String,
     id: String,
     reason: String,
     dir: DataDir,
 ) -> CliResult<()> {
-    let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "decommission"]);
+    let verb = match action {
+        Action::Rotate => "rotate",
+        Action::Decommission => "decommission",
+    };
+    let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, verb]);
     let body = json!({ "reason": reason });
     let v = remote_or_local(
         client,
@@ -184,9 +171,16 @@ async fn decommission(
         Some(body),
         |f| async move {
             in_fleet(&f, &fleet, &id).await?;
-            f.decommission(&actor(), &id, &reason)
-                .await
-                .map(DeviceInfo::from)
+            let who = actor();
+            let shown = match action {
+                Action::Rotate => serde_json::to_value(CommandInfo::from(
+                    f.request_rotation(&who, &id, &reason).await?,
+                )),
+                Action::Decommission => serde_json::to_value(DeviceInfo::from(
+                    f.decommission(&who, &id, &reason).await?,
+                )),
+            };
+            shown.map_err(|e| fleetkey_server::Error::Internal(e.to_string()))
         },
     )
     .await?;
