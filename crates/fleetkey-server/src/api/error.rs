@@ -150,8 +150,9 @@ impl From<Error> for ApiError {
             Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
             Error::Envelope(C::Open) => Self::new(s, "cannot_open", C::Open.to_string()),
             Error::Envelope(inner) => Self::malformed(format!("envelope: {inner}")),
-            // Listed, not `_`: a new variant must be placed by whoever adds it
-            // (the test below keeps this list and Error::is_unavailable equal).
+            // Listed, not `_`: a new variant must be placed by whoever adds it.
+            // These are exactly the variants of Error::is_unavailable (the test
+            // below checks a sample of both sides).
             Error::Database(_)
             | Error::StoreConnect { .. }
             | Error::Migration(_)
