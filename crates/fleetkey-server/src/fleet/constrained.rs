@@ -12,7 +12,7 @@
 use super::{FactoryRequest, FleetService, Provisioned, invalid};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
-use crate::store::{Change, DeviceRecord, DeviceSecret, DeviceState};
+use crate::store::{Change, DeviceRecord, DeviceSecret, DeviceState, Transition};
 use fleetkey_crypto::envelope::{io as env_io, recipient};
 use fleetkey_crypto::hpke::{XWingIdentity, XWingRecipient};
 use fleetkey_crypto::secret::SecretBytes;
@@ -224,17 +224,12 @@ impl FleetService {
             let now = self.now();
             self.store
                 .apply(
-                    Change::DeviceTransition {
-                        id: device.id.clone(),
-                        from: vec![DeviceState::Manufactured],
-                        to: DeviceState::Active,
-                        operational_credential_id: None,
-                        revoke: vec![],
-                        command: None,
-                        cancel_open_commands: false,
-                        key_record: None,
-                        at: now,
-                    },
+                    Change::DeviceTransition(Transition::new(
+                        &device.id,
+                        &[DeviceState::Manufactured],
+                        DeviceState::Active,
+                        now,
+                    )),
                     AuditDraft::new(
                         &format!("device:{}", device.id),
                         "device.onboard",

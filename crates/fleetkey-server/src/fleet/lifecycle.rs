@@ -9,7 +9,9 @@
 //!            suspended ──resume──▶ active   decommissioning ──wipe receipt──▶ decommissioned
 //! ```
 
+use crate::clock::UnixTime;
 use crate::store::DeviceState::{self, *};
+use crate::store::Transition;
 
 /// The states a device may move to `to` from.
 pub fn allowed_from(to: DeviceState) -> &'static [DeviceState] {
@@ -22,6 +24,11 @@ pub fn allowed_from(to: DeviceState) -> &'static [DeviceState] {
         Decommissioning => &[Manufactured, Onboarded, Active, Rotating, Suspended],
         Decommissioned => &[Decommissioning],
     }
+}
+
+/// The change that moves device `id` to `to` from any state the table allows.
+pub fn transition(id: &str, to: DeviceState, at: UnixTime) -> Transition {
+    Transition::new(id, allowed_from(to), to, at)
 }
 
 /// Whether `from → to` is in the table.

@@ -4,7 +4,7 @@
 
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
-use crate::store::{CommandKind, DeviceRecord, DeviceState};
+use crate::store::{Change, CommandKind, DeviceRecord, DeviceState, Transition};
 use fleetkey_crypto::credential::{self, Claims, Issuer, Role};
 use fleetkey_crypto::record::IdentityKind;
 use serde_json::json;
@@ -184,17 +184,11 @@ impl FleetService {
             .await?;
         self.store
             .apply(
-                crate::store::Change::DeviceTransition {
-                    id: d.id.clone(),
-                    from: lifecycle::allowed_from(DeviceState::Onboarded).to_vec(),
-                    to: DeviceState::Onboarded,
+                Change::DeviceTransition(Transition {
                     operational_credential_id: Some(operational.credential_id.to_vec()),
-                    revoke: Vec::new(),
-                    command: None,
-                    cancel_open_commands: false,
                     key_record: Some(record),
-                    at: now,
-                },
+                    ..lifecycle::transition(&d.id, DeviceState::Onboarded, now)
+                }),
                 AuditDraft::new(
                     &format!("device:{}", d.id),
                     "device.onboard",
@@ -221,17 +215,7 @@ impl FleetService {
         let now = self.clock.now();
         self.store
             .apply(
-                crate::store::Change::DeviceTransition {
-                    id: id.to_owned(),
-                    from: lifecycle::allowed_from(to).to_vec(),
-                    to,
-                    operational_credential_id: None,
-                    revoke: Vec::new(),
-                    command: None,
-                    cancel_open_commands: false,
-                    key_record: None,
-                    at: now,
-                },
+                Change::DeviceTransition(lifecycle::transition(id, to, now)),
                 AuditDraft::new(
                     actor,
                     "device.state",
@@ -283,17 +267,13 @@ impl FleetService {
             .await?;
         self.store
             .apply(
-                crate::store::Change::DeviceTransition {
-                    id: id.to_owned(),
-                    from: lifecycle::allowed_from(DeviceState::Decommissioning).to_vec(),
-                    to: DeviceState::Decommissioning,
-                    operational_credential_id: None,
+                Change::DeviceTransition(Transition {
                     revoke,
                     command: Some(wipe),
                     cancel_open_commands: true,
                     key_record: Some(revocation),
-                    at: now,
-                },
+                    ..lifecycle::transition(id, DeviceState::Decommissioning, now)
+                }),
                 AuditDraft::new(
                     actor,
                     "device.decommission",

@@ -21,7 +21,9 @@ use super::commands::{
 use super::{FleetInfo, FleetService, invalid, lifecycle, validate_keys};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
-use crate::store::{Change, CommandKind, CommandRecord, DeviceRecord, DeviceState};
+use crate::store::{
+    Change, CommandKind, CommandRecord, DeviceRecord, DeviceState, RotationConfirmed, Transition,
+};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::credential::{self, Claims, DeviceKeys, Issuer, Role};
 use fleetkey_crypto::record::IdentityKind;
@@ -82,17 +84,10 @@ impl FleetService {
         )?;
         self.store
             .apply(
-                Change::DeviceTransition {
-                    id: device_id.to_owned(),
-                    from: lifecycle::allowed_from(DeviceState::Rotating).to_vec(),
-                    to: DeviceState::Rotating,
-                    operational_credential_id: None,
-                    revoke: Vec::new(),
+                Change::DeviceTransition(Transition {
                     command: Some(command.clone()),
-                    cancel_open_commands: false,
-                    key_record: None,
-                    at: now,
-                },
+                    ..lifecycle::transition(device_id, DeviceState::Rotating, now)
+                }),
                 AuditDraft::new(
                     actor,
                     "device.rotation_requested",
@@ -240,7 +235,7 @@ impl FleetService {
         let now = self.clock.now();
         self.store
             .apply(
-                Change::RotationConfirmed {
+                Change::RotationConfirmed(RotationConfirmed {
                     device_id: device_id.to_owned(),
                     command_id: command_id.to_owned(),
                     x25519: new_keys.x25519.to_vec(),
@@ -251,7 +246,7 @@ impl FleetService {
                     revoke: d.operational_credential_id.clone(),
                     key_record: Some(record),
                     at: now,
-                },
+                }),
                 AuditDraft::new(
                     &format!("device:{device_id}"),
                     "device.rotated",

@@ -65,26 +65,7 @@ pub enum Change {
     /// A new fleet and its (wrapped) issuing key.
     CreateFleet(FleetRecord),
     /// A device life-cycle transition, refused unless the device is in one of `from`.
-    DeviceTransition {
-        /// Device id.
-        id: String,
-        /// States the transition may start from.
-        from: Vec<DeviceState>,
-        /// The new state.
-        to: DeviceState,
-        /// A new operational credential id to record, if any.
-        operational_credential_id: Option<Vec<u8>>,
-        /// Credential ids to add to the revocation list.
-        revoke: Vec<Vec<u8>>,
-        /// A command to queue for the device in the same transaction.
-        command: Option<CommandRecord>,
-        /// Cancel the device's open commands first (decommissioning).
-        cancel_open_commands: bool,
-        /// A key record to publish in the same transaction.
-        key_record: Option<RecordWrite>,
-        /// When.
-        at: UnixTime,
-    },
+    DeviceTransition(Transition),
     /// Publish a key record (its sequence must be above the stored one).
     PutKeyRecord(RecordWrite),
     /// A service key, unless one of that name exists (then nothing changes).
@@ -123,28 +104,7 @@ pub enum Change {
     },
     /// The device proved the new key: swap the registered keys, record the new
     /// operational credential, revoke the old one, `rotating -> active`, command done.
-    RotationConfirmed {
-        /// Device id.
-        device_id: String,
-        /// The rotate_credential command.
-        command_id: String,
-        /// The new X25519 key.
-        x25519: Vec<u8>,
-        /// The new Ed25519 key.
-        ed25519: Vec<u8>,
-        /// The new ML-KEM-768 key, if any.
-        ml_kem_768: Option<Vec<u8>>,
-        /// The new ML-DSA-65 key, if any.
-        ml_dsa_65: Option<Vec<u8>>,
-        /// The new operational credential id.
-        credential_id: Vec<u8>,
-        /// The old operational credential id, revoked now.
-        revoke: Option<Vec<u8>>,
-        /// The key record with the new keys.
-        key_record: Option<RecordWrite>,
-        /// When.
-        at: UnixTime,
-    },
+    RotationConfirmed(RotationConfirmed),
     /// The wipe receipt verified: `decommissioning -> decommissioned`, the wipe
     /// command is done, and server-side per-device secrets are erased (claim codes,
     /// challenges, configuration, pending command state).
@@ -225,4 +185,70 @@ pub enum Change {
     },
     /// Nothing but the audit entry (for example a rewrap batch).
     AuditOnly,
+}
+
+/// A device moves between life-cycle states, with what the move carries (in one transaction).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// Device id.
+    pub id: String,
+    /// States the transition may start from.
+    pub from: Vec<DeviceState>,
+    /// The new state.
+    pub to: DeviceState,
+    /// A new operational credential id to record, if any.
+    pub operational_credential_id: Option<Vec<u8>>,
+    /// Credential ids to add to the revocation list.
+    pub revoke: Vec<Vec<u8>>,
+    /// A command to queue for the device in the same transaction.
+    pub command: Option<CommandRecord>,
+    /// Cancel the device's open commands first (decommissioning).
+    pub cancel_open_commands: bool,
+    /// A key record to publish in the same transaction.
+    pub key_record: Option<RecordWrite>,
+    /// When.
+    pub at: UnixTime,
+}
+
+/// A device confirmed its rotated credential: its new keys replace the old.
+#[derive(Debug, Clone)]
+pub struct RotationConfirmed {
+    /// Device id.
+    pub device_id: String,
+    /// The rotate_credential command.
+    pub command_id: String,
+    /// The new X25519 key.
+    pub x25519: Vec<u8>,
+    /// The new Ed25519 key.
+    pub ed25519: Vec<u8>,
+    /// The new ML-KEM-768 key, if any.
+    pub ml_kem_768: Option<Vec<u8>>,
+    /// The new ML-DSA-65 key, if any.
+    pub ml_dsa_65: Option<Vec<u8>>,
+    /// The new operational credential id.
+    pub credential_id: Vec<u8>,
+    /// The old operational credential id, revoked now.
+    pub revoke: Option<Vec<u8>>,
+    /// The key record with the new keys.
+    pub key_record: Option<RecordWrite>,
+    /// When.
+    pub at: UnixTime,
+}
+
+impl Transition {
+    /// Device `id` moves from one of `from` to `to` at `at`, carrying nothing else
+    /// (set the other fields with struct update syntax).
+    pub fn new(id: impl Into<String>, from: &[DeviceState], to: DeviceState, at: UnixTime) -> Self {
+        Transition {
+            id: id.into(),
+            from: from.to_vec(),
+            to,
+            operational_credential_id: None,
+            revoke: Vec::new(),
+            command: None,
+            cancel_open_commands: false,
+            key_record: None,
+            at,
+        }
+    }
 }

@@ -10,7 +10,7 @@ mod records;
 mod rows;
 mod sql;
 
-pub use change::Change;
+pub use change::{Change, RotationConfirmed, Transition};
 pub use records::*;
 
 /// The store `config` names: PostgreSQL for a `postgres://` `store_url`, SQLite in

@@ -74,8 +74,8 @@ async fn create_keyring<D: Dialect>(
     }
     stmt(
         "INSERT INTO keyrings (name, algorithm, primary_version, min_decrypt_version, \
-                     rotation_period_secs, max_uses, overlap_secs, keep_last, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         rotation_period_secs, max_uses, overlap_secs, keep_last, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&k.name)
     .bind(k.algorithm.name())
@@ -116,7 +116,7 @@ async fn rotate<D: Dialect>(
     }
     stmt(
         "UPDATE key_versions SET state = 'decrypt_only', retired_at = $1 \
-                     WHERE keyring = $2 AND version = $3 AND state = 'active'",
+         WHERE keyring = $2 AND version = $3 AND state = 'active'",
     )
     .bind(at)
     .bind(name)
@@ -127,7 +127,7 @@ async fn rotate<D: Dialect>(
     if let Some((instance, count)) = first_block {
         stmt(
             "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) \
-                         VALUES ($1, $2, $3, $4)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(name)
         .bind(i64::from(new.version))
@@ -148,7 +148,7 @@ async fn revoke<D: Dialect>(
 ) -> Result<()> {
     let n = stmt(
         "UPDATE key_versions SET state = 'revoked', revoked_at = $1 \
-                     WHERE keyring = $2 AND version = $3 AND state != 'destroyed'",
+         WHERE keyring = $2 AND version = $3 AND state != 'destroyed'",
     )
     .bind(at)
     .bind(name)
@@ -171,16 +171,17 @@ async fn set_policy<D: Dialect>(
     policy: &Policy,
 ) -> Result<()> {
     stmt(
-                    "UPDATE keyrings SET rotation_period_secs = $1, max_uses = $2, overlap_secs = $3, keep_last = $4 \
-                     WHERE name = $5",
-                )
-                .bind(policy.rotation_period_secs)
-                .bind(to_i64(policy.max_uses, "max_uses")?)
-                .bind(policy.overlap_secs)
-                .bind(policy.keep_last.map(i64::from))
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
+        "UPDATE keyrings SET rotation_period_secs = $1, max_uses = $2, \
+         overlap_secs = $3, keep_last = $4 \
+         WHERE name = $5",
+    )
+    .bind(policy.rotation_period_secs)
+    .bind(to_i64(policy.max_uses, "max_uses")?)
+    .bind(policy.overlap_secs)
+    .bind(policy.keep_last.map(i64::from))
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
 
     Ok(())
 }
@@ -191,18 +192,18 @@ async fn raise_minimum<D: Dialect>(
     min: &u32,
 ) -> Result<()> {
     stmt(
-        "UPDATE keyrings SET min_decrypt_version = $1 WHERE name = $2 AND min_decrypt_version < $3",
+        "UPDATE keyrings SET min_decrypt_version = $1 WHERE name = $2 AND \
+         min_decrypt_version < $1",
     )
     .bind(i64::from(*min))
     .bind(name)
-    .bind(i64::from(*min))
     .execute(&mut *tx)
     .await?;
     // Below the minimum nothing may open again: erase the wrapped keys.
     stmt(
         "UPDATE key_versions SET wrapped_key = $3, \
-                     state = CASE WHEN state = 'revoked' THEN 'revoked' ELSE 'destroyed' END \
-                     WHERE keyring = $1 AND version < $2",
+         state = CASE WHEN state = 'revoked' THEN 'revoked' ELSE 'destroyed' END \
+         WHERE keyring = $1 AND version < $2",
     )
     .bind(name)
     .bind(i64::from(*min))
@@ -218,7 +219,7 @@ async fn create_token<D: Dialect>(tx: &mut Transaction<'_, D>, t: &TokenRecord) 
         .map_err(|e| Error::Internal(format!("token scopes: {e}")))?;
     stmt(
         "INSERT INTO tokens (id, hash, name, scopes, created_at, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+         VALUES ($1, $2, $3, $4, $5, $6, NULL)",
     )
     .bind(&t.id)
     .bind(t.hash.as_slice())
@@ -251,17 +252,18 @@ async fn revoke_token<D: Dialect>(
 
 async fn create_fleet<D: Dialect>(tx: &mut Transaction<'_, D>, f: &FleetRecord) -> Result<()> {
     let r = stmt(
-                    "INSERT INTO fleets (name, issuer_key_id, issuer_wrapped, issuer_public, credential_ttl_secs, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&f.name)
-                .bind(&f.issuer_key_id)
-                .bind(f.issuer_wrapped.as_slice())
-                .bind(f.issuer_public.as_slice())
-                .bind(f.credential_ttl_secs)
-                .bind(f.created_at)
-                .execute(&mut *tx)
-                .await;
+        "INSERT INTO fleets (name, issuer_key_id, issuer_wrapped, issuer_public, \
+         credential_ttl_secs, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&f.name)
+    .bind(&f.issuer_key_id)
+    .bind(f.issuer_wrapped.as_slice())
+    .bind(f.issuer_public.as_slice())
+    .bind(f.credential_ttl_secs)
+    .bind(f.created_at)
+    .execute(&mut *tx)
+    .await;
     if let Err(e) = r {
         return Err(match D::unique_violation(&e).as_deref() {
             Some("fleets_pkey" | "fleets_name") => Error::FleetExists(f.name.clone()),
@@ -281,7 +283,7 @@ async fn create_service_key<D: Dialect>(
 ) -> Result<()> {
     stmt(
         "INSERT INTO service_keys (name, wrapped, public, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (name) DO NOTHING",
+         ON CONFLICT (name) DO NOTHING",
     )
     .bind(name)
     .bind(wrapped)
@@ -316,15 +318,16 @@ async fn set_config_schema<D: Dialect>(
         });
     }
     stmt(
-                    "INSERT INTO config_schemas (fleet, version, schema, migration, created_at) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(fleet)
-                .bind(i64::from(*version))
-                .bind(schema)
-                .bind(migration)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+        "INSERT INTO config_schemas (fleet, version, schema, migration, \
+         created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(fleet)
+    .bind(i64::from(*version))
+    .bind(schema)
+    .bind(migration)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
 
     Ok(())
 }
@@ -361,12 +364,13 @@ async fn set_fleet_static_key<D: Dialect>(
     }
     if *allow {
         stmt(
-                        "INSERT INTO fleet_static_key (fleet, allowed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(fleet)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+            "INSERT INTO fleet_static_key (fleet, allowed_at) VALUES ($1, $2) ON \
+             CONFLICT DO NOTHING",
+        )
+        .bind(fleet)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
     } else {
         stmt("DELETE FROM fleet_static_key WHERE fleet = $1")
             .bind(fleet)
@@ -430,7 +434,8 @@ async fn append_audit_after<D: Dialect>(
 
 async fn insert_version<D: Dialect>(tx: &mut Transaction<'_, D>, v: &VersionRecord) -> Result<()> {
     stmt(
-        "INSERT INTO key_versions (keyring, version, wrapped_key, state, created_at, retired_at, revoked_at, seal_count) \
+        "INSERT INTO key_versions (keyring, version, wrapped_key, state, created_at, \
+         retired_at, revoked_at, seal_count) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&v.keyring)

@@ -5,7 +5,8 @@
 use super::super::rows::StoreRow as _;
 use super::super::rows::to_i64;
 use super::super::{
-    Change, CommandKind, CommandRecord, CommandState, DeviceState, RecordWrite, StoredConfig,
+    Change, CommandKind, CommandRecord, CommandState, DeviceState, RecordWrite, RotationConfirmed,
+    StoredConfig, Transition,
 };
 use super::{Dialect, stmt};
 use crate::clock::UnixTime;
@@ -15,31 +16,7 @@ use sqlx::Transaction;
 /// Applies one change to devices inside `tx` (the caller appends the audit entry).
 pub(super) async fn apply<D: Dialect>(tx: &mut Transaction<'_, D>, change: &Change) -> Result<()> {
     match change {
-        Change::DeviceTransition {
-            id,
-            from,
-            to,
-            operational_credential_id,
-            revoke,
-            command,
-            cancel_open_commands,
-            key_record,
-            at,
-        } => {
-            device_transition(
-                &mut *tx,
-                id,
-                from,
-                to,
-                operational_credential_id,
-                revoke,
-                command,
-                cancel_open_commands,
-                key_record,
-                at,
-            )
-            .await?
-        }
+        Change::DeviceTransition(t) => device_transition(&mut *tx, t).await?,
         Change::PutKeyRecord(r) => put_key_record(&mut *tx, r).await?,
         Change::CommandReceipt {
             device_id,
@@ -59,33 +36,7 @@ pub(super) async fn apply<D: Dialect>(tx: &mut Transaction<'_, D>, change: &Chan
             let (kind, to) = (CommandKind::RotateCredential, CommandState::InProgress);
             step_command(tx, command_id, device_id, kind, to, Some(pending), *at).await?;
         }
-        Change::RotationConfirmed {
-            device_id,
-            command_id,
-            x25519,
-            ed25519,
-            ml_kem_768,
-            ml_dsa_65,
-            credential_id,
-            revoke,
-            key_record,
-            at,
-        } => {
-            rotation_confirmed(
-                &mut *tx,
-                device_id,
-                command_id,
-                x25519,
-                ed25519,
-                ml_kem_768,
-                ml_dsa_65,
-                credential_id,
-                revoke,
-                key_record,
-                at,
-            )
-            .await?
-        }
+        Change::RotationConfirmed(r) => rotation_confirmed(&mut *tx, r).await?,
         Change::Decommissioned { device_id, at } => decommissioned(&mut *tx, device_id, at).await?,
         Change::FactoryReset { device_id, at } => factory_reset(&mut *tx, device_id, at).await?,
         Change::PutDeviceConfig {
@@ -110,108 +61,69 @@ pub(super) async fn apply<D: Dialect>(tx: &mut Transaction<'_, D>, change: &Chan
     Ok(())
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the fields of Change::DeviceTransition"
-)]
-async fn device_transition<D: Dialect>(
-    tx: &mut Transaction<'_, D>,
-    id: &str,
-    from: &[DeviceState],
-    to: &DeviceState,
-    operational_credential_id: &Option<Vec<u8>>,
-    revoke: &[Vec<u8>],
-    command: &Option<CommandRecord>,
-    cancel_open_commands: &bool,
-    key_record: &Option<RecordWrite>,
-    at: &UnixTime,
-) -> Result<()> {
-    check_state(&mut *tx, id, from, to.as_str()).await?;
+async fn device_transition<D: Dialect>(tx: &mut Transaction<'_, D>, t: &Transition) -> Result<()> {
+    check_state(&mut *tx, &t.id, &t.from, t.to.as_str()).await?;
     stmt(
-                    "UPDATE devices SET state = $1, updated_at = $2, \
-                     credential_issued_at = CASE WHEN $3 IS NULL THEN credential_issued_at ELSE $4 END, \
-                     operational_credential_id = COALESCE($5, operational_credential_id) WHERE id = $6",
-                )
-                .bind(to.as_str())
-                .bind(at)
-                .bind(operational_credential_id.as_deref())
-                .bind(at)
-                .bind(operational_credential_id.as_deref())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-    for cid in revoke {
-        revoke_credential(&mut *tx, cid, id, *at).await?;
+        "UPDATE devices SET state = $1, updated_at = $2, \
+         credential_issued_at = CASE WHEN $3 IS NULL THEN credential_issued_at ELSE $2 END, \
+         operational_credential_id = COALESCE($3, operational_credential_id) WHERE id = $4",
+    )
+    .bind(t.to.as_str())
+    .bind(t.at)
+    .bind(t.operational_credential_id.as_deref())
+    .bind(&t.id)
+    .execute(&mut *tx)
+    .await?;
+    for cid in &t.revoke {
+        revoke_credential(&mut *tx, cid, &t.id, t.at).await?;
     }
-    if *cancel_open_commands {
-        cancel_commands(&mut *tx, id, None, *at).await?;
+    if t.cancel_open_commands {
+        cancel_commands(&mut *tx, &t.id, None, t.at).await?;
     }
-    if let Some(c) = command {
+    if let Some(c) = &t.command {
         insert_command(&mut *tx, c).await?;
     }
-    if let Some(r) = key_record {
+    if let Some(r) = &t.key_record {
         put_key_record(&mut *tx, r).await?;
     }
-
     Ok(())
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the fields of Change::RotationConfirmed"
-)]
 async fn rotation_confirmed<D: Dialect>(
     tx: &mut Transaction<'_, D>,
-    device_id: &str,
-    command_id: &str,
-    x25519: &[u8],
-    ed25519: &[u8],
-    ml_kem_768: &Option<Vec<u8>>,
-    ml_dsa_65: &Option<Vec<u8>>,
-    credential_id: &[u8],
-    revoke: &Option<Vec<u8>>,
-    key_record: &Option<RecordWrite>,
-    at: &UnixTime,
+    r: &RotationConfirmed,
 ) -> Result<()> {
-    check_state(&mut *tx, device_id, &[DeviceState::Rotating], "active").await?;
-    step_command(
-        &mut *tx,
-        command_id,
-        device_id,
-        CommandKind::RotateCredential,
-        CommandState::Done,
-        None,
-        *at,
+    let device = r.device_id.as_str();
+    check_state(&mut *tx, device, &[DeviceState::Rotating], "active").await?;
+    let (kind, done) = (CommandKind::RotateCredential, CommandState::Done);
+    step_command(tx, &r.command_id, device, kind, done, None, r.at).await?;
+    let updated = stmt(
+        "UPDATE devices SET state = 'active', x25519 = $1, ed25519 = $2, ml_kem_768 = $3, \
+         ml_dsa_65 = $4, operational_credential_id = $5, credential_issued_at = $6, \
+         updated_at = $6 WHERE id = $7",
     )
-    .await?;
-    let r = stmt(
-                    "UPDATE devices SET state = 'active', x25519 = $1, ed25519 = $2, ml_kem_768 = $3, ml_dsa_65 = $4, \
-                     operational_credential_id = $5, credential_issued_at = $6, updated_at = $7 WHERE id = $8",
-                )
-                .bind(x25519)
-                .bind(ed25519)
-                .bind(ml_kem_768.as_deref())
-                .bind(ml_dsa_65.as_deref())
-                .bind(credential_id)
-                .bind(at)
-                .bind(at)
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await;
-    if let Err(e) = r {
+    .bind(r.x25519.as_slice())
+    .bind(r.ed25519.as_slice())
+    .bind(&r.ml_kem_768)
+    .bind(&r.ml_dsa_65)
+    .bind(r.credential_id.as_slice())
+    .bind(r.at)
+    .bind(device)
+    .execute(&mut *tx)
+    .await;
+    if let Err(e) = updated {
         return Err(match D::unique_violation(&e).as_deref() {
             Some("devices_x25519") => Error::DuplicateKey("x25519"),
             Some("devices_ed25519") => Error::DuplicateKey("ed25519"),
             _ => e.into(),
         });
     }
-    if let Some(old) = revoke {
-        revoke_credential(&mut *tx, old, device_id, *at).await?;
+    if let Some(old) = &r.revoke {
+        revoke_credential(&mut *tx, old, device, r.at).await?;
     }
-    if let Some(r) = key_record {
-        put_key_record(&mut *tx, r).await?;
+    if let Some(k) = &r.key_record {
+        put_key_record(&mut *tx, k).await?;
     }
-
     Ok(())
 }
 
@@ -233,13 +145,15 @@ async fn decommissioned<D: Dialect>(
         .execute(&mut *tx)
         .await?;
     stmt(
-                    "UPDATE device_commands SET state = 'done', pending = NULL, updated_at = $1 \
-                     WHERE device_id = $2 AND kind = 'wipe' AND state IN ('pending', 'in_progress')",
-                )
-                .bind(at)
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?;
+        "UPDATE device_commands SET state = 'done', pending = NULL, updated_at \
+         = $1 \
+         WHERE device_id = $2 AND kind = 'wipe' AND state IN ('pending', \
+         'in_progress')",
+    )
+    .bind(at)
+    .bind(device_id)
+    .execute(&mut *tx)
+    .await?;
     cancel_commands(&mut *tx, device_id, None, *at).await?;
     for table in [
         "claim_codes",
@@ -270,7 +184,7 @@ async fn factory_reset<D: Dialect>(
     .await?;
     stmt(
         "UPDATE devices SET retired_hardware_id = hardware_id, hardware_id = 'retired:' || id, \
-                     updated_at = $1 WHERE id = $2 AND retired_hardware_id IS NULL",
+         updated_at = $1 WHERE id = $2 AND retired_hardware_id IS NULL",
     )
     .bind(at)
     .bind(device_id)
@@ -300,9 +214,9 @@ async fn put_device_config<D: Dialect>(
     }
     stmt(
         "INSERT INTO device_configs (device_id, schema_version, revision, config, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO UPDATE SET \
-                     schema_version = excluded.schema_version, revision = excluded.revision, \
-                     config = excluded.config, updated_at = excluded.updated_at",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO UPDATE SET \
+         schema_version = excluded.schema_version, revision = excluded.revision, \
+         config = excluded.config, updated_at = excluded.updated_at",
     )
     .bind(device_id)
     .bind(i64::from(config.schema_version))
@@ -333,7 +247,8 @@ async fn create_claim_code<D: Dialect>(
     expires_at: &UnixTime,
 ) -> Result<()> {
     stmt(
-        "INSERT INTO claim_codes (hash, device_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO claim_codes (hash, device_id, created_at, expires_at) VALUES ($1, $2, \
+         $3, $4)",
     )
     .bind(hash.as_slice())
     .bind(device_id)
@@ -352,14 +267,14 @@ async fn use_claim_code<D: Dialect>(
     at: &UnixTime,
 ) -> Result<()> {
     let device: Option<String> = stmt(
-                    "UPDATE claim_codes SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $3 \
-                     RETURNING device_id",
-                )
-                .bind(at)
-                .bind(hash.as_slice())
-                .bind(at)
-                .scalar_optional(&mut *tx)
-                .await?;
+        "UPDATE claim_codes SET used_at = $1 WHERE hash = $2 AND used_at IS NULL \
+         AND expires_at > $1 \
+         RETURNING device_id",
+    )
+    .bind(at)
+    .bind(hash.as_slice())
+    .scalar_optional(&mut *tx)
+    .await?;
     let Some(device) = device else {
         let used: Option<Option<i64>> = stmt("SELECT used_at FROM claim_codes WHERE hash = $1")
             .bind(hash.as_slice())
@@ -385,8 +300,10 @@ async fn use_claim_code<D: Dialect>(
 async fn put_key_record<D: Dialect>(tx: &mut Transaction<'_, D>, r: &RecordWrite) -> Result<()> {
     let seq = to_i64(r.sequence, "sequence")?;
     let n = stmt(
-        "INSERT INTO key_records (identity, sequence, record, revoked, issued_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (identity) DO UPDATE SET sequence = excluded.sequence, record = excluded.record, \
+        "INSERT INTO key_records (identity, sequence, record, revoked, issued_at) VALUES \
+         ($1, $2, $3, $4, $5) \
+         ON CONFLICT (identity) DO UPDATE SET sequence = excluded.sequence, record = \
+         excluded.record, \
          revoked = excluded.revoked, issued_at = excluded.issued_at \
          WHERE key_records.sequence < excluded.sequence",
     )
@@ -432,7 +349,8 @@ async fn revoke_credential<D: Dialect>(
     at: UnixTime,
 ) -> Result<()> {
     stmt(
-        "INSERT INTO revoked_credentials (credential_id, device_id, revoked_at) VALUES ($1, $2, $3) \
+        "INSERT INTO revoked_credentials (credential_id, device_id, revoked_at) VALUES ($1, \
+         $2, $3) \
          ON CONFLICT (credential_id) DO NOTHING",
     )
     .bind(credential_id)
@@ -445,7 +363,8 @@ async fn revoke_credential<D: Dialect>(
 
 async fn insert_command<D: Dialect>(tx: &mut Transaction<'_, D>, c: &CommandRecord) -> Result<()> {
     stmt(
-        "INSERT INTO device_commands (id, device_id, kind, payload, signature, state, created_at, updated_at) \
+        "INSERT INTO device_commands (id, device_id, kind, payload, signature, state, \
+         created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&c.id)
@@ -470,11 +389,11 @@ async fn cancel_commands<D: Dialect>(
 ) -> Result<()> {
     stmt(
         "UPDATE device_commands SET state = 'cancelled', pending = NULL, updated_at = $1 \
-         WHERE device_id = $2 AND state IN ('pending', 'in_progress') AND ($3 IS NULL OR kind = $4)",
+         WHERE device_id = $2 AND state IN ('pending', 'in_progress') AND ($3 IS NULL OR \
+         kind = $3)",
     )
     .bind(at)
     .bind(device_id)
-    .bind(kind.map(CommandKind::as_str))
     .bind(kind.map(CommandKind::as_str))
     .execute(&mut *tx)
     .await?;

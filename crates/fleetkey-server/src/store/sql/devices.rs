@@ -24,7 +24,8 @@ pub(super) async fn register<D: Dialect>(
     // or public key (already stored, or earlier in this group) are skipped and
     // the inserted ids come back.
     let mut q = Stmt::owned(format!(
-        "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, ml_kem_768, ml_dsa_65, \
+        "INSERT INTO devices (id, fleet, hardware_id, state, model, x25519, ed25519, \
+         ml_kem_768, ml_dsa_65, \
          birth_credential, profile, created_at, updated_at) VALUES {} \
          ON CONFLICT DO NOTHING RETURNING id",
         values_list(items.len(), 13)
@@ -83,7 +84,8 @@ async fn insert_registered<D: Dialect>(
     now: UnixTime,
 ) -> Result<()> {
     let mut m = Stmt::owned(format!(
-        "INSERT INTO manufacturing_records (device_id, batch, station, test_results, created_at) VALUES {}",
+        "INSERT INTO manufacturing_records (device_id, batch, station, test_results, \
+         created_at) VALUES {}",
         values_list(done.len(), 5)
     ));
     for r in done {
@@ -98,7 +100,8 @@ async fn insert_registered<D: Dialect>(
     for r in done {
         if let Some(sec) = &r.secret {
             stmt(
-                "INSERT INTO device_secrets (device_id, profile, wrapped, last_boot) VALUES ($1, $2, $3, 0)",
+                "INSERT INTO device_secrets (device_id, profile, wrapped, last_boot) VALUES \
+                 ($1, $2, $3, 0)",
             )
             .bind(&r.device.id)
             .bind(&sec.profile)
@@ -122,7 +125,8 @@ async fn insert_registered<D: Dialect>(
     }
     for (cfg, ids) in by_config {
         Stmt::owned(format!(
-            "INSERT INTO device_configs (device_id, schema_version, revision, config, updated_at) \
+            "INSERT INTO device_configs (device_id, schema_version, revision, config, \
+             updated_at) \
              SELECT value, $1, $2, $3, $4 FROM {}",
             D::json_text_elements(5)
         ))
@@ -138,7 +142,8 @@ async fn insert_registered<D: Dialect>(
         .await?;
     }
     let mut a = Stmt::owned(format!(
-        "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) VALUES {}",
+        "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) \
+         VALUES {}",
         values_list(entries.len(), 8)
     ));
     for e in entries {

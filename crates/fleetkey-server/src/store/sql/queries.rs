@@ -60,7 +60,8 @@ impl<D: Dialect> Store for SqlStore<D> {
         let mut tx = self.pool.begin().await?;
         D::lock_version(&mut tx, &self.state, keyring, version).await?;
         let reserved: Option<i64> = stmt(
-            "SELECT CAST(SUM(high_water) AS BIGINT) FROM nonce_reservations WHERE keyring = $1 AND version = $2",
+            "SELECT CAST(SUM(high_water) AS BIGINT) FROM nonce_reservations WHERE keyring = \
+             $1 AND version = $2",
         )
         .bind(keyring)
         .bind(i64::from(version))
@@ -72,7 +73,8 @@ impl<D: Dialect> Store for SqlStore<D> {
             return Ok(Reservation::BudgetSpent);
         };
         let end: i64 = stmt(
-            "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO nonce_reservations (keyring, version, instance_id, high_water) \
+             VALUES ($1, $2, $3, $4) \
              ON CONFLICT (keyring, version, instance_id) \
              DO UPDATE SET high_water = nonce_reservations.high_water + excluded.high_water \
              RETURNING high_water",
@@ -122,7 +124,8 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn reserved_nonces(&self, keyring: &str, version: u32) -> Result<u64> {
         let total: Option<i64> = stmt(
-            "SELECT CAST(SUM(high_water) AS BIGINT) FROM nonce_reservations WHERE keyring = $1 AND version = $2",
+            "SELECT CAST(SUM(high_water) AS BIGINT) FROM nonce_reservations WHERE keyring = \
+             $1 AND version = $2",
         )
         .bind(keyring)
         .bind(i64::from(version))
@@ -162,7 +165,8 @@ impl<D: Dialect> Store for SqlStore<D> {
         for _ in 0..16 {
             let id: [u8; 8] = fleetkey_crypto::rand::array()?;
             let inserted: Option<Vec<u8>> = stmt(
-                "INSERT INTO instance_leases (instance_id, holder, leased_at) VALUES ($1, $2, $3) \
+                "INSERT INTO instance_leases (instance_id, holder, leased_at) VALUES ($1, \
+                 $2, $3) \
                  ON CONFLICT DO NOTHING RETURNING instance_id",
             )
             .bind(id.as_slice())
@@ -235,11 +239,10 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn raise_device_boot(&self, device_id: &str, boot: u32) -> Result<bool> {
         let r = stmt(
-            "UPDATE device_secrets SET last_boot = $1 WHERE device_id = $2 AND last_boot < $3",
+            "UPDATE device_secrets SET last_boot = $1 WHERE device_id = $2 AND last_boot < $1",
         )
         .bind(i64::from(boot))
         .bind(device_id)
-        .bind(i64::from(boot))
         .execute(&self.pool)
         .await?;
         Ok(r == 1)
@@ -255,7 +258,8 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn open_device_session(&self, d: &DeviceSessionRecord) -> Result<()> {
         stmt(
-            "INSERT INTO device_sessions (id, device_id, previous, pattern, peer, started_at, telemetry_seq) \
+            "INSERT INTO device_sessions (id, device_id, previous, pattern, peer, \
+             started_at, telemetry_seq) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&d.id)
@@ -294,7 +298,8 @@ impl<D: Dialect> Store for SqlStore<D> {
         if let Some(device) = device {
             stmt(
                 "INSERT INTO device_telemetry_positions (device_id, seq) VALUES ($1, $2) \
-                 ON CONFLICT (device_id) DO UPDATE SET seq = CASE WHEN excluded.seq > device_telemetry_positions.seq \
+                 ON CONFLICT (device_id) DO UPDATE SET seq = CASE WHEN excluded.seq > \
+                 device_telemetry_positions.seq \
                  THEN excluded.seq ELSE device_telemetry_positions.seq END",
             )
             .bind(device)
@@ -351,8 +356,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         // killed) and started before `before`, with a newer session of the device.
         Ok(stmt(
             "DELETE FROM device_sessions WHERE (ended_at IS NOT NULL AND ended_at < $1) \
-             OR (ended_at IS NULL AND started_at < $1 AND EXISTS (SELECT 1 FROM device_sessions newer \
-             WHERE newer.device_id = device_sessions.device_id AND newer.started_at > device_sessions.started_at))",
+             OR (ended_at IS NULL AND started_at < $1 AND EXISTS (SELECT 1 FROM \
+             device_sessions newer \
+             WHERE newer.device_id = device_sessions.device_id AND newer.started_at > \
+             device_sessions.started_at))",
         )
         .bind(before)
         .execute(&self.pool)
@@ -435,7 +442,8 @@ impl<D: Dialect> Store for SqlStore<D> {
             ""
         };
         let rows = Stmt::owned(format!(
-            "SELECT * FROM device_commands WHERE device_id = $1 {filter}ORDER BY created_at, {}",
+            "SELECT * FROM device_commands WHERE device_id = $1 {filter}ORDER BY \
+             created_at, {}",
             D::INSERTION_ORDER
         ))
         .bind(device_id)
@@ -461,7 +469,8 @@ impl<D: Dialect> Store for SqlStore<D> {
         Ok(stmt(
             "SELECT id FROM devices d WHERE fleet = $1 AND state IN ('onboarded', 'active') \
              AND credential_issued_at < $2 AND NOT EXISTS (SELECT 1 FROM device_commands c \
-             WHERE c.device_id = d.id AND c.kind = 'rotate_credential' AND c.state IN ('pending', 'in_progress')) \
+             WHERE c.device_id = d.id AND c.kind = 'rotate_credential' AND c.state IN \
+             ('pending', 'in_progress')) \
              ORDER BY credential_issued_at LIMIT $3",
         )
         .bind(fleet)
@@ -527,7 +536,8 @@ impl<D: Dialect> Store for SqlStore<D> {
     ) -> Result<UnixTime> {
         let taken: Option<i64> = stmt(
             "UPDATE onboarding_challenges SET used = 1 \
-             WHERE nonce = $1 AND device_id = $2 AND used = 0 AND expires_at > $3 RETURNING issued_at",
+             WHERE nonce = $1 AND device_id = $2 AND used = 0 AND expires_at > $3 RETURNING \
+             issued_at",
         )
         .bind(nonce.as_slice())
         .bind(device_id)
@@ -593,7 +603,8 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
         stmt(
-            "INSERT INTO audit_checkpoints (seq, head_hash, time, signature) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO audit_checkpoints (seq, head_hash, time, signature) VALUES ($1, $2, \
+             $3, $4) \
              ON CONFLICT (seq) DO NOTHING",
         )
         .bind(to_i64(c.seq, "seq")?)
