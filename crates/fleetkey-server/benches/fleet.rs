@@ -1,5 +1,5 @@
 //! Factory registrations per second on the embedded store: concurrent
-//! `FleetService::provision` calls (birth credential issued and signed, device,
+//! `Registry::provision` calls (birth credential issued and signed, device,
 //! manufacturing record and audit entry written), group-committed by the writer.
 //! Device keys are made before the clock starts (the device makes them, not us).
 //! Measured for a fleet without a config schema and one whose schema makes every
@@ -39,14 +39,20 @@ fn setup(
             .unwrap(),
         );
         let f = FleetService::new(store, custody, Arc::new(SystemClock::default()));
-        f.create_fleet("bench", "acme", None).await.unwrap();
+        f.registry
+            .create_fleet("bench", "acme", None)
+            .await
+            .unwrap();
         if with_schema {
             let schema = serde_json::json!({"type": "object", "properties": {
                 "interval_s": {"type": "integer", "minimum": 1, "default": 60},
                 "server": {"type": "object", "properties": {
                     "host": {"type": "string", "default": "ingest.local"},
                     "port": {"type": "integer", "default": 8401}}}}});
-            f.set_schema("bench", "acme", schema, vec![]).await.unwrap();
+            f.registry
+                .set_schema("bench", "acme", schema, vec![])
+                .await
+                .unwrap();
         }
         f
     });
@@ -98,7 +104,9 @@ fn registrations(c: &mut Criterion) {
                         .into_iter()
                         .map(|r| {
                             let f = fleets.clone();
-                            tokio::spawn(async move { f.provision("bench", r).await.unwrap() })
+                            tokio::spawn(
+                                async move { f.registry.provision("bench", r).await.unwrap() },
+                            )
                         })
                         .collect();
                     for t in tasks {

@@ -60,10 +60,15 @@ fn setup(rt: &tokio::runtime::Runtime) -> Fleet {
             custody,
             Arc::new(fleetkey_server::clock::SystemClock::default()),
         );
-        fleets.create_fleet("bench", "sensors", None).await.unwrap();
-        let recipient =
-            fleetkey_crypto::keyfile::parse_recipient(&fleets.factory_recipient().await.unwrap())
-                .unwrap();
+        fleets
+            .registry
+            .create_fleet("bench", "sensors", None)
+            .await
+            .unwrap();
+        let recipient = fleetkey_crypto::keyfile::parse_recipient(
+            &fleets.onboarding.factory_recipient().await.unwrap(),
+        )
+        .unwrap();
         let (scalar, server_public) = fleets.directory().server_static_key().await.unwrap();
         let metrics = fleetkey_server::api::metrics::Metrics::new().unwrap();
         let ingest = FrameIngest::new(
@@ -84,6 +89,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Fleet {
             let hw = format!("uid-{i}");
             let public = fleetkey_device::keys::public_key(&dev_scalar);
             let p = fleets
+                .onboarding
                 .provision_constrained(
                     "bench",
                     FactoryRequest {

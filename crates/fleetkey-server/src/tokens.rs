@@ -13,7 +13,7 @@
 use crate::audit::AuditDraft;
 use crate::clock::{SharedClock, UnixTime};
 use crate::error::{Error, Result};
-use crate::store::{Change, Store, TokenRecord};
+use crate::store::{Change, Store, TokenRecord, TokenStore};
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use parking_lot::RwLock;
@@ -153,7 +153,7 @@ fn hash(secret: &str) -> [u8; 32] {
 
 /// Issues, checks and revokes tokens.
 pub struct TokenService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn TokenStore>,
     clock: SharedClock,
     cache: RwLock<HashMap<[u8; 32], (TokenRecord, UnixTime)>>,
     /// Hashes the store did not know, and when it was asked: repeated unknown

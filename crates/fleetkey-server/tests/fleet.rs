@@ -80,14 +80,20 @@ fn request(fleet: &str, hw: &str, keys: DeviceKeys) -> FactoryRequest {
 #[tokio::test]
 async fn provisioning_issues_a_verifiable_birth_credential_and_is_idempotent() {
     let e = env().await;
-    let fleet = e.fleets.create_fleet("ops", "acme", None).await.unwrap();
+    let fleet = e
+        .fleets
+        .registry
+        .create_fleet("ops", "acme", None)
+        .await
+        .unwrap();
     assert!(matches!(
-        e.fleets.create_fleet("ops", "acme", None).await,
+        e.fleets.registry.create_fleet("ops", "acme", None).await,
         Err(Error::FleetExists(_))
     ));
     let keys = device_keys();
     let p = e
         .fleets
+        .registry
         .provision("jig", request("acme", "uid:0001", keys.clone()))
         .await
         .unwrap();
@@ -110,6 +116,7 @@ async fn provisioning_issues_a_verifiable_birth_credential_and_is_idempotent() {
     // A retry with the same identity and keys returns the same registration.
     let again = e
         .fleets
+        .registry
         .provision("jig", request("acme", "uid:0001", keys.clone()))
         .await
         .unwrap();
@@ -119,23 +126,34 @@ async fn provisioning_issues_a_verifiable_birth_credential_and_is_idempotent() {
     // The same hardware identity with other keys, or in another fleet, is refused.
     assert!(matches!(
         e.fleets
+            .registry
             .provision("jig", request("acme", "uid:0001", device_keys()))
             .await,
         Err(Error::DeviceExists(_))
     ));
-    e.fleets.create_fleet("ops", "other", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "other", None)
+        .await
+        .unwrap();
     assert!(matches!(
         e.fleets
+            .registry
             .provision("jig", request("other", "uid:0001", keys))
             .await,
         Err(Error::DeviceExists(_))
     ));
     assert_eq!(
-        e.fleets.device(&p.device.id).await.unwrap().hardware_id,
+        e.fleets
+            .registry
+            .device(&p.device.id)
+            .await
+            .unwrap()
+            .hardware_id,
         "uid:0001"
     );
     assert!(matches!(
-        e.fleets.device("dev_nope").await,
+        e.fleets.registry.device("dev_nope").await,
         Err(Error::DeviceNotFound(_))
     ));
 }
@@ -143,11 +161,16 @@ async fn provisioning_issues_a_verifiable_birth_credential_and_is_idempotent() {
 #[tokio::test]
 async fn bad_requests_are_refused_with_the_field_named() {
     let e = env().await;
-    e.fleets.create_fleet("ops", "acme", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "acme", None)
+        .await
+        .unwrap();
     let mut low = device_keys();
     low.x25519 = [0u8; 32];
     assert!(matches!(
         e.fleets
+            .registry
             .provision("jig", request("acme", "uid:1", low))
             .await,
         Err(Error::KeyRefused("x25519", "low-order point"))
@@ -156,6 +179,7 @@ async fn bad_requests_are_refused_with_the_field_named() {
     kem.ml_kem_768 = Some(vec![0; 10]);
     assert!(matches!(
         e.fleets
+            .registry
             .provision("jig", request("acme", "uid:1", kem))
             .await,
         Err(Error::Invalid {
@@ -165,6 +189,7 @@ async fn bad_requests_are_refused_with_the_field_named() {
     ));
     assert!(matches!(
         e.fleets
+            .registry
             .provision("jig", request("acme", "", device_keys()))
             .await,
         Err(Error::Invalid {
@@ -175,6 +200,7 @@ async fn bad_requests_are_refused_with_the_field_named() {
     // Cloned key material: another device's public key is refused.
     let shared = device_keys();
     e.fleets
+        .registry
         .provision("jig", request("acme", "uid:a", shared.clone()))
         .await
         .unwrap();
@@ -182,18 +208,23 @@ async fn bad_requests_are_refused_with_the_field_named() {
     clone.ed25519 = shared.ed25519;
     assert!(matches!(
         e.fleets
+            .registry
             .provision("jig", request("acme", "uid:b", clone))
             .await,
         Err(Error::DuplicateKey("ed25519"))
     ));
     assert!(matches!(
         e.fleets
+            .registry
             .provision("jig", request("nope", "uid:1", device_keys()))
             .await,
         Err(Error::FleetNotFound(_))
     ));
     assert!(matches!(
-        e.fleets.create_fleet("ops", "bad name", None).await,
+        e.fleets
+            .registry
+            .create_fleet("ops", "bad name", None)
+            .await,
         Err(Error::Invalid { .. })
     ));
 }
@@ -201,7 +232,11 @@ async fn bad_requests_are_refused_with_the_field_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_registrations_are_unique_and_audited() {
     let e = env().await;
-    e.fleets.create_fleet("ops", "acme", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "acme", None)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..600u32 {
         let f = e.fleets.clone();
@@ -212,7 +247,8 @@ async fn concurrent_registrations_are_unique_and_audited() {
             format!("uid:{i}")
         };
         tasks.push(tokio::spawn(async move {
-            f.provision("jig", request("acme", &hw, device_keys()))
+            f.registry
+                .provision("jig", request("acme", &hw, device_keys()))
                 .await
         }));
     }
@@ -229,7 +265,15 @@ async fn concurrent_registrations_are_unique_and_audited() {
         }
     }
     assert_eq!((ok, dup), (540, 60));
-    assert_eq!(e.fleets.devices("acme", "", 1000).await.unwrap().len(), 540);
+    assert_eq!(
+        e.fleets
+            .registry
+            .devices("acme", "", 1000)
+            .await
+            .unwrap()
+            .len(),
+        540
+    );
     let mut buf = Vec::new();
     e.keys.export_audit(&mut buf).await.unwrap();
     let lines: Vec<String> = String::from_utf8(buf)
@@ -262,6 +306,7 @@ async fn manufacture(e: &Env, fleet: &str, hw: &str) -> Device {
     };
     let p = e
         .fleets
+        .registry
         .provision("jig", request(fleet, hw, keys))
         .await
         .unwrap();
@@ -276,10 +321,19 @@ async fn manufacture(e: &Env, fleet: &str, hw: &str) -> Device {
 async fn onboarding_issues_an_operational_credential_and_refuses_every_bad_proof() {
     use fleetkey_server::fleet::onboarding_message;
     let e = env().await;
-    let fleet = e.fleets.create_fleet("ops", "acme", None).await.unwrap();
-    e.fleets.create_fleet("ops", "rival", None).await.unwrap();
+    let fleet = e
+        .fleets
+        .registry
+        .create_fleet("ops", "acme", None)
+        .await
+        .unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "rival", None)
+        .await
+        .unwrap();
     let dev = manufacture(&e, "acme", "uid:on-1").await;
-    let c = e.fleets.challenge(&dev.id).await.unwrap();
+    let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
     let sig = dev
         .signer
         .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
@@ -287,27 +341,39 @@ async fn onboarding_issues_an_operational_credential_and_refuses_every_bad_proof
     let stranger = Ed25519Signer::generate().unwrap();
     let bad = stranger.sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
     assert!(matches!(
-        e.fleets.onboard(&dev.birth, &c.nonce, &bad).await,
+        e.fleets
+            .onboarding
+            .onboard(&dev.birth, &c.nonce, &bad)
+            .await,
         Err(Error::CredentialRefused(_))
     ));
     // The burnt challenge cannot be replayed, even with the right signature.
     assert!(matches!(
-        e.fleets.onboard(&dev.birth, &c.nonce, &sig).await,
+        e.fleets
+            .onboarding
+            .onboard(&dev.birth, &c.nonce, &sig)
+            .await,
         Err(Error::ChallengeRefused(_))
     ));
     // Unknown challenge.
     assert!(matches!(
-        e.fleets.onboard(&dev.birth, &[0u8; 32], &sig).await,
+        e.fleets
+            .onboarding
+            .onboard(&dev.birth, &[0u8; 32], &sig)
+            .await,
         Err(Error::ChallengeRefused("unknown challenge"))
     ));
     // A credential of another fleet's device for this challenge is refused.
     let other = manufacture(&e, "rival", "uid:on-2").await;
-    let c2 = e.fleets.challenge(&dev.id).await.unwrap();
+    let c2 = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
     let sig2 = other
         .signer
         .sign(&onboarding_message(&dev.id, &c2.nonce, c2.issued_at));
     assert!(matches!(
-        e.fleets.onboard(&other.birth, &c2.nonce, &sig2).await,
+        e.fleets
+            .onboarding
+            .onboard(&other.birth, &c2.nonce, &sig2)
+            .await,
         Err(Error::ChallengeRefused(_))
     ));
     // A tampered credential is refused.
@@ -315,16 +381,17 @@ async fn onboarding_issues_an_operational_credential_and_refuses_every_bad_proof
     let n = forged.len();
     forged[n - 5] ^= 1;
     assert!(matches!(
-        e.fleets.onboard(&forged, &c2.nonce, &sig2).await,
+        e.fleets.onboarding.onboard(&forged, &c2.nonce, &sig2).await,
         Err(Error::CredentialRefused(_))
     ));
     // The real thing.
-    let c3 = e.fleets.challenge(&dev.id).await.unwrap();
+    let c3 = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
     let sig3 = dev
         .signer
         .sign(&onboarding_message(&dev.id, &c3.nonce, c3.issued_at));
     let (op, d) = e
         .fleets
+        .onboarding
         .onboard(&dev.birth, &c3.nonce, &sig3)
         .await
         .unwrap();
@@ -339,20 +406,22 @@ async fn onboarding_issues_an_operational_credential_and_refuses_every_bad_proof
     // device is no longer manufactured.
     assert!(
         e.fleets
+            .onboarding
             .onboard(&dev.birth, &c3.nonce, &sig3)
             .await
             .is_err()
     );
     assert!(matches!(
-        e.fleets.challenge(&dev.id).await,
+        e.fleets.onboarding.challenge(&dev.id).await,
         Err(Error::IllegalTransition { .. })
     ));
     // The operational credential is not a birth credential.
     assert!(matches!(
-        e.fleets.check_credential(&op, Role::Birth).await,
+        e.fleets.onboarding.check_credential(&op, Role::Birth).await,
         Err(Error::CredentialRefused("wrong credential role"))
     ));
     e.fleets
+        .onboarding
         .check_credential(&op, Role::Operational)
         .await
         .unwrap();
@@ -362,11 +431,16 @@ async fn onboarding_issues_an_operational_credential_and_refuses_every_bad_proof
 async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_once() {
     use fleetkey_server::fleet::{onboarding_message, wipe_receipt_message};
     let e = env().await;
-    e.fleets.create_fleet("ops", "acme", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "acme", None)
+        .await
+        .unwrap();
     let dev = manufacture(&e, "acme", "uid:life").await;
     // Not onboarded yet: cannot become active.
     assert!(matches!(
         e.fleets
+            .onboarding
             .transition("ops", &dev.id, DeviceState::Active)
             .await,
         Err(Error::IllegalTransition {
@@ -374,13 +448,19 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
             to: "active"
         })
     ));
-    let c = e.fleets.challenge(&dev.id).await.unwrap();
+    let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
     let sig = dev
         .signer
         .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
-    let (op, _) = e.fleets.onboard(&dev.birth, &c.nonce, &sig).await.unwrap();
+    let (op, _) = e
+        .fleets
+        .onboarding
+        .onboard(&dev.birth, &c.nonce, &sig)
+        .await
+        .unwrap();
     assert_eq!(
         e.fleets
+            .onboarding
             .transition("ops", &dev.id, DeviceState::Active)
             .await
             .unwrap()
@@ -389,6 +469,7 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
     );
     assert_eq!(
         e.fleets
+            .onboarding
             .transition("ops", &dev.id, DeviceState::Suspended)
             .await
             .unwrap()
@@ -397,6 +478,7 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
     );
     assert_eq!(
         e.fleets
+            .onboarding
             .transition("ops", &dev.id, DeviceState::Active)
             .await
             .unwrap()
@@ -406,20 +488,28 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
     // Decommission: credentials are revoked at once.
     let d = e
         .fleets
+        .onboarding
         .decommission("ops", &dev.id, "returned by customer")
         .await
         .unwrap();
     assert_eq!(d.state, DeviceState::Decommissioning);
     assert!(matches!(
-        e.fleets.check_credential(&op, Role::Operational).await,
-        Err(Error::CredentialRefused("revoked"))
-    ));
-    assert!(matches!(
-        e.fleets.check_credential(&dev.birth, Role::Birth).await,
+        e.fleets
+            .onboarding
+            .check_credential(&op, Role::Operational)
+            .await,
         Err(Error::CredentialRefused("revoked"))
     ));
     assert!(matches!(
         e.fleets
+            .onboarding
+            .check_credential(&dev.birth, Role::Birth)
+            .await,
+        Err(Error::CredentialRefused("revoked"))
+    ));
+    assert!(matches!(
+        e.fleets
+            .onboarding
             .transition("ops", &dev.id, DeviceState::Active)
             .await,
         Err(Error::IllegalTransition { .. })
@@ -429,7 +519,10 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
         .unwrap()
         .sign(&wipe_receipt_message(&dev.id, 1_800_000_000));
     assert!(matches!(
-        e.fleets.confirm_wipe(&dev.id, 1_800_000_000, &forged).await,
+        e.fleets
+            .onboarding
+            .confirm_wipe(&dev.id, 1_800_000_000, &forged)
+            .await,
         Err(Error::CredentialRefused(_))
     ));
     let receipt = dev
@@ -437,17 +530,22 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
         .sign(&wipe_receipt_message(&dev.id, 1_800_000_000));
     let d = e
         .fleets
+        .onboarding
         .confirm_wipe(&dev.id, 1_800_000_000, &receipt)
         .await
         .unwrap();
     assert_eq!(d.state, DeviceState::Decommissioned);
     // Final: nothing moves it again, and its hardware id stays taken.
     assert!(matches!(
-        e.fleets.decommission("ops", &dev.id, "again").await,
+        e.fleets
+            .onboarding
+            .decommission("ops", &dev.id, "again")
+            .await,
         Err(Error::IllegalTransition { .. })
     ));
     assert!(matches!(
         e.fleets
+            .registry
             .provision("jig", request("acme", "uid:life", device_keys()))
             .await,
         Err(Error::DeviceExists(_))
@@ -474,7 +572,11 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
 #[tokio::test]
 async fn a_decommissioned_device_s_credentials_are_refused_even_if_unreadable_in_the_store() {
     let e = env().await;
-    e.fleets.create_fleet("ops", "acme", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "acme", None)
+        .await
+        .unwrap();
     let dev = manufacture(&e, "acme", "uid:damaged").await;
     common::raw_sql(
         e._dir.path(),
@@ -489,9 +591,16 @@ async fn a_decommissioned_device_s_credentials_are_refused_even_if_unreadable_in
         ),
     )
     .await;
-    e.fleets.decommission("ops", &dev.id, "lost").await.unwrap();
+    e.fleets
+        .onboarding
+        .decommission("ops", &dev.id, "lost")
+        .await
+        .unwrap();
     assert!(matches!(
-        e.fleets.check_credential(&dev.birth, Role::Birth).await,
+        e.fleets
+            .onboarding
+            .check_credential(&dev.birth, Role::Birth)
+            .await,
         Err(Error::CredentialRefused("device decommissioned"))
     ));
 }

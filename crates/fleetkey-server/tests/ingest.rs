@@ -80,10 +80,15 @@ struct Setup {
 
 async fn setup(dir: &std::path::Path) -> Setup {
     let s = common::services(dir).await;
-    s.fleets.create_fleet("ops", "sensors", None).await.unwrap();
-    let recipient =
-        fleetkey_crypto::keyfile::parse_recipient(&s.fleets.factory_recipient().await.unwrap())
-            .unwrap();
+    s.fleets
+        .registry
+        .create_fleet("ops", "sensors", None)
+        .await
+        .unwrap();
+    let recipient = fleetkey_crypto::keyfile::parse_recipient(
+        &s.fleets.onboarding.factory_recipient().await.unwrap(),
+    )
+    .unwrap();
     let (_, server_public) = s.fleets.directory().server_static_key().await.unwrap();
     Setup {
         s,
@@ -112,6 +117,7 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     for bad in [&other[..], b"not an envelope"] {
         assert!(
             s.fleets
+                .onboarding
                 .provision_constrained("jig", request("uid-1", public), Profile::Constrained, bad)
                 .await
                 .is_err()
@@ -119,6 +125,7 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     }
     let p = s
         .fleets
+        .onboarding
         .provision_constrained(
             "jig",
             request("uid-1", public),
@@ -130,7 +137,10 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     let id = p.device.id.clone();
     assert_eq!(p.device.state, DeviceState::Manufactured);
     // Flagged in the registry.
-    assert_eq!(s.fleets.device(&id).await.unwrap().profile, "constrained");
+    assert_eq!(
+        s.fleets.registry.device(&id).await.unwrap().profile,
+        "constrained"
+    );
     // The secret is stored wrapped, never in the clear.
     let stored = s.store.device_secret(&id).await.unwrap().unwrap();
     assert!(!stored.wrapped.windows(32).any(|w| w == psk));
@@ -151,7 +161,7 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     let a = ing.accept(&mut start.clone()).await.unwrap();
     assert_eq!((a.device_id.as_str(), a.boot), (id.as_str(), 1));
     assert_eq!(
-        s.fleets.device(&id).await.unwrap().state,
+        s.fleets.registry.device(&id).await.unwrap().state,
         DeviceState::Active
     );
     let mut frames = Vec::new();
@@ -257,6 +267,7 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     let lab_public = fleetkey_device::keys::public_key(&fleetkey_crypto::rand::array().unwrap());
     assert!(
         s.fleets
+            .onboarding
             .provision_constrained(
                 "jig",
                 request("lab-1", lab_public),
@@ -267,11 +278,13 @@ async fn constrained_devices_from_the_factory_to_refusal() {
             .is_err()
     );
     s.fleets
+        .onboarding
         .allow_static_key("ops", "sensors", true)
         .await
         .unwrap();
     let lab = s
         .fleets
+        .onboarding
         .provision_constrained(
             "jig",
             request("lab-1", lab_public),
@@ -281,7 +294,12 @@ async fn constrained_devices_from_the_factory_to_refusal() {
         .await
         .unwrap();
     assert_eq!(
-        s.fleets.device(&lab.device.id).await.unwrap().profile,
+        s.fleets
+            .registry
+            .device(&lab.device.id)
+            .await
+            .unwrap()
+            .profile,
         "constrained_static"
     );
     let mut lab_dev = Device::static_key(id_bytes(&lab.device.id), lab_key, 0);
@@ -290,6 +308,7 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     ing2.accept(&mut buf[..n]).await.unwrap();
     // Disallowed again: a fresh server refuses its frames.
     s.fleets
+        .onboarding
         .allow_static_key("ops", "sensors", false)
         .await
         .unwrap();
@@ -311,7 +330,11 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     let mut s3 = dev.boot(&mut OsRng, &mut NoFlash).unwrap();
     let n = s3.start_frame(b"", &mut buf).unwrap();
     ing3.accept(&mut buf[..n]).await.unwrap();
-    s.fleets.decommission("ops", &id, "retired").await.unwrap();
+    s.fleets
+        .onboarding
+        .decommission("ops", &id, "retired")
+        .await
+        .unwrap();
     ing3.expire(&id);
     let n = s3.data_frame(b"{}", &mut buf).unwrap();
     assert_eq!(
@@ -359,6 +382,7 @@ async fn frames_arrive_over_udp() {
     } = setup(dir.path()).await;
     let p = s
         .fleets
+        .onboarding
         .provision_constrained(
             "jig",
             request("uid-udp", fleetkey_device::keys::public_key(&scalar)),
@@ -415,6 +439,7 @@ async fn a_change_made_elsewhere_reaches_a_warm_cache_within_the_state_lifetime(
     let sealed = seal_factory_secret(&recipient, &psk, "uid-warm").unwrap();
     let p = s
         .fleets
+        .onboarding
         .provision_constrained(
             "jig",
             request("uid-warm", public),
@@ -431,7 +456,11 @@ async fn a_change_made_elsewhere_reaches_a_warm_cache_within_the_state_lifetime(
     let n = session.start_frame(b"", &mut buf).unwrap();
     ing.accept(&mut buf[..n]).await.unwrap();
     // Decommissioned behind this ingest path's back (no expire).
-    s.fleets.decommission("ops", &id, "retired").await.unwrap();
+    s.fleets
+        .onboarding
+        .decommission("ops", &id, "retired")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut refused_after = None;
     while started.elapsed() < fleetkey_server::ingest::STATE_TTL + std::time::Duration::from_secs(2)

@@ -268,7 +268,7 @@ async fn restart_continues_above_the_last_reservation() {
     }
     drop(e.keys);
     // A second service on the same data: a "restart" without any flush.
-    let (keys2, _) = open(&e.dir, &e.clock, 10).await;
+    let (keys2, _, _) = open(&e.dir, &e.clock, 10).await;
     let ring = keys2.keyring("r").await.unwrap();
     for _ in 0..30 {
         let n = nonce_of(&ring.seal(b"a", b"").await.unwrap());
@@ -343,7 +343,7 @@ async fn a_spent_use_budget_found_at_restart_rotates_first() {
         assert_eq!(version_of(&ring.seal(b"a", b"").await.unwrap()), 1);
     }
     drop(ring);
-    let (keys2, _) = open(&e.dir, &e.clock, 8).await;
+    let (keys2, _, _) = open(&e.dir, &e.clock, 8).await;
     let ring = keys2.keyring("r").await.unwrap();
     assert_eq!(version_of(&ring.seal(b"a", b"").await.unwrap()), 2);
 }
@@ -573,7 +573,7 @@ async fn revoked_stays_revoked_after_the_minimum_passes_it_and_a_restart() {
     // After a restart on the same store.
     drop(ring);
     e.keys.shutdown().await.unwrap();
-    let (keys2, _) = open(&e.dir, &e.clock, 64).await;
+    let (keys2, _, _) = open(&e.dir, &e.clock, 64).await;
     let ring = keys2.keyring("r").await.unwrap();
     assert!(revoked(&ring.unseal(&v1, b"").await));
     assert_eq!(state_of_v1(keys2.show("r").await.unwrap()), "revoked");
@@ -594,11 +594,10 @@ async fn one_bad_keyring_does_not_stop_the_policy_tick() {
         .create("cli", "r", Algorithm::Aes256Gcm, policy)
         .await
         .unwrap();
-    let first = e.keys.store().versions("r").await.unwrap().remove(0);
-    let mut legacy = e.keys.store().keyring("r").await.unwrap().unwrap();
+    let first = e.store.versions("r").await.unwrap().remove(0);
+    let mut legacy = e.store.keyring("r").await.unwrap().unwrap();
     legacy.name = "a legacy name".into();
-    e.keys
-        .store()
+    e.store
         .apply(
             Change::CreateKeyring {
                 keyring: legacy,
@@ -641,8 +640,7 @@ async fn counts_the_store_cannot_hold_are_refused_in_both_directions() {
         ..Policy::default()
     };
     let err = e
-        .keys
-        .store()
+        .store
         .apply(
             Change::SetPolicy {
                 name: "r".into(),
@@ -661,7 +659,7 @@ async fn counts_the_store_cannot_hold_are_refused_in_both_directions() {
     );
 
     common::raw_sql(&e.dir, "UPDATE key_versions SET seal_count = -1").await;
-    let err = e.keys.store().versions("r").await.unwrap_err();
+    let err = e.store.versions("r").await.unwrap_err();
     assert!(
         err.to_string().contains("seal_count out of range: -1"),
         "{err}"

@@ -119,6 +119,7 @@ async fn provision(e: &Env, fleet: &str, hw: &str) -> Device {
     let sign = Ed25519Signer::generate().unwrap();
     let p = e
         .fleets
+        .registry
         .provision(
             "jig",
             FactoryRequest {
@@ -141,12 +142,18 @@ async fn provision(e: &Env, fleet: &str, hw: &str) -> Device {
 }
 
 async fn onboard(e: &Env, d: &Device) -> Vec<u8> {
-    let c = e.fleets.challenge(&d.id).await.unwrap();
+    let c = e.fleets.onboarding.challenge(&d.id).await.unwrap();
     let sig = d
         .sign
         .sign(&onboarding_message(&d.id, &c.nonce, c.issued_at));
-    let (op, _) = e.fleets.onboard(&d.birth, &c.nonce, &sig).await.unwrap();
+    let (op, _) = e
+        .fleets
+        .onboarding
+        .onboard(&d.birth, &c.nonce, &sig)
+        .await
+        .unwrap();
     e.fleets
+        .onboarding
         .transition("ops", &d.id, DeviceState::Active)
         .await
         .unwrap();
@@ -169,25 +176,34 @@ fn schema_v1() -> serde_json::Value {
 #[tokio::test]
 async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
     let e = env().await;
-    e.fleets.create_fleet("ops", "cfg", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "cfg", None)
+        .await
+        .unwrap();
     // Before a schema: an empty config, and writes say what to do.
     let early = provision(&e, "cfg", "hw-early").await;
-    assert_eq!(e.fleets.config(&early.id).await.unwrap().config, json!({}));
+    assert_eq!(
+        e.fleets.registry.config(&early.id).await.unwrap().config,
+        json!({})
+    );
     assert!(matches!(
         e.fleets
+            .registry
             .set_config("ops", &early.id, ConfigUpdate::Merge(json!({"a": 1})), None)
             .await,
         Err(Error::NoConfigSchema(_))
     ));
     let info = e
         .fleets
+        .registry
         .set_schema("ops", "cfg", schema_v1(), vec![])
         .await
         .unwrap();
     assert_eq!(info.version, 1);
     // The factory materialises the defaults; an older device reads them too.
     let d = provision(&e, "cfg", "hw-1").await;
-    let c = e.fleets.config(&d.id).await.unwrap();
+    let c = e.fleets.registry.config(&d.id).await.unwrap();
     assert_eq!(
         (c.schema_version, c.revision),
         (1, 1),
@@ -195,13 +211,14 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
     );
     assert_eq!(c.config, info.defaults);
     assert_eq!(
-        e.fleets.config(&early.id).await.unwrap().config,
+        e.fleets.registry.config(&early.id).await.unwrap().config,
         info.defaults
     );
 
     // A valid change: next revision, diff in the audit log, a signed command queued.
     let c = e
         .fleets
+        .registry
         .set_config(
             "ops",
             &d.id,
@@ -212,10 +229,23 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
         .unwrap();
     assert_eq!(c.revision, 2);
     assert_eq!(c.config["server"]["port"], 9000);
-    let cmds = e.fleets.device_commands(&d.id, true).await.unwrap();
+    let cmds = e
+        .fleets
+        .commands
+        .device_commands(&d.id, true)
+        .await
+        .unwrap();
     assert_eq!(cmds.len(), 1);
     assert_eq!(cmds[0].kind, CommandKind::UpdateConfig);
-    let fleet_pk = hex::decode(e.fleets.fleet("cfg").await.unwrap().issuer_public_key).unwrap();
+    let fleet_pk = hex::decode(
+        e.fleets
+            .registry
+            .fleet("cfg")
+            .await
+            .unwrap()
+            .issuer_public_key,
+    )
+    .unwrap();
     fleetkey_crypto::ed25519::verify(
         &fleet_pk,
         &command_message(
@@ -232,6 +262,7 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
     assert_eq!(payload["config"], c.config);
     // A second change supersedes the queued update.
     e.fleets
+        .registry
         .set_config(
             "ops",
             &d.id,
@@ -240,7 +271,12 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
         )
         .await
         .unwrap();
-    let cmds = e.fleets.device_commands(&d.id, false).await.unwrap();
+    let cmds = e
+        .fleets
+        .commands
+        .device_commands(&d.id, false)
+        .await
+        .unwrap();
     assert_eq!(
         cmds.iter().map(|c| c.state).collect::<Vec<_>>(),
         [CommandState::Cancelled, CommandState::Pending]
@@ -254,6 +290,7 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
     assert_eq!(
         path_of(
             e.fleets
+                .registry
                 .set_config(
                     "ops",
                     &d.id,
@@ -267,6 +304,7 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
     assert_eq!(
         path_of(
             e.fleets
+                .registry
                 .set_config(
                     "ops",
                     &d.id,
@@ -280,6 +318,7 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
     assert_eq!(
         path_of(
             e.fleets
+                .registry
                 .set_config(
                     "ops",
                     &d.id,
@@ -292,6 +331,7 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
     );
     assert!(matches!(
         e.fleets
+            .registry
             .set_config(
                 "ops",
                 &d.id,
@@ -305,7 +345,7 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
         })
     ));
     // Reset to the factory defaults.
-    let c = e.fleets.reset_config("ops", &d.id).await.unwrap();
+    let c = e.fleets.registry.reset_config("ops", &d.id).await.unwrap();
     assert_eq!((c.revision, &c.config), (4, &info.defaults));
 
     let (_, entries) = audit(&e).await;
@@ -325,14 +365,20 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
 #[tokio::test]
 async fn schema_versions_migrate_configs_on_read_and_in_batches_and_refuse_breaking_schemas() {
     let e = env().await;
-    e.fleets.create_fleet("ops", "mig", None).await.unwrap();
     e.fleets
+        .registry
+        .create_fleet("ops", "mig", None)
+        .await
+        .unwrap();
+    e.fleets
+        .registry
         .set_schema("ops", "mig", schema_v1(), vec![])
         .await
         .unwrap();
     let a = provision(&e, "mig", "hw-a").await;
     let b = provision(&e, "mig", "hw-b").await;
     e.fleets
+        .registry
         .set_config(
             "ops",
             &a.id,
@@ -360,18 +406,23 @@ async fn schema_versions_migrate_configs_on_read_and_in_batches_and_refuse_break
     }];
     let err = e
         .fleets
+        .registry
         .set_schema("ops", "mig", v2.clone(), rename.clone())
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains(&a.id) && err.contains("/period_s"), "{err}");
-    assert_eq!(e.fleets.schema("mig").await.unwrap().version, 1);
+    assert_eq!(e.fleets.registry.schema("mig").await.unwrap().version, 1);
     // With a maximum that fits, v2 is accepted.
     let mut v2 = v2;
     v2["properties"]["period_s"]["maximum"] = json!(3600);
-    e.fleets.set_schema("ops", "mig", v2, rename).await.unwrap();
+    e.fleets
+        .registry
+        .set_schema("ops", "mig", v2, rename)
+        .await
+        .unwrap();
     // Migrated on read, stored copy untouched until written.
-    let c = e.fleets.config(&a.id).await.unwrap();
+    let c = e.fleets.registry.config(&a.id).await.unwrap();
     assert_eq!(c.migrated_from, Some(1));
     assert_eq!(c.config["period_s"], 900);
     assert_eq!(c.config["led"], true);
@@ -386,14 +437,27 @@ async fn schema_versions_migrate_configs_on_read_and_in_batches_and_refuse_break
         1
     );
     // The batch migration writes both, with the diff audited.
-    let r = e.fleets.migrate_configs("ops", "mig").await.unwrap();
+    let r = e
+        .fleets
+        .registry
+        .migrate_configs("ops", "mig")
+        .await
+        .unwrap();
     assert_eq!((r.migrated, r.failed.len()), (2, 0));
     for d in [&a, &b] {
         let s = e.store.device_config(&d.id).await.unwrap().unwrap();
         assert_eq!(s.schema_version, 2);
-        assert_eq!(e.fleets.config(&d.id).await.unwrap().migrated_from, None);
+        assert_eq!(
+            e.fleets.registry.config(&d.id).await.unwrap().migrated_from,
+            None
+        );
     }
-    let again = e.fleets.migrate_configs("ops", "mig").await.unwrap();
+    let again = e
+        .fleets
+        .registry
+        .migrate_configs("ops", "mig")
+        .await
+        .unwrap();
     assert_eq!(again.migrated, 0);
     let (_, entries) = audit(&e).await;
     assert_eq!(
@@ -404,9 +468,14 @@ async fn schema_versions_migrate_configs_on_read_and_in_batches_and_refuse_break
         2
     );
     // Version numbers only go up by one; a first version has nothing to migrate from.
-    e.fleets.create_fleet("ops", "other", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "other", None)
+        .await
+        .unwrap();
     assert!(
         e.fleets
+            .registry
             .set_schema(
                 "ops",
                 "other",
@@ -421,32 +490,43 @@ async fn schema_versions_migrate_configs_on_read_and_in_batches_and_refuse_break
 #[tokio::test]
 async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_credential_last() {
     let e = env().await;
-    let fleet = e.fleets.create_fleet("ops", "rot", None).await.unwrap();
+    let fleet = e
+        .fleets
+        .registry
+        .create_fleet("ops", "rot", None)
+        .await
+        .unwrap();
     let fleet_pk = hex::decode(fleet.issuer_public_key).unwrap();
     let d = provision(&e, "rot", "hw-rot").await;
     let old_op = onboard(&e, &d).await;
     e.fleets
+        .onboarding
         .check_credential(&old_op, Role::Operational)
         .await
         .unwrap();
     // A rotation cannot be proposed before it is requested.
     let cmd = e
         .fleets
+        .commands
         .request_rotation("ops", &d.id, "test")
         .await
         .unwrap();
     assert_eq!(
-        e.fleets.device(&d.id).await.unwrap().state,
+        e.fleets.registry.device(&d.id).await.unwrap().state,
         DeviceState::Rotating
     );
     assert!(matches!(
-        e.fleets.request_rotation("ops", &d.id, "again").await,
+        e.fleets
+            .commands
+            .request_rotation("ops", &d.id, "again")
+            .await,
         Err(Error::IllegalTransition { .. })
     ));
     // The device sees the command with a fresh signed poll.
     let at = T0;
     let polled = e
         .fleets
+        .commands
         .poll_commands(&d.id, at, &d.sign.sign(&command_poll_message(&d.id, at)))
         .await
         .unwrap();
@@ -455,6 +535,7 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     let stale = at - 120;
     assert!(matches!(
         e.fleets
+            .commands
             .poll_commands(
                 &d.id,
                 stale,
@@ -470,6 +551,7 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     // Signed by anything but the current key: refused.
     assert!(matches!(
         e.fleets
+            .commands
             .propose_rotation(&d.id, &cmd.id, new_keys.clone(), &new_sign.sign(&request))
             .await,
         Err(Error::CredentialRefused(_))
@@ -481,6 +563,7 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     };
     assert!(
         e.fleets
+            .commands
             .propose_rotation(
                 &d.id,
                 &cmd.id,
@@ -493,6 +576,7 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     );
     let (new_op, new_id) = e
         .fleets
+        .commands
         .propose_rotation(&d.id, &cmd.id, new_keys.clone(), &d.sign.sign(&request))
         .await
         .unwrap();
@@ -501,11 +585,13 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     assert_eq!(claims.role, Role::Operational);
     // Until confirmed, the old credential works and the new one does not.
     e.fleets
+        .onboarding
         .check_credential(&old_op, Role::Operational)
         .await
         .unwrap();
     assert!(
         e.fleets
+            .onboarding
             .check_credential(&new_op, Role::Operational)
             .await
             .is_err()
@@ -514,22 +600,28 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     let confirm = rotation_confirm_message(&d.id, &cmd.id, &new_id);
     assert!(matches!(
         e.fleets
+            .commands
             .confirm_rotation(&d.id, &cmd.id, &d.sign.sign(&confirm))
             .await,
         Err(Error::CredentialRefused(_))
     ));
     let after = e
         .fleets
+        .commands
         .confirm_rotation(&d.id, &cmd.id, &new_sign.sign(&confirm))
         .await
         .unwrap();
     assert_eq!(after.state, DeviceState::Active);
     assert_eq!(after.ed25519, new_sign.public_key().to_vec());
     assert!(matches!(
-        e.fleets.check_credential(&old_op, Role::Operational).await,
+        e.fleets
+            .onboarding
+            .check_credential(&old_op, Role::Operational)
+            .await,
         Err(Error::CredentialRefused("revoked"))
     ));
     e.fleets
+        .onboarding
         .check_credential(&new_op, Role::Operational)
         .await
         .unwrap();
@@ -540,6 +632,7 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     );
     assert!(matches!(
         e.fleets
+            .commands
             .confirm_rotation(&d.id, &cmd.id, &new_sign.sign(&confirm))
             .await,
         Err(Error::CommandState(_))
@@ -548,6 +641,7 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     let other = provision(&e, "rot", "hw-other").await;
     assert!(matches!(
         e.fleets
+            .commands
             .confirm_rotation(&other.id, &cmd.id, &new_sign.sign(&confirm))
             .await,
         Err(Error::CommandNotFound(_))
@@ -570,11 +664,16 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
 #[tokio::test]
 async fn the_rotation_policy_asks_devices_whose_credential_is_old() {
     let e = env().await;
-    e.fleets.create_fleet("ops", "pol", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "pol", None)
+        .await
+        .unwrap();
     let d = provision(&e, "pol", "hw-pol").await;
     onboard(&e, &d).await;
     assert!(
         e.fleets
+            .commands
             .set_rotation_policy("ops", "pol", Some(60))
             .await
             .is_err(),
@@ -582,45 +681,80 @@ async fn the_rotation_policy_asks_devices_whose_credential_is_old() {
     );
     let f = e
         .fleets
+        .commands
         .set_rotation_policy("ops", "pol", Some(90 * 86_400))
         .await
         .unwrap();
     assert_eq!(f.credential_rotation_secs, Some(90 * 86_400));
-    assert_eq!(e.fleets.run_rotation_policy("scheduler").await.unwrap(), 0);
-    e.clock.advance(91 * 86_400);
-    assert_eq!(e.fleets.run_rotation_policy("scheduler").await.unwrap(), 1);
     assert_eq!(
-        e.fleets.device(&d.id).await.unwrap().state,
+        e.fleets
+            .commands
+            .run_rotation_policy("scheduler")
+            .await
+            .unwrap(),
+        0
+    );
+    e.clock.advance(91 * 86_400);
+    assert_eq!(
+        e.fleets
+            .commands
+            .run_rotation_policy("scheduler")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        e.fleets.registry.device(&d.id).await.unwrap().state,
         DeviceState::Rotating
     );
     // Asked once: an open rotation is not asked again.
-    assert_eq!(e.fleets.run_rotation_policy("scheduler").await.unwrap(), 0);
+    assert_eq!(
+        e.fleets
+            .commands
+            .run_rotation_policy("scheduler")
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
 async fn decommissioning_queues_a_signed_wipe_erases_secrets_and_allows_only_a_factory_reset() {
     let e = env().await;
-    e.fleets.create_fleet("ops", "dec", None).await.unwrap();
     e.fleets
+        .registry
+        .create_fleet("ops", "dec", None)
+        .await
+        .unwrap();
+    e.fleets
+        .registry
         .set_schema("ops", "dec", schema_v1(), vec![])
         .await
         .unwrap();
     let d = provision(&e, "dec", "hw-dec").await;
     onboard(&e, &d).await;
     e.fleets
+        .onboarding
         .create_claim_code("ops", &d.id, 3600)
         .await
         .unwrap();
     let rot = e
         .fleets
+        .commands
         .request_rotation("ops", &d.id, "before decommission")
         .await
         .unwrap();
     e.fleets
+        .onboarding
         .decommission("ops", &d.id, "returned")
         .await
         .unwrap();
-    let cmds = e.fleets.device_commands(&d.id, false).await.unwrap();
+    let cmds = e
+        .fleets
+        .commands
+        .device_commands(&d.id, false)
+        .await
+        .unwrap();
     let wipe = cmds.iter().find(|c| c.kind == CommandKind::Wipe).unwrap();
     assert_eq!(wipe.state, CommandState::Pending);
     assert_eq!(
@@ -630,12 +764,13 @@ async fn decommissioning_queues_a_signed_wipe_erases_secrets_and_allows_only_a_f
     );
     // Configuration of a device being decommissioned is refused.
     assert!(matches!(
-        e.fleets.reset_config("ops", &d.id).await,
+        e.fleets.registry.reset_config("ops", &d.id).await,
         Err(Error::IllegalTransition { .. })
     ));
     // The hardware id cannot be provisioned again, and no reset before the wipe.
     assert!(matches!(
         e.fleets
+            .registry
             .provision(
                 "jig",
                 FactoryRequest {
@@ -652,10 +787,14 @@ async fn decommissioning_queues_a_signed_wipe_erases_secrets_and_allows_only_a_f
         Err(Error::DeviceExists(_))
     ));
     assert!(matches!(
-        e.fleets.factory_reset("ops", &d.id, "refurbish").await,
+        e.fleets
+            .commands
+            .factory_reset("ops", &d.id, "refurbish")
+            .await,
         Err(Error::IllegalTransition { .. })
     ));
     e.fleets
+        .onboarding
         .confirm_wipe(&d.id, T0, &d.sign.sign(&wipe_receipt_message(&d.id, T0)))
         .await
         .unwrap();
@@ -669,6 +808,7 @@ async fn decommissioning_queues_a_signed_wipe_erases_secrets_and_allows_only_a_f
     );
     assert!(
         e.fleets
+            .commands
             .device_commands(&d.id, true)
             .await
             .unwrap()
@@ -677,6 +817,7 @@ async fn decommissioning_queues_a_signed_wipe_erases_secrets_and_allows_only_a_f
     // Factory reset retires the hardware id; the same hardware provisions anew.
     let r = e
         .fleets
+        .commands
         .factory_reset("ops", &d.id, "refurbish")
         .await
         .unwrap();
@@ -691,7 +832,11 @@ async fn the_directory_publishes_onboarding_rotation_and_revocation_with_rising_
     use fleetkey_crypto::cwt::IssuerPublicKey;
     use fleetkey_crypto::record::{self, Freshness};
     let e = env().await;
-    e.fleets.create_fleet("ops", "dir", None).await.unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", "dir", None)
+        .await
+        .unwrap();
     let d = provision(&e, "dir", "hw-dir").await;
     assert!(matches!(
         e.fleets.directory().record(&d.id).await,
@@ -718,6 +863,7 @@ async fn the_directory_publishes_onboarding_rotation_and_revocation_with_rising_
     // Rotation publishes the new keys as sequence 2; the old record is now a rollback.
     let cmd = e
         .fleets
+        .commands
         .request_rotation("ops", &d.id, "test")
         .await
         .unwrap();
@@ -725,6 +871,7 @@ async fn the_directory_publishes_onboarding_rotation_and_revocation_with_rising_
     let nk = keys_of(&new_sign);
     let (_, cid) = e
         .fleets
+        .commands
         .propose_rotation(
             &d.id,
             &cmd.id,
@@ -734,6 +881,7 @@ async fn the_directory_publishes_onboarding_rotation_and_revocation_with_rising_
         .await
         .unwrap();
     e.fleets
+        .commands
         .confirm_rotation(
             &d.id,
             &cmd.id,
@@ -769,7 +917,11 @@ async fn the_directory_publishes_onboarding_rotation_and_revocation_with_rising_
     let r3 = check(&e.fleets.directory().record(&d.id).await.unwrap(), Some(2)).unwrap();
     assert_eq!((r3.sequence, r3.keys), (3, nk));
     // Decommissioning publishes the revocation in the same transaction.
-    e.fleets.decommission("ops", &d.id, "stolen").await.unwrap();
+    e.fleets
+        .onboarding
+        .decommission("ops", &d.id, "stolen")
+        .await
+        .unwrap();
     let revoked = e.fleets.directory().record(&d.id).await.unwrap();
     assert_eq!(
         check(&revoked, Some(3)).unwrap_err(),

@@ -69,7 +69,11 @@ impl Harness {
         let run = tokio::spawn(listener.clone().run(sock, async move {
             let _ = stopped.await;
         }));
-        let fleet = fleets.create_fleet("ops", "hub", None).await.unwrap();
+        let fleet = fleets
+            .registry
+            .create_fleet("ops", "hub", None)
+            .await
+            .unwrap();
         assert!(!fleet.issuer_public_key.is_empty());
         Self {
             dir,
@@ -84,7 +88,7 @@ impl Harness {
     }
 
     async fn fleet_key(&self) -> [u8; 32] {
-        let f = self.fleets.fleet("hub").await.unwrap();
+        let f = self.fleets.registry.fleet("hub").await.unwrap();
         hex::decode(f.issuer_public_key)
             .unwrap()
             .try_into()
@@ -98,6 +102,7 @@ impl Harness {
         let sign = Ed25519Signer::generate().unwrap();
         let p = self
             .fleets
+            .registry
             .provision(
                 "jig",
                 FactoryRequest {
@@ -118,8 +123,9 @@ impl Harness {
             .await
             .unwrap();
         let id = p.device.id.clone();
-        let c = self.fleets.challenge(&id).await.unwrap();
+        let c = self.fleets.onboarding.challenge(&id).await.unwrap();
         self.fleets
+            .onboarding
             .onboard(
                 &p.device.birth_credential,
                 &c.nonce,
@@ -128,6 +134,7 @@ impl Harness {
             .await
             .unwrap();
         self.fleets
+            .onboarding
             .transition("ops", &id, DeviceState::Active)
             .await
             .unwrap();
@@ -221,10 +228,12 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
 
     let (id, noise, sign) = h.device("hw-listen").await;
     h.fleets
+        .registry
         .set_schema("ops", "hub", json!({"type": "object", "properties": {"interval_s": {"type": "integer", "default": 60}}}), vec![])
         .await
         .unwrap();
     h.fleets
+        .registry
         .set_config(
             "ops",
             &id,
@@ -285,6 +294,7 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
 
     // Decommissioned: the next session carries the wipe command and nothing else.
     h.fleets
+        .onboarding
         .decommission("ops", &id, "end of life")
         .await
         .unwrap();
@@ -307,7 +317,7 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
     ));
     drop(s);
     assert_eq!(
-        h.fleets.device(&id).await.unwrap().state,
+        h.fleets.registry.device(&id).await.unwrap().state,
         DeviceState::Decommissioned
     );
     // Reconnecting is refused, and not retried.
@@ -660,6 +670,7 @@ async fn hybrid_sessions_and_credential_rotation_over_the_session() {
     let h = Harness::start(100).await;
     let (id, noise, sign) = h.device("hw-pq").await;
     h.fleets
+        .commands
         .request_rotation("ops", &id, "yearly")
         .await
         .unwrap();
@@ -720,7 +731,7 @@ async fn hybrid_sessions_and_credential_rotation_over_the_session() {
         );
         s.close().await.unwrap();
     }
-    let d = h.fleets.device(&id).await.unwrap();
+    let d = h.fleets.registry.device(&id).await.unwrap();
     assert_eq!(
         (d.state, d.x25519.as_slice()),
         (DeviceState::Active, &new_keys.x25519[..])

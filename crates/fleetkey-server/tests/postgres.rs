@@ -10,7 +10,9 @@ mod common;
 
 use fleetkey_server::audit::AuditDraft;
 use fleetkey_server::store::postgres::PostgresStore;
-use fleetkey_server::store::{Change, Reservation, Store};
+use fleetkey_server::store::{
+    AuditStore, Change, Changes, KeyringStore, Reservation, SchedulerStore,
+};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -293,7 +295,11 @@ async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_at
     sealed.push(v["ciphertext"].as_str().unwrap().to_owned());
 
     // A device of a fleet, and a second instance whose caches are cold.
-    sv.fleets.create_fleet("test", "acme", None).await.unwrap();
+    sv.fleets
+        .registry
+        .create_fleet("test", "acme", None)
+        .await
+        .unwrap();
     let device_keys = fleetkey_crypto::credential::DeviceKeys {
         x25519: fleetkey_crypto::x25519::X25519Secret::generate()
             .unwrap()
@@ -307,6 +313,7 @@ async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_at
     };
     let device = sv
         .fleets
+        .registry
         .provision(
             "jig",
             fleetkey_server::fleet::FactoryRequest {
@@ -331,6 +338,7 @@ async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_at
     // outage (503), not "unknown fleet" (401, a final answer to the device).
     match cold
         .fleets
+        .onboarding
         .onboard(&device.birth_credential, &[0; 32], &[0; 64])
         .await
     {

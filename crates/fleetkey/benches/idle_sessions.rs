@@ -105,7 +105,11 @@ fn setup(dir: &std::path::Path, n: usize) -> (Vec<String>, [u8; 32]) {
             custody,
             Arc::new(fleetkey_server::clock::SystemClock::default()),
         );
-        fleets.create_fleet("bench", "idle", None).await.unwrap();
+        fleets
+            .registry
+            .create_fleet("bench", "idle", None)
+            .await
+            .unwrap();
         let (_, server_key) = fleets.directory().server_static_key().await.unwrap();
         let started = Instant::now();
         let sem = Arc::new(tokio::sync::Semaphore::new(128));
@@ -116,6 +120,7 @@ fn setup(dir: &std::path::Path, n: usize) -> (Vec<String>, [u8; 32]) {
             tasks.push(tokio::spawn(async move {
                 let sign = Ed25519Signer::generate().unwrap();
                 let p = f
+                    .registry
                     .provision(
                         "bench",
                         FactoryRequest {
@@ -136,15 +141,17 @@ fn setup(dir: &std::path::Path, n: usize) -> (Vec<String>, [u8; 32]) {
                     .await
                     .unwrap();
                 let id = p.device.id;
-                let c = f.challenge(&id).await.unwrap();
-                f.onboard(
-                    &p.device.birth_credential,
-                    &c.nonce,
-                    &sign.sign(&onboarding_message(&id, &c.nonce, c.issued_at)),
-                )
-                .await
-                .unwrap();
-                f.transition("bench", &id, DeviceState::Active)
+                let c = f.onboarding.challenge(&id).await.unwrap();
+                f.onboarding
+                    .onboard(
+                        &p.device.birth_credential,
+                        &c.nonce,
+                        &sign.sign(&onboarding_message(&id, &c.nonce, c.issued_at)),
+                    )
+                    .await
+                    .unwrap();
+                f.onboarding
+                    .transition("bench", &id, DeviceState::Active)
                     .await
                     .unwrap();
                 drop(permit);

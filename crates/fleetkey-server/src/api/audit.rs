@@ -48,11 +48,7 @@ pub(super) async fn audit_page(
     if q.after.is_some_and(|a| i64::try_from(a).is_err()) {
         return Err(ApiError::malformed("after must be at most 2^63 - 1"));
     }
-    let entries = st
-        .keys
-        .store()
-        .audit_entries(q.after.unwrap_or(0), limit)
-        .await?;
+    let entries = st.keys.audit_entries(q.after.unwrap_or(0), limit).await?;
     let next_after = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.seq))
         .flatten();

@@ -208,6 +208,7 @@ async fn set_schema(
     }
     let info = st
         .fleets
+        .registry
         .set_schema(&p.actor(), &fleet, req.schema, req.migration)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -226,7 +227,7 @@ async fn show_schema(
     ApiPath(fleet): ApiPath<String>,
 ) -> ApiResult<Json<SchemaInfo>> {
     p.require(&format!("devices:{fleet}"))?;
-    Ok(Json(st.fleets.schema(&fleet).await?))
+    Ok(Json(st.fleets.registry.schema(&fleet).await?))
 }
 
 /// Migrate every stored config of a fleet to the newest schema version.
@@ -243,6 +244,7 @@ async fn migrate_configs(
     p.require(&format!("operate:{fleet}"))?;
     let r = st
         .fleets
+        .registry
         .migrate_configs(&p.actor(), &fleet)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -262,7 +264,7 @@ async fn get_config(
 ) -> ApiResult<Json<DeviceConfig>> {
     p.require(&format!("devices:{fleet}"))?;
     device_in_fleet(&st, &fleet, &id).await?;
-    Ok(Json(st.fleets.config(&id).await?))
+    Ok(Json(st.fleets.registry.config(&id).await?))
 }
 
 async fn write_config(
@@ -277,6 +279,7 @@ async fn write_config(
     device_in_fleet(st, fleet, id).await?;
     let c = st
         .fleets
+        .registry
         .set_config(&p.actor(), id, update, if_revision)
         .await
         .map_err(|e| change_err(st, e))?;
@@ -346,6 +349,7 @@ async fn reset_config(
     device_in_fleet(&st, &fleet, &id).await?;
     let c = st
         .fleets
+        .registry
         .reset_config(&p.actor(), &id)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -369,6 +373,7 @@ async fn rotate_device(
     device_in_fleet(&st, &fleet, &id).await?;
     let c = st
         .fleets
+        .commands
         .request_rotation(
             &p.actor(),
             &id,
@@ -395,6 +400,7 @@ async fn list_commands(
     device_in_fleet(&st, &fleet, &id).await?;
     let cs = st
         .fleets
+        .commands
         .device_commands(&id, q.open.unwrap_or(false))
         .await?;
     Ok(Json(CommandList {
@@ -417,6 +423,7 @@ async fn set_rotation_policy(
     p.require(&format!("operate:{fleet}"))?;
     let f = st
         .fleets
+        .commands
         .set_rotation_policy(&p.actor(), &fleet, req.period_secs)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -440,6 +447,7 @@ async fn factory_reset(
     }
     let d = st
         .fleets
+        .commands
         .factory_reset(&p.actor(), &req.device_id, &req.reason)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -458,6 +466,7 @@ async fn poll_commands(
     let sig = b64("signature", &req.signature)?;
     let cs = st
         .fleets
+        .commands
         .poll_commands(&req.device_id, req.at, &sig)
         .await?;
     Ok(Json(CommandList {
@@ -479,6 +488,7 @@ async fn propose_rotation(
     let sig = b64("signature", &req.signature)?;
     let (token, id) = st
         .fleets
+        .commands
         .propose_rotation(&req.device_id, &req.command_id, keys, &sig)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -500,6 +510,7 @@ async fn confirm_rotation(
     let sig = b64("signature", &req.signature)?;
     let d = st
         .fleets
+        .commands
         .confirm_rotation(&req.device_id, &req.command_id, &sig)
         .await
         .map_err(|e| change_err(&st, e))?;

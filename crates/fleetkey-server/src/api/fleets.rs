@@ -179,6 +179,7 @@ pub(super) async fn create_fleet(
     p.require("fleets:manage")?;
     let info = st
         .fleets
+        .registry
         .create_fleet(&p.actor(), &req.name, req.credential_ttl_secs)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -197,7 +198,7 @@ pub(super) async fn show_fleet(
     p.require(&format!("devices:{fleet}"))
         .or_else(|_| p.require(&format!("factory:{fleet}")))
         .or_else(|_| p.require("fleets:manage"))?;
-    Ok(Json(st.fleets.fleet(&fleet).await?))
+    Ok(Json(st.fleets.registry.fleet(&fleet).await?))
 }
 
 /// Register a device from the factory and issue its birth credential. Retrying
@@ -224,10 +225,11 @@ pub(super) async fn factory_device(
         test_results: req.test_results,
     };
     let r = match (req.profile, req.sealed_secret.as_deref()) {
-        (None, None) => st.fleets.provision(&p.actor(), freq).await,
+        (None, None) => st.fleets.registry.provision(&p.actor(), freq).await,
         (Some(profile), Some(sealed)) => {
             let sealed = b64("sealed_secret", sealed)?;
             st.fleets
+                .onboarding
                 .provision_constrained(&p.actor(), freq, profile, &sealed)
                 .await
         }
@@ -263,6 +265,7 @@ pub(super) async fn list_devices(
     }
     let devices = st
         .fleets
+        .registry
         .devices(&fleet, q.after.as_deref().unwrap_or(""), limit)
         .await?;
     let next_after = (devices.len() == limit as usize)
@@ -285,7 +288,7 @@ pub(super) async fn show_device(
     ApiPath((fleet, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<DeviceInfo>> {
     p.require(&format!("devices:{fleet}"))?;
-    let d = st.fleets.device(&id).await?;
+    let d = st.fleets.registry.device(&id).await?;
     if d.fleet != fleet {
         return Err(Error::DeviceNotFound(id).into());
     }

@@ -184,7 +184,7 @@ async fn factory_recipient(
         p.require("factory:*")?;
     }
     Ok(Json(FactoryRecipient {
-        recipient: st.fleets.factory_recipient().await?,
+        recipient: st.fleets.onboarding.factory_recipient().await?,
         aad_prefix: crate::fleet::constrained::SECRET_AAD_PREFIX.into(),
     }))
 }
@@ -212,6 +212,7 @@ async fn set_static_key(
 ) -> ApiResult<Json<StaticKeyPolicy>> {
     p.require(&format!("operate:{fleet}"))?;
     st.fleets
+        .onboarding
         .allow_static_key(&p.actor(), &fleet, req.allowed)
         .await
         .map_err(|e| super::change_err(&st, e))?;

@@ -96,7 +96,7 @@ pub(super) async fn onboarding_challenge(
     State(st): St,
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> ApiResult<Json<ChallengeResponse>> {
-    let c = st.fleets.challenge(&req.device_id).await?;
+    let c = st.fleets.onboarding.challenge(&req.device_id).await?;
     Ok(Json(ChallengeResponse {
         device_id: c.device_id,
         nonce: B64.encode(c.nonce),
@@ -118,6 +118,7 @@ pub(super) async fn onboarding_complete(
     let sig = b64("signature", &req.signature)?;
     let (op, device) = st
         .fleets
+        .onboarding
         .onboard(&cred, &nonce, &sig)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -138,6 +139,7 @@ pub(super) async fn wipe_receipt(
     let sig = b64("signature", &req.signature)?;
     let d = st
         .fleets
+        .onboarding
         .confirm_wipe(&req.device_id, req.wiped_at, &sig)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -161,6 +163,7 @@ pub(super) async fn set_device_state(
     device_in_fleet(&st, &fleet, &id).await?;
     let d = st
         .fleets
+        .onboarding
         .transition(&p.actor(), &id, req.state)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -187,6 +190,7 @@ pub(super) async fn decommission_device(
     }
     let d = st
         .fleets
+        .onboarding
         .decommission(&p.actor(), &id, &req.reason)
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -239,6 +243,7 @@ pub(super) async fn create_claim_code(
     device_in_fleet(&st, &fleet, &id).await?;
     let (code, expires_at) = st
         .fleets
+        .onboarding
         .create_claim_code(&p.actor(), &id, req.ttl_secs.unwrap_or(30 * 86_400))
         .await
         .map_err(|e| change_err(&st, e))?;
@@ -261,6 +266,7 @@ pub(super) async fn claim_device(
     p.require("claim")?;
     let d = st
         .fleets
+        .onboarding
         .claim(&p.actor(), &req.code, &req.claimed_by)
         .await
         .map_err(|e| change_err(&st, e))?;

@@ -102,7 +102,7 @@ fn change_err(st: &AppState, e: Error) -> ApiError {
 }
 
 async fn device_in_fleet(st: &AppState, fleet: &str, id: &str) -> ApiResult<()> {
-    let d = st.fleets.device(id).await?;
+    let d = st.fleets.registry.device(id).await?;
     if d.fleet != fleet {
         return Err(Error::DeviceNotFound(id.to_owned()).into());
     }

@@ -419,12 +419,12 @@ async fn scheduled_jobs(state: &AppState) {
     let cutoff = fleets
         .now()
         .saturating_sub(crate::api::listener::SESSION_RETENTION_SECS);
-    match fleets.prune_sessions(cutoff).await {
+    match fleets.sessions.prune_sessions(cutoff).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(sessions = n, "old device session records pruned"),
         Err(e) => tracing::error!(error = %e, "pruning device session records failed"),
     }
-    match fleets.prune_challenges().await {
+    match fleets.onboarding.prune_challenges().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(challenges = n, "expired onboarding challenges pruned"),
         Err(e) => tracing::error!(error = %e, "pruning onboarding challenges failed"),
@@ -434,7 +434,7 @@ async fn scheduled_jobs(state: &AppState) {
         Ok(n) => tracing::info!(records = n, "key records re-signed"),
         Err(e) => tracing::error!(error = %e, "key record refresh failed"),
     }
-    match fleets.run_rotation_policy("scheduler").await {
+    match fleets.commands.run_rotation_policy("scheduler").await {
         Ok(0) => {}
         Ok(n) => tracing::info!(devices = n, "credential rotation requested by policy"),
         Err(e) => tracing::error!(error = %e, "credential rotation policy failed"),

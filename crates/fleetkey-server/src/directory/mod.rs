@@ -11,7 +11,7 @@ use crate::audit::AuditDraft;
 use crate::clock::SharedClock;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
-use crate::store::{Change, Store};
+use crate::store::{Change, DirectoryStore, Store};
 use fleetkey_crypto::credential::DeviceKeys;
 use fleetkey_crypto::cwt::SignatureAlg;
 use fleetkey_crypto::record::{self, IdentityKind, KeyRecord};
@@ -31,7 +31,7 @@ pub use crate::store::RecordWrite;
 
 /// Signs and serves key records.
 pub struct Directory {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DirectoryStore>,
     custody: Arc<dyn Custody>,
     clock: SharedClock,
 }

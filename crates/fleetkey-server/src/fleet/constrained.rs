@@ -2,14 +2,14 @@
 //!
 //! At the factory the jig seals the device's 32-byte factory secret — the PSK of
 //! the X25519 mode, or the lab static key — to the service's factory X-Wing key
-//! ([`FleetService::factory_recipient`], an `fk1r:` recipient) as an `fk1`
+//! ([`Onboarding::factory_recipient`], an `fk1r:` recipient) as an `fk1`
 //! envelope with associated data `"fleetkey factory secret v1:" ‖ hardware id`,
 //! so it never travels in plaintext and cannot be replayed onto another device. The
 //! service opens it, wraps it with custody (context `device-secret:<device id>`)
 //! and stores it with the registration, in the same transaction. Static-key devices
 //! are accepted only in fleets that allow them.
 
-use super::{FactoryRequest, FleetService, Provisioned, invalid};
+use super::{FactoryRequest, Onboarding, Provisioned, invalid};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
 use crate::store::{Change, DeviceRecord, DeviceSecret, DeviceState, Transition};
@@ -117,16 +117,16 @@ impl std::fmt::Debug for ConstrainedDevice {
     }
 }
 
-impl FleetService {
+impl Onboarding {
     /// The `fk1r:` recipient jigs seal factory secrets to.
     pub async fn factory_recipient(&self) -> Result<String> {
-        let id = self.directory().factory_identity().await?;
+        let id = self.core.directory.factory_identity().await?;
         Ok(fleetkey_crypto::keyfile::recipient_string(&id.recipient()))
     }
 
     /// Allows or refuses static-key (lab) devices in a fleet (audited).
     pub async fn allow_static_key(&self, actor: &str, fleet: &str, allow: bool) -> Result<()> {
-        let now = self.now();
+        let now = self.core.clock.now();
         self.store
             .apply(
                 Change::SetFleetStaticKey {
@@ -143,7 +143,7 @@ impl FleetService {
                 now,
             )
             .await?;
-        self.changed(fleet);
+        self.core.changed(fleet);
         Ok(())
     }
 
@@ -167,24 +167,26 @@ impl FleetService {
                 ),
             ));
         }
-        let identity = self.directory().factory_identity().await?;
+        let identity = self.core.directory.factory_identity().await?;
         let secret = open_factory_secret(&identity, sealed_secret, &req.hardware_id)?;
         // The device id is assigned during registration: wrap under a context bound
         // to the hardware id, which is unique and never reused while the record lives.
         let wrapped = self
-            .custody()
+            .core
+            .custody
             .wrap(&secret, &context(&req.hardware_id))
             .await?;
-        self.provision_with(
-            actor,
-            req,
-            Some(DeviceSecret {
-                profile: profile.as_str().into(),
-                wrapped,
-                last_boot: 0,
-            }),
-        )
-        .await
+        self.registry
+            .provision_with(
+                actor,
+                req,
+                Some(DeviceSecret {
+                    profile: profile.as_str().into(),
+                    wrapped,
+                    last_boot: 0,
+                }),
+            )
+            .await
     }
 
     /// A constrained device's record and unwrapped factory secret, for verifying
@@ -193,7 +195,7 @@ impl FleetService {
         let Some(sec) = self.store.device_secret(device_id).await? else {
             return Ok(None);
         };
-        let device = self.device(device_id).await?;
+        let device = self.core.device(device_id).await?;
         let hw = device
             .retired_hardware_id
             .as_deref()
@@ -204,7 +206,11 @@ impl FleetService {
             "constrained_static" => Profile::ConstrainedStatic,
             other => return Err(Error::Corrupt(format!("unknown device profile {other}"))),
         };
-        let secret = self.custody().unwrap(&sec.wrapped, &context(&hw)).await?;
+        let secret = self
+            .core
+            .custody
+            .unwrap(&sec.wrapped, &context(&hw))
+            .await?;
         Ok(Some(ConstrainedDevice {
             device,
             profile,
@@ -221,7 +227,7 @@ impl FleetService {
             return Ok(false);
         }
         if device.state == DeviceState::Manufactured {
-            let now = self.now();
+            let now = self.core.clock.now();
             self.store
                 .apply(
                     Change::DeviceTransition(Transition::new(

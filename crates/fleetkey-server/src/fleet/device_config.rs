@@ -5,7 +5,7 @@
 //! and batch migration.
 
 use super::config::{self, ConfigChange, MigrationOp, SchemaVersion};
-use super::{FleetService, commands::new_command, invalid};
+use super::{Registry, commands::new_command, invalid};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
 use crate::store::{Change, CommandKind, DeviceState, StoredConfig};
@@ -98,15 +98,15 @@ fn audited(changes: &[ConfigChange]) -> Value {
     })
 }
 
-impl FleetService {
+impl Registry {
     /// A fleet's schema versions (cached; compiled once).
     pub(super) async fn schemas(&self, fleet: &str) -> Result<Schemas> {
-        if let Some(s) = self.schemas.read().get(fleet).cloned() {
+        if let Some(s) = self.core.schemas.read().get(fleet).cloned() {
             return Ok(s);
         }
-        self.issuer(fleet).await?;
+        self.core.issuer(fleet).await?;
         let mut versions = Vec::new();
-        for r in self.store.config_schemas(fleet).await? {
+        for r in self.core.store.config_schemas(fleet).await? {
             let migration: Vec<MigrationOp> = serde_json::from_str(&r.migration)
                 .map_err(|e| Error::Corrupt(format!("stored migration is not valid: {e}")))?;
             versions.push(Arc::new(SchemaVersion::compile(
@@ -116,7 +116,10 @@ impl FleetService {
             )?));
         }
         let s: Schemas = Arc::new(versions);
-        self.schemas.write().insert(fleet.to_owned(), s.clone());
+        self.core
+            .schemas
+            .write()
+            .insert(fleet.to_owned(), s.clone());
         Ok(s)
     }
 
@@ -143,7 +146,7 @@ impl FleetService {
         chain.push(compiled.clone());
         let mut after = String::new();
         loop {
-            let page = self.store.device_configs(fleet, &after, 500).await?;
+            let page = self.core.store.device_configs(fleet, &after, 500).await?;
             for (id, stored) in &page {
                 let value = parse_json("config", &stored.config)?;
                 if let Err(e) = config::migrate(&chain, stored.schema_version, &value) {
@@ -157,8 +160,8 @@ impl FleetService {
                 _ => break,
             }
         }
-        let now = self.clock.now();
-        self.store
+        let now = self.core.clock.now();
+        self.core.store
             .apply(
                 Change::SetConfigSchema {
                     fleet: fleet.to_owned(),
@@ -177,7 +180,7 @@ impl FleetService {
                 now,
             )
             .await?;
-        self.changed(fleet);
+        self.core.changed(fleet);
         Ok(SchemaInfo {
             fleet: fleet.to_owned(),
             version,
@@ -206,7 +209,7 @@ impl FleetService {
     /// read if it is older. A config that cannot be migrated is an error (it is
     /// kept as stored).
     pub async fn config(&self, device_id: &str) -> Result<DeviceConfig> {
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         let schemas = self.schemas(&d.fleet).await?;
         self.config_with(device_id, &schemas).await
     }
@@ -214,7 +217,7 @@ impl FleetService {
     /// [`Self::config`] for a device whose fleet's schemas are already at hand.
     async fn config_with(&self, device_id: &str, schemas: &Schemas) -> Result<DeviceConfig> {
         let newest = schemas.last().map_or(0, |s| s.version);
-        let stored = self.store.device_config(device_id).await?;
+        let stored = self.core.store.device_config(device_id).await?;
         let (revision, from, value) = match &stored {
             Some(s) => (
                 s.revision,
@@ -250,7 +253,7 @@ impl FleetService {
 
     /// Resets a device's configuration to the schema defaults.
     pub async fn reset_config(&self, actor: &str, device_id: &str) -> Result<DeviceConfig> {
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         let schemas = self.schemas(&d.fleet).await?;
         let newest = schemas
             .last()
@@ -273,7 +276,7 @@ impl FleetService {
         update: ConfigUpdate,
         expected_revision: Option<i64>,
     ) -> Result<DeviceConfig> {
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         if matches!(
             d.state,
             DeviceState::Decommissioning | DeviceState::Decommissioned
@@ -325,8 +328,8 @@ impl FleetService {
         new: Value,
         changes: &[ConfigChange],
     ) -> Result<DeviceConfig> {
-        let issuer = self.issuer(fleet).await?;
-        let now = self.clock.now();
+        let issuer = self.core.issuer(fleet).await?;
+        let now = self.core.clock.now();
         let revision = current.revision + 1;
         let payload = json!({ "revision": revision, "schema_version": current.schema_version, "config": new });
         let command = new_command(
@@ -336,7 +339,8 @@ impl FleetService {
             &payload,
             now,
         )?;
-        self.store
+        self.core
+            .store
             .apply(
                 Change::PutDeviceConfig {
                     device_id: device_id.to_owned(),
@@ -380,7 +384,7 @@ impl FleetService {
         let mut report = MigrationReport::default();
         let mut after = String::new();
         loop {
-            let page = self.store.device_configs(fleet, &after, 500).await?;
+            let page = self.core.store.device_configs(fleet, &after, 500).await?;
             for (id, stored) in &page {
                 if stored.schema_version >= newest {
                     continue;

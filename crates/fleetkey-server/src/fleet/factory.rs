@@ -1,4 +1,4 @@
-//! Factory provisioning on [`FleetService`]: validation, birth credentials, and
+//! Factory provisioning on [`Registry`]: validation, birth credentials, and
 //! the group-commit writer that registers concurrent requests in one transaction.
 
 use crate::audit::{AuditDraft, AuditEntry};
@@ -14,9 +14,7 @@ use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    DEFAULT_BIRTH_TTL_SECS, FleetService, Job, MAX_GROUP, MAX_TEST_RESULTS, field, invalid,
-};
+use super::{DEFAULT_BIRTH_TTL_SECS, Job, MAX_GROUP, MAX_TEST_RESULTS, Registry, field, invalid};
 
 /// What a factory jig sends.
 #[derive(Debug, Clone)]
@@ -117,7 +115,7 @@ pub(super) async fn writer(store: Arc<dyn Store>, clock: SharedClock, mut rx: mp
     }
 }
 
-impl FleetService {
+impl Registry {
     /// Registers a device from the factory and issues its birth credential.
     pub async fn provision(&self, actor: &str, req: FactoryRequest) -> Result<Provisioned> {
         self.provision_with(actor, req, None).await
@@ -131,9 +129,9 @@ impl FleetService {
         secret: Option<crate::store::DeviceSecret>,
     ) -> Result<Provisioned> {
         let test_results = checked(&req)?;
-        let issuer = self.issuer(&req.fleet).await?;
+        let issuer = self.core.issuer(&req.fleet).await?;
         let schemas = self.schemas(&req.fleet).await?;
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let config = schemas.last().map(|s| StoredConfig {
             schema_version: s.version,
             revision: 1,
@@ -191,7 +189,12 @@ impl FleetService {
             }),
             // Already registered (a retry, possibly racing the original) or a conflict.
             Err(e @ (Error::DeviceExists(_) | Error::DuplicateKey(_))) => {
-                match self.store.device_by_hardware_id(&req.hardware_id).await? {
+                match self
+                    .core
+                    .store
+                    .device_by_hardware_id(&req.hardware_id)
+                    .await?
+                {
                     // The hardware id is taken: a retry, or a conflict on the id.
                     Some(existing) => same_registration(existing, &req),
                     // Otherwise a key belongs to another device.

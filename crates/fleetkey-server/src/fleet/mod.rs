@@ -50,7 +50,10 @@ use crate::audit::{AuditDraft, AuditEntry};
 use crate::clock::SharedClock;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
-use crate::store::{DeviceRecord, FleetRecord, Registration, Store};
+use crate::store::{
+    CommandStore, DeviceRecord, FleetRecord, FleetStore, OnboardingStore, Registration,
+    SchedulerStore, SessionStore, Store,
+};
 use fleetkey_crypto::{credential::DeviceKeys, ed25519::Ed25519Signer, secret::SecretBytes};
 use parking_lot::RwLock;
 use serde_json::json;
@@ -104,18 +107,64 @@ impl From<&FleetRecord> for FleetInfo {
 
 type Job = (Registration, oneshot::Sender<Result<AuditEntry>>);
 
-/// Fleets and devices.
+/// The fleet service: four parts by responsibility, each over the narrow store
+/// trait it needs, sharing one `Core` (caches of issuing keys and config
+/// schemas, custody, the clock, the key directory).
 pub struct FleetService {
-    store: Arc<dyn Store>,
+    core: Arc<Core>,
+    scheduler: Arc<dyn SchedulerStore>,
+    /// Fleets, devices, factory provisioning and device configuration.
+    pub registry: Registry,
+    /// Challenges, credentials, claim codes, the life cycle, constrained devices.
+    pub onboarding: Onboarding,
+    /// Commands to devices: credential rotation, receipts, the rotation policy,
+    /// factory reset.
+    pub commands: Commands,
+    /// Device sessions as the device listener records them.
+    pub sessions: DeviceSessions,
+}
+
+/// What the parts of the fleet service share.
+pub(crate) struct Core {
+    /// Fleets and devices (every part reads them; writes go through `apply`).
+    store: Arc<dyn FleetStore>,
     custody: Arc<dyn Custody>,
     clock: SharedClock,
     issuers: RwLock<HashMap<String, Arc<(FleetRecord, Ed25519Signer)>>>,
     schemas: RwLock<HashMap<String, Schemas>>,
-    queue: mpsc::Sender<Job>,
     directory: crate::directory::Directory,
     /// Told the name of every fleet whose cached record or schemas this instance
     /// changed, after the commit ([`FleetService::on_change`]).
     announce: crate::coord::Announce,
+}
+
+/// Fleets, their devices, factory provisioning and device configuration.
+#[derive(Clone)]
+pub struct Registry {
+    core: Arc<Core>,
+    queue: mpsc::Sender<Job>,
+}
+
+/// Zero-touch onboarding, claim codes, life-cycle transitions and
+/// decommissioning, and constrained-profile devices.
+pub struct Onboarding {
+    core: Arc<Core>,
+    store: Arc<dyn OnboardingStore>,
+    registry: Registry,
+}
+
+/// Commands to devices: credential rotation and the rotation policy, config
+/// receipts, factory reset.
+pub struct Commands {
+    core: Arc<Core>,
+    store: Arc<dyn CommandStore>,
+}
+
+/// Device sessions: which device a Noise key may open a session for, resumption,
+/// telemetry positions, session records and refusals in the audit log.
+pub struct DeviceSessions {
+    core: Arc<Core>,
+    store: Arc<dyn SessionStore>,
 }
 
 pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
@@ -146,15 +195,36 @@ impl FleetService {
         let directory =
             crate::directory::Directory::new(store.clone(), custody.clone(), clock.clone());
         tokio::spawn(writer(store.clone(), clock.clone(), rx));
-        Arc::new(Self {
-            store,
+        let core = Arc::new(Core {
+            store: store.clone(),
             custody,
             clock,
             issuers: RwLock::new(HashMap::new()),
             schemas: RwLock::new(HashMap::new()),
-            queue: tx,
             directory,
             announce: Default::default(),
+        });
+        let registry = Registry {
+            core: core.clone(),
+            queue: tx,
+        };
+        Arc::new(Self {
+            onboarding: Onboarding {
+                core: core.clone(),
+                store: store.clone(),
+                registry: registry.clone(),
+            },
+            commands: Commands {
+                core: core.clone(),
+                store: store.clone(),
+            },
+            sessions: DeviceSessions {
+                core: core.clone(),
+                store: store.clone(),
+            },
+            registry,
+            scheduler: store,
+            core,
         })
     }
 
@@ -163,9 +233,39 @@ impl FleetService {
     /// commit. The server publishes it so other instances drop their cached copy
     /// ([`FleetService::forget_fleet`]); set once (later calls are ignored).
     pub fn on_change(&self, announce: crate::coord::Announcer) {
-        self.announce.set(announce);
+        self.core.announce.set(announce);
     }
 
+    /// Drops what is cached about fleet `name` (its record and issuing key, its
+    /// compiled config schemas); the next use re-reads the store.
+    pub fn forget_fleet(&self, name: &str) {
+        self.core.forget_fleet(name);
+    }
+
+    /// [`FleetService::forget_fleet`] for every fleet (announcements were lost).
+    pub fn forget_all(&self) {
+        self.core.issuers.write().clear();
+        self.core.schemas.write().clear();
+    }
+
+    /// The service clock's time now.
+    pub fn now(&self) -> crate::clock::UnixTime {
+        self.core.clock.now()
+    }
+
+    /// The key directory (records of this fleet service's devices).
+    pub fn directory(&self) -> &crate::directory::Directory {
+        &self.core.directory
+    }
+
+    /// Whether this instance runs the scheduled jobs now (one instance at a time
+    /// on a shared database; always on the embedded store).
+    pub async fn leads_scheduler(&self) -> Result<bool> {
+        self.scheduler.scheduler_leader().await
+    }
+}
+
+impl Core {
     /// The state of device `id` changed here (a transition, decommissioning, a
     /// factory reset): constrained-device frames see it from the next frame on,
     /// on this instance and every other.
@@ -183,84 +283,9 @@ impl FleetService {
         });
     }
 
-    /// Drops what is cached about fleet `name` (its record and issuing key, its
-    /// compiled config schemas); the next use re-reads the store.
-    pub fn forget_fleet(&self, name: &str) {
-        {
-            let mut m = self.issuers.write();
-            m.remove(name);
-        }
-        {
-            let mut m = self.schemas.write();
-            m.remove(name);
-        }
-    }
-
-    /// [`FleetService::forget_fleet`] for every fleet (announcements were lost).
-    pub fn forget_all(&self) {
-        {
-            let mut m = self.issuers.write();
-            m.clear();
-        }
-        {
-            let mut m = self.schemas.write();
-            m.clear();
-        }
-    }
-
-    /// Custody (for the constrained profile's factory secrets).
-    pub(crate) fn custody(&self) -> &Arc<dyn Custody> {
-        &self.custody
-    }
-
-    /// The service clock's time now.
-    pub fn now(&self) -> crate::clock::UnixTime {
-        self.clock.now()
-    }
-
-    /// The key directory (records of this fleet service's devices).
-    pub fn directory(&self) -> &crate::directory::Directory {
-        &self.directory
-    }
-
-    /// Creates a fleet with a fresh issuing key.
-    pub async fn create_fleet(
-        &self,
-        actor: &str,
-        name: &str,
-        credential_ttl_secs: Option<i64>,
-    ) -> Result<FleetInfo> {
-        crate::names::validate("fleet name", name)?;
-        let ttl = credential_ttl_secs.unwrap_or(365 * 86_400);
-        if !(3600..=DEFAULT_BIRTH_TTL_SECS).contains(&ttl) {
-            return Err(invalid("credential ttl", "between 1 hour and 20 years"));
-        }
-        let seed = SecretBytes::<32>::random()?;
-        let signer = Ed25519Signer::from_seed(seed.clone())?;
-        let kid_bytes: [u8; 8] = fleetkey_crypto::rand::array()?;
-        let now = self.clock.now();
-        let record = FleetRecord {
-            name: name.to_owned(),
-            issuer_key_id: format!("fleet:{name}/{}", hex::encode(kid_bytes)),
-            issuer_wrapped: self.custody.wrap(&seed, &issuer_context(name)).await?,
-            issuer_public: signer.public_key().to_vec(),
-            credential_ttl_secs: ttl,
-            credential_rotation_secs: None,
-            created_at: now,
-        };
-        self.store
-            .apply(
-                crate::store::Change::CreateFleet(record.clone()),
-                AuditDraft::new(
-                    actor,
-                    "fleet.create",
-                    format!("fleet:{name}"),
-                    json!({ "issuer_key_id": record.issuer_key_id, "credential_ttl_secs": ttl }),
-                ),
-                now,
-            )
-            .await?;
-        Ok(FleetInfo::from(&record))
+    fn forget_fleet(&self, name: &str) {
+        self.issuers.write().remove(name);
+        self.schemas.write().remove(name);
     }
 
     /// A fleet's record and unwrapped issuing key (cached).
@@ -279,30 +304,75 @@ impl FleetService {
             .await?;
         let signer = Ed25519Signer::from_seed(seed)?;
         let entry = Arc::new((record, signer));
-        {
-            let mut m = self.issuers.write();
-            m.insert(fleet.to_owned(), entry.clone());
-        }
+        self.issuers.write().insert(fleet.to_owned(), entry.clone());
         Ok(entry)
     }
 
-    /// A fleet's public information.
-    pub async fn fleet(&self, name: &str) -> Result<FleetInfo> {
-        Ok(FleetInfo::from(&self.issuer(name).await?.0))
-    }
-
     /// One device.
-    pub async fn device(&self, id: &str) -> Result<DeviceRecord> {
+    async fn device(&self, id: &str) -> Result<DeviceRecord> {
         self.store
             .device(id)
             .await?
             .ok_or_else(|| Error::DeviceNotFound(id.to_owned()))
     }
+}
+
+impl Registry {
+    /// Creates a fleet with a fresh issuing key.
+    pub async fn create_fleet(
+        &self,
+        actor: &str,
+        name: &str,
+        credential_ttl_secs: Option<i64>,
+    ) -> Result<FleetInfo> {
+        crate::names::validate("fleet name", name)?;
+        let ttl = credential_ttl_secs.unwrap_or(365 * 86_400);
+        if !(3600..=DEFAULT_BIRTH_TTL_SECS).contains(&ttl) {
+            return Err(invalid("credential ttl", "between 1 hour and 20 years"));
+        }
+        let seed = SecretBytes::<32>::random()?;
+        let signer = Ed25519Signer::from_seed(seed.clone())?;
+        let kid_bytes: [u8; 8] = fleetkey_crypto::rand::array()?;
+        let now = self.core.clock.now();
+        let record = FleetRecord {
+            name: name.to_owned(),
+            issuer_key_id: format!("fleet:{name}/{}", hex::encode(kid_bytes)),
+            issuer_wrapped: self.core.custody.wrap(&seed, &issuer_context(name)).await?,
+            issuer_public: signer.public_key().to_vec(),
+            credential_ttl_secs: ttl,
+            credential_rotation_secs: None,
+            created_at: now,
+        };
+        self.core
+            .store
+            .apply(
+                crate::store::Change::CreateFleet(record.clone()),
+                AuditDraft::new(
+                    actor,
+                    "fleet.create",
+                    format!("fleet:{name}"),
+                    json!({ "issuer_key_id": record.issuer_key_id, "credential_ttl_secs": ttl }),
+                ),
+                now,
+            )
+            .await?;
+        Ok(FleetInfo::from(&record))
+    }
+
+    /// A fleet's public information.
+    pub async fn fleet(&self, name: &str) -> Result<FleetInfo> {
+        Ok(FleetInfo::from(&self.core.issuer(name).await?.0))
+    }
+
+    /// One device.
+    pub async fn device(&self, id: &str) -> Result<DeviceRecord> {
+        self.core.device(id).await
+    }
 
     /// A page of a fleet's devices.
     pub async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>> {
-        self.issuer(fleet).await?;
-        self.store.devices(fleet, after, limit).await
+        self.core.issuer(fleet).await?;
+        self.core.store.devices(fleet, after, limit).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! Onboarding and the life cycle on [`FleetService`]: challenges, credential
+//! Onboarding and the life cycle on [`Onboarding`]: challenges, credential
 //! checks, zero-touch onboarding, operator transitions, decommissioning and the
 //! wipe receipt, claim codes and claims.
 
@@ -10,7 +10,7 @@ use fleetkey_crypto::record::IdentityKind;
 use serde_json::json;
 
 use super::{
-    CHALLENGE_TTL_SECS, FleetService, commands, device_keys, field, invalid, lifecycle,
+    CHALLENGE_TTL_SECS, Onboarding, commands, device_keys, field, invalid, lifecycle,
     onboarding_message, wipe_receipt_message,
 };
 
@@ -58,17 +58,27 @@ fn claim_hash(code: &str) -> [u8; 32] {
     out
 }
 
-impl FleetService {
+impl Onboarding {
+    /// Whether the fleet lets constrained devices use a static key.
+    pub async fn allows_static_key(&self, fleet: &str) -> Result<bool> {
+        self.store.fleet_allows_static_key(fleet).await
+    }
+
+    /// Deletes expired onboarding challenges; how many.
+    pub async fn prune_challenges(&self) -> Result<u64> {
+        self.store.prune_challenges(self.core.clock.now()).await
+    }
+
     /// Issues a single-use onboarding challenge for a manufactured device.
     pub async fn challenge(&self, device_id: &str) -> Result<Challenge> {
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         if d.state != DeviceState::Manufactured {
             return Err(Error::IllegalTransition {
                 from: d.state.as_str(),
                 to: DeviceState::Onboarded.as_str(),
             });
         }
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let c = Challenge {
             device_id: d.id,
             nonce: fleetkey_crypto::rand::array()?,
@@ -91,12 +101,16 @@ impl FleetService {
     ) -> Result<(Claims, DeviceRecord)> {
         let (_, unverified) = credential::peek(token)
             .map_err(|_| Error::CredentialRefused("not a device credential"))?;
-        let issuer = self.issuer(&unverified.fleet).await.map_err(|e| match e {
-            Error::FleetNotFound(_) => Error::CredentialRefused("unknown fleet"),
-            // A store or custody failure is not the device's fault: 503.
-            other => other,
-        })?;
-        let now = self.clock.now();
+        let issuer = self
+            .core
+            .issuer(&unverified.fleet)
+            .await
+            .map_err(|e| match e {
+                Error::FleetNotFound(_) => Error::CredentialRefused("unknown fleet"),
+                // A store or custody failure is not the device's fault: 503.
+                other => other,
+            })?;
+        let now = self.core.clock.now();
         let claims = credential::verify(
             token,
             credential::IssuerPublicKey::Ed25519(&issuer.0.issuer_public),
@@ -114,6 +128,7 @@ impl FleetService {
             return Err(Error::CredentialRefused("revoked"));
         }
         let d = self
+            .core
             .store
             .device(&claims.device_id)
             .await?
@@ -154,7 +169,7 @@ impl FleetService {
                 to: DeviceState::Onboarded.as_str(),
             });
         }
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         // Single use: a wrong signature burns the challenge too.
         let issued_at = self.store.take_challenge(nonce, &d.id, now).await?;
         fleetkey_crypto::ed25519::verify(
@@ -165,7 +180,7 @@ impl FleetService {
         .map_err(|_| {
             Error::CredentialRefused("proof of possession does not verify with the device key")
         })?;
-        let issuer = self.issuer(&d.fleet).await?;
+        let issuer = self.core.issuer(&d.fleet).await?;
         let operational = Claims {
             role: Role::Operational,
             issued_at: now,
@@ -179,6 +194,7 @@ impl FleetService {
             issuer.0.issuer_key_id.as_bytes(),
         )?;
         let record = self
+            .core
             .directory
             .prepare(&d.id, IdentityKind::Device, operational.keys.clone(), false)
             .await?;
@@ -198,7 +214,7 @@ impl FleetService {
                 now,
             )
             .await?;
-        Ok((token, self.device(&d.id).await?))
+        Ok((token, self.core.device(&d.id).await?))
     }
 
     /// Moves a device along the life-cycle table (activate, suspend, resume).
@@ -212,7 +228,7 @@ impl FleetService {
                 "use onboarding or decommissioning for this state",
             ));
         }
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         self.store
             .apply(
                 Change::DeviceTransition(lifecycle::transition(id, to, now)),
@@ -225,15 +241,15 @@ impl FleetService {
                 now,
             )
             .await?;
-        self.device_changed(id);
-        self.device(id).await
+        self.core.device_changed(id);
+        self.core.device(id).await
     }
 
     /// Starts decommissioning: the audit entry and the revocation of every
     /// credential of the device are one transaction, so credentials are revoked at
     /// once and never without the record.
     pub async fn decommission(&self, actor: &str, id: &str, reason: &str) -> Result<DeviceRecord> {
-        let d = self.device(id).await?;
+        let d = self.core.device(id).await?;
         let mut revoke = Vec::new();
         // A stored birth credential that does not parse cannot be put on the
         // revocation list; it is refused all the same, as is every credential
@@ -251,8 +267,8 @@ impl FleetService {
         if let Some(op) = &d.operational_credential_id {
             revoke.push(op.clone());
         }
-        let issuer = self.issuer(&d.fleet).await?;
-        let now = self.clock.now();
+        let issuer = self.core.issuer(&d.fleet).await?;
+        let now = self.core.clock.now();
         let wipe = commands::new_command(
             &issuer.1,
             id,
@@ -262,6 +278,7 @@ impl FleetService {
         )?;
         let wipe_id = wipe.id.clone();
         let revocation = self
+            .core
             .directory
             .prepare(&d.id, IdentityKind::Device, device_keys(&d)?, true)
             .await?;
@@ -288,8 +305,8 @@ impl FleetService {
                 now,
             )
             .await?;
-        self.device_changed(id);
-        self.device(id).await
+        self.core.device_changed(id);
+        self.core.device(id).await
     }
 
     /// Finishes decommissioning with the device's signed wipe receipt.
@@ -299,7 +316,7 @@ impl FleetService {
         wiped_at: i64,
         signature: &[u8],
     ) -> Result<DeviceRecord> {
-        let d = self.device(id).await?;
+        let d = self.core.device(id).await?;
         fleetkey_crypto::ed25519::verify(
             &d.ed25519,
             &wipe_receipt_message(id, wiped_at),
@@ -308,7 +325,7 @@ impl FleetService {
         .map_err(|_| {
             Error::CredentialRefused("wipe receipt does not verify with the device key")
         })?;
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         self.store
             .apply(
                 crate::store::Change::Decommissioned {
@@ -324,7 +341,7 @@ impl FleetService {
                 now,
             )
             .await?;
-        self.device(id).await
+        self.core.device(id).await
     }
 
     /// Creates a one-time claim code for a device (printed at the factory or
@@ -341,7 +358,7 @@ impl FleetService {
                 "between 1 minute and 365 days",
             ));
         }
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         if matches!(
             d.state,
             DeviceState::Decommissioning | DeviceState::Decommissioned
@@ -353,7 +370,7 @@ impl FleetService {
         }
         let raw: [u8; 10] = fleetkey_crypto::rand::array()?;
         let code = claim_code_text(&raw);
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let expires_at = now + ttl_secs;
         self.store
             .apply(
@@ -382,7 +399,7 @@ impl FleetService {
             return Err(Error::ClaimRefused("unknown code"));
         }
         let hash = claim_hash(code);
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         self.store
             .apply(
                 crate::store::Change::UseClaimCode {

@@ -18,7 +18,7 @@ use super::commands::{
     POLL_WINDOW_SECS, command_poll_message, new_command, rotation_confirm_message,
     rotation_request_message,
 };
-use super::{FleetInfo, FleetService, invalid, lifecycle, validate_keys};
+use super::{Commands, FleetInfo, invalid, lifecycle, validate_keys};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
 use crate::store::{
@@ -61,7 +61,7 @@ pub struct RefusalCount {
     pub count: u64,
 }
 
-impl FleetService {
+impl Commands {
     /// Asks a device to rotate its credential: `rotating` plus a signed command.
     pub async fn request_rotation(
         &self,
@@ -72,9 +72,9 @@ impl FleetService {
         if reason.len() > 256 {
             return Err(invalid("reason", "longer than 256 bytes"));
         }
-        let d = self.device(device_id).await?;
-        let issuer = self.issuer(&d.fleet).await?;
-        let now = self.clock.now();
+        let d = self.core.device(device_id).await?;
+        let issuer = self.core.issuer(&d.fleet).await?;
+        let now = self.core.clock.now();
         let command = new_command(
             &issuer.1,
             device_id,
@@ -109,7 +109,7 @@ impl FleetService {
         keys: DeviceKeys,
         signature: &[u8],
     ) -> Result<(Vec<u8>, [u8; 16])> {
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         fleetkey_crypto::ed25519::verify(
             &d.ed25519,
             &rotation_request_message(device_id, command_id, &keys),
@@ -135,8 +135,8 @@ impl FleetService {
                 "a rotation needs new X25519 and Ed25519 keys",
             ));
         }
-        let issuer = self.issuer(&d.fleet).await?;
-        let now = self.clock.now();
+        let issuer = self.core.issuer(&d.fleet).await?;
+        let now = self.core.clock.now();
         let claims = Claims {
             issuer: format!("fleetkey:{}", d.fleet),
             device_id: d.id.clone(),
@@ -191,7 +191,7 @@ impl FleetService {
         command_id: &str,
         signature: &[u8],
     ) -> Result<DeviceRecord> {
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         let command = self
             .store
             .command(command_id)
@@ -229,10 +229,11 @@ impl FleetService {
             ml_dsa_65: p.ml_dsa_65.as_deref().map(unb64).transpose()?,
         };
         let record = self
+            .core
             .directory
             .prepare(device_id, IdentityKind::Device, new_keys.clone(), false)
             .await?;
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         self.store
             .apply(
                 Change::RotationConfirmed(RotationConfirmed {
@@ -258,12 +259,12 @@ impl FleetService {
                 now,
             )
             .await?;
-        self.device(device_id).await
+        self.core.device(device_id).await
     }
 
     /// A device's commands for operators (all, or only open ones).
     pub async fn device_commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>> {
-        self.device(device_id).await?;
+        self.core.device(device_id).await?;
         self.store.commands(device_id, open).await
     }
 
@@ -275,14 +276,14 @@ impl FleetService {
         at: i64,
         signature: &[u8],
     ) -> Result<Vec<CommandRecord>> {
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         fleetkey_crypto::ed25519::verify(
             &d.ed25519,
             &command_poll_message(device_id, at),
             signature,
         )
         .map_err(|_| Error::CredentialRefused("poll does not verify with the device key"))?;
-        if (self.clock.now() - at).abs() > POLL_WINDOW_SECS {
+        if (self.core.clock.now() - at).abs() > POLL_WINDOW_SECS {
             return Err(Error::CredentialRefused(
                 "poll time is too far from the server clock; check the device clock",
             ));
@@ -296,82 +297,6 @@ impl FleetService {
         self.store.commands(device_id, true).await
     }
 
-    /// The device whose Noise static key this is, if it may open a session now
-    /// (onboarded, active, rotating, or decommissioning — for the wipe only);
-    /// otherwise why not, for the refusal.
-    pub async fn session_device(
-        &self,
-        x25519: &[u8; 32],
-    ) -> Result<std::result::Result<DeviceRecord, (Option<String>, &'static str)>> {
-        let Some(d) = self.store.device_by_x25519(x25519).await? else {
-            return Ok(Err((None, "unknown_device")));
-        };
-        Ok(match d.state {
-            // Decommissioning: the session carries the wipe command and its
-            // receipt, nothing else (the listener enforces it).
-            DeviceState::Onboarded
-            | DeviceState::Active
-            | DeviceState::Rotating
-            | DeviceState::Decommissioning => Ok(d),
-            DeviceState::Manufactured => Err((Some(d.id), "not_onboarded")),
-            DeviceState::Suspended => Err((Some(d.id), "suspended")),
-            DeviceState::Decommissioned => Err((Some(d.id), "decommissioned")),
-        })
-    }
-
-    /// Records refused session attempts from unknown keys, counted over
-    /// `interval_secs`, as one `session.refused` audit entry (target
-    /// `device:unknown`). Nothing to record: no entry.
-    pub async fn audit_refusal_summary(
-        &self,
-        interval_secs: u64,
-        counts: &[RefusalCount],
-    ) -> Result<()> {
-        if counts.is_empty() {
-            return Ok(());
-        }
-        let now = self.clock.now();
-        let total: u64 = counts.iter().map(|c| c.count).sum();
-        self.store
-            .apply(
-                Change::AuditOnly,
-                AuditDraft::new(
-                    "device-listener",
-                    "session.refused",
-                    "device:unknown".to_owned(),
-                    json!({ "summary": true, "interval_secs": interval_secs, "total": total, "refusals": counts }),
-                ),
-                now,
-            )
-            .await
-            .map(|_| ())
-    }
-
-    /// Records a refused session attempt of a registered device in the audit log.
-    pub async fn audit_session_refusal(
-        &self,
-        device_id: Option<&str>,
-        key: &[u8; 32],
-        reason: &str,
-        peer: &str,
-    ) -> Result<()> {
-        let now = self.clock.now();
-        self.store
-            .apply(
-                Change::AuditOnly,
-                AuditDraft::new(
-                    "device-listener",
-                    "session.refused",
-                    device_id
-                        .map_or_else(|| "device:unknown".to_owned(), |d| format!("device:{d}")),
-                    json!({ "reason": reason, "x25519_prefix": fleetkey_crypto::hex_prefix(key), "peer": peer }),
-                ),
-                now,
-            )
-            .await
-            .map(|_| ())
-    }
-
     /// A device's signed receipt for an `update_config` command (`applied` ends it
     /// `done`, `rejected` ends it `cancelled`); verified with the device key and
     /// kept in the audit log.
@@ -383,7 +308,7 @@ impl FleetService {
         at: i64,
         signature: &[u8],
     ) -> Result<()> {
-        let d = self.device(device_id).await?;
+        let d = self.core.device(device_id).await?;
         let state = match status {
             "applied" => crate::store::CommandState::Done,
             "rejected" => crate::store::CommandState::Cancelled,
@@ -395,7 +320,7 @@ impl FleetService {
             signature,
         )
         .map_err(|_| Error::CredentialRefused("receipt does not verify with the device key"))?;
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         self.store
             .apply(
                 Change::CommandReceipt {
@@ -426,8 +351,8 @@ impl FleetService {
         if period_secs.is_some_and(|p| !(3600..=10 * 365 * 86_400).contains(&p)) {
             return Err(invalid("rotation period", "between 1 hour and 10 years"));
         }
-        self.issuer(fleet).await?;
-        let now = self.clock.now();
+        self.core.issuer(fleet).await?;
+        let now = self.core.clock.now();
         self.store
             .apply(
                 Change::SetRotationPolicy {
@@ -443,8 +368,8 @@ impl FleetService {
                 now,
             )
             .await?;
-        self.changed(fleet);
-        self.fleet(fleet).await
+        self.core.changed(fleet);
+        Ok(FleetInfo::from(&self.core.issuer(fleet).await?.0))
     }
 
     /// Requests rotation for every device whose operational credential is older
@@ -452,11 +377,11 @@ impl FleetService {
     /// that moved on meanwhile is skipped.
     pub async fn run_rotation_policy(&self, actor: &str) -> Result<usize> {
         let mut asked = 0;
-        for f in self.store.fleets_with_rotation().await? {
+        for f in self.core.store.fleets_with_rotation().await? {
             let Some(period) = f.credential_rotation_secs else {
                 continue;
             };
-            let before = self.clock.now().saturating_sub(period);
+            let before = self.core.clock.now().saturating_sub(period);
             for id in self
                 .store
                 .devices_due_rotation(&f.name, before, 1000)
@@ -483,8 +408,8 @@ impl FleetService {
         if reason.len() > 256 {
             return Err(invalid("reason", "longer than 256 bytes"));
         }
-        let d = self.device(device_id).await?;
-        let now = self.clock.now();
+        let d = self.core.device(device_id).await?;
+        let now = self.core.clock.now();
         self.store
             .apply(
                 Change::FactoryReset {
@@ -500,7 +425,7 @@ impl FleetService {
                 now,
             )
             .await?;
-        self.device_changed(device_id);
-        self.device(device_id).await
+        self.core.device_changed(device_id);
+        self.core.device(device_id).await
     }
 }

@@ -3,12 +3,14 @@
 //! housekeeping of old records. The device listener (`api/listener`) runs the
 //! sessions; the rules and records are here.
 
-use super::FleetService;
+use super::{DeviceSessions, RefusalCount};
+use crate::audit::AuditDraft;
 use crate::clock::UnixTime;
 use crate::error::Result;
-use crate::store::DeviceSessionRecord;
+use crate::store::{Change, DeviceRecord, DeviceSessionRecord, DeviceState};
+use serde_json::json;
 
-impl FleetService {
+impl DeviceSessions {
     /// Whether `previous` names an earlier session of `device_id` (a session id is
     /// 32 hex digits; anything else is simply not resumed).
     pub async fn resumable(&self, device_id: &str, previous: &str) -> Result<bool> {
@@ -42,7 +44,13 @@ impl FleetService {
         messages_out: u64,
     ) -> Result<()> {
         self.store
-            .close_device_session(id, self.now(), telemetry_seq, messages_in, messages_out)
+            .close_device_session(
+                id,
+                self.core.clock.now(),
+                telemetry_seq,
+                messages_in,
+                messages_out,
+            )
             .await
     }
 
@@ -52,19 +60,79 @@ impl FleetService {
         self.store.prune_device_sessions(before).await
     }
 
-    /// Deletes expired onboarding challenges; how many.
-    pub async fn prune_challenges(&self) -> Result<u64> {
-        self.store.prune_challenges(self.now()).await
+    /// The device whose Noise static key this is, if it may open a session now
+    /// (onboarded, active, rotating, or decommissioning — for the wipe only);
+    /// otherwise why not, for the refusal.
+    pub async fn session_device(
+        &self,
+        x25519: &[u8; 32],
+    ) -> Result<std::result::Result<DeviceRecord, (Option<String>, &'static str)>> {
+        let Some(d) = self.store.device_by_x25519(x25519).await? else {
+            return Ok(Err((None, "unknown_device")));
+        };
+        Ok(match d.state {
+            // Decommissioning: the session carries the wipe command and its
+            // receipt, nothing else (the listener enforces it).
+            DeviceState::Onboarded
+            | DeviceState::Active
+            | DeviceState::Rotating
+            | DeviceState::Decommissioning => Ok(d),
+            DeviceState::Manufactured => Err((Some(d.id), "not_onboarded")),
+            DeviceState::Suspended => Err((Some(d.id), "suspended")),
+            DeviceState::Decommissioned => Err((Some(d.id), "decommissioned")),
+        })
     }
 
-    /// Whether this instance runs the scheduled jobs now (one instance at a time
-    /// on a shared database; always on the embedded store).
-    pub async fn leads_scheduler(&self) -> Result<bool> {
-        self.store.scheduler_leader().await
+    /// Records refused session attempts from unknown keys, counted over
+    /// `interval_secs`, as one `session.refused` audit entry (target
+    /// `device:unknown`). Nothing to record: no entry.
+    pub async fn audit_refusal_summary(
+        &self,
+        interval_secs: u64,
+        counts: &[RefusalCount],
+    ) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let now = self.core.clock.now();
+        let total: u64 = counts.iter().map(|c| c.count).sum();
+        self.store
+            .apply(
+                Change::AuditOnly,
+                AuditDraft::new(
+                    "device-listener",
+                    "session.refused",
+                    "device:unknown".to_owned(),
+                    json!({ "summary": true, "interval_secs": interval_secs, "total": total, "refusals": counts }),
+                ),
+                now,
+            )
+            .await
+            .map(|_| ())
     }
 
-    /// Whether the fleet lets constrained devices use a static key.
-    pub async fn allows_static_key(&self, fleet: &str) -> Result<bool> {
-        self.store.fleet_allows_static_key(fleet).await
+    /// Records a refused session attempt of a registered device in the audit log.
+    pub async fn audit_session_refusal(
+        &self,
+        device_id: Option<&str>,
+        key: &[u8; 32],
+        reason: &str,
+        peer: &str,
+    ) -> Result<()> {
+        let now = self.core.clock.now();
+        self.store
+            .apply(
+                Change::AuditOnly,
+                AuditDraft::new(
+                    "device-listener",
+                    "session.refused",
+                    device_id
+                        .map_or_else(|| "device:unknown".to_owned(), |d| format!("device:{d}")),
+                    json!({ "reason": reason, "x25519_prefix": fleetkey_crypto::hex_prefix(key), "peer": peer }),
+                ),
+                now,
+            )
+            .await
+            .map(|_| ())
     }
 }

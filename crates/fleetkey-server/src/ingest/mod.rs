@@ -136,7 +136,7 @@ impl FrameIngest {
             }
             return Ok(Some(e));
         }
-        let c = match self.fleets.constrained_device(&device_id).await {
+        let c = match self.fleets.onboarding.constrained_device(&device_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(None),
             Err(crate::Error::DeviceNotFound(_)) => return Ok(None),
@@ -190,7 +190,7 @@ impl FrameIngest {
             let mut g = e.lock();
             g.refreshing = false;
         };
-        let device = match self.fleets.device(&device_id).await {
+        let device = match self.fleets.registry.device(&device_id).await {
             Ok(d) => d,
             Err(crate::Error::DeviceNotFound(_)) => {
                 self.forget(&id);
@@ -223,6 +223,7 @@ impl FrameIngest {
         if profile == Profile::ConstrainedStatic
             && !self
                 .fleets
+                .onboarding
                 .allows_static_key(fleet)
                 .await
                 .map_err(|_| "internal")?
@@ -337,10 +338,16 @@ impl FrameIngest {
             FrameKind::SessionStart => {
                 let device = self
                     .fleets
+                    .registry
                     .device(&device_id)
                     .await
                     .map_err(|_| "internal")?;
-                match self.fleets.constrained_boot(&device, opened.boot).await {
+                match self
+                    .fleets
+                    .onboarding
+                    .constrained_boot(&device, opened.boot)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         // Another instance or a restart saw a newer boot: re-read.

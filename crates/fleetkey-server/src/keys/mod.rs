@@ -23,7 +23,7 @@ pub use service::KeyService;
 use crate::clock::{SharedClock, UnixTime};
 use crate::custody::Custody;
 use crate::error::{Error, Result};
-use crate::store::{Policy, Store, VersionState};
+use crate::store::{AuditStore, KeyringStore, Policy, VersionState};
 use fleetkey_crypto::envelope::KeyId;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -182,7 +182,10 @@ pub struct VersionInfo {
 }
 
 pub(super) struct Shared {
-    pub(super) store: Arc<dyn Store>,
+    /// Keyrings, versions and nonce reservations.
+    pub(super) store: Arc<dyn KeyringStore>,
+    /// The audit log, for checkpoints and export.
+    pub(super) audit: Arc<dyn AuditStore>,
     pub(super) custody: Arc<dyn Custody>,
     pub(super) clock: SharedClock,
     pub(super) config: KeyConfig,

@@ -8,7 +8,7 @@ use super::{
     KeyConfig, KeyMetrics, KeyringInfo, PolicyAction, PolicyRun, Shared, validate_name,
     validate_policy,
 };
-use crate::audit::{AuditDraft, Checkpoint};
+use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::SharedClock;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
@@ -44,6 +44,7 @@ impl KeyService {
             .await?;
         Ok(Self {
             shared: Arc::new(Shared {
+                audit: store.clone(),
                 store,
                 custody,
                 clock,
@@ -75,9 +76,9 @@ impl KeyService {
         &self.shared.metrics
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.shared.store
+    /// Audit entries with `seq > after`, at most `limit`, oldest first.
+    pub async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.shared.audit.audit_entries(after, limit).await
     }
 
     /// Creates a keyring with version 1.
@@ -427,14 +428,14 @@ impl KeyService {
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         let s = &self.shared;
         let mut after = s
-            .store
+            .audit
             .latest_checkpoint()
             .await?
             .map(|c| c.seq)
             .unwrap_or(0);
         let mut head = None;
         loop {
-            let batch = s.store.audit_entries(after, 1000).await?;
+            let batch = s.audit.audit_entries(after, 1000).await?;
             match batch.last() {
                 Some(e) => {
                     after = e.seq;
@@ -444,7 +445,7 @@ impl KeyService {
             }
         }
         let Some((seq, hash)) = head else {
-            return s.store.latest_checkpoint().await;
+            return s.audit.latest_checkpoint().await;
         };
         let time = s.clock.now();
         let signature = s
@@ -457,7 +458,7 @@ impl KeyService {
             time,
             signature,
         };
-        s.store.put_checkpoint(&c).await?;
+        s.audit.put_checkpoint(&c).await?;
         Ok(Some(c))
     }
 
@@ -472,7 +473,7 @@ impl KeyService {
         };
         let upto = checkpoint.as_ref().map(|c| c.seq).unwrap_or(0);
         while after < upto {
-            let batch = self.shared.store.audit_entries(after, 1000).await?;
+            let batch = self.shared.audit.audit_entries(after, 1000).await?;
             if batch.is_empty() {
                 break;
             }

@@ -1,6 +1,6 @@
 //! Persistence. The [`Store`] trait is what the domain needs; [`sqlite`] is the
 //! embedded default. Every change to keyrings is applied together with its audit
-//! entry in one transaction ([`Store::apply`]), so the audit log cannot miss a change
+//! entry in one transaction ([`Changes::apply`]), so the audit log cannot miss a change
 //! and a change cannot happen without its audit entry (fail closed).
 
 pub mod audit_log;
@@ -75,17 +75,52 @@ use crate::clock::UnixTime;
 use crate::error::Result;
 use crate::store::audit_log::{AuditDraft, AuditEntry};
 
-/// What the domain needs from storage.
+/// What the domain needs from storage, as one trait object: every narrow trait
+/// below. Each service holds only the narrow trait it uses (a [`TokenStore`] for
+/// tokens, a [`SessionStore`] for the device listener's sessions, …), so what a
+/// service can touch is written in its type. Every type with all of them is one.
+pub trait Store:
+    KeyringStore
+    + TokenStore
+    + AuditStore
+    + DirectoryStore
+    + FleetStore
+    + OnboardingStore
+    + CommandStore
+    + SessionStore
+    + SchedulerStore
+{
+}
+
+impl<T> Store for T where
+    T: KeyringStore
+        + TokenStore
+        + AuditStore
+        + DirectoryStore
+        + FleetStore
+        + OnboardingStore
+        + CommandStore
+        + SessionStore
+        + SchedulerStore
+{
+}
+
+/// Writing: every change, applied with its audit entry in one transaction.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync {
+pub trait Changes: Send + Sync {
+    /// Applies `change` and appends its audit entry in one transaction.
+    async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry>;
+}
+
+/// Keyrings, their versions and the nonce counters reserved for them (`keys/`).
+#[async_trait::async_trait]
+pub trait KeyringStore: Changes {
     /// One keyring.
     async fn keyring(&self, name: &str) -> Result<Option<KeyringRecord>>;
     /// All keyrings, by name.
     async fn keyrings(&self) -> Result<Vec<KeyringRecord>>;
     /// A keyring's versions, oldest first.
     async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>>;
-    /// Applies `change` and appends its audit entry in one transaction.
-    async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry>;
     /// Reserves up to `count` nonce counters for (keyring, version, instance)
     /// durably before they are used. Atomically with the reservation, the counters
     /// reserved for the version on every instance are capped at `budget` (the
@@ -119,12 +154,50 @@ pub trait Store: Send + Sync {
     /// Leases an 8-byte instance id for `holder`: the existing unretired one, or a
     /// fresh random one that no instance has ever had.
     async fn lease_instance(&self, holder: &str, now: UnixTime) -> Result<[u8; 8]>;
+}
+
+/// API tokens (`tokens.rs`).
+#[async_trait::async_trait]
+pub trait TokenStore: Changes {
     /// The token whose secret hashes to `hash`.
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
     /// All tokens (without secrets).
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+}
+
+/// The audit log and its signed checkpoints (`audit/`).
+#[async_trait::async_trait]
+pub trait AuditStore: Changes {
+    /// Audit entries with `seq > after`, at most `limit`.
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Stores a signed checkpoint.
+    async fn put_checkpoint(&self, checkpoint: &crate::store::audit_log::Checkpoint) -> Result<()>;
+    /// The newest checkpoint.
+    async fn latest_checkpoint(&self) -> Result<Option<crate::store::audit_log::Checkpoint>>;
+}
+
+/// Signed key records and the service's own keys (`directory/`).
+#[async_trait::async_trait]
+pub trait DirectoryStore: Changes {
+    /// The newest key record of an identity: (sequence, signed record).
+    async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>>;
+    /// Key records issued before `before`, oldest first, at most `limit`.
+    async fn key_records_issued_before(
+        &self,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
+    /// A service key: (wrapped secret, public key).
+    async fn service_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+}
+
+/// Fleets, their devices and their configuration (`fleet/`: registry, factory, configuration).
+#[async_trait::async_trait]
+pub trait FleetStore: Changes {
     /// One fleet.
     async fn fleet(&self, name: &str) -> Result<Option<FleetRecord>>;
+    /// Fleets with a credential rotation period.
+    async fn fleets_with_rotation(&self) -> Result<Vec<FleetRecord>>;
     /// One device by id.
     async fn device(&self, id: &str) -> Result<Option<DeviceRecord>>;
     /// One device by hardware identity.
@@ -150,34 +223,12 @@ pub trait Store: Send + Sync {
         after: &str,
         limit: u32,
     ) -> Result<Vec<(String, StoredConfig)>>;
-    /// One command.
-    async fn command(&self, id: &str) -> Result<Option<CommandRecord>>;
-    /// A device's commands, oldest first; only pending and in-progress ones if `open`.
-    async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>>;
-    /// The proposed state of an in-progress command (a rotation's new keys).
-    async fn command_pending(&self, id: &str) -> Result<Option<String>>;
-    /// Onboarded or active devices of `fleet` whose operational credential was
-    /// issued before `before` and that have no open rotation, at most `limit`.
-    async fn devices_due_rotation(
-        &self,
-        fleet: &str,
-        before: UnixTime,
-        limit: u32,
-    ) -> Result<Vec<String>>;
-    /// Fleets with a credential rotation period.
-    async fn fleets_with_rotation(&self) -> Result<Vec<FleetRecord>>;
-    /// A service key: (wrapped secret, public key).
-    async fn service_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
-    /// The device whose X25519 key this is.
-    async fn device_by_x25519(&self, key: &[u8]) -> Result<Option<DeviceRecord>>;
-    /// The newest key record of an identity: (sequence, signed record).
-    async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>>;
-    /// Key records issued before `before`, oldest first, at most `limit`.
-    async fn key_records_issued_before(
-        &self,
-        before: UnixTime,
-        limit: u32,
-    ) -> Result<Vec<(String, Vec<u8>)>>;
+}
+
+/// Onboarding challenges, the revocation list, claim codes and constrained
+/// devices' boot counters (`fleet/`: onboarding).
+#[async_trait::async_trait]
+pub trait OnboardingStore: Changes {
     /// Stores a single-use onboarding challenge.
     async fn put_challenge(
         &self,
@@ -194,16 +245,11 @@ pub trait Store: Send + Sync {
         device_id: &str,
         now: UnixTime,
     ) -> Result<UnixTime>;
+    /// Deletes onboarding challenges that expired before `expired_before` (used or
+    /// not); returns how many.
+    async fn prune_challenges(&self, expired_before: UnixTime) -> Result<u64>;
     /// The device a claim code (by hash) belongs to.
     async fn device_by_claim_hash(&self, hash: &[u8; 32]) -> Result<Option<DeviceRecord>>;
-    /// Whether a credential id is on the revocation list.
-    async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool>;
-    /// Audit entries with `seq > after`, at most `limit`.
-    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
-    /// Stores a signed checkpoint.
-    async fn put_checkpoint(&self, checkpoint: &crate::store::audit_log::Checkpoint) -> Result<()>;
-    /// The newest checkpoint.
-    async fn latest_checkpoint(&self) -> Result<Option<crate::store::audit_log::Checkpoint>>;
     /// A constrained-profile device's factory secret.
     async fn device_secret(&self, device_id: &str) -> Result<Option<DeviceSecret>>;
     /// Raises a constrained device's verified boot counter; false if `boot` is not
@@ -211,6 +257,34 @@ pub trait Store: Send + Sync {
     async fn raise_device_boot(&self, device_id: &str, boot: u32) -> Result<bool>;
     /// Whether a fleet accepts static-key (lab) devices.
     async fn fleet_allows_static_key(&self, fleet: &str) -> Result<bool>;
+    /// Whether a credential id is on the revocation list.
+    async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool>;
+}
+
+/// Commands queued for devices and the rotations they carry (`fleet/`: commands).
+#[async_trait::async_trait]
+pub trait CommandStore: Changes {
+    /// One command.
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>>;
+    /// A device's commands, oldest first; only pending and in-progress ones if `open`.
+    async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>>;
+    /// The proposed state of an in-progress command (a rotation's new keys).
+    async fn command_pending(&self, id: &str) -> Result<Option<String>>;
+    /// Onboarded or active devices of `fleet` whose operational credential was
+    /// issued before `before` and that have no open rotation, at most `limit`.
+    async fn devices_due_rotation(
+        &self,
+        fleet: &str,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<String>>;
+}
+
+/// Device sessions as the device listener sees them (`fleet/sessions.rs`).
+#[async_trait::async_trait]
+pub trait SessionStore: Changes {
+    /// The device whose X25519 key this is.
+    async fn device_by_x25519(&self, key: &[u8]) -> Result<Option<DeviceRecord>>;
     /// Records a device session that has just begun.
     async fn open_device_session(&self, session: &DeviceSessionRecord) -> Result<()>;
     /// Records how a device session ended.
@@ -232,9 +306,11 @@ pub trait Store: Send + Sync {
     /// and the device has a newer session since); returns how many. A session
     /// still open and the device's latest stays.
     async fn prune_device_sessions(&self, before: UnixTime) -> Result<u64>;
-    /// Deletes onboarding challenges that expired before `expired_before` (used or
-    /// not); returns how many.
-    async fn prune_challenges(&self, expired_before: UnixTime) -> Result<u64>;
+}
+
+/// Who runs the scheduled jobs when several instances share the store.
+#[async_trait::async_trait]
+pub trait SchedulerStore: Send + Sync {
     /// Whether this instance runs the scheduled jobs (rotation by age, policy
     /// runs, pruning) now: one instance at a time per store. The embedded store
     /// has one process, which always leads.

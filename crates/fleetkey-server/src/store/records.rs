@@ -439,7 +439,7 @@ impl std::fmt::Debug for TokenRecord {
     }
 }
 
-/// The answer of [`Store::reserve_nonces`](super::Store::reserve_nonces).
+/// The answer of [`KeyringStore::reserve_nonces`](super::KeyringStore::reserve_nonces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
     /// Counters `[start, start + count)` are reserved for the caller's instance id.

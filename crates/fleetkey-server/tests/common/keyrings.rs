@@ -2,6 +2,7 @@
 //! data directory, for the keyring tests.
 
 use fleetkey_crypto::envelope::Header;
+use fleetkey_server::store::Store;
 use fleetkey_server::{
     clock::ManualClock,
     custody::local::{KekSource, LocalCustody},
@@ -19,19 +20,22 @@ pub struct Env {
     pub clock: ManualClock,
     pub keys: KeyService,
     pub custody: Arc<LocalCustody>,
+    /// The store `keys` runs on (tests reach under the service through it).
+    pub store: Arc<dyn Store>,
 }
 
 pub async fn env_with(block: u32) -> Env {
     let dir = TempDir::new().unwrap();
     let path = dir.path().to_path_buf();
     let clock = ManualClock::at(T0);
-    let (keys, custody) = open(&path, &clock, block).await;
+    let (keys, custody, store) = open(&path, &clock, block).await;
     Env {
         _dir: dir,
         dir: path,
         clock,
         keys,
         custody,
+        store,
     }
 }
 
@@ -39,7 +43,7 @@ pub async fn open(
     path: &std::path::Path,
     clock: &ManualClock,
     block: u32,
-) -> (KeyService, Arc<LocalCustody>) {
+) -> (KeyService, Arc<LocalCustody>, Arc<dyn Store>) {
     let store = super::test_store(path).await;
     let custody = Arc::new(
         LocalCustody::open(
@@ -53,10 +57,15 @@ pub async fn open(
         nonce_block: block,
         ..KeyConfig::default()
     };
-    let keys = KeyService::open(store, custody.clone(), Arc::new(clock.clone()), config)
-        .await
-        .unwrap();
-    (keys, custody)
+    let keys = KeyService::open(
+        store.clone(),
+        custody.clone(),
+        Arc::new(clock.clone()),
+        config,
+    )
+    .await
+    .unwrap();
+    (keys, custody, store)
 }
 
 /// A second instance (`b`) over `e`'s store and custody, as another server
@@ -72,7 +81,7 @@ pub async fn second_instance(e: &Env) -> Arc<KeyService> {
     );
     Arc::new(
         KeyService::open(
-            e.keys.store().clone(),
+            e.store.clone(),
             custody,
             Arc::new(e.clock.clone()),
             KeyConfig {

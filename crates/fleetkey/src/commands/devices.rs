@@ -19,7 +19,7 @@ pub(crate) async fn in_fleet(
     fleet: &str,
     id: &str,
 ) -> fleetkey_server::Result<()> {
-    if f.device(id).await?.fleet != fleet {
+    if f.registry.device(id).await?.fleet != fleet {
         return Err(fleetkey_server::Error::DeviceNotFound(id.to_owned()));
     }
     Ok(())
@@ -65,7 +65,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id]);
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
                     in_fleet(&f, &fleet, &id).await?;
-                    f.device(&id).await.map(DeviceInfo::from)
+                    f.registry.device(&id).await.map(DeviceInfo::from)
                 })
                 .await?;
                 print(&v)
@@ -107,7 +107,8 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                     Some(body),
                     |f| async move {
                         in_fleet(&f, &fleet, &id).await?;
-                        let (code, expires_at) = f.create_claim_code(&actor(), &id, ttl).await?;
+                        let (code, expires_at) =
+                            f.onboarding.create_claim_code(&actor(), &id, ttl).await?;
                         Ok(json!({ "code": code, "expires_at": expires_at }))
                     },
                 )
@@ -127,7 +128,8 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                     "/v1/claims",
                     Some(body),
                     |f| async move {
-                        f.claim(&actor(), &code, &claimed_by)
+                        f.onboarding
+                            .claim(&actor(), &code, &claimed_by)
                             .await
                             .map(DeviceInfo::from)
                     },
@@ -174,10 +176,10 @@ async fn act(
             let who = actor();
             let shown = match action {
                 Action::Rotate => serde_json::to_value(CommandInfo::from(
-                    f.request_rotation(&who, &id, &reason).await?,
+                    f.commands.request_rotation(&who, &id, &reason).await?,
                 )),
                 Action::Decommission => serde_json::to_value(DeviceInfo::from(
-                    f.decommission(&who, &id, &reason).await?,
+                    f.onboarding.decommission(&who, &id, &reason).await?,
                 )),
             };
             shown.map_err(|e| fleetkey_server::Error::Internal(e.to_string()))
@@ -194,7 +196,7 @@ async fn list(client: &Option<Client>, fleet: String, limit: u32, dir: DataDir) 
         crate::client::path(&["v1", "fleets", &fleet, "devices"])
     );
     let v = remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
-        let list = f.devices(&fleet, "", limit.clamp(1, 1000)).await?;
+        let list = f.registry.devices(&fleet, "", limit.clamp(1, 1000)).await?;
         Ok(json!({ "devices": list.into_iter().map(DeviceInfo::from).collect::<Vec<_>>() }))
     })
     .await?;
@@ -225,7 +227,7 @@ async fn commands(
     );
     let v = remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
         in_fleet(&f, &fleet, &id).await?;
-        let cs = f.device_commands(&id, open).await?;
+        let cs = f.commands.device_commands(&id, open).await?;
         Ok(json!({ "commands": cs.into_iter().map(CommandInfo::from).collect::<Vec<_>>() }))
     })
     .await?;
@@ -252,7 +254,7 @@ async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
             let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "config"]);
             remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
                 in_fleet(&f, &fleet, &id).await?;
-                f.config(&id).await
+                f.registry.config(&id).await
             })
             .await?
         }
@@ -279,7 +281,9 @@ async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
             };
             remote_or_local(client, &dir, method, &path, Some(body), |f| async move {
                 in_fleet(&f, &fleet, &id).await?;
-                f.set_config(&actor(), &id, update, if_revision).await
+                f.registry
+                    .set_config(&actor(), &id, update, if_revision)
+                    .await
             })
             .await?
         }
@@ -288,14 +292,14 @@ async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
                 crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "config", "reset"]);
             remote_or_local(client, &dir, Method::POST, &path, None, |f| async move {
                 in_fleet(&f, &fleet, &id).await?;
-                f.reset_config(&actor(), &id).await
+                f.registry.reset_config(&actor(), &id).await
             })
             .await?
         }
         ConfigCommand::Migrate { fleet, dir } => {
             let path = crate::client::path(&["v1", "fleets", &fleet, "config", "migrate"]);
             remote_or_local(client, &dir, Method::POST, &path, None, |f| async move {
-                f.migrate_configs(&actor(), &fleet).await
+                f.registry.migrate_configs(&actor(), &fleet).await
             })
             .await?
         }

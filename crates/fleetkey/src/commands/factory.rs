@@ -65,7 +65,8 @@ pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
                 Some(body),
                 |f| async move {
                     crate::commands::devices::in_fleet(&f, &fleet, &id).await?;
-                    f.factory_reset(&actor(), &id, &reason)
+                    f.commands
+                        .factory_reset(&actor(), &id, &reason)
                         .await
                         .map(DeviceInfo::from)
                 },
@@ -102,7 +103,11 @@ impl Jig {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
-            Jig::Local(f) => f.factory_recipient().await.map_err(service_error)?,
+            Jig::Local(f) => f
+                .onboarding
+                .factory_recipient()
+                .await
+                .map_err(service_error)?,
         };
         fleetkey_crypto::keyfile::parse_recipient(&text)
             .map_err(|e| CliError::refused(format!("factory recipient: {e}")))
@@ -138,10 +143,12 @@ impl Jig {
                 Jig::Local(f) => {
                     let who = actor();
                     match (profile, sealed) {
-                        (Some(p), Some(s)) => {
-                            f.provision_constrained(&who, req, p, &s).await.map(|_| ())
-                        }
-                        _ => f.provision(&who, req).await.map(|_| ()),
+                        (Some(p), Some(s)) => f
+                            .onboarding
+                            .provision_constrained(&who, req, p, &s)
+                            .await
+                            .map(|_| ()),
+                        _ => f.registry.provision(&who, req).await.map(|_| ()),
                     }
                     .map_err(service_error)
                 }

@@ -77,7 +77,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     Method::POST,
                     "/v1/fleets",
                     Some(body),
-                    |f| async move { f.create_fleet(&actor(), &name, ttl).await },
+                    |f| async move { f.registry.create_fleet(&actor(), &name, ttl).await },
                 )
                 .await?;
                 print(&v)
@@ -85,7 +85,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
             FleetsCommand::Show { name, dir } => {
                 let path = crate::client::path(&["v1", "fleets", &name]);
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
-                    f.fleet(&name).await
+                    f.registry.fleet(&name).await
                 })
                 .await?;
                 print(&v)
@@ -113,7 +113,11 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     Method::PUT,
                     &path,
                     Some(body),
-                    |f| async move { f.set_schema(&actor(), &fleet, schema, migration).await },
+                    |f| async move {
+                        f.registry
+                            .set_schema(&actor(), &fleet, schema, migration)
+                            .await
+                    },
                 )
                 .await?;
                 print(&v)
@@ -121,7 +125,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
             FleetsCommand::Schema(SchemaCommand::Show { fleet, dir }) => {
                 let path = crate::client::path(&["v1", "fleets", &fleet, "schema"]);
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
-                    f.schema(&fleet).await
+                    f.registry.schema(&fleet).await
                 })
                 .await?;
                 print(&v)
@@ -141,7 +145,11 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     Method::PUT,
                     &path,
                     Some(body),
-                    |f| async move { f.set_rotation_policy(&actor(), &name, period).await },
+                    |f| async move {
+                        f.commands
+                            .set_rotation_policy(&actor(), &name, period)
+                            .await
+                    },
                 )
                 .await?;
                 print(&v)

@@ -245,7 +245,13 @@ impl DeviceListener {
     pub async fn flush_refusals(&self) {
         let counts = self.refusals.take();
         let secs = super::refusals::SUMMARY_INTERVAL.as_secs();
-        if let Err(e) = self.state.fleets.audit_refusal_summary(secs, &counts).await {
+        if let Err(e) = self
+            .state
+            .fleets
+            .sessions
+            .audit_refusal_summary(secs, &counts)
+            .await
+        {
             tracing::error!(error = %e, "could not audit refused device sessions");
         }
     }
@@ -326,7 +332,7 @@ impl DeviceListener {
         let Some(key) = session.remote_static() else {
             return;
         };
-        let device = match Box::pin(self.state.fleets.session_device(&key)).await {
+        let device = match Box::pin(self.state.fleets.sessions.session_device(&key)).await {
             // Only what the session needs stays in memory while it is open.
             Ok(Ok(d)) => Peer {
                 id: d.id,
@@ -388,6 +394,7 @@ impl DeviceListener {
                 if let Err(e) = self
                     .state
                     .fleets
+                    .sessions
                     .audit_session_refusal(Some(id), key, reason, &peer.ip().to_string())
                     .await
                 {

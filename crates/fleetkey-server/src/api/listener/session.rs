@@ -114,6 +114,7 @@ impl Conn<'_> {
             .l
             .state
             .fleets
+            .commands
             .device_commands(&self.device.id, true)
             .await
             .map_err(|e| End::Closed(e.to_string()))?;
@@ -203,7 +204,7 @@ impl Conn<'_> {
     async fn begin(&mut self, resume: Option<String>) -> crate::Result<ServerMsg> {
         let fleets = &self.l.state.fleets;
         let resumed = match resume.as_deref() {
-            Some(prev) => fleets.resumable(&self.device.id, prev).await?,
+            Some(prev) => fleets.sessions.resumable(&self.device.id, prev).await?,
             None => false,
         };
         let live = Arc::new(Live {
@@ -222,13 +223,14 @@ impl Conn<'_> {
             self.l.forget(&self.device.id, &live);
             return Err(crate::Error::Stopping("the server is shutting down"));
         }
-        let mut seq = fleets.telemetry_position(&self.device.id).await?;
+        let mut seq = fleets.sessions.telemetry_position(&self.device.id).await?;
         if let Some(old) = old {
             seq = seq.max(old.telemetry_seq.load(Ordering::Acquire));
             old.close.notify_one();
         }
         live.telemetry_seq.fetch_max(seq, Ordering::AcqRel);
         fleets
+            .sessions
             .session_opened(&DeviceSessionRecord {
                 id: self.id.clone(),
                 device_id: self.device.id.clone(),
@@ -331,6 +333,7 @@ impl Conn<'_> {
             self.l
                 .state
                 .fleets
+                .commands
                 .command_receipt(&self.device.id, &command_id, status, at, &sig)
                 .await?;
             Ok(ServerMsg::Ack {
@@ -356,6 +359,7 @@ impl Conn<'_> {
                 .l
                 .state
                 .fleets
+                .commands
                 .propose_rotation(&self.device.id, &command_id, keys, &sig)
                 .await?;
             Ok(ServerMsg::Credential {
@@ -374,6 +378,7 @@ impl Conn<'_> {
             self.l
                 .state
                 .fleets
+                .commands
                 .confirm_rotation(&self.device.id, &command_id, &sig)
                 .await?;
             self.l
@@ -396,6 +401,7 @@ impl Conn<'_> {
             self.l
                 .state
                 .fleets
+                .onboarding
                 .confirm_wipe(&self.device.id, wiped_at, &sig)
                 .await?;
             Ok(ServerMsg::Ack {
@@ -417,6 +423,7 @@ impl Conn<'_> {
             .l
             .state
             .fleets
+            .sessions
             .session_closed(
                 &self.id,
                 live.telemetry_seq.load(Ordering::Acquire),

@@ -7,9 +7,10 @@ use super::super::rows::{
     hash32, keyring_from_row, to_i64, to_u32, to_u64, token_from_row, version_from_row,
 };
 use super::super::{
-    Change, CommandRecord, DeviceRecord, DeviceSecret, DeviceSessionRecord, FleetRecord,
-    KeyringRecord, Registration, Reservation, SchemaRecord, Store, StoredConfig, TokenRecord,
-    VersionRecord,
+    AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceRecord, DeviceSecret,
+    DeviceSessionRecord, DirectoryStore, FleetRecord, FleetStore, KeyringRecord, KeyringStore,
+    OnboardingStore, Registration, Reservation, SchedulerStore, SchemaRecord, SessionStore,
+    StoredConfig, TokenRecord, TokenStore, VersionRecord,
 };
 use super::{Dialect, SqlStore, Stmt, stmt};
 use crate::clock::UnixTime;
@@ -17,11 +18,14 @@ use crate::error::{Error, Result};
 use crate::store::audit_log::{AuditDraft, AuditEntry, Checkpoint};
 
 #[async_trait::async_trait]
-impl<D: Dialect> Store for SqlStore<D> {
-    async fn scheduler_leader(&self) -> Result<bool> {
-        D::scheduler_leader(&self.pool, &self.state).await
+impl<D: Dialect> Changes for SqlStore<D> {
+    async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry> {
+        super::changes::apply(self, change, audit, now).await
     }
+}
 
+#[async_trait::async_trait]
+impl<D: Dialect> KeyringStore for SqlStore<D> {
     async fn keyring(&self, name: &str) -> Result<Option<KeyringRecord>> {
         stmt("SELECT * FROM keyrings WHERE name = $1")
             .bind(name)
@@ -40,10 +44,6 @@ impl<D: Dialect> Store for SqlStore<D> {
             .bind(name)
             .records(&self.pool, version_from_row)
             .await
-    }
-
-    async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry> {
-        super::changes::apply(self, change, audit, now).await
     }
 
     async fn reserve_nonces(
@@ -182,7 +182,106 @@ impl<D: Dialect> Store for SqlStore<D> {
             "could not find an unused instance id".into(),
         ))
     }
+}
 
+#[async_trait::async_trait]
+impl<D: Dialect> TokenStore for SqlStore<D> {
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        stmt("SELECT * FROM tokens WHERE hash = $1")
+            .bind(hash.as_slice())
+            .record(&self.pool, token_from_row)
+            .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        stmt("SELECT * FROM tokens ORDER BY created_at, id")
+            .records(&self.pool, token_from_row)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> AuditStore for SqlStore<D> {
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        stmt("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(to_i64(after, "after")?)
+            .bind(i64::from(limit))
+            .records(&self.pool, entry_from_row)
+            .await
+    }
+
+    async fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        stmt(
+            "INSERT INTO audit_checkpoints (seq, head_hash, time, signature) VALUES ($1, $2, \
+             $3, $4) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(to_i64(c.seq, "seq")?)
+        .bind(c.head_hash.as_slice())
+        .bind(c.time)
+        .bind(c.signature.as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let row = stmt("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(Checkpoint {
+                seq: to_u64(r.col("seq")?, "seq")?,
+                head_hash: hash32(r.col("head_hash")?)?,
+                time: r.col("time")?,
+                signature: r.col("signature")?,
+            })),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> DirectoryStore for SqlStore<D> {
+    async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let row = stmt("SELECT sequence, record FROM key_records WHERE identity = $1")
+            .bind(identity)
+            .optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((to_u64(r.col("sequence")?, "sequence")?, r.col("record")?)))
+            .transpose()
+    }
+
+    async fn key_records_issued_before(
+        &self,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = stmt(
+            "SELECT identity, record FROM key_records WHERE revoked = 0 AND issued_at < $1 \
+             ORDER BY issued_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.col("identity")?, r.col("record")?)))
+            .collect()
+    }
+
+    async fn service_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let row = stmt("SELECT wrapped, public FROM service_keys WHERE name = $1")
+            .bind(name)
+            .optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.col("wrapped")?, r.col("public")?)))
+            .transpose()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> FleetStore for SqlStore<D> {
     async fn fleet(&self, name: &str) -> Result<Option<FleetRecord>> {
         stmt("SELECT * FROM fleets WHERE name = $1")
             .bind(name)
@@ -196,29 +295,151 @@ impl<D: Dialect> Store for SqlStore<D> {
             .await
     }
 
-    async fn service_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let row = stmt("SELECT wrapped, public FROM service_keys WHERE name = $1")
-            .bind(name)
-            .optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.col("wrapped")?, r.col("public")?)))
-            .transpose()
-    }
-
-    async fn device_by_x25519(&self, key: &[u8]) -> Result<Option<DeviceRecord>> {
-        stmt("SELECT * FROM devices WHERE x25519 = $1")
-            .bind(key)
+    async fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
+        stmt("SELECT * FROM devices WHERE id = $1")
+            .bind(id)
             .record(&self.pool, device_from_row)
             .await
     }
 
-    async fn key_record(&self, identity: &str) -> Result<Option<(u64, Vec<u8>)>> {
-        let row = stmt("SELECT sequence, record FROM key_records WHERE identity = $1")
-            .bind(identity)
-            .optional(&self.pool)
+    async fn device_by_hardware_id(&self, hardware_id: &str) -> Result<Option<DeviceRecord>> {
+        stmt("SELECT * FROM devices WHERE hardware_id = $1")
+            .bind(hardware_id)
+            .record(&self.pool, device_from_row)
+            .await
+    }
+
+    async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>> {
+        stmt("SELECT * FROM devices WHERE fleet = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(fleet)
+            .bind(after)
+            .bind(i64::from(limit))
+            .records(&self.pool, device_from_row)
+            .await
+    }
+
+    async fn register_devices(
+        &self,
+        items: Vec<Registration>,
+        now: UnixTime,
+    ) -> Result<Vec<Result<AuditEntry>>> {
+        super::devices::register(self, items, now).await
+    }
+
+    async fn config_schemas(&self, fleet: &str) -> Result<Vec<SchemaRecord>> {
+        let rows = stmt("SELECT * FROM config_schemas WHERE fleet = $1 ORDER BY version")
+            .bind(fleet)
+            .all(&self.pool)
             .await?;
-        row.map(|r| Ok((to_u64(r.col("sequence")?, "sequence")?, r.col("record")?)))
-            .transpose()
+        rows.iter()
+            .map(|r| {
+                Ok(SchemaRecord {
+                    version: to_u32(r.col("version")?, "schema version")?,
+                    schema: r.col("schema")?,
+                    migration: r.col("migration")?,
+                    created_at: r.col("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn device_config(&self, device_id: &str) -> Result<Option<StoredConfig>> {
+        stmt("SELECT * FROM device_configs WHERE device_id = $1")
+            .bind(device_id)
+            .record(&self.pool, config_from_row)
+            .await
+    }
+
+    async fn device_configs(
+        &self,
+        fleet: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredConfig)>> {
+        let rows = stmt(
+            "SELECT c.* FROM device_configs c JOIN devices d ON d.id = c.device_id \
+             WHERE d.fleet = $1 AND c.device_id > $2 ORDER BY c.device_id LIMIT $3",
+        )
+        .bind(fleet)
+        .bind(after)
+        .bind(i64::from(limit))
+        .all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.col("device_id")?, config_from_row(r)?)))
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> OnboardingStore for SqlStore<D> {
+    async fn put_challenge(
+        &self,
+        nonce: &[u8; 32],
+        device_id: &str,
+        issued_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        stmt("INSERT INTO onboarding_challenges (nonce, device_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(nonce.as_slice())
+            .bind(device_id)
+            .bind(issued_at)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_challenge(
+        &self,
+        nonce: &[u8; 32],
+        device_id: &str,
+        now: UnixTime,
+    ) -> Result<UnixTime> {
+        let taken: Option<i64> = stmt(
+            "UPDATE onboarding_challenges SET used = 1 \
+             WHERE nonce = $1 AND device_id = $2 AND used = 0 AND expires_at > $3 RETURNING \
+             issued_at",
+        )
+        .bind(nonce.as_slice())
+        .bind(device_id)
+        .bind(now)
+        .scalar_optional(&self.pool)
+        .await?;
+        if let Some(t) = taken {
+            return Ok(t);
+        }
+        let row =
+            stmt("SELECT device_id, used, expires_at FROM onboarding_challenges WHERE nonce = $1")
+                .bind(nonce.as_slice())
+                .optional(&self.pool)
+                .await?;
+        Err(match row {
+            None => Error::ChallengeRefused("unknown challenge"),
+            Some(r) if r.col::<String>("device_id")? != device_id => {
+                Error::ChallengeRefused("issued to another device")
+            }
+            Some(r) if r.col::<i64>("used")? != 0 => {
+                Error::ChallengeRefused("already used (replay)")
+            }
+            Some(_) => Error::ChallengeRefused("expired"),
+        })
+    }
+
+    async fn prune_challenges(&self, expired_before: UnixTime) -> Result<u64> {
+        Ok(
+            stmt("DELETE FROM onboarding_challenges WHERE expires_at < $1")
+                .bind(expired_before)
+                .execute(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn device_by_claim_hash(&self, hash: &[u8; 32]) -> Result<Option<DeviceRecord>> {
+        stmt("SELECT d.* FROM devices d JOIN claim_codes c ON c.device_id = d.id WHERE c.hash = $1")
+            .bind(hash.as_slice())
+            .record(&self.pool, device_from_row)
+            .await
     }
 
     async fn device_secret(&self, device_id: &str) -> Result<Option<DeviceSecret>> {
@@ -254,6 +475,80 @@ impl<D: Dialect> Store for SqlStore<D> {
             .scalar(&self.pool)
             .await?;
         Ok(n > 0)
+    }
+
+    async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool> {
+        let r: Option<i64> =
+            stmt("SELECT CAST(1 AS BIGINT) FROM revoked_credentials WHERE credential_id = $1")
+                .bind(credential_id)
+                .scalar_optional(&self.pool)
+                .await?;
+        Ok(r.is_some())
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> CommandStore for SqlStore<D> {
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>> {
+        stmt("SELECT * FROM device_commands WHERE id = $1")
+            .bind(id)
+            .record(&self.pool, command_from_row)
+            .await
+    }
+
+    async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>> {
+        let filter = if open {
+            "AND state IN ('pending', 'in_progress') "
+        } else {
+            ""
+        };
+        let rows = Stmt::owned(format!(
+            "SELECT * FROM device_commands WHERE device_id = $1 {filter}ORDER BY \
+             created_at, {}",
+            D::INSERTION_ORDER
+        ))
+        .bind(device_id)
+        .all(&self.pool)
+        .await?;
+        rows.iter().map(command_from_row).collect()
+    }
+
+    async fn command_pending(&self, id: &str) -> Result<Option<String>> {
+        let v: Option<Option<String>> = stmt("SELECT pending FROM device_commands WHERE id = $1")
+            .bind(id)
+            .scalar_optional(&self.pool)
+            .await?;
+        Ok(v.flatten())
+    }
+
+    async fn devices_due_rotation(
+        &self,
+        fleet: &str,
+        before: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        Ok(stmt(
+            "SELECT id FROM devices d WHERE fleet = $1 AND state IN ('onboarded', 'active') \
+             AND credential_issued_at < $2 AND NOT EXISTS (SELECT 1 FROM device_commands c \
+             WHERE c.device_id = d.id AND c.kind = 'rotate_credential' AND c.state IN \
+             ('pending', 'in_progress')) \
+             ORDER BY credential_issued_at LIMIT $3",
+        )
+        .bind(fleet)
+        .bind(before)
+        .bind(i64::from(limit))
+        .scalars(&self.pool)
+        .await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> SessionStore for SqlStore<D> {
+    async fn device_by_x25519(&self, key: &[u8]) -> Result<Option<DeviceRecord>> {
+        stmt("SELECT * FROM devices WHERE x25519 = $1")
+            .bind(key)
+            .record(&self.pool, device_from_row)
+            .await
     }
 
     async fn open_device_session(&self, d: &DeviceSessionRecord) -> Result<()> {
@@ -342,15 +637,6 @@ impl<D: Dialect> Store for SqlStore<D> {
         to_u64(seq.unwrap_or(0), "telemetry_seq")
     }
 
-    async fn prune_challenges(&self, expired_before: UnixTime) -> Result<u64> {
-        Ok(
-            stmt("DELETE FROM onboarding_challenges WHERE expires_at < $1")
-                .bind(expired_before)
-                .execute(&self.pool)
-                .await?,
-        )
-    }
-
     async fn prune_device_sessions(&self, before: UnixTime) -> Result<u64> {
         // Ended before `before`; or abandoned (no end recorded: the server was
         // killed) and started before `before`, with a newer session of the device.
@@ -365,269 +651,11 @@ impl<D: Dialect> Store for SqlStore<D> {
         .execute(&self.pool)
         .await?)
     }
+}
 
-    async fn key_records_issued_before(
-        &self,
-        before: UnixTime,
-        limit: u32,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
-        let rows = stmt(
-            "SELECT identity, record FROM key_records WHERE revoked = 0 AND issued_at < $1 \
-             ORDER BY issued_at LIMIT $2",
-        )
-        .bind(before)
-        .bind(i64::from(limit))
-        .all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.col("identity")?, r.col("record")?)))
-            .collect()
-    }
-
-    async fn config_schemas(&self, fleet: &str) -> Result<Vec<SchemaRecord>> {
-        let rows = stmt("SELECT * FROM config_schemas WHERE fleet = $1 ORDER BY version")
-            .bind(fleet)
-            .all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SchemaRecord {
-                    version: to_u32(r.col("version")?, "schema version")?,
-                    schema: r.col("schema")?,
-                    migration: r.col("migration")?,
-                    created_at: r.col("created_at")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn device_config(&self, device_id: &str) -> Result<Option<StoredConfig>> {
-        stmt("SELECT * FROM device_configs WHERE device_id = $1")
-            .bind(device_id)
-            .record(&self.pool, config_from_row)
-            .await
-    }
-
-    async fn device_configs(
-        &self,
-        fleet: &str,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<(String, StoredConfig)>> {
-        let rows = stmt(
-            "SELECT c.* FROM device_configs c JOIN devices d ON d.id = c.device_id \
-             WHERE d.fleet = $1 AND c.device_id > $2 ORDER BY c.device_id LIMIT $3",
-        )
-        .bind(fleet)
-        .bind(after)
-        .bind(i64::from(limit))
-        .all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.col("device_id")?, config_from_row(r)?)))
-            .collect()
-    }
-
-    async fn command(&self, id: &str) -> Result<Option<CommandRecord>> {
-        stmt("SELECT * FROM device_commands WHERE id = $1")
-            .bind(id)
-            .record(&self.pool, command_from_row)
-            .await
-    }
-
-    async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>> {
-        let filter = if open {
-            "AND state IN ('pending', 'in_progress') "
-        } else {
-            ""
-        };
-        let rows = Stmt::owned(format!(
-            "SELECT * FROM device_commands WHERE device_id = $1 {filter}ORDER BY \
-             created_at, {}",
-            D::INSERTION_ORDER
-        ))
-        .bind(device_id)
-        .all(&self.pool)
-        .await?;
-        rows.iter().map(command_from_row).collect()
-    }
-
-    async fn command_pending(&self, id: &str) -> Result<Option<String>> {
-        let v: Option<Option<String>> = stmt("SELECT pending FROM device_commands WHERE id = $1")
-            .bind(id)
-            .scalar_optional(&self.pool)
-            .await?;
-        Ok(v.flatten())
-    }
-
-    async fn devices_due_rotation(
-        &self,
-        fleet: &str,
-        before: UnixTime,
-        limit: u32,
-    ) -> Result<Vec<String>> {
-        Ok(stmt(
-            "SELECT id FROM devices d WHERE fleet = $1 AND state IN ('onboarded', 'active') \
-             AND credential_issued_at < $2 AND NOT EXISTS (SELECT 1 FROM device_commands c \
-             WHERE c.device_id = d.id AND c.kind = 'rotate_credential' AND c.state IN \
-             ('pending', 'in_progress')) \
-             ORDER BY credential_issued_at LIMIT $3",
-        )
-        .bind(fleet)
-        .bind(before)
-        .bind(i64::from(limit))
-        .scalars(&self.pool)
-        .await?)
-    }
-
-    async fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
-        stmt("SELECT * FROM devices WHERE id = $1")
-            .bind(id)
-            .record(&self.pool, device_from_row)
-            .await
-    }
-
-    async fn device_by_hardware_id(&self, hardware_id: &str) -> Result<Option<DeviceRecord>> {
-        stmt("SELECT * FROM devices WHERE hardware_id = $1")
-            .bind(hardware_id)
-            .record(&self.pool, device_from_row)
-            .await
-    }
-
-    async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>> {
-        stmt("SELECT * FROM devices WHERE fleet = $1 AND id > $2 ORDER BY id LIMIT $3")
-            .bind(fleet)
-            .bind(after)
-            .bind(i64::from(limit))
-            .records(&self.pool, device_from_row)
-            .await
-    }
-
-    async fn register_devices(
-        &self,
-        items: Vec<Registration>,
-        now: UnixTime,
-    ) -> Result<Vec<Result<AuditEntry>>> {
-        super::devices::register(self, items, now).await
-    }
-
-    async fn put_challenge(
-        &self,
-        nonce: &[u8; 32],
-        device_id: &str,
-        issued_at: UnixTime,
-        expires_at: UnixTime,
-    ) -> Result<()> {
-        stmt("INSERT INTO onboarding_challenges (nonce, device_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(nonce.as_slice())
-            .bind(device_id)
-            .bind(issued_at)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn take_challenge(
-        &self,
-        nonce: &[u8; 32],
-        device_id: &str,
-        now: UnixTime,
-    ) -> Result<UnixTime> {
-        let taken: Option<i64> = stmt(
-            "UPDATE onboarding_challenges SET used = 1 \
-             WHERE nonce = $1 AND device_id = $2 AND used = 0 AND expires_at > $3 RETURNING \
-             issued_at",
-        )
-        .bind(nonce.as_slice())
-        .bind(device_id)
-        .bind(now)
-        .scalar_optional(&self.pool)
-        .await?;
-        if let Some(t) = taken {
-            return Ok(t);
-        }
-        let row =
-            stmt("SELECT device_id, used, expires_at FROM onboarding_challenges WHERE nonce = $1")
-                .bind(nonce.as_slice())
-                .optional(&self.pool)
-                .await?;
-        Err(match row {
-            None => Error::ChallengeRefused("unknown challenge"),
-            Some(r) if r.col::<String>("device_id")? != device_id => {
-                Error::ChallengeRefused("issued to another device")
-            }
-            Some(r) if r.col::<i64>("used")? != 0 => {
-                Error::ChallengeRefused("already used (replay)")
-            }
-            Some(_) => Error::ChallengeRefused("expired"),
-        })
-    }
-
-    async fn device_by_claim_hash(&self, hash: &[u8; 32]) -> Result<Option<DeviceRecord>> {
-        stmt("SELECT d.* FROM devices d JOIN claim_codes c ON c.device_id = d.id WHERE c.hash = $1")
-            .bind(hash.as_slice())
-            .record(&self.pool, device_from_row)
-            .await
-    }
-
-    async fn is_revoked(&self, credential_id: &[u8]) -> Result<bool> {
-        let r: Option<i64> =
-            stmt("SELECT CAST(1 AS BIGINT) FROM revoked_credentials WHERE credential_id = $1")
-                .bind(credential_id)
-                .scalar_optional(&self.pool)
-                .await?;
-        Ok(r.is_some())
-    }
-
-    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
-        stmt("SELECT * FROM tokens WHERE hash = $1")
-            .bind(hash.as_slice())
-            .record(&self.pool, token_from_row)
-            .await
-    }
-
-    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        stmt("SELECT * FROM tokens ORDER BY created_at, id")
-            .records(&self.pool, token_from_row)
-            .await
-    }
-
-    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {
-        stmt("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(to_i64(after, "after")?)
-            .bind(i64::from(limit))
-            .records(&self.pool, entry_from_row)
-            .await
-    }
-
-    async fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
-        stmt(
-            "INSERT INTO audit_checkpoints (seq, head_hash, time, signature) VALUES ($1, $2, \
-             $3, $4) \
-             ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(to_i64(c.seq, "seq")?)
-        .bind(c.head_hash.as_slice())
-        .bind(c.time)
-        .bind(c.signature.as_slice())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
-        let row = stmt("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
-            .optional(&self.pool)
-            .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(Checkpoint {
-                seq: to_u64(r.col("seq")?, "seq")?,
-                head_hash: hash32(r.col("head_hash")?)?,
-                time: r.col("time")?,
-                signature: r.col("signature")?,
-            })),
-        }
+#[async_trait::async_trait]
+impl<D: Dialect> SchedulerStore for SqlStore<D> {
+    async fn scheduler_leader(&self) -> Result<bool> {
+        D::scheduler_leader(&self.pool, &self.state).await
     }
 }
