@@ -40,7 +40,7 @@ fn setup(
         );
         let f = FleetService::new(store, custody, Arc::new(SystemClock::default()));
         f.registry
-            .create_fleet("bench", "acme", None)
+            .create_fleet("bench", &"acme".parse().unwrap(), None)
             .await
             .unwrap();
         if with_schema {

@@ -62,7 +62,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Fleet {
         );
         fleets
             .registry
-            .create_fleet("bench", "sensors", None)
+            .create_fleet("bench", &"sensors".parse().unwrap(), None)
             .await
             .unwrap();
         let recipient = fleetkey_crypto::keyfile::parse_recipient(

@@ -45,9 +45,14 @@ fn setup(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> KeyService {
             max_uses: 1 << 40,
             ..Policy::default()
         };
-        svc.create("bench", "payments", Algorithm::Aes256Gcm, policy)
-            .await
-            .unwrap();
+        svc.create(
+            "bench",
+            &"payments".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            policy,
+        )
+        .await
+        .unwrap();
         svc
     })
 }

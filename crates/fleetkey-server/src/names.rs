@@ -51,6 +51,94 @@ fn truncated(name: &str) -> String {
     name.chars().take(MAX_NAME_LEN + 1).collect()
 }
 
+/// Defines a name type: a `String` that holds only names of the grammar, so a
+/// function that takes one never sees any other. Made by [`FromStr`] /
+/// `TryFrom` (which check), read as a `&str`; JSON is the plain string (and
+/// reading JSON checks too).
+macro_rules! name_type {
+    ($(#[$doc:meta])* $t:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $t(String);
+
+        impl $t {
+            /// What the name is called in errors.
+            pub const WHAT: &'static str = $what;
+
+            /// `name`, if it follows the grammar; otherwise an
+            /// [`Error::Invalid`] naming the grammar.
+            pub fn new(name: impl Into<String>) -> Result<Self> {
+                let name = name.into();
+                validate($what, &name)?;
+                Ok(Self(name))
+            }
+
+            /// The name.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = Error;
+            fn try_from(s: String) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(n: $t) -> String {
+                n.0
+            }
+        }
+
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// The name of a new keyring. Keyrings created before the grammar existed
+    /// keep their names and are still addressed by them (as `&str`).
+    KeyringName,
+    "keyring name"
+);
+name_type!(
+    /// The name of a new fleet.
+    FleetName,
+    "fleet name"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +189,20 @@ mod tests {
                 prop_assert!(name.len() <= MAX_NAME_LEN);
             }
         }
+    }
+
+    #[test]
+    fn name_types_hold_only_the_grammar() {
+        assert_eq!(
+            KeyringName::new("payments.v2").unwrap().as_str(),
+            "payments.v2"
+        );
+        let err = FleetName::new("../etc").unwrap_err().to_string();
+        assert!(err.contains("fleet name"), "{err}");
+        assert!("".parse::<KeyringName>().is_err());
+        let json: std::result::Result<FleetName, _> = serde_json::from_str("\"a b\"");
+        assert!(json.is_err());
+        let ok: FleetName = serde_json::from_str("\"factory-1\"").unwrap();
+        assert_eq!(serde_json::to_string(&ok).unwrap(), "\"factory-1\"");
     }
 }

@@ -107,9 +107,14 @@ fn sigkill_at_random_moments_never_repeats_a_nonce() {
             max_uses: 1000,
             ..Policy::default()
         };
-        svc.create("test", "crash", Algorithm::Aes256Gcm, policy)
-            .await
-            .unwrap();
+        svc.create(
+            "test",
+            &"crash".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            policy,
+        )
+        .await
+        .unwrap();
     });
     let seed = u64::from(
         std::time::SystemTime::now()

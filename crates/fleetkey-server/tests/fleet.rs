@@ -20,6 +20,7 @@ use fleetkey_server::{
     },
     fleet::{FactoryRequest, FleetService},
     keys::{KeyConfig, KeyService},
+    names::FleetName,
     store::DeviceState,
 };
 use std::collections::HashSet;
@@ -83,11 +84,14 @@ async fn provisioning_issues_a_verifiable_birth_credential_and_is_idempotent() {
     let fleet = e
         .fleets
         .registry
-        .create_fleet("ops", "acme", None)
+        .create_fleet("ops", &"acme".parse().unwrap(), None)
         .await
         .unwrap();
     assert!(matches!(
-        e.fleets.registry.create_fleet("ops", "acme", None).await,
+        e.fleets
+            .registry
+            .create_fleet("ops", &"acme".parse().unwrap(), None)
+            .await,
         Err(Error::FleetExists(_))
     ));
     let keys = device_keys();
@@ -133,7 +137,7 @@ async fn provisioning_issues_a_verifiable_birth_credential_and_is_idempotent() {
     ));
     e.fleets
         .registry
-        .create_fleet("ops", "other", None)
+        .create_fleet("ops", &"other".parse().unwrap(), None)
         .await
         .unwrap();
     assert!(matches!(
@@ -163,7 +167,7 @@ async fn bad_requests_are_refused_with_the_field_named() {
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "acme", None)
+        .create_fleet("ops", &"acme".parse().unwrap(), None)
         .await
         .unwrap();
     let mut low = device_keys();
@@ -220,12 +224,13 @@ async fn bad_requests_are_refused_with_the_field_named() {
             .await,
         Err(Error::FleetNotFound(_))
     ));
+    // A fleet name outside the grammar cannot even be made.
     assert!(matches!(
-        e.fleets
-            .registry
-            .create_fleet("ops", "bad name", None)
-            .await,
-        Err(Error::Invalid { .. })
+        "bad name".parse::<FleetName>(),
+        Err(Error::Invalid {
+            what: "fleet name",
+            ..
+        })
     ));
 }
 
@@ -234,7 +239,7 @@ async fn concurrent_registrations_are_unique_and_audited() {
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "acme", None)
+        .create_fleet("ops", &"acme".parse().unwrap(), None)
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -324,12 +329,12 @@ async fn onboarding_issues_an_operational_credential_and_refuses_every_bad_proof
     let fleet = e
         .fleets
         .registry
-        .create_fleet("ops", "acme", None)
+        .create_fleet("ops", &"acme".parse().unwrap(), None)
         .await
         .unwrap();
     e.fleets
         .registry
-        .create_fleet("ops", "rival", None)
+        .create_fleet("ops", &"rival".parse().unwrap(), None)
         .await
         .unwrap();
     let dev = manufacture(&e, "acme", "uid:on-1").await;
@@ -433,7 +438,7 @@ async fn life_cycle_transitions_follow_the_table_and_decommissioning_revokes_at_
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "acme", None)
+        .create_fleet("ops", &"acme".parse().unwrap(), None)
         .await
         .unwrap();
     let dev = manufacture(&e, "acme", "uid:life").await;
@@ -574,7 +579,7 @@ async fn a_decommissioned_device_s_credentials_are_refused_even_if_unreadable_in
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "acme", None)
+        .create_fleet("ops", &"acme".parse().unwrap(), None)
         .await
         .unwrap();
     let dev = manufacture(&e, "acme", "uid:damaged").await;

@@ -220,7 +220,7 @@ async fn a_trickled_body_gets_408_at_the_body_deadline() {
         .keys
         .create(
             "test",
-            "k",
+            &"k".parse().unwrap(),
             fleetkey_crypto::aead::Algorithm::Aes256Gcm,
             Default::default(),
         )

@@ -82,7 +82,7 @@ async fn setup(dir: &std::path::Path) -> Setup {
     let s = common::services(dir).await;
     s.fleets
         .registry
-        .create_fleet("ops", "sensors", None)
+        .create_fleet("ops", &"sensors".parse().unwrap(), None)
         .await
         .unwrap();
     let recipient = fleetkey_crypto::keyfile::parse_recipient(

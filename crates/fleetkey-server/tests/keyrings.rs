@@ -20,6 +20,7 @@ use fleetkey_server::{
         local::{KekSource, LocalCustody},
     },
     keys::{KeyConfig, KeyService},
+    names::KeyringName,
     store::{Change, Policy, VersionRecord},
 };
 use serde_json::json;
@@ -34,7 +35,12 @@ const DAY: i64 = 86_400;
 async fn seal_unseal_round_trip_and_nonce_layout() {
     let e = env_with(16).await;
     e.keys
-        .create("cli", "payments", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"payments".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let ring = e.keys.keyring("payments").await.unwrap();
@@ -66,7 +72,12 @@ async fn use_count_rotates_exactly_at_the_threshold() {
         ..Policy::default()
     };
     e.keys
-        .create("cli", "r", Algorithm::ChaCha20Poly1305, policy)
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::ChaCha20Poly1305,
+            policy,
+        )
         .await
         .unwrap();
     let ring = e.keys.keyring("r").await.unwrap();
@@ -100,7 +111,7 @@ async fn period_rotation_overlap_expiry_and_distinct_refusals() {
         ..Policy::default()
     };
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, policy)
+        .create("cli", &"r".parse().unwrap(), Algorithm::Aes256Gcm, policy)
         .await
         .unwrap();
     let ring = e.keys.keyring("r").await.unwrap();
@@ -162,7 +173,12 @@ async fn period_rotation_overlap_expiry_and_distinct_refusals() {
     assert_eq!(version_of(&v3), 3);
     // Another keyring's envelope is refused as such.
     e.keys
-        .create("cli", "other", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"other".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let other = e.keys.keyring("other").await.unwrap();
@@ -188,7 +204,12 @@ async fn keep_last_n_raises_the_minimum() {
         ..Policy::default()
     };
     e.keys
-        .create("cli", "r", Algorithm::Aes256GcmSiv, policy)
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::Aes256GcmSiv,
+            policy,
+        )
         .await
         .unwrap();
     let ring = e.keys.keyring("r").await.unwrap();
@@ -212,7 +233,12 @@ async fn keep_last_n_raises_the_minimum() {
 async fn rewrap_moves_to_the_primary_and_output_opens_only_with_it() {
     let e = env_with(64).await;
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let ring = e.keys.keyring("r").await.unwrap();
@@ -256,7 +282,12 @@ async fn futures_join(ring: &fleetkey_server::keys::Keyring, n: usize) -> Vec<Ve
 async fn restart_continues_above_the_last_reservation() {
     let e = env_with(10).await;
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let mut seen = HashSet::new();
@@ -305,7 +336,7 @@ async fn exhausted_counter_space_takes_a_fresh_instance_id() {
         max_uses: 1 << 40,
         ..Policy::default()
     };
-    keys.create("cli", "r", Algorithm::Aes256Gcm, huge)
+    keys.create("cli", &"r".parse().unwrap(), Algorithm::Aes256Gcm, huge)
         .await
         .unwrap();
     // Spend this instance's counter space for version 1 up to the last block.
@@ -335,7 +366,7 @@ async fn a_spent_use_budget_found_at_restart_rotates_first() {
         ..Policy::default()
     };
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, policy)
+        .create("cli", &"r".parse().unwrap(), Algorithm::Aes256Gcm, policy)
         .await
         .unwrap();
     let ring = e.keys.keyring("r").await.unwrap();
@@ -352,7 +383,12 @@ async fn a_spent_use_budget_found_at_restart_rotates_first() {
 async fn audit_chain_verifies_and_every_tampering_is_caught() {
     let e = env_with(64).await;
     e.keys
-        .create("cli", "a", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"a".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     e.keys.rotate("cli", "a").await.unwrap();
@@ -419,7 +455,12 @@ async fn audit_chain_verifies_and_every_tampering_is_caught() {
 async fn secrets_never_reach_audit_entries_or_metadata() {
     let e = env_with(64).await;
     e.keys
-        .create("cli", "scan", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"scan".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let ring = e.keys.keyring("scan").await.unwrap();
@@ -501,27 +542,41 @@ async fn custody_refuses_a_wrong_passphrase_and_a_mismatched_mode() {
 #[tokio::test]
 async fn policies_and_names_are_validated() {
     let e = env_with(64).await;
+    // A name outside the grammar cannot even be made, so no keyring has one.
     assert!(matches!(
-        e.keys
-            .create("cli", "bad name", Algorithm::Aes256Gcm, Policy::default())
-            .await,
-        Err(Error::Invalid { .. })
+        "bad name".parse::<KeyringName>(),
+        Err(Error::Invalid {
+            what: "keyring name",
+            ..
+        })
     ));
     let zero = Policy {
         max_uses: 0,
         ..Policy::default()
     };
     assert!(matches!(
-        e.keys.create("cli", "z", Algorithm::Aes256Gcm, zero).await,
+        e.keys
+            .create("cli", &"z".parse().unwrap(), Algorithm::Aes256Gcm, zero)
+            .await,
         Err(Error::Invalid { .. })
     ));
     e.keys
-        .create("cli", "dup", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"dup".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     assert!(matches!(
         e.keys
-            .create("cli", "dup", Algorithm::Aes256Gcm, Policy::default())
+            .create(
+                "cli",
+                &"dup".parse().unwrap(),
+                Algorithm::Aes256Gcm,
+                Policy::default()
+            )
             .await,
         Err(Error::KeyringExists(_))
     ));
@@ -542,7 +597,12 @@ async fn policies_and_names_are_validated() {
 async fn revoked_stays_revoked_after_the_minimum_passes_it_and_a_restart() {
     let e = env_with(64).await;
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let ring = e.keys.keyring("r").await.unwrap();
@@ -591,7 +651,7 @@ async fn one_bad_keyring_does_not_stop_the_policy_tick() {
         ..Policy::default()
     };
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, policy)
+        .create("cli", &"r".parse().unwrap(), Algorithm::Aes256Gcm, policy)
         .await
         .unwrap();
     let first = e.store.versions("r").await.unwrap().remove(0);
@@ -632,7 +692,12 @@ async fn one_bad_keyring_does_not_stop_the_policy_tick() {
 async fn counts_the_store_cannot_hold_are_refused_in_both_directions() {
     let e = env_with(8).await;
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let too_big = Policy {

@@ -20,7 +20,12 @@ use std::collections::HashSet;
 async fn a_newer_version_than_cached_is_looked_up_once_and_opens() {
     let e = env_with(64).await;
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     // Instance B over the same store, with the keyring cached at version 1.
@@ -104,7 +109,7 @@ async fn instances_rotating_at_once_never_fail_a_seal() {
         ..Policy::default()
     };
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, policy)
+        .create("cli", &"r".parse().unwrap(), Algorithm::Aes256Gcm, policy)
         .await
         .unwrap();
     let b = second_instance(&e).await;
@@ -161,7 +166,12 @@ async fn instances_rotating_at_once_never_fail_a_seal() {
 async fn a_lower_use_budget_binds_the_very_next_seal() {
     let e = env_with(64).await;
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let ring = e.keys.keyring("r").await.unwrap();
@@ -205,7 +215,12 @@ async fn a_lower_use_budget_binds_the_very_next_seal() {
 async fn a_policy_change_elsewhere_binds_the_next_seal_here() {
     let e = env_with(64).await;
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, Policy::default())
+        .create(
+            "cli",
+            &"r".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
         .await
         .unwrap();
     let b = second_instance(&e).await;
@@ -238,7 +253,7 @@ async fn blocks_larger_than_the_budget_never_overspend_it() {
         ..Policy::default()
     };
     e.keys
-        .create("cli", "r", Algorithm::Aes256Gcm, policy)
+        .create("cli", &"r".parse().unwrap(), Algorithm::Aes256Gcm, policy)
         .await
         .unwrap();
     let b = second_instance(&e).await;

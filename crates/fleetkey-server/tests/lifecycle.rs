@@ -178,7 +178,7 @@ async fn configs_start_at_the_defaults_are_validated_versioned_and_audited() {
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "cfg", None)
+        .create_fleet("ops", &"cfg".parse().unwrap(), None)
         .await
         .unwrap();
     // Before a schema: an empty config, and writes say what to do.
@@ -367,7 +367,7 @@ async fn schema_versions_migrate_configs_on_read_and_in_batches_and_refuse_break
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "mig", None)
+        .create_fleet("ops", &"mig".parse().unwrap(), None)
         .await
         .unwrap();
     e.fleets
@@ -470,7 +470,7 @@ async fn schema_versions_migrate_configs_on_read_and_in_batches_and_refuse_break
     // Version numbers only go up by one; a first version has nothing to migrate from.
     e.fleets
         .registry
-        .create_fleet("ops", "other", None)
+        .create_fleet("ops", &"other".parse().unwrap(), None)
         .await
         .unwrap();
     assert!(
@@ -493,7 +493,7 @@ async fn credential_rotation_takes_three_signed_steps_and_revokes_the_old_creden
     let fleet = e
         .fleets
         .registry
-        .create_fleet("ops", "rot", None)
+        .create_fleet("ops", &"rot".parse().unwrap(), None)
         .await
         .unwrap();
     let fleet_pk = hex::decode(fleet.issuer_public_key).unwrap();
@@ -666,7 +666,7 @@ async fn the_rotation_policy_asks_devices_whose_credential_is_old() {
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "pol", None)
+        .create_fleet("ops", &"pol".parse().unwrap(), None)
         .await
         .unwrap();
     let d = provision(&e, "pol", "hw-pol").await;
@@ -723,7 +723,7 @@ async fn decommissioning_queues_a_signed_wipe_erases_secrets_and_allows_only_a_f
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "dec", None)
+        .create_fleet("ops", &"dec".parse().unwrap(), None)
         .await
         .unwrap();
     e.fleets
@@ -834,7 +834,7 @@ async fn the_directory_publishes_onboarding_rotation_and_revocation_with_rising_
     let e = env().await;
     e.fleets
         .registry
-        .create_fleet("ops", "dir", None)
+        .create_fleet("ops", &"dir".parse().unwrap(), None)
         .await
         .unwrap();
     let d = provision(&e, "dir", "hw-dir").await;

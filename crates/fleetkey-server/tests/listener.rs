@@ -71,7 +71,7 @@ impl Harness {
         }));
         let fleet = fleets
             .registry
-            .create_fleet("ops", "hub", None)
+            .create_fleet("ops", &"hub".parse().unwrap(), None)
             .await
             .unwrap();
         assert!(!fleet.issuer_public_key.is_empty());

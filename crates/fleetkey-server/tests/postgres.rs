@@ -297,7 +297,7 @@ async fn with_postgres_unreachable_writes_fail_with_503_and_nothing_unsafe_is_at
     // A device of a fleet, and a second instance whose caches are cold.
     sv.fleets
         .registry
-        .create_fleet("test", "acme", None)
+        .create_fleet("test", &"acme".parse().unwrap(), None)
         .await
         .unwrap();
     let device_keys = fleetkey_crypto::credential::DeviceKeys {

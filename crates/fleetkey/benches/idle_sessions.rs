@@ -107,7 +107,7 @@ fn setup(dir: &std::path::Path, n: usize) -> (Vec<String>, [u8; 32]) {
         );
         fleets
             .registry
-            .create_fleet("bench", "idle", None)
+            .create_fleet("bench", &"idle".parse().unwrap(), None)
             .await
             .unwrap();
         let (_, server_key) = fleets.directory().server_static_key().await.unwrap();

@@ -74,8 +74,9 @@ impl Keyrings for Local<'_> {
                 .hint("choose aes-256-gcm, chacha20-poly1305 or aes-256-gcm-siv")
         })?;
         let p = policy.apply(Policy::default());
+        let name = name.parse().map_err(service_error)?;
         self.0
-            .create(&actor(), name, alg, p)
+            .create(&actor(), &name, alg, p)
             .await
             .map_err(service_error)
     }

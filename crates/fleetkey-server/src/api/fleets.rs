@@ -6,6 +6,7 @@ use super::change_err;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, b64};
 use crate::Error;
+use crate::names::FleetName;
 use crate::tokens::Principal;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -177,10 +178,11 @@ pub(super) async fn create_fleet(
     ApiJson(req): ApiJson<CreateFleetRequest>,
 ) -> ApiResult<(StatusCode, Json<crate::fleet::FleetInfo>)> {
     p.require("fleets:manage")?;
+    let name = FleetName::new(req.name)?;
     let info = st
         .fleets
         .registry
-        .create_fleet(&p.actor(), &req.name, req.credential_ttl_secs)
+        .create_fleet(&p.actor(), &name, req.credential_ttl_secs)
         .await
         .map_err(|e| change_err(&st, e))?;
     Ok((StatusCode::CREATED, Json(info)))

@@ -8,6 +8,7 @@ use super::extract::{ApiJson, ApiPath, b64, opt_b64};
 use super::{AppState, St};
 use crate::Error;
 use crate::keys::KeyringInfo;
+use crate::names::KeyringName;
 use crate::store::Policy;
 use crate::tokens::Principal;
 use axum::extract::State;
@@ -175,9 +176,10 @@ pub(super) async fn create_keyring(
         None => Algorithm::Aes256Gcm,
     };
     let policy = req.policy.unwrap_or_default().apply(Policy::default());
+    let name = KeyringName::new(req.name)?;
     let info = st
         .keys
-        .create(&p.actor(), &req.name, alg, policy)
+        .create(&p.actor(), &name, alg, policy)
         .await
         .map_err(|e| change_err(&st, e))?;
     Ok((StatusCode::CREATED, Json(info)))

@@ -50,6 +50,7 @@ use crate::audit::{AuditDraft, AuditEntry};
 use crate::clock::SharedClock;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
+use crate::names::FleetName;
 use crate::store::{
     CommandStore, DeviceRecord, FleetRecord, FleetStore, OnboardingStore, Registration,
     SchedulerStore, SessionStore, Store,
@@ -322,10 +323,10 @@ impl Registry {
     pub async fn create_fleet(
         &self,
         actor: &str,
-        name: &str,
+        name: &FleetName,
         credential_ttl_secs: Option<i64>,
     ) -> Result<FleetInfo> {
-        crate::names::validate("fleet name", name)?;
+        let name = name.as_str();
         let ttl = credential_ttl_secs.unwrap_or(365 * 86_400);
         if !(3600..=DEFAULT_BIRTH_TTL_SECS).contains(&ttl) {
             return Err(invalid("credential ttl", "between 1 hour and 20 years"));

@@ -12,6 +12,7 @@ use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::SharedClock;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
+use crate::names::KeyringName;
 use crate::store::{Change, KeyringRecord, Policy, Store};
 use arc_swap::ArcSwap;
 use fleetkey_crypto::{
@@ -85,11 +86,11 @@ impl KeyService {
     pub async fn create(
         &self,
         actor: &str,
-        name: &str,
+        name: &KeyringName,
         algorithm: Algorithm,
         policy: Policy,
     ) -> Result<KeyringInfo> {
-        crate::names::validate("keyring name", name)?;
+        let name = name.as_str();
         validate_name(name)?;
         validate_policy(&policy)?;
         let s = &self.shared;

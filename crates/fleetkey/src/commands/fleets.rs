@@ -77,7 +77,10 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     Method::POST,
                     "/v1/fleets",
                     Some(body),
-                    |f| async move { f.registry.create_fleet(&actor(), &name, ttl).await },
+                    |f| async move {
+                        let name = name.parse()?;
+                        f.registry.create_fleet(&actor(), &name, ttl).await
+                    },
                 )
                 .await?;
                 print(&v)
