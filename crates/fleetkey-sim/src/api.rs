@@ -1,45 +1,38 @@
-//! A small client of the HTTP API with an operator token.
+//! The simulator's view of the HTTP API with an operator token: the shared client
+//! ([`fleetkey_http::Client`]) with JSON bodies for scripted calls, and the
+//! audit export and metrics the demo reads.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::Value;
 use std::time::Duration;
 
 /// The HTTP API at `base` with an operator token.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: zeroize::Zeroizing<String>,
-}
-
-impl std::fmt::Debug for Api {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Api")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
+    client: fleetkey_http::Client,
 }
 
 impl Api {
     /// `base` is `http://host:port`.
     pub fn new(base: &str, token: &str) -> Result<Self> {
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            base: base.trim_end_matches('/').to_owned(),
-            token: zeroize::Zeroizing::new(token.to_owned()),
+            client: fleetkey_http::Client::new(base, Some(token), None, Duration::from_secs(30))?,
         })
     }
 
     /// The base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        self.client.base()
     }
 
     /// The underlying HTTP client.
     pub fn http(&self) -> &reqwest::Client {
-        &self.http
+        self.client.http()
+    }
+
+    /// The shared typed client (bodies are the server's request and response types).
+    pub fn client(&self) -> &fleetkey_http::Client {
+        &self.client
     }
 
     /// `method path` with an optional JSON body and, if `auth`, the token; the JSON
@@ -51,22 +44,7 @@ impl Api {
         body: Option<&Value>,
         auth: bool,
     ) -> Result<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        if auth {
-            req = req.bearer_auth(self.token.as_str());
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("{method} {path}: {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        Ok(self.client.call(method, path, body, auth).await?)
     }
 
     /// GET with the token.
@@ -130,14 +108,7 @@ impl Api {
 
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> Result<String> {
-        Ok(self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?)
+        Ok(self.client.text("/metrics").await?)
     }
 }
 

@@ -22,6 +22,9 @@ use fleetkey_crypto::hpke::XWingRecipient;
 use fleetkey_crypto::secret::SecretBytes;
 use fleetkey_crypto::x25519::X25519Secret;
 use fleetkey_device::{Device, Rng, Session, Storage};
+use fleetkey_server::api as dto;
+use fleetkey_server::fleet::FleetInfo;
+use fleetkey_server::fleet::constrained::Profile;
 use fleetkey_session::Keypair;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -132,29 +135,25 @@ impl Sim {
     ) -> Result<Self> {
         let api = Api::new(&endpoints.http, token)?;
         let base = api.base().to_owned();
-        let dir = api
-            .request(reqwest::Method::GET, "/v1/directory", None, false)
+        let http = api.client();
+        let dir: dto::DirectoryKey = http
+            .call(reqwest::Method::GET, "/v1/directory", None::<&()>, false)
             .await?;
         let key = B64
-            .decode(dir["public_key"].as_str().context("directory key")?)
+            .decode(&dir.public_key)
             .context("directory key base64")?;
         let mut cache = RecordCache::new(key);
         let server_record = cache
             .get_or_fetch(api.http(), &base, "fleetkey-server", now())
             .await?
             .clone();
-        let r = api.get("/v1/factory/recipient").await?;
-        let recipient = fleetkey_crypto::keyfile::parse_recipient(
-            r["recipient"].as_str().context("factory recipient")?,
-        )
-        .map_err(|e| anyhow::anyhow!("factory recipient: {e}"))?;
-        let f = api.get(&format!("/v1/fleets/{fleet}")).await?;
-        let fleet_key = hex32(
-            f["issuer_public_key"]
-                .as_str()
-                .context("fleet issuer key")?,
-        )
-        .context("fleet issuer key hex")?;
+        let r: dto::FactoryRecipient = http.get("/v1/factory/recipient").await?;
+        let recipient = fleetkey_crypto::keyfile::parse_recipient(&r.recipient)
+            .map_err(|e| anyhow::anyhow!("factory recipient: {e}"))?;
+        let f: FleetInfo = http
+            .get(&fleetkey_http::path(&["v1", "fleets", fleet]))
+            .await?;
+        let fleet_key = hex32(&f.issuer_public_key).context("fleet issuer key hex")?;
         std::fs::create_dir_all(&state_dir)?;
         Ok(Self {
             api,
@@ -183,27 +182,31 @@ impl Sim {
         &self.fleet
     }
 
-    async fn post(&self, path: &str, body: Value, token: bool) -> Result<Value> {
-        self.api
-            .request(reqwest::Method::POST, path, Some(&body), token)
-            .await
-    }
-
+    /// Registers a device at the factory, as a jig does.
     async fn register(
         &self,
         hw: &str,
         x25519: [u8; 32],
         ed25519: [u8; 32],
-        extra: Value,
-    ) -> Result<Value> {
-        let mut body = json!({
-            "fleet": self.fleet, "hardware_id": hw, "model": "sim", "batch": "sim", "station": "sim-jig",
-            "keys": {"x25519": B64.encode(x25519), "ed25519": B64.encode(ed25519)},
-        });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            b.extend(e.clone());
-        }
-        self.post("/v1/factory/devices", body, true).await
+        constrained: Option<Vec<u8>>,
+    ) -> Result<dto::DeviceInfo> {
+        let body = dto::FactoryDeviceRequest {
+            fleet: self.fleet.clone(),
+            hardware_id: hw.to_owned(),
+            model: "sim".into(),
+            batch: "sim".into(),
+            station: "sim-jig".into(),
+            keys: dto::DeviceKeysRequest {
+                x25519: B64.encode(x25519),
+                ed25519: B64.encode(ed25519),
+                ml_kem_768: None,
+                ml_dsa_65: None,
+            },
+            test_results: Value::Null,
+            profile: constrained.is_some().then_some(Profile::Constrained),
+            sealed_secret: constrained.map(|s| B64.encode(s)),
+        };
+        Ok(self.api.client().post("/v1/factory/devices", &body).await?)
     }
 
     /// Provisions a full-profile device at the factory and onboards it (signed
@@ -220,13 +223,9 @@ impl Sim {
         let noise = Keypair::from_private(*x.expose_secret())?;
         let sign = Ed25519Signer::generate()?;
         let d = self
-            .register(hardware_id, *noise.public(), sign.public_key(), json!({}))
+            .register(hardware_id, *noise.public(), sign.public_key(), None)
             .await?;
-        let id = d["id"].as_str().context("device id")?.to_owned();
-        let birth = d["birth_credential"]
-            .as_str()
-            .context("birth credential")?
-            .to_owned();
+        let (id, birth) = (d.id, d.birth_credential);
         let onboarding_key = copy_signer(&sign)?;
         let mut config = ClientConfig::new(self.endpoints.sessions.clone());
         config.fleet_key = Some(self.fleet_key);
@@ -270,27 +269,36 @@ impl Sim {
     /// its birth credential names.
     pub async fn onboard(&self, d: &mut FullDevice) -> Result<()> {
         let (birth, sign) = d.birth.take().context("already onboarded")?;
-        let c = self
-            .post(
+        let http = self.api.client();
+        let post = reqwest::Method::POST;
+        let request = dto::ChallengeRequest {
+            device_id: d.id.clone(),
+        };
+        let c: dto::ChallengeResponse = http
+            .call(
+                post.clone(),
                 "/v1/onboarding/challenge",
-                json!({"device_id": d.id}),
+                Some(&request),
                 false,
             )
             .await?;
         let nonce: [u8; 32] = B64
-            .decode(c["nonce"].as_str().context("nonce")?)?
+            .decode(&c.nonce)?
             .try_into()
             .map_err(|_| anyhow::anyhow!("nonce length"))?;
-        let at = c["issued_at"].as_i64().context("issued_at")?;
         let sig = sign.sign(&fleetkey_client::messages::onboarding_message(
-            &d.id, &nonce, at,
+            &d.id,
+            &nonce,
+            c.issued_at,
         ));
-        self.post(
-            "/v1/onboarding/complete",
-            json!({"birth_credential": birth, "nonce": B64.encode(nonce), "signature": B64.encode(sig)}),
-            false,
-        )
-        .await?;
+        let proof = dto::OnboardRequest {
+            birth_credential: birth,
+            nonce: B64.encode(nonce),
+            signature: B64.encode(sig),
+        };
+        let _: dto::OnboardResponse = http
+            .call(post, "/v1/onboarding/complete", Some(&proof), false)
+            .await?;
         Ok(())
     }
 
@@ -304,10 +312,10 @@ impl Sim {
                 hardware_id,
                 fleetkey_device::keys::public_key(&scalar),
                 Ed25519Signer::generate()?.public_key(),
-                json!({"profile": "constrained", "sealed_secret": B64.encode(sealed)}),
+                Some(sealed),
             )
             .await?;
-        let id = d["id"].as_str().context("device id")?.to_owned();
+        let id = d.id;
         let raw: [u8; 8] =
             fleetkey_device::evt::decode_hex(id.strip_prefix("dev_").context("device id")?)
                 .context("device id hex")?;

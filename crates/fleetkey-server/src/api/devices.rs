@@ -522,7 +522,7 @@ async fn confirm_rotation(
 }
 
 /// The directory's verifying key.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, Deserialize)]
 pub struct DirectoryKey {
     /// `Ed25519+ML-DSA-65` (composite, `docs/formats.md#composite-signatures`).
     pub algorithm: String,

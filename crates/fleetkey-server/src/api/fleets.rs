@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Create a fleet.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFleetRequest {
     /// Name (docs/operations.md#names: 1–64 of `A-Z a-z 0-9 - _ .`, starting with a
@@ -28,7 +28,7 @@ pub struct CreateFleetRequest {
 }
 
 /// A device's public keys, base64.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceKeysRequest {
     /// X25519 public key (32 bytes).
@@ -44,7 +44,7 @@ pub struct DeviceKeysRequest {
 }
 
 /// What a factory jig sends.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FactoryDeviceRequest {
     /// Target fleet.
@@ -75,7 +75,7 @@ pub struct FactoryDeviceRequest {
 }
 
 /// A registered device (no private material exists server-side).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, Deserialize)]
 pub struct DeviceInfo {
     /// Device id.
     pub id: String,
@@ -122,7 +122,7 @@ impl From<crate::store::DeviceRecord> for DeviceInfo {
 }
 
 /// A page of devices.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, Deserialize)]
 pub struct DeviceList {
     /// Devices by id.
     pub devices: Vec<DeviceInfo>,

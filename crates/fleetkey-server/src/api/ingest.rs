@@ -160,7 +160,7 @@ async fn ingest(
 }
 
 /// The factory recipient.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, Deserialize)]
 pub struct FactoryRecipient {
     /// `fk1r:` recipient string (X-Wing); seal constrained devices' factory secrets to it.
     pub recipient: String,

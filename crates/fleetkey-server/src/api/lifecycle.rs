@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Ask for an onboarding challenge (no token: the device proves itself later).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
     /// The device id from its birth credential.
@@ -23,7 +23,7 @@ pub struct ChallengeRequest {
 }
 
 /// A single-use challenge: sign `onboarding_message(device_id, nonce, issued_at)`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, Deserialize)]
 pub struct ChallengeResponse {
     /// Device id.
     pub device_id: String,
@@ -36,7 +36,7 @@ pub struct ChallengeResponse {
 }
 
 /// Proof of possession for onboarding.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardRequest {
     /// Base64 birth credential.
@@ -48,7 +48,7 @@ pub struct OnboardRequest {
 }
 
 /// The device's operational credential.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, Deserialize)]
 pub struct OnboardResponse {
     /// Base64 operational credential.
     pub operational_credential: String,

@@ -33,11 +33,13 @@ pub mod supervisor;
 mod tokens;
 
 pub use audit::{AuditPage, AuditPublicKey, AuditQuery};
+pub use devices::DirectoryKey;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use fleets::{
     CreateFleetRequest, DeviceInfo, DeviceKeysRequest, DeviceList, DeviceQuery,
     FactoryDeviceRequest,
 };
+pub use ingest::FactoryRecipient;
 pub use keyrings::{
     BatchCiphertextRequest, BatchItem, BatchResponse, BatchSealRequest, CiphertextRequest,
     CreateKeyringRequest, KeyringList, PolicyRequest, RotateResponse, SealRequest, SealResponse,

@@ -77,7 +77,7 @@ pub const MAX_FIELD: usize = 128;
 pub const MAX_TEST_RESULTS: usize = 16 * 1024;
 
 /// What `fleets show` reports (no key material beyond the public key).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, serde::Deserialize)]
 pub struct FleetInfo {
     /// Name.
     pub name: String,
