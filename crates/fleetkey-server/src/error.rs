@@ -110,7 +110,7 @@ pub enum Error {
         to: u32,
         /// JSON Pointer of the failing value.
         path: String,
-        /// Why.
+        /// What the migration step could not do there.
         why: String,
     },
     /// The fleet has no configuration schema yet; set one first.
@@ -164,7 +164,7 @@ pub enum Error {
     Invalid {
         /// Which parameter.
         what: &'static str,
-        /// Why.
+        /// What is wrong with it, and what is allowed.
         why: String,
     },
     /// The envelope was refused (wrong key, tampered, wrong AAD, malformed).
@@ -192,7 +192,7 @@ pub enum Error {
     StoreConnect {
         /// The store's address, without credentials.
         url: String,
-        /// Why.
+        /// The driver's error.
         #[source]
         source: sqlx::Error,
     },

@@ -1,10 +1,12 @@
 //! # fleetkey-server
 //!
-//! The service core: keyrings with rotation and revocation ([`keys`]), crash-safe
-//! nonce allocation ([`keys::nonce`]), root-key custody ([`custody`]), storage
-//! ([`store`], embedded SQLite by default) and the hash-chained audit log
-//! ([`audit`]). Domain modules never know about transports; the HTTP API (a later
-//! issue) is an edge over [`keys::KeyService`].
+//! The service: keyrings with rotation, revocation and crash-safe nonce allocation
+//! ([`keys`]), fleets and their devices ([`fleet`]), API tokens ([`tokens`]),
+//! root-key custody ([`custody`]), storage ([`store`], embedded SQLite by default,
+//! PostgreSQL shared by many instances), coordination between instances
+//! ([`coord`]) and the hash-chained audit log ([`audit`]). Domain modules never
+//! know about transports; the HTTP API and the device listener ([`api`]) are an
+//! edge over them (docs/architecture.md).
 //!
 //! ## Example
 //!
@@ -42,7 +44,7 @@ pub mod config;
 pub mod coord;
 pub mod custody;
 pub mod data_lock;
-pub mod directory;
+pub(crate) mod directory;
 mod error;
 pub mod fleet;
 pub mod ingest;

@@ -97,7 +97,7 @@ pub struct Gcra {
 /// Whether a renewal found the lease still ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseState {
-    /// Renewed.
+    /// Still ours: the renewal extended it.
     Held,
     /// Expired or taken by someone else.
     Lost,
@@ -275,7 +275,7 @@ impl Coordinator {
         r
     }
 
-    /// PING.
+    /// Sends Redis `PING` (readiness: is the coordination server answering).
     pub async fn ping(&self) -> Result<()> {
         let mut c = self.conn.clone();
         self.call(async move { redis::cmd("PING").query_async::<String>(&mut c).await })

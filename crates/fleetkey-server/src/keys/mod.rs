@@ -14,7 +14,7 @@
 //! that is idle still rotates on time.
 
 mod keyring;
-pub mod nonce;
+pub(crate) mod nonce;
 mod service;
 
 pub use keyring::{CATCH_UP_INTERVAL, Keyring};

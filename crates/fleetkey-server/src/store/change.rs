@@ -36,7 +36,7 @@ pub enum Change {
         name: String,
         /// The version.
         version: u32,
-        /// When.
+        /// Revocation time (`revoked_at`).
         at: UnixTime,
     },
     /// A new rotation policy.
@@ -59,7 +59,7 @@ pub enum Change {
     RevokeToken {
         /// Token id.
         id: String,
-        /// When.
+        /// Revocation time (`revoked_at`).
         at: UnixTime,
     },
     /// A new fleet and its (wrapped) issuing key.
@@ -70,13 +70,13 @@ pub enum Change {
     PutKeyRecord(RecordWrite),
     /// A service key, unless one of that name exists (then nothing changes).
     CreateServiceKey {
-        /// Name.
+        /// The key's name (`custody-identity`, the directory and audit keys).
         name: String,
         /// The secret, wrapped by custody.
         wrapped: Vec<u8>,
         /// The public key.
         public: Vec<u8>,
-        /// When.
+        /// Creation time (kept only when the key is new).
         at: UnixTime,
     },
     /// A device's signed receipt for a command: the command ends in `state`.
@@ -87,7 +87,7 @@ pub enum Change {
         command_id: String,
         /// `done` or `cancelled`.
         state: CommandState,
-        /// When.
+        /// Receipt time (the command's `updated_at`).
         at: UnixTime,
     },
     /// A device presents the keys it rotates to: the command moves to
@@ -99,7 +99,7 @@ pub enum Change {
         command_id: String,
         /// The proposed keys and new credential id (JSON).
         pending: String,
-        /// When.
+        /// Proposal time (the command's `updated_at`).
         at: UnixTime,
     },
     /// The device proved the new key: swap the registered keys, record the new
@@ -111,7 +111,7 @@ pub enum Change {
     Decommissioned {
         /// Device id.
         device_id: String,
-        /// When.
+        /// Time of the verified receipt (`updated_at`).
         at: UnixTime,
     },
     /// Retire a decommissioned device's hardware id so the hardware can be
@@ -119,12 +119,12 @@ pub enum Change {
     FactoryReset {
         /// Device id.
         device_id: String,
-        /// When.
+        /// Reset time (`updated_at`).
         at: UnixTime,
     },
     /// A new configuration schema version (must be the next number).
     SetConfigSchema {
-        /// Fleet.
+        /// The fleet whose devices the schema describes.
         fleet: String,
         /// Version (current + 1).
         version: u32,
@@ -132,7 +132,7 @@ pub enum Change {
         schema: String,
         /// Declared migration from the previous version (JSON array).
         migration: String,
-        /// When.
+        /// Creation time of the schema version.
         at: UnixTime,
     },
     /// Store a device's configuration if its revision is still `expected_revision`
@@ -149,16 +149,16 @@ pub enum Change {
     },
     /// Allow or refuse static-key (lab) devices in a fleet.
     SetFleetStaticKey {
-        /// Fleet.
+        /// The fleet.
         fleet: String,
-        /// Allowed.
+        /// Whether static-key devices may onboard.
         allow: bool,
-        /// When.
+        /// Time the permission was given (kept while allowed).
         at: UnixTime,
     },
     /// Set (or clear) a fleet's credential rotation period.
     SetRotationPolicy {
-        /// Fleet.
+        /// The fleet whose devices' credentials rotate.
         fleet: String,
         /// Seconds; `None` rotates only on request.
         period_secs: Option<i64>,
@@ -171,7 +171,7 @@ pub enum Change {
         device_id: String,
         /// Creation time.
         at: UnixTime,
-        /// Expiry.
+        /// After this the code is refused as expired.
         expires_at: UnixTime,
     },
     /// Use a claim code once: binds the device to `claimed_by`.
@@ -180,7 +180,7 @@ pub enum Change {
         hash: [u8; 32],
         /// Account or site.
         claimed_by: String,
-        /// When.
+        /// Time the code was used (`used_at`; also the expiry check).
         at: UnixTime,
     },
     /// Nothing but the audit entry (for example a rewrap batch).
@@ -206,7 +206,7 @@ pub struct Transition {
     pub cancel_open_commands: bool,
     /// A key record to publish in the same transaction.
     pub key_record: Option<RecordWrite>,
-    /// When.
+    /// Time of the move (`updated_at`; also `credential_issued_at` when a credential is recorded).
     pub at: UnixTime,
 }
 
@@ -231,7 +231,7 @@ pub struct RotationConfirmed {
     pub revoke: Option<Vec<u8>>,
     /// The key record with the new keys.
     pub key_record: Option<RecordWrite>,
-    /// When.
+    /// Time of the swap (`updated_at` and `credential_issued_at`).
     pub at: UnixTime,
 }
 

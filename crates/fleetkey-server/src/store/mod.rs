@@ -3,7 +3,7 @@
 //! entry in one transaction ([`Changes::apply`]), so the audit log cannot miss a change
 //! and a change cannot happen without its audit entry (fail closed).
 
-pub mod audit_log;
+pub(crate) mod audit_log;
 mod change;
 pub mod postgres;
 mod records;

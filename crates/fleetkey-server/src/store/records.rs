@@ -222,7 +222,7 @@ pub struct DeviceRecord {
     pub hardware_id: String,
     /// Life-cycle state.
     pub state: DeviceState,
-    /// Model.
+    /// The model the factory registered.
     pub model: String,
     /// X25519 public key.
     pub x25519: Vec<u8>,
@@ -348,7 +348,7 @@ pub enum CommandState {
     Pending,
     /// The device started it (a rotation whose new keys await confirmation).
     InProgress,
-    /// Finished.
+    /// Carried out (a receipt or a confirmation ended it).
     Done,
     /// Superseded or made moot (for example by decommissioning).
     Cancelled,
@@ -461,7 +461,7 @@ pub enum Reservation {
 /// A signed key record to store with a change (see `crate::directory`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordWrite {
-    /// Identity.
+    /// Whose record: `device:<id>` or a service key name.
     pub identity: String,
     /// Its sequence (the stored one plus one).
     pub sequence: u64,
@@ -486,7 +486,7 @@ pub struct DeviceSessionRecord {
     pub pattern: String,
     /// The peer address.
     pub peer: String,
-    /// Start.
+    /// When the handshake completed.
     pub started_at: UnixTime,
     /// End, once ended.
     pub ended_at: Option<UnixTime>,
