@@ -94,21 +94,12 @@ impl DeviceSessions {
         if counts.is_empty() {
             return Ok(());
         }
-        let now = self.core.clock.now();
         let total: u64 = counts.iter().map(|c| c.count).sum();
-        self.store
-            .apply(
-                Change::AuditOnly,
-                AuditDraft::new(
-                    "device-listener",
-                    "session.refused",
-                    "device:unknown".to_owned(),
-                    json!({ "summary": true, "interval_secs": interval_secs, "total": total, "refusals": counts }),
-                ),
-                now,
-            )
-            .await
-            .map(|_| ())
+        self.audit_refusal(
+            "device:unknown".to_owned(),
+            json!({ "summary": true, "interval_secs": interval_secs, "total": total, "refusals": counts }),
+        )
+        .await
     }
 
     /// Records a refused session attempt of a registered device in the audit log.
@@ -119,19 +110,22 @@ impl DeviceSessions {
         reason: &str,
         peer: &str,
     ) -> Result<()> {
+        let target =
+            device_id.map_or_else(|| "device:unknown".to_owned(), |d| format!("device:{d}"));
+        let prefix = fleetkey_crypto::hex_prefix(key);
+        self.audit_refusal(
+            target,
+            json!({ "reason": reason, "x25519_prefix": prefix, "peer": peer }),
+        )
+        .await
+    }
+
+    /// One `session.refused` audit entry by the device listener.
+    async fn audit_refusal(&self, target: String, detail: serde_json::Value) -> Result<()> {
         let now = self.core.clock.now();
+        let draft = AuditDraft::new("device-listener", "session.refused", target, detail);
         self.store
-            .apply(
-                Change::AuditOnly,
-                AuditDraft::new(
-                    "device-listener",
-                    "session.refused",
-                    device_id
-                        .map_or_else(|| "device:unknown".to_owned(), |d| format!("device:{d}")),
-                    json!({ "reason": reason, "x25519_prefix": fleetkey_crypto::hex_prefix(key), "peer": peer }),
-                ),
-                now,
-            )
+            .apply(Change::AuditOnly, draft, now)
             .await
             .map(|_| ())
     }
