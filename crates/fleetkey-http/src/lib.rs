@@ -138,13 +138,9 @@ impl Client {
         if auth && let Some(t) = &self.token {
             req = req.bearer_auth(t.as_str());
         }
-        let unreachable = |source| HttpError::Unreachable {
-            base: self.base.clone(),
-            source,
-        };
-        let resp = req.send().await.map_err(unreachable)?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(unreachable)?;
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         if status.is_success() {
             let text = if bytes.is_empty() {
                 &b"null"[..]
@@ -184,18 +180,14 @@ impl Client {
 
     /// The text of `path` without a token (`/metrics`).
     pub async fn text(&self, path: &str) -> Result<String, HttpError> {
-        let unreachable = |source| HttpError::Unreachable {
-            base: self.base.clone(),
-            source,
-        };
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
             .send()
             .await
-            .map_err(unreachable)?;
+            .map_err(|e| self.unreachable(e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(unreachable)?;
+        let text = resp.text().await.map_err(|e| self.unreachable(e))?;
         if !status.is_success() {
             return Err(HttpError::Status {
                 method: Method::GET,
@@ -206,6 +198,14 @@ impl Client {
             });
         }
         Ok(text)
+    }
+
+    /// The error for a transport failure talking to this server.
+    fn unreachable(&self, source: reqwest::Error) -> HttpError {
+        HttpError::Unreachable {
+            base: self.base.clone(),
+            source,
+        }
     }
 }
 

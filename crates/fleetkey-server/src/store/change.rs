@@ -70,7 +70,7 @@ pub enum Change {
     PutKeyRecord(RecordWrite),
     /// A service key, unless one of that name exists (then nothing changes).
     CreateServiceKey {
-        /// The key's name (`custody-identity`, the directory and audit keys).
+        /// The key's name (`custody-identity`, `noise-static`, `noise-kem`, `factory-xwing`).
         name: String,
         /// The secret, wrapped by custody.
         wrapped: Vec<u8>,
