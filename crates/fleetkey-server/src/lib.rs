@@ -19,7 +19,7 @@
 //! let store = Arc::new(SqliteStore::open(dir).await?);
 //! let custody = Arc::new(LocalCustody::open(dir, KekSource::from_env()?).await?);
 //! let keys = KeyService::open(store, custody, Arc::new(SystemClock::default()), KeyConfig::default()).await?;
-//! keys.create("cli:root", "payments", Default::default(), Policy::default()).await?;
+//! keys.create("cli:root", &"payments".parse()?, Default::default(), Policy::default()).await?;
 //! let ring = keys.keyring("payments").await?;
 //! let sealed = ring.seal(b"4242", b"order-17").await?;
 //! assert_eq!(ring.unseal(&sealed, b"order-17").await?, b"4242");
