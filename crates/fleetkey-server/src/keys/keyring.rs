@@ -139,6 +139,9 @@ pub(super) async fn reserve_block(
 /// found spent by other instances before this one reserves from it.
 pub(super) const MAX_ROTATIONS_PER_REFILL: usize = 16;
 
+/// How often [`Keyring::reload`] reads a torn keyring and versions pair again.
+const RELOAD_ATTEMPTS: usize = 4;
+
 /// Shortest time between two catch-up re-reads of one keyring.
 pub const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -675,18 +678,32 @@ impl Keyring {
     /// Re-reads metadata from the store.
     pub(super) async fn reload(&self) -> Result<()> {
         let s = &self.shared;
-        let record = s
-            .store
-            .keyring(&self.name)
-            .await?
-            .ok_or_else(|| Error::KeyringNotFound(self.name.clone()))?;
-        let versions = s
-            .store
-            .versions(&self.name)
-            .await?
-            .into_iter()
-            .map(|v| (v.version, v))
-            .collect::<BTreeMap<_, _>>();
+        // The keyring and its versions are two reads; a rotation committed by
+        // another instance between them tears the pair (the primary named by one
+        // is not active in the other). Read again until they agree, a few times:
+        // a primary that stays inactive (revoked) is what the store holds.
+        let mut attempts = 0;
+        let (record, versions) = loop {
+            attempts += 1;
+            let record = s
+                .store
+                .keyring(&self.name)
+                .await?
+                .ok_or_else(|| Error::KeyringNotFound(self.name.clone()))?;
+            let versions = s
+                .store
+                .versions(&self.name)
+                .await?
+                .into_iter()
+                .map(|v| (v.version, v))
+                .collect::<BTreeMap<_, _>>();
+            let agree = versions
+                .get(&record.primary_version)
+                .is_some_and(|v| v.state == VersionState::Active);
+            if agree || attempts >= RELOAD_ATTEMPTS {
+                break (record, versions);
+            }
+        };
         // Forget unwrapped keys that may no longer open anything.
         {
             let mut m = self.keys.write();
