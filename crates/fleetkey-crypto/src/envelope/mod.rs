@@ -11,6 +11,7 @@
 //! `SHA-256(header ‖ caller AAD)` for every segment. The caller's AAD is never stored.
 
 pub mod armor;
+pub mod context;
 pub mod io;
 pub mod recipient;
 pub mod single;
