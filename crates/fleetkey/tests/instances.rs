@@ -729,19 +729,8 @@ async fn three_instances_survive_a_kill_and_a_redis_restart_under_load() {
     );
     assert!(versions.len() >= 20, "{} versions", versions.len());
     for a in &api {
-        let text = a
-            .request(reqwest::Method::GET, "/metrics", None, false)
-            .await
-            .unwrap();
-        let rotations = text
-            .as_str()
-            .and_then(|t| {
-                t.lines()
-                    .find(|l| l.starts_with("fleetkey_rotations_total "))
-            })
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let text = a.metrics().await.unwrap();
+        let rotations = fleetkey_sim::metric(&text, "fleetkey_rotations_total", "");
         eprintln!("{}: {rotations} rotations since its start", a.base());
         assert!(rotations >= 3.0, "{}: {rotations} rotations", a.base());
     }
