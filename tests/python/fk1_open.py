@@ -7,7 +7,8 @@ needs an X-Wing HPKE implementation, which `cryptography` does not have.
 
 Usage:
   fk1_open.py vectors docs/vectors/fk1.json
-  fk1_open.py open KEYFILE ENVELOPE [--aad TEXT]    # prints plaintext to stdout
+  fk1_open.py open KEYFILE ENVELOPE [--aad TEXT | --context KEY=VALUE ...]
+                                                    # prints plaintext to stdout
 """
 
 import base64
@@ -160,6 +161,10 @@ def main(argv):
         assert kf["fleetkey"] == "symmetric-key" and kf["version"] == 1
         key = base64.urlsafe_b64decode(kf["key"] + "=" * (-len(kf["key"]) % 4))
         aad = argv[argv.index("--aad") + 1].encode() if "--aad" in argv else b""
+        pairs = [tuple(argv[i + 1].split("=", 1)) for i, a in enumerate(argv) if a == "--context"]
+        if pairs:
+            from fk1_context import encode_context
+            aad = encode_context(pairs)
         env = open(argv[3], "rb").read()
         h, _ = parse_header(env)
         if h["key_id"] != kf["key_id"] or h["alg"] != NAMES[kf["algorithm"]]:

@@ -85,7 +85,7 @@ pub fn envelope_error(e: fleetkey_crypto::Error) -> CliError {
         E::TrailingData => CliError::refused("unexpected data after the final segment")
             .hint("something was appended to the envelope; nothing was written"),
         E::Open => CliError::refused(
-            "cannot open: the data was tampered with, the --aad differs from sealing, or this is not the key that sealed it",
+            "cannot open: the data was tampered with, the --aad or --context differs from sealing, or this is not the key that sealed it",
         ),
         E::UnknownId { what, id } => {
             CliError::refused(format!("unknown {what} id {id} in the envelope header"))

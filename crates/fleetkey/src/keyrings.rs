@@ -3,6 +3,7 @@
 //! once against [`Keyrings`]; [`Local`] opens the data directory, [`Remote`] calls
 //! `fleetkey serve` with the request and response types the server itself uses.
 
+use crate::binding::Binding;
 use crate::client::{Client, path};
 use crate::error::{CliError, CliResult};
 use crate::local::{actor, service_error};
@@ -40,20 +41,15 @@ pub(crate) trait Keyrings {
     /// Changes the fields of the policy that `policy` gives.
     async fn set_policy(&self, name: &str, policy: PolicyRequest) -> CliResult<KeyringInfo>;
     /// Seals `data`; the binary envelope.
-    async fn seal(&self, name: &str, data: &[u8], aad: Option<&str>) -> CliResult<Vec<u8>>;
+    async fn seal(&self, name: &str, data: &[u8], aad: &Binding) -> CliResult<Vec<u8>>;
     /// Opens an envelope.
-    async fn unseal(
-        &self,
-        name: &str,
-        env: &[u8],
-        aad: Option<&str>,
-    ) -> CliResult<Zeroizing<Vec<u8>>>;
+    async fn unseal(&self, name: &str, env: &[u8], aad: &Binding) -> CliResult<Zeroizing<Vec<u8>>>;
     /// Rewraps envelopes under the primary version, each on its own.
     async fn rewrap(
         &self,
         name: &str,
         envelopes: &[Vec<u8>],
-        aad: Option<&str>,
+        aad: &Binding,
     ) -> CliResult<Vec<Rewrapped>>;
     /// Applies every keyring's policy now.
     async fn tick(&self) -> CliResult<PolicyRun>;
@@ -109,21 +105,14 @@ impl Keyrings for Local<'_> {
         self.show(name).await
     }
 
-    async fn seal(&self, name: &str, data: &[u8], aad: Option<&str>) -> CliResult<Vec<u8>> {
+    async fn seal(&self, name: &str, data: &[u8], aad: &Binding) -> CliResult<Vec<u8>> {
         let ring = self.0.keyring(name).await.map_err(service_error)?;
-        ring.seal(data, aad.unwrap_or("").as_bytes())
-            .await
-            .map_err(service_error)
+        ring.seal(data, &aad.bytes()?).await.map_err(service_error)
     }
 
-    async fn unseal(
-        &self,
-        name: &str,
-        env: &[u8],
-        aad: Option<&str>,
-    ) -> CliResult<Zeroizing<Vec<u8>>> {
+    async fn unseal(&self, name: &str, env: &[u8], aad: &Binding) -> CliResult<Zeroizing<Vec<u8>>> {
         let ring = self.0.keyring(name).await.map_err(service_error)?;
-        ring.unseal(env, aad.unwrap_or("").as_bytes())
+        ring.unseal(env, &aad.bytes()?)
             .await
             .map(Zeroizing::new)
             .map_err(service_error)
@@ -133,11 +122,11 @@ impl Keyrings for Local<'_> {
         &self,
         name: &str,
         envelopes: &[Vec<u8>],
-        aad: Option<&str>,
+        aad: &Binding,
     ) -> CliResult<Vec<Rewrapped>> {
         let results = self
             .0
-            .rewrap(&actor(), name, envelopes, aad.unwrap_or("").as_bytes())
+            .rewrap(&actor(), name, envelopes, &aad.bytes()?)
             .await
             .map_err(service_error)?;
         Ok(results
@@ -202,25 +191,22 @@ impl Keyrings for Remote<'_> {
         self.0.send(Method::PUT, &p, &policy).await
     }
 
-    async fn seal(&self, name: &str, data: &[u8], aad: Option<&str>) -> CliResult<Vec<u8>> {
+    async fn seal(&self, name: &str, data: &[u8], aad: &Binding) -> CliResult<Vec<u8>> {
         let body = SealRequest {
             plaintext: B64.encode(data),
-            aad: aad.map(|a| B64.encode(a)),
+            aad: aad.aad_field(),
+            context: aad.context_field(),
         };
         let p = path(&["v1", "keyrings", name, "seal"]);
         let r: SealResponse = self.0.send(Method::POST, &p, &body).await?;
         unbase64(&r.ciphertext)
     }
 
-    async fn unseal(
-        &self,
-        name: &str,
-        env: &[u8],
-        aad: Option<&str>,
-    ) -> CliResult<Zeroizing<Vec<u8>>> {
+    async fn unseal(&self, name: &str, env: &[u8], aad: &Binding) -> CliResult<Zeroizing<Vec<u8>>> {
         let body = CiphertextRequest {
             ciphertext: B64.encode(env),
-            aad: aad.map(|a| B64.encode(a)),
+            aad: aad.aad_field(),
+            context: aad.context_field(),
         };
         let p = path(&["v1", "keyrings", name, "unseal"]);
         let r: UnsealResponse = self.0.send(Method::POST, &p, &body).await?;
@@ -232,14 +218,15 @@ impl Keyrings for Remote<'_> {
         &self,
         name: &str,
         envelopes: &[Vec<u8>],
-        aad: Option<&str>,
+        aad: &Binding,
     ) -> CliResult<Vec<Rewrapped>> {
         let body = BatchCiphertextRequest {
             items: envelopes
                 .iter()
                 .map(|env| CiphertextRequest {
                     ciphertext: B64.encode(env),
-                    aad: aad.map(|a| B64.encode(a)),
+                    aad: aad.aad_field(),
+                    context: aad.context_field(),
                 })
                 .collect(),
         };

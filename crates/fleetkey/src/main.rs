@@ -2,6 +2,7 @@
 //! local admin commands on a data directory (keys, audit). See `fleetkey --help`.
 
 mod background;
+mod binding;
 mod cli;
 mod client;
 mod commands;

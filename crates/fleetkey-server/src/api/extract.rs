@@ -48,12 +48,75 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
                 "the request body must be a JSON object",
             ));
         }
-        let mut v: serde_json::Value = serde_json::from_slice(&bytes)
+        let Unique(mut v) = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))?;
         integral_numbers(&mut v, 0);
         serde_json::from_value(v)
             .map(ApiJson)
             .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))
+    }
+}
+
+/// A JSON value in which no object gives a key twice. serde_json keeps the last
+/// of two equal keys where another parser may keep the first; refusing them means
+/// a proxy, a policy check and the service can never read one body two ways.
+struct Unique(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Unique(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(out.into())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                let shown: String = k.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format_args!(
+                    "the key {shown:?} is given twice in one object"
+                )));
+            }
+            let Unique(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(out.into())
     }
 }
 
@@ -142,7 +205,23 @@ pub(super) fn b64(field: &str, s: &str) -> ApiResult<Vec<u8>> {
     })
 }
 
-pub(super) fn opt_b64(field: &str, s: &Option<String>) -> ApiResult<Vec<u8>> {
+/// The AAD a request binds: base64 `aad`, or the canonical encoding of
+/// `context` (docs/formats.md, "Encryption context"), never both; empty if neither.
+pub(super) fn binding(
+    aad: &Option<String>,
+    context: &Option<std::collections::BTreeMap<String, String>>,
+) -> ApiResult<Vec<u8>> {
+    match (aad, context) {
+        (Some(_), Some(_)) => Err(ApiError::malformed(
+            "give aad or context, not both (a context is encoded as the aad)",
+        )),
+        (_, Some(c)) => fleetkey_crypto::envelope::context::encode(c)
+            .map_err(|e| ApiError::malformed(format!("context: {e}"))),
+        (a, None) => opt_b64("aad", a),
+    }
+}
+
+fn opt_b64(field: &str, s: &Option<String>) -> ApiResult<Vec<u8>> {
     s.as_deref()
         .map(|v| b64(field, v))
         .transpose()

@@ -4,7 +4,7 @@
 use super::change_err;
 use super::error::ErrorDetail;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiPath, b64, opt_b64};
+use super::extract::{ApiJson, ApiPath, b64, binding};
 use super::{AppState, St};
 use crate::Error;
 use crate::keys::KeyringInfo;
@@ -17,6 +17,7 @@ use axum::{Extension, Json};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::aead::Algorithm;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// Create a keyring.
@@ -76,6 +77,10 @@ pub struct SealRequest {
     /// Base64 associated data (authenticated, not stored).
     #[serde(default)]
     pub aad: Option<String>,
+    /// Encryption context (docs/formats.md, "Encryption context"): string pairs
+    /// encoded canonically as the associated data. Instead of `aad`, never with it.
+    #[serde(default)]
+    pub context: Option<BTreeMap<String, String>>,
 }
 
 /// A sealed envelope.
@@ -96,6 +101,10 @@ pub struct CiphertextRequest {
     /// Base64 associated data given when sealing.
     #[serde(default)]
     pub aad: Option<String>,
+    /// Encryption context (docs/formats.md, "Encryption context"): string pairs
+    /// encoded canonically as the associated data; the one given when sealing. Instead of `aad`, never with it.
+    #[serde(default)]
+    pub context: Option<BTreeMap<String, String>>,
 }
 
 /// Opened plaintext.
@@ -293,7 +302,7 @@ fn result_label(e: &ApiError) -> &'static str {
 
 async fn seal_one(ring: &crate::keys::Keyring, req: &SealRequest) -> ApiResult<SealResponse> {
     let pt = zeroize::Zeroizing::new(b64("plaintext", &req.plaintext)?);
-    let aad = opt_b64("aad", &req.aad)?;
+    let aad = binding(&req.aad, &req.context)?;
     let env = ring.seal(&pt, &aad).await?;
     Ok(SealResponse {
         key_version: version_of(&env),
@@ -306,7 +315,7 @@ async fn unseal_one(
     req: &CiphertextRequest,
 ) -> ApiResult<UnsealResponse> {
     let env = b64("ciphertext", &req.ciphertext)?;
-    let aad = opt_b64("aad", &req.aad)?;
+    let aad = binding(&req.aad, &req.context)?;
     let pt = zeroize::Zeroizing::new(ring.unseal(&env, &aad).await?);
     Ok(UnsealResponse {
         plaintext: B64.encode(&*pt),
@@ -320,7 +329,7 @@ async fn rewrap_one(
     req: &CiphertextRequest,
 ) -> ApiResult<SealResponse> {
     let env = b64("ciphertext", &req.ciphertext)?;
-    let aad = opt_b64("aad", &req.aad)?;
+    let aad = binding(&req.aad, &req.context)?;
     let mut out = st
         .keys
         .rewrap(&p.actor(), name, &[env], &aad)
@@ -533,13 +542,13 @@ pub(super) async fn rewrap_batch(
     let aad = req
         .items
         .first()
-        .map(|i| opt_b64("aad", &i.aad))
+        .map(|i| binding(&i.aad, &i.context))
         .transpose()?
         .unwrap_or_default();
     for item in &req.items {
-        if opt_b64("aad", &item.aad)? != aad {
+        if binding(&item.aad, &item.context)? != aad {
             return Err(ApiError::malformed(
-                "all items of a rewrap batch must share one aad",
+                "all items of a rewrap batch must share one aad (or context)",
             ));
         }
         match b64("ciphertext", &item.ciphertext) {

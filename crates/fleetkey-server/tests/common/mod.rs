@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod api;
 pub mod keyrings;
 
 use fleetkey_server::api::{AppState, server};

@@ -191,6 +191,25 @@ pub struct KeygenArgs {
     pub force: bool,
 }
 
+/// What an envelope is bound to: associated data or an encryption context.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BindArgs {
+    /// Associated data: authenticated, not stored, required again to unseal.
+    #[arg(long, value_name = "TEXT", conflicts_with = "context")]
+    pub aad: Option<String>,
+    /// Encryption context pair, repeatable: the pairs are encoded canonically as the
+    /// associated data (docs/formats.md), in any order; unsealing needs the same pairs.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+}
+
+impl BindArgs {
+    /// The checked binding.
+    pub(crate) fn binding(&self) -> crate::error::CliResult<crate::binding::Binding> {
+        crate::binding::Binding::new(self.aad.clone(), &self.context)
+    }
+}
+
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("with").required(true).args(["key", "recipient", "keyring"])))]
 pub struct SealArgs {
@@ -207,9 +226,8 @@ pub struct SealArgs {
     /// AEAD for --recipient envelopes (a key file fixes its own).
     #[arg(long, default_value = "aes-256-gcm", conflicts_with = "key")]
     pub algorithm: String,
-    /// Associated data: authenticated, not stored, required again to unseal.
-    #[arg(long, value_name = "TEXT")]
-    pub aad: Option<String>,
+    #[command(flatten)]
+    pub bind: BindArgs,
     /// Input file (default: stdin).
     #[arg(short, long, value_name = "IN")]
     pub input: Option<PathBuf>,
@@ -242,9 +260,8 @@ pub struct UnsealArgs {
     /// Identity file the envelope was sealed to.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// The associated data given when sealing.
-    #[arg(long, value_name = "TEXT")]
-    pub aad: Option<String>,
+    #[command(flatten)]
+    pub bind: BindArgs,
     /// Input file (default: stdin).
     #[arg(short, long, value_name = "IN")]
     pub input: Option<PathBuf>,
@@ -357,9 +374,8 @@ pub enum KeysCommand {
     Rewrap {
         /// Keyring name.
         name: String,
-        /// The AAD the envelopes were sealed with.
-        #[arg(long, value_name = "TEXT")]
-        aad: Option<String>,
+        #[command(flatten)]
+        bind: BindArgs,
         /// Input file (default: stdin).
         #[arg(short, long, value_name = "IN")]
         input: Option<PathBuf>,
@@ -373,9 +389,8 @@ pub enum KeysCommand {
     Seal {
         /// Keyring name.
         name: String,
-        /// Associated data.
-        #[arg(long, value_name = "TEXT")]
-        aad: Option<String>,
+        #[command(flatten)]
+        bind: BindArgs,
         /// Input file (default: stdin; at most 16 MiB).
         #[arg(short, long, value_name = "IN")]
         input: Option<PathBuf>,
@@ -386,9 +401,8 @@ pub enum KeysCommand {
     Unseal {
         /// Keyring name.
         name: String,
-        /// Associated data given when sealing.
-        #[arg(long, value_name = "TEXT")]
-        aad: Option<String>,
+        #[command(flatten)]
+        bind: BindArgs,
         /// Input file (default: stdin).
         #[arg(short, long, value_name = "IN")]
         input: Option<PathBuf>,

@@ -1,5 +1,6 @@
 //! `fleetkey keys …`: keyrings in a local data directory.
 
+use crate::binding::Binding;
 use crate::cli::{DataDir, KeysCommand, PolicyArgs};
 use crate::error::{CliError, CliResult};
 use crate::files::{Output, open_input};
@@ -159,28 +160,31 @@ async fn run_with(k: &impl Keyrings, cmd: KeysCommand, json: bool) -> CliResult<
         }
         KeysCommand::Rewrap {
             name,
-            aad,
+            bind,
             input,
             output,
             ..
         } => {
+            let bind = bind.binding()?;
             let envelopes = read_armored_lines(input.as_deref())?;
-            let results = k.rewrap(&name, &envelopes, aad.as_deref()).await?;
+            let results = k.rewrap(&name, &envelopes, &bind).await?;
             write_rewrapped(output.as_deref(), results)
         }
         KeysCommand::Seal {
-            name, aad, input, ..
+            name, bind, input, ..
         } => {
+            let bind = bind.binding()?;
             let data = zeroize::Zeroizing::new(read_all(input.as_deref(), MAX_SEAL_INPUT)?);
-            let env = k.seal(&name, &data, aad.as_deref()).await?;
+            let env = k.seal(&name, &data, &bind).await?;
             crate::out!("{}", armor::encode(&env));
             Ok(())
         }
         KeysCommand::Unseal {
-            name, aad, input, ..
+            name, bind, input, ..
         } => {
+            let bind = bind.binding()?;
             let env = read_envelope(input.as_deref())?;
-            let pt = k.unseal(&name, &env, aad.as_deref()).await?;
+            let pt = k.unseal(&name, &env, &bind).await?;
             std::io::stdout()
                 .write_all(&pt)
                 .map_err(|e| CliError::io("stdout", &e))
@@ -284,7 +288,7 @@ fn data_dir() -> std::path::PathBuf {
 pub fn keyring_seal(
     name: &str,
     input: Option<&std::path::Path>,
-    aad: Option<&str>,
+    aad: &Binding,
 ) -> CliResult<Vec<u8>> {
     let data = zeroize::Zeroizing::new(read_all(input, MAX_SEAL_INPUT)?);
     let rt = runtime()?;
@@ -303,7 +307,7 @@ pub fn keyring_seal(
 pub fn keyring_unseal(
     name: &str,
     input: Option<&std::path::Path>,
-    aad: Option<&str>,
+    aad: &Binding,
 ) -> CliResult<zeroize::Zeroizing<Vec<u8>>> {
     let env = read_envelope(input)?;
     let rt = runtime()?;

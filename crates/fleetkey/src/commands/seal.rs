@@ -21,8 +21,9 @@ pub fn run(args: SealArgs) -> CliResult<()> {
                 .hint("pass -o FILE, redirect stdout, or add --armor for text"),
         );
     }
+    let bind = args.bind.binding()?;
     if let Some(name) = &args.keyring {
-        let env = super::keys::keyring_seal(name, args.input.as_deref(), args.aad.as_deref())?;
+        let env = super::keys::keyring_seal(name, args.input.as_deref(), &bind)?;
         let out_name = output.name();
         let bytes = if args.armor {
             format!("{}\n", armor::encode(&env)).into_bytes()
@@ -35,7 +36,7 @@ pub fn run(args: SealArgs) -> CliResult<()> {
             .map_err(|e| CliError::io(&out_name, &e))?;
         return output.commit(args.sync);
     }
-    let aad = args.aad.as_deref().unwrap_or("").as_bytes();
+    let aad = &bind.bytes()?;
     let (header, sealer) = if let Some(path) = &args.key {
         let key = load_key(path)?;
         stream::seal_symmetric(

@@ -9,9 +9,10 @@ use fleetkey_crypto::envelope::{Body, io as eio, recipient, single, stream};
 use fleetkey_crypto::keyfile::{IdentityFile, SymmetricKeyFile};
 
 pub fn run(args: UnsealArgs) -> CliResult<()> {
+    let bind = args.bind.binding()?;
     if let Some(name) = &args.keyring {
         let mut output = Output::create(args.output.as_deref(), args.force)?;
-        let pt = super::keys::keyring_unseal(name, args.input.as_deref(), args.aad.as_deref())?;
+        let pt = super::keys::keyring_unseal(name, args.input.as_deref(), &bind)?;
         let out_name = output.name();
         output
             .writer()
@@ -19,7 +20,7 @@ pub fn run(args: UnsealArgs) -> CliResult<()> {
             .map_err(|e| CliError::io(&out_name, &e))?;
         return output.commit(args.sync);
     }
-    let aad = args.aad.as_deref().unwrap_or("").as_bytes().to_vec();
+    let aad = bind.bytes()?;
     // Load the key first: a bad key file fails before any input is read.
     enum Opener {
         Key(SymmetricKeyFile, String),
