@@ -12,7 +12,7 @@ import struct
 import sys
 
 PREFIX = b"fk1-context"
-MAX_PAIRS, MAX_KEY, MAX_VALUE = 64, 256, 1024
+MAX_PAIRS, MAX_KEY, MAX_VALUE = 64, 128, 1024  # characters (code points)
 
 
 class Refused(Exception):
@@ -27,11 +27,11 @@ def encode_context(pairs):
         raise Refused("more than 64 pairs")
     seen = {}
     for k, v in pairs:
-        kb, vb = k.encode("utf-8"), v.encode("utf-8")
-        if not 1 <= len(kb) <= MAX_KEY:
+        if not 1 <= len(k) <= MAX_KEY:
             raise Refused("key length")
-        if len(vb) > MAX_VALUE:
+        if len(v) > MAX_VALUE:
             raise Refused("value length")
+        kb, vb = k.encode("utf-8"), v.encode("utf-8")
         if kb in seen:
             raise Refused("duplicate key")
         seen[kb] = vb

@@ -23,6 +23,7 @@ fn good_body(m: &str, path: &str) -> Value {
             json!({"ciphertext": "AA=="})
         }
         p if p.ends_with("/batch") => json!({"items": []}),
+        p if p.ends_with("/datakey") => json!({}),
         "/v1/keyrings" => json!({"name": "x"}),
         "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
         "/v1/fleets" => json!({"name": "x"}),
@@ -67,7 +68,9 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
                 .replace("{name}", "k")
                 .replace("{version}", "1")
                 .replace("{id}", "tok_0")
-                .replace("{fleet}", "f");
+                .replace("{fleet}", "f")
+                // Required query parameters.
+                .replace("/v1/random", "/v1/random?bytes=16");
             let m = method.to_uppercase();
             let body = (m != "GET").then(|| json!({}));
             let (s, h, v) = a.call(&m, &concrete, None, body.clone()).await;

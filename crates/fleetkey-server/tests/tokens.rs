@@ -49,8 +49,8 @@ impl Tokens {
 }
 
 /// Families whose scopes name a keyring or a fleet.
-const FAMILIES: [&str; 7] = [
-    "seal", "unseal", "rewrap", "factory", "devices", "operate", "ingest",
+const FAMILIES: [&str; 8] = [
+    "seal", "unseal", "rewrap", "datakey", "factory", "devices", "operate", "ingest",
 ];
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use crate::error::{CliError, CliResult};
 use crate::local::{actor, service_error};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::aead::Algorithm;
+use fleetkey_server::api::datakeys::{DataKeyRequest, DataKeyResponse};
 use fleetkey_server::api::keyrings::{
     BatchCiphertextRequest, BatchResponse, CiphertextRequest, CreateKeyringRequest, KeyringList,
     PolicyRequest, RotateResponse, SealRequest, SealResponse, UnsealResponse,
@@ -51,6 +52,14 @@ pub(crate) trait Keyrings {
         envelopes: &[Vec<u8>],
         aad: &Binding,
     ) -> CliResult<Vec<Rewrapped>>;
+    /// Makes a data key sealed under the keyring (and returns it in plaintext too
+    /// when `plaintext`).
+    async fn datakey(
+        &self,
+        name: &str,
+        aad: &Binding,
+        plaintext: bool,
+    ) -> CliResult<DataKeyResponse>;
     /// Applies every keyring's policy now.
     async fn tick(&self) -> CliResult<PolicyRun>;
 }
@@ -133,6 +142,21 @@ impl Keyrings for Local<'_> {
             .into_iter()
             .map(|r| r.map_err(|e| e.to_string()))
             .collect())
+    }
+
+    async fn datakey(
+        &self,
+        name: &str,
+        aad: &Binding,
+        plaintext: bool,
+    ) -> CliResult<DataKeyResponse> {
+        let ring = self.0.keyring(name).await.map_err(service_error)?;
+        let dk = ring.data_key(&aad.bytes()?).await.map_err(service_error)?;
+        Ok(DataKeyResponse {
+            key_version: dk.version,
+            ciphertext: B64.encode(&dk.sealed),
+            plaintext: plaintext.then(|| B64.encode(dk.plaintext.as_slice())),
+        })
     }
 
     async fn tick(&self) -> CliResult<PolicyRun> {
@@ -240,6 +264,21 @@ impl Keyrings for Remote<'_> {
                 (None, None) => Err("failed".to_owned()),
             })
             .collect())
+    }
+
+    async fn datakey(
+        &self,
+        name: &str,
+        aad: &Binding,
+        plaintext: bool,
+    ) -> CliResult<DataKeyResponse> {
+        let body = DataKeyRequest {
+            aad: aad.aad_field(),
+            context: aad.context_field(),
+            return_plaintext: plaintext,
+        };
+        let p = path(&["v1", "keyrings", name, "datakey"]);
+        self.0.send(Method::POST, &p, &body).await
     }
 
     async fn tick(&self) -> CliResult<PolicyRun> {

@@ -93,6 +93,54 @@ fn keyring_life_cycle_from_the_command_line() {
         .write_stdin(e1.clone())
         .assert()
         .code(1);
+    // A data key, made and unsealed locally, bound to a context.
+    let dk = a
+        .cmd()
+        .args([
+            "keys",
+            "datakey",
+            "payments",
+            "--context",
+            "f=1",
+            "--context",
+            "g=2",
+        ])
+        .assert()
+        .success();
+    let dk: serde_json::Value = serde_json::from_slice(&dk.get_output().stdout).unwrap();
+    let b64 = |k: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(dk[k].as_str().unwrap())
+            .unwrap()
+    };
+    assert_eq!(b64("plaintext").len(), 32);
+    a.cmd()
+        .args([
+            "keys",
+            "unseal",
+            "payments",
+            "--context",
+            "g=2",
+            "--context",
+            "f=1",
+        ])
+        .write_stdin(b64("ciphertext"))
+        .assert()
+        .success()
+        .stdout(predicate::eq(b64("plaintext")));
+    a.cmd()
+        .args([
+            "keys",
+            "datakey",
+            "payments",
+            "--aad",
+            "x",
+            "--context",
+            "f=1",
+        ])
+        .assert()
+        .code(2);
     let show = a
         .cmd()
         .args(["keys", "show", "payments", "--json"])

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use assert_cmd::Command;
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use predicates::prelude::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
@@ -72,6 +73,65 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .assert()
         .success()
         .stdout("file body");
+    // An encryption context, given in any order; and a data key bound to one.
+    let sealed = client(&[
+        "keys",
+        "seal",
+        "web",
+        "--context",
+        "tenant=acme",
+        "--context",
+        "app=x",
+    ])
+    .write_stdin("in context")
+    .assert()
+    .success();
+    let ctx_env = String::from_utf8(sealed.get_output().stdout.clone()).unwrap();
+    client(&[
+        "keys",
+        "unseal",
+        "web",
+        "--context",
+        "app=x",
+        "--context",
+        "tenant=acme",
+    ])
+    .write_stdin(ctx_env.clone())
+    .assert()
+    .success()
+    .stdout("in context");
+    client(&[
+        "keys",
+        "unseal",
+        "web",
+        "--context",
+        "app=y",
+        "--context",
+        "tenant=acme",
+    ])
+    .write_stdin(ctx_env)
+    .assert()
+    .code(1);
+    let dk = client(&["keys", "datakey", "web", "--context", "file=1"])
+        .assert()
+        .success();
+    let dk: serde_json::Value = serde_json::from_slice(&dk.get_output().stdout).unwrap();
+    let sealed_key = B64.decode(dk["ciphertext"].as_str().unwrap()).unwrap();
+    client(&["keys", "unseal", "web", "--context", "file=1"])
+        .write_stdin(sealed_key)
+        .assert()
+        .success()
+        .stdout(predicate::eq(
+            B64.decode(dk["plaintext"].as_str().unwrap()).unwrap(),
+        ));
+    let dk = client(&["keys", "datakey", "web", "--no-plaintext"])
+        .assert()
+        .success();
+    let dk: serde_json::Value = serde_json::from_slice(&dk.get_output().stdout).unwrap();
+    assert!(
+        dk.get("plaintext").is_none() && dk["ciphertext"].is_string(),
+        "{dk}"
+    );
     client(&["keys", "rotate", "web"]).assert().success();
     let rewrapped = client(&["keys", "rewrap", "web", "--aad", "a"])
         .write_stdin(env)

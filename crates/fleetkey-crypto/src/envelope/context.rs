@@ -10,9 +10,10 @@
 //! ```
 //!
 //! An empty context encodes as the empty AAD, so `{}` and "no AAD" open each
-//! other's envelopes. Keys are 1 to [`MAX_KEY_LEN`] bytes of UTF-8, values 0 to
-//! [`MAX_VALUE_LEN`], at most [`MAX_PAIRS`] pairs; anything else is refused, so the
-//! encoding is always unambiguous and bounded ([`MAX_ENCODED_LEN`]).
+//! other's envelopes. Keys are 1 to [`MAX_KEY_CHARS`] characters (Unicode scalar
+//! values, as JSON Schema's `maxLength` counts them), values 0 to
+//! [`MAX_VALUE_CHARS`], at most [`MAX_PAIRS`] pairs; anything else is refused, so
+//! the encoding is always unambiguous and bounded ([`MAX_ENCODED_LEN`]).
 
 use crate::{Error, Result};
 use std::collections::BTreeMap;
@@ -21,20 +22,21 @@ use std::collections::BTreeMap;
 pub const PREFIX: &[u8; 11] = b"fk1-context";
 /// Most pairs in one context.
 pub const MAX_PAIRS: usize = 64;
-/// Longest key, in bytes of UTF-8.
-pub const MAX_KEY_LEN: usize = 256;
-/// Longest value, in bytes of UTF-8.
-pub const MAX_VALUE_LEN: usize = 1024;
-/// The longest encoding a valid context can have.
-pub const MAX_ENCODED_LEN: usize = PREFIX.len() + 2 + MAX_PAIRS * (4 + MAX_KEY_LEN + MAX_VALUE_LEN);
+/// Longest key, in characters (at most 4 bytes of UTF-8 each).
+pub const MAX_KEY_CHARS: usize = 128;
+/// Longest value, in characters.
+pub const MAX_VALUE_CHARS: usize = 1024;
+/// The longest encoding a valid context can have (295,181 bytes).
+pub const MAX_ENCODED_LEN: usize =
+    PREFIX.len() + 2 + MAX_PAIRS * (4 + 4 * MAX_KEY_CHARS + 4 * MAX_VALUE_CHARS);
 
 /// Checks one pair against the bounds.
 fn check(key: &str, value: &str) -> Result<()> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(Error::Malformed("context key (1 to 256 bytes)"));
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
+        return Err(Error::Malformed("context key (1 to 128 characters)"));
     }
-    if value.len() > MAX_VALUE_LEN {
-        return Err(Error::Malformed("context value (at most 1024 bytes)"));
+    if value.chars().count() > MAX_VALUE_CHARS {
+        return Err(Error::Malformed("context value (at most 1024 characters)"));
     }
     Ok(())
 }
@@ -135,8 +137,11 @@ mod tests {
     fn refusals() {
         assert!(from_pairs([("k", "1"), ("k", "2")]).is_err());
         assert!(from_pairs([("", "v")]).is_err());
-        assert!(from_pairs([("k".repeat(257), String::new())]).is_err());
+        assert!(from_pairs([("k".repeat(129), String::new())]).is_err());
         assert!(from_pairs([("k", "v".repeat(1025))]).is_err());
+        // Characters, not bytes: 128 four-byte characters are a valid key.
+        assert!(from_pairs([("😀".repeat(128), "é".repeat(1024))]).is_ok());
+        assert!(from_pairs([("😀".repeat(129), String::new())]).is_err());
         assert!(from_pairs((0..65).map(|i| (format!("k{i}"), String::new()))).is_err());
         let mut too_many = BTreeMap::new();
         for i in 0..65 {
@@ -144,16 +149,18 @@ mod tests {
         }
         assert!(encode(&too_many).is_err());
         let mut long_key = BTreeMap::new();
-        long_key.insert("k".repeat(257), String::new());
+        long_key.insert("k".repeat(129), String::new());
         assert!(encode(&long_key).is_err());
     }
 
     #[test]
     fn the_longest_context_fits_the_bound() {
         let pairs = (0..MAX_PAIRS).map(|i| {
-            let mut k = format!("{i:03}");
-            k.push_str(&"k".repeat(MAX_KEY_LEN - 3));
-            (k, "v".repeat(MAX_VALUE_LEN))
+            // Distinct four-byte characters first, so every key differs.
+            let first = char::from_u32(0x1F600 + u32::try_from(i).unwrap()).unwrap();
+            let mut k = first.to_string();
+            k.push_str(&"😀".repeat(MAX_KEY_CHARS - 1));
+            (k, "😀".repeat(MAX_VALUE_CHARS))
         });
         let e = encode(&from_pairs(pairs).unwrap()).unwrap();
         assert_eq!(e.len(), MAX_ENCODED_LEN);

@@ -290,7 +290,7 @@ pub(super) async fn set_policy(
     Ok(Json(st.keys.show(&name).await?))
 }
 
-fn version_of(env: &[u8]) -> u32 {
+pub(super) fn version_of(env: &[u8]) -> u32 {
     fleetkey_crypto::envelope::Header::parse(env)
         .map(|(h, _)| h.key_version)
         .unwrap_or(0)
@@ -344,7 +344,12 @@ async fn rewrap_one(
     })
 }
 
-fn count(st: &AppState, which: &prometheus::IntCounterVec, name: &str, r: Result<(), &ApiError>) {
+pub(super) fn count(
+    st: &AppState,
+    which: &prometheus::IntCounterVec,
+    name: &str,
+    r: Result<(), &ApiError>,
+) {
     let label = match r {
         Ok(()) => "ok",
         Err(e) => result_label(e),
@@ -444,7 +449,7 @@ impl From<ApiError> for BatchItem {
 
 /// Turns per-item results into a batch response, counting them under `which`
 /// (successes in one increment).
-fn collect<T: Into<BatchItem>>(
+pub(super) fn collect<T: Into<BatchItem>>(
     st: &AppState,
     which: &prometheus::IntCounterVec,
     name: &str,
@@ -468,7 +473,7 @@ fn collect<T: Into<BatchItem>>(
     BatchResponse { results }
 }
 
-fn check_batch(st: &AppState, n: usize) -> ApiResult<()> {
+pub(super) fn check_batch(st: &AppState, n: usize) -> ApiResult<()> {
     if n > st.max_batch_items {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -18,6 +18,10 @@ pub struct Metrics {
     pub seals: IntCounterVec,
     /// Unseal items by keyring and result (`ok`, `cannot_open`, `revoked`, …).
     pub unseals: IntCounterVec,
+    /// Data keys by keyring and result.
+    pub datakeys: IntCounterVec,
+    /// Bytes served by `GET /v1/random`.
+    pub random_bytes: IntCounter,
     /// AEAD open failures (wrong key, tampered, wrong AAD) by keyring.
     pub open_failures: IntCounterVec,
     /// Rate-limit rejections by scope (`token`, `global`).
@@ -127,6 +131,16 @@ const UNSEALS: Def = Def::new(
     "fleetkey_unseal_items_total",
     "Unseal items by keyring and result",
     &["keyring", "result"],
+);
+const DATAKEYS: Def = Def::new(
+    "fleetkey_datakeys_total",
+    "Data keys made, by keyring and result",
+    &["keyring", "result"],
+);
+const RANDOM_BYTES: Def = Def::new(
+    "fleetkey_random_bytes_total",
+    "Bytes served by GET /v1/random",
+    &[],
 );
 const OPEN_FAILURES: Def = Def::new(
     "fleetkey_aead_open_failures_total",
@@ -239,6 +253,8 @@ impl Metrics {
             )?,
             seals: SEALS.counter_vec(&r)?,
             unseals: UNSEALS.counter_vec(&r)?,
+            datakeys: DATAKEYS.counter_vec(&r)?,
+            random_bytes: RANDOM_BYTES.counter(&r)?,
             open_failures: OPEN_FAILURES.counter_vec(&r)?,
             rate_limited: RATE_LIMITED.counter_vec(&r)?,
             audit_write_failures: AUDIT_WRITE_FAILURES.counter(&r)?,

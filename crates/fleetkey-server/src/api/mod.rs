@@ -4,7 +4,7 @@
 //! Every `/v1` route needs a bearer token with the route's scope; `/healthz`,
 //! `/readyz`, `/metrics` and `/v1/openapi.json` are open. The OpenAPI 3.1 document is
 //! generated from the handlers ([`ApiDoc`]). One file per resource: keyrings.rs
-//! (keyrings, seal/unseal/rewrap and batches), audit.rs, tokens.rs, fleets.rs (fleets,
+//! (keyrings, seal/unseal/rewrap and batches), datakeys.rs (data keys, random bytes), audit.rs, tokens.rs, fleets.rs (fleets,
 //! factory, device lists), lifecycle.rs (onboarding, states, decommissioning,
 //! claims), devices.rs (config, commands, rotation), ingest.rs; health.rs (open
 //! routes), middleware.rs (auth, limits, metrics), extract.rs (JSON/path/query
@@ -13,6 +13,7 @@
 pub mod admission;
 mod audit;
 mod caches;
+pub mod datakeys;
 pub mod devices;
 pub(crate) mod error;
 mod extract;
@@ -197,6 +198,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/claims", post(lifecycle::claim_device))
         .merge(devices::operator_routes())
         .merge(ingest::routes())
+        .merge(datakeys::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_limit,

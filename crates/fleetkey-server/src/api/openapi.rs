@@ -9,7 +9,7 @@
 //! checks in `.ci/run`) can rely on it: a request the document allows is not
 //! refused as malformed, and one it forbids is refused.
 
-use super::{ApiDoc, devices, ingest};
+use super::{ApiDoc, datakeys, devices, ingest};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -26,6 +26,7 @@ fn derived() -> Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(<devices::DevicesDoc as OpenApi>::openapi());
     doc.merge(<ingest::IngestDoc as OpenApi>::openapi());
+    doc.merge(<datakeys::DataKeysDoc as OpenApi>::openapi());
     serde_json::to_value(doc).unwrap_or_default()
 }
 
@@ -137,13 +138,38 @@ fn range(min: i64, max: i64) -> Value {
     json!({ "minimum": min, "maximum": max })
 }
 
+/// An encryption context (docs/formats.md, "Encryption context") on `schema`, and
+/// the rule that a request gives it or `aad`, not both.
+fn context_rows(schema: &'static str) -> [(&'static str, &'static str, Value); 2] {
+    use fleetkey_crypto::envelope::context::{MAX_KEY_CHARS, MAX_PAIRS, MAX_VALUE_CHARS};
+    [
+        (
+            schema,
+            "context",
+            json!({
+                "maxProperties": MAX_PAIRS,
+                "propertyNames": { "minLength": 1, "maxLength": MAX_KEY_CHARS },
+                "additionalProperties": { "type": "string", "maxLength": MAX_VALUE_CHARS },
+            }),
+        ),
+        (
+            schema,
+            "",
+            json!({ "not": {
+                "required": ["aad", "context"],
+                "properties": { "aad": { "type": "string" }, "context": { "type": "object" } },
+            } }),
+        ),
+    ]
+}
+
 /// (component schema, property, constraints to merge into it). A property ending
 /// in `[]` constrains the array's items; an empty one, the schema itself.
 fn table() -> Vec<(&'static str, &'static str, Value)> {
     let signature = base64_of(64);
     let device_id = json!({ "pattern": "^dev_[0-9a-f]{16}$" });
     let year = 365 * 86_400;
-    vec![
+    let mut rows = vec![
         ("CreateKeyringRequest", "name", name()),
         (
             "CreateKeyringRequest",
@@ -220,7 +246,11 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
             json!({ "minLength": 1, "maxLength": 64 }),
         ),
         ("ClaimRequest", "claimed_by", field()),
-    ]
+    ];
+    for schema in ["SealRequest", "CiphertextRequest", "DataKeyRequest"] {
+        rows.extend(context_rows(schema));
+    }
+    rows
 }
 
 /// Query parameters: (path, parameter, constraints).
@@ -229,6 +259,11 @@ fn query_table() -> Vec<(&'static str, &'static str, Value)> {
         ("/v1/audit", "limit", range(1, 1000)),
         ("/v1/audit", "after", range(0, i64::MAX)),
         ("/v1/fleets/{fleet}/devices", "limit", range(1, 1000)),
+        (
+            "/v1/random",
+            "bytes",
+            range(1, i64::try_from(datakeys::MAX_RANDOM_BYTES).unwrap_or(1024)),
+        ),
     ]
 }
 

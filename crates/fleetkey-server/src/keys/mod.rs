@@ -13,10 +13,12 @@
 //! 256 seals, and by [`KeyService::run_policies`] (the scheduler tick), so a keyring
 //! that is idle still rotates on time.
 
+mod datakey;
 mod keyring;
 pub(crate) mod nonce;
 mod service;
 
+pub use datakey::{DATA_KEY_LEN, DataKey};
 pub use keyring::{CATCH_UP_INTERVAL, Keyring};
 pub use service::KeyService;
 

@@ -409,6 +409,19 @@ pub enum KeysCommand {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Make a 256-bit data key sealed under the keyring; prints JSON
+    /// `{"ciphertext", "key_version", "plaintext"}` (base64, as the HTTP API answers).
+    Datakey {
+        /// Keyring name.
+        name: String,
+        #[command(flatten)]
+        bind: BindArgs,
+        /// Print only the sealed key (KMS GenerateDataKeyWithoutPlaintext).
+        #[arg(long)]
+        no_plaintext: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
     /// Apply rotation and retention policies now (what the scheduler does).
     Tick {
         #[command(flatten)]

@@ -112,6 +112,7 @@ fn dir_of(c: &KeysCommand) -> &DataDir {
         | KeysCommand::Rewrap { dir, .. }
         | KeysCommand::Seal { dir, .. }
         | KeysCommand::Unseal { dir, .. }
+        | KeysCommand::Datakey { dir, .. }
         | KeysCommand::Tick { dir } => dir,
     }
 }
@@ -189,6 +190,12 @@ async fn run_with(k: &impl Keyrings, cmd: KeysCommand, json: bool) -> CliResult<
                 .write_all(&pt)
                 .map_err(|e| CliError::io("stdout", &e))
         }
+        KeysCommand::Datakey {
+            name,
+            bind,
+            no_plaintext,
+            ..
+        } => print_json(&k.datakey(&name, &bind.binding()?, !no_plaintext).await?),
         KeysCommand::Tick { .. } => {
             let run = k.tick().await?;
             for line in &run.actions {
