@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | [`aead`] | AES-256-GCM, ChaCha20-Poly1305 (RFC 8439), AES-256-GCM-SIV (RFC 8452) | aws-lc-rs |
 //! | [`hkdf`] | HKDF-SHA256 (RFC 5869) | aws-lc-rs |
+//! | [`mac`] | HMAC-SHA-256, HMAC-SHA-512 (RFC 2104, RFC 4231 vectors) | aws-lc-rs |
 //! | [`x25519`] | X25519 (RFC 7748), low-order points refused | aws-lc-rs |
 //! | [`ed25519`] | Ed25519 (RFC 8032) | aws-lc-rs |
 //! | [`mlkem`] | ML-KEM-768 (FIPS 203) | aws-lc-rs |
@@ -67,6 +68,7 @@ mod error;
 pub mod hkdf;
 pub mod hpke;
 pub mod keyfile;
+pub mod mac;
 pub mod mldsa;
 pub mod mlkem;
 pub mod rand;

@@ -47,6 +47,16 @@ pub enum Error {
         /// Keyring named in the envelope.
         found: String,
     },
+    /// The keyring's key type does not do this operation.
+    #[error("keyring {keyring:?} holds {key_type} keys, not {needs} keys")]
+    WrongKeyType {
+        /// The keyring.
+        keyring: String,
+        /// Its key type.
+        key_type: &'static str,
+        /// What the operation needs (`encryption`, `signing`, `MAC`).
+        needs: &'static str,
+    },
     /// No such fleet.
     #[error("fleet {0:?} not found")]
     FleetNotFound(String),

@@ -48,6 +48,7 @@ pub(crate) mod directory;
 mod error;
 pub mod fleet;
 pub mod ingest;
+pub mod key_type;
 pub mod keys;
 pub mod names;
 pub mod secret_file;

@@ -31,14 +31,14 @@ pub const MAX_TOKEN_LEN: usize = 128;
 
 /// The scopes [`validate_scope`] accepts, as a regular expression (for the
 /// OpenAPI document).
-pub const SCOPE_PATTERN: &str = "^(admin|\\*|keys:manage|audit:read|tokens:manage|fleets:manage|claim|random|(seal|unseal|rewrap|datakey|keys|audit|tokens|factory|devices|fleets|operate|ingest):([A-Za-z0-9][A-Za-z0-9._-]{0,63}\\*?|\\*))$";
+pub const SCOPE_PATTERN: &str = "^(admin|\\*|keys:manage|audit:read|tokens:manage|fleets:manage|claim|random|(seal|unseal|rewrap|datakey|sign|verify|mac|keys|audit|tokens|factory|devices|fleets|operate|ingest):([A-Za-z0-9][A-Za-z0-9._-]{0,63}\\*?|\\*))$";
 
 /// Scopes a token may be given: exact names, or `<kind>:<keyring or prefix*>`.
 pub fn validate_scope(scope: &str) -> Result<()> {
     let bad = || Error::Invalid {
         what: "scope",
         why: format!(
-            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, claim, random, or seal:|unseal:|rewrap:|datakey: + a keyring, or factory:|devices:|operate:|ingest: + a fleet (name or prefix*)"
+            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, claim, random, or seal:|unseal:|rewrap:|datakey:|sign:|verify:|mac: + a keyring, or factory:|devices:|operate:|ingest: + a fleet (name or prefix*)"
         ),
     };
     match scope {
@@ -55,6 +55,9 @@ pub fn validate_scope(scope: &str) -> Result<()> {
             | "unseal"
             | "rewrap"
             | "datakey"
+            | "sign"
+            | "verify"
+            | "mac"
             | "keys"
             | "audit"
             | "tokens"
@@ -428,7 +431,7 @@ mod tests {
         /// The documented scope pattern accepts exactly what the validator does.
         #[test]
         fn the_scope_pattern_is_the_validator(
-            scope in "[a-z*]{0,8}(:[A-Za-z0-9._*-]{0,66})?|(seal|datakey|random|operate|keys|claim|admin):[A-Za-z0-9._-]{0,66}\\*?"
+            scope in "[a-z*]{0,8}(:[A-Za-z0-9._*-]{0,66})?|(seal|datakey|sign|verify|mac|random|operate|keys|claim|admin):[A-Za-z0-9._-]{0,66}\\*?"
         ) {
             let re = regex::Regex::new(SCOPE_PATTERN).unwrap();
             proptest::prop_assert_eq!(re.is_match(&scope), validate_scope(&scope).is_ok(), "{}", scope);

@@ -8,12 +8,12 @@ use crate::client::{Client, path};
 use crate::error::{CliError, CliResult};
 use crate::local::{actor, service_error};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use fleetkey_crypto::aead::Algorithm;
 use fleetkey_server::api::datakeys::{DataKeyRequest, DataKeyResponse};
 use fleetkey_server::api::keyrings::{
     BatchCiphertextRequest, BatchResponse, CiphertextRequest, CreateKeyringRequest, KeyringList,
     PolicyRequest, RotateResponse, SealRequest, SealResponse, UnsealResponse,
 };
+use fleetkey_server::key_type::KeyType;
 use fleetkey_server::keys::{KeyService, KeyringInfo, PolicyRun};
 use fleetkey_server::store::Policy;
 use reqwest::Method;
@@ -74,10 +74,7 @@ impl Keyrings for Local<'_> {
         algorithm: &str,
         policy: PolicyRequest,
     ) -> CliResult<KeyringInfo> {
-        let alg = Algorithm::from_name(algorithm).map_err(|_| {
-            CliError::usage(format!("unknown algorithm '{algorithm}'"))
-                .hint("choose aes-256-gcm, chacha20-poly1305 or aes-256-gcm-siv")
-        })?;
+        let alg = KeyType::from_name(algorithm).map_err(|e| CliError::usage(e.to_string()))?;
         let p = policy.apply(Policy::default());
         let name = name.parse().map_err(service_error)?;
         self.0

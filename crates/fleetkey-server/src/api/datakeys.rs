@@ -68,7 +68,7 @@ impl From<DataKeyResponse> for BatchItem {
             ciphertext: Some(d.ciphertext),
             key_version: Some(d.key_version),
             plaintext: d.plaintext,
-            error: None,
+            ..Self::default()
         }
     }
 }
@@ -87,7 +87,9 @@ async fn one(ring: &crate::keys::Keyring, req: &DataKeyRequest) -> ApiResult<Dat
     Ok(DataKeyResponse {
         key_version: dk.version,
         ciphertext: B64.encode(&dk.sealed),
-        plaintext: req.return_plaintext.then(|| B64.encode(dk.plaintext.as_slice())),
+        plaintext: req
+            .return_plaintext
+            .then(|| B64.encode(dk.plaintext.as_slice())),
     })
 }
 

@@ -29,6 +29,7 @@ pub const CODES: &[&str] = &[
     "revoked",
     "below_minimum",
     "unknown_version",
+    "wrong_key_type",
     "wrong_keyring",
     "claim_refused",
     "invalid_config",
@@ -66,7 +67,7 @@ impl<'de> serde::Deserialize<'de> for ErrorDetail {
 pub struct ErrorDetail {
     /// Stable code: `malformed`, `unauthenticated`, `forbidden`, `not_found`,
     /// `conflict`, `too_large`, `cannot_open`, `revoked`, `below_minimum`,
-    /// `unknown_version`, `wrong_keyring`, `claim_refused`, `invalid_config`,
+    /// `unknown_version`, `wrong_keyring`, `wrong_key_type`, `claim_refused`, `invalid_config`,
     /// `migration_failed`, `rate_limited`, `unavailable`.
     pub code: &'static str,
     /// What went wrong and what to do.
@@ -148,6 +149,7 @@ impl From<Error> for ApiError {
             Error::BelowMinimum { .. } => Self::new(s, "below_minimum", e.to_string()),
             Error::UnknownVersion { .. } => Self::new(s, "unknown_version", e.to_string()),
             Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
+            Error::WrongKeyType { .. } => Self::new(s, "wrong_key_type", e.to_string()),
             Error::Envelope(C::Open) => Self::new(s, "cannot_open", C::Open.to_string()),
             Error::Envelope(inner) => Self::malformed(format!("envelope: {inner}")),
             // Listed, not `_`: a new variant must be placed by whoever adds it.

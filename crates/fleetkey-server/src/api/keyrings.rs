@@ -7,6 +7,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiPath, b64, binding};
 use super::{AppState, St};
 use crate::Error;
+use crate::key_type::KeyType;
 use crate::keys::KeyringInfo;
 use crate::names::KeyringName;
 use crate::store::Policy;
@@ -27,7 +28,10 @@ pub struct CreateKeyringRequest {
     /// Name (docs/operations.md#names: 1–64 of `A-Z a-z 0-9 - _ .`, starting with a
     /// letter or a digit); also the key id in envelopes.
     pub name: String,
-    /// `aes-256-gcm` (default), `chacha20-poly1305` or `aes-256-gcm-siv`.
+    /// Key type, fixed for the keyring's life: `aes-256-gcm` (default),
+    /// `chacha20-poly1305`, `aes-256-gcm-siv` (seal and unseal); `ed25519`,
+    /// `ml-dsa-65`, `ed25519+ml-dsa-65` (sign and verify); `hmac-sha256`,
+    /// `hmac-sha512` (MACs).
     #[serde(default)]
     pub algorithm: Option<String>,
     /// Policy; omitted fields take the defaults.
@@ -131,7 +135,7 @@ pub struct BatchCiphertextRequest {
 }
 
 /// One item's result: either the output fields or `error`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct BatchItem {
     /// Base64 envelope (seal, rewrap).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,9 +143,15 @@ pub struct BatchItem {
     /// Key version (seal, rewrap).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_version: Option<u32>,
-    /// Base64 plaintext (unseal).
+    /// Base64 plaintext (unseal, data keys).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plaintext: Option<String>,
+    /// Base64 signature or MAC tag (sign, mac).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Whether it verified (verify, mac/verify).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
     /// Why this item failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
@@ -180,9 +190,8 @@ pub(super) async fn create_keyring(
 ) -> ApiResult<(StatusCode, Json<KeyringInfo>)> {
     p.require("keys:manage")?;
     let alg = match &req.algorithm {
-        Some(a) => Algorithm::from_name(a)
-            .map_err(|_| ApiError::malformed(format!("unknown algorithm {a:?}")))?,
-        None => Algorithm::Aes256Gcm,
+        Some(a) => KeyType::from_name(a)?,
+        None => KeyType::Aead(Algorithm::Aes256Gcm),
     };
     let policy = req.policy.unwrap_or_default().apply(Policy::default());
     let name = KeyringName::new(req.name)?;
@@ -419,8 +428,7 @@ impl From<SealResponse> for BatchItem {
         Self {
             ciphertext: Some(s.ciphertext),
             key_version: Some(s.key_version),
-            plaintext: None,
-            error: None,
+            ..Self::default()
         }
     }
 }
@@ -428,10 +436,8 @@ impl From<SealResponse> for BatchItem {
 impl From<UnsealResponse> for BatchItem {
     fn from(u: UnsealResponse) -> Self {
         Self {
-            ciphertext: None,
-            key_version: None,
             plaintext: Some(u.plaintext),
-            error: None,
+            ..Self::default()
         }
     }
 }
@@ -439,10 +445,8 @@ impl From<UnsealResponse> for BatchItem {
 impl From<ApiError> for BatchItem {
     fn from(e: ApiError) -> Self {
         Self {
-            ciphertext: None,
-            key_version: None,
-            plaintext: None,
             error: Some(e.detail),
+            ..Self::default()
         }
     }
 }

@@ -20,6 +20,14 @@ pub struct Metrics {
     pub unseals: IntCounterVec,
     /// Data keys by keyring and result.
     pub datakeys: IntCounterVec,
+    /// Signatures made, by keyring and result.
+    pub signs: IntCounterVec,
+    /// Signatures checked, by keyring and result (`ok` whether or not it verified).
+    pub verifies: IntCounterVec,
+    /// MAC tags made, by keyring and result.
+    pub macs: IntCounterVec,
+    /// MAC tags checked, by keyring and result.
+    pub mac_verifies: IntCounterVec,
     /// Bytes served by `GET /v1/random`.
     pub random_bytes: IntCounter,
     /// AEAD open failures (wrong key, tampered, wrong AAD) by keyring.
@@ -135,6 +143,26 @@ const UNSEALS: Def = Def::new(
 const DATAKEYS: Def = Def::new(
     "fleetkey_datakeys_total",
     "Data keys made, by keyring and result",
+    &["keyring", "result"],
+);
+const SIGNS: Def = Def::new(
+    "fleetkey_sign_items_total",
+    "Signatures made, by keyring and result",
+    &["keyring", "result"],
+);
+const VERIFIES: Def = Def::new(
+    "fleetkey_verify_items_total",
+    "Signatures checked, by keyring and result",
+    &["keyring", "result"],
+);
+const MACS: Def = Def::new(
+    "fleetkey_mac_items_total",
+    "MAC tags made, by keyring and result",
+    &["keyring", "result"],
+);
+const MAC_VERIFIES: Def = Def::new(
+    "fleetkey_mac_verify_items_total",
+    "MAC tags checked, by keyring and result",
     &["keyring", "result"],
 );
 const RANDOM_BYTES: Def = Def::new(
@@ -254,6 +282,10 @@ impl Metrics {
             seals: SEALS.counter_vec(&r)?,
             unseals: UNSEALS.counter_vec(&r)?,
             datakeys: DATAKEYS.counter_vec(&r)?,
+            signs: SIGNS.counter_vec(&r)?,
+            verifies: VERIFIES.counter_vec(&r)?,
+            macs: MACS.counter_vec(&r)?,
+            mac_verifies: MAC_VERIFIES.counter_vec(&r)?,
             random_bytes: RANDOM_BYTES.counter(&r)?,
             open_failures: OPEN_FAILURES.counter_vec(&r)?,
             rate_limited: RATE_LIMITED.counter_vec(&r)?,

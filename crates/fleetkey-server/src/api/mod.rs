@@ -4,7 +4,7 @@
 //! Every `/v1` route needs a bearer token with the route's scope; `/healthz`,
 //! `/readyz`, `/metrics` and `/v1/openapi.json` are open. The OpenAPI 3.1 document is
 //! generated from the handlers ([`ApiDoc`]). One file per resource: keyrings.rs
-//! (keyrings, seal/unseal/rewrap and batches), datakeys.rs (data keys, random bytes), audit.rs, tokens.rs, fleets.rs (fleets,
+//! (keyrings, seal/unseal/rewrap and batches), datakeys.rs (data keys, random bytes), signing.rs (sign, verify, MACs, public keys), audit.rs, tokens.rs, fleets.rs (fleets,
 //! factory, device lists), lifecycle.rs (onboarding, states, decommissioning,
 //! claims), devices.rs (config, commands, rotation), ingest.rs; health.rs (open
 //! routes), middleware.rs (auth, limits, metrics), extract.rs (JSON/path/query
@@ -30,6 +30,7 @@ mod openapi;
 pub mod ratelimit;
 pub(crate) mod refusals;
 pub mod server;
+pub mod signing;
 pub mod supervisor;
 mod tokens;
 
@@ -199,6 +200,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(devices::operator_routes())
         .merge(ingest::routes())
         .merge(datakeys::routes())
+        .merge(signing::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_limit,

@@ -9,7 +9,7 @@
 //! checks in `.ci/run`) can rely on it: a request the document allows is not
 //! refused as malformed, and one it forbids is refused.
 
-use super::{ApiDoc, datakeys, devices, ingest};
+use super::{ApiDoc, datakeys, devices, ingest, signing};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -27,6 +27,7 @@ fn derived() -> Value {
     doc.merge(<devices::DevicesDoc as OpenApi>::openapi());
     doc.merge(<ingest::IngestDoc as OpenApi>::openapi());
     doc.merge(<datakeys::DataKeysDoc as OpenApi>::openapi());
+    doc.merge(<signing::SigningDoc as OpenApi>::openapi());
     serde_json::to_value(doc).unwrap_or_default()
 }
 
@@ -174,7 +175,10 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
         (
             "CreateKeyringRequest",
             "algorithm",
-            json!({ "pattern": "^(aes-256-gcm|chacha20-poly1305|aes-256-gcm-siv)$" }),
+            json!({ "pattern": format!(
+                "^({})$",
+                crate::key_type::NAMES.map(|n| n.replace('+', "\\+")).join("|")
+            ) }),
         ),
         (
             "PolicyRequest",

@@ -7,6 +7,7 @@ use super::{KeyConfig, KeyringInfo, Shared, VersionInfo, wrap_context};
 use crate::audit::AuditDraft;
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
+use crate::key_type::{KeyType, Purpose};
 use crate::store::{Change, KeyringRecord, Reservation, VersionRecord, VersionState};
 use arc_swap::ArcSwap;
 use fleetkey_crypto::{
@@ -60,6 +61,16 @@ pub(super) async fn mint_version(
         seal_count: 0,
     };
     Ok((record, data_key))
+}
+
+/// The sealing key of a version: its secret as the keyring's AEAD key. A keyring
+/// of another type never seals (every seal path checks the type first); its
+/// sealer gets a fresh random key that nothing is sealed with.
+fn aead_key(kind: KeyType, secret: SecretBytes<32>) -> Result<AeadKey> {
+    Ok(match kind.aead() {
+        Some(alg) => AeadKey::new(alg, secret)?,
+        None => AeadKey::generate(fleetkey_crypto::aead::Algorithm::Aes256Gcm)?,
+    })
 }
 
 /// A durably reserved range of nonce counters.
@@ -159,6 +170,8 @@ pub struct Keyring {
     pub(super) primary: ArcSwap<Primary>,
     pub(super) meta: ArcSwap<Meta>,
     pub(super) keys: parking_lot::RwLock<HashMap<u32, Arc<AeadKey>>>,
+    /// Signing and MAC keys by version (keyrings of those types).
+    pub(super) typed: parking_lot::RwLock<HashMap<u32, Arc<super::typed::TypedKey>>>,
     pub(super) slow: tokio::sync::Mutex<()>,
     /// One catch-up re-read at a time ([`Keyring::catch_up`]).
     pub(super) catch_up: tokio::sync::Mutex<()>,
@@ -182,23 +195,42 @@ impl Keyring {
         &self.name
     }
 
-    /// Seals `plaintext` with the primary version. `aad` is authenticated, not stored.
-    pub async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    /// The keyring's key type.
+    pub fn key_type(&self) -> KeyType {
+        self.meta.load().record.algorithm
+    }
+
+    /// Refuses an operation that this keyring's key type does not do.
+    pub(super) fn require(&self, purpose: Purpose) -> Result<()> {
+        self.key_type().require(&self.name, purpose)
+    }
+
+    /// Takes one use of the primary version: the primary and the counter taken
+    /// (the nonce of a seal; every use counts towards the use budget). Rotates or
+    /// refills first when the budget, the age or the block says so.
+    pub(super) async fn next_use(&self) -> Result<(arc_swap::Guard<Arc<Primary>>, u32)> {
         loop {
             let p = self.primary.load();
             if let Some(counter) = p.block.take() {
-                // Age check on a sample of seals; the scheduler covers idle keyrings.
+                // Age check on a sample of uses; the scheduler covers idle keyrings.
                 if counter & 0xFF == 0 && self.age_due(&p) {
                     drop(p);
                     self.slow_path().await?;
                     continue;
                 }
-                let nonce = nonce::nonce(&p.block.instance, counter);
-                return Ok(p.sealer.seal(nonce, plaintext, aad)?);
+                return Ok((p, counter));
             }
             drop(p);
             self.slow_path().await?;
         }
+    }
+
+    /// Seals `plaintext` with the primary version. `aad` is authenticated, not stored.
+    pub async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        self.require(Purpose::Encrypt)?;
+        let (p, counter) = self.next_use().await?;
+        let nonce = nonce::nonce(&p.block.instance, counter);
+        Ok(p.sealer.seal(nonce, plaintext, aad)?)
     }
 
     pub(super) fn age_due(&self, p: &Primary) -> bool {
@@ -449,7 +481,7 @@ impl Keyring {
             .custody
             .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
             .await?;
-        let key = Arc::new(AeadKey::new(meta.record.algorithm, raw)?);
+        let key = Arc::new(aead_key(meta.record.algorithm, raw)?);
         {
             let mut m = self.keys.write();
             m.insert(version, key.clone());
@@ -498,6 +530,7 @@ impl Keyring {
 
     /// Opens an envelope sealed by this keyring.
     pub async fn unseal(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        self.require(Purpose::Encrypt)?;
         let (header, len) = Header::parse(envelope)?;
         match self.check_header(&header) {
             Err(Error::UnknownVersion { version, .. }) if version > self.newest_version() => {
@@ -584,7 +617,7 @@ impl Keyring {
             let mut m = self.keys.write();
             m.insert(
                 new_version,
-                Arc::new(AeadKey::new(meta.record.algorithm, data_key)?),
+                Arc::new(aead_key(meta.record.algorithm, data_key)?),
             );
         }
         s.metrics.rotations.fetch_add(1, Ordering::Relaxed);
@@ -704,15 +737,14 @@ impl Keyring {
                 break (record, versions);
             }
         };
-        // Forget unwrapped keys that may no longer open anything.
-        {
-            let mut m = self.keys.write();
-            m.retain(|v, _| {
-                versions.get(v).is_some_and(|r| {
-                    !matches!(r.state, VersionState::Destroyed | VersionState::Revoked)
-                })
-            });
-        }
+        // Forget unwrapped keys that may no longer open (or verify) anything.
+        let live = |v: &u32| {
+            versions.get(v).is_some_and(|r| {
+                !matches!(r.state, VersionState::Destroyed | VersionState::Revoked)
+            })
+        };
+        self.keys.write().retain(|v, _| live(v));
+        self.typed.write().retain(|v, _| live(v));
         self.meta.store(Arc::new(Meta { record, versions }));
         Ok(())
     }

@@ -16,11 +16,15 @@
 mod datakey;
 mod keyring;
 pub(crate) mod nonce;
+mod public_key;
 mod service;
+mod typed;
 
 pub use datakey::{DATA_KEY_LEN, DataKey};
 pub use keyring::{CATCH_UP_INTERVAL, Keyring};
+pub use public_key::{FORMATS as PUBLIC_KEY_FORMATS, public_key_form};
 pub use service::KeyService;
+pub use typed::{COMPOSITE_SALT, Signed};
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::custody::Custody;

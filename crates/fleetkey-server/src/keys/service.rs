@@ -12,6 +12,7 @@ use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::SharedClock;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
+use crate::key_type::KeyType;
 use crate::names::KeyringName;
 use crate::store::{Change, KeyringRecord, Policy, Store};
 use arc_swap::ArcSwap;
@@ -87,9 +88,10 @@ impl KeyService {
         &self,
         actor: &str,
         name: &KeyringName,
-        algorithm: Algorithm,
+        algorithm: impl Into<KeyType>,
         policy: Policy,
     ) -> Result<KeyringInfo> {
+        let algorithm = algorithm.into();
         let name = name.as_str();
         validate_name(name)?;
         validate_policy(&policy)?;
@@ -152,7 +154,7 @@ impl KeyService {
             meta: ArcSwap::from_pointee(Meta {
                 record: KeyringRecord {
                     name: name.to_owned(),
-                    algorithm: Algorithm::Aes256Gcm,
+                    algorithm: KeyType::Aead(Algorithm::Aes256Gcm),
                     primary_version: 0,
                     min_decrypt_version: 0,
                     policy: Policy::default(),
@@ -161,6 +163,7 @@ impl KeyService {
                 versions: BTreeMap::new(),
             }),
             keys: parking_lot::RwLock::new(HashMap::new()),
+            typed: parking_lot::RwLock::new(HashMap::new()),
             slow: tokio::sync::Mutex::new(()),
             catch_up: tokio::sync::Mutex::new(()),
             last_catch_up: parking_lot::Mutex::new(None),
@@ -285,6 +288,7 @@ impl KeyService {
         aad: &[u8],
     ) -> Result<Vec<Result<Vec<u8>>>> {
         let ring = self.keyring(name).await?;
+        ring.require(crate::key_type::Purpose::Encrypt)?;
         let mut out = Vec::with_capacity(envelopes.len());
         for e in envelopes {
             out.push(ring.rewrap_one(e, aad).await);

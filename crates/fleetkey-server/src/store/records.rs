@@ -3,8 +3,8 @@
 
 use crate::clock::UnixTime;
 use crate::error::Result;
+use crate::key_type::KeyType;
 use crate::store::audit_log::AuditDraft;
-use fleetkey_crypto::aead::Algorithm;
 
 /// A keyring's rotation policy.
 #[derive(
@@ -37,8 +37,8 @@ impl Default for Policy {
 pub struct KeyringRecord {
     /// Unique name; also the key id in every envelope it seals.
     pub name: String,
-    /// AEAD of every version.
-    pub algorithm: Algorithm,
+    /// Key type of every version (an AEAD, a signature algorithm, a MAC).
+    pub algorithm: KeyType,
     /// The version that seals.
     pub primary_version: u32,
     /// Versions below this are refused.

@@ -7,8 +7,8 @@ use super::{
     KeyringRecord, Policy, StoredConfig, TokenRecord, VersionRecord, VersionState,
 };
 use crate::error::{Error, Result};
+use crate::key_type::KeyType;
 use crate::store::audit_log::AuditEntry;
-use fleetkey_crypto::aead::Algorithm;
 
 /// A column type both databases decode (`i64`, `String`, `Vec<u8>`, options of
 /// them).
@@ -83,7 +83,7 @@ pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
     let alg: String = r.col("algorithm")?;
     Ok(KeyringRecord {
         name: r.col("name")?,
-        algorithm: Algorithm::from_name(&alg)
+        algorithm: KeyType::from_name(&alg)
             .map_err(|_| Error::Corrupt(format!("unknown algorithm {alg:?}")))?,
         primary_version: to_u32(r.col("primary_version")?, "primary_version")?,
         min_decrypt_version: to_u32(r.col("min_decrypt_version")?, "min_decrypt_version")?,

@@ -22,6 +22,9 @@ pub struct Api {
     pub app: axum::Router,
     pub tokens: Arc<TokenService>,
     pub admin: String,
+    /// The store and custody under the router (for tests that look beneath it).
+    pub store: Arc<dyn fleetkey_server::store::Store>,
+    pub custody: Arc<LocalCustody>,
 }
 
 pub async fn api_with(config: Config) -> Api {
@@ -55,7 +58,7 @@ pub async fn api_with(config: Config) -> Api {
         .unwrap(),
     );
     let tokens = Arc::new(TokenService::new(store.clone(), clock.clone()));
-    let fleets = fleetkey_server::fleet::FleetService::new(store, custody, clock);
+    let fleets = fleetkey_server::fleet::FleetService::new(store.clone(), custody.clone(), clock);
     let (_, admin) = tokens
         .create("test", "admin", vec!["admin".into()], None)
         .await
@@ -63,6 +66,8 @@ pub async fn api_with(config: Config) -> Api {
     let state = server::state(&config, keys, tokens.clone(), fleets).unwrap();
     Api {
         dir,
+        store,
+        custody,
         app: api::router(state, config.max_body_bytes),
         tokens,
         admin: admin.to_string(),

@@ -1,0 +1,215 @@
+//! Signing and MAC keyrings: sign and verify (Ed25519, ML-DSA-65, the composite),
+//! MAC generate and verify (HMAC-SHA-256/512), and public keys. Each version's
+//! 32-byte secret is the key (docs/formats.md, "Keyring key types"): the Ed25519
+//! seed, the ML-DSA-65 seed ξ, the HMAC key; the composite derives its two seeds
+//! from it with HKDF-SHA256. Signing and MACs take a use of the primary version,
+//! as a seal does, so rotation by use and by age work alike; verifying accepts
+//! every version that may still be used (not revoked, not below the minimum).
+
+use super::Keyring;
+use super::wrap_context;
+use crate::error::{Error, Result};
+use crate::key_type::{KeyType, Purpose};
+use fleetkey_crypto::{
+    composite::{self, CompositeSigner},
+    ed25519::{self, Ed25519Signer},
+    mac::MacKey,
+    mldsa::{self, MlDsaSigner},
+    secret::SecretBytes,
+};
+use std::sync::Arc;
+
+/// HKDF-SHA256 salt of the composite's seeds.
+pub const COMPOSITE_SALT: &[u8] = b"fleetkey keyring composite v1";
+
+/// One version's signing or MAC key.
+pub(crate) enum TypedKey {
+    Ed25519(Ed25519Signer),
+    MlDsa65(Box<MlDsaSigner>),
+    Composite(Box<CompositeSigner>),
+    Mac(Box<MacKey>),
+}
+
+fn derive(secret: &SecretBytes<32>, info: &[u8]) -> Result<SecretBytes<32>> {
+    let mut out = [0u8; 32];
+    fleetkey_crypto::hkdf::hkdf_sha256(COMPOSITE_SALT, secret.expose_secret(), info, &mut out)?;
+    let s = SecretBytes::new(out);
+    zeroize::Zeroize::zeroize(&mut out);
+    Ok(s)
+}
+
+impl TypedKey {
+    fn new(kind: KeyType, secret: SecretBytes<32>) -> Result<Self> {
+        Ok(match kind {
+            KeyType::Ed25519 => Self::Ed25519(Ed25519Signer::from_seed(secret)?),
+            KeyType::MlDsa65 => Self::MlDsa65(Box::new(MlDsaSigner::from_seed(secret)?)),
+            KeyType::Ed25519MlDsa65 => Self::Composite(Box::new(CompositeSigner::new(
+                Ed25519Signer::from_seed(derive(&secret, b"ed25519")?)?,
+                MlDsaSigner::from_seed(derive(&secret, b"ml-dsa-65")?)?,
+            ))),
+            KeyType::Mac(alg) => Self::Mac(Box::new(MacKey::new(alg, &secret))),
+            KeyType::Aead(_) => {
+                return Err(Error::Internal(
+                    "an encryption key is not a typed key".into(),
+                ));
+            }
+        })
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        Ok(match self {
+            Self::Ed25519(k) => k.sign(msg).to_vec(),
+            Self::MlDsa65(k) => k.sign(msg)?,
+            Self::Composite(k) => k.sign(msg)?,
+            Self::Mac(k) => k.tag(msg),
+        })
+    }
+
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match self {
+            Self::Ed25519(k) => ed25519::verify(&k.public_key(), msg, sig).is_ok(),
+            Self::MlDsa65(k) => mldsa::verify(&k.public_key(), msg, sig).is_ok(),
+            Self::Composite(k) => composite::verify(&k.public_key(), msg, sig).is_ok(),
+            Self::Mac(k) => k.verify(msg, sig).is_ok(),
+        }
+    }
+
+    fn public_key(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Ed25519(k) => Some(k.public_key().to_vec()),
+            Self::MlDsa65(k) => Some(k.public_key()),
+            Self::Composite(k) => Some(k.public_key()),
+            Self::Mac(_) => None,
+        }
+    }
+}
+
+/// A signature or MAC tag and the version that made it.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The signature (or tag).
+    pub signature: Vec<u8>,
+    /// The version whose key made it.
+    pub version: u32,
+}
+
+impl Keyring {
+    /// The signing or MAC key of `version`, from cache or custody.
+    async fn typed_key(&self, version: u32) -> Result<Arc<TypedKey>> {
+        if let Some(k) = self.typed.read().get(&version).cloned() {
+            return Ok(k);
+        }
+        let meta = self.meta.load_full();
+        let rec = meta
+            .versions
+            .get(&version)
+            .ok_or_else(|| Error::UnknownVersion {
+                keyring: self.name.clone(),
+                version,
+            })?;
+        let secret = self
+            .shared
+            .custody
+            .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
+            .await?;
+        let key = Arc::new(TypedKey::new(meta.record.algorithm, secret)?);
+        self.typed.write().insert(version, key.clone());
+        Ok(key)
+    }
+
+    /// Signs (or MACs, for `Purpose::Mac`) with the primary version, taking one use.
+    async fn make(&self, purpose: Purpose, msg: &[u8]) -> Result<Signed> {
+        self.require(purpose)?;
+        let (p, _) = self.next_use().await?;
+        let version = p.version;
+        drop(p);
+        let key = self.typed_key(version).await?;
+        Ok(Signed {
+            signature: key.sign(msg)?,
+            version,
+        })
+    }
+
+    /// Checks `sig` with `version`, or with every version that may still be used
+    /// (newest first) when none is given; the version that verified it, if any.
+    async fn check(
+        &self,
+        purpose: Purpose,
+        msg: &[u8],
+        sig: &[u8],
+        version: Option<u32>,
+    ) -> Result<Option<u32>> {
+        self.require(purpose)?;
+        let candidates: Vec<u32> = match version {
+            Some(v) => {
+                if v > self.newest_version() {
+                    self.catch_up().await?;
+                }
+                self.check_version(v)?;
+                vec![v]
+            }
+            None => {
+                let meta = self.meta.load();
+                meta.versions
+                    .keys()
+                    .rev()
+                    .copied()
+                    .filter(|v| self.check_version(*v).is_ok())
+                    .collect()
+            }
+        };
+        for v in candidates {
+            if self.typed_key(v).await?.verify(msg, sig) {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Signs `msg` with the primary version (a signing keyring).
+    pub async fn sign(&self, msg: &[u8]) -> Result<Signed> {
+        self.make(Purpose::Sign, msg).await
+    }
+
+    /// Verifies a signature made by this keyring; the version that made it, or
+    /// `None` when no usable version verifies it.
+    pub async fn verify(
+        &self,
+        msg: &[u8],
+        sig: &[u8],
+        version: Option<u32>,
+    ) -> Result<Option<u32>> {
+        self.check(Purpose::Sign, msg, sig, version).await
+    }
+
+    /// The MAC tag of `msg` with the primary version (a MAC keyring).
+    pub async fn mac(&self, msg: &[u8]) -> Result<Signed> {
+        self.make(Purpose::Mac, msg).await
+    }
+
+    /// Checks a MAC tag in constant time per version tried; the version that
+    /// made it, or `None`.
+    pub async fn verify_mac(
+        &self,
+        msg: &[u8],
+        tag: &[u8],
+        version: Option<u32>,
+    ) -> Result<Option<u32>> {
+        self.check(Purpose::Mac, msg, tag, version).await
+    }
+
+    /// The public key of `version` (default: the primary) of a signing keyring.
+    pub async fn public_key(&self, version: Option<u32>) -> Result<(u32, Vec<u8>)> {
+        self.require(Purpose::Sign)?;
+        let v = version.unwrap_or_else(|| self.meta.load().record.primary_version);
+        if v > self.newest_version() {
+            self.catch_up().await?;
+        }
+        self.check_version(v)?;
+        let key = self.typed_key(v).await?;
+        let pk = key
+            .public_key()
+            .ok_or_else(|| Error::Internal("a signing key without a public key".into()))?;
+        Ok((v, pk))
+    }
+}
