@@ -13,6 +13,9 @@ use fleetkey_server::api::keyrings::{
     BatchCiphertextRequest, BatchResponse, CiphertextRequest, CreateKeyringRequest, KeyringList,
     PolicyRequest, RotateResponse, SealRequest, SealResponse, UnsealResponse,
 };
+use fleetkey_server::api::signing::{
+    PublicKeyResponse, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
+};
 use fleetkey_server::key_type::KeyType;
 use fleetkey_server::keys::{KeyService, KeyringInfo, PolicyRun};
 use fleetkey_server::store::Policy;
@@ -60,6 +63,24 @@ pub(crate) trait Keyrings {
         aad: &Binding,
         plaintext: bool,
     ) -> CliResult<DataKeyResponse>;
+    /// Signs `msg` (or MACs it, with `mac`).
+    async fn sign(&self, name: &str, msg: &[u8], mac: bool) -> CliResult<SignResponse>;
+    /// Checks a signature (or MAC tag, with `mac`).
+    async fn verify(
+        &self,
+        name: &str,
+        msg: &[u8],
+        sig: &[u8],
+        version: Option<u32>,
+        mac: bool,
+    ) -> CliResult<VerifyResponse>;
+    /// A signing keyring's public key in `format`.
+    async fn public_key(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        format: &str,
+    ) -> CliResult<PublicKeyResponse>;
     /// Applies every keyring's policy now.
     async fn tick(&self) -> CliResult<PolicyRun>;
 }
@@ -153,6 +174,59 @@ impl Keyrings for Local<'_> {
             key_version: dk.version,
             ciphertext: B64.encode(&dk.sealed),
             plaintext: plaintext.then(|| B64.encode(dk.plaintext.as_slice())),
+        })
+    }
+
+    async fn sign(&self, name: &str, msg: &[u8], mac: bool) -> CliResult<SignResponse> {
+        let ring = self.0.keyring(name).await.map_err(service_error)?;
+        let s = if mac {
+            ring.mac(msg).await
+        } else {
+            ring.sign(msg).await
+        }
+        .map_err(service_error)?;
+        Ok(SignResponse {
+            signature: B64.encode(&s.signature),
+            key_version: s.version,
+        })
+    }
+
+    async fn verify(
+        &self,
+        name: &str,
+        msg: &[u8],
+        sig: &[u8],
+        version: Option<u32>,
+        mac: bool,
+    ) -> CliResult<VerifyResponse> {
+        let ring = self.0.keyring(name).await.map_err(service_error)?;
+        let v = if mac {
+            ring.verify_mac(msg, sig, version).await
+        } else {
+            ring.verify(msg, sig, version).await
+        }
+        .map_err(service_error)?;
+        Ok(VerifyResponse {
+            valid: v.is_some(),
+            key_version: v,
+        })
+    }
+
+    async fn public_key(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        format: &str,
+    ) -> CliResult<PublicKeyResponse> {
+        let ring = self.0.keyring(name).await.map_err(service_error)?;
+        let (v, pk) = ring.public_key(version).await.map_err(service_error)?;
+        let kind = ring.key_type();
+        Ok(PublicKeyResponse {
+            algorithm: kind.name().to_owned(),
+            key_version: v,
+            format: format.to_owned(),
+            public_key: fleetkey_server::keys::public_key_form(kind, &pk, format)
+                .map_err(service_error)?,
         })
     }
 
@@ -276,6 +350,57 @@ impl Keyrings for Remote<'_> {
         };
         let p = path(&["v1", "keyrings", name, "datakey"]);
         self.0.send(Method::POST, &p, &body).await
+    }
+
+    async fn sign(&self, name: &str, msg: &[u8], mac: bool) -> CliResult<SignResponse> {
+        let body = SignRequest {
+            message: B64.encode(msg),
+        };
+        let op = if mac { "mac" } else { "sign" };
+        self.0
+            .send(Method::POST, &path(&["v1", "keyrings", name, op]), &body)
+            .await
+    }
+
+    async fn verify(
+        &self,
+        name: &str,
+        msg: &[u8],
+        sig: &[u8],
+        version: Option<u32>,
+        mac: bool,
+    ) -> CliResult<VerifyResponse> {
+        let body = VerifyRequest {
+            message: B64.encode(msg),
+            signature: B64.encode(sig),
+            key_version: version,
+        };
+        let p = if mac {
+            path(&["v1", "keyrings", name, "mac", "verify"])
+        } else {
+            path(&["v1", "keyrings", name, "verify"])
+        };
+        self.0.send(Method::POST, &p, &body).await
+    }
+
+    async fn public_key(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        format: &str,
+    ) -> CliResult<PublicKeyResponse> {
+        // One of a few fixed words: nothing to escape in the query.
+        if !fleetkey_server::keys::PUBLIC_KEY_FORMATS.contains(&format) {
+            return Err(CliError::usage(format!(
+                "unknown format {format:?}; use raw, pem or jwk"
+            )));
+        }
+        let mut p = path(&["v1", "keyrings", name, "public-key"]);
+        p.push_str(&format!("?format={format}"));
+        if let Some(v) = version {
+            p.push_str(&format!("&version={v}"));
+        }
+        self.0.call(Method::GET, &p, None).await
     }
 
     async fn tick(&self) -> CliResult<PolicyRun> {

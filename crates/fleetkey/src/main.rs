@@ -25,6 +25,7 @@ fn main() {
         cli::Command::Seal(a) => commands::seal::run(a),
         cli::Command::Unseal(a) => commands::unseal::run(a),
         cli::Command::Inspect(a) => commands::inspect::run(a),
+        cli::Command::Verify(a) => commands::verify::run(a),
         cli::Command::Keys(c) => commands::keys::run(c),
         cli::Command::Audit(c) => commands::audit::run(c),
         cli::Command::Serve(a) => commands::serve::run(a),

@@ -354,3 +354,100 @@ fn fleets_factory_simulation_and_devices_from_the_command_line() {
     assert_eq!(profiles.len(), 28);
     assert_eq!(profiles.iter().filter(|p| **p == "constrained").count(), 3);
 }
+
+#[test]
+fn signing_and_mac_keyrings_from_the_command_line_and_offline_verification() {
+    let a = Admin::new();
+    let json = |out: &assert_cmd::assert::Assert| -> serde_json::Value {
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+    for alg in ["ed25519", "ml-dsa-65", "ed25519+ml-dsa-65"] {
+        let name = format!("rel-{}", alg.replace('+', "-"));
+        a.cmd()
+            .args(["keys", "create", &name, "--algorithm", alg])
+            .assert()
+            .success();
+        let s = json(
+            &a.cmd()
+                .args(["keys", "sign", &name])
+                .write_stdin("firmware")
+                .assert()
+                .success(),
+        );
+        let sig = s["signature"].as_str().unwrap().to_owned();
+        a.cmd()
+            .args(["keys", "verify", &name, "--signature", &sig])
+            .write_stdin("firmware")
+            .assert()
+            .success()
+            .stdout("valid (version 1)\n");
+        a.cmd()
+            .args(["keys", "verify", &name, "--signature", &sig])
+            .write_stdin("firmwarf")
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("invalid"));
+        // Offline, with the public key file in every format the type has.
+        let formats: &[&str] = match alg {
+            "ed25519" => &["raw", "pem", "jwk"],
+            "ml-dsa-65" => &["raw", "pem"],
+            _ => &["raw"],
+        };
+        for format in formats {
+            let out = a
+                .cmd()
+                .args(["keys", "public-key", &name, "--format", format])
+                .assert()
+                .success();
+            let file = a.path(&format!("{name}.{format}.pub"));
+            std::fs::write(&file, &out.get_output().stdout).unwrap();
+            let verify = |msg: &str| {
+                let mut c = Command::cargo_bin("fleetkey").unwrap();
+                c.args(["verify", "--public-key", &file, "--signature", &sig])
+                    .write_stdin(msg.to_owned());
+                c
+            };
+            verify("firmware")
+                .assert()
+                .success()
+                .stdout(format!("valid ({alg})\n"));
+            verify("firmwarf").assert().code(1);
+        }
+        if alg == "ed25519+ml-dsa-65" {
+            a.cmd()
+                .args(["keys", "public-key", &name, "--format", "pem"])
+                .assert()
+                .code(2);
+        }
+    }
+    a.cmd()
+        .args(["keys", "create", "api-mac", "--algorithm", "hmac-sha256"])
+        .assert()
+        .success();
+    let t = json(
+        &a.cmd()
+            .args(["keys", "sign", "api-mac", "--mac"])
+            .write_stdin("req")
+            .assert()
+            .success(),
+    );
+    let tag = t["signature"].as_str().unwrap();
+    a.cmd()
+        .args(["keys", "verify", "api-mac", "--mac", "--signature", tag])
+        .write_stdin("req")
+        .assert()
+        .success();
+    // The wrong operation for the type is refused with what the keyring holds.
+    a.cmd()
+        .args(["keys", "sign", "api-mac"])
+        .write_stdin("req")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("hmac-sha256"));
+    a.cmd()
+        .args(["keys", "seal", "rel-ed25519"])
+        .write_stdin("x")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not encryption keys"));
+}

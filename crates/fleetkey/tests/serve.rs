@@ -132,6 +132,34 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         dk.get("plaintext").is_none() && dk["ciphertext"].is_string(),
         "{dk}"
     );
+    // A signing keyring through the server, verified offline.
+    client(&["keys", "create", "rel", "--algorithm", "ed25519"])
+        .assert()
+        .success();
+    let s = client(&["keys", "sign", "rel"])
+        .write_stdin("fw")
+        .assert()
+        .success();
+    let s: serde_json::Value = serde_json::from_slice(&s.get_output().stdout).unwrap();
+    let sig = s["signature"].as_str().unwrap();
+    client(&["keys", "verify", "rel", "--signature", sig])
+        .write_stdin("fw")
+        .assert()
+        .success();
+    let pk = client(&["keys", "public-key", "rel", "--format", "jwk"])
+        .assert()
+        .success();
+    std::fs::write(dir.path().join("rel.pub"), &pk.get_output().stdout).unwrap();
+    Command::cargo_bin("fleetkey")
+        .unwrap()
+        .args(["verify", "--signature", sig, "--public-key"])
+        .arg(dir.path().join("rel.pub"))
+        .write_stdin("fw")
+        .assert()
+        .success();
+    client(&["keys", "public-key", "rel", "--format", "x509"])
+        .assert()
+        .code(2);
     client(&["keys", "rotate", "web"]).assert().success();
     let rewrapped = client(&["keys", "rewrap", "web", "--aad", "a"])
         .write_stdin(env)

@@ -22,7 +22,10 @@ mod typed;
 
 pub use datakey::{DATA_KEY_LEN, DataKey};
 pub use keyring::{CATCH_UP_INTERVAL, Keyring};
-pub use public_key::{FORMATS as PUBLIC_KEY_FORMATS, public_key_form};
+pub use public_key::{
+    FORMATS as PUBLIC_KEY_FORMATS, MAX_PUBLIC_KEY_FILE, parse_public_key, public_key_form,
+    verify_with,
+};
 pub use service::KeyService;
 pub use typed::{COMPOSITE_SALT, Signed};
 

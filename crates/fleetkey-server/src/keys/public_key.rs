@@ -69,6 +69,104 @@ pub fn public_key_form(kind: KeyType, pk: &[u8], format: &str) -> Result<Value> 
     }
 }
 
+/// Most bytes of a public key file [`parse_public_key`] reads.
+pub const MAX_PUBLIC_KEY_FILE: usize = 64 * 1024;
+
+/// Reads a public key written by `fleetkey keys public-key` (the JSON of any
+/// format) or a bare PEM SubjectPublicKeyInfo (Ed25519 or ML-DSA-65): its key type
+/// and raw bytes, length-checked.
+pub fn parse_public_key(text: &str) -> Result<(KeyType, Vec<u8>)> {
+    let bad = |why: String| Error::Invalid {
+        what: "public key",
+        why,
+    };
+    if text.len() > MAX_PUBLIC_KEY_FILE {
+        return Err(bad("larger than 64 KiB".into()));
+    }
+    let text = text.trim();
+    let (kind, pk) = if text.starts_with('{') {
+        let v: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let kind = KeyType::from_name(v["algorithm"].as_str().unwrap_or_default())?;
+        let pk = match (v["format"].as_str(), &v["public_key"]) {
+            (Some("raw"), Value::String(b)) => {
+                B64.decode(b).map_err(|_| bad("not base64".into()))?
+            }
+            (Some("pem"), Value::String(p)) => parse_pem(p)?.1,
+            (Some("jwk"), Value::Object(j)) if j.get("kty") == Some(&json!("OKP")) => {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(j.get("x").and_then(Value::as_str).unwrap_or_default())
+                    .map_err(|_| bad("jwk x is not base64url".into()))?
+            }
+            _ => {
+                return Err(bad(
+                    "expected format raw, pem or jwk with its public_key".into()
+                ));
+            }
+        };
+        (kind, pk)
+    } else {
+        parse_pem(text)?
+    };
+    let want = match kind {
+        KeyType::Ed25519 => fleetkey_crypto::ed25519::PUBLIC_KEY_LEN,
+        KeyType::MlDsa65 => fleetkey_crypto::mldsa::PUBLIC_KEY_LEN,
+        KeyType::Ed25519MlDsa65 => fleetkey_crypto::composite::PUBLIC_KEY_LEN,
+        other => return Err(bad(format!("{} keys have no public key", other.name()))),
+    };
+    if pk.len() != want {
+        return Err(bad(format!(
+            "{} bytes; a {} key has {want}",
+            pk.len(),
+            kind.name()
+        )));
+    }
+    Ok((kind, pk))
+}
+
+fn parse_pem(text: &str) -> Result<(KeyType, Vec<u8>)> {
+    use spki::der::Decode;
+    let bad = |why: &str| Error::Invalid {
+        what: "public key",
+        why: why.into(),
+    };
+    let (label, der) =
+        spki::der::pem::decode_vec(text.trim().as_bytes()).map_err(|_| bad("not PEM"))?;
+    if label != "PUBLIC KEY" {
+        return Err(bad("expected a PEM PUBLIC KEY"));
+    }
+    let spki =
+        SubjectPublicKeyInfoRef::from_der(&der).map_err(|_| bad("not a SubjectPublicKeyInfo"))?;
+    let kind = match spki.algorithm.oid {
+        ED25519_OID => KeyType::Ed25519,
+        ML_DSA_65_OID => KeyType::MlDsa65,
+        _ => return Err(bad("not an Ed25519 or ML-DSA-65 key")),
+    };
+    if spki.algorithm.parameters.is_some() {
+        return Err(bad("unexpected algorithm parameters"));
+    }
+    let pk = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| bad("unused bits in the key"))?;
+    Ok((kind, pk.to_vec()))
+}
+
+/// Verifies `sig` over `msg` with a public key of `kind`.
+pub fn verify_with(kind: KeyType, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
+    match kind {
+        KeyType::Ed25519 => fleetkey_crypto::ed25519::verify(pk, msg, sig)?,
+        KeyType::MlDsa65 => fleetkey_crypto::mldsa::verify(pk, msg, sig)?,
+        KeyType::Ed25519MlDsa65 => fleetkey_crypto::composite::verify(pk, msg, sig)?,
+        other => {
+            return Err(Error::Invalid {
+                what: "public key",
+                why: format!("{} keys do not sign", other.name()),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -86,6 +184,40 @@ mod tests {
         );
         let jwk = public_key_form(KeyType::Ed25519, &pk, "jwk").unwrap();
         assert_eq!(jwk["x"], "Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE");
+    }
+
+    #[test]
+    fn every_written_form_reads_back() {
+        use fleetkey_crypto::ed25519::Ed25519Signer;
+        let k = Ed25519Signer::generate().unwrap();
+        let pk = k.public_key().to_vec();
+        for format in FORMATS {
+            let v = public_key_form(KeyType::Ed25519, &pk, format).unwrap();
+            let file = json!({"algorithm": "ed25519", "key_version": 1, "format": format, "public_key": v});
+            assert_eq!(
+                parse_public_key(&file.to_string()).unwrap(),
+                (KeyType::Ed25519, pk.clone())
+            );
+        }
+        let pem = public_key_form(KeyType::Ed25519, &pk, "pem").unwrap();
+        let (kind, back) = parse_public_key(pem.as_str().unwrap()).unwrap();
+        verify_with(kind, &back, b"m", &k.sign(b"m")).unwrap();
+        assert!(verify_with(kind, &back, b"n", &k.sign(b"m")).is_err());
+        let ml = fleetkey_crypto::mldsa::MlDsaSigner::generate().unwrap();
+        let pem = public_key_form(KeyType::MlDsa65, &ml.public_key(), "pem").unwrap();
+        assert_eq!(
+            parse_public_key(pem.as_str().unwrap()).unwrap().0,
+            KeyType::MlDsa65
+        );
+        // Refusals: garbage, a short key, an AEAD type, oversized input.
+        for bad in [
+            "nonsense".to_owned(),
+            json!({"algorithm": "ed25519", "format": "raw", "public_key": "AAAA"}).to_string(),
+            json!({"algorithm": "aes-256-gcm", "format": "raw", "public_key": "AAAA"}).to_string(),
+            "x".repeat(MAX_PUBLIC_KEY_FILE + 1),
+        ] {
+            assert!(parse_public_key(&bad).is_err());
+        }
     }
 
     #[test]

@@ -167,6 +167,31 @@ Example:
   fleetkey inspect -i backup.tar.fk"
     )]
     Inspect(InspectArgs),
+    /// Check a keyring's signature offline with its public key.
+    #[command(
+        long_about = "Check a signature made by a signing keyring (ed25519, ml-dsa-65, \
+ed25519+ml-dsa-65) without the server: the public key file is what `fleetkey keys \
+public-key NAME` prints (any format), or a PEM SubjectPublicKeyInfo. Exit 0 when it \
+verifies, 1 when it does not.
+
+Example:
+  fleetkey keys public-key releases > releases.pub
+  fleetkey verify --public-key releases.pub --signature \"$(cat fw.sig)\" -i fw.bin"
+    )]
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Public key file (`fleetkey keys public-key` output, or PEM).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: PathBuf,
+    /// Base64 signature.
+    #[arg(long, value_name = "BASE64")]
+    pub signature: String,
+    /// The signed message (default: stdin).
+    #[arg(short, long, value_name = "IN")]
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -325,7 +350,8 @@ pub enum KeysCommand {
     Create {
         /// Keyring name; also the key id in its envelopes.
         name: String,
-        /// aes-256-gcm, chacha20-poly1305 or aes-256-gcm-siv.
+        /// aes-256-gcm, chacha20-poly1305, aes-256-gcm-siv (seal); ed25519,
+        /// ml-dsa-65, ed25519+ml-dsa-65 (sign); hmac-sha256, hmac-sha512 (MAC).
         #[arg(long, default_value = "aes-256-gcm")]
         algorithm: String,
         #[command(flatten)]
@@ -406,6 +432,54 @@ pub enum KeysCommand {
         /// Input file (default: stdin).
         #[arg(short, long, value_name = "IN")]
         input: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Sign the input (at most 16 MiB) with a signing keyring, or MAC it with a
+    /// MAC keyring (`--mac`); prints JSON `{"signature", "key_version"}`.
+    Sign {
+        /// Keyring name.
+        name: String,
+        /// Make a MAC tag (hmac-* keyrings) rather than a signature.
+        #[arg(long)]
+        mac: bool,
+        /// Input file (default: stdin).
+        #[arg(short, long, value_name = "IN")]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Check a signature (or, with `--mac`, a MAC tag) of the input; exit 0 and
+    /// `valid (version N)` when it verifies, exit 1 when it does not.
+    Verify {
+        /// Keyring name.
+        name: String,
+        /// Base64 signature or tag.
+        #[arg(long, value_name = "BASE64")]
+        signature: String,
+        /// Check with this version only (default: every version still usable).
+        #[arg(long, value_name = "N")]
+        key_version: Option<u32>,
+        /// Check a MAC tag (hmac-* keyrings).
+        #[arg(long)]
+        mac: bool,
+        /// Input file (default: stdin).
+        #[arg(short, long, value_name = "IN")]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Print a signing keyring's public key as JSON `{"algorithm", "key_version",
+    /// "format", "public_key"}` (the file `fleetkey verify --public-key` reads).
+    PublicKey {
+        /// Keyring name.
+        name: String,
+        /// Version (default: the primary).
+        #[arg(long, value_name = "N")]
+        key_version: Option<u32>,
+        /// raw (base64), pem (ed25519, ml-dsa-65) or jwk (ed25519).
+        #[arg(long, default_value = "raw")]
+        format: String,
         #[command(flatten)]
         dir: DataDir,
     },

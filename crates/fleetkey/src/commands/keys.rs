@@ -12,7 +12,7 @@ use fleetkey_server::keys::KeyringInfo;
 use std::io::{BufRead, Read, Write};
 
 /// Largest input `keys seal` holds in memory.
-const MAX_SEAL_INPUT: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_SEAL_INPUT: u64 = 16 * 1024 * 1024;
 
 /// The policy fields the flags give (`--no-keep-last`: no limit, sent as 0).
 fn policy_request(a: &PolicyArgs) -> CliResult<PolicyRequest> {
@@ -113,6 +113,9 @@ fn dir_of(c: &KeysCommand) -> &DataDir {
         | KeysCommand::Seal { dir, .. }
         | KeysCommand::Unseal { dir, .. }
         | KeysCommand::Datakey { dir, .. }
+        | KeysCommand::Sign { dir, .. }
+        | KeysCommand::Verify { dir, .. }
+        | KeysCommand::PublicKey { dir, .. }
         | KeysCommand::Tick { dir } => dir,
     }
 }
@@ -190,6 +193,43 @@ async fn run_with(k: &impl Keyrings, cmd: KeysCommand, json: bool) -> CliResult<
                 .write_all(&pt)
                 .map_err(|e| CliError::io("stdout", &e))
         }
+        KeysCommand::Sign {
+            name, mac, input, ..
+        } => {
+            let data = read_all(input.as_deref(), MAX_SEAL_INPUT)?;
+            print_json(&k.sign(&name, &data, mac).await?)
+        }
+        KeysCommand::Verify {
+            name,
+            signature,
+            key_version,
+            mac,
+            input,
+            ..
+        } => {
+            let sig = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                signature.trim(),
+            )
+            .map_err(|_| CliError::usage("--signature is not base64"))?;
+            let data = read_all(input.as_deref(), MAX_SEAL_INPUT)?;
+            let v = k.verify(&name, &data, &sig, key_version, mac).await?;
+            match (v.valid, v.key_version) {
+                (true, Some(n)) => {
+                    crate::out!("valid (version {n})");
+                    Ok(())
+                }
+                _ => Err(CliError::refused(
+                    "invalid: no usable version of the keyring verifies it",
+                )),
+            }
+        }
+        KeysCommand::PublicKey {
+            name,
+            key_version,
+            format,
+            ..
+        } => print_json(&k.public_key(&name, key_version, &format).await?),
         KeysCommand::Datakey {
             name,
             bind,
@@ -215,7 +255,7 @@ async fn run_with(k: &impl Keyrings, cmd: KeysCommand, json: bool) -> CliResult<
     }
 }
 
-fn read_all(input: Option<&std::path::Path>, limit: u64) -> CliResult<Vec<u8>> {
+pub(crate) fn read_all(input: Option<&std::path::Path>, limit: u64) -> CliResult<Vec<u8>> {
     let inp = open_input(input)?;
     let mut data = Vec::new();
     inp.reader

@@ -12,6 +12,7 @@ pub mod seal;
 pub mod serve;
 pub mod tokens;
 pub mod unseal;
+pub mod verify;
 
 use crate::error::{CliError, CliResult};
 use fleetkey_crypto::envelope::{Header, MAX_HEADER_LEN, armor};
