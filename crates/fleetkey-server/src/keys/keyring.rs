@@ -468,6 +468,17 @@ impl Keyring {
         if let Some(k) = self.keys.read().get(&version).cloned() {
             return Ok(k);
         }
+        let (kind, raw) = self.secret(version).await?;
+        let key = Arc::new(aead_key(kind, raw)?);
+        {
+            let mut m = self.keys.write();
+            m.insert(version, key.clone());
+        }
+        Ok(key)
+    }
+
+    /// The keyring's key type and `version`'s secret, unwrapped by custody.
+    pub(super) async fn secret(&self, version: u32) -> Result<(KeyType, SecretBytes<32>)> {
         let meta = self.meta.load_full();
         let rec = meta
             .versions
@@ -481,12 +492,7 @@ impl Keyring {
             .custody
             .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
             .await?;
-        let key = Arc::new(aead_key(meta.record.algorithm, raw)?);
-        {
-            let mut m = self.keys.write();
-            m.insert(version, key.clone());
-        }
-        Ok(key)
+        Ok((meta.record.algorithm, raw))
     }
 
     /// The newest version this instance knows of.

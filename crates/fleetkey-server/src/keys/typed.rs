@@ -7,7 +7,6 @@
 //! every version that may still be used (not revoked, not below the minimum).
 
 use super::Keyring;
-use super::wrap_context;
 use crate::error::{Error, Result};
 use crate::key_type::{KeyType, Purpose};
 use fleetkey_crypto::{
@@ -99,20 +98,8 @@ impl Keyring {
         if let Some(k) = self.typed.read().get(&version).cloned() {
             return Ok(k);
         }
-        let meta = self.meta.load_full();
-        let rec = meta
-            .versions
-            .get(&version)
-            .ok_or_else(|| Error::UnknownVersion {
-                keyring: self.name.clone(),
-                version,
-            })?;
-        let secret = self
-            .shared
-            .custody
-            .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
-            .await?;
-        let key = Arc::new(TypedKey::new(meta.record.algorithm, secret)?);
+        let (kind, secret) = self.secret(version).await?;
+        let key = Arc::new(TypedKey::new(kind, secret)?);
         self.typed.write().insert(version, key.clone());
         Ok(key)
     }
