@@ -251,7 +251,7 @@ fn refusals_name_the_problem_and_leave_no_plaintext() {
     unseal("sealed", "k", "wrong")
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("--aad differs"));
+        .stderr(predicate::str::contains("--aad or --context differs"));
     // Tampered body (last segment, so earlier segments would verify first).
     let mut t = sealed.clone();
     let n = t.len();

@@ -264,6 +264,16 @@ fn query_table() -> Vec<(&'static str, &'static str, Value)> {
         ("/v1/audit", "after", range(0, i64::MAX)),
         ("/v1/fleets/{fleet}/devices", "limit", range(1, 1000)),
         (
+            "/v1/keyrings/{name}/public-key",
+            "format",
+            json!({ "enum": crate::keys::PUBLIC_KEY_FORMATS }),
+        ),
+        (
+            "/v1/keyrings/{name}/public-key",
+            "version",
+            range(1, i64::from(u32::MAX)),
+        ),
+        (
             "/v1/random",
             "bytes",
             range(1, i64::try_from(datakeys::MAX_RANDOM_BYTES).unwrap_or(1024)),
