@@ -19,7 +19,8 @@
 //! let store = Arc::new(SqliteStore::open(dir).await?);
 //! let custody = Arc::new(LocalCustody::open(dir, KekSource::from_env()?).await?);
 //! let keys = KeyService::open(store, custody, Arc::new(SystemClock::default()), KeyConfig::default()).await?;
-//! keys.create("cli:root", &"payments".parse()?, Default::default(), Policy::default()).await?;
+//! let aes = fleetkey_server::key_type::KeyType::from_name("aes-256-gcm")?;
+//! keys.create("cli:root", &"payments".parse()?, aes, Policy::default()).await?;
 //! let ring = keys.keyring("payments").await?;
 //! let sealed = ring.seal(b"4242", b"order-17").await?;
 //! assert_eq!(ring.unseal(&sealed, b"order-17").await?, b"4242");
