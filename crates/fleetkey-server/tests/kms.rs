@@ -7,24 +7,13 @@ mod common;
 
 use axum::http::StatusCode;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use common::api::{Api, api, api_with};
+use common::api::{api, api_with, code};
 use serde_json::{Value, json};
-
-async fn keyring(a: &Api, name: &str) {
-    let (s, v) = a
-        .admin("POST", "/v1/keyrings", Some(json!({"name": name})))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
-}
 
 #[tokio::test]
 async fn a_context_opens_in_any_order_and_binds_like_aad() {
     let a = api().await;
-    keyring(&a, "ctx").await;
+    a.keyring("ctx", "aes-256-gcm").await;
     let t = a.token(&["seal:ctx", "unseal:ctx", "rewrap:ctx"]).await;
     let pt = B64.encode(b"row 17");
     let (s, _, v) = a
@@ -108,7 +97,7 @@ async fn a_context_opens_in_any_order_and_binds_like_aad() {
 #[tokio::test]
 async fn malformed_contexts_are_refused_before_any_crypto() {
     let a = api().await;
-    keyring(&a, "ctx").await;
+    a.keyring("ctx", "aes-256-gcm").await;
     let t = a.token(&["seal:ctx", "unseal:ctx", "rewrap:ctx"]).await;
     let pt = B64.encode(b"x");
     let long_key = "k".repeat(129);
@@ -177,7 +166,7 @@ async fn data_keys_unseal_to_themselves_and_are_scoped() {
         ..Default::default()
     })
     .await;
-    keyring(&a, "dk").await;
+    a.keyring("dk", "aes-256-gcm").await;
     let t = a.token(&["datakey:dk", "unseal:dk"]).await;
     let ctx = json!({"bucket": "invoices"});
     let (s, _, v) = a

@@ -9,27 +9,11 @@ mod common;
 
 use axum::http::StatusCode;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use common::api::{Api, api};
+use common::api::{Api, api, code};
 use serde_json::{Value, json};
-
-async fn keyring(a: &Api, name: &str, alg: &str) {
-    let (s, v) = a
-        .admin(
-            "POST",
-            "/v1/keyrings",
-            Some(json!({"name": name, "algorithm": alg})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    assert_eq!(v["algorithm"], alg);
-}
 
 async fn post(a: &Api, path: &str, body: Value) -> (StatusCode, Value) {
     a.admin("POST", path, Some(body)).await
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
 }
 
 fn flip(sig: &str) -> String {
@@ -49,7 +33,7 @@ async fn signatures_verify_across_rotation_until_revoked() {
     let a = api().await;
     for (alg, len) in SIGNING {
         let name = format!("s-{}", alg.replace('+', "-"));
-        keyring(&a, &name, alg).await;
+        a.keyring(&name, alg).await;
         let msg = B64.encode(b"firmware 1.2.3 sha256=...");
         let (s, v1) = post(
             &a,
@@ -163,7 +147,7 @@ async fn macs_verify_in_constant_time_and_refuse_other_tags() {
     let a = api().await;
     for (alg, len) in [("hmac-sha256", 32), ("hmac-sha512", 64)] {
         let name = format!("m-{alg}");
-        keyring(&a, &name, alg).await;
+        a.keyring(&name, alg).await;
         let msg = B64.encode(b"GET /v1/orders?id=17");
         let (s, v) = post(
             &a,
@@ -211,9 +195,9 @@ async fn macs_verify_in_constant_time_and_refuse_other_tags() {
 #[tokio::test]
 async fn every_operation_refuses_the_wrong_key_type_and_scope() {
     let a = api().await;
-    keyring(&a, "enc", "aes-256-gcm").await;
-    keyring(&a, "sig", "ed25519").await;
-    keyring(&a, "mac", "hmac-sha256").await;
+    a.keyring("enc", "aes-256-gcm").await;
+    a.keyring("sig", "ed25519").await;
+    a.keyring("mac", "hmac-sha256").await;
     let m = json!({"message": "AA=="});
     let wrong = [
         ("/v1/keyrings/sig/seal", json!({"plaintext": "AA=="})),
@@ -315,7 +299,7 @@ async fn signatures_and_macs_verify_with_independent_implementations() {
     let msg = B64.encode(b"interop message \x00\xff");
     for (alg, _) in SIGNING {
         let name = format!("i-{}", alg.replace('+', "-"));
-        keyring(&a, &name, alg).await;
+        a.keyring(&name, alg).await;
         let (_, v) = post(
             &a,
             &format!("/v1/keyrings/{name}/sign"),
@@ -345,7 +329,7 @@ async fn signatures_and_macs_verify_with_independent_implementations() {
     }
     for alg in ["hmac-sha256", "hmac-sha512"] {
         let name = format!("i-{alg}");
-        keyring(&a, &name, alg).await;
+        a.keyring(&name, alg).await;
         let (_, v) = post(
             &a,
             &format!("/v1/keyrings/{name}/mac"),

@@ -158,3 +158,23 @@ impl Api {
         t.to_string()
     }
 }
+
+impl Api {
+    /// Creates keyring `name` of key type `alg` as admin (201, or the test fails).
+    pub async fn keyring(&self, name: &str, alg: &str) {
+        let (s, v) = self
+            .admin(
+                "POST",
+                "/v1/keyrings",
+                Some(serde_json::json!({"name": name, "algorithm": alg})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["algorithm"], alg);
+    }
+}
+
+/// The `error.code` of an error body ("" when there is none).
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}

@@ -207,11 +207,7 @@ async fn run_with(k: &impl Keyrings, cmd: KeysCommand, json: bool) -> CliResult<
             input,
             ..
         } => {
-            let sig = base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                signature.trim(),
-            )
-            .map_err(|_| CliError::usage("--signature is not base64"))?;
+            let sig = super::verify::signature_arg(&signature)?;
             let data = read_all(input.as_deref(), MAX_SEAL_INPUT)?;
             let v = k.verify(&name, &data, &sig, key_version, mac).await?;
             match (v.valid, v.key_version) {
