@@ -57,6 +57,18 @@ pub enum Error {
         /// What the operation needs (`encryption`, `signing`, `MAC`).
         needs: &'static str,
     },
+    /// The keyring is disabled, pending deletion or deleted
+    /// (docs/operations.md, "Keyring life cycle").
+    #[error("keyring {keyring:?} {}", .state.refusal())]
+    KeyringUnusable {
+        /// The keyring.
+        keyring: String,
+        /// Its state.
+        state: crate::store::KeyringState,
+    },
+    /// No alias of this name. Aliases are listed by `fleetkey keys alias list`.
+    #[error("alias {0:?} not found")]
+    AliasNotFound(String),
     /// No such fleet.
     #[error("fleet {0:?} not found")]
     FleetNotFound(String),

@@ -17,7 +17,7 @@ use fleetkey_server::api::signing::{
     PublicKeyResponse, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
 };
 use fleetkey_server::key_type::KeyType;
-use fleetkey_server::keys::{KeyService, KeyringInfo, PolicyRun};
+use fleetkey_server::keys::{Details, KeyService, KeyringInfo, PolicyRun};
 use fleetkey_server::store::Policy;
 use reqwest::Method;
 use zeroize::Zeroizing;
@@ -33,6 +33,7 @@ pub(crate) trait Keyrings {
         name: &str,
         algorithm: &str,
         policy: PolicyRequest,
+        details: Details,
     ) -> CliResult<KeyringInfo>;
     /// Every keyring.
     async fn list(&self) -> CliResult<Vec<KeyringInfo>>;
@@ -94,12 +95,13 @@ impl Keyrings for Local<'_> {
         name: &str,
         algorithm: &str,
         policy: PolicyRequest,
+        details: Details,
     ) -> CliResult<KeyringInfo> {
         let alg = KeyType::from_name(algorithm).map_err(|e| CliError::usage(e.to_string()))?;
         let p = policy.apply(Policy::default());
         let name = name.parse().map_err(service_error)?;
         self.0
-            .create(&actor(), &name, alg, p)
+            .create_with(&actor(), &name, alg, p, details)
             .await
             .map_err(service_error)
     }
@@ -249,11 +251,14 @@ impl Keyrings for Remote<'_> {
         name: &str,
         algorithm: &str,
         policy: PolicyRequest,
+        details: Details,
     ) -> CliResult<KeyringInfo> {
         let body = CreateKeyringRequest {
             name: name.to_owned(),
             algorithm: Some(algorithm.to_owned()),
             policy: Some(policy),
+            description: Some(details.description),
+            tags: Some(details.tags),
         };
         self.0.send(Method::POST, "/v1/keyrings", &body).await
     }

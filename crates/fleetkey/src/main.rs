@@ -9,6 +9,7 @@ mod commands;
 mod error;
 mod files;
 mod keyfile;
+mod keyring_lifecycle;
 mod keyrings;
 mod local;
 mod output;

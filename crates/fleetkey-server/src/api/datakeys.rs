@@ -3,7 +3,7 @@
 //! bytes from the service's generator.
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery, binding};
+use super::extract::{ApiJson, ApiQuery, binding, KeyringPath};
 use super::keyrings::{BatchItem, BatchResponse, check_batch, collect, count};
 use super::{AppState, St};
 use crate::tokens::Principal;
@@ -102,7 +102,7 @@ async fn one(ring: &crate::keys::Keyring, req: &DataKeyRequest) -> ApiResult<Dat
 pub(super) async fn datakey(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<DataKeyRequest>,
 ) -> ApiResult<Json<DataKeyResponse>> {
     p.require(&format!("datakey:{name}"))?;
@@ -121,7 +121,7 @@ pub(super) async fn datakey(
 pub(super) async fn datakey_batch(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<BatchDataKeyRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     p.require(&format!("datakey:{name}"))?;

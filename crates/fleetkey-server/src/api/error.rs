@@ -31,6 +31,9 @@ pub const CODES: &[&str] = &[
     "unknown_version",
     "wrong_key_type",
     "wrong_keyring",
+    "keyring_disabled",
+    "keyring_pending_deletion",
+    "keyring_deleted",
     "claim_refused",
     "invalid_config",
     "invalid_schema",
@@ -67,7 +70,8 @@ impl<'de> serde::Deserialize<'de> for ErrorDetail {
 pub struct ErrorDetail {
     /// Stable code: `malformed`, `unauthenticated`, `forbidden`, `not_found`,
     /// `conflict`, `too_large`, `cannot_open`, `revoked`, `below_minimum`,
-    /// `unknown_version`, `wrong_keyring`, `wrong_key_type`, `claim_refused`, `invalid_config`,
+    /// `unknown_version`, `wrong_keyring`, `wrong_key_type`, `keyring_disabled`,
+    /// `keyring_pending_deletion`, `keyring_deleted`, `claim_refused`, `invalid_config`,
     /// `migration_failed`, `rate_limited`, `unavailable`.
     pub code: &'static str,
     /// What went wrong and what to do.
@@ -112,7 +116,8 @@ impl From<Error> for ApiError {
             | Error::FleetNotFound(_)
             | Error::DeviceNotFound(_)
             | Error::CommandNotFound(_)
-            | Error::IdentityNotFound(_) => {
+            | Error::IdentityNotFound(_)
+            | Error::AliasNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
             Error::KeyringExists(_)
@@ -150,6 +155,15 @@ impl From<Error> for ApiError {
             Error::UnknownVersion { .. } => Self::new(s, "unknown_version", e.to_string()),
             Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
             Error::WrongKeyType { .. } => Self::new(s, "wrong_key_type", e.to_string()),
+            Error::KeyringUnusable { state, .. } => {
+                use crate::store::KeyringState as K;
+                let (status, code) = match state {
+                    K::Deleted => (StatusCode::GONE, "keyring_deleted"),
+                    K::PendingDeletion => (StatusCode::CONFLICT, "keyring_pending_deletion"),
+                    K::Disabled | K::Enabled => (StatusCode::CONFLICT, "keyring_disabled"),
+                };
+                Self::new(status, code, e.to_string())
+            }
             Error::Envelope(C::Open) => Self::new(s, "cannot_open", C::Open.to_string()),
             Error::Envelope(inner) => Self::malformed(format!("envelope: {inner}")),
             // Listed, not `_`: a new variant must be placed by whoever adds it.

@@ -184,6 +184,23 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
     }
 }
 
+/// The `{name}` path segment of a keyring route, resolved: an alias
+/// (`alias/NAME`, percent-encoded as `alias%2FNAME`) becomes the keyring it
+/// names, so scopes, metrics and audit entries always name the keyring.
+pub struct KeyringPath(pub String);
+
+impl FromRequestParts<Arc<AppState>> for KeyringPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let ApiPath(name) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        let resolved = state.keys.resolve(&name).await?.into_owned();
+        Ok(KeyringPath(resolved))
+    }
+}
+
 /// Query parameters whose rejections become JSON 400s.
 pub struct ApiQuery<T>(pub T);
 

@@ -4,7 +4,7 @@
 use super::change_err;
 use super::error::ErrorDetail;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiPath, b64, binding};
+use super::extract::{ApiJson, ApiPath, b64, binding, KeyringPath};
 use super::{AppState, St};
 use crate::Error;
 use crate::key_type::KeyType;
@@ -37,6 +37,13 @@ pub struct CreateKeyringRequest {
     /// Policy; omitted fields take the defaults.
     #[serde(default)]
     pub policy: Option<PolicyRequest>,
+    /// Free text for operators: at most 256 characters, no control characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Labels for operators: at most 50; keys 1–128 characters, values at most
+    /// 256, no control characters.
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// Policy fields; omitted ones keep their current (or default) value.
@@ -195,9 +202,13 @@ pub(super) async fn create_keyring(
     };
     let policy = req.policy.unwrap_or_default().apply(Policy::default());
     let name = KeyringName::new(req.name)?;
+    let details = crate::keys::Details {
+        description: req.description.unwrap_or_default(),
+        tags: req.tags.unwrap_or_default(),
+    };
     let info = st
         .keys
-        .create(&p.actor(), &name, alg, policy)
+        .create_with(&p.actor(), &name, alg, policy, details)
         .await
         .map_err(|e| change_err(&st, e))?;
     Ok((StatusCode::CREATED, Json(info)))
@@ -224,7 +235,7 @@ pub(super) async fn list_keyrings(
 pub(super) async fn show_keyring(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
     Ok(Json(st.keys.show(&name).await?))
@@ -237,7 +248,7 @@ pub(super) async fn show_keyring(
 pub(super) async fn rotate_keyring(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
 ) -> ApiResult<Json<RotateResponse>> {
     p.require("keys:manage")?;
     Ok(Json(RotateResponse {
@@ -267,6 +278,7 @@ pub(super) async fn revoke_version(
     ApiPath((name, version)): ApiPath<(String, u32)>,
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
+    let name = st.keys.resolve(&name).await?.into_owned();
     st.keys
         .revoke(&p.actor(), &name, version)
         .await
@@ -287,7 +299,7 @@ pub(super) async fn revoke_version(
 pub(super) async fn set_policy(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
@@ -378,7 +390,7 @@ pub(super) fn count(
 pub(super) async fn seal(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<SealRequest>,
 ) -> ApiResult<Json<SealResponse>> {
     p.require(&format!("seal:{name}"))?;
@@ -397,7 +409,7 @@ pub(super) async fn seal(
 pub(super) async fn unseal(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<CiphertextRequest>,
 ) -> ApiResult<Json<UnsealResponse>> {
     p.require(&format!("unseal:{name}"))?;
@@ -416,7 +428,7 @@ pub(super) async fn unseal(
 pub(super) async fn rewrap(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<CiphertextRequest>,
 ) -> ApiResult<Json<SealResponse>> {
     p.require(&format!("rewrap:{name}"))?;
@@ -497,7 +509,7 @@ pub(super) fn check_batch(st: &AppState, n: usize) -> ApiResult<()> {
 pub(super) async fn seal_batch(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<BatchSealRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     p.require(&format!("seal:{name}"))?;
@@ -519,7 +531,7 @@ pub(super) async fn seal_batch(
 pub(super) async fn unseal_batch(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<BatchCiphertextRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     p.require(&format!("unseal:{name}"))?;
@@ -541,7 +553,7 @@ pub(super) async fn unseal_batch(
 pub(super) async fn rewrap_batch(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<BatchCiphertextRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     p.require(&format!("rewrap:{name}"))?;

@@ -4,7 +4,8 @@
 //! Every `/v1` route needs a bearer token with the route's scope; `/healthz`,
 //! `/readyz`, `/metrics` and `/v1/openapi.json` are open. The OpenAPI 3.1 document is
 //! generated from the handlers ([`ApiDoc`]). One file per resource: keyrings.rs
-//! (keyrings, seal/unseal/rewrap and batches), datakeys.rs (data keys, random bytes), signing.rs (sign, verify, MACs, public keys), audit.rs, tokens.rs, fleets.rs (fleets,
+//! (keyrings, seal/unseal/rewrap and batches), keyring_lifecycle.rs (disable,
+//! deletion, details, aliases), datakeys.rs (data keys, random bytes), signing.rs (sign, verify, MACs, public keys), audit.rs, tokens.rs, fleets.rs (fleets,
 //! factory, device lists), lifecycle.rs (onboarding, states, decommissioning,
 //! claims), devices.rs (config, commands, rotation), ingest.rs; health.rs (open
 //! routes), middleware.rs (auth, limits, metrics), extract.rs (JSON/path/query
@@ -21,6 +22,7 @@ mod fleets;
 mod health;
 pub mod http;
 pub(crate) mod ingest;
+pub mod keyring_lifecycle;
 pub mod keyrings;
 mod lifecycle;
 pub mod listener;
@@ -152,7 +154,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/v1/keyrings",
             post(keyrings::create_keyring).get(keyrings::list_keyrings),
         )
-        .route("/v1/keyrings/{name}", get(keyrings::show_keyring))
+        .route(
+            "/v1/keyrings/{name}",
+            get(keyrings::show_keyring).patch(keyring_lifecycle::set_details),
+        )
         .route("/v1/keyrings/{name}/rotate", post(keyrings::rotate_keyring))
         .route(
             "/v1/keyrings/{name}/versions/{version}/revoke",
@@ -201,6 +206,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(ingest::routes())
         .merge(datakeys::routes())
         .merge(signing::routes())
+        .merge(keyring_lifecycle::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_limit,

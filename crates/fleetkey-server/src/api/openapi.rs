@@ -9,7 +9,7 @@
 //! checks in `.ci/run`) can rely on it: a request the document allows is not
 //! refused as malformed, and one it forbids is refused.
 
-use super::{ApiDoc, datakeys, devices, ingest, signing};
+use super::{ApiDoc, datakeys, devices, ingest, keyring_lifecycle, signing};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -28,6 +28,7 @@ fn derived() -> Value {
     doc.merge(<ingest::IngestDoc as OpenApi>::openapi());
     doc.merge(<datakeys::DataKeysDoc as OpenApi>::openapi());
     doc.merge(<signing::SigningDoc as OpenApi>::openapi());
+    doc.merge(<keyring_lifecycle::KeyringLifecycleDoc as OpenApi>::openapi());
     serde_json::to_value(doc).unwrap_or_default()
 }
 
@@ -254,7 +255,38 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
     for schema in ["SealRequest", "CiphertextRequest", "DataKeyRequest"] {
         rows.extend(context_rows(schema));
     }
+    rows.extend(details_rows("CreateKeyringRequest"));
+    rows.extend(details_rows("KeyringDetailsRequest"));
+    rows.push((
+        "ScheduleDeletionRequest",
+        "days",
+        range(
+            i64::from(crate::keys::MIN_DELETION_DAYS),
+            i64::from(crate::keys::MAX_DELETION_DAYS),
+        ),
+    ));
+    rows.push(("PutAliasRequest", "keyring", name()));
     rows
+}
+
+/// Text without control characters, at most `max` characters (at least `min`).
+fn text(min: usize, max: usize) -> Value {
+    json!({ "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", "minLength": min, "maxLength": max })
+}
+
+/// A keyring's description and tags on `schema`.
+fn details_rows(schema: &'static str) -> [(&'static str, &'static str, Value); 2] {
+    use crate::keys::{MAX_DESCRIPTION_CHARS, MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS, MAX_TAGS};
+    let mut tags = json!({
+        "maxProperties": MAX_TAGS,
+        "propertyNames": text(1, MAX_TAG_KEY_CHARS),
+        "additionalProperties": text(0, MAX_TAG_VALUE_CHARS),
+    });
+    merge(&mut tags["additionalProperties"], &json!({ "type": "string" }));
+    [
+        (schema, "description", text(0, MAX_DESCRIPTION_CHARS)),
+        (schema, "tags", tags),
+    ]
 }
 
 /// Query parameters: (path, parameter, constraints).

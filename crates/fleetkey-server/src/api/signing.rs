@@ -3,7 +3,7 @@
 //! bytes, PEM (SubjectPublicKeyInfo) or JWK.
 
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery, b64};
+use super::extract::{ApiJson, ApiQuery, b64, KeyringPath};
 use super::keyrings::{BatchItem, BatchResponse, check_batch, collect, count};
 use super::{AppState, St};
 use crate::keys::{Keyring, Signed};
@@ -214,7 +214,7 @@ async fn check_batch_items(
 pub(super) async fn sign(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<SignRequest>,
 ) -> ApiResult<Json<SignResponse>> {
     make(&st, &p, &name, Op::Sign, &req).await
@@ -229,7 +229,7 @@ pub(super) async fn sign(
 pub(super) async fn sign_batch(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<BatchSignRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     make_batch(&st, &p, &name, Op::Sign, &req.items).await
@@ -244,7 +244,7 @@ pub(super) async fn sign_batch(
 pub(super) async fn verify(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<VerifyResponse>> {
     check(&st, &p, &name, Op::Sign, &req).await
@@ -259,7 +259,7 @@ pub(super) async fn verify(
 pub(super) async fn verify_batch(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<BatchVerifyRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     check_batch_items(&st, &p, &name, Op::Sign, &req.items).await
@@ -274,7 +274,7 @@ pub(super) async fn verify_batch(
 pub(super) async fn mac(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<SignRequest>,
 ) -> ApiResult<Json<SignResponse>> {
     make(&st, &p, &name, Op::Mac, &req).await
@@ -289,7 +289,7 @@ pub(super) async fn mac(
 pub(super) async fn mac_batch(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<BatchSignRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     make_batch(&st, &p, &name, Op::Mac, &req.items).await
@@ -304,7 +304,7 @@ pub(super) async fn mac_batch(
 pub(super) async fn mac_verify(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<VerifyResponse>> {
     check(&st, &p, &name, Op::Mac, &req).await
@@ -319,7 +319,7 @@ pub(super) async fn mac_verify(
 pub(super) async fn mac_verify_batch(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiJson(req): ApiJson<BatchVerifyRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     check_batch_items(&st, &p, &name, Op::Mac, &req.items).await
@@ -361,7 +361,7 @@ pub struct PublicKeyResponse {
 pub(super) async fn public_key(
     State(st): St,
     Extension(p): Extension<Principal>,
-    ApiPath(name): ApiPath<String>,
+    KeyringPath(name): KeyringPath,
     ApiQuery(q): ApiQuery<PublicKeyQuery>,
 ) -> ApiResult<Json<PublicKeyResponse>> {
     p.require(&format!("verify:{name}"))?;

@@ -8,10 +8,12 @@ use crate::audit::AuditDraft;
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
 use crate::key_type::{KeyType, Purpose};
-use crate::store::{Change, KeyringRecord, Reservation, VersionRecord, VersionState};
+use crate::store::{
+    Change, KeyringRecord, KeyringState, Reservation, VersionRecord, VersionState,
+};
 use arc_swap::ArcSwap;
 use fleetkey_crypto::{
-    aead::AeadKey,
+    aead::{AeadKey, Algorithm},
     envelope::{Body, Header, KeyId, single},
     secret::SecretBytes,
 };
@@ -156,6 +158,17 @@ const RELOAD_ATTEMPTS: usize = 4;
 /// Shortest time between two catch-up re-reads of one keyring.
 pub const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// A sealer that never seals (its block is empty and the keyring refuses first):
+/// the primary of a keyring before it is loaded and after it is erased, under a
+/// throwaway random key.
+pub(super) fn placeholder_sealer(key_id: &KeyId) -> Result<single::Sealer> {
+    Ok(single::Sealer::new(
+        Arc::new(AeadKey::generate(Algorithm::Aes256Gcm)?),
+        key_id,
+        0,
+    ))
+}
+
 /// Keyring metadata cached for unseal decisions.
 pub(super) struct Meta {
     pub(super) record: KeyringRecord,
@@ -200,9 +213,38 @@ impl Keyring {
         self.meta.load().record.algorithm
     }
 
-    /// Refuses an operation that this keyring's key type does not do.
+    /// Refuses an operation that this keyring's key type does not do, or any
+    /// operation while the keyring is not enabled.
     pub(super) fn require(&self, purpose: Purpose) -> Result<()> {
-        self.key_type().require(&self.name, purpose)
+        let m = self.meta.load();
+        if m.record.state != KeyringState::Enabled {
+            return Err(Error::KeyringUnusable {
+                keyring: self.name.clone(),
+                state: m.record.state,
+            });
+        }
+        m.record.algorithm.require(&self.name, purpose)
+    }
+
+    /// Refuses a management change (rotation, revocation, policy, details) once
+    /// deletion is scheduled or done.
+    pub(super) fn require_manageable(&self) -> Result<()> {
+        match self.meta.load().record.state {
+            KeyringState::Enabled | KeyringState::Disabled => Ok(()),
+            state => Err(Error::KeyringUnusable {
+                keyring: self.name.clone(),
+                state,
+            }),
+        }
+    }
+
+    /// Drops the primary's key from memory (after an erasure; caller holds
+    /// `slow`): an empty block under a throwaway key, and the unused part of the
+    /// old block given back.
+    pub(super) async fn forget_primary(&self) -> Result<()> {
+        let old = self.park(0, placeholder_sealer(&self.key_id)?, 0);
+        self.give_back(&old).await?;
+        self.flush_usage().await
     }
 
     /// Takes one use of the primary version: the primary and the counter taken
@@ -764,6 +806,10 @@ impl Keyring {
             min_decrypt_version: m.record.min_decrypt_version,
             policy: m.record.policy,
             created_at: m.record.created_at,
+            state: m.record.state,
+            deletion_at: m.record.deletion_at,
+            description: m.record.description.clone(),
+            tags: m.record.tags.clone(),
             versions: m
                 .versions
                 .values()

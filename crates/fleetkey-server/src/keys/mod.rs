@@ -15,6 +15,7 @@
 
 mod datakey;
 mod keyring;
+mod lifecycle;
 pub(crate) mod nonce;
 mod public_key;
 mod service;
@@ -22,6 +23,10 @@ mod typed;
 
 pub use datakey::{DATA_KEY_LEN, DataKey};
 pub use keyring::{CATCH_UP_INTERVAL, Keyring};
+pub use lifecycle::{
+    ALIAS_PREFIX, AliasInfo, Details, MAX_DELETION_DAYS, MAX_DESCRIPTION_CHARS, MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS, MAX_TAGS, MIN_DELETION_DAYS, validate_alias, validate_details,
+};
 pub use public_key::{
     FORMATS as PUBLIC_KEY_FORMATS, MAX_PUBLIC_KEY_FILE, parse_public_key, public_key_form,
     verify_with,
@@ -85,6 +90,11 @@ pub enum PolicyAction {
         /// Its new minimum decrypt version.
         min: u32,
     },
+    /// A scheduled deletion came due: the key material is erased.
+    Erased {
+        /// The keyring.
+        keyring: String,
+    },
 }
 
 impl std::fmt::Display for PolicyAction {
@@ -95,6 +105,9 @@ impl std::fmt::Display for PolicyAction {
             }
             PolicyAction::MinimumRaised { keyring, min } => {
                 write!(f, "{keyring}: minimum decrypt version raised to {min}")
+            }
+            PolicyAction::Erased { keyring } => {
+                write!(f, "{keyring}: deleted (key material erased)")
             }
         }
     }
@@ -159,7 +172,7 @@ pub(super) fn wrap_context(name: &str, version: u32) -> String {
 pub struct KeyringInfo {
     /// Name.
     pub name: String,
-    /// AEAD.
+    /// Key type (docs/formats.md, "Keyring key types").
     pub algorithm: String,
     /// Sealing version.
     pub primary_version: u32,
@@ -169,6 +182,14 @@ pub struct KeyringInfo {
     pub policy: Policy,
     /// Creation time.
     pub created_at: UnixTime,
+    /// `enabled`, `disabled`, `pending_deletion` or `deleted`.
+    pub state: crate::store::KeyringState,
+    /// When a scheduled deletion erases the key material (pending deletion only).
+    pub deletion_at: Option<UnixTime>,
+    /// Free text for operators.
+    pub description: String,
+    /// Labels for operators.
+    pub tags: std::collections::BTreeMap<String, String>,
     /// Versions, oldest first.
     pub versions: Vec<VersionInfo>,
 }

@@ -2,7 +2,7 @@
 //! them, rotation and revocation, policies, the scheduler's tick, audit export and
 //! checkpoints.
 
-use super::keyring::{Keyring, Meta, Primary, mint_version};
+use super::keyring::{Keyring, Meta, Primary, mint_version, placeholder_sealer};
 use super::nonce::NonceBlock;
 use super::{
     KeyConfig, KeyMetrics, KeyringInfo, PolicyAction, PolicyRun, Shared, validate_name,
@@ -14,10 +14,10 @@ use crate::custody::Custody;
 use crate::error::{Error, Result};
 use crate::key_type::KeyType;
 use crate::names::KeyringName;
-use crate::store::{Change, KeyringRecord, Policy, Store};
+use crate::store::{Change, KeyringRecord, KeyringState, Policy, Store};
 use arc_swap::ArcSwap;
 use fleetkey_crypto::{
-    aead::{AeadKey, Algorithm},
+    aead::Algorithm,
     envelope::single,
     secret::SecretBytes,
 };
@@ -27,10 +27,13 @@ use std::sync::Arc;
 
 /// The key service of one instance.
 pub struct KeyService {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     rings: parking_lot::RwLock<HashMap<String, Arc<Keyring>>>,
     /// Serialises loading a keyring the first time.
     loading: tokio::sync::Mutex<()>,
+    /// Aliases resolved so far (alias → keyring); an alias change announced by
+    /// any instance drops its entry.
+    pub(super) aliases: parking_lot::RwLock<HashMap<String, String>>,
 }
 
 impl KeyService {
@@ -57,6 +60,7 @@ impl KeyService {
             }),
             rings: parking_lot::RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
+            aliases: Default::default(),
         })
     }
 
@@ -91,20 +95,34 @@ impl KeyService {
         algorithm: impl Into<KeyType>,
         policy: Policy,
     ) -> Result<KeyringInfo> {
-        let algorithm = algorithm.into();
+        self.create_with(actor, name, algorithm.into(), policy, Default::default())
+            .await
+    }
+
+    /// Creates a keyring with version 1, a description and tags.
+    pub async fn create_with(
+        &self,
+        actor: &str,
+        name: &KeyringName,
+        algorithm: KeyType,
+        policy: Policy,
+        details: super::Details,
+    ) -> Result<KeyringInfo> {
         let name = name.as_str();
         validate_name(name)?;
         validate_policy(&policy)?;
+        super::validate_details(&details.description, &details.tags)?;
         let s = &self.shared;
         let now = s.clock.now();
         let (first, _) = mint_version(s, name, 1, now).await?;
+        let audit = json!({
+            "algorithm": algorithm.name(), "policy": policy,
+            "description": details.description, "tags": details.tags,
+        });
         let record = KeyringRecord {
-            name: name.to_owned(),
-            algorithm,
-            primary_version: 1,
-            min_decrypt_version: 1,
-            policy,
-            created_at: now,
+            description: details.description,
+            tags: details.tags,
+            ..KeyringRecord::new(name, algorithm, policy, now)
         };
         s.store
             .apply(
@@ -112,20 +130,16 @@ impl KeyService {
                     keyring: record,
                     first,
                 },
-                AuditDraft::new(
-                    actor,
-                    "keyring.create",
-                    format!("keyring:{name}"),
-                    json!({ "algorithm": algorithm.name(), "policy": policy }),
-                ),
+                AuditDraft::new(actor, "keyring.create", format!("keyring:{name}"), audit),
                 now,
             )
             .await?;
         Ok(self.keyring(name).await?.info())
     }
 
-    /// A handle to a keyring (cached).
+    /// A handle to a keyring (cached), by its name or an alias.
     pub async fn keyring(&self, name: &str) -> Result<Arc<Keyring>> {
+        let name = &*self.resolve(name).await?;
         if let Some(r) = self.rings.read().get(name).cloned() {
             return Ok(r);
         }
@@ -140,11 +154,7 @@ impl KeyService {
             shared: self.shared.clone(),
             primary: ArcSwap::from_pointee(Primary {
                 version: 0,
-                sealer: single::Sealer::new(
-                    Arc::new(AeadKey::generate(Algorithm::Aes256Gcm)?),
-                    &key_id,
-                    0,
-                ),
+                sealer: placeholder_sealer(&key_id)?,
                 block: NonceBlock::empty(),
                 uses_before: 0,
                 created_at: 0,
@@ -153,12 +163,14 @@ impl KeyService {
             }),
             meta: ArcSwap::from_pointee(Meta {
                 record: KeyringRecord {
-                    name: name.to_owned(),
-                    algorithm: KeyType::Aead(Algorithm::Aes256Gcm),
                     primary_version: 0,
                     min_decrypt_version: 0,
-                    policy: Policy::default(),
-                    created_at: 0,
+                    ..KeyringRecord::new(
+                        name,
+                        KeyType::Aead(Algorithm::Aes256Gcm),
+                        Policy::default(),
+                        0,
+                    )
                 },
                 versions: BTreeMap::new(),
             }),
@@ -201,6 +213,7 @@ impl KeyService {
         // From the store's view: a manual rotation after one made elsewhere is a
         // new version, not a lost race.
         ring.reload().await?;
+        ring.require_manageable()?;
         Ok(ring.rotate_locked(actor, "manual", false).await?.0)
     }
 
@@ -208,7 +221,9 @@ impl KeyService {
     /// [`Error::Revoked`]. Revoking the primary rotates first.
     pub async fn revoke(&self, actor: &str, name: &str, version: u32) -> Result<()> {
         let ring = self.keyring(name).await?;
+        let name = ring.name.as_str();
         let _g = ring.slow.lock().await;
+        ring.require_manageable()?;
         let meta = ring.meta.load_full();
         if !meta.versions.contains_key(&version) {
             return Err(Error::UnknownVersion {
@@ -245,7 +260,9 @@ impl KeyService {
     pub async fn set_policy(&self, actor: &str, name: &str, policy: Policy) -> Result<()> {
         validate_policy(&policy)?;
         let ring = self.keyring(name).await?;
+        let name = ring.name.as_str();
         let _g = ring.slow.lock().await;
+        ring.require_manageable()?;
         let now = self.shared.clock.now();
         let old = ring.meta.load().record.policy;
         self.shared
@@ -288,6 +305,7 @@ impl KeyService {
         aad: &[u8],
     ) -> Result<Vec<Result<Vec<u8>>>> {
         let ring = self.keyring(name).await?;
+        let name = ring.name.as_str();
         ring.require(crate::key_type::Purpose::Encrypt)?;
         let mut out = Vec::with_capacity(envelopes.len());
         for e in envelopes {
@@ -319,7 +337,16 @@ impl KeyService {
     pub async fn run_policies(&self, actor: &str) -> Result<PolicyRun> {
         let mut run = PolicyRun::default();
         for rec in self.shared.store.keyrings().await? {
-            if let Err(e) = self.apply_policy(actor, &rec.name, &mut run.actions).await {
+            let done = match rec.state {
+                KeyringState::Deleted => continue,
+                KeyringState::PendingDeletion => {
+                    self.erase_if_due(actor, &rec.name, &mut run.actions).await
+                }
+                KeyringState::Enabled | KeyringState::Disabled => {
+                    self.apply_policy(actor, &rec.name, &mut run.actions).await
+                }
+            };
+            if let Err(e) = done {
                 tracing::error!(keyring = %rec.name, error = %e, "rotation policy not applied");
                 run.failures.push(format!("{}: {e}", rec.name));
             }
@@ -345,7 +372,9 @@ impl KeyService {
             .get(&meta.record.primary_version)
             .map(|v| v.created_at)
             .unwrap_or(now);
-        if now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
+        // A disabled keyring is not used, so it is not rotated by age.
+        let enabled = meta.record.state == KeyringState::Enabled;
+        if enabled && now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
             let (v, _) = ring.rotate_locked(actor, "period", false).await?;
             actions.push(PolicyAction::Rotated {
                 keyring: name.to_owned(),
@@ -386,6 +415,7 @@ impl KeyService {
     /// one (the next seal reserves a block for the new primary). Not cached here:
     /// nothing to do.
     pub async fn refresh(&self, name: &str) -> Result<()> {
+        self.forget_aliases(name);
         let Some(r) = self.rings.read().get(name).cloned() else {
             return Ok(());
         };
@@ -394,6 +424,7 @@ impl KeyService {
 
     /// [`KeyService::refresh`] for every cached keyring.
     pub async fn refresh_all(&self) -> Result<()> {
+        self.aliases.write().clear();
         let names: Vec<String> = self.cached_rings().iter().map(|r| r.name.clone()).collect();
         for n in names {
             self.refresh(&n).await?;

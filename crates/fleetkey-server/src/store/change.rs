@@ -53,6 +53,51 @@ pub enum Change {
         /// New minimum.
         min: u32,
     },
+    /// A keyring moves between life-cycle states, refused (a conflict) unless it
+    /// is in one of `from`.
+    SetKeyringState {
+        /// Keyring name.
+        name: String,
+        /// States the move may start from.
+        from: Vec<KeyringState>,
+        /// The new state.
+        to: KeyringState,
+        /// When a scheduled deletion erases it (with `to` pending_deletion).
+        deletion_at: Option<UnixTime>,
+    },
+    /// The end of a scheduled deletion: if the keyring is still pending deletion
+    /// and its time has come (`deletion_at <= at`), every version's wrapped key is
+    /// erased, its aliases removed, and it becomes `deleted`.
+    EraseKeyring {
+        /// Keyring name.
+        name: String,
+        /// Now.
+        at: UnixTime,
+    },
+    /// New description and tags.
+    SetKeyringDetails {
+        /// Keyring name.
+        name: String,
+        /// Description.
+        description: String,
+        /// Tags.
+        tags: std::collections::BTreeMap<String, String>,
+    },
+    /// Point `alias` at a keyring (created or re-pointed); refused when the
+    /// keyring does not exist or is deleted.
+    PutAlias {
+        /// `alias/…`.
+        alias: String,
+        /// Keyring name.
+        keyring: String,
+        /// Time of the change.
+        at: UnixTime,
+    },
+    /// Remove an alias (refused as not found when it does not exist).
+    DeleteAlias {
+        /// `alias/…`.
+        alias: String,
+    },
     /// A new API token (only its hash).
     CreateToken(TokenRecord),
     /// Revoke an API token.

@@ -119,6 +119,10 @@ pub trait KeyringStore: Changes {
     async fn keyring(&self, name: &str) -> Result<Option<KeyringRecord>>;
     /// All keyrings, by name.
     async fn keyrings(&self) -> Result<Vec<KeyringRecord>>;
+    /// The keyring an alias names.
+    async fn alias(&self, alias: &str) -> Result<Option<String>>;
+    /// Aliases, by alias; only those naming `keyring` when given.
+    async fn aliases(&self, keyring: Option<&str>) -> Result<Vec<AliasRecord>>;
     /// A keyring's versions, oldest first.
     async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>>;
     /// Reserves up to `count` nonce counters for (keyring, version, instance)

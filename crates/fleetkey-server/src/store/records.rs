@@ -47,6 +47,103 @@ pub struct KeyringRecord {
     pub policy: Policy,
     /// Creation time.
     pub created_at: UnixTime,
+    /// Whether the keyring works, is disabled, waits for deletion or is deleted.
+    pub state: KeyringState,
+    /// When a scheduled deletion erases the key material (`pending_deletion` only).
+    pub deletion_at: Option<UnixTime>,
+    /// Free text for operators (at most 256 characters).
+    pub description: String,
+    /// Labels for operators (at most 50; keys 1–128, values up to 256 characters).
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+impl KeyringRecord {
+    /// A new, enabled keyring without description or tags.
+    pub fn new(
+        name: impl Into<String>,
+        algorithm: KeyType,
+        policy: Policy,
+        created_at: UnixTime,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            algorithm,
+            primary_version: 1,
+            min_decrypt_version: 1,
+            policy,
+            created_at,
+            state: KeyringState::Enabled,
+            deletion_at: None,
+            description: String::new(),
+            tags: Default::default(),
+        }
+    }
+}
+
+/// An alias row: `alias/…` names a keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    /// The alias (`alias/…`).
+    pub alias: String,
+    /// The keyring it names.
+    pub keyring: String,
+    /// When it was made or last re-pointed.
+    pub updated_at: UnixTime,
+}
+
+/// The life of a keyring (docs/operations.md, "Keyring life cycle").
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyringState {
+    /// Every operation its key type does.
+    Enabled,
+    /// Refuses every cryptographic operation until enabled again.
+    Disabled,
+    /// Refuses every cryptographic operation; erased at `deletion_at` unless cancelled.
+    PendingDeletion,
+    /// Key material erased: refuses everything, for ever. The name stays taken.
+    Deleted,
+}
+
+impl KeyringState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyringState::Enabled => "enabled",
+            KeyringState::Disabled => "disabled",
+            KeyringState::PendingDeletion => "pending_deletion",
+            KeyringState::Deleted => "deleted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "enabled" => KeyringState::Enabled,
+            "disabled" => KeyringState::Disabled,
+            "pending_deletion" => KeyringState::PendingDeletion,
+            "deleted" => KeyringState::Deleted,
+            other => {
+                return Err(crate::Error::Corrupt(format!(
+                    "unknown keyring state {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// Why a keyring in this state refuses an operation (after "keyring NAME").
+    pub fn refusal(self) -> &'static str {
+        match self {
+            KeyringState::Enabled => "is enabled",
+            KeyringState::Disabled => "is disabled; enable it to use it",
+            KeyringState::PendingDeletion => {
+                "is pending deletion; cancel the deletion to use it again"
+            }
+            KeyringState::Deleted => "is deleted; its key material is erased",
+        }
+    }
 }
 
 /// The life of a key version.

@@ -4,7 +4,7 @@
 
 use super::{
     CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceState, FleetRecord,
-    KeyringRecord, Policy, StoredConfig, TokenRecord, VersionRecord, VersionState,
+    KeyringRecord, KeyringState, Policy, StoredConfig, TokenRecord, VersionRecord, VersionState,
 };
 use crate::error::{Error, Result};
 use crate::key_type::KeyType;
@@ -97,6 +97,11 @@ pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
                 .transpose()?,
         },
         created_at: r.col("created_at")?,
+        state: KeyringState::parse(&r.col::<String>("state")?)?,
+        deletion_at: r.col("deletion_at")?,
+        description: r.col("description")?,
+        tags: serde_json::from_str(&r.col::<String>("tags")?)
+            .map_err(|e| Error::Corrupt(format!("keyring tags: {e}")))?,
     })
 }
 

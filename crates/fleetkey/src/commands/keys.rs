@@ -1,7 +1,9 @@
 //! `fleetkey keys …`: keyrings in a local data directory.
 
 use crate::binding::Binding;
-use crate::cli::{DataDir, KeysCommand, PolicyArgs};
+use super::keys_lifecycle;
+use crate::cli::{AliasCommand, DataDir, KeysCommand, PolicyArgs};
+use crate::keyring_lifecycle::KeyringLifecycle;
 use crate::error::{CliError, CliResult};
 use crate::files::{Output, open_input};
 use crate::keyrings::{Keyrings, Local, Remote, Rewrapped};
@@ -28,7 +30,7 @@ fn policy_request(a: &PolicyArgs) -> CliResult<PolicyRequest> {
     })
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> CliResult<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> CliResult<()> {
     let text = serde_json::to_string_pretty(v).map_err(|e| CliError::refused(e.to_string()))?;
     crate::out!("{text}");
     Ok(())
@@ -42,6 +44,7 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
         &[
             "NAME",
             "ALGORITHM",
+            "STATE",
             "PRIMARY",
             "MIN",
             "PERIOD",
@@ -49,7 +52,7 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
             "OVERLAP",
             "KEEP",
         ],
-        &[2, 3, 5],
+        &[3, 4, 6],
     );
     for r in rings {
         let keep = r
@@ -60,6 +63,7 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
         t.add_row(vec![
             r.name.clone(),
             r.algorithm.clone(),
+            r.state.as_str().to_owned(),
             r.primary_version.to_string(),
             r.min_decrypt_version.to_string(),
             format_duration(r.policy.rotation_period_secs),
@@ -72,11 +76,20 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
     Ok(())
 }
 
-fn print_versions(r: &KeyringInfo, json: bool) -> CliResult<()> {
+pub(crate) fn print_versions(r: &KeyringInfo, json: bool) -> CliResult<()> {
     if json {
         return print_json(r);
     }
     print_rings(std::slice::from_ref(r), false)?;
+    if let Some(at) = r.deletion_at {
+        crate::out!("deletion:    {}", format_time(at));
+    }
+    if !r.description.is_empty() {
+        crate::out!("description: {}", r.description);
+    }
+    for (k, v) in &r.tags {
+        crate::out!("tag:         {k}={v}");
+    }
     crate::out!();
     let mut t = crate::output::table(
         &["VERSION", "STATE", "CREATED", "RETIRED", "REVOKED", "SEALS"],
@@ -116,6 +129,16 @@ fn dir_of(c: &KeysCommand) -> &DataDir {
         | KeysCommand::Sign { dir, .. }
         | KeysCommand::Verify { dir, .. }
         | KeysCommand::PublicKey { dir, .. }
+        | KeysCommand::Disable { dir, .. }
+        | KeysCommand::Enable { dir, .. }
+        | KeysCommand::Delete { dir, .. }
+        | KeysCommand::CancelDeletion { dir, .. }
+        | KeysCommand::Describe { dir, .. }
+        | KeysCommand::Alias(
+            AliasCommand::Set { dir, .. }
+            | AliasCommand::Delete { dir, .. }
+            | AliasCommand::List { dir, .. },
+        )
         | KeysCommand::Tick { dir } => dir,
     }
 }
@@ -135,18 +158,28 @@ pub fn run(cmd: KeysCommand) -> CliResult<()> {
     })
 }
 
-async fn run_with(k: &impl Keyrings, cmd: KeysCommand, json: bool) -> CliResult<()> {
+async fn run_with(
+    k: &(impl Keyrings + KeyringLifecycle),
+    cmd: KeysCommand,
+    json: bool,
+) -> CliResult<()> {
     match cmd {
         KeysCommand::Create {
             name,
             algorithm,
             policy,
+            details,
             ..
-        } => print_versions(
-            &k.create(&name, &algorithm, policy_request(&policy)?)
-                .await?,
-            json,
-        ),
+        } => {
+            let (policy, details) = (policy_request(&policy)?, keys_lifecycle::details(&details)?);
+            print_versions(&k.create(&name, &algorithm, policy, details).await?, json)
+        }
+        c @ (KeysCommand::Disable { .. }
+        | KeysCommand::Enable { .. }
+        | KeysCommand::Delete { .. }
+        | KeysCommand::CancelDeletion { .. }
+        | KeysCommand::Describe { .. }
+        | KeysCommand::Alias(_)) => keys_lifecycle::run(k, c, json).await,
         KeysCommand::List { .. } => print_rings(&k.list().await?, json),
         KeysCommand::Show { name, .. } => print_versions(&k.show(&name).await?, json),
         KeysCommand::Rotate { name, .. } => {

@@ -8,6 +8,7 @@ pub mod fleets;
 pub mod inspect;
 pub mod keygen;
 pub mod keys;
+mod keys_lifecycle;
 pub mod seal;
 pub mod serve;
 pub mod tokens;

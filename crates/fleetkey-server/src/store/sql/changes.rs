@@ -53,6 +53,11 @@ pub(super) async fn apply<D: Dialect>(
             set_fleet_static_key(&mut tx, fleet, allow, at).await?
         }
         Change::AuditOnly => {}
+        Change::SetKeyringState { .. }
+        | Change::EraseKeyring { .. }
+        | Change::SetKeyringDetails { .. }
+        | Change::PutAlias { .. }
+        | Change::DeleteAlias { .. } => super::keyring_changes::apply(&mut tx, &change).await?,
         device => super::device_changes::apply(&mut tx, device).await?,
     }
     let entry = append_audit(&mut tx, &audit, now).await?;
@@ -74,8 +79,9 @@ async fn create_keyring<D: Dialect>(
     }
     stmt(
         "INSERT INTO keyrings (name, algorithm, primary_version, min_decrypt_version, \
-         rotation_period_secs, max_uses, overlap_secs, keep_last, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         rotation_period_secs, max_uses, overlap_secs, keep_last, created_at, \
+         state, deletion_at, description, tags) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&k.name)
     .bind(k.algorithm.name())
@@ -86,6 +92,10 @@ async fn create_keyring<D: Dialect>(
     .bind(k.policy.overlap_secs)
     .bind(k.policy.keep_last.map(i64::from))
     .bind(k.created_at)
+    .bind(k.state.as_str())
+    .bind(k.deletion_at)
+    .bind(&k.description)
+    .bind(super::keyring_changes::tags_json(&k.tags)?)
     .execute(&mut *tx)
     .await?;
     insert_version(&mut *tx, first).await?;

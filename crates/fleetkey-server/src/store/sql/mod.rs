@@ -16,6 +16,7 @@
 mod changes;
 mod device_changes;
 mod devices;
+mod keyring_changes;
 mod queries;
 
 use super::rows::{Column, StoreRow};

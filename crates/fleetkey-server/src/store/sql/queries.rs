@@ -7,7 +7,7 @@ use super::super::rows::{
     hash32, keyring_from_row, to_i64, to_u32, to_u64, token_from_row, version_from_row,
 };
 use super::super::{
-    AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceRecord, DeviceSecret,
+    AliasRecord, AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceRecord, DeviceSecret,
     DeviceSessionRecord, DirectoryStore, FleetRecord, FleetStore, KeyringRecord, KeyringStore,
     OnboardingStore, Registration, Reservation, SchedulerStore, SchemaRecord, SessionStore,
     StoredConfig, TokenRecord, TokenStore, VersionRecord,
@@ -37,6 +37,29 @@ impl<D: Dialect> KeyringStore for SqlStore<D> {
         stmt("SELECT * FROM keyrings ORDER BY name")
             .records(&self.pool, keyring_from_row)
             .await
+    }
+
+    async fn alias(&self, alias: &str) -> Result<Option<String>> {
+        stmt("SELECT keyring FROM keyring_aliases WHERE alias = $1")
+            .bind(alias)
+            .scalar_optional(&self.pool)
+            .await
+    }
+
+    async fn aliases(&self, keyring: Option<&str>) -> Result<Vec<AliasRecord>> {
+        stmt(
+            "SELECT alias, keyring, updated_at FROM keyring_aliases \
+             WHERE $1 IS NULL OR keyring = $1 ORDER BY alias",
+        )
+        .bind(keyring)
+        .records(&self.pool, |r| {
+            Ok(AliasRecord {
+                alias: r.col("alias")?,
+                keyring: r.col("keyring")?,
+                updated_at: r.col("updated_at")?,
+            })
+        })
+        .await
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>> {

@@ -1,0 +1,94 @@
+//! `fleetkey keys disable|enable|delete|cancel-deletion|describe` and
+//! `fleetkey keys alias …`: a keyring's life cycle, details and aliases.
+
+use super::keys::{print_json, print_versions};
+use crate::cli::{AliasCommand, DetailsArgs, KeysCommand};
+use crate::error::{CliError, CliResult};
+use crate::keyring_lifecycle::{KeyringLifecycle, StateMove};
+use crate::local::format_time;
+use fleetkey_server::keys::Details;
+use std::collections::BTreeMap;
+
+/// The tags of `--tag KEY=VALUE` flags (a key given twice keeps the last value).
+pub(crate) fn parse_tags(flags: &[String]) -> CliResult<BTreeMap<String, String>> {
+    flags
+        .iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(CliError::usage(format!(
+                "--tag {t:?}: use KEY=VALUE with a non-empty KEY"
+            ))),
+        })
+        .collect()
+}
+
+/// The details of `keys create`.
+pub(crate) fn details(a: &DetailsArgs) -> CliResult<Details> {
+    Ok(Details {
+        description: a.description.clone().unwrap_or_default(),
+        tags: parse_tags(&a.tags)?,
+    })
+}
+
+/// Runs a life-cycle or alias command.
+pub(crate) async fn run(k: &impl KeyringLifecycle, cmd: KeysCommand, json: bool) -> CliResult<()> {
+    let (name, to) = match cmd {
+        KeysCommand::Disable { name, .. } => (name, StateMove::Disable),
+        KeysCommand::Enable { name, .. } => (name, StateMove::Enable),
+        KeysCommand::Delete { name, days, .. } => (name, StateMove::Delete(days)),
+        KeysCommand::CancelDeletion { name, .. } => (name, StateMove::CancelDeletion),
+        KeysCommand::Describe {
+            name,
+            details,
+            clear_tags,
+            ..
+        } => {
+            let tags = match (clear_tags, details.tags.is_empty()) {
+                (false, true) => None,
+                _ => Some(parse_tags(&details.tags)?),
+            };
+            let info = k.set_details(&name, details.description, tags).await?;
+            return print_versions(&info, json);
+        }
+        KeysCommand::Alias(a) => return alias(k, a, json).await,
+        _ => return Err(CliError::usage("not a life-cycle command")),
+    };
+    let info = k.move_state(&name, to).await?;
+    if let Some(at) = info.deletion_at {
+        eprintln!(
+            "fleetkey: {} is pending deletion; its key material is erased at {} unless \
+             `fleetkey keys cancel-deletion {}` runs first",
+            info.name,
+            format_time(at),
+            info.name
+        );
+    }
+    print_versions(&info, json)
+}
+
+async fn alias(k: &impl KeyringLifecycle, cmd: AliasCommand, json: bool) -> CliResult<()> {
+    match cmd {
+        AliasCommand::Set { alias, keyring, .. } => {
+            let a = k.put_alias(&alias, &keyring).await?;
+            eprintln!("fleetkey: {} -> {}", a.alias, a.keyring);
+            Ok(())
+        }
+        AliasCommand::Delete { alias, .. } => {
+            k.delete_alias(&alias).await?;
+            eprintln!("fleetkey: {alias} removed");
+            Ok(())
+        }
+        AliasCommand::List { keyring, .. } => {
+            let list = k.aliases(keyring.as_deref()).await?;
+            if json {
+                return print_json(&list);
+            }
+            let mut t = crate::output::table(&["ALIAS", "KEYRING", "UPDATED"], &[]);
+            for a in list {
+                t.add_row(vec![a.alias, a.keyring, format_time(a.updated_at)]);
+            }
+            crate::out!("{}", t.trim_fmt());
+            Ok(())
+        }
+    }
+}
