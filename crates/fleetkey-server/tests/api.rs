@@ -27,6 +27,8 @@ fn good_body(m: &str, path: &str) -> Value {
         p if p.ends_with("/sign") || p.ends_with("/mac") => json!({"message": "AA=="}),
         p if p.ends_with("/verify") => json!({"message": "AA==", "signature": "AA=="}),
         "/v1/keyrings" => json!({"name": "x"}),
+        p if p.ends_with("/schedule-deletion") => json!({"days": 7}),
+        p if p.starts_with("/v1/aliases/") => json!({"keyring": "k"}),
         "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
         "/v1/fleets" => json!({"name": "x"}),
         p if p.ends_with("/decommission") => json!({"reason": "x"}),
@@ -71,6 +73,7 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
                 .replace("{version}", "1")
                 .replace("{id}", "tok_0")
                 .replace("{fleet}", "f")
+                .replace("{alias}", "a")
                 // Required query parameters.
                 .replace("/v1/random", "/v1/random?bytes=16");
             let m = method.to_uppercase();

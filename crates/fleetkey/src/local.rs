@@ -137,6 +137,9 @@ pub fn service_error(e: Error) -> CliError {
         e @ Error::KeyringNotFound(_) => {
             CliError::usage(e.to_string()).hint("see `fleetkey keys list`")
         }
+        e @ Error::AliasNotFound(_) => {
+            CliError::usage(e.to_string()).hint("see `fleetkey keys alias list`")
+        }
         e @ Error::BelowMinimum { .. } => CliError::refused(e.to_string())
             .hint("the data was not rewrapped before its version expired"),
         other => CliError::refused(other.to_string()),

@@ -451,3 +451,95 @@ fn signing_and_mac_keyrings_from_the_command_line_and_offline_verification() {
         .code(1)
         .stderr(predicate::str::contains("not encryption keys"));
 }
+
+#[test]
+fn keyring_states_details_and_aliases_in_local_mode() {
+    let a = Admin::new();
+    a.cmd()
+        .args([
+            "keys",
+            "create",
+            "pay",
+            "--description",
+            "card data",
+            "--tag",
+            "team=payments",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("enabled"))
+        .stdout(predicate::str::contains("tag:         team=payments"));
+    a.cmd()
+        .args(["keys", "create", "bad", "--tag", "=x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("KEY=VALUE"));
+    a.cmd()
+        .args(["keys", "alias", "set", "alias/cards", "pay"])
+        .assert()
+        .success();
+    a.cmd()
+        .args(["keys", "alias", "set", "cards", "pay"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("alias/"));
+    let sealed = a
+        .cmd()
+        .args(["keys", "seal", "alias/cards"])
+        .write_stdin("4111")
+        .assert()
+        .success();
+    let env = String::from_utf8(sealed.get_output().stdout.clone()).unwrap();
+    a.cmd()
+        .args(["keys", "disable", "pay"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("disabled"));
+    a.cmd()
+        .args(["keys", "unseal", "alias/cards"])
+        .write_stdin(env.clone())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is disabled; enable it"));
+    a.cmd()
+        .args(["keys", "delete", "pay", "--days", "7", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"state\": \"pending_deletion\""));
+    a.cmd()
+        .args(["keys", "enable", "pay"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("pending deletion"));
+    a.cmd()
+        .args(["keys", "cancel-deletion", "pay"])
+        .assert()
+        .success();
+    a.cmd().args(["keys", "enable", "pay"]).assert().success();
+    a.cmd()
+        .args(["keys", "unseal", "pay"])
+        .write_stdin(env)
+        .assert()
+        .success()
+        .stdout("4111");
+    a.cmd()
+        .args(["keys", "describe", "pay", "--clear-tags"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("description: card data"))
+        .stdout(predicate::str::contains("team=").not());
+    a.cmd()
+        .args(["keys", "alias", "list", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"keyring\": \"pay\""));
+    a.cmd()
+        .args(["keys", "alias", "delete", "alias/cards"])
+        .assert()
+        .success();
+    a.cmd()
+        .args(["keys", "show", "alias/cards"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("alias \"alias/cards\" not found"));
+}

@@ -161,6 +161,55 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .assert()
         .code(2);
     client(&["keys", "rotate", "web"]).assert().success();
+    // Life cycle and aliases through the server: the alias is percent-encoded
+    // into one path segment; a disabled keyring refuses, an enabled one works.
+    client(&["keys", "alias", "set", "alias/site", "web"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("alias/site -> web"));
+    client(&["keys", "alias", "list", "--keyring", "web"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("alias/site"));
+    client(&[
+        "keys",
+        "describe",
+        "alias/site",
+        "--description",
+        "web sessions",
+        "--tag",
+        "team=edge",
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("team=edge"));
+    client(&["keys", "disable", "alias/site"])
+        .assert()
+        .success();
+    client(&["keys", "unseal", "alias/site", "--aad", "a"])
+        .write_stdin(env.clone())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("disabled"));
+    client(&["keys", "enable", "web"]).assert().success();
+    client(&["keys", "unseal", "alias/site", "--aad", "a"])
+        .write_stdin(env.clone())
+        .assert()
+        .success();
+    client(&["keys", "delete", "web", "--days", "3"])
+        .assert()
+        .code(2);
+    client(&["keys", "delete", "web", "--days", "7"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("cancel-deletion"));
+    client(&["keys", "cancel-deletion", "web"])
+        .assert()
+        .success();
+    client(&["keys", "enable", "web"]).assert().success();
+    client(&["keys", "alias", "delete", "alias/site"])
+        .assert()
+        .success();
     let rewrapped = client(&["keys", "rewrap", "web", "--aad", "a"])
         .write_stdin(env)
         .assert()

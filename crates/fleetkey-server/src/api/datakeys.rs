@@ -3,7 +3,7 @@
 //! bytes from the service's generator.
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, binding, KeyringPath};
+use super::extract::{ApiJson, ApiQuery, KeyringPath, binding};
 use super::keyrings::{BatchItem, BatchResponse, check_batch, collect, count};
 use super::{AppState, St};
 use crate::tokens::Principal;

@@ -4,7 +4,7 @@
 use super::change_err;
 use super::error::ErrorDetail;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiPath, b64, binding, KeyringPath};
+use super::extract::{ApiJson, ApiPath, KeyringPath, b64, binding};
 use super::{AppState, St};
 use crate::Error;
 use crate::key_type::KeyType;

@@ -282,7 +282,10 @@ fn details_rows(schema: &'static str) -> [(&'static str, &'static str, Value); 2
         "propertyNames": text(1, MAX_TAG_KEY_CHARS),
         "additionalProperties": text(0, MAX_TAG_VALUE_CHARS),
     });
-    merge(&mut tags["additionalProperties"], &json!({ "type": "string" }));
+    merge(
+        &mut tags["additionalProperties"],
+        &json!({ "type": "string" }),
+    );
     [
         (schema, "description", text(0, MAX_DESCRIPTION_CHARS)),
         (schema, "tags", tags),

@@ -3,7 +3,7 @@
 //! bytes, PEM (SubjectPublicKeyInfo) or JWK.
 
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, b64, KeyringPath};
+use super::extract::{ApiJson, ApiQuery, KeyringPath, b64};
 use super::keyrings::{BatchItem, BatchResponse, check_batch, collect, count};
 use super::{AppState, St};
 use crate::keys::{Keyring, Signed};

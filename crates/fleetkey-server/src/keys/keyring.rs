@@ -8,9 +8,7 @@ use crate::audit::AuditDraft;
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
 use crate::key_type::{KeyType, Purpose};
-use crate::store::{
-    Change, KeyringRecord, KeyringState, Reservation, VersionRecord, VersionState,
-};
+use crate::store::{Change, KeyringRecord, KeyringState, Reservation, VersionRecord, VersionState};
 use arc_swap::ArcSwap;
 use fleetkey_crypto::{
     aead::{AeadKey, Algorithm},

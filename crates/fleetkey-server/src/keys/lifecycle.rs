@@ -132,14 +132,26 @@ impl KeyService {
     /// Disables a keyring: every cryptographic operation is refused until it is
     /// enabled again. Disabling a disabled keyring changes nothing.
     pub async fn disable(&self, actor: &str, name: &str) -> Result<KeyringInfo> {
-        self.move_state(actor, name, &[KeyringState::Enabled], KeyringState::Disabled, None)
-            .await
+        self.move_state(
+            actor,
+            name,
+            &[KeyringState::Enabled],
+            KeyringState::Disabled,
+            None,
+        )
+        .await
     }
 
     /// Enables a disabled keyring. Enabling an enabled keyring changes nothing.
     pub async fn enable(&self, actor: &str, name: &str) -> Result<KeyringInfo> {
-        self.move_state(actor, name, &[KeyringState::Disabled], KeyringState::Enabled, None)
-            .await
+        self.move_state(
+            actor,
+            name,
+            &[KeyringState::Disabled],
+            KeyringState::Enabled,
+            None,
+        )
+        .await
     }
 
     /// Schedules the erasure of every version's key material `days` (7 to 30)
@@ -187,7 +199,13 @@ impl KeyService {
         let _g = ring.slow.lock().await;
         ring.reload().await?;
         let now_state = ring.meta.load().record.state;
-        if now_state == to && to != KeyringState::PendingDeletion {
+        // Disabling a disabled keyring (enabling an enabled one) changes nothing.
+        let toggle = matches!(
+            (from, to),
+            ([KeyringState::Enabled], KeyringState::Disabled)
+                | ([KeyringState::Disabled], KeyringState::Enabled)
+        );
+        if toggle && now_state == to {
             return Ok(ring.info());
         }
         if !from.contains(&now_state) {
@@ -262,7 +280,12 @@ impl KeyService {
                     description,
                     tags,
                 },
-                AuditDraft::new(actor, "keyring.details", format!("keyring:{}", ring.name), audit),
+                AuditDraft::new(
+                    actor,
+                    "keyring.details",
+                    format!("keyring:{}", ring.name),
+                    audit,
+                ),
                 now,
             )
             .await?;

@@ -16,11 +16,7 @@ use crate::key_type::KeyType;
 use crate::names::KeyringName;
 use crate::store::{Change, KeyringRecord, KeyringState, Policy, Store};
 use arc_swap::ArcSwap;
-use fleetkey_crypto::{
-    aead::Algorithm,
-    envelope::single,
-    secret::SecretBytes,
-};
+use fleetkey_crypto::{aead::Algorithm, envelope::single, secret::SecretBytes};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -374,7 +370,8 @@ impl KeyService {
             .unwrap_or(now);
         // A disabled keyring is not used, so it is not rotated by age.
         let enabled = meta.record.state == KeyringState::Enabled;
-        if enabled && now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs) {
+        if enabled && now >= primary_created.saturating_add(meta.record.policy.rotation_period_secs)
+        {
             let (v, _) = ring.rotate_locked(actor, "period", false).await?;
             actions.push(PolicyAction::Rotated {
                 keyring: name.to_owned(),

@@ -250,4 +250,3 @@ pub enum KeysCommand {
         dir: DataDir,
     },
 }
-

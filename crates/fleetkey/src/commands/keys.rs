@@ -1,11 +1,11 @@
 //! `fleetkey keys …`: keyrings in a local data directory.
 
-use crate::binding::Binding;
 use super::keys_lifecycle;
+use crate::binding::Binding;
 use crate::cli::{AliasCommand, DataDir, KeysCommand, PolicyArgs};
-use crate::keyring_lifecycle::KeyringLifecycle;
 use crate::error::{CliError, CliResult};
 use crate::files::{Output, open_input};
+use crate::keyring_lifecycle::KeyringLifecycle;
 use crate::keyrings::{Keyrings, Local, Remote, Rewrapped};
 use crate::local::{format_duration, format_time, open, parse_duration, runtime, service_error};
 use fleetkey_crypto::envelope::armor;

@@ -7,10 +7,10 @@ use super::super::rows::{
     hash32, keyring_from_row, to_i64, to_u32, to_u64, token_from_row, version_from_row,
 };
 use super::super::{
-    AliasRecord, AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceRecord, DeviceSecret,
-    DeviceSessionRecord, DirectoryStore, FleetRecord, FleetStore, KeyringRecord, KeyringStore,
-    OnboardingStore, Registration, Reservation, SchedulerStore, SchemaRecord, SessionStore,
-    StoredConfig, TokenRecord, TokenStore, VersionRecord,
+    AliasRecord, AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceRecord,
+    DeviceSecret, DeviceSessionRecord, DirectoryStore, FleetRecord, FleetStore, KeyringRecord,
+    KeyringStore, OnboardingStore, Registration, Reservation, SchedulerStore, SchemaRecord,
+    SessionStore, StoredConfig, TokenRecord, TokenStore, VersionRecord,
 };
 use super::{Dialect, SqlStore, Stmt, stmt};
 use crate::clock::UnixTime;
