@@ -66,6 +66,10 @@ pub enum Error {
         /// Its state.
         state: crate::store::KeyringState,
     },
+    /// The keyring was not created exportable; its key material never leaves the
+    /// service.
+    #[error("keyring {0:?} is not exportable (chosen at creation, never changed)")]
+    NotExportable(String),
     /// No alias of this name. Aliases are listed by `fleetkey keys alias list`.
     #[error("alias {0:?} not found")]
     AliasNotFound(String),

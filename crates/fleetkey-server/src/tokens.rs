@@ -31,14 +31,14 @@ pub const MAX_TOKEN_LEN: usize = 128;
 
 /// The scopes [`validate_scope`] accepts, as a regular expression (for the
 /// OpenAPI document).
-pub const SCOPE_PATTERN: &str = "^(admin|\\*|keys:manage|audit:read|tokens:manage|fleets:manage|claim|random|(seal|unseal|rewrap|datakey|sign|verify|mac|keys|audit|tokens|factory|devices|fleets|operate|ingest):([A-Za-z0-9][A-Za-z0-9._-]{0,63}\\*?|\\*))$";
+pub const SCOPE_PATTERN: &str = "^(admin|\\*|keys:manage|audit:read|tokens:manage|fleets:manage|claim|random|(seal|unseal|rewrap|datakey|sign|verify|mac|import|export|keys|audit|tokens|factory|devices|fleets|operate|ingest):([A-Za-z0-9][A-Za-z0-9._-]{0,63}\\*?|\\*))$";
 
 /// Scopes a token may be given: exact names, or `<kind>:<keyring or prefix*>`.
 pub fn validate_scope(scope: &str) -> Result<()> {
     let bad = || Error::Invalid {
         what: "scope",
         why: format!(
-            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, claim, random, or seal:|unseal:|rewrap:|datakey:|sign:|verify:|mac: + a keyring, or factory:|devices:|operate:|ingest: + a fleet (name or prefix*)"
+            "{scope:?}: use admin, keys:manage, audit:read, tokens:manage, fleets:manage, claim, random, or seal:|unseal:|rewrap:|datakey:|sign:|verify:|mac:|import:|export: + a keyring, or factory:|devices:|operate:|ingest: + a fleet (name or prefix*)"
         ),
     };
     match scope {
@@ -58,6 +58,8 @@ pub fn validate_scope(scope: &str) -> Result<()> {
             | "sign"
             | "verify"
             | "mac"
+            | "import"
+            | "export"
             | "keys"
             | "audit"
             | "tokens"

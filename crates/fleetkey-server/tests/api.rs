@@ -28,6 +28,8 @@ fn good_body(m: &str, path: &str) -> Value {
         p if p.ends_with("/verify") => json!({"message": "AA==", "signature": "AA=="}),
         "/v1/keyrings" => json!({"name": "x"}),
         p if p.ends_with("/schedule-deletion") => json!({"days": 7}),
+        p if p.ends_with("/import") => json!({"ciphertext": "AA=="}),
+        p if p.ends_with("/export") => json!({"recipient": "fk1r:x"}),
         p if p.starts_with("/v1/aliases/") => json!({"keyring": "k"}),
         "/v1/tokens" => json!({"name": "x", "scopes": ["admin"]}),
         "/v1/fleets" => json!({"name": "x"}),

@@ -281,6 +281,7 @@ async fn details_are_bounded_and_kept() {
                 description: "card data".into(),
                 tags: tags.clone(),
             },
+            false,
         )
         .await
         .unwrap();

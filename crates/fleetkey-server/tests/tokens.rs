@@ -49,9 +49,9 @@ impl Tokens {
 }
 
 /// Families whose scopes name a keyring or a fleet.
-const FAMILIES: [&str; 11] = [
-    "seal", "unseal", "rewrap", "datakey", "sign", "verify", "mac", "factory", "devices",
-    "operate", "ingest",
+const FAMILIES: [&str; 13] = [
+    "seal", "unseal", "rewrap", "datakey", "sign", "verify", "mac", "import", "export", "factory",
+    "devices", "operate", "ingest",
 ];
 
 #[tokio::test]

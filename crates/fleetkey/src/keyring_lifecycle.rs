@@ -1,13 +1,17 @@
 //! A keyring's life cycle and aliases, the same for a local data directory and
 //! for a server (`fleetkey keys disable|enable|delete|cancel-deletion|describe`,
-//! `fleetkey keys alias …`).
+//! `fleetkey keys alias …`, `fleetkey keys import-recipient|import|export`).
 
 use crate::client::path;
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::keyrings::{Local, Remote};
 use crate::local::{actor, service_error};
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_server::api::keyring_lifecycle::{
     AliasList, KeyringDetailsRequest, PutAliasRequest, ScheduleDeletionRequest,
+};
+use fleetkey_server::api::transfer::{
+    ExportRequest, ExportResponse, ImportRecipientResponse, ImportRequest, ImportResponse,
 };
 use fleetkey_server::keys::{AliasInfo, KeyringInfo};
 use reqwest::Method;
@@ -43,6 +47,17 @@ pub(crate) trait KeyringLifecycle {
     async fn delete_alias(&self, alias: &str) -> CliResult<()>;
     /// Aliases, of one keyring when given.
     async fn aliases(&self, keyring: Option<&str>) -> CliResult<Vec<AliasInfo>>;
+    /// Today's import recipient.
+    async fn import_recipient(&self, name: &str) -> CliResult<ImportRecipientResponse>;
+    /// Imports sealed key material; the new version.
+    async fn import(&self, name: &str, sealed: &[u8]) -> CliResult<u32>;
+    /// Exports a version sealed to `recipient`.
+    async fn export(
+        &self,
+        name: &str,
+        recipient: &str,
+        version: Option<u32>,
+    ) -> CliResult<ExportResponse>;
 }
 
 impl KeyringLifecycle for Local<'_> {
@@ -85,6 +100,43 @@ impl KeyringLifecycle for Local<'_> {
 
     async fn aliases(&self, keyring: Option<&str>) -> CliResult<Vec<AliasInfo>> {
         self.0.aliases(keyring).await.map_err(service_error)
+    }
+
+    async fn import_recipient(&self, name: &str) -> CliResult<ImportRecipientResponse> {
+        self.0.keyring(name).await.map_err(service_error)?;
+        let r = self.0.import_recipient().await.map_err(service_error)?;
+        Ok(ImportRecipientResponse {
+            recipient: fleetkey_crypto::keyfile::recipient_string(&r.recipient),
+            key_id: r.key_id,
+            expires_at: r.expires_at,
+            aad_prefix: fleetkey_server::keys::IMPORT_AAD_PREFIX.into(),
+        })
+    }
+
+    async fn import(&self, name: &str, sealed: &[u8]) -> CliResult<u32> {
+        self.0
+            .import(&actor(), name, sealed)
+            .await
+            .map_err(service_error)
+    }
+
+    async fn export(
+        &self,
+        name: &str,
+        recipient: &str,
+        version: Option<u32>,
+    ) -> CliResult<ExportResponse> {
+        let to = fleetkey_crypto::keyfile::parse_recipient(recipient)
+            .map_err(|e| CliError::usage(format!("--recipient: {e}")))?;
+        let (key_version, sealed) = self
+            .0
+            .export(&actor(), name, version, &to)
+            .await
+            .map_err(service_error)?;
+        Ok(ExportResponse {
+            ciphertext: B64.encode(sealed),
+            key_version,
+        })
     }
 }
 
@@ -143,5 +195,33 @@ impl KeyringLifecycle for Remote<'_> {
         }
         let l: AliasList = self.0.call(Method::GET, &p, None).await?;
         Ok(l.aliases)
+    }
+
+    async fn import_recipient(&self, name: &str) -> CliResult<ImportRecipientResponse> {
+        let p = path(&["v1", "keyrings", name, "import-recipient"]);
+        self.0.call(Method::GET, &p, None).await
+    }
+
+    async fn import(&self, name: &str, sealed: &[u8]) -> CliResult<u32> {
+        let p = path(&["v1", "keyrings", name, "import"]);
+        let body = ImportRequest {
+            ciphertext: B64.encode(sealed),
+        };
+        let r: ImportResponse = self.0.send(Method::POST, &p, &body).await?;
+        Ok(r.key_version)
+    }
+
+    async fn export(
+        &self,
+        name: &str,
+        recipient: &str,
+        version: Option<u32>,
+    ) -> CliResult<ExportResponse> {
+        let p = path(&["v1", "keyrings", name, "export"]);
+        let body = ExportRequest {
+            recipient: recipient.to_owned(),
+            key_version: version,
+        };
+        self.0.send(Method::POST, &p, &body).await
     }
 }

@@ -34,6 +34,7 @@ pub(crate) trait Keyrings {
         algorithm: &str,
         policy: PolicyRequest,
         details: Details,
+        exportable: bool,
     ) -> CliResult<KeyringInfo>;
     /// Every keyring.
     async fn list(&self) -> CliResult<Vec<KeyringInfo>>;
@@ -96,12 +97,13 @@ impl Keyrings for Local<'_> {
         algorithm: &str,
         policy: PolicyRequest,
         details: Details,
+        exportable: bool,
     ) -> CliResult<KeyringInfo> {
         let alg = KeyType::from_name(algorithm).map_err(|e| CliError::usage(e.to_string()))?;
         let p = policy.apply(Policy::default());
         let name = name.parse().map_err(service_error)?;
         self.0
-            .create_with(&actor(), &name, alg, p, details)
+            .create_with(&actor(), &name, alg, p, details, exportable)
             .await
             .map_err(service_error)
     }
@@ -252,8 +254,10 @@ impl Keyrings for Remote<'_> {
         algorithm: &str,
         policy: PolicyRequest,
         details: Details,
+        exportable: bool,
     ) -> CliResult<KeyringInfo> {
         let body = CreateKeyringRequest {
+            exportable: Some(exportable),
             name: name.to_owned(),
             algorithm: Some(algorithm.to_owned()),
             policy: Some(policy),

@@ -543,3 +543,95 @@ fn keyring_states_details_and_aliases_in_local_mode() {
         .code(2)
         .stderr(predicate::str::contains("alias \"alias/cards\" not found"));
 }
+
+/// BYOK and export with the CLI alone: material sealed with `fleetkey seal
+/// --recipient` to the import recipient becomes the primary; an exportable
+/// keyring's version comes back out sealed to the operator's identity and opens
+/// with `fleetkey unseal --identity`.
+#[test]
+fn keys_imported_and_exported_through_recipients() {
+    let a = Admin::new();
+    a.cmd()
+        .args(["keys", "create", "byok", "--exportable"])
+        .assert()
+        .success();
+    a.cmd()
+        .args(["keys", "create", "locked"])
+        .assert()
+        .success();
+    let r = a
+        .cmd()
+        .args(["keys", "import-recipient", "byok"])
+        .assert()
+        .success();
+    let r: serde_json::Value = serde_json::from_slice(&r.get_output().stdout).unwrap();
+    let recipient = r["recipient"].as_str().unwrap();
+    assert!(recipient.starts_with("fk1r:"));
+    std::fs::write(a.path("material.bin"), [0x42u8; 32]).unwrap();
+    a.cmd()
+        .args([
+            "seal",
+            "--recipient",
+            recipient,
+            "--aad",
+            "fleetkey import v1:byok",
+        ])
+        .args(["-i", &a.path("material.bin"), "-o", &a.path("material.fk")])
+        .assert()
+        .success();
+    a.cmd()
+        .args(["keys", "import", "locked", "-i", &a.path("material.fk")])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not open"));
+    a.cmd()
+        .args(["keys", "import", "byok", "-i", &a.path("material.fk")])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("version 2 (imported)"));
+    a.cmd()
+        .args(["keys", "show", "byok", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"origin\": \"imported\""))
+        .stdout(predicate::str::contains("\"exportable\": true"));
+    // Out again, to an identity of the operator's.
+    let id = a
+        .cmd()
+        .args(["keygen", "--recipient", "-o", &a.path("me.id")])
+        .assert()
+        .success();
+    let me = String::from_utf8(id.get_output().stdout.clone()).unwrap();
+    let me = me.trim();
+    a.cmd()
+        .args([
+            "keys",
+            "export",
+            "byok",
+            "--recipient",
+            me,
+            "-o",
+            &a.path("out.fk"),
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("exported byok version 2"));
+    let opened = a
+        .cmd()
+        .args([
+            "unseal",
+            "--identity",
+            &a.path("me.id"),
+            "--aad",
+            "fleetkey export v1:byok/v2",
+        ])
+        .args(["-i", &a.path("out.fk")])
+        .assert()
+        .success();
+    assert_eq!(opened.get_output().stdout, vec![0x42u8; 32]);
+    a.cmd()
+        .args(["keys", "export", "locked", "--recipient", me])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not exportable"));
+}

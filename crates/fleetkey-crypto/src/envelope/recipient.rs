@@ -66,6 +66,34 @@ pub fn seal_to_vec(recipient: &XWingRecipient, plaintext: &[u8], aad: &[u8]) -> 
     Ok(out)
 }
 
+/// Largest envelope [`open_secret`] reads: a 32-byte secret sealed by
+/// [`seal_to_vec`] is about 1.2 KiB.
+pub const MAX_SEALED_SECRET: usize = 4096;
+
+/// Opens a whole mode-3 envelope (at most [`MAX_SEALED_SECRET`] bytes) that holds
+/// exactly 32 bytes, bound to `aad`: a key sealed to a recipient (factory secrets,
+/// imported and exported keys). Every failure is [`Error::Open`] or
+/// [`Error::TooLarge`], saying nothing of which check refused it.
+pub fn open_secret(
+    identity: &XWingIdentity,
+    sealed: &[u8],
+    aad: &[u8],
+) -> Result<crate::secret::SecretBytes<32>> {
+    if sealed.len() > MAX_SEALED_SECRET {
+        return Err(Error::TooLarge("sealed secret (more than 4 KiB)"));
+    }
+    let mut input = sealed;
+    let (header, header_bytes, rest) =
+        super::io::read_header(&mut input).map_err(|_| Error::Open)?;
+    let opener = open(identity, &header, &header_bytes, aad).map_err(|_| Error::Open)?;
+    let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(32));
+    super::io::open(opener, rest, input, &mut *plain, &mut |_| {}).map_err(|_| Error::Open)?;
+    if plain.len() != 32 {
+        return Err(Error::Open);
+    }
+    crate::secret::SecretBytes::from_slice(&plain)
+}
+
 /// Opens the body of a mode-3 envelope with `identity`.
 pub fn open(
     identity: &XWingIdentity,

@@ -34,6 +34,7 @@ pub const CODES: &[&str] = &[
     "keyring_disabled",
     "keyring_pending_deletion",
     "keyring_deleted",
+    "not_exportable",
     "claim_refused",
     "invalid_config",
     "invalid_schema",
@@ -71,7 +72,8 @@ pub struct ErrorDetail {
     /// Stable code: `malformed`, `unauthenticated`, `forbidden`, `not_found`,
     /// `conflict`, `too_large`, `cannot_open`, `revoked`, `below_minimum`,
     /// `unknown_version`, `wrong_keyring`, `wrong_key_type`, `keyring_disabled`,
-    /// `keyring_pending_deletion`, `keyring_deleted`, `claim_refused`, `invalid_config`,
+    /// `keyring_pending_deletion`, `keyring_deleted`, `not_exportable`, `claim_refused`,
+    /// `invalid_config`,
     /// `migration_failed`, `rate_limited`, `unavailable`.
     pub code: &'static str,
     /// What went wrong and what to do.
@@ -155,6 +157,7 @@ impl From<Error> for ApiError {
             Error::UnknownVersion { .. } => Self::new(s, "unknown_version", e.to_string()),
             Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
             Error::WrongKeyType { .. } => Self::new(s, "wrong_key_type", e.to_string()),
+            Error::NotExportable(_) => Self::new(s, "not_exportable", e.to_string()),
             Error::KeyringUnusable { state, .. } => {
                 use crate::store::KeyringState as K;
                 let (status, code) = match state {

@@ -44,6 +44,10 @@ pub struct CreateKeyringRequest {
     /// 256, no control characters.
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
+    /// Whether versions may be exported sealed to a recipient (default false;
+    /// fixed for the keyring's life).
+    #[serde(default)]
+    pub exportable: Option<bool>,
 }
 
 /// Policy fields; omitted ones keep their current (or default) value.
@@ -208,7 +212,14 @@ pub(super) async fn create_keyring(
     };
     let info = st
         .keys
-        .create_with(&p.actor(), &name, alg, policy, details)
+        .create_with(
+            &p.actor(),
+            &name,
+            alg,
+            policy,
+            details,
+            req.exportable == Some(true),
+        )
         .await
         .map_err(|e| change_err(&st, e))?;
     Ok((StatusCode::CREATED, Json(info)))

@@ -5,7 +5,7 @@
 //! `/readyz`, `/metrics` and `/v1/openapi.json` are open. The OpenAPI 3.1 document is
 //! generated from the handlers ([`ApiDoc`]). One file per resource: keyrings.rs
 //! (keyrings, seal/unseal/rewrap and batches), keyring_lifecycle.rs (disable,
-//! deletion, details, aliases), datakeys.rs (data keys, random bytes), signing.rs (sign, verify, MACs, public keys), audit.rs, tokens.rs, fleets.rs (fleets,
+//! deletion, details, aliases), transfer.rs (import and export), datakeys.rs (data keys, random bytes), signing.rs (sign, verify, MACs, public keys), audit.rs, tokens.rs, fleets.rs (fleets,
 //! factory, device lists), lifecycle.rs (onboarding, states, decommissioning,
 //! claims), devices.rs (config, commands, rotation), ingest.rs; health.rs (open
 //! routes), middleware.rs (auth, limits, metrics), extract.rs (JSON/path/query
@@ -35,6 +35,7 @@ pub mod server;
 pub mod signing;
 pub mod supervisor;
 mod tokens;
+pub mod transfer;
 
 pub use audit::{AuditPage, AuditPublicKey, AuditQuery};
 pub use devices::DirectoryKey;
@@ -207,6 +208,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(datakeys::routes())
         .merge(signing::routes())
         .merge(keyring_lifecycle::routes())
+        .merge(transfer::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth_and_limit,

@@ -9,7 +9,7 @@
 //! checks in `.ci/run`) can rely on it: a request the document allows is not
 //! refused as malformed, and one it forbids is refused.
 
-use super::{ApiDoc, datakeys, devices, ingest, keyring_lifecycle, signing};
+use super::{ApiDoc, datakeys, devices, ingest, keyring_lifecycle, signing, transfer};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -29,6 +29,7 @@ fn derived() -> Value {
     doc.merge(<datakeys::DataKeysDoc as OpenApi>::openapi());
     doc.merge(<signing::SigningDoc as OpenApi>::openapi());
     doc.merge(<keyring_lifecycle::KeyringLifecycleDoc as OpenApi>::openapi());
+    doc.merge(<transfer::TransferDoc as OpenApi>::openapi());
     serde_json::to_value(doc).unwrap_or_default()
 }
 
@@ -266,6 +267,12 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
         ),
     ));
     rows.push(("PutAliasRequest", "keyring", name()));
+    rows.push(("ImportRequest", "ciphertext", base64_any(4096 / 3 * 4 + 4)));
+    rows.push((
+        "ExportRequest",
+        "key_version",
+        json!({ "minimum": 1, "maximum": u32::MAX, "format": "int64" }),
+    ));
     rows
 }
 

@@ -147,21 +147,41 @@ impl Directory {
     /// secret never travels in plaintext. Made on first use, its 32-byte seed
     /// wrapped by custody (context `service:factory-xwing`).
     pub async fn factory_identity(&self) -> Result<fleetkey_crypto::hpke::XWingIdentity> {
-        const NAME: &str = "factory-xwing";
-        const CONTEXT: &str = "service:factory-xwing";
-        let candidate = if self.store.service_key(NAME).await?.is_none() {
-            let id = fleetkey_crypto::hpke::XWingIdentity::generate()?;
-            let seed = fleetkey_crypto::secret::SecretBytes::new(*id.expose_secret());
-            Some((
-                self.custody.wrap(&seed, CONTEXT).await?,
-                id.recipient().to_bytes(),
-            ))
-        } else {
-            None
+        self.xwing_identity("factory-xwing").await
+    }
+
+    /// The service's X-Wing identity called `name`: made on first use, its
+    /// 32-byte seed wrapped by custody (context `service:NAME`), the same on every
+    /// instance and every later start.
+    pub async fn xwing_identity(&self, name: &str) -> Result<fleetkey_crypto::hpke::XWingIdentity> {
+        if let Some(id) = self.existing_xwing_identity(name).await? {
+            return Ok(id);
+        }
+        let id = fleetkey_crypto::hpke::XWingIdentity::generate()?;
+        let seed = fleetkey_crypto::secret::SecretBytes::new(*id.expose_secret());
+        let candidate = (
+            self.custody.wrap(&seed, &format!("service:{name}")).await?,
+            id.recipient().to_bytes(),
+        );
+        self.ensure_service_key(name, Some(candidate)).await?;
+        self.existing_xwing_identity(name)
+            .await?
+            .ok_or_else(|| Error::Corrupt(format!("service key {name} vanished")))
+    }
+
+    /// The service's X-Wing identity called `name`, if it was ever made.
+    pub async fn existing_xwing_identity(
+        &self,
+        name: &str,
+    ) -> Result<Option<fleetkey_crypto::hpke::XWingIdentity>> {
+        let Some((wrapped, _)) = self.store.service_key(name).await? else {
+            return Ok(None);
         };
-        let (wrapped, _) = self.ensure_service_key(NAME, candidate).await?;
-        let seed = self.custody.unwrap(&wrapped, CONTEXT).await?;
-        Ok(fleetkey_crypto::hpke::XWingIdentity::from_seed(seed)?)
+        let seed = self
+            .custody
+            .unwrap(&wrapped, &format!("service:{name}"))
+            .await?;
+        Ok(Some(fleetkey_crypto::hpke::XWingIdentity::from_seed(seed)?))
     }
 
     /// The service's ML-KEM-768 key for the post-quantum hybrid session: made on

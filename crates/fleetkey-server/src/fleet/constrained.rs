@@ -13,7 +13,7 @@ use super::{FactoryRequest, Onboarding, Provisioned, invalid};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
 use crate::store::{Change, DeviceRecord, DeviceSecret, DeviceState, Transition};
-use fleetkey_crypto::envelope::{io as env_io, recipient};
+use fleetkey_crypto::envelope::recipient;
 use fleetkey_crypto::hpke::{XWingIdentity, XWingRecipient};
 use fleetkey_crypto::secret::SecretBytes;
 use serde_json::json;
@@ -70,25 +70,15 @@ pub(crate) fn open_factory_secret(
     sealed: &[u8],
     hardware_id: &str,
 ) -> Result<SecretBytes<32>> {
-    let refused = || {
-        invalid(
-            "sealed_secret",
-            "not an fk1 envelope sealed to this service's factory recipient for this hardware id",
-        )
-    };
     if sealed.len() > MAX_SEALED_SECRET {
         return Err(invalid("sealed_secret", "larger than 4 KiB"));
     }
-    let mut input = sealed;
-    let (header, header_bytes, rest) = env_io::read_header(&mut input).map_err(|_| refused())?;
-    let opener = recipient::open(identity, &header, &header_bytes, &aad(hardware_id))
-        .map_err(|_| refused())?;
-    let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(32));
-    env_io::open(opener, rest, input, &mut *plain, &mut |_| {}).map_err(|_| refused())?;
-    if plain.len() != 32 {
-        return Err(invalid("sealed_secret", "the secret must be 32 bytes"));
-    }
-    Ok(SecretBytes::from_slice(&plain)?)
+    recipient::open_secret(identity, sealed, &aad(hardware_id)).map_err(|_| {
+        invalid(
+            "sealed_secret",
+            "not an fk1 envelope of a 32-byte secret sealed to this service's factory recipient for this hardware id",
+        )
+    })
 }
 
 fn context(device_id: &str) -> String {

@@ -8,7 +8,9 @@ use crate::audit::AuditDraft;
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
 use crate::key_type::{KeyType, Purpose};
-use crate::store::{Change, KeyringRecord, KeyringState, Reservation, VersionRecord, VersionState};
+use crate::store::{
+    Change, KeyringRecord, KeyringState, Origin, Reservation, VersionRecord, VersionState,
+};
 use arc_swap::ArcSwap;
 use fleetkey_crypto::{
     aead::{AeadKey, Algorithm},
@@ -37,15 +39,23 @@ pub(super) struct Primary {
         parking_lot::Mutex<Option<tokio::task::JoinHandle<Result<Option<Reserved>>>>>,
 }
 
-/// A fresh random data key for `name` version `version`, wrapped by custody, and its
-/// (active) version record.
+/// The key of `name` version `version` — `imported` material, or a fresh random
+/// one — wrapped by custody, and its (active) version record.
 pub(super) async fn mint_version(
     s: &Shared,
     name: &str,
     version: u32,
     now: UnixTime,
+    imported: Option<SecretBytes<32>>,
 ) -> Result<(VersionRecord, SecretBytes<32>)> {
-    let data_key = SecretBytes::<32>::random()?;
+    let origin = match imported {
+        Some(_) => Origin::Imported,
+        None => Origin::Generated,
+    };
+    let data_key = match imported {
+        Some(k) => k,
+        None => SecretBytes::<32>::random()?,
+    };
     let wrapped = s
         .custody
         .wrap(&data_key, &wrap_context(name, version))
@@ -59,6 +69,7 @@ pub(super) async fn mint_version(
         retired_at: None,
         revoked_at: None,
         seal_count: 0,
+        origin,
     };
     Ok((record, data_key))
 }
@@ -625,6 +636,18 @@ impl Keyring {
         reason: &str,
         seal_next: bool,
     ) -> Result<(u32, bool)> {
+        self.rotate_to(actor, reason, seal_next, None).await
+    }
+
+    /// [`Keyring::rotate_locked`] to `imported` key material when given (caller
+    /// holds `slow`).
+    pub(super) async fn rotate_to(
+        &self,
+        actor: &str,
+        reason: &str,
+        seal_next: bool,
+        imported: Option<SecretBytes<32>>,
+    ) -> Result<(u32, bool)> {
         let s = &self.shared;
         let meta = self.meta.load_full();
         let old = meta.record.primary_version;
@@ -632,7 +655,12 @@ impl Keyring {
         let now = s.clock.now();
         let max_uses = meta.record.policy.max_uses;
         let first_block = seal_next.then(|| (s.instance, block_size(&s.config, max_uses)));
-        let (new, data_key) = mint_version(s, &self.name, new_version, now).await?;
+        let origin = if imported.is_some() {
+            "imported"
+        } else {
+            "generated"
+        };
+        let (new, data_key) = mint_version(s, &self.name, new_version, now, imported).await?;
         let applied = s
             .store
             .apply(
@@ -647,7 +675,7 @@ impl Keyring {
                     actor,
                     "keyring.rotate",
                     format!("keyring:{}", self.name),
-                    json!({ "from_version": old, "to_version": new_version, "reason": reason }),
+                    json!({ "from_version": old, "to_version": new_version, "reason": reason, "origin": origin }),
                 ),
                 now,
             )
@@ -808,6 +836,7 @@ impl Keyring {
             deletion_at: m.record.deletion_at,
             description: m.record.description.clone(),
             tags: m.record.tags.clone(),
+            exportable: m.record.exportable,
             versions: m
                 .versions
                 .values()
@@ -818,6 +847,7 @@ impl Keyring {
                     retired_at: v.retired_at,
                     revoked_at: v.revoked_at,
                     seal_count: v.seal_count,
+                    origin: v.origin,
                 })
                 .collect(),
         }

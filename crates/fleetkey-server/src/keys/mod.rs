@@ -19,6 +19,7 @@ mod lifecycle;
 pub(crate) mod nonce;
 mod public_key;
 mod service;
+mod transfer;
 mod typed;
 
 pub use datakey::{DATA_KEY_LEN, DataKey};
@@ -32,6 +33,10 @@ pub use public_key::{
     verify_with,
 };
 pub use service::KeyService;
+pub use transfer::{
+    EXPORT_AAD_PREFIX, IMPORT_AAD_PREFIX, IMPORT_RECIPIENT_LIFETIME_SECS, ImportRecipient,
+    export_aad, import_aad,
+};
 pub use typed::{COMPOSITE_SALT, Signed};
 
 use crate::clock::{SharedClock, UnixTime};
@@ -190,6 +195,8 @@ pub struct KeyringInfo {
     pub description: String,
     /// Labels for operators.
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Whether versions may be exported sealed to a recipient (fixed at creation).
+    pub exportable: bool,
     /// Versions, oldest first.
     pub versions: Vec<VersionInfo>,
 }
@@ -209,6 +216,8 @@ pub struct VersionInfo {
     pub revoked_at: Option<UnixTime>,
     /// Seals recorded (flushed in batches).
     pub seal_count: u64,
+    /// `generated` by the service or `imported`.
+    pub origin: crate::store::Origin,
 }
 
 pub(super) struct Shared {

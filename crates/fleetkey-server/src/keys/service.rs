@@ -30,6 +30,8 @@ pub struct KeyService {
     /// Aliases resolved so far (alias → keyring); an alias change announced by
     /// any instance drops its entry.
     pub(super) aliases: parking_lot::RwLock<HashMap<String, String>>,
+    /// The service's own X-Wing identities (import recipients).
+    pub(super) directory: crate::directory::Directory,
 }
 
 impl KeyService {
@@ -43,7 +45,10 @@ impl KeyService {
         let instance = store
             .lease_instance(&config.instance_holder, clock.now())
             .await?;
+        let directory =
+            crate::directory::Directory::new(store.clone(), custody.clone(), clock.clone());
         Ok(Self {
+            directory,
             shared: Arc::new(Shared {
                 audit: store.clone(),
                 store,
@@ -91,11 +96,14 @@ impl KeyService {
         algorithm: impl Into<KeyType>,
         policy: Policy,
     ) -> Result<KeyringInfo> {
-        self.create_with(actor, name, algorithm.into(), policy, Default::default())
+        let details = Default::default();
+        self.create_with(actor, name, algorithm.into(), policy, details, false)
             .await
     }
 
-    /// Creates a keyring with version 1, a description and tags.
+    /// Creates a keyring with version 1, a description and tags; `exportable`
+    /// (fixed for the keyring's life) lets its versions be exported sealed to a
+    /// recipient.
     pub async fn create_with(
         &self,
         actor: &str,
@@ -103,6 +111,7 @@ impl KeyService {
         algorithm: KeyType,
         policy: Policy,
         details: super::Details,
+        exportable: bool,
     ) -> Result<KeyringInfo> {
         let name = name.as_str();
         validate_name(name)?;
@@ -110,14 +119,16 @@ impl KeyService {
         super::validate_details(&details.description, &details.tags)?;
         let s = &self.shared;
         let now = s.clock.now();
-        let (first, _) = mint_version(s, name, 1, now).await?;
+        let (first, _) = mint_version(s, name, 1, now, None).await?;
         let audit = json!({
             "algorithm": algorithm.name(), "policy": policy,
             "description": details.description, "tags": details.tags,
+            "exportable": exportable,
         });
         let record = KeyringRecord {
             description: details.description,
             tags: details.tags,
+            exportable,
             ..KeyringRecord::new(name, algorithm, policy, now)
         };
         s.store

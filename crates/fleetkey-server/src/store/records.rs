@@ -55,6 +55,8 @@ pub struct KeyringRecord {
     pub description: String,
     /// Labels for operators (at most 50; keys 1–128, values up to 256 characters).
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Whether versions may be exported sealed to a recipient (fixed at creation).
+    pub exportable: bool,
 }
 
 impl KeyringRecord {
@@ -76,6 +78,7 @@ impl KeyringRecord {
             deletion_at: None,
             description: String::new(),
             tags: Default::default(),
+            exportable: false,
         }
     }
 }
@@ -209,6 +212,39 @@ pub struct VersionRecord {
     pub revoked_at: Option<UnixTime>,
     /// Seals recorded so far (flushed in batches; see `keys::usage`).
     pub seal_count: u64,
+    /// Made by the service, or imported.
+    pub origin: Origin,
+}
+
+/// Where a version's key material came from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Drawn by the service from the system generator.
+    Generated,
+    /// Sealed to the service's import recipient by its owner (BYOK).
+    Imported,
+}
+
+impl Origin {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Generated => "generated",
+            Origin::Imported => "imported",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "generated" => Ok(Origin::Generated),
+            "imported" => Ok(Origin::Imported),
+            other => Err(crate::Error::Corrupt(format!("unknown origin {other:?}"))),
+        }
+    }
 }
 
 impl std::fmt::Debug for VersionRecord {
@@ -221,6 +257,7 @@ impl std::fmt::Debug for VersionRecord {
             .field("retired_at", &self.retired_at)
             .field("revoked_at", &self.revoked_at)
             .field("seal_count", &self.seal_count)
+            .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
 }

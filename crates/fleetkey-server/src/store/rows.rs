@@ -4,7 +4,8 @@
 
 use super::{
     CommandKind, CommandRecord, CommandState, DeviceRecord, DeviceState, FleetRecord,
-    KeyringRecord, KeyringState, Policy, StoredConfig, TokenRecord, VersionRecord, VersionState,
+    KeyringRecord, KeyringState, Origin, Policy, StoredConfig, TokenRecord, VersionRecord,
+    VersionState,
 };
 use crate::error::{Error, Result};
 use crate::key_type::KeyType;
@@ -102,6 +103,7 @@ pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
         description: r.col("description")?,
         tags: serde_json::from_str(&r.col::<String>("tags")?)
             .map_err(|e| Error::Corrupt(format!("keyring tags: {e}")))?,
+        exportable: r.col::<i64>("exportable")? != 0,
     })
 }
 
@@ -121,6 +123,7 @@ pub(crate) fn version_from_row<R: StoreRow>(r: &R) -> Result<VersionRecord> {
         retired_at: r.col("retired_at")?,
         revoked_at,
         seal_count: to_u64(r.col("seal_count")?, "seal_count")?,
+        origin: Origin::parse(&r.col::<String>("origin")?)?,
     })
 }
 

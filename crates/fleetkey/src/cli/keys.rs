@@ -57,6 +57,10 @@ pub enum KeysCommand {
         policy: PolicyArgs,
         #[command(flatten)]
         details: DetailsArgs,
+        /// Allow versions to be exported sealed to a recipient (`keys export`);
+        /// fixed for the keyring's life.
+        #[arg(long)]
+        exportable: bool,
         #[command(flatten)]
         dir: DataDir,
     },
@@ -238,6 +242,43 @@ pub enum KeysCommand {
         /// Remove every tag (before adding those given with --tag).
         #[arg(long)]
         clear_tags: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Print the `fk1r:` recipient to seal key material to for `keys import`
+    /// (one per UTC day, accepted until the end of the next), as JSON.
+    ImportRecipient {
+        /// Keyring name or alias.
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Import key material (an fk1 recipient envelope of 32 bytes sealed to the
+    /// import recipient with --aad "fleetkey import v1:NAME") as a new primary version.
+    Import {
+        /// Keyring name or alias.
+        name: String,
+        /// The envelope, armored or binary (default: stdin).
+        #[arg(short, long, value_name = "IN")]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Export a version of an exportable keyring sealed to a recipient (armored
+    /// fk1 envelope; open it with `fleetkey unseal --identity …
+    /// --aad "fleetkey export v1:NAME/vN"`).
+    Export {
+        /// Keyring name or alias.
+        name: String,
+        /// The receiver's `fk1r:` recipient.
+        #[arg(long, value_name = "RECIPIENT")]
+        recipient: String,
+        /// Version (default: the primary).
+        #[arg(long, value_name = "N")]
+        key_version: Option<u32>,
+        /// Output file (default: stdout).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
         #[command(flatten)]
         dir: DataDir,
     },

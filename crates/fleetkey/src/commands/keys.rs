@@ -134,6 +134,9 @@ fn dir_of(c: &KeysCommand) -> &DataDir {
         | KeysCommand::Delete { dir, .. }
         | KeysCommand::CancelDeletion { dir, .. }
         | KeysCommand::Describe { dir, .. }
+        | KeysCommand::ImportRecipient { dir, .. }
+        | KeysCommand::Import { dir, .. }
+        | KeysCommand::Export { dir, .. }
         | KeysCommand::Alias(
             AliasCommand::Set { dir, .. }
             | AliasCommand::Delete { dir, .. }
@@ -169,16 +172,23 @@ async fn run_with(
             algorithm,
             policy,
             details,
+            exportable,
             ..
         } => {
             let (policy, details) = (policy_request(&policy)?, keys_lifecycle::details(&details)?);
-            print_versions(&k.create(&name, &algorithm, policy, details).await?, json)
+            let info = k
+                .create(&name, &algorithm, policy, details, exportable)
+                .await?;
+            print_versions(&info, json)
         }
         c @ (KeysCommand::Disable { .. }
         | KeysCommand::Enable { .. }
         | KeysCommand::Delete { .. }
         | KeysCommand::CancelDeletion { .. }
         | KeysCommand::Describe { .. }
+        | KeysCommand::ImportRecipient { .. }
+        | KeysCommand::Import { .. }
+        | KeysCommand::Export { .. }
         | KeysCommand::Alias(_)) => keys_lifecycle::run(k, c, json).await,
         KeysCommand::List { .. } => print_rings(&k.list().await?, json),
         KeysCommand::Show { name, .. } => print_versions(&k.show(&name).await?, json),
@@ -343,7 +353,7 @@ fn write_rewrapped(output: Option<&std::path::Path>, results: Vec<Rewrapped>) ->
 }
 
 /// Reads an envelope, armored or binary.
-fn read_envelope(input: Option<&std::path::Path>) -> CliResult<Vec<u8>> {
+pub(crate) fn read_envelope(input: Option<&std::path::Path>) -> CliResult<Vec<u8>> {
     let data = read_all(input, 2 * MAX_SEAL_INPUT)?;
     if armor::is_armored(&data) {
         let text =

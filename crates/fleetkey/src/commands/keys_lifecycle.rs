@@ -1,9 +1,11 @@
 //! `fleetkey keys disable|enable|delete|cancel-deletion|describe` and
-//! `fleetkey keys alias …`: a keyring's life cycle, details and aliases.
+//! `fleetkey keys alias …`: a keyring's life cycle, details and aliases;
+//! `fleetkey keys import-recipient|import|export`: key material in and out.
 
-use super::keys::{print_json, print_versions};
+use super::keys::{print_json, print_versions, read_envelope};
 use crate::cli::{AliasCommand, DetailsArgs, KeysCommand};
 use crate::error::{CliError, CliResult};
+use crate::files::Output;
 use crate::keyring_lifecycle::{KeyringLifecycle, StateMove};
 use crate::local::format_time;
 use fleetkey_server::keys::Details;
@@ -51,6 +53,34 @@ pub(crate) async fn run(k: &impl KeyringLifecycle, cmd: KeysCommand, json: bool)
             return print_versions(&info, json);
         }
         KeysCommand::Alias(a) => return alias(k, a, json).await,
+        KeysCommand::ImportRecipient { name, .. } => {
+            return print_json(&k.import_recipient(&name).await?);
+        }
+        KeysCommand::Import { name, input, .. } => {
+            let sealed = read_envelope(input.as_deref())?;
+            let v = k.import(&name, &sealed).await?;
+            eprintln!("fleetkey: {name} now seals with version {v} (imported)");
+            return Ok(());
+        }
+        KeysCommand::Export {
+            name,
+            recipient,
+            key_version,
+            output,
+            ..
+        } => {
+            let r = k.export(&name, &recipient, key_version).await?;
+            let sealed =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &r.ciphertext)
+                    .map_err(|_| CliError::refused("server returned invalid base64"))?;
+            let mut out = Output::create(output.as_deref(), false)?;
+            let text = fleetkey_crypto::envelope::armor::encode(&sealed);
+            let name_out = out.name();
+            writeln!(out.writer(), "{text}").map_err(|e| CliError::io(&name_out, &e))?;
+            out.commit(true)?;
+            eprintln!("fleetkey: exported {name} version {}", r.key_version);
+            return Ok(());
+        }
         _ => return Err(CliError::usage("not a life-cycle command")),
     };
     let info = k.move_state(&name, to).await?;

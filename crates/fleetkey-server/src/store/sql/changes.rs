@@ -80,8 +80,8 @@ async fn create_keyring<D: Dialect>(
     stmt(
         "INSERT INTO keyrings (name, algorithm, primary_version, min_decrypt_version, \
          rotation_period_secs, max_uses, overlap_secs, keep_last, created_at, \
-         state, deletion_at, description, tags) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         state, deletion_at, description, tags, exportable) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&k.name)
     .bind(k.algorithm.name())
@@ -96,6 +96,7 @@ async fn create_keyring<D: Dialect>(
     .bind(k.deletion_at)
     .bind(&k.description)
     .bind(super::keyring_changes::tags_json(&k.tags)?)
+    .bind(i64::from(k.exportable))
     .execute(&mut *tx)
     .await?;
     insert_version(&mut *tx, first).await?;
@@ -445,8 +446,8 @@ async fn append_audit_after<D: Dialect>(
 async fn insert_version<D: Dialect>(tx: &mut Transaction<'_, D>, v: &VersionRecord) -> Result<()> {
     stmt(
         "INSERT INTO key_versions (keyring, version, wrapped_key, state, created_at, \
-         retired_at, revoked_at, seal_count) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         retired_at, revoked_at, seal_count, origin) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&v.keyring)
     .bind(i64::from(v.version))
@@ -456,6 +457,7 @@ async fn insert_version<D: Dialect>(tx: &mut Transaction<'_, D>, v: &VersionReco
     .bind(v.retired_at)
     .bind(v.revoked_at)
     .bind(to_i64(v.seal_count, "seal_count")?)
+    .bind(v.origin.as_str())
     .execute(&mut *tx)
     .await?;
     Ok(())

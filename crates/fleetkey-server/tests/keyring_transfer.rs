@@ -1,0 +1,251 @@
+//! Key material in and out, on the real embedded store: an exported version
+//! opens with the receiver's identity and is the key the keyring used; imported
+//! material becomes the primary and is the key the keyring then uses (AEAD and
+//! Ed25519); and every refusal (not exportable, wrong binding, expired or foreign
+//! recipient, wrong length, disabled, revoked).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::keyrings::{T0, env_with};
+use fleetkey_crypto::aead::{AeadKey, Algorithm};
+use fleetkey_crypto::envelope::{recipient, single};
+use fleetkey_crypto::hpke::XWingIdentity;
+use fleetkey_crypto::secret::SecretBytes;
+use fleetkey_server::Error;
+use fleetkey_server::key_type::KeyType;
+use fleetkey_server::keys::{export_aad, import_aad};
+use fleetkey_server::store::{KeyringState, Origin, Policy};
+
+async fn exportable(e: &common::keyrings::Env, name: &str, kind: KeyType) {
+    e.keys
+        .create_with(
+            "t",
+            &name.parse().unwrap(),
+            kind,
+            Policy::default(),
+            Default::default(),
+            true,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_exported_version_is_the_key_the_keyring_seals_with() {
+    let e = env_with(64).await;
+    exportable(&e, "x", KeyType::Aead(Algorithm::Aes256Gcm)).await;
+    let env = e
+        .keys
+        .keyring("x")
+        .await
+        .unwrap()
+        .seal(b"hello", b"a")
+        .await
+        .unwrap();
+    let receiver = XWingIdentity::generate().unwrap();
+    let (v, sealed) = e
+        .keys
+        .export("t", "x", None, &receiver.recipient())
+        .await
+        .unwrap();
+    assert_eq!(v, 1);
+    let key = recipient::open_secret(&receiver, &sealed, &export_aad("x", 1)).unwrap();
+    let aead = AeadKey::new(Algorithm::Aes256Gcm, key).unwrap();
+    assert_eq!(single::open(&aead, &env, b"a").unwrap(), b"hello");
+    // Bound to the keyring and version: another binding does not open it.
+    assert!(recipient::open_secret(&receiver, &sealed, &export_aad("x", 2)).is_err());
+    assert!(recipient::open_secret(&receiver, &sealed, &export_aad("y", 1)).is_err());
+    // Another identity does not open it.
+    let other = XWingIdentity::generate().unwrap();
+    assert!(recipient::open_secret(&other, &sealed, &export_aad("x", 1)).is_err());
+    let audit: Vec<String> = e
+        .keys
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert!(audit.contains(&"keyring.export".to_owned()), "{audit:?}");
+
+    // Refusals: not exportable (chosen at creation), revoked, disabled.
+    e.keys
+        .create(
+            "t",
+            &"n".parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
+        .await
+        .unwrap();
+    let err = e
+        .keys
+        .export("t", "n", None, &receiver.recipient())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotExportable(_)), "{err}");
+    e.keys.rotate("t", "x").await.unwrap();
+    e.keys.revoke("t", "x", 1).await.unwrap();
+    let err = e
+        .keys
+        .export("t", "x", Some(1), &receiver.recipient())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Revoked { .. }), "{err}");
+    e.keys.disable("t", "x").await.unwrap();
+    let err = e
+        .keys
+        .export("t", "x", None, &receiver.recipient())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::KeyringUnusable {
+                state: KeyringState::Disabled,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn imported_material_becomes_the_primary_and_is_used() {
+    let e = env_with(64).await;
+    let k = &e.keys;
+    k.create(
+        "t",
+        &"aead".parse().unwrap(),
+        Algorithm::ChaCha20Poly1305,
+        Policy::default(),
+    )
+    .await
+    .unwrap();
+    let r = k.import_recipient().await.unwrap();
+    assert!(r.key_id.starts_with("xwing-"));
+    assert_eq!(r.expires_at, (T0.div_euclid(86_400) + 2) * 86_400);
+    assert_eq!(
+        k.import_recipient().await.unwrap().key_id,
+        r.key_id,
+        "one per day"
+    );
+    let material = [0x5Au8; 32];
+    let sealed = recipient::seal_to_vec(&r.recipient, &material, &import_aad("aead")).unwrap();
+    assert_eq!(k.import("t", "aead", &sealed).await.unwrap(), 2);
+    let info = k.show("aead").await.unwrap();
+    assert_eq!(info.primary_version, 2);
+    assert_eq!(info.versions[0].origin, Origin::Generated);
+    assert_eq!(info.versions[1].origin, Origin::Imported);
+    let env = k
+        .keyring("aead")
+        .await
+        .unwrap()
+        .seal(b"byok", b"")
+        .await
+        .unwrap();
+    let mine = AeadKey::new(Algorithm::ChaCha20Poly1305, SecretBytes::new(material)).unwrap();
+    assert_eq!(single::open(&mine, &env, b"").unwrap(), b"byok");
+
+    // A signing keyring: the imported Ed25519 seed signs.
+    k.create(
+        "t",
+        &"sig".parse().unwrap(),
+        KeyType::Ed25519,
+        Policy::default(),
+    )
+    .await
+    .unwrap();
+    let seed = [7u8; 32];
+    let sealed = recipient::seal_to_vec(&r.recipient, &seed, &import_aad("sig")).unwrap();
+    k.import("t", "sig", &sealed).await.unwrap();
+    let ring = k.keyring("sig").await.unwrap();
+    let (_, pk) = ring.public_key(None).await.unwrap();
+    let expected = fleetkey_crypto::ed25519::Ed25519Signer::from_seed(SecretBytes::new(seed))
+        .unwrap()
+        .public_key();
+    assert_eq!(pk, expected);
+    let s = ring.sign(b"m").await.unwrap();
+    fleetkey_crypto::ed25519::verify(&expected, b"m", &s.signature).unwrap();
+}
+
+#[tokio::test]
+async fn imports_are_refused_unless_sealed_right_in_time_and_to_a_usable_keyring() {
+    let e = env_with(64).await;
+    let k = &e.keys;
+    for n in ["a", "b"] {
+        k.create(
+            "t",
+            &n.parse().unwrap(),
+            Algorithm::Aes256Gcm,
+            Policy::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let r = k.import_recipient().await.unwrap().recipient;
+    let invalid = |err: Error, says: &str| {
+        assert!(
+            matches!(err, Error::Invalid { what: "import", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(says), "{err}");
+    };
+    // Sealed for keyring b, imported into a: refused (the binding names the keyring).
+    let for_b = recipient::seal_to_vec(&r, &[1; 32], &import_aad("b")).unwrap();
+    invalid(
+        k.import("t", "a", &for_b).await.unwrap_err(),
+        "does not open",
+    );
+    // Not 32 bytes.
+    for len in [0usize, 31, 33, 64] {
+        let sealed = recipient::seal_to_vec(&r, &vec![1; len], &import_aad("a")).unwrap();
+        invalid(
+            k.import("t", "a", &sealed).await.unwrap_err(),
+            "exactly 32 bytes",
+        );
+    }
+    // Sealed to someone else's recipient, or not an envelope at all.
+    let foreign = XWingIdentity::generate().unwrap().recipient();
+    let sealed = recipient::seal_to_vec(&foreign, &[1; 32], &import_aad("a")).unwrap();
+    invalid(
+        k.import("t", "a", &sealed).await.unwrap_err(),
+        "not this service's",
+    );
+    invalid(
+        k.import("t", "a", b"garbage").await.unwrap_err(),
+        "not an fk1 envelope",
+    );
+    let mut tampered = recipient::seal_to_vec(&r, &[1; 32], &import_aad("a")).unwrap();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    invalid(
+        k.import("t", "a", &tampered).await.unwrap_err(),
+        "does not open",
+    );
+    // Yesterday's recipient still works; the day before's does not.
+    let good = recipient::seal_to_vec(&r, &[2; 32], &import_aad("a")).unwrap();
+    e.clock.advance(86_400);
+    assert_eq!(k.import("t", "a", &good).await.unwrap(), 2);
+    e.clock.advance(86_400);
+    invalid(k.import("t", "a", &good).await.unwrap_err(), "has expired");
+    // A disabled keyring takes no import.
+    let fresh = recipient::seal_to_vec(
+        &k.import_recipient().await.unwrap().recipient,
+        &[3; 32],
+        &import_aad("a"),
+    )
+    .unwrap();
+    k.disable("t", "a").await.unwrap();
+    let err = k.import("t", "a", &fresh).await.unwrap_err();
+    assert!(matches!(err, Error::KeyringUnusable { .. }), "{err}");
+    k.enable("t", "a").await.unwrap();
+    assert_eq!(k.import("t", "a", &fresh).await.unwrap(), 3);
+    assert_eq!(
+        k.show("a").await.unwrap().versions.len(),
+        3,
+        "refusals made no versions"
+    );
+}
