@@ -1,5 +1,6 @@
 //! What a keyring's versions are keys for, fixed when the keyring is created:
-//! sealing (an AEAD), signing, or MACs. Every version holds one 32-byte secret,
+//! sealing (an AEAD), signing, MACs, or opening what others sealed to a public
+//! recipient (X-Wing). Every version holds one 32-byte secret,
 //! wrapped by custody; the type says how it is used (docs/formats.md, "Keyring key
 //! types").
 
@@ -20,6 +21,9 @@ pub enum KeyType {
     Ed25519MlDsa65,
     /// MAC generate and verify.
     Mac(MacAlgorithm),
+    /// Open envelopes sealed to the keyring's X-Wing public recipient (fk1
+    /// recipient mode); anyone seals to it, only the service opens.
+    XWing,
 }
 
 impl From<Algorithm> for KeyType {
@@ -37,6 +41,8 @@ pub enum Purpose {
     Sign,
     /// MAC generate and verify.
     Mac,
+    /// Open what others sealed to a public recipient.
+    Decrypt,
 }
 
 impl Purpose {
@@ -46,12 +52,13 @@ impl Purpose {
             Purpose::Encrypt => "encryption",
             Purpose::Sign => "signing",
             Purpose::Mac => "MAC",
+            Purpose::Decrypt => "decryption (x-wing)",
         }
     }
 }
 
 /// Every key type name, as the API takes them.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "aes-256-gcm",
     "chacha20-poly1305",
     "aes-256-gcm-siv",
@@ -60,6 +67,7 @@ pub const NAMES: [&str; 8] = [
     "ed25519+ml-dsa-65",
     "hmac-sha256",
     "hmac-sha512",
+    "x-wing",
 ];
 
 impl KeyType {
@@ -72,6 +80,7 @@ impl KeyType {
             KeyType::Ed25519MlDsa65 => "ed25519+ml-dsa-65",
             KeyType::Mac(MacAlgorithm::HmacSha256) => "hmac-sha256",
             KeyType::Mac(MacAlgorithm::HmacSha512) => "hmac-sha512",
+            KeyType::XWing => "x-wing",
         }
     }
 
@@ -83,6 +92,7 @@ impl KeyType {
             "ed25519+ml-dsa-65" => KeyType::Ed25519MlDsa65,
             "hmac-sha256" => KeyType::Mac(MacAlgorithm::HmacSha256),
             "hmac-sha512" => KeyType::Mac(MacAlgorithm::HmacSha512),
+            "x-wing" => KeyType::XWing,
             other => KeyType::Aead(Algorithm::from_name(other).map_err(|_| Error::Invalid {
                 what: "algorithm",
                 why: format!(
@@ -99,6 +109,7 @@ impl KeyType {
             KeyType::Aead(_) => Purpose::Encrypt,
             KeyType::Ed25519 | KeyType::MlDsa65 | KeyType::Ed25519MlDsa65 => Purpose::Sign,
             KeyType::Mac(_) => Purpose::Mac,
+            KeyType::XWing => Purpose::Decrypt,
         }
     }
 

@@ -635,3 +635,64 @@ fn keys_imported_and_exported_through_recipients() {
         .code(1)
         .stderr(predicate::str::contains("not exportable"));
 }
+
+/// An x-wing keyring: its recipient from `keys public-key --format fk1r`, a file
+/// sealed offline with `fleetkey seal --recipient`, opened by `keys unseal`.
+#[test]
+fn x_wing_keyring_opens_what_was_sealed_to_its_recipient() {
+    let a = Admin::new();
+    a.cmd()
+        .args(["keys", "create", "inbox", "--algorithm", "x-wing"])
+        .assert()
+        .success();
+    let pk = a
+        .cmd()
+        .args(["keys", "public-key", "inbox", "--format", "fk1r"])
+        .assert()
+        .success();
+    let pk: serde_json::Value = serde_json::from_slice(&pk.get_output().stdout).unwrap();
+    let recipient = pk["public_key"].as_str().unwrap();
+    std::fs::write(a.path("report.txt"), "quarterly numbers").unwrap();
+    a.cmd()
+        .args([
+            "seal",
+            "--recipient",
+            recipient,
+            "--context",
+            "dept=finance",
+        ])
+        .args(["-i", &a.path("report.txt"), "-o", &a.path("report.fk")])
+        .assert()
+        .success();
+    a.cmd()
+        .args([
+            "keys",
+            "unseal",
+            "inbox",
+            "--context",
+            "dept=finance",
+            "-i",
+            &a.path("report.fk"),
+        ])
+        .assert()
+        .success()
+        .stdout("quarterly numbers");
+    a.cmd()
+        .args([
+            "keys",
+            "unseal",
+            "inbox",
+            "--context",
+            "dept=sales",
+            "-i",
+            &a.path("report.fk"),
+        ])
+        .assert()
+        .code(1);
+    a.cmd()
+        .args(["keys", "seal", "inbox"])
+        .write_stdin("x")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("x-wing"));
+}

@@ -31,7 +31,8 @@ pub struct CreateKeyringRequest {
     /// Key type, fixed for the keyring's life: `aes-256-gcm` (default),
     /// `chacha20-poly1305`, `aes-256-gcm-siv` (seal and unseal); `ed25519`,
     /// `ml-dsa-65`, `ed25519+ml-dsa-65` (sign and verify); `hmac-sha256`,
-    /// `hmac-sha512` (MACs).
+    /// `hmac-sha512` (MACs); `x-wing` (anyone seals to its public recipient,
+    /// `GET …/public-key?format=fk1r`; unseal opens).
     #[serde(default)]
     pub algorithm: Option<String>,
     /// Policy; omitted fields take the defaults.

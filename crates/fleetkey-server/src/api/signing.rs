@@ -334,7 +334,8 @@ pub struct PublicKeyQuery {
     #[serde(default)]
     pub version: Option<u32>,
     /// `raw` (default: base64 of the key bytes), `pem` (SubjectPublicKeyInfo;
-    /// Ed25519 and ML-DSA-65) or `jwk` (Ed25519, RFC 8037).
+    /// Ed25519 and ML-DSA-65), `jwk` (Ed25519, RFC 8037) or `fk1r` (x-wing: the
+    /// recipient string to seal to).
     #[serde(default)]
     pub format: Option<String>,
 }

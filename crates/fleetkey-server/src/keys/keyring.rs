@@ -585,8 +585,12 @@ impl Keyring {
         Ok(())
     }
 
-    /// Opens an envelope sealed by this keyring.
+    /// Opens an envelope sealed by this keyring (or, for an x-wing keyring, sealed
+    /// to its public recipient).
     pub async fn unseal(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        if self.meta.load().record.algorithm == KeyType::XWing {
+            return self.open_sealed_to_recipient(envelope, aad).await;
+        }
         self.require(Purpose::Encrypt)?;
         let (header, len) = Header::parse(envelope)?;
         match self.check_header(&header) {

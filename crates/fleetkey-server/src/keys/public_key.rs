@@ -2,7 +2,8 @@
 //! bytes, PEM of the X.509 SubjectPublicKeyInfo (RFC 8410 for Ed25519; the
 //! id-ml-dsa-65 OID of NIST's CSOR registry, as RFC 9881 uses it, for ML-DSA-65),
 //! and JWK (RFC 8037 `OKP` for Ed25519). The composite has no registered form:
-//! raw only.
+//! raw only. An x-wing keyring's public key is its recipient: raw, or the `fk1r:`
+//! string `fleetkey seal --recipient` takes.
 
 use crate::error::{Error, Result};
 use crate::key_type::KeyType;
@@ -19,13 +20,13 @@ const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112"
 const ML_DSA_65_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");
 
 /// The forms `format` may name.
-pub const FORMATS: [&str; 3] = ["raw", "pem", "jwk"];
+pub const FORMATS: [&str; 4] = ["raw", "pem", "jwk", "fk1r"];
 
 fn unsupported(kind: KeyType, format: &str) -> Error {
     Error::Invalid {
         what: "format",
         why: format!(
-            "{format:?} is not available for {} keys (raw is; pem: ed25519, ml-dsa-65; jwk: ed25519)",
+            "{format:?} is not available for {} keys (raw is; pem: ed25519, ml-dsa-65; jwk: ed25519; fk1r: x-wing)",
             kind.name()
         ),
     }
@@ -62,9 +63,18 @@ pub fn public_key_form(kind: KeyType, pk: &[u8], format: &str) -> Result<Value> 
             })),
             _ => Err(unsupported(kind, format)),
         },
+        "fk1r" => match kind {
+            KeyType::XWing => {
+                let r = fleetkey_crypto::hpke::XWingRecipient::from_bytes(pk)?;
+                Ok(Value::String(fleetkey_crypto::keyfile::recipient_string(
+                    &r,
+                )))
+            }
+            _ => Err(unsupported(kind, format)),
+        },
         other => Err(Error::Invalid {
             what: "format",
-            why: format!("unknown format {other:?}; use raw, pem or jwk"),
+            why: format!("unknown format {other:?}; use raw, pem, jwk or fk1r"),
         }),
     }
 }
@@ -111,7 +121,7 @@ pub fn parse_public_key(text: &str) -> Result<(KeyType, Vec<u8>)> {
         KeyType::Ed25519 => fleetkey_crypto::ed25519::PUBLIC_KEY_LEN,
         KeyType::MlDsa65 => fleetkey_crypto::mldsa::PUBLIC_KEY_LEN,
         KeyType::Ed25519MlDsa65 => fleetkey_crypto::composite::PUBLIC_KEY_LEN,
-        other => return Err(bad(format!("{} keys have no public key", other.name()))),
+        other => return Err(bad(format!("{} keys make no signatures", other.name()))),
     };
     if pk.len() != want {
         return Err(bad(format!(

@@ -12,6 +12,8 @@ use crate::key_type::{KeyType, Purpose};
 use fleetkey_crypto::{
     composite::{self, CompositeSigner},
     ed25519::{self, Ed25519Signer},
+    envelope::{Body, Header, KeyId, io as env_io, recipient},
+    hpke::XWingIdentity,
     mac::MacKey,
     mldsa::{self, MlDsaSigner},
     secret::SecretBytes,
@@ -27,6 +29,8 @@ pub(crate) enum TypedKey {
     MlDsa65(Box<MlDsaSigner>),
     Composite(Box<CompositeSigner>),
     Mac(Box<MacKey>),
+    /// An X-Wing identity and the key id envelopes sealed to it carry.
+    XWing(Box<XWingIdentity>, KeyId),
 }
 
 fn derive(secret: &SecretBytes<32>, info: &[u8]) -> Result<SecretBytes<32>> {
@@ -47,6 +51,11 @@ impl TypedKey {
                 MlDsaSigner::from_seed(derive(&secret, b"ml-dsa-65")?)?,
             ))),
             KeyType::Mac(alg) => Self::Mac(Box::new(MacKey::new(alg, &secret))),
+            KeyType::XWing => {
+                let id = XWingIdentity::from_seed(secret)?;
+                let key_id = recipient::recipient_key_id(&id.recipient());
+                Self::XWing(Box::new(id), key_id)
+            }
             KeyType::Aead(_) => {
                 return Err(Error::Internal(
                     "an encryption key is not a typed key".into(),
@@ -61,6 +70,9 @@ impl TypedKey {
             Self::MlDsa65(k) => k.sign(msg)?,
             Self::Composite(k) => k.sign(msg)?,
             Self::Mac(k) => k.tag(msg),
+            Self::XWing(..) => {
+                return Err(Error::Internal("an x-wing key does not sign".into()));
+            }
         })
     }
 
@@ -70,6 +82,7 @@ impl TypedKey {
             Self::MlDsa65(k) => mldsa::verify(&k.public_key(), msg, sig).is_ok(),
             Self::Composite(k) => composite::verify(&k.public_key(), msg, sig).is_ok(),
             Self::Mac(k) => k.verify(msg, sig).is_ok(),
+            Self::XWing(..) => false,
         }
     }
 
@@ -79,6 +92,7 @@ impl TypedKey {
             Self::MlDsa65(k) => Some(k.public_key()),
             Self::Composite(k) => Some(k.public_key()),
             Self::Mac(_) => None,
+            Self::XWing(id, _) => Some(id.recipient().to_bytes()),
         }
     }
 }
@@ -185,9 +199,13 @@ impl Keyring {
         self.check(Purpose::Mac, msg, tag, version).await
     }
 
-    /// The public key of `version` (default: the primary) of a signing keyring.
+    /// The public key of `version` (default: the primary) of a signing keyring,
+    /// or the public recipient of an x-wing keyring.
     pub async fn public_key(&self, version: Option<u32>) -> Result<(u32, Vec<u8>)> {
-        self.require(Purpose::Sign)?;
+        match self.key_type() {
+            KeyType::XWing => self.require(Purpose::Decrypt)?,
+            _ => self.require(Purpose::Sign)?,
+        }
         let v = version.unwrap_or_else(|| self.meta.load().record.primary_version);
         if v > self.newest_version() {
             self.catch_up().await?;
@@ -198,5 +216,57 @@ impl Keyring {
             .public_key()
             .ok_or_else(|| Error::Internal("a signing key without a public key".into()))?;
         Ok((v, pk))
+    }
+}
+
+impl Keyring {
+    /// Opens an envelope sealed (fk1 recipient mode) to the public recipient of
+    /// one of this x-wing keyring's usable versions: the one whose key id the
+    /// header names. Anything else — another recipient, a revoked or removed
+    /// version's, a wrong `aad`, tampering — is [`fleetkey_crypto::Error::Open`].
+    pub(super) async fn open_sealed_to_recipient(
+        &self,
+        envelope: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.require(Purpose::Decrypt)?;
+        let (header, _) = Header::parse(envelope)?;
+        if !matches!(header.body, Body::Recipient { .. }) {
+            return Err(Error::Invalid {
+                what: "envelope",
+                why: "x-wing keyrings open recipient-mode (mode 3) envelopes".into(),
+            });
+        }
+        let versions: Vec<u32> = {
+            let meta = self.meta.load();
+            meta.versions
+                .keys()
+                .rev()
+                .copied()
+                .filter(|v| self.check_version(*v).is_ok())
+                .collect()
+        };
+        for v in versions {
+            let key = self.typed_key(v).await?;
+            let TypedKey::XWing(identity, key_id) = &*key else {
+                continue;
+            };
+            if *key_id != header.key_id {
+                continue;
+            }
+            let mut input = envelope;
+            let (header, header_bytes, rest) =
+                env_io::read_header(&mut input).map_err(|_| fleetkey_crypto::Error::Open)?;
+            let opener = recipient::open(identity, &header, &header_bytes, aad)?;
+            let mut out = Vec::new();
+            env_io::open(opener, rest, input, &mut out, &mut |_| {})
+                .map_err(|_| fleetkey_crypto::Error::Open)?;
+            self.shared
+                .metrics
+                .unseals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(out);
+        }
+        Err(fleetkey_crypto::Error::Open.into())
     }
 }

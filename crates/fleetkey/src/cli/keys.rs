@@ -50,7 +50,8 @@ pub enum KeysCommand {
         /// Keyring name; also the key id in its envelopes.
         name: String,
         /// aes-256-gcm, chacha20-poly1305, aes-256-gcm-siv (seal); ed25519,
-        /// ml-dsa-65, ed25519+ml-dsa-65 (sign); hmac-sha256, hmac-sha512 (MAC).
+        /// ml-dsa-65, ed25519+ml-dsa-65 (sign); hmac-sha256, hmac-sha512 (MAC);
+        /// x-wing (others seal to its public recipient, the service unseals).
         #[arg(long, default_value = "aes-256-gcm")]
         algorithm: String,
         #[command(flatten)]
@@ -182,7 +183,8 @@ pub enum KeysCommand {
         /// Version (default: the primary).
         #[arg(long, value_name = "N")]
         key_version: Option<u32>,
-        /// raw (base64), pem (ed25519, ml-dsa-65) or jwk (ed25519).
+        /// raw (base64), pem (ed25519, ml-dsa-65), jwk (ed25519) or fk1r (x-wing:
+        /// the recipient `fleetkey seal --recipient` takes).
         #[arg(long, default_value = "raw")]
         format: String,
         #[command(flatten)]
