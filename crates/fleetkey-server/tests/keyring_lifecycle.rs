@@ -11,7 +11,7 @@ use common::keyrings::{T0, env_with, second_instance};
 use fleetkey_crypto::aead::Algorithm;
 use fleetkey_server::Error;
 use fleetkey_server::key_type::KeyType;
-use fleetkey_server::keys::{Details, PolicyAction};
+use fleetkey_server::keys::{KeyringOptions, PolicyAction};
 use fleetkey_server::store::{KeyringState, Policy, VersionState};
 use std::collections::BTreeMap;
 
@@ -277,11 +277,11 @@ async fn details_are_bounded_and_kept() {
             &"r".parse().unwrap(),
             KeyType::Aead(Algorithm::Aes256Gcm),
             Policy::default(),
-            Details {
+            KeyringOptions {
                 description: "card data".into(),
                 tags: tags.clone(),
+                ..Default::default()
             },
-            false,
         )
         .await
         .unwrap();

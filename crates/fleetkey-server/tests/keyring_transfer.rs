@@ -25,8 +25,10 @@ async fn exportable(e: &common::keyrings::Env, name: &str, kind: KeyType) {
             &name.parse().unwrap(),
             kind,
             Policy::default(),
-            Default::default(),
-            true,
+            fleetkey_server::keys::KeyringOptions {
+                exportable: true,
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
@@ -247,5 +249,107 @@ async fn imports_are_refused_unless_sealed_right_in_time_and_to_a_usable_keyring
         k.show("a").await.unwrap().versions.len(),
         3,
         "refusals made no versions"
+    );
+}
+
+/// Convergent keyrings: the same plaintext and binding under the same version
+/// give the same envelope, with the nonce derived as docs/formats.md says
+/// (recomputed here with aws-lc-rs directly from the exported key).
+#[tokio::test]
+async fn convergent_sealing_is_deterministic_as_documented() {
+    use aws_lc_rs::{hkdf, hmac};
+    let e = env_with(64).await;
+    let err = e
+        .keys
+        .create_with(
+            "t",
+            &"gcm".parse().unwrap(),
+            KeyType::Aead(Algorithm::Aes256Gcm),
+            Policy::default(),
+            fleetkey_server::keys::KeyringOptions {
+                convergent: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("aes-256-gcm-siv"), "{err}");
+    let info = e
+        .keys
+        .create_with(
+            "t",
+            &"eq".parse().unwrap(),
+            KeyType::Aead(Algorithm::Aes256GcmSiv),
+            Policy::default(),
+            fleetkey_server::keys::KeyringOptions {
+                convergent: true,
+                exportable: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(info.convergent);
+    let ring = e.keys.keyring("eq").await.unwrap();
+    let a1 = ring
+        .seal(b"alice@example.com", b"users.email")
+        .await
+        .unwrap();
+    let a2 = ring
+        .seal(b"alice@example.com", b"users.email")
+        .await
+        .unwrap();
+    let b = ring.seal(b"bob@example.com", b"users.email").await.unwrap();
+    let other_aad = ring
+        .seal(b"alice@example.com", b"users.name")
+        .await
+        .unwrap();
+    assert_eq!(a1, a2, "equal plaintexts, equal envelopes");
+    assert_ne!(a1, b);
+    assert_ne!(a1, other_aad);
+    assert_eq!(
+        ring.unseal(&a1, b"users.email").await.unwrap(),
+        b"alice@example.com"
+    );
+
+    // The nonce is HMAC-SHA256(HKDF(secret, salt, "nonce"), BE64(len aad) ‖ aad ‖ pt)[..12].
+    let receiver = XWingIdentity::generate().unwrap();
+    let (_, sealed) = e
+        .keys
+        .export("t", "eq", None, &receiver.recipient())
+        .await
+        .unwrap();
+    let secret = recipient::open_secret(&receiver, &sealed, &export_aad("eq", 1)).unwrap();
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"fleetkey convergent v1")
+        .extract(secret.expose_secret());
+    let mut nk = [0u8; 32];
+    prk.expand(&[b"nonce"], hkdf::HKDF_SHA256)
+        .unwrap()
+        .fill(&mut nk)
+        .unwrap();
+    let mut msg = (b"users.email".len() as u64).to_be_bytes().to_vec();
+    msg.extend_from_slice(b"users.email");
+    msg.extend_from_slice(b"alice@example.com");
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &nk), &msg);
+    let fleetkey_crypto::envelope::Body::Single { nonce } =
+        fleetkey_crypto::envelope::Header::parse(&a1)
+            .unwrap()
+            .0
+            .body
+    else {
+        panic!("not mode 1")
+    };
+    assert_eq!(nonce, tag.as_ref()[..12]);
+
+    // A new version: new envelopes; the old ones still open.
+    e.keys.rotate("t", "eq").await.unwrap();
+    let a3 = ring
+        .seal(b"alice@example.com", b"users.email")
+        .await
+        .unwrap();
+    assert_ne!(a1, a3);
+    assert_eq!(
+        ring.unseal(&a1, b"users.email").await.unwrap(),
+        b"alice@example.com"
     );
 }

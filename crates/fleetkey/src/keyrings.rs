@@ -17,7 +17,7 @@ use fleetkey_server::api::signing::{
     PublicKeyResponse, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
 };
 use fleetkey_server::key_type::KeyType;
-use fleetkey_server::keys::{Details, KeyService, KeyringInfo, PolicyRun};
+use fleetkey_server::keys::{KeyService, KeyringInfo, KeyringOptions, PolicyRun};
 use fleetkey_server::store::Policy;
 use reqwest::Method;
 use zeroize::Zeroizing;
@@ -33,8 +33,7 @@ pub(crate) trait Keyrings {
         name: &str,
         algorithm: &str,
         policy: PolicyRequest,
-        details: Details,
-        exportable: bool,
+        options: KeyringOptions,
     ) -> CliResult<KeyringInfo>;
     /// Every keyring.
     async fn list(&self) -> CliResult<Vec<KeyringInfo>>;
@@ -96,14 +95,13 @@ impl Keyrings for Local<'_> {
         name: &str,
         algorithm: &str,
         policy: PolicyRequest,
-        details: Details,
-        exportable: bool,
+        options: KeyringOptions,
     ) -> CliResult<KeyringInfo> {
         let alg = KeyType::from_name(algorithm).map_err(|e| CliError::usage(e.to_string()))?;
         let p = policy.apply(Policy::default());
         let name = name.parse().map_err(service_error)?;
         self.0
-            .create_with(&actor(), &name, alg, p, details, exportable)
+            .create_with(&actor(), &name, alg, p, options)
             .await
             .map_err(service_error)
     }
@@ -253,16 +251,16 @@ impl Keyrings for Remote<'_> {
         name: &str,
         algorithm: &str,
         policy: PolicyRequest,
-        details: Details,
-        exportable: bool,
+        options: KeyringOptions,
     ) -> CliResult<KeyringInfo> {
         let body = CreateKeyringRequest {
-            exportable: Some(exportable),
+            exportable: Some(options.exportable),
+            convergent: Some(options.convergent),
             name: name.to_owned(),
             algorithm: Some(algorithm.to_owned()),
             policy: Some(policy),
-            description: Some(details.description),
-            tags: Some(details.tags),
+            description: Some(options.description),
+            tags: Some(options.tags),
         };
         self.0.send(Method::POST, "/v1/keyrings", &body).await
     }

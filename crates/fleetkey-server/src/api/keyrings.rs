@@ -49,6 +49,12 @@ pub struct CreateKeyringRequest {
     /// fixed for the keyring's life).
     #[serde(default)]
     pub exportable: Option<bool>,
+    /// Deterministic sealing for equality search (aes-256-gcm-siv only; default
+    /// false; fixed for the keyring's life): equal plaintexts under the same
+    /// version and binding give equal envelopes (docs/formats.md, "Convergent
+    /// keyrings").
+    #[serde(default)]
+    pub convergent: Option<bool>,
 }
 
 /// Policy fields; omitted ones keep their current (or default) value.
@@ -207,20 +213,15 @@ pub(super) async fn create_keyring(
     };
     let policy = req.policy.unwrap_or_default().apply(Policy::default());
     let name = KeyringName::new(req.name)?;
-    let details = crate::keys::Details {
+    let options = crate::keys::KeyringOptions {
         description: req.description.unwrap_or_default(),
         tags: req.tags.unwrap_or_default(),
+        exportable: req.exportable == Some(true),
+        convergent: req.convergent == Some(true),
     };
     let info = st
         .keys
-        .create_with(
-            &p.actor(),
-            &name,
-            alg,
-            policy,
-            details,
-            req.exportable == Some(true),
-        )
+        .create_with(&p.actor(), &name, alg, policy, options)
         .await
         .map_err(|e| change_err(&st, e))?;
     Ok((StatusCode::CREATED, Json(info)))

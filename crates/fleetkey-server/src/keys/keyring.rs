@@ -194,6 +194,8 @@ pub struct Keyring {
     pub(super) keys: parking_lot::RwLock<HashMap<u32, Arc<AeadKey>>>,
     /// Signing and MAC keys by version (keyrings of those types).
     pub(super) typed: parking_lot::RwLock<HashMap<u32, Arc<super::typed::TypedKey>>>,
+    /// Nonce-derivation keys by version (convergent keyrings).
+    pub(super) convergent: parking_lot::RwLock<HashMap<u32, Arc<fleetkey_crypto::mac::MacKey>>>,
     pub(super) slow: tokio::sync::Mutex<()>,
     /// One catch-up re-read at a time ([`Keyring::catch_up`]).
     pub(super) catch_up: tokio::sync::Mutex<()>,
@@ -223,8 +225,8 @@ impl Keyring {
     }
 
     /// Refuses an operation that this keyring's key type does not do, or any
-    /// operation while the keyring is not enabled.
-    pub(super) fn require(&self, purpose: Purpose) -> Result<()> {
+    /// operation while the keyring is not enabled; the metadata it checked.
+    pub(super) fn require(&self, purpose: Purpose) -> Result<arc_swap::Guard<Arc<Meta>>> {
         let m = self.meta.load();
         if m.record.state != KeyringState::Enabled {
             return Err(Error::KeyringUnusable {
@@ -232,7 +234,8 @@ impl Keyring {
                 state: m.record.state,
             });
         }
-        m.record.algorithm.require(&self.name, purpose)
+        m.record.algorithm.require(&self.name, purpose)?;
+        Ok(m)
     }
 
     /// Refuses a management change (rotation, revocation, policy, details) once
@@ -278,8 +281,13 @@ impl Keyring {
 
     /// Seals `plaintext` with the primary version. `aad` is authenticated, not stored.
     pub async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        self.require(Purpose::Encrypt)?;
+        let convergent = self.require(Purpose::Encrypt)?.record.convergent;
         let (p, counter) = self.next_use().await?;
+        if convergent {
+            return self
+                .seal_convergent(arc_swap::Guard::into_inner(p), plaintext, aad)
+                .await;
+        }
         let nonce = nonce::nonce(&p.block.instance, counter);
         Ok(p.sealer.seal(nonce, plaintext, aad)?)
     }
@@ -823,6 +831,7 @@ impl Keyring {
         };
         self.keys.write().retain(|v, _| live(v));
         self.typed.write().retain(|v, _| live(v));
+        self.convergent.write().retain(|v, _| live(v));
         self.meta.store(Arc::new(Meta { record, versions }));
         Ok(())
     }
@@ -841,6 +850,7 @@ impl Keyring {
             description: m.record.description.clone(),
             tags: m.record.tags.clone(),
             exportable: m.record.exportable,
+            convergent: m.record.convergent,
             versions: m
                 .versions
                 .values()

@@ -46,13 +46,18 @@ pub struct AliasInfo {
     pub updated_at: UnixTime,
 }
 
-/// A keyring's description and tags.
+/// What a new keyring is besides its name, type and policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Details {
+pub struct KeyringOptions {
     /// Free text (at most [`MAX_DESCRIPTION_CHARS`] characters).
     pub description: String,
     /// Labels (at most [`MAX_TAGS`]).
     pub tags: BTreeMap<String, String>,
+    /// Versions may be exported sealed to a recipient (never turned on later).
+    pub exportable: bool,
+    /// Sealing is deterministic (aes-256-gcm-siv only; docs/formats.md,
+    /// "Convergent keyrings").
+    pub convergent: bool,
 }
 
 /// Checks an alias: `alias/` and then a name of the name grammar

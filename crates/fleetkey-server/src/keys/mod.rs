@@ -13,6 +13,7 @@
 //! 256 seals, and by [`KeyService::run_policies`] (the scheduler tick), so a keyring
 //! that is idle still rotates on time.
 
+mod convergent;
 mod datakey;
 mod keyring;
 mod lifecycle;
@@ -22,11 +23,13 @@ mod service;
 mod transfer;
 mod typed;
 
+pub use convergent::CONVERGENT_SALT;
 pub use datakey::{DATA_KEY_LEN, DataKey};
 pub use keyring::{CATCH_UP_INTERVAL, Keyring};
 pub use lifecycle::{
-    ALIAS_PREFIX, AliasInfo, Details, MAX_DELETION_DAYS, MAX_DESCRIPTION_CHARS, MAX_TAG_KEY_CHARS,
-    MAX_TAG_VALUE_CHARS, MAX_TAGS, MIN_DELETION_DAYS, validate_alias, validate_details,
+    ALIAS_PREFIX, AliasInfo, KeyringOptions, MAX_DELETION_DAYS, MAX_DESCRIPTION_CHARS,
+    MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS, MAX_TAGS, MIN_DELETION_DAYS, validate_alias,
+    validate_details,
 };
 pub use public_key::{
     FORMATS as PUBLIC_KEY_FORMATS, MAX_PUBLIC_KEY_FILE, parse_public_key, public_key_form,
@@ -197,6 +200,8 @@ pub struct KeyringInfo {
     pub tags: std::collections::BTreeMap<String, String>,
     /// Whether versions may be exported sealed to a recipient (fixed at creation).
     pub exportable: bool,
+    /// Whether sealing is deterministic (fixed at creation).
+    pub convergent: bool,
     /// Versions, oldest first.
     pub versions: Vec<VersionInfo>,
 }

@@ -5,8 +5,8 @@
 use super::keyring::{Keyring, Meta, Primary, mint_version, placeholder_sealer};
 use super::nonce::NonceBlock;
 use super::{
-    KeyConfig, KeyMetrics, KeyringInfo, PolicyAction, PolicyRun, Shared, validate_name,
-    validate_policy,
+    KeyConfig, KeyMetrics, KeyringInfo, KeyringOptions, PolicyAction, PolicyRun, Shared,
+    validate_name, validate_policy,
 };
 use crate::audit::{AuditDraft, AuditEntry, Checkpoint};
 use crate::clock::SharedClock;
@@ -96,39 +96,44 @@ impl KeyService {
         algorithm: impl Into<KeyType>,
         policy: Policy,
     ) -> Result<KeyringInfo> {
-        let details = Default::default();
-        self.create_with(actor, name, algorithm.into(), policy, details, false)
+        let options = KeyringOptions::default();
+        self.create_with(actor, name, algorithm.into(), policy, options)
             .await
     }
 
-    /// Creates a keyring with version 1, a description and tags; `exportable`
-    /// (fixed for the keyring's life) lets its versions be exported sealed to a
-    /// recipient.
+    /// Creates a keyring with version 1 and `options` (description and tags;
+    /// whether it is exportable and convergent, fixed for its life).
     pub async fn create_with(
         &self,
         actor: &str,
         name: &KeyringName,
         algorithm: KeyType,
         policy: Policy,
-        details: super::Details,
-        exportable: bool,
+        options: KeyringOptions,
     ) -> Result<KeyringInfo> {
         let name = name.as_str();
         validate_name(name)?;
         validate_policy(&policy)?;
-        super::validate_details(&details.description, &details.tags)?;
+        super::validate_details(&options.description, &options.tags)?;
+        if options.convergent && algorithm != KeyType::Aead(Algorithm::Aes256GcmSiv) {
+            return Err(Error::Invalid {
+                what: "convergent",
+                why: "only aes-256-gcm-siv keyrings can be convergent".into(),
+            });
+        }
         let s = &self.shared;
         let now = s.clock.now();
         let (first, _) = mint_version(s, name, 1, now, None).await?;
         let audit = json!({
             "algorithm": algorithm.name(), "policy": policy,
-            "description": details.description, "tags": details.tags,
-            "exportable": exportable,
+            "description": options.description, "tags": options.tags,
+            "exportable": options.exportable, "convergent": options.convergent,
         });
         let record = KeyringRecord {
-            description: details.description,
-            tags: details.tags,
-            exportable,
+            description: options.description,
+            tags: options.tags,
+            exportable: options.exportable,
+            convergent: options.convergent,
             ..KeyringRecord::new(name, algorithm, policy, now)
         };
         s.store
@@ -183,6 +188,7 @@ impl KeyService {
             }),
             keys: parking_lot::RwLock::new(HashMap::new()),
             typed: parking_lot::RwLock::new(HashMap::new()),
+            convergent: parking_lot::RwLock::new(HashMap::new()),
             slow: tokio::sync::Mutex::new(()),
             catch_up: tokio::sync::Mutex::new(()),
             last_catch_up: parking_lot::Mutex::new(None),

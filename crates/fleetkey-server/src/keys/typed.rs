@@ -202,10 +202,11 @@ impl Keyring {
     /// The public key of `version` (default: the primary) of a signing keyring,
     /// or the public recipient of an x-wing keyring.
     pub async fn public_key(&self, version: Option<u32>) -> Result<(u32, Vec<u8>)> {
-        match self.key_type() {
-            KeyType::XWing => self.require(Purpose::Decrypt)?,
-            _ => self.require(Purpose::Sign)?,
-        }
+        let purpose = match self.key_type() {
+            KeyType::XWing => Purpose::Decrypt,
+            _ => Purpose::Sign,
+        };
+        self.require(purpose)?;
         let v = version.unwrap_or_else(|| self.meta.load().record.primary_version);
         if v > self.newest_version() {
             self.catch_up().await?;

@@ -57,6 +57,9 @@ pub struct KeyringRecord {
     pub tags: std::collections::BTreeMap<String, String>,
     /// Whether versions may be exported sealed to a recipient (fixed at creation).
     pub exportable: bool,
+    /// Whether sealing is deterministic (AES-256-GCM-SIV with a derived nonce;
+    /// fixed at creation).
+    pub convergent: bool,
 }
 
 impl KeyringRecord {
@@ -79,6 +82,7 @@ impl KeyringRecord {
             description: String::new(),
             tags: Default::default(),
             exportable: false,
+            convergent: false,
         }
     }
 }

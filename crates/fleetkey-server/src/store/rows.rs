@@ -104,6 +104,7 @@ pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
         tags: serde_json::from_str(&r.col::<String>("tags")?)
             .map_err(|e| Error::Corrupt(format!("keyring tags: {e}")))?,
         exportable: r.col::<i64>("exportable")? != 0,
+        convergent: r.col::<i64>("convergent")? != 0,
     })
 }
 

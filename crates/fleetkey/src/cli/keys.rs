@@ -62,6 +62,10 @@ pub enum KeysCommand {
         /// fixed for the keyring's life.
         #[arg(long)]
         exportable: bool,
+        /// Deterministic sealing for equality search (aes-256-gcm-siv only):
+        /// equal plaintexts give equal envelopes; fixed for the keyring's life.
+        #[arg(long)]
+        convergent: bool,
         #[command(flatten)]
         dir: DataDir,
     },

@@ -173,12 +173,12 @@ async fn run_with(
             policy,
             details,
             exportable,
+            convergent,
             ..
         } => {
-            let (policy, details) = (policy_request(&policy)?, keys_lifecycle::details(&details)?);
-            let info = k
-                .create(&name, &algorithm, policy, details, exportable)
-                .await?;
+            let policy = policy_request(&policy)?;
+            let options = keys_lifecycle::options(&details, exportable, convergent)?;
+            let info = k.create(&name, &algorithm, policy, options).await?;
             print_versions(&info, json)
         }
         c @ (KeysCommand::Disable { .. }

@@ -8,7 +8,7 @@ use crate::error::{CliError, CliResult};
 use crate::files::Output;
 use crate::keyring_lifecycle::{KeyringLifecycle, StateMove};
 use crate::local::format_time;
-use fleetkey_server::keys::Details;
+use fleetkey_server::keys::KeyringOptions;
 use std::collections::BTreeMap;
 
 /// The tags of `--tag KEY=VALUE` flags (a key given twice keeps the last value).
@@ -24,11 +24,17 @@ pub(crate) fn parse_tags(flags: &[String]) -> CliResult<BTreeMap<String, String>
         .collect()
 }
 
-/// The details of `keys create`.
-pub(crate) fn details(a: &DetailsArgs) -> CliResult<Details> {
-    Ok(Details {
+/// The options of `keys create`.
+pub(crate) fn options(
+    a: &DetailsArgs,
+    exportable: bool,
+    convergent: bool,
+) -> CliResult<KeyringOptions> {
+    Ok(KeyringOptions {
         description: a.description.clone().unwrap_or_default(),
         tags: parse_tags(&a.tags)?,
+        exportable,
+        convergent,
     })
 }
 
