@@ -2,8 +2,10 @@
 """An independent opener for fk1 envelopes, written from docs/formats.md alone.
 
 It uses only the `cryptography` package (PyPI) and proves the format is specified
-well enough to interoperate. Modes 1 (single) and 2 (stream) are implemented; mode 3
-needs an X-Wing HPKE implementation, which `cryptography` does not have.
+well enough to interoperate. Modes 1 (single), 2 (stream) and 4 (wrapped: a stream
+under a data key, given here as the key; its wrapped form in the header opens as
+mode 1 under the wrapping key) are implemented; mode 3 needs an X-Wing HPKE
+implementation, which `cryptography` does not have.
 
 Usage:
   fk1_open.py vectors docs/vectors/fk1.json
@@ -59,12 +61,18 @@ def parse_header(b):
     h = {"mode": mode, "alg": alg, "key_id": key_id.decode(), "key_version": struct.unpack(">I", kv)[0]}
     if mode == 1:
         h["nonce"], p = take(p, 12)
-    elif mode == 2:
+    elif mode in (2, 4):
         (s,), p = take(p, 1)
         if not 10 <= s <= 20:
             raise Refused("bad segment size")
         h["s"] = s
         h["salt"], p = take(p, 32)
+        if mode == 4:
+            n, p = take(p, 2)
+            n = struct.unpack(">H", n)[0]
+            if not 1 <= n <= 1024:
+                raise Refused("bad wrapped key length")
+            h["wrapped"], p = take(p, n)
     else:
         raise Refused("mode %d not supported by this opener" % mode)
     return h, p
@@ -80,7 +88,7 @@ def open_envelope(key, env, aad=b""):
             return AEADS[h["alg"]](key).decrypt(h["nonce"], body, header + aad)
         except InvalidTag:
             raise Refused("cannot open")
-    # Mode 2: STREAM.
+    # Modes 2 and 4: STREAM (mode 4's key is the unwrapped data key).
     k = HKDF(algorithm=hashes.SHA256(), length=32, salt=h["salt"], info=b"fleetkey fk1 stream key").derive(key)
     d = hashlib.sha256(header + aad).digest()
     aead = AEADS[h["alg"]](k)
@@ -138,6 +146,11 @@ def check_vectors(path):
             except Refused:
                 return True
         checks.append(("wrong aad refused", wrong_aad_refused))
+        if v["mode"] == "wrapped":
+            wk = bytes.fromhex(v["wrapping_key"])
+            wrapped = bytes.fromhex(v["wrapped"])
+            checks.append(("header carries the wrapped key", lambda: parse_header(env)[0]["wrapped"] == wrapped))
+            checks.append(("wrapped key opens to the data key", lambda: open_envelope(wk, wrapped, aad) == key))
         for name, check in checks:
             try:
                 ok = check()

@@ -696,3 +696,73 @@ fn x_wing_keyring_opens_what_was_sealed_to_its_recipient() {
         .code(1)
         .stderr(predicate::str::contains("x-wing"));
 }
+
+/// `fleetkey seal --keyring NAME --datakey`: a file larger than any request is
+/// sealed locally under a data key from the keyring (fk1 mode 4, the wrapped key
+/// in the header) and opened with `fleetkey unseal --keyring`, streaming.
+#[test]
+fn large_files_seal_locally_under_a_data_key() {
+    let a = Admin::new();
+    a.cmd().args(["keys", "create", "files"]).assert().success();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(a.path("big.bin"), &big).unwrap();
+    a.cmd()
+        .args([
+            "seal",
+            "--keyring",
+            "files",
+            "--datakey",
+            "--context",
+            "file=big.bin",
+        ])
+        .args(["--algorithm", "chacha20-poly1305"])
+        .args(["-i", &a.path("big.bin"), "-o", &a.path("big.fk")])
+        .assert()
+        .success();
+    let inspect = a
+        .cmd()
+        .args(["inspect", "-i", &a.path("big.fk")])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.get_output().stdout).unwrap();
+    assert_eq!(doc["mode"], "wrapped");
+    assert_eq!(doc["key_id"], "files");
+    assert_eq!(doc["algorithm"], "chacha20-poly1305");
+    assert_eq!(doc["plaintext_bytes"], 3_000_000);
+    let out = a
+        .cmd()
+        .args(["unseal", "--keyring", "files", "--context", "file=big.bin"])
+        .args(["-i", &a.path("big.fk"), "-o", &a.path("back.bin")])
+        .assert()
+        .success();
+    drop(out);
+    assert_eq!(std::fs::read(a.path("back.bin")).unwrap(), big);
+    // The context binds both the data key and the data.
+    a.cmd()
+        .args(["unseal", "--keyring", "files", "--context", "file=other"])
+        .args(["-i", &a.path("big.fk")])
+        .assert()
+        .code(1);
+    // A symmetric key file cannot open it; it says what can.
+    a.cmd()
+        .args(["keygen", "-o", &a.path("k.key")])
+        .assert()
+        .success();
+    a.cmd()
+        .args(["unseal", "--key", &a.path("k.key"), "-i", &a.path("big.fk")])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--keyring"));
+    // --datakey needs a keyring.
+    a.cmd()
+        .args([
+            "seal",
+            "--key",
+            &a.path("k.key"),
+            "--datakey",
+            "-i",
+            &a.path("big.bin"),
+        ])
+        .assert()
+        .code(2);
+}

@@ -32,8 +32,12 @@ pub const SALT_LEN: usize = 32;
 pub const SEGMENT_LOG2_RANGE: core::ops::RangeInclusive<u8> = 10..=20;
 /// Default stream segment size: 64 KiB.
 pub const DEFAULT_SEGMENT_LOG2: u8 = 16;
-/// The longest header any valid envelope can have.
+/// The longest header any valid envelope can have (a recipient header).
 pub const MAX_HEADER_LEN: usize = 8 + MAX_KEY_ID_LEN + 4 + 1 + 6 + hpke::ENC_LEN;
+/// Longest wrapped data key a mode-4 header carries.
+pub const MAX_WRAPPED_KEY_LEN: usize = 1024;
+const _: () =
+    assert!(8 + MAX_KEY_ID_LEN + 4 + 1 + SALT_LEN + 2 + MAX_WRAPPED_KEY_LEN <= MAX_HEADER_LEN);
 
 /// What follows the common header fields; the wire `mode` byte.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,6 +61,16 @@ pub enum Body {
         /// The X-Wing encapsulated key (1120 bytes).
         enc: Vec<u8>,
     },
+    /// Mode 4: a mode-2 stream under a data key that travels wrapped in the header
+    /// (sealed by a keyring; opaque to this format).
+    Wrapped {
+        /// log2 of the plaintext segment size.
+        segment_log2: u8,
+        /// Random per-envelope salt for the stream key derivation.
+        salt: [u8; SALT_LEN],
+        /// The wrapped data key (1 to [`MAX_WRAPPED_KEY_LEN`] bytes).
+        wrapped: Vec<u8>,
+    },
 }
 
 impl Body {
@@ -66,6 +80,7 @@ impl Body {
             Body::Single { .. } => 1,
             Body::Stream { .. } => 2,
             Body::Recipient { .. } => 3,
+            Body::Wrapped { .. } => 4,
         }
     }
 
@@ -75,6 +90,7 @@ impl Body {
             Body::Single { .. } => "single",
             Body::Stream { .. } => "stream",
             Body::Recipient { .. } => "recipient",
+            Body::Wrapped { .. } => "wrapped",
         }
     }
 }
@@ -95,6 +111,16 @@ impl fmt::Debug for Body {
                 .debug_struct("Recipient")
                 .field("segment_log2", segment_log2)
                 .field("enc_len", &enc.len())
+                .finish(),
+            Body::Wrapped {
+                segment_log2,
+                salt,
+                wrapped,
+            } => f
+                .debug_struct("Wrapped")
+                .field("segment_log2", segment_log2)
+                .field("salt", &hex::encode(salt))
+                .field("wrapped_len", &wrapped.len())
                 .finish(),
         }
     }
@@ -250,6 +276,11 @@ pub(crate) enum BodyRef<'a> {
         segment_log2: u8,
         enc: &'a [u8],
     },
+    Wrapped {
+        segment_log2: u8,
+        salt: [u8; SALT_LEN],
+        wrapped: &'a [u8],
+    },
 }
 
 impl<'a> HeaderRef<'a> {
@@ -271,7 +302,7 @@ impl<'a> HeaderRef<'a> {
             return Err(Error::UnsupportedVersion(version));
         }
         let mode = c.u8()?;
-        if !(1..=3).contains(&mode) {
+        if !(1..=4).contains(&mode) {
             return Err(Error::UnknownId {
                 what: "mode",
                 id: mode.into(),
@@ -288,6 +319,19 @@ impl<'a> HeaderRef<'a> {
                 segment_log2: segment_log2(c.u8()?)?,
                 salt: c.array()?,
             },
+            4 => {
+                let segment_log2 = segment_log2(c.u8()?)?;
+                let salt = c.array()?;
+                let n = usize::from(c.u16()?);
+                if !(1..=MAX_WRAPPED_KEY_LEN).contains(&n) {
+                    return Err(Error::Malformed("wrapped key length"));
+                }
+                BodyRef::Wrapped {
+                    segment_log2,
+                    salt,
+                    wrapped: c.take(n)?,
+                }
+            }
             _ => {
                 let segment_log2 = segment_log2(c.u8()?)?;
                 let kem = c.u16()?;
@@ -339,6 +383,15 @@ impl Header {
                 segment_log2,
                 enc: enc.to_vec(),
             },
+            BodyRef::Wrapped {
+                segment_log2,
+                salt,
+                wrapped,
+            } => Body::Wrapped {
+                segment_log2,
+                salt,
+                wrapped: wrapped.to_vec(),
+            },
         };
         Ok((
             Header {
@@ -376,6 +429,19 @@ impl Header {
                 debug_assert_eq!(enc.len(), hpke::ENC_LEN);
                 out.extend_from_slice(&hpke::ENC_LEN_WIRE.to_be_bytes());
                 out.extend_from_slice(enc);
+            }
+            Body::Wrapped {
+                segment_log2,
+                salt,
+                wrapped,
+            } => {
+                out.push(*segment_log2);
+                out.extend_from_slice(salt);
+                // Bounded by the sealer (seal_wrapped) and the parser.
+                debug_assert!((1..=MAX_WRAPPED_KEY_LEN).contains(&wrapped.len()));
+                let n = u16::try_from(wrapped.len()).unwrap_or(u16::MAX);
+                out.extend_from_slice(&n.to_be_bytes());
+                out.extend_from_slice(wrapped);
             }
         }
     }

@@ -202,7 +202,9 @@ impl StreamOpener {
 
 fn segment_log2_of(header: &Header) -> Result<u8> {
     match header.body {
-        super::Body::Stream { segment_log2, .. } | super::Body::Recipient { segment_log2, .. } => {
+        super::Body::Stream { segment_log2, .. }
+        | super::Body::Recipient { segment_log2, .. }
+        | super::Body::Wrapped { segment_log2, .. } => {
             if super::SEGMENT_LOG2_RANGE.contains(&segment_log2) {
                 Ok(segment_log2)
             } else {
@@ -264,14 +266,67 @@ pub fn seal_symmetric_with_salt(
     Ok((bytes, sealer))
 }
 
-/// Opens the body of a mode-2 envelope whose header was parsed from `header_bytes`.
+/// Starts a mode-4 envelope: a stream under `data_key` (fresh random salt), with
+/// `wrapped` — the data key as a keyring sealed it — in the header, naming the
+/// keyring `key_id` version `key_version`.
+pub fn seal_wrapped(
+    data_key: &AeadKey,
+    key_id: &super::KeyId,
+    key_version: u32,
+    segment_log2: u8,
+    wrapped: Vec<u8>,
+    aad: &[u8],
+) -> Result<(Vec<u8>, StreamSealer)> {
+    let salt = crate::rand::array()?;
+    seal_wrapped_with_salt(
+        data_key,
+        key_id,
+        key_version,
+        segment_log2,
+        salt,
+        wrapped,
+        aad,
+    )
+}
+
+/// [`seal_wrapped`] with a caller-chosen salt: for golden vectors only.
+pub fn seal_wrapped_with_salt(
+    data_key: &AeadKey,
+    key_id: &super::KeyId,
+    key_version: u32,
+    segment_log2: u8,
+    salt: [u8; super::SALT_LEN],
+    wrapped: Vec<u8>,
+    aad: &[u8],
+) -> Result<(Vec<u8>, StreamSealer)> {
+    if !(1..=super::MAX_WRAPPED_KEY_LEN).contains(&wrapped.len()) {
+        return Err(Error::Malformed("wrapped key length"));
+    }
+    let header = Header {
+        algorithm: data_key.algorithm(),
+        key_id: *key_id,
+        key_version,
+        body: super::Body::Wrapped {
+            segment_log2,
+            salt,
+            wrapped,
+        },
+    };
+    let bytes = header.encode();
+    let sealer = StreamSealer::new(derive_stream_key(data_key, &salt)?, &header, &bytes, aad)?;
+    Ok((bytes, sealer))
+}
+
+/// Opens the body of a mode-2 envelope (or a mode-4 one, with its unwrapped data
+/// key) whose header was parsed from `header_bytes`.
 pub fn open_symmetric(
     key: &AeadKey,
     header: &Header,
     header_bytes: &[u8],
     aad: &[u8],
 ) -> Result<StreamOpener> {
-    let super::Body::Stream { salt, .. } = &header.body else {
+    let (super::Body::Stream { salt, .. } | super::Body::Wrapped { salt, .. }) = &header.body
+    else {
         return Err(Error::Malformed("mode (expected stream)"));
     };
     if header.algorithm != key.algorithm() {

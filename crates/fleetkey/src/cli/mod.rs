@@ -241,16 +241,21 @@ impl BindArgs {
 #[command(group(clap::ArgGroup::new("with").required(true).args(["key", "recipient", "keyring"])))]
 pub struct SealArgs {
     /// Keyring on the server (FLEETKEY_ADDR/FLEETKEY_TOKEN) or in FLEETKEY_DATA_DIR;
-    /// input at most 16 MiB.
+    /// input at most 16 MiB (any size with --datakey).
     #[arg(long, value_name = "NAME")]
     pub keyring: Option<String>,
+    /// With --keyring: ask the keyring for a data key and seal the input locally
+    /// with it, streaming (any size); the envelope carries the wrapped data key
+    /// (fk1 mode 4), so only the data key request reaches the keyring.
+    #[arg(long)]
+    pub datakey: bool,
     /// Symmetric key file made by `fleetkey keygen`.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Recipient: an `fk1r:` string, or a file holding one (or an identity file).
     #[arg(long, value_name = "STRING_OR_FILE")]
     pub recipient: Option<String>,
-    /// AEAD for --recipient envelopes (a key file fixes its own).
+    /// AEAD for --recipient and --datakey envelopes (a key file fixes its own).
     #[arg(long, default_value = "aes-256-gcm", conflicts_with = "key")]
     pub algorithm: String,
     #[command(flatten)]
@@ -278,7 +283,9 @@ pub struct SealArgs {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("with").required(true).args(["key", "identity", "keyring"])))]
 pub struct UnsealArgs {
-    /// Keyring on the server (FLEETKEY_ADDR/FLEETKEY_TOKEN) or in FLEETKEY_DATA_DIR.
+    /// Keyring on the server (FLEETKEY_ADDR/FLEETKEY_TOKEN) or in FLEETKEY_DATA_DIR
+    /// (a keyring envelope, or a --datakey one: its data key is unwrapped by the
+    /// keyring and the body opened locally, streaming).
     #[arg(long, value_name = "NAME")]
     pub keyring: Option<String>,
     /// Symmetric key file the envelope was sealed with.

@@ -55,6 +55,15 @@ pub fn run(args: InspectArgs) -> CliResult<()> {
             doc["kdf"] = json!("hkdf-sha256");
             doc["enc_bytes"] = json!(enc.len());
         }
+        Body::Wrapped {
+            segment_log2,
+            salt,
+            wrapped,
+        } => {
+            stream_sizes(&mut doc, *segment_log2);
+            doc["salt"] = json!(hex::encode(salt));
+            doc["wrapped_key_bytes"] = json!(wrapped.len());
+        }
     }
     let text = serde_json::to_string_pretty(&doc).map_err(|e| CliError::refused(e.to_string()))?;
     crate::out!("{text}");

@@ -370,6 +370,27 @@ fn data_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from("./fleetkey-data"))
 }
 
+/// Runs `$call` with `$k` bound to the keyrings of the server (FLEETKEY_ADDR)
+/// or, without one, of the local data directory (shut down cleanly afterwards).
+macro_rules! on_keyrings {
+    (|$k:ident| $call:expr) => {{
+        let rt = runtime()?;
+        match crate::client::Client::from_env()? {
+            Some(c) => {
+                let $k = Remote(&c);
+                rt.block_on(async { $call })
+            }
+            None => rt.block_on(async {
+                let svc = open(&data_dir()).await?;
+                let $k = Local(&svc);
+                let r = async { $call }.await;
+                svc.shutdown().await.map_err(service_error)?;
+                r
+            }),
+        }
+    }};
+}
+
 /// Seals `data` with keyring `name` on the server (FLEETKEY_ADDR) or locally.
 pub fn keyring_seal(
     name: &str,
@@ -377,33 +398,34 @@ pub fn keyring_seal(
     aad: &Binding,
 ) -> CliResult<Vec<u8>> {
     let data = zeroize::Zeroizing::new(read_all(input, MAX_SEAL_INPUT)?);
-    let rt = runtime()?;
-    match crate::client::Client::from_env()? {
-        Some(c) => rt.block_on(Remote(&c).seal(name, &data, aad)),
-        None => rt.block_on(async {
-            let svc = open(&data_dir()).await?;
-            let r = Local(&svc).seal(name, &data, aad).await;
-            svc.shutdown().await.map_err(service_error)?;
-            r
-        }),
-    }
+    on_keyrings!(|k| k.seal(name, &data, aad).await)
 }
 
 /// Opens a keyring envelope on the server (FLEETKEY_ADDR) or locally.
 pub fn keyring_unseal(
     name: &str,
-    input: Option<&std::path::Path>,
+    env: &[u8],
     aad: &Binding,
 ) -> CliResult<zeroize::Zeroizing<Vec<u8>>> {
-    let env = read_envelope(input)?;
-    let rt = runtime()?;
-    match crate::client::Client::from_env()? {
-        Some(c) => rt.block_on(Remote(&c).unseal(name, &env, aad)),
-        None => rt.block_on(async {
-            let svc = open(&data_dir()).await?;
-            let r = Local(&svc).unseal(name, &env, aad).await;
-            svc.shutdown().await.map_err(service_error)?;
-            r
-        }),
-    }
+    on_keyrings!(|k| k.unseal(name, env, aad).await)
+}
+
+/// A data key from keyring `name` (on the server, or locally) as a key of
+/// `algorithm`, and the data key as the keyring sealed it (bound to `aad`).
+pub fn keyring_datakey(
+    name: &str,
+    algorithm: fleetkey_crypto::aead::Algorithm,
+    aad: &Binding,
+) -> CliResult<(fleetkey_crypto::aead::AeadKey, Vec<u8>)> {
+    let dk = on_keyrings!(|k| k.datakey(name, aad, true).await)?;
+    let b64 = |field: &str, v: &str| {
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v)
+            .map_err(|_| CliError::refused(format!("the data key's {field} is not base64")))
+    };
+    let plain = zeroize::Zeroizing::new(b64("plaintext", dk.plaintext.as_deref().unwrap_or(""))?);
+    let secret = fleetkey_crypto::secret::SecretBytes::from_slice(&plain)
+        .map_err(|_| CliError::refused("the data key is not 32 bytes"))?;
+    let key = fleetkey_crypto::aead::AeadKey::new(algorithm, secret)
+        .map_err(crate::error::envelope_error)?;
+    Ok((key, b64("ciphertext", &dk.ciphertext)?))
 }

@@ -14,6 +14,11 @@ pub fn run(args: SealArgs) -> CliResult<()> {
     if !SEGMENT_LOG2_RANGE.contains(&args.segment_log2) {
         return Err(CliError::usage("--segment-log2 must be between 10 and 20"));
     }
+    if args.datakey && args.keyring.is_none() {
+        return Err(CliError::usage(
+            "--datakey takes its data key from --keyring NAME",
+        ));
+    }
     let mut output = Output::create(args.output.as_deref(), args.force)?;
     if output.is_terminal() && !args.armor {
         return Err(
@@ -22,7 +27,28 @@ pub fn run(args: SealArgs) -> CliResult<()> {
         );
     }
     let bind = args.bind.binding()?;
-    if let Some(name) = &args.keyring {
+    let algorithm = || {
+        Algorithm::from_name(&args.algorithm).map_err(|_| {
+            CliError::usage(format!("unknown algorithm '{}'", args.algorithm))
+                .hint("choose aes-256-gcm, chacha20-poly1305 or aes-256-gcm-siv")
+        })
+    };
+    let aad = &bind.bytes()?;
+    let (header, sealer) = if let (Some(name), true) = (&args.keyring, args.datakey) {
+        // A data key from the keyring; the data never leaves this machine.
+        let (key, wrapped) = super::keys::keyring_datakey(name, algorithm()?, &bind)?;
+        let (inner, _) = fleetkey_crypto::envelope::Header::parse(&wrapped)
+            .map_err(crate::error::envelope_error)?;
+        stream::seal_wrapped(
+            &key,
+            &inner.key_id,
+            inner.key_version,
+            args.segment_log2,
+            wrapped,
+            aad,
+        )
+        .map_err(crate::error::envelope_error)?
+    } else if let Some(name) = &args.keyring {
         let env = super::keys::keyring_seal(name, args.input.as_deref(), &bind)?;
         let out_name = output.name();
         let bytes = if args.armor {
@@ -35,9 +61,7 @@ pub fn run(args: SealArgs) -> CliResult<()> {
             .write_all(&bytes)
             .map_err(|e| CliError::io(&out_name, &e))?;
         return output.commit(args.sync);
-    }
-    let aad = &bind.bytes()?;
-    let (header, sealer) = if let Some(path) = &args.key {
+    } else if let Some(path) = &args.key {
         let key = load_key(path)?;
         stream::seal_symmetric(
             &key.key,
@@ -48,12 +72,8 @@ pub fn run(args: SealArgs) -> CliResult<()> {
         )
         .map_err(crate::error::envelope_error)?
     } else if let Some(r) = &args.recipient {
-        let algorithm = Algorithm::from_name(&args.algorithm).map_err(|_| {
-            CliError::usage(format!("unknown algorithm '{}'", args.algorithm))
-                .hint("choose aes-256-gcm, chacha20-poly1305 or aes-256-gcm-siv")
-        })?;
         let recipient = load_recipient(r)?;
-        recipient::seal(&recipient, algorithm, args.segment_log2, aad)
+        recipient::seal(&recipient, algorithm()?, args.segment_log2, aad)
             .map_err(crate::error::envelope_error)?
     } else {
         return Err(CliError::usage(

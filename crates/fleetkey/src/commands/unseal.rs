@@ -11,14 +11,7 @@ use fleetkey_crypto::keyfile::{IdentityFile, SymmetricKeyFile};
 pub fn run(args: UnsealArgs) -> CliResult<()> {
     let bind = args.bind.binding()?;
     if let Some(name) = &args.keyring {
-        let mut output = Output::create(args.output.as_deref(), args.force)?;
-        let pt = super::keys::keyring_unseal(name, args.input.as_deref(), &bind)?;
-        let out_name = output.name();
-        output
-            .writer()
-            .write_all(&pt)
-            .map_err(|e| CliError::io(&out_name, &e))?;
-        return output.commit(args.sync);
+        return keyring(name, &args, &bind);
     }
     let aad = bind.bytes()?;
     // Load the key first: a bad key file fails before any input is read.
@@ -88,6 +81,12 @@ pub fn run(args: UnsealArgs) -> CliResult<()> {
             eio::open(o, body_start, rest, output.writer(), &mut tick)
                 .map_err(|e| stream_error(e, &out_name))?;
         }
+        (_, Body::Wrapped { .. }) => {
+            return Err(CliError::usage(format!(
+                "this envelope's data key is wrapped by keyring {}; open it with --keyring",
+                header.key_id
+            )));
+        }
         (Opener::Key(..), Body::Recipient { .. }) => {
             return Err(CliError::usage(format!(
                 "this envelope is sealed to recipient {}; open it with --identity",
@@ -100,6 +99,51 @@ pub fn run(args: UnsealArgs) -> CliResult<()> {
                 header.key_id, header.key_version
             )));
         }
+    }
+    bar.finish_and_clear();
+    output.commit(args.sync)
+}
+
+/// `--keyring NAME`: a keyring envelope is opened by the keyring; a mode-4
+/// envelope's data key is unwrapped by the keyring and the body opened here,
+/// streaming.
+fn keyring(name: &str, args: &UnsealArgs, bind: &crate::binding::Binding) -> CliResult<()> {
+    let aad = bind.bytes()?;
+    let mut output = Output::create(args.output.as_deref(), args.force)?;
+    let input = open_input(args.input.as_deref())?;
+    let in_name = input.name.clone();
+    let bar = progress(input.size, "unsealing");
+    let EnvelopeStart {
+        header,
+        header_bytes,
+        body_start,
+        mut rest,
+    } = read_envelope_start(input.reader, &in_name)?;
+    let out_name = output.name();
+    if let Body::Wrapped { wrapped, .. } = &header.body {
+        let key = super::keys::keyring_unseal(name, wrapped, bind)?;
+        let secret = fleetkey_crypto::secret::SecretBytes::from_slice(&key)
+            .map_err(|_| CliError::refused("the unwrapped data key is not 32 bytes"))?;
+        let key = fleetkey_crypto::aead::AeadKey::new(header.algorithm, secret)
+            .map_err(envelope_error)?;
+        let o =
+            stream::open_symmetric(&key, &header, &header_bytes, &aad).map_err(envelope_error)?;
+        let mut tick = |n: u64| bar.set_position(n);
+        eio::open(o, body_start, rest, output.writer(), &mut tick)
+            .map_err(|e| stream_error(e, &out_name))?;
+    } else {
+        let mut whole = header_bytes;
+        whole.extend_from_slice(&body_start);
+        whole.extend(read_up_to(
+            &mut *rest,
+            2 * super::keys::MAX_SEAL_INPUT,
+            &in_name,
+        )?);
+        let pt = super::keys::keyring_unseal(name, &whole, bind)?;
+        output
+            .writer()
+            .write_all(&pt)
+            .map_err(|e| CliError::io(&out_name, &e))?;
     }
     bar.finish_and_clear();
     output.commit(args.sync)
