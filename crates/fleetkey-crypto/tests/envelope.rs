@@ -439,13 +439,6 @@ fn golden_vectors_open_and_symmetric_ones_reseal_identically() {
 }
 
 #[test]
-#[ignore = "prints the mode-4 vector (appended to docs/vectors/fk1.json by hand)"]
-fn print_wrapped_vector() {
-    let v = build_vectors();
-    println!("VECTOR {}", v["vectors"][13]);
-}
-
-#[test]
 fn wrapped_headers_are_bounded_and_authenticated() {
     let dk = key(Algorithm::Aes256Gcm, 5);
     for n in [0usize, 1025] {

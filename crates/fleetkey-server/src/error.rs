@@ -70,6 +70,11 @@ pub enum Error {
     /// service.
     #[error("keyring {0:?} is not exportable (chosen at creation, never changed)")]
     NotExportable(String),
+    /// Imported key material was refused: not an envelope, sealed to another or
+    /// an expired import recipient, bound to another keyring, tampered, or not 32
+    /// bytes. Fetch the import recipient again and seal as documented.
+    #[error("import refused: {0}")]
+    ImportRefused(&'static str),
     /// No alias of this name. Aliases are listed by `fleetkey keys alias list`.
     #[error("alias {0:?} not found")]
     AliasNotFound(String),

@@ -582,7 +582,7 @@ fn keys_imported_and_exported_through_recipients() {
     a.cmd()
         .args(["keys", "import", "locked", "-i", &a.path("material.fk")])
         .assert()
-        .code(2)
+        .code(1)
         .stderr(predicate::str::contains("does not open"));
     a.cmd()
         .args(["keys", "import", "byok", "-i", &a.path("material.fk")])

@@ -35,6 +35,7 @@ pub const CODES: &[&str] = &[
     "keyring_pending_deletion",
     "keyring_deleted",
     "not_exportable",
+    "import_refused",
     "claim_refused",
     "invalid_config",
     "invalid_schema",
@@ -72,7 +73,8 @@ pub struct ErrorDetail {
     /// Stable code: `malformed`, `unauthenticated`, `forbidden`, `not_found`,
     /// `conflict`, `too_large`, `cannot_open`, `revoked`, `below_minimum`,
     /// `unknown_version`, `wrong_keyring`, `wrong_key_type`, `keyring_disabled`,
-    /// `keyring_pending_deletion`, `keyring_deleted`, `not_exportable`, `claim_refused`,
+    /// `keyring_pending_deletion`, `keyring_deleted`, `not_exportable`, `import_refused`,
+    /// `claim_refused`,
     /// `invalid_config`,
     /// `migration_failed`, `rate_limited`, `unavailable`.
     pub code: &'static str,
@@ -158,6 +160,7 @@ impl From<Error> for ApiError {
             Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
             Error::WrongKeyType { .. } => Self::new(s, "wrong_key_type", e.to_string()),
             Error::NotExportable(_) => Self::new(s, "not_exportable", e.to_string()),
+            Error::ImportRefused(_) => Self::new(s, "import_refused", e.to_string()),
             Error::KeyringUnusable { state, .. } => {
                 use crate::store::KeyringState as K;
                 let (status, code) = match state {

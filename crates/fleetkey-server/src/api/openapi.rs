@@ -267,6 +267,15 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
         ),
     ));
     rows.push(("PutAliasRequest", "keyring", name()));
+    // Convergent sealing is AES-256-GCM-SIV's alone (the default type is not).
+    rows.push((
+        "CreateKeyringRequest",
+        "",
+        json!({
+            "if": { "required": ["convergent"], "properties": { "convergent": { "const": true } } },
+            "then": { "required": ["algorithm"], "properties": { "algorithm": { "const": "aes-256-gcm-siv" } } },
+        }),
+    ));
     rows.push(("ImportRequest", "ciphertext", base64_any(4096 / 3 * 4 + 4)));
     rows.push((
         "ExportRequest",
@@ -299,7 +308,7 @@ fn details_rows(schema: &'static str) -> [(&'static str, &'static str, Value); 2
     ]
 }
 
-/// Query parameters: (path, parameter, constraints).
+/// Query and path parameters: (path, parameter, constraints), on every method.
 fn query_table() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         ("/v1/audit", "limit", range(1, 1000)),
@@ -320,6 +329,7 @@ fn query_table() -> Vec<(&'static str, &'static str, Value)> {
             "bytes",
             range(1, i64::try_from(datakeys::MAX_RANDOM_BYTES).unwrap_or(1024)),
         ),
+        ("/v1/aliases/{alias}", "alias", name()),
     ]
 }
 
@@ -331,7 +341,7 @@ fn merge(target: &mut Value, add: &Value) {
     }
 }
 
-/// Adds the table's constraints to `doc`. A table row that no longer matches the
+/// Adds the table's constraints to `doc`; the number of rows that applied. A table row that no longer matches the
 /// document (a renamed struct or field) panics in the test that checks every
 /// row applies (`every_constraint_applies`), not at run time.
 fn add_constraints(doc: &mut Value) -> usize {
@@ -354,13 +364,20 @@ fn add_constraints(doc: &mut Value) -> usize {
         }
     }
     for (path, param, c) in query_table() {
-        let Some(params) = doc["paths"][path]["get"]["parameters"].as_array_mut() else {
+        let Some(ops) = doc["paths"][path].as_object_mut() else {
             continue;
         };
-        for p in params.iter_mut().filter(|p| p["name"] == param) {
-            merge(&mut p["schema"], &c);
-            applied += 1;
+        let mut hit = false;
+        for op in ops.values_mut() {
+            let Some(params) = op["parameters"].as_array_mut() else {
+                continue;
+            };
+            for p in params.iter_mut().filter(|p| p["name"] == param) {
+                merge(&mut p["schema"], &c);
+                hit = true;
+            }
         }
+        applied += usize::from(hit);
     }
     applied
 }

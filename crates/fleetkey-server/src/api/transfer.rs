@@ -2,7 +2,7 @@
 //! the import recipient, import (BYOK) and export (docs/operations.md, "Import
 //! and export").
 
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, KeyringPath, b64};
 use super::{AppState, St, change_err};
 use crate::tokens::Principal;
@@ -88,7 +88,7 @@ pub(super) async fn import_recipient(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/import", tag = "keyrings", params(("name" = String, Path, description = "Keyring name or alias")),
     request_body = ImportRequest,
     responses((status = 200, body = ImportResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["import:{name}"])))]
 pub(super) async fn import(
     State(st): St,
@@ -120,7 +120,7 @@ pub(super) async fn export(
 ) -> ApiResult<Json<ExportResponse>> {
     p.require(&format!("export:{name}"))?;
     let to = fleetkey_crypto::keyfile::parse_recipient(&req.recipient)
-        .map_err(|e| ApiError::malformed(format!("recipient: {e}")))?;
+        .map_err(|_| crate::Error::KeyRefused("recipient", "not an fk1r: X-Wing recipient"))?;
     let (key_version, sealed) = st
         .keys
         .export(&p.actor(), &name, req.key_version, &to)

@@ -95,18 +95,16 @@ impl KeyService {
     /// version of keyring `name` (origin `imported`); returns the version.
     pub async fn import(&self, actor: &str, name: &str, sealed: &[u8]) -> Result<u32> {
         let ring = self.keyring(name).await?;
-        let refused = |why: &str| Error::Invalid {
-            what: "import",
-            why: why.into(),
-        };
         let (header, _) = fleetkey_crypto::envelope::Header::parse(sealed)
-            .map_err(|_| refused("not an fk1 envelope"))?;
-        let identity = self.import_identity(header.key_id.as_str()).await?.ok_or_else(|| {
-            refused("sealed to an import recipient that is not this service's or has expired; fetch a new one")
-        })?;
+            .map_err(|_| Error::ImportRefused("not an fk1 envelope"))?;
+        let identity = self.import_identity(header.key_id.as_str()).await?.ok_or(
+            Error::ImportRefused(
+                "sealed to an import recipient that is not this service's or has expired; fetch a new one",
+            ),
+        )?;
         let material = recipient::open_secret(&identity, sealed, &import_aad(&ring.name))
             .map_err(|_| {
-                refused("the envelope does not open: it must hold exactly 32 bytes, sealed with aad \"fleetkey import v1:<keyring name>\"")
+                Error::ImportRefused("the envelope does not open: it must hold exactly 32 bytes, sealed with aad \"fleetkey import v1:<keyring name>\"")
             })?;
         let _g = ring.slow.lock().await;
         ring.reload().await?;
