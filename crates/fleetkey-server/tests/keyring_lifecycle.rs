@@ -108,6 +108,9 @@ async fn scheduled_deletion_waits_can_be_cancelled_and_then_erases() {
     let ring = k.keyring("gone").await.unwrap();
     let env = ring.seal(b"secret", b"").await.unwrap();
     k.put_alias("t", "alias/doomed", "gone").await.unwrap();
+    // Another instance has been sealing with it.
+    let b = second_instance(&e).await;
+    b.keyring("gone").await.unwrap().seal(b"b", b"").await.unwrap();
 
     for days in [0, 6, 31, u32::MAX] {
         let err = k.schedule_deletion("t", "gone", days).await.unwrap_err();
@@ -204,8 +207,16 @@ async fn scheduled_deletion_waits_can_be_cancelled_and_then_erases() {
         .unwrap_err(),
         Error::KeyringExists(_)
     ));
-    // A fresh service over the same store sees the same.
-    let b = second_instance(&e).await;
+    // The other instance, told of the change, refuses too and drops the key it
+    // was sealing with (its primary is the empty placeholder, version 0).
+    b.refresh("gone").await.unwrap();
+    let live = |svc: &fleetkey_server::keys::KeyService| {
+        svc.nonce_headroom()
+            .into_iter()
+            .find(|(n, ..)| n == "gone")
+            .map(|(_, v, _)| v)
+    };
+    assert_eq!((live(k), live(&b)), (Some(0), Some(0)));
     let err = b
         .keyring("gone")
         .await

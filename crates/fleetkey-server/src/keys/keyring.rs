@@ -754,6 +754,15 @@ impl Keyring {
         self.reload().await?;
         let p = self.primary.load_full();
         let meta = self.meta.load();
+        if meta.record.state == KeyringState::Deleted {
+            // Erased elsewhere: its key leaves this instance's memory too.
+            drop(meta);
+            return if p.version == 0 {
+                Ok(())
+            } else {
+                self.forget_primary().await
+            };
+        }
         let moved = p.version != meta.record.primary_version;
         if p.version == 0 || (!moved && before == meta.record.policy) {
             return Ok(());
