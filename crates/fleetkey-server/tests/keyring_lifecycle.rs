@@ -110,7 +110,12 @@ async fn scheduled_deletion_waits_can_be_cancelled_and_then_erases() {
     k.put_alias("t", "alias/doomed", "gone").await.unwrap();
     // Another instance has been sealing with it.
     let b = second_instance(&e).await;
-    b.keyring("gone").await.unwrap().seal(b"b", b"").await.unwrap();
+    b.keyring("gone")
+        .await
+        .unwrap()
+        .seal(b"b", b"")
+        .await
+        .unwrap();
 
     for days in [0, 6, 31, u32::MAX] {
         let err = k.schedule_deletion("t", "gone", days).await.unwrap_err();

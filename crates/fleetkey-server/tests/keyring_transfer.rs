@@ -350,3 +350,57 @@ async fn convergent_sealing_is_deterministic_as_documented() {
         b"alice@example.com"
     );
 }
+
+/// Key material sealed by an independent implementation (tests/python/fk1_xwing.py:
+/// X-Wing on kyber-py and `cryptography`, HPKE written from RFC 9180) to the
+/// service's import recipient imports, and is the key the keyring then uses.
+#[tokio::test]
+#[ignore = "needs python3 with cryptography and kyber-py (.ci/run installs them)"]
+async fn material_sealed_by_an_independent_implementation_imports() {
+    use std::io::Write as _;
+    let e = env_with(64).await;
+    e.keys
+        .create(
+            "t",
+            &"py".parse().unwrap(),
+            Algorithm::Aes256GcmSiv,
+            Policy::default(),
+        )
+        .await
+        .unwrap();
+    let r = e.keys.import_recipient().await.unwrap();
+    let text = fleetkey_crypto::keyfile::recipient_string(&r.recipient);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/fk1_xwing.py"
+    );
+    let material = [0xC3u8; 32];
+    let mut child = std::process::Command::new("python3")
+        .args([script, "seal", &text, "fleetkey import v1:py"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&material).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sealed = out.stdout;
+    let (h, _) = fleetkey_crypto::envelope::Header::parse(&sealed).unwrap();
+    assert_eq!(h.key_id.as_str(), r.key_id);
+    assert_eq!(e.keys.import("t", "py", &sealed).await.unwrap(), 2);
+    let env = e
+        .keys
+        .keyring("py")
+        .await
+        .unwrap()
+        .seal(b"interop", b"")
+        .await
+        .unwrap();
+    let mine = AeadKey::new(Algorithm::Aes256GcmSiv, SecretBytes::new(material)).unwrap();
+    assert_eq!(single::open(&mine, &env, b"").unwrap(), b"interop");
+}
