@@ -104,6 +104,17 @@ async fn each_state_answers_with_its_own_code() {
     );
     let (s, v) = post(&a, "/v1/keyrings/k/cancel-deletion", None).await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
+    // Every change is counted by operation and result.
+    let (_, _, m) = a.call("GET", "/metrics", None, None).await;
+    let m = m.as_str().unwrap();
+    for line in [
+        r#"fleetkey_keyring_changes_total{operation="disable",result="ok"} 1"#,
+        r#"fleetkey_keyring_changes_total{operation="schedule_deletion",result="malformed"} 2"#,
+        r#"fleetkey_keyring_changes_total{operation="enable",result="keyring_pending_deletion"} 1"#,
+        r#"fleetkey_keyring_changes_total{operation="cancel_deletion",result="conflict"} 1"#,
+    ] {
+        assert!(m.contains(line), "{line} not in /metrics");
+    }
     // Deletion itself comes at the scheduler's tick (tests/keyring_lifecycle.rs
     // drives the clock); here: an unknown keyring is 404 on every new route.
     for path in ["disable", "enable", "schedule-deletion", "cancel-deletion"] {

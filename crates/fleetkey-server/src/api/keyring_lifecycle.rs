@@ -4,7 +4,7 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, KeyringPath};
-use super::{AppState, St, change_err};
+use super::{AppState, St, keyring_change};
 use crate::keys::{ALIAS_PREFIX, AliasInfo, KeyringInfo};
 use crate::tokens::Principal;
 use axum::extract::State;
@@ -75,7 +75,7 @@ pub(super) async fn disable(
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
     let info = st.keys.disable(&p.actor(), &name).await;
-    Ok(Json(info.map_err(|e| change_err(&st, e))?))
+    Ok(Json(keyring_change(&st, "disable", info)?))
 }
 
 /// Enable a disabled keyring.
@@ -90,7 +90,7 @@ pub(super) async fn enable(
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
     let info = st.keys.enable(&p.actor(), &name).await;
-    Ok(Json(info.map_err(|e| change_err(&st, e))?))
+    Ok(Json(keyring_change(&st, "enable", info)?))
 }
 
 /// Schedule the erasure of the keyring's key material after a waiting period.
@@ -107,7 +107,7 @@ pub(super) async fn schedule_deletion(
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
     let info = st.keys.schedule_deletion(&p.actor(), &name, req.days).await;
-    Ok(Json(info.map_err(|e| change_err(&st, e))?))
+    Ok(Json(keyring_change(&st, "schedule_deletion", info)?))
 }
 
 /// Cancel a scheduled deletion; the keyring comes back disabled.
@@ -122,7 +122,7 @@ pub(super) async fn cancel_deletion(
 ) -> ApiResult<Json<KeyringInfo>> {
     p.require("keys:manage")?;
     let info = st.keys.cancel_deletion(&p.actor(), &name).await;
-    Ok(Json(info.map_err(|e| change_err(&st, e))?))
+    Ok(Json(keyring_change(&st, "cancel_deletion", info)?))
 }
 
 /// Change the description and tags.
@@ -142,7 +142,7 @@ pub(super) async fn set_details(
         .keys
         .set_details(&p.actor(), &name, req.description, req.tags)
         .await;
-    Ok(Json(info.map_err(|e| change_err(&st, e))?))
+    Ok(Json(keyring_change(&st, "details", info)?))
 }
 
 /// List aliases.
@@ -177,7 +177,7 @@ pub(super) async fn put_alias(
     p.require("keys:manage")?;
     let alias = format!("{ALIAS_PREFIX}{alias}");
     let info = st.keys.put_alias(&p.actor(), &alias, &req.keyring).await;
-    Ok(Json(info.map_err(|e| change_err(&st, e))?))
+    Ok(Json(keyring_change(&st, "alias_put", info)?))
 }
 
 /// Remove `alias/{alias}` (its keyring is untouched).
@@ -192,10 +192,8 @@ pub(super) async fn delete_alias(
 ) -> ApiResult<StatusCode> {
     p.require("keys:manage")?;
     let alias = format!("{ALIAS_PREFIX}{alias}");
-    st.keys
-        .delete_alias(&p.actor(), &alias)
-        .await
-        .map_err(|e| change_err(&st, e))?;
+    let r = st.keys.delete_alias(&p.actor(), &alias).await;
+    keyring_change(&st, "alias_delete", r)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub mac_verifies: IntCounterVec,
     /// Bytes served by `GET /v1/random`.
     pub random_bytes: IntCounter,
+    /// Keyring life-cycle and key-material changes, by operation and result.
+    pub keyring_changes: IntCounterVec,
     /// AEAD open failures (wrong key, tampered, wrong AAD) by keyring.
     pub open_failures: IntCounterVec,
     /// Rate-limit rejections by scope (`token`, `global`).
@@ -144,6 +146,11 @@ const DATAKEYS: Def = Def::new(
     "fleetkey_datakeys_total",
     "Data keys made, by keyring and result",
     &["keyring", "result"],
+);
+const KEYRING_CHANGES: Def = Def::new(
+    "fleetkey_keyring_changes_total",
+    "Keyring life-cycle and key-material changes (disable, enable, schedule_deletion, cancel_deletion, erase, details, alias_put, alias_delete, import, export), by operation and result",
+    &["operation", "result"],
 );
 const SIGNS: Def = Def::new(
     "fleetkey_sign_items_total",
@@ -287,6 +294,7 @@ impl Metrics {
             macs: MACS.counter_vec(&r)?,
             mac_verifies: MAC_VERIFIES.counter_vec(&r)?,
             random_bytes: RANDOM_BYTES.counter(&r)?,
+            keyring_changes: KEYRING_CHANGES.counter_vec(&r)?,
             open_failures: OPEN_FAILURES.counter_vec(&r)?,
             rate_limited: RATE_LIMITED.counter_vec(&r)?,
             audit_write_failures: AUDIT_WRITE_FAILURES.counter(&r)?,

@@ -108,6 +108,21 @@ fn change_err(st: &AppState, e: Error) -> ApiError {
     e.into()
 }
 
+/// Counts a keyring change (`operation`) under its result, and maps its error as
+/// [`change_err`] does.
+fn keyring_change<T>(st: &AppState, operation: &str, r: crate::Result<T>) -> ApiResult<T> {
+    let r = r.map_err(|e| change_err(st, e));
+    let result = match &r {
+        Ok(_) => "ok",
+        Err(e) => e.detail.code,
+    };
+    st.metrics
+        .keyring_changes
+        .with_label_values(&[operation, result])
+        .inc();
+    r
+}
+
 async fn device_in_fleet(st: &AppState, fleet: &str, id: &str) -> ApiResult<()> {
     let d = st.fleets.registry.device(id).await?;
     if d.fleet != fleet {

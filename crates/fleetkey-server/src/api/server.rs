@@ -405,12 +405,18 @@ async fn scheduled_jobs(state: &AppState) {
     // Keyrings that fail are logged by the run itself; the rest go on.
     match state.keys.run_policies("scheduler").await {
         Ok(run) => run.actions.iter().for_each(|a| {
-            if matches!(a, crate::keys::PolicyAction::Rotated { .. }) {
-                state
+            match a {
+                crate::keys::PolicyAction::Rotated { .. } => state
                     .metrics
                     .key_rotations
                     .with_label_values(&["keyring"])
-                    .inc();
+                    .inc(),
+                crate::keys::PolicyAction::Erased { .. } => state
+                    .metrics
+                    .keyring_changes
+                    .with_label_values(&["erase", "ok"])
+                    .inc(),
+                crate::keys::PolicyAction::MinimumRaised { .. } => {}
             }
             tracing::info!(action = %a, "policy")
         }),

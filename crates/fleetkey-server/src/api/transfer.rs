@@ -4,7 +4,7 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, KeyringPath, b64};
-use super::{AppState, St, change_err};
+use super::{AppState, St, keyring_change};
 use crate::tokens::Principal;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -98,11 +98,8 @@ pub(super) async fn import(
 ) -> ApiResult<Json<ImportResponse>> {
     p.require(&format!("import:{name}"))?;
     let sealed = b64("ciphertext", &req.ciphertext)?;
-    let key_version = st
-        .keys
-        .import(&p.actor(), &name, &sealed)
-        .await
-        .map_err(|e| change_err(&st, e))?;
+    let r = st.keys.import(&p.actor(), &name, &sealed).await;
+    let key_version = keyring_change(&st, "import", r)?;
     Ok(Json(ImportResponse { key_version }))
 }
 
@@ -120,12 +117,16 @@ pub(super) async fn export(
 ) -> ApiResult<Json<ExportResponse>> {
     p.require(&format!("export:{name}"))?;
     let to = fleetkey_crypto::keyfile::parse_recipient(&req.recipient)
-        .map_err(|_| crate::Error::KeyRefused("recipient", "not an fk1r: X-Wing recipient"))?;
-    let (key_version, sealed) = st
-        .keys
-        .export(&p.actor(), &name, req.key_version, &to)
-        .await
-        .map_err(|e| change_err(&st, e))?;
+        .map_err(|_| crate::Error::KeyRefused("recipient", "not an fk1r: X-Wing recipient"));
+    let r = match to {
+        Ok(to) => {
+            st.keys
+                .export(&p.actor(), &name, req.key_version, &to)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let (key_version, sealed) = keyring_change(&st, "export", r)?;
     Ok(Json(ExportResponse {
         ciphertext: B64.encode(sealed),
         key_version,
