@@ -292,9 +292,19 @@ async fn aliases_work_in_paths_and_scopes_name_the_keyring() {
     );
     let (s, v) = a.admin("GET", "/v1/keyrings/alias%2Fpayments", None).await;
     assert_eq!((s, &v["name"]), (StatusCode::OK, &json!("other")), "{v}");
-    // Removed: unknown everywhere.
+    // Removed: unknown everywhere. A scoped token cannot tell an unknown alias
+    // from one it may not use (403 both); admin sees 404.
     let (s, _) = a.admin("DELETE", "/v1/aliases/payments", None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, v) = a
+        .call(
+            "POST",
+            "/v1/keyrings/alias%2Fpayments/seal",
+            Some(&wrong),
+            Some(json!({"plaintext": "AA=="})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{v}");
     let (s, v) = post(
         &a,
         "/v1/keyrings/alias%2Fpayments/seal",

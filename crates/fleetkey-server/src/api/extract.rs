@@ -186,7 +186,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
 
 /// The `{name}` path segment of a keyring route, resolved: an alias
 /// (`alias/NAME`, percent-encoded as `alias%2FNAME`) becomes the keyring it
-/// names, so scopes, metrics and audit entries always name the keyring.
+/// names, so scopes, metrics and audit entries always name the keyring. An
+/// unknown alias stays as it is: no scope names an alias, so a token without
+/// `admin` is refused (403) whether or not the alias exists, and only one that
+/// may see everything learns that it does not (404).
 pub struct KeyringPath(pub String);
 
 impl FromRequestParts<Arc<AppState>> for KeyringPath {
@@ -196,8 +199,11 @@ impl FromRequestParts<Arc<AppState>> for KeyringPath {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let ApiPath(name) = ApiPath::<String>::from_request_parts(parts, state).await?;
-        let resolved = state.keys.resolve(&name).await?.into_owned();
-        Ok(KeyringPath(resolved))
+        match state.keys.resolve(&name).await {
+            Ok(resolved) => Ok(KeyringPath(resolved.into_owned())),
+            Err(crate::Error::AliasNotFound(_)) => Ok(KeyringPath(name)),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -103,6 +103,13 @@ pub(crate) async fn run(k: &impl KeyringLifecycle, cmd: KeysCommand, json: bool)
 }
 
 async fn alias(k: &impl KeyringLifecycle, cmd: AliasCommand, json: bool) -> CliResult<()> {
+    if let AliasCommand::Set { alias, .. } | AliasCommand::Delete { alias, .. } = &cmd
+        && !alias.starts_with(fleetkey_server::keys::ALIAS_PREFIX)
+    {
+        return Err(CliError::usage(format!(
+            "{alias:?}: an alias starts with alias/ (alias/{alias})"
+        )));
+    }
     match cmd {
         AliasCommand::Set { alias, keyring, .. } => {
             let a = k.put_alias(&alias, &keyring).await?;
