@@ -107,6 +107,18 @@ pub struct Signed {
 }
 
 impl Keyring {
+    /// Every version that may still be used (not revoked, not below the minimum,
+    /// not destroyed), newest first.
+    fn usable_versions(&self) -> Vec<u32> {
+        let meta = self.meta.load();
+        meta.versions
+            .keys()
+            .rev()
+            .copied()
+            .filter(|v| self.check_version(*v).is_ok())
+            .collect()
+    }
+
     /// The signing or MAC key of `version`, from cache or custody.
     async fn typed_key(&self, version: u32) -> Result<Arc<TypedKey>> {
         if let Some(k) = self.typed.read().get(&version).cloned() {
@@ -149,15 +161,7 @@ impl Keyring {
                 self.check_version(v)?;
                 vec![v]
             }
-            None => {
-                let meta = self.meta.load();
-                meta.versions
-                    .keys()
-                    .rev()
-                    .copied()
-                    .filter(|v| self.check_version(*v).is_ok())
-                    .collect()
-            }
+            None => self.usable_versions(),
         };
         for v in candidates {
             if self.typed_key(v).await?.verify(msg, sig) {
@@ -238,16 +242,7 @@ impl Keyring {
                 why: "x-wing keyrings open recipient-mode (mode 3) envelopes".into(),
             });
         }
-        let versions: Vec<u32> = {
-            let meta = self.meta.load();
-            meta.versions
-                .keys()
-                .rev()
-                .copied()
-                .filter(|v| self.check_version(*v).is_ok())
-                .collect()
-        };
-        for v in versions {
+        for v in self.usable_versions() {
             let key = self.typed_key(v).await?;
             let TypedKey::XWing(identity, key_id) = &*key else {
                 continue;

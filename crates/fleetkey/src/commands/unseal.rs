@@ -28,16 +28,13 @@ pub fn run(args: UnsealArgs) -> CliResult<()> {
             ));
         }
     };
-    let mut output = Output::create(args.output.as_deref(), args.force)?;
-    let input = open_input(args.input.as_deref())?;
-    let name = input.name.clone();
-    let bar = progress(input.size, "unsealing");
+    let (mut output, bar, name, start) = begin(&args)?;
     let EnvelopeStart {
         header,
         header_bytes,
         body_start,
         mut rest,
-    } = read_envelope_start(input.reader, &name)?;
+    } = start;
     let out_name = output.name();
     let mut tick = |n: u64| bar.set_position(n);
 
@@ -104,21 +101,29 @@ pub fn run(args: UnsealArgs) -> CliResult<()> {
     output.commit(args.sync)
 }
 
+/// The output (prepared first, so a bad destination fails fast), a progress bar,
+/// the input's name and the envelope's start.
+fn begin(args: &UnsealArgs) -> CliResult<(Output, indicatif::ProgressBar, String, EnvelopeStart)> {
+    let output = Output::create(args.output.as_deref(), args.force)?;
+    let input = open_input(args.input.as_deref())?;
+    let name = input.name.clone();
+    let bar = progress(input.size, "unsealing");
+    let start = read_envelope_start(input.reader, &name)?;
+    Ok((output, bar, name, start))
+}
+
 /// `--keyring NAME`: a keyring envelope is opened by the keyring; a mode-4
 /// envelope's data key is unwrapped by the keyring and the body opened here,
 /// streaming.
 fn keyring(name: &str, args: &UnsealArgs, bind: &crate::binding::Binding) -> CliResult<()> {
     let aad = bind.bytes()?;
-    let mut output = Output::create(args.output.as_deref(), args.force)?;
-    let input = open_input(args.input.as_deref())?;
-    let in_name = input.name.clone();
-    let bar = progress(input.size, "unsealing");
+    let (mut output, bar, in_name, start) = begin(args)?;
     let EnvelopeStart {
         header,
         header_bytes,
         body_start,
         mut rest,
-    } = read_envelope_start(input.reader, &in_name)?;
+    } = start;
     let out_name = output.name();
     if let Body::Wrapped { wrapped, .. } = &header.body {
         let key = super::keys::keyring_unseal(name, wrapped, bind)?;
