@@ -22,6 +22,7 @@ mod public_key;
 mod service;
 mod transfer;
 mod typed;
+mod versions;
 
 pub use convergent::CONVERGENT_SALT;
 pub use datakey::{DATA_KEY_LEN, DataKey};
