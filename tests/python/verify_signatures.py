@@ -8,7 +8,9 @@ library.
 Usage: verify_signatures.py CASES.json
 CASES: [{"algorithm", "message", "signature", "valid", and "public_key" (base64 raw),
          "pem" (Ed25519) or "key" (HMAC, base64)}]; every case's verdict must
-         equal its "valid".
+         equal its "valid". An ML-DSA-65 case with "hash" ("sha-256" or "sha-512")
+         is a HashML-DSA signature (FIPS 204 Algorithm 4, empty context) of the
+         message's digest, which this script computes itself.
 """
 
 import base64
@@ -23,6 +25,17 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from dilithium_py.ml_dsa import ML_DSA_65
 
 COMPOSITE_PREFIX = b"fleetkey composite v1 Ed25519+ML-DSA-65\x00"
+# DER of the hash OIDs (NIST 2.16.840.1.101.3.4.2.1 and .3), FIPS 204 Algorithm 4.
+HASH_OIDS = {
+    "sha-256": (bytes.fromhex("0609608648016503040201"), hashlib.sha256),
+    "sha-512": (bytes.fromhex("0609608648016503040203"), hashlib.sha512),
+}
+
+
+def hash_ml_dsa_ok(pk, msg, sig, hash_name):
+    oid, h = HASH_OIDS[hash_name]
+    m_prime = b"\x01\x00" + oid + h(msg).digest()
+    return len(pk) == 1952 and len(sig) == 3309 and ML_DSA_65._verify_internal(pk, m_prime, sig)
 
 
 def ed25519_ok(pk, msg, sig):
@@ -45,6 +58,8 @@ def verdict(c):
         from_pem = load_pem_public_key(c["pem"].encode())
         assert from_pem.public_bytes(Encoding.Raw, PublicFormat.Raw) == pk, "PEM and raw keys differ"
         return ed25519_ok(pk, msg, sig)
+    if alg == "ml-dsa-65" and "hash" in c:
+        return hash_ml_dsa_ok(pk, msg, sig, c["hash"])
     if alg == "ml-dsa-65":
         return len(pk) == 1952 and len(sig) == 3309 and ML_DSA_65.verify(pk, msg, sig)
     if alg == "ed25519+ml-dsa-65":

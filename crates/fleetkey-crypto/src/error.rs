@@ -67,6 +67,10 @@ pub enum Error {
     /// Key material of the wrong length or form.
     #[error("invalid key: {0}")]
     InvalidKey(&'static str),
+    /// The operation does not exist for this key or input (for example Ed25519ph
+    /// over a SHA-256 digest).
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
     /// An input exceeds a documented limit.
     #[error("{0} too large")]
     TooLarge(&'static str),

@@ -19,6 +19,7 @@
 //! | [`mlkem`] | ML-KEM-768 (FIPS 203) | aws-lc-rs |
 //! | [`mldsa`] | ML-DSA-65 (FIPS 204) | aws-lc-rs |
 //! | [`composite`] | Ed25519 + ML-DSA-65, both must verify | aws-lc-rs |
+//! | [`prehash`] | Ed25519ph (RFC 8032), HashML-DSA-65 (FIPS 204) over a caller's digest | `ed25519-dalek`, `ml-dsa` |
 //! | [`hpke`] | HPKE (RFC 9180) base mode, X-Wing KEM | `hpke` (RustCrypto `x-wing`) |
 //! | [`envelope`] | the `fk1` format: single, stream, recipient, armor | this crate |
 //! | [`credential`] | device credentials: CWT (RFC 8392) in COSE_Sign1 (RFC 9052) | `coset` |
@@ -71,6 +72,7 @@ pub mod keyfile;
 pub mod mac;
 pub mod mldsa;
 pub mod mlkem;
+pub mod prehash;
 pub mod rand;
 pub mod record;
 pub mod secret;

@@ -57,6 +57,17 @@ pub enum Error {
         /// What the operation needs (`encryption`, `signing`, `MAC`).
         needs: &'static str,
     },
+    /// A digest was sent to a keyring whose type has no standard prehash mode
+    /// for that hash (the composite, MACs; Ed25519ph takes SHA-512 only).
+    #[error(
+        "{key_type} keyrings have no standard prehash mode for {hash} digests; send the message"
+    )]
+    NoPrehash {
+        /// The keyring's key type.
+        key_type: &'static str,
+        /// The digest's hash.
+        hash: &'static str,
+    },
     /// The keyring is disabled, pending deletion or deleted
     /// (docs/operations.md, "Keyring life cycle").
     #[error("keyring {keyring:?} {}", .state.refusal())]

@@ -11,7 +11,7 @@ use common::keyrings::{T0, env_with, second_instance};
 use fleetkey_crypto::aead::Algorithm;
 use fleetkey_server::Error;
 use fleetkey_server::key_type::KeyType;
-use fleetkey_server::keys::{KeyringOptions, PolicyAction};
+use fleetkey_server::keys::{KeyringOptions, PolicyAction, Signable};
 use fleetkey_server::store::{KeyringState, Policy, VersionState};
 use std::collections::BTreeMap;
 
@@ -59,8 +59,10 @@ async fn a_disabled_keyring_refuses_every_use_until_enabled() {
         k.rewrap("t", "r", std::slice::from_ref(&env), b"")
             .await
             .unwrap_err(),
-        s.sign(b"m").await.unwrap_err(),
-        s.verify(b"m", &[0; 64], None).await.unwrap_err(),
+        s.sign(Signable::Message(b"m")).await.unwrap_err(),
+        s.verify(Signable::Message(b"m"), &[0; 64], None)
+            .await
+            .unwrap_err(),
         s.public_key(None).await.unwrap_err(),
     ] {
         assert_eq!(state_of(&err), Some(KeyringState::Disabled), "{err}");

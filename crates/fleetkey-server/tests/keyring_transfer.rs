@@ -15,7 +15,7 @@ use fleetkey_crypto::hpke::XWingIdentity;
 use fleetkey_crypto::secret::SecretBytes;
 use fleetkey_server::Error;
 use fleetkey_server::key_type::KeyType;
-use fleetkey_server::keys::{export_aad, import_aad};
+use fleetkey_server::keys::{Signable, export_aad, import_aad};
 use fleetkey_server::store::{KeyringState, Origin, Policy};
 
 async fn exportable(e: &common::keyrings::Env, name: &str, kind: KeyType) {
@@ -169,7 +169,7 @@ async fn imported_material_becomes_the_primary_and_is_used() {
         .unwrap()
         .public_key();
     assert_eq!(pk, expected);
-    let s = ring.sign(b"m").await.unwrap();
+    let s = ring.sign(Signable::Message(b"m")).await.unwrap();
     fleetkey_crypto::ed25519::verify(&expected, b"m", &s.signature).unwrap();
 }
 

@@ -192,6 +192,144 @@ async fn macs_verify_in_constant_time_and_refuse_other_tags() {
     }
 }
 
+fn sha(hash: &str, m: &[u8]) -> String {
+    use fleetkey_crypto::prehash::HashAlg;
+    B64.encode(HashAlg::parse(hash).unwrap().hash(m).as_bytes())
+}
+
+#[tokio::test]
+async fn digests_sign_in_the_prehash_mode_and_nowhere_else() {
+    use fleetkey_crypto::prehash::{self, Digest, HashAlg};
+    let a = api().await;
+    let msg = b"a firmware image too large to send";
+    for (alg, hash) in [
+        ("ed25519", "sha-512"),
+        ("ml-dsa-65", "sha-512"),
+        ("ml-dsa-65", "sha-256"),
+    ] {
+        let name = format!("ph-{alg}-{hash}");
+        a.keyring(&name, alg).await;
+        let d = sha(hash, msg);
+        // `hash` defaults to sha-512.
+        let body = if hash == "sha-512" {
+            json!({"digest": d})
+        } else {
+            json!({"digest": d, "hash": hash})
+        };
+        let (s, v) = post(&a, &format!("/v1/keyrings/{name}/sign"), body).await;
+        assert_eq!(s, StatusCode::OK, "{alg} {hash}: {v}");
+        let sig = v["signature"].as_str().unwrap().to_owned();
+        let verify = |body: Value| {
+            let (a, path) = (&a, format!("/v1/keyrings/{name}/verify"));
+            async move { post(a, &path, body).await.1 }
+        };
+        let v = verify(json!({"digest": d, "hash": hash, "signature": sig})).await;
+        assert_eq!((&v["valid"], &v["key_version"]), (&json!(true), &json!(1)));
+        // Not a signature on the message, nor on another digest, nor tampered.
+        for body in [
+            json!({"message": B64.encode(msg), "signature": sig}),
+            json!({"digest": sha(hash, b"other"), "hash": hash, "signature": sig}),
+            json!({"digest": d, "hash": hash, "signature": flip(&sig)}),
+        ] {
+            assert_eq!(verify(body).await["valid"], false, "{alg} {hash}");
+        }
+        // A pure signature on the message does not verify as a prehash one.
+        let (_, pure) = post(
+            &a,
+            &format!("/v1/keyrings/{name}/sign"),
+            json!({"message": B64.encode(msg)}),
+        )
+        .await;
+        let v = verify(json!({"digest": d, "hash": hash, "signature": pure["signature"]})).await;
+        assert_eq!(v["valid"], false);
+        // Offline, with the published public key and the standard algorithm.
+        let (_, pk) = a
+            .admin("GET", &format!("/v1/keyrings/{name}/public-key"), None)
+            .await;
+        let pk = B64.decode(pk["public_key"].as_str().unwrap()).unwrap();
+        let digest = Digest::new(HashAlg::parse(hash).unwrap(), &B64.decode(&d).unwrap()).unwrap();
+        let raw = B64.decode(&sig).unwrap();
+        if alg == "ed25519" {
+            prehash::ed25519ph_verify(&pk, &digest, &raw).unwrap();
+        } else {
+            prehash::hash_mldsa65_verify(&pk, &digest, &raw).unwrap();
+        }
+        // The batch form takes digests too.
+        let (s, v) = post(
+            &a,
+            &format!("/v1/keyrings/{name}/sign/batch"),
+            json!({"items": [{"digest": d, "hash": hash}, {"message": "AA=="}]}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(v["results"][0]["signature"].is_string(), "{v}");
+        assert!(v["results"][1]["signature"].is_string(), "{v}");
+    }
+    // Refusals: the schema's (400) and the keyring type's (422).
+    a.keyring("ph-composite", "ed25519+ml-dsa-65").await;
+    a.keyring("ph-mac", "hmac-sha256").await;
+    let d512 = sha("sha-512", msg);
+    let d256 = sha("sha-256", msg);
+    let cases = [
+        // The digest of the wrong length for its hash.
+        ("ph-ed25519-sha-512/sign", json!({"digest": d256}), 400),
+        (
+            "ph-ml-dsa-65-sha-256/sign",
+            json!({"digest": d512, "hash": "sha-256"}),
+            400,
+        ),
+        (
+            "ph-ed25519-sha-512/verify",
+            json!({"digest": d256, "hash": "sha-512", "signature": "AA=="}),
+            400,
+        ),
+        // Both, neither, a hash without a digest, an unknown hash.
+        (
+            "ph-ed25519-sha-512/sign",
+            json!({"digest": d512, "message": "AA=="}),
+            400,
+        ),
+        ("ph-ed25519-sha-512/sign", json!({}), 400),
+        (
+            "ph-ed25519-sha-512/sign",
+            json!({"message": "AA==", "hash": "sha-512"}),
+            400,
+        ),
+        (
+            "ph-ed25519-sha-512/sign",
+            json!({"digest": d512, "hash": "md5"}),
+            400,
+        ),
+        // No standard prehash mode for the type (or for that hash).
+        (
+            "ph-ed25519-sha-512/sign",
+            json!({"digest": d256, "hash": "sha-256"}),
+            422,
+        ),
+        ("ph-composite/sign", json!({"digest": d512}), 422),
+        (
+            "ph-composite/verify",
+            json!({"digest": d512, "signature": "AA=="}),
+            422,
+        ),
+        ("ph-mac/mac", json!({"digest": d512}), 422),
+        (
+            "ph-mac/mac/verify",
+            json!({"digest": d512, "signature": "AA=="}),
+            422,
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (s, v) = post(&a, &format!("/v1/keyrings/{path}"), body.clone()).await;
+        let expect = if want == 400 {
+            (StatusCode::BAD_REQUEST, "malformed")
+        } else {
+            (StatusCode::UNPROCESSABLE_ENTITY, "wrong_key_type")
+        };
+        assert_eq!((s, code(&v)), expect, "{path} {body}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn every_operation_refuses_the_wrong_key_type_and_scope() {
     let a = api().await;
@@ -327,6 +465,25 @@ async fn signatures_and_macs_verify_with_independent_implementations() {
         cases.push(case);
         cases.push(bad);
     }
+    // HashML-DSA-65: the server signs a digest; Python hashes the message itself.
+    for hash in ["sha-256", "sha-512"] {
+        let (_, v) = post(
+            &a,
+            "/v1/keyrings/i-ml-dsa-65/sign",
+            json!({"digest": sha(hash, &B64.decode(&msg).unwrap()), "hash": hash}),
+        )
+        .await;
+        let (_, raw) = a
+            .admin("GET", "/v1/keyrings/i-ml-dsa-65/public-key", None)
+            .await;
+        let case = json!({"algorithm": "ml-dsa-65", "hash": hash, "message": msg,
+            "signature": v["signature"], "public_key": raw["public_key"], "valid": true});
+        let mut bad = case.clone();
+        bad["message"] = json!(B64.encode(b"another message"));
+        bad["valid"] = json!(false);
+        cases.push(case);
+        cases.push(bad);
+    }
     for alg in ["hmac-sha256", "hmac-sha512"] {
         let name = format!("i-{alg}");
         a.keyring(&name, alg).await;
@@ -368,5 +525,5 @@ async fn signatures_and_macs_verify_with_independent_implementations() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("8 cases, 0 mismatches"), "{text}");
+    assert!(text.contains("12 cases, 0 mismatches"), "{text}");
 }

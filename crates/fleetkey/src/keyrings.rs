@@ -17,7 +17,7 @@ use fleetkey_server::api::signing::{
     PublicKeyResponse, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
 };
 use fleetkey_server::key_type::KeyType;
-use fleetkey_server::keys::{KeyService, KeyringInfo, KeyringOptions, PolicyRun};
+use fleetkey_server::keys::{KeyService, KeyringInfo, KeyringOptions, PolicyRun, Signable};
 use fleetkey_server::store::Policy;
 use reqwest::Method;
 use zeroize::Zeroizing;
@@ -65,12 +65,12 @@ pub(crate) trait Keyrings {
         plaintext: bool,
     ) -> CliResult<DataKeyResponse>;
     /// Signs `msg` (or MACs it, with `mac`).
-    async fn sign(&self, name: &str, msg: &[u8], mac: bool) -> CliResult<SignResponse>;
+    async fn sign(&self, name: &str, msg: Signable<'_>, mac: bool) -> CliResult<SignResponse>;
     /// Checks a signature (or MAC tag, with `mac`).
     async fn verify(
         &self,
         name: &str,
-        msg: &[u8],
+        msg: Signable<'_>,
         sig: &[u8],
         version: Option<u32>,
         mac: bool,
@@ -179,7 +179,7 @@ impl Keyrings for Local<'_> {
         })
     }
 
-    async fn sign(&self, name: &str, msg: &[u8], mac: bool) -> CliResult<SignResponse> {
+    async fn sign(&self, name: &str, msg: Signable<'_>, mac: bool) -> CliResult<SignResponse> {
         let ring = self.0.keyring(name).await.map_err(service_error)?;
         let s = if mac {
             ring.mac(msg).await
@@ -196,7 +196,7 @@ impl Keyrings for Local<'_> {
     async fn verify(
         &self,
         name: &str,
-        msg: &[u8],
+        msg: Signable<'_>,
         sig: &[u8],
         version: Option<u32>,
         mac: bool,
@@ -359,9 +359,12 @@ impl Keyrings for Remote<'_> {
         self.0.send(Method::POST, &p, &body).await
     }
 
-    async fn sign(&self, name: &str, msg: &[u8], mac: bool) -> CliResult<SignResponse> {
+    async fn sign(&self, name: &str, msg: Signable<'_>, mac: bool) -> CliResult<SignResponse> {
+        let (message, digest, hash) = wire_input(msg);
         let body = SignRequest {
-            message: B64.encode(msg),
+            message,
+            digest,
+            hash,
         };
         let op = if mac { "mac" } else { "sign" };
         self.0
@@ -372,13 +375,16 @@ impl Keyrings for Remote<'_> {
     async fn verify(
         &self,
         name: &str,
-        msg: &[u8],
+        msg: Signable<'_>,
         sig: &[u8],
         version: Option<u32>,
         mac: bool,
     ) -> CliResult<VerifyResponse> {
+        let (message, digest, hash) = wire_input(msg);
         let body = VerifyRequest {
-            message: B64.encode(msg),
+            message,
+            digest,
+            hash,
             signature: B64.encode(sig),
             key_version: version,
         };
@@ -415,5 +421,17 @@ impl Keyrings for Remote<'_> {
             "`keys tick` runs on a local data directory; the server runs its own scheduler",
         )
         .hint("unset FLEETKEY_ADDR to run it locally"))
+    }
+}
+
+/// The `message`, `digest` and `hash` fields of a sign or verify request.
+fn wire_input(msg: Signable<'_>) -> (Option<String>, Option<String>, Option<String>) {
+    match msg {
+        Signable::Message(m) => (Some(B64.encode(m)), None, None),
+        Signable::Digest(d) => (
+            None,
+            Some(B64.encode(d.as_bytes())),
+            Some(d.alg().name().to_owned()),
+        ),
     }
 }

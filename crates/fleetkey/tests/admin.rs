@@ -418,7 +418,40 @@ fn signing_and_mac_keyrings_from_the_command_line_and_offline_verification() {
                 .args(["keys", "public-key", &name, "--format", "pem"])
                 .assert()
                 .code(2);
+            continue;
         }
+        // Prehash mode (HashML-DSA-65 with SHA-256 here; Ed25519ph), offline too.
+        let hash = if alg == "ed25519" {
+            "sha-512"
+        } else {
+            "sha-256"
+        };
+        let ph = &["--prehash", "--hash", hash];
+        let s = json(
+            &a.cmd()
+                .args(["keys", "sign", &name])
+                .args(ph)
+                .write_stdin("firmware")
+                .assert()
+                .success(),
+        );
+        let ph_sig = s["signature"].as_str().unwrap();
+        a.cmd()
+            .args(["keys", "verify", &name, "--signature", ph_sig])
+            .args(ph)
+            .write_stdin("firmware")
+            .assert()
+            .success();
+        let file = a.path(&format!("{name}.raw.pub"));
+        let offline = |msg: &str| {
+            let mut c = Command::cargo_bin("fleetkey").unwrap();
+            c.args(["verify", "--public-key", &file, "--signature", ph_sig])
+                .args(ph)
+                .write_stdin(msg.to_owned());
+            c
+        };
+        offline("firmware").assert().success();
+        offline("firmwarf").assert().code(1);
     }
     a.cmd()
         .args(["keys", "create", "api-mac", "--algorithm", "hmac-sha256"])

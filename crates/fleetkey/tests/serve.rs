@@ -157,6 +157,49 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .write_stdin("fw")
         .assert()
         .success();
+    // Prehash mode: the client hashes a file and sends only the digest
+    // (Ed25519ph); the signature verifies offline as a prehash one only.
+    let big = dir.path().join("image.bin");
+    std::fs::write(&big, vec![7u8; 20 << 20]).unwrap();
+    let s = client(&["keys", "sign", "rel", "--prehash", "-i"])
+        .arg(&big)
+        .assert()
+        .success();
+    let s: serde_json::Value = serde_json::from_slice(&s.get_output().stdout).unwrap();
+    let ph_sig = s["signature"].as_str().unwrap();
+    client(&[
+        "keys",
+        "verify",
+        "rel",
+        "--prehash",
+        "--signature",
+        ph_sig,
+        "-i",
+    ])
+    .arg(&big)
+    .assert()
+    .success();
+    let offline = |prehash: bool| {
+        let mut c = Command::cargo_bin("fleetkey").unwrap();
+        c.args(["verify", "--signature", ph_sig, "--public-key"])
+            .arg(dir.path().join("rel.pub"))
+            .arg("-i")
+            .arg(&big);
+        if prehash {
+            c.arg("--prehash");
+        }
+        c
+    };
+    offline(true).assert().success().stdout("valid (ed25519)\n");
+    offline(false).assert().code(1);
+    // Ed25519ph is SHA-512 only: the server says so.
+    client(&["keys", "sign", "rel", "--prehash", "--hash", "sha-256"])
+        .write_stdin("fw")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no standard prehash mode for sha-256",
+        ));
     client(&["keys", "public-key", "rel", "--format", "x509"])
         .assert()
         .code(2);

@@ -158,7 +158,9 @@ impl From<Error> for ApiError {
             Error::BelowMinimum { .. } => Self::new(s, "below_minimum", e.to_string()),
             Error::UnknownVersion { .. } => Self::new(s, "unknown_version", e.to_string()),
             Error::WrongKeyring { .. } => Self::new(s, "wrong_keyring", e.to_string()),
-            Error::WrongKeyType { .. } => Self::new(s, "wrong_key_type", e.to_string()),
+            Error::WrongKeyType { .. } | Error::NoPrehash { .. } => {
+                Self::new(s, "wrong_key_type", e.to_string())
+            }
             Error::NotExportable(_) => Self::new(s, "not_exportable", e.to_string()),
             Error::ImportRefused(_) => Self::new(s, "import_refused", e.to_string()),
             Error::KeyringUnusable { state, .. } => {

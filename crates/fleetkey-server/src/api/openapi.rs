@@ -166,6 +166,36 @@ fn context_rows(schema: &'static str) -> [(&'static str, &'static str, Value); 2
     ]
 }
 
+/// A message or a digest on `schema` (sign and verify): exactly one of the two;
+/// `hash` only with a digest; the digest as long as its hash's output.
+fn digest_rows(schema: &'static str) -> [(&'static str, &'static str, Value); 2] {
+    use fleetkey_crypto::prehash::HashAlg;
+    let string =
+        |field: &str| json!({ "required": [field], "properties": { field: { "type": "string" } } });
+    let mut hashes: Vec<Value> = HashAlg::NAMES.iter().map(|n| json!(n)).collect();
+    hashes.push(Value::Null);
+    [
+        (schema, "hash", json!({ "enum": hashes })),
+        (
+            schema,
+            "",
+            json!({ "allOf": [
+                { "not": {
+                    "required": ["message", "digest"],
+                    "properties": { "message": { "type": "string" }, "digest": { "type": "string" } },
+                } },
+                { "anyOf": [string("message"), string("digest")] },
+                { "if": string("hash"), "then": string("digest") },
+                {
+                    "if": { "required": ["hash"], "properties": { "hash": { "const": "sha-256" } } },
+                    "then": { "properties": { "digest": base64_of(HashAlg::Sha256.output_len()) } },
+                    "else": { "properties": { "digest": base64_of(HashAlg::Sha512.output_len()) } },
+                },
+            ] }),
+        ),
+    ]
+}
+
 /// (component schema, property, constraints to merge into it). A property ending
 /// in `[]` constrains the array's items; an empty one, the schema itself.
 fn table() -> Vec<(&'static str, &'static str, Value)> {
@@ -256,6 +286,8 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
     for schema in ["SealRequest", "CiphertextRequest", "DataKeyRequest"] {
         rows.extend(context_rows(schema));
     }
+    rows.extend(digest_rows("SignRequest"));
+    rows.extend(digest_rows("VerifyRequest"));
     rows.extend(details_rows("CreateKeyringRequest"));
     rows.extend(details_rows("KeyringDetailsRequest"));
     rows.push((

@@ -2,26 +2,36 @@
 //! (each one at a time or in batches), and a signing keyring's public key as raw
 //! bytes, PEM (SubjectPublicKeyInfo) or JWK.
 
-use super::error::{ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, KeyringPath, b64};
 use super::keyrings::{BatchItem, BatchResponse, check_batch, collect, count};
 use super::{AppState, St};
-use crate::keys::{Keyring, Signed};
+use crate::keys::{Keyring, Signable, Signed};
 use crate::tokens::Principal;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use fleetkey_crypto::prehash::{Digest, HashAlg};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-/// A message to sign or MAC.
+/// A message to sign or MAC, or the digest of one (exactly one of the two).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     /// Base64 message (at most the body limit).
-    pub message: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Base64 digest of the message, signed in the algorithm's standard prehash
+    /// mode (Ed25519ph; HashML-DSA-65). Not for the composite or MAC keyrings.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The digest's hash: `sha-512` (default; the only one for Ed25519ph) or
+    /// `sha-256` (ML-DSA-65). Only with `digest`.
+    #[serde(default)]
+    pub hash: Option<String>,
 }
 
 /// A signature (or MAC tag) and the version that made it.
@@ -34,12 +44,19 @@ pub struct SignResponse {
     pub key_version: u32,
 }
 
-/// A signature (or MAC tag) to check.
+/// A signature (or MAC tag) to check, over a message or (prehash mode) a digest.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// Base64 message.
-    pub message: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Base64 digest of the message, for a signature made from a digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The digest's hash: `sha-512` (default) or `sha-256`. Only with `digest`.
+    #[serde(default)]
+    pub hash: Option<String>,
     /// Base64 signature or tag.
     pub signature: String,
     /// The version to check with; omitted: every version that may still be used.
@@ -118,11 +135,65 @@ impl Op {
     }
 }
 
+/// A request's message or digest, decoded.
+enum Input {
+    Message(Vec<u8>),
+    Digest(Digest),
+}
+
+impl Input {
+    /// Exactly one of `message` and `digest`; `hash` only with a digest, whose
+    /// length must be the hash's.
+    fn new(message: Option<&str>, digest: Option<&str>, hash: Option<&str>) -> ApiResult<Self> {
+        match (message, digest, hash) {
+            (Some(m), None, None) => Ok(Self::Message(b64("message", m)?)),
+            (None, Some(d), hash) => {
+                let alg = match hash {
+                    None => HashAlg::Sha512,
+                    Some(h) => HashAlg::parse(h).ok_or_else(|| {
+                        ApiError::malformed(format!(
+                            "hash: {h:?} is not one of {}",
+                            HashAlg::NAMES.join(", ")
+                        ))
+                    })?,
+                };
+                let bytes = b64("digest", d)?;
+                let digest = Digest::new(alg, &bytes).map_err(|_| {
+                    ApiError::malformed(format!(
+                        "digest: a {} digest is {} bytes, not {}",
+                        alg.name(),
+                        alg.output_len(),
+                        bytes.len()
+                    ))
+                })?;
+                Ok(Self::Digest(digest))
+            }
+            (Some(_), Some(_), _) => Err(ApiError::malformed(
+                "give the message or its digest, not both",
+            )),
+            (None, None, _) => Err(ApiError::malformed("give a message or a digest")),
+            (Some(_), None, Some(_)) => Err(ApiError::malformed("hash goes with digest")),
+        }
+    }
+
+    fn signable(&self) -> Signable<'_> {
+        match self {
+            Self::Message(m) => Signable::Message(m),
+            Self::Digest(d) => Signable::Digest(d),
+        }
+    }
+}
+
 async fn make_one(ring: &Keyring, op: Op, req: &SignRequest) -> ApiResult<SignResponse> {
-    let msg = b64("message", &req.message)?;
+    let input = Input::new(
+        req.message.as_deref(),
+        req.digest.as_deref(),
+        req.hash.as_deref(),
+    )?;
+    let msg = input.signable();
     let Signed { signature, version } = match op {
-        Op::Sign => ring.sign(&msg).await?,
-        Op::Mac => ring.mac(&msg).await?,
+        Op::Sign => ring.sign(msg).await?,
+        Op::Mac => ring.mac(msg).await?,
     };
     Ok(SignResponse {
         signature: B64.encode(signature),
@@ -131,11 +202,16 @@ async fn make_one(ring: &Keyring, op: Op, req: &SignRequest) -> ApiResult<SignRe
 }
 
 async fn check_one(ring: &Keyring, op: Op, req: &VerifyRequest) -> ApiResult<VerifyResponse> {
-    let msg = b64("message", &req.message)?;
+    let input = Input::new(
+        req.message.as_deref(),
+        req.digest.as_deref(),
+        req.hash.as_deref(),
+    )?;
+    let msg = input.signable();
     let sig = b64("signature", &req.signature)?;
     let v = match op {
-        Op::Sign => ring.verify(&msg, &sig, req.key_version).await?,
-        Op::Mac => ring.verify_mac(&msg, &sig, req.key_version).await?,
+        Op::Sign => ring.verify(msg, &sig, req.key_version).await?,
+        Op::Mac => ring.verify_mac(msg, &sig, req.key_version).await?,
     };
     Ok(VerifyResponse {
         valid: v.is_some(),

@@ -5,6 +5,7 @@
 //! raw only. An x-wing keyring's public key is its recipient: raw, or the `fk1r:`
 //! string `fleetkey seal --recipient` takes.
 
+use super::Signable;
 use crate::error::{Error, Result};
 use crate::key_type::KeyType;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
@@ -161,8 +162,21 @@ fn parse_pem(text: &str) -> Result<(KeyType, Vec<u8>)> {
     Ok((kind, pk.to_vec()))
 }
 
-/// Verifies `sig` over `msg` with a public key of `kind`.
-pub fn verify_with(kind: KeyType, pk: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
+/// Verifies `sig` over a message or (prehash mode) a digest with a public key of
+/// `kind`.
+pub fn verify_with(kind: KeyType, pk: &[u8], msg: Signable<'_>, sig: &[u8]) -> Result<()> {
+    use fleetkey_crypto::prehash;
+    let msg = match msg {
+        Signable::Message(m) => m,
+        Signable::Digest(d) => {
+            super::check_prehash(kind, d.alg())?;
+            match kind {
+                KeyType::Ed25519 => prehash::ed25519ph_verify(pk, d, sig)?,
+                _ => prehash::hash_mldsa65_verify(pk, d, sig)?,
+            }
+            return Ok(());
+        }
+    };
     match kind {
         KeyType::Ed25519 => fleetkey_crypto::ed25519::verify(pk, msg, sig)?,
         KeyType::MlDsa65 => fleetkey_crypto::mldsa::verify(pk, msg, sig)?,
@@ -212,8 +226,8 @@ mod tests {
         }
         let pem = public_key_form(KeyType::Ed25519, &pk, "pem").unwrap();
         let (kind, back) = parse_public_key(pem.as_str().unwrap()).unwrap();
-        verify_with(kind, &back, b"m", &k.sign(b"m")).unwrap();
-        assert!(verify_with(kind, &back, b"n", &k.sign(b"m")).is_err());
+        verify_with(kind, &back, Signable::Message(b"m"), &k.sign(b"m")).unwrap();
+        assert!(verify_with(kind, &back, Signable::Message(b"n"), &k.sign(b"m")).is_err());
         let ml = fleetkey_crypto::mldsa::MlDsaSigner::generate().unwrap();
         let pem = public_key_form(KeyType::MlDsa65, &ml.public_key(), "pem").unwrap();
         assert_eq!(

@@ -16,12 +16,35 @@ use fleetkey_crypto::{
     hpke::XWingIdentity,
     mac::MacKey,
     mldsa::{self, MlDsaSigner},
+    prehash::{self, Digest, HashAlg},
     secret::SecretBytes,
 };
 use std::sync::Arc;
 
 /// HKDF-SHA256 salt of the composite's seeds.
 pub const COMPOSITE_SALT: &[u8] = b"fleetkey keyring composite v1";
+
+/// What a signature or MAC covers: a whole message, or a digest the caller
+/// computed (the algorithm's standard prehash mode: Ed25519ph, HashML-DSA-65).
+#[derive(Debug, Clone, Copy)]
+pub enum Signable<'a> {
+    /// The message itself.
+    Message(&'a [u8]),
+    /// A digest of the message.
+    Digest(&'a Digest),
+}
+
+/// Refuses a digest that `kind` cannot sign: the composite and MACs have no
+/// standard prehash mode, and Ed25519ph takes SHA-512 digests only.
+pub fn check_prehash(kind: KeyType, hash: HashAlg) -> Result<()> {
+    match (kind, hash) {
+        (KeyType::Ed25519, HashAlg::Sha512) | (KeyType::MlDsa65, _) => Ok(()),
+        _ => Err(Error::NoPrehash {
+            key_type: kind.name(),
+            hash: hash.name(),
+        }),
+    }
+}
 
 /// One version's signing or MAC key.
 pub(crate) enum TypedKey {
@@ -64,7 +87,11 @@ impl TypedKey {
         })
     }
 
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+    fn sign(&self, input: Signable<'_>) -> Result<Vec<u8>> {
+        let msg = match input {
+            Signable::Message(m) => m,
+            Signable::Digest(d) => return self.sign_digest(d),
+        };
         Ok(match self {
             Self::Ed25519(k) => k.sign(msg).to_vec(),
             Self::MlDsa65(k) => k.sign(msg)?,
@@ -76,7 +103,32 @@ impl TypedKey {
         })
     }
 
-    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+    fn sign_digest(&self, d: &Digest) -> Result<Vec<u8>> {
+        Ok(match self {
+            Self::Ed25519(k) => prehash::ed25519ph_sign(k.expose_seed(), d)?,
+            Self::MlDsa65(k) => {
+                let seed = k.expose_seed().ok_or_else(|| {
+                    Error::Internal("an ml-dsa-65 keyring key without seed".into())
+                })?;
+                prehash::hash_mldsa65_sign(seed, d)?
+            }
+            _ => return Err(Error::Internal("a digest for a key without prehash".into())),
+        })
+    }
+
+    fn verify(&self, input: Signable<'_>, sig: &[u8]) -> bool {
+        let msg = match input {
+            Signable::Message(m) => m,
+            Signable::Digest(d) => {
+                return match self {
+                    Self::Ed25519(k) => prehash::ed25519ph_verify(&k.public_key(), d, sig).is_ok(),
+                    Self::MlDsa65(k) => {
+                        prehash::hash_mldsa65_verify(&k.public_key(), d, sig).is_ok()
+                    }
+                    _ => false,
+                };
+            }
+        };
         match self {
             Self::Ed25519(k) => ed25519::verify(&k.public_key(), msg, sig).is_ok(),
             Self::MlDsa65(k) => mldsa::verify(&k.public_key(), msg, sig).is_ok(),
@@ -131,8 +183,9 @@ impl Keyring {
     }
 
     /// Signs (or MACs, for `Purpose::Mac`) with the primary version, taking one use.
-    async fn make(&self, purpose: Purpose, msg: &[u8]) -> Result<Signed> {
+    async fn make(&self, purpose: Purpose, msg: Signable<'_>) -> Result<Signed> {
         self.require(purpose)?;
+        self.check_input(msg)?;
         let (p, _) = self.next_use().await?;
         let version = p.version;
         drop(p);
@@ -148,11 +201,12 @@ impl Keyring {
     async fn check(
         &self,
         purpose: Purpose,
-        msg: &[u8],
+        msg: Signable<'_>,
         sig: &[u8],
         version: Option<u32>,
     ) -> Result<Option<u32>> {
         self.require(purpose)?;
+        self.check_input(msg)?;
         let candidates: Vec<u32> = match version {
             Some(v) => {
                 if v > self.newest_version() {
@@ -171,24 +225,34 @@ impl Keyring {
         Ok(None)
     }
 
-    /// Signs `msg` with the primary version (a signing keyring).
-    pub async fn sign(&self, msg: &[u8]) -> Result<Signed> {
+    /// A digest is refused where the keyring's type has no prehash mode for it.
+    fn check_input(&self, msg: Signable<'_>) -> Result<()> {
+        match msg {
+            Signable::Message(_) => Ok(()),
+            Signable::Digest(d) => check_prehash(self.key_type(), d.alg()),
+        }
+    }
+
+    /// Signs a message or a digest with the primary version (a signing keyring).
+    pub async fn sign(&self, msg: Signable<'_>) -> Result<Signed> {
         self.make(Purpose::Sign, msg).await
     }
 
-    /// Verifies a signature made by this keyring; the version that made it, or
-    /// `None` when no usable version verifies it.
+    /// Verifies a signature made by this keyring over a message or (prehash mode)
+    /// a digest; the version that made it, or `None` when no usable version
+    /// verifies it.
     pub async fn verify(
         &self,
-        msg: &[u8],
+        msg: Signable<'_>,
         sig: &[u8],
         version: Option<u32>,
     ) -> Result<Option<u32>> {
         self.check(Purpose::Sign, msg, sig, version).await
     }
 
-    /// The MAC tag of `msg` with the primary version (a MAC keyring).
-    pub async fn mac(&self, msg: &[u8]) -> Result<Signed> {
+    /// The MAC tag of `msg` with the primary version (a MAC keyring; a digest
+    /// is refused: HMAC has no prehash mode).
+    pub async fn mac(&self, msg: Signable<'_>) -> Result<Signed> {
         self.make(Purpose::Mac, msg).await
     }
 
@@ -196,7 +260,7 @@ impl Keyring {
     /// made it, or `None`.
     pub async fn verify_mac(
         &self,
-        msg: &[u8],
+        msg: Signable<'_>,
         tag: &[u8],
         version: Option<u32>,
     ) -> Result<Option<u32>> {

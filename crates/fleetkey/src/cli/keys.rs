@@ -1,6 +1,6 @@
 //! `fleetkey keys …`: keyrings, their life cycle and their aliases.
 
-use super::{BindArgs, DataDir, PolicyArgs};
+use super::{BindArgs, DataDir, PolicyArgs, PrehashArgs};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -145,14 +145,17 @@ pub enum KeysCommand {
         #[command(flatten)]
         dir: DataDir,
     },
-    /// Sign the input (at most 16 MiB) with a signing keyring, or MAC it with a
-    /// MAC keyring (`--mac`); prints JSON `{"signature", "key_version"}`.
+    /// Sign the input (at most 16 MiB; any size with `--prehash`) with a signing
+    /// keyring, or MAC it with a MAC keyring (`--mac`); prints JSON
+    /// `{"signature", "key_version"}`.
     Sign {
         /// Keyring name or alias.
         name: String,
         /// Make a MAC tag (hmac-* keyrings) rather than a signature.
         #[arg(long)]
         mac: bool,
+        #[command(flatten)]
+        prehash: PrehashArgs,
         /// Input file (default: stdin).
         #[arg(short, long, value_name = "IN")]
         input: Option<PathBuf>,
@@ -173,6 +176,8 @@ pub enum KeysCommand {
         /// Check a MAC tag (hmac-* keyrings).
         #[arg(long)]
         mac: bool,
+        #[command(flatten)]
+        prehash: PrehashArgs,
         /// Input file (default: stdin).
         #[arg(short, long, value_name = "IN")]
         input: Option<PathBuf>,

@@ -183,6 +183,19 @@ Example:
     Verify(VerifyArgs),
 }
 
+/// Signing a digest rather than the message (docs/operations.md, "Signing and MAC
+/// keyrings").
+#[derive(Args, Debug, Clone)]
+pub struct PrehashArgs {
+    /// Hash the input here (streamed, any size) and sign or verify only its
+    /// digest, in the algorithm's prehash mode: Ed25519ph, HashML-DSA-65.
+    #[arg(long)]
+    pub prehash: bool,
+    /// The prehash's hash: sha-512 (Ed25519ph, ML-DSA-65) or sha-256 (ML-DSA-65).
+    #[arg(long, default_value = "sha-512", value_parser = ["sha-256", "sha-512"], requires = "prehash")]
+    pub hash: String,
+}
+
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// Public key file (`fleetkey keys public-key` output, or PEM).
@@ -191,6 +204,8 @@ pub struct VerifyArgs {
     /// Base64 signature.
     #[arg(long, value_name = "BASE64")]
     pub signature: String,
+    #[command(flatten)]
+    pub prehash: PrehashArgs,
     /// The signed message (default: stdin).
     #[arg(short, long, value_name = "IN")]
     pub input: Option<PathBuf>,

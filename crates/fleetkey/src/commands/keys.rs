@@ -1,6 +1,7 @@
 //! `fleetkey keys …`: keyrings in a local data directory.
 
 use super::keys_lifecycle;
+use super::verify::SignInput;
 use crate::binding::Binding;
 use crate::cli::{AliasCommand, DataDir, KeysCommand, PolicyArgs};
 use crate::error::{CliError, CliResult};
@@ -237,22 +238,29 @@ async fn run_with(
                 .map_err(|e| CliError::io("stdout", &e))
         }
         KeysCommand::Sign {
-            name, mac, input, ..
+            name,
+            mac,
+            prehash,
+            input,
+            ..
         } => {
-            let data = read_all(input.as_deref(), MAX_SEAL_INPUT)?;
-            print_json(&k.sign(&name, &data, mac).await?)
+            let data = SignInput::read(input.as_deref(), &prehash)?;
+            print_json(&k.sign(&name, data.signable(), mac).await?)
         }
         KeysCommand::Verify {
             name,
             signature,
             key_version,
             mac,
+            prehash,
             input,
             ..
         } => {
             let sig = super::verify::signature_arg(&signature)?;
-            let data = read_all(input.as_deref(), MAX_SEAL_INPUT)?;
-            let v = k.verify(&name, &data, &sig, key_version, mac).await?;
+            let data = SignInput::read(input.as_deref(), &prehash)?;
+            let v = k
+                .verify(&name, data.signable(), &sig, key_version, mac)
+                .await?;
             match (v.valid, v.key_version) {
                 (true, Some(n)) => {
                     crate::out!("valid (version {n})");

@@ -2,10 +2,51 @@
 //! that `fleetkey keys public-key` printed (or a PEM SubjectPublicKeyInfo).
 
 use super::keys::{MAX_SEAL_INPUT, read_all};
-use crate::cli::VerifyArgs;
+use crate::cli::{PrehashArgs, VerifyArgs};
 use crate::error::{CliError, CliResult};
+use crate::files::open_input;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use fleetkey_server::keys::{MAX_PUBLIC_KEY_FILE, parse_public_key, verify_with};
+use fleetkey_crypto::prehash::{Digest, HashAlg};
+use fleetkey_server::keys::{MAX_PUBLIC_KEY_FILE, Signable, parse_public_key, verify_with};
+use std::io::Read;
+
+/// What `--prehash` makes of the input: the message itself (at most 16 MiB), or
+/// its digest, hashed here as it streams in.
+pub(crate) enum SignInput {
+    Message(Vec<u8>),
+    Digest(Digest),
+}
+
+impl SignInput {
+    pub(crate) fn read(input: Option<&std::path::Path>, prehash: &PrehashArgs) -> CliResult<Self> {
+        if !prehash.prehash {
+            return Ok(Self::Message(read_all(input, MAX_SEAL_INPUT)?));
+        }
+        let alg = HashAlg::parse(&prehash.hash)
+            .ok_or_else(|| CliError::usage(format!("--hash {}: unknown", prehash.hash)))?;
+        let mut inp = open_input(input)?;
+        let mut ctx = alg.context();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = inp
+                .reader
+                .read(&mut buf)
+                .map_err(|e| CliError::io(&inp.name, &e))?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+        }
+        Ok(Self::Digest(alg.finish(ctx)))
+    }
+
+    pub(crate) fn signable(&self) -> Signable<'_> {
+        match self {
+            Self::Message(m) => Signable::Message(m),
+            Self::Digest(d) => Signable::Digest(d),
+        }
+    }
+}
 
 /// The bytes of a `--signature BASE64` argument.
 pub(crate) fn signature_arg(text: &str) -> CliResult<Vec<u8>> {
@@ -21,8 +62,8 @@ pub fn run(args: VerifyArgs) -> CliResult<()> {
     let (kind, pk) =
         parse_public_key(&text).map_err(|e| CliError::usage(format!("{shown}: {e}")))?;
     let sig = signature_arg(&args.signature)?;
-    let msg = read_all(args.input.as_deref(), MAX_SEAL_INPUT)?;
-    verify_with(kind, &pk, &msg, &sig)
+    let msg = SignInput::read(args.input.as_deref(), &args.prehash)?;
+    verify_with(kind, &pk, msg.signable(), &sig)
         .map_err(|_| CliError::refused(format!("invalid {} signature", kind.name())))?;
     crate::out!("valid ({})", kind.name());
     Ok(())
