@@ -27,6 +27,20 @@ pub struct CompositeSigner {
     mldsa: mldsa::MlDsaSigner,
 }
 
+/// `M' = DOMAIN ‖ msg`, what both components sign (for a signer whose halves
+/// live apart, such as an HSM holding the Ed25519 key).
+pub fn signed_message(msg: &[u8]) -> Vec<u8> {
+    domain_message(msg)
+}
+
+/// The composite signature from its two halves (Ed25519 ‖ ML-DSA-65).
+pub fn join(ed25519_sig: &[u8], mldsa_sig: &[u8]) -> Vec<u8> {
+    let mut sig = Vec::with_capacity(ed25519_sig.len() + mldsa_sig.len());
+    sig.extend_from_slice(ed25519_sig);
+    sig.extend_from_slice(mldsa_sig);
+    sig
+}
+
 fn domain_message(msg: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(DOMAIN.len() + msg.len());
     m.extend_from_slice(DOMAIN);

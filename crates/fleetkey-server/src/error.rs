@@ -223,6 +223,10 @@ pub enum Error {
     /// Custody is not configured: set `FLEETKEY_ROOT_KEY_FILE` or `FLEETKEY_PASSPHRASE`.
     #[error("custody not configured: {0}")]
     CustodyConfig(String),
+    /// Custody (the HSM or KMS holding the root) did not answer or refused a call:
+    /// operations that need it fail closed (503 `custody_unavailable`).
+    #[error("custody unavailable: {0}")]
+    CustodyUnavailable(String),
 
     // --- storage and the platform ---
     /// The database failed: unreachable, out of connections after the pool's wait,
@@ -295,6 +299,7 @@ impl Error {
                     | Error::Io { .. }
                     | Error::RootKeyLocked
                     | Error::CustodyConfig(_)
+                    | Error::CustodyUnavailable(_)
                     | Error::Coordination(_)
                     | Error::NonceExhausted(_)
             )

@@ -5,6 +5,8 @@ use fleetkey_server::{
     Error,
     clock::SystemClock,
     custody::local::{KekSource, LocalCustody},
+    custody::pkcs11::{Pkcs11Config, Pkcs11Custody},
+    custody::{Backend, Custody},
     keys::{KeyConfig, KeyService},
     store::sqlite::SqliteStore,
 };
@@ -87,12 +89,48 @@ async fn open_store(dir: &Path) -> CliResult<Arc<SqliteStore>> {
     ))
 }
 
+/// Where the root is: a local root key file and its key-encryption key, or a
+/// PKCS#11 token (`FLEETKEY_CUSTODY`).
+pub enum CustodySource {
+    /// `<data-dir>/root-key.json` sealed under this KEK.
+    Local(KekSource),
+    /// A PKCS#11 token.
+    Pkcs11(Pkcs11Config),
+}
+
+impl CustodySource {
+    /// From `FLEETKEY_CUSTODY`; for local custody, the KEK from `local_kek`.
+    pub fn from_env(local_kek: impl FnOnce() -> CliResult<KekSource>) -> CliResult<Self> {
+        match Backend::from_env().map_err(service_error)? {
+            Backend::Local => Ok(Self::Local(local_kek()?)),
+            Backend::Pkcs11 => Ok(Self::Pkcs11(
+                Pkcs11Config::from_env().map_err(service_error)?,
+            )),
+        }
+    }
+}
+
+/// Opens custody on `dir` from `source`.
+pub async fn open_custody(dir: &Path, source: CustodySource) -> CliResult<Arc<dyn Custody>> {
+    Ok(match source {
+        CustodySource::Local(kek) => {
+            Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?)
+        }
+        CustodySource::Pkcs11(config) => {
+            Arc::new(Pkcs11Custody::open(config).await.map_err(service_error)?)
+        }
+    })
+}
+
 /// The store and custody of `dir` (custody from the environment). The caller
 /// holds [`lock`].
-pub async fn open_parts(dir: &Path) -> CliResult<(Arc<SqliteStore>, Arc<LocalCustody>)> {
-    let kek = KekSource::from_env().map_err(service_error)?;
+pub async fn open_parts(dir: &Path) -> CliResult<(Arc<SqliteStore>, Arc<dyn Custody>)> {
+    let source = CustodySource::from_env(|| KekSource::from_env().map_err(service_error))?;
     let store = open_store(dir).await?;
-    let custody = Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?);
+    let custody = open_custody(dir, source).await?;
+    fleetkey_server::store::refuse_other_custody(store.as_ref(), &custody.public_key())
+        .await
+        .map_err(service_error)?;
     Ok((store, custody))
 }
 

@@ -43,6 +43,7 @@ pub const CODES: &[&str] = &[
     "migration_failed",
     "rate_limited",
     "unavailable",
+    "custody_unavailable",
 ];
 
 /// An error body as a client reads it.
@@ -76,7 +77,7 @@ pub struct ErrorDetail {
     /// `keyring_pending_deletion`, `keyring_deleted`, `not_exportable`, `import_refused`,
     /// `claim_refused`,
     /// `invalid_config`,
-    /// `migration_failed`, `rate_limited`, `unavailable`.
+    /// `migration_failed`, `rate_limited`, `unavailable`, `custody_unavailable`.
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
@@ -172,6 +173,14 @@ impl From<Error> for ApiError {
                 };
                 Self::new(status, code, e.to_string())
             }
+            Error::CustodyUnavailable(_) => {
+                tracing::error!(error = %e, "request failed: custody unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "custody_unavailable",
+                    "custody (the HSM or KMS holding the root key) cannot be reached; retry later",
+                )
+            }
             Error::Envelope(C::Open) => Self::new(s, "cannot_open", C::Open.to_string()),
             Error::Envelope(inner) => Self::malformed(format!("envelope: {inner}")),
             // Listed, not `_`: a new variant must be placed by whoever adds it.
@@ -229,6 +238,20 @@ mod tests {
         assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
         let r = ApiError::malformed("x").into_response();
         assert!(!r.headers().contains_key(axum::http::header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn custody_that_does_not_answer_is_503_with_its_own_code() {
+        let e = Error::CustodyUnavailable("pkcs11 decrypt: token 10.0.0.9 removed".into());
+        assert!(e.is_unavailable());
+        let r = ApiError::from(e);
+        assert_eq!(
+            (r.status, r.detail.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "custody_unavailable")
+        );
+        assert!(!r.detail.message.contains("10.0.0.9"));
+        let r = r.into_response();
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
     }
 
     #[test]

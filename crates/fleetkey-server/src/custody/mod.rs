@@ -1,12 +1,40 @@
 //! Where root keys live. [`Custody`] wraps and unwraps data keys, signs with the
 //! service key and derives subkeys; the root key itself never leaves it. The first
-//! implementation is [`local::LocalCustody`]; PKCS#11 and cloud KMS come later
-//! behind the same trait.
+//! implementation is [`local::LocalCustody`] (a file sealed by a key file or a
+//! passphrase); [`pkcs11::Pkcs11Custody`] keeps the root in an HSM. Cloud KMS
+//! backends come later behind the same trait.
 
 pub mod local;
+pub mod pkcs11;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use fleetkey_crypto::secret::SecretBytes;
+
+/// Which backend holds the root: `FLEETKEY_CUSTODY` = `local` (the default) or
+/// `pkcs11` (docs/custody.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A root key file sealed by a key file or a passphrase ([`local`]).
+    Local,
+    /// A PKCS#11 token ([`pkcs11`]).
+    Pkcs11,
+}
+
+impl Backend {
+    /// From `FLEETKEY_CUSTODY` (unset or empty: `local`).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("FLEETKEY_CUSTODY")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "" | "local" => Ok(Self::Local),
+            "pkcs11" => Ok(Self::Pkcs11),
+            other => Err(Error::CustodyConfig(format!(
+                "FLEETKEY_CUSTODY={other:?}: use local or pkcs11"
+            ))),
+        }
+    }
+}
 
 /// Root-key operations.
 #[async_trait::async_trait]

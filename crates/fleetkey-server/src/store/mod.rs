@@ -30,16 +30,19 @@ pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn S
     })
 }
 
+/// The service key under which the store records its custody's public key.
+const CUSTODY_IDENTITY: &str = "custody-identity";
+
 /// Refuses an instance whose custody root differs from the one the shared store
-/// was started with (several instances must hold the same root key: copy
-/// `<data_dir>/root-key.json` and use the same key-encryption key). The first
-/// instance records its custody public key.
+/// was started with (several instances must hold the same root: the same
+/// `<data_dir>/root-key.json` and key-encryption key, or the same token and
+/// label). The first instance records its custody public key.
 pub async fn check_custody_identity(
     store: &dyn Store,
     custody_public: &[u8],
     now: crate::clock::UnixTime,
 ) -> Result<()> {
-    const NAME: &str = "custody-identity";
+    const NAME: &str = CUSTODY_IDENTITY;
     if store.service_key(NAME).await?.is_none() {
         store
             .apply(
@@ -59,12 +62,21 @@ pub async fn check_custody_identity(
             )
             .await?;
     }
-    match store.service_key(NAME).await? {
+    refuse_other_custody(store, custody_public).await
+}
+
+/// Refuses custody whose root differs from the one recorded in the store, if
+/// one is recorded ([`check_custody_identity`] records it; local admin commands
+/// only check).
+pub async fn refuse_other_custody(store: &dyn Store, custody_public: &[u8]) -> Result<()> {
+    match store.service_key(CUSTODY_IDENTITY).await? {
+        None => Ok(()),
         Some((_, public)) if public == custody_public => Ok(()),
-        _ => Err(crate::Error::CustodyConfig(
+        Some(_) => Err(crate::Error::CustodyConfig(
             "this instance's custody root key is not the one the store was started with: \
-             copy root-key.json from the first instance's data directory and use its \
-             key-encryption key"
+             every instance needs the same root (local custody: the first instance's \
+             root-key.json and its key-encryption key; pkcs11: the same token and \
+             FLEETKEY_PKCS11_LABEL)"
                 .into(),
         )),
     }

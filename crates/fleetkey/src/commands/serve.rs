@@ -2,13 +2,13 @@
 
 use crate::cli::ServeArgs;
 use crate::error::{CliError, CliResult, code};
-use crate::local::service_error;
+use crate::local::{CustodySource, open_custody, service_error};
 use fleetkey_crypto::{aead::Algorithm, envelope::KeyId, keyfile::SymmetricKeyFile};
 use fleetkey_server::{
     api::{AppState, server},
     clock::SystemClock,
     config::Config,
-    custody::local::{KekSource, LocalCustody},
+    custody::local::KekSource,
     keys::{KeyConfig, KeyService},
     tokens::TokenService,
 };
@@ -98,8 +98,8 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
             CliError::usage(e.to_string())
                 .hint("stop the other process, or give this one another FLEETKEY_DATA_DIR")
         })?;
-        let kek = kek_source(&dir)?;
-        let state = open_state(&config, kek).await?;
+        let source = CustodySource::from_env(|| kek_source(&dir))?;
+        let state = open_state(&config, source).await?;
         first_start_admin_token(&state.tokens, &dir, &config).await?;
         server::serve(&config, state, shutdown_signal())
             .await
@@ -113,13 +113,13 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
     })
 }
 
-/// The service on `config.data_dir` (SQLite store, local custody under `kek`).
-pub async fn open_state(config: &Config, kek: KekSource) -> CliResult<Arc<AppState>> {
+/// The service on `config.data_dir` (its store, custody from `source`).
+pub async fn open_state(config: &Config, source: CustodySource) -> CliResult<Arc<AppState>> {
     let dir = &config.data_dir;
     let store = fleetkey_server::store::open(config)
         .await
         .map_err(service_error)?;
-    let custody = Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?);
+    let custody = open_custody(dir, source).await?;
     let clock = Arc::new(SystemClock::default());
     fleetkey_server::store::check_custody_identity(
         store.as_ref(),

@@ -75,6 +75,11 @@ pub fn store_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
 
 impl Server {
     pub fn start(dir: &std::path::Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Server::start`] with more environment variables (custody settings, …).
+    pub fn start_with(dir: &std::path::Path, env: &[(&str, String)]) -> Self {
         let port = free_port();
         let device_port = free_port();
         let udp_port = free_udp_port();
@@ -94,6 +99,7 @@ impl Server {
             )
             .env("FLEETKEY_LOG_FORMAT", "json")
             .envs(store_env(dir))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap())
             .spawn()

@@ -89,7 +89,11 @@ impl DemoServer {
         };
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| CliError::io(config.data_dir.display(), &e))?;
-        let state = super::super::serve::open_state(&config, KekSource::KeyFile(kek_path)).await?;
+        let state = super::super::serve::open_state(
+            &config,
+            crate::local::CustodySource::Local(KekSource::KeyFile(kek_path)),
+        )
+        .await?;
         let (_, secret) = state
             .tokens
             .create("demo", "fleetkey-demo", vec!["admin".into()], None)

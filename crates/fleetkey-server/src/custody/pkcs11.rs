@@ -1,0 +1,490 @@
+//! PKCS#11 custody: the root lives in an HSM (tested on SoftHSM2) and never
+//! enters fleetkey's memory.
+//!
+//! In the token, found by label or generated on first start (docs/custody.md):
+//!
+//! * `<label>-wrap`: an AES-256 secret key, `CKA_SENSITIVE`, not
+//!   `CKA_EXTRACTABLE`. Data keys are wrapped by the token with it: `C_Encrypt`
+//!   with `CKM_AES_GCM` (a random 96-bit IV, the wrap context as AAD, a 128-bit
+//!   tag); unwrapping is `C_Decrypt`, so a wrapped key moved to another context
+//!   does not unwrap.
+//! * `<label>-ed25519`: the service's Ed25519 key pair (`CKM_EC_EDWARDS_KEY_PAIR_GEN`),
+//!   private half sensitive and not extractable; it signs in the token
+//!   (`CKM_EDDSA`), the classical half of the composite signature.
+//! * `<label>-ml-dsa-seed`: a private data object holding the ML-DSA-65 seed
+//!   wrapped as above (AAD `fleetkey custody pkcs11 ml-dsa seed v1`). No HSM here
+//!   does ML-DSA, so that half is unwrapped at start and signs in process memory.
+//!
+//! Token calls block; they run on tokio's blocking pool over a pool of logged-in
+//! sessions (as many as `sessions`, never more than the token allows).
+
+use super::Custody;
+use crate::error::{Error, Result};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use fleetkey_crypto::{composite, ed25519, mldsa::MlDsaSigner, secret::SecretBytes};
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// First byte of a token-wrapped key: the format (AES-256-GCM by the token).
+const WRAP_GCM_V1: u8 = 0x01;
+const IV_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const TAG_BITS: u64 = 128;
+const SEED_AAD: &str = "fleetkey custody pkcs11 ml-dsa seed v1";
+/// DER of the Ed25519 OID 1.3.101.112, the key pair's `CKA_EC_PARAMS` (RFC 8410).
+const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// Where the token is and how to log in (`FLEETKEY_PKCS11_*`, docs/custody.md).
+pub struct Pkcs11Config {
+    /// The PKCS#11 module (for SoftHSM2: `/usr/lib/softhsm/libsofthsm2.so`).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// The user PIN (from `FLEETKEY_PKCS11_PIN_FILE` or `FLEETKEY_PKCS11_PIN`).
+    pub pin: Zeroizing<String>,
+    /// Prefix of the labels of fleetkey's objects in the token (default `fleetkey`).
+    pub label: String,
+    /// Sessions kept open (default 4).
+    pub sessions: usize,
+}
+
+impl std::fmt::Debug for Pkcs11Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Config")
+            .field("module", &self.module)
+            .field("token", &self.token)
+            .field("label", &self.label)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Pkcs11Config {
+    /// From `FLEETKEY_PKCS11_MODULE`, `FLEETKEY_PKCS11_TOKEN`, the PIN
+    /// (`FLEETKEY_PKCS11_PIN_FILE` or `FLEETKEY_PKCS11_PIN`, exactly one),
+    /// `FLEETKEY_PKCS11_LABEL` and `FLEETKEY_PKCS11_SESSIONS`.
+    pub fn from_env() -> Result<Self> {
+        let need = |name: &str, what: &str| {
+            env(name).ok_or_else(|| Error::CustodyConfig(format!("set {name} to {what}")))
+        };
+        let module = PathBuf::from(need(
+            "FLEETKEY_PKCS11_MODULE",
+            "the PKCS#11 module (for SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)",
+        )?);
+        let token = need("FLEETKEY_PKCS11_TOKEN", "the token's label")?;
+        let pin = match (env("FLEETKEY_PKCS11_PIN_FILE"), env("FLEETKEY_PKCS11_PIN")) {
+            (Some(file), None) => {
+                let text = Zeroizing::new(std::fs::read_to_string(&file).map_err(|e| {
+                    Error::CustodyConfig(format!("FLEETKEY_PKCS11_PIN_FILE {file}: {e}"))
+                })?);
+                Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())
+            }
+            (None, Some(pin)) => Zeroizing::new(pin),
+            (Some(_), Some(_)) => {
+                return Err(Error::CustodyConfig(
+                    "both FLEETKEY_PKCS11_PIN_FILE and FLEETKEY_PKCS11_PIN are set; set one".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::CustodyConfig(
+                    "set FLEETKEY_PKCS11_PIN_FILE (a file holding the user PIN) or FLEETKEY_PKCS11_PIN"
+                        .into(),
+                ));
+            }
+        };
+        let sessions = match env("FLEETKEY_PKCS11_SESSIONS") {
+            None => 4,
+            Some(n) => n
+                .parse()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| {
+                    Error::CustodyConfig("FLEETKEY_PKCS11_SESSIONS must be 1 to 256".into())
+                })?,
+        };
+        Ok(Self {
+            module,
+            token,
+            pin,
+            label: env("FLEETKEY_PKCS11_LABEL").unwrap_or_else(|| "fleetkey".into()),
+            sessions,
+        })
+    }
+}
+
+/// A token call failed: the token is gone, refused, or out of resources.
+fn token_err(what: &str, e: CkError) -> Error {
+    Error::CustodyUnavailable(format!("pkcs11 {what}: {e}"))
+}
+
+/// Logged-in sessions to one token, handed out one at a time. The first session
+/// stays open for the custody's life: a PKCS#11 login belongs to the
+/// application and ends when its last session closes.
+struct Pool {
+    ctx: Pkcs11,
+    slot: Slot,
+    pin: Zeroizing<String>,
+    token: String,
+    idle: Mutex<Vec<Session>>,
+    max_idle: usize,
+    _anchor: Mutex<Session>,
+}
+
+/// Logs the application in (a session of an application logged in already is).
+fn login(s: &Session, pin: &str, token: &str) -> Result<()> {
+    match s.login(UserType::User, Some(&AuthPin::new(pin.into()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(CkError::Pkcs11(
+            RvError::PinIncorrect | RvError::PinLenRange | RvError::PinLocked,
+            _,
+        )) => Err(Error::CustodyConfig(format!(
+            "token {token:?} refused the PIN (FLEETKEY_PKCS11_PIN_FILE or FLEETKEY_PKCS11_PIN)"
+        ))),
+        Err(e) => Err(token_err("login", e)),
+    }
+}
+
+impl Pool {
+    /// An idle session, or a new one logged in (after the token came back, too).
+    fn take(&self) -> Result<Session> {
+        if let Some(s) = self.idle.lock().pop() {
+            return Ok(s);
+        }
+        let s = self
+            .ctx
+            .open_rw_session(self.slot)
+            .map_err(|e| token_err("open session", e))?;
+        login(&s, &self.pin, &self.token)?;
+        Ok(s)
+    }
+
+    fn give(&self, s: Session) {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
+            idle.push(s);
+        }
+    }
+
+    /// Runs `f` on a session. A session whose call failed in the token is
+    /// closed, not reused; one whose call was refused (a wrapped key that does
+    /// not open) goes back to the pool.
+    fn with<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
+        let s = self.take()?;
+        let r = f(&s);
+        if !matches!(r, Err(Error::CustodyUnavailable(_))) {
+            self.give(s);
+        }
+        r
+    }
+}
+
+struct Inner {
+    pool: Pool,
+    wrap_key: ObjectHandle,
+    ed25519: ObjectHandle,
+    mldsa: MlDsaSigner,
+    public_key: Vec<u8>,
+}
+
+/// Custody whose root wrapping key and Ed25519 key are in a PKCS#11 token.
+#[derive(Clone)]
+pub struct Pkcs11Custody(Arc<Inner>);
+
+impl std::fmt::Debug for Pkcs11Custody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Custody")
+            .field(
+                "public_key_prefix",
+                &fleetkey_crypto::hex_prefix(&self.0.public_key),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The one object of `class` labelled `label`, if any; several is an error.
+fn find_one(s: &Session, class: ObjectClass, label: &str) -> Result<Option<ObjectHandle>> {
+    let found = s
+        .find_objects(&[Attribute::Class(class), Attribute::Label(label.into())])
+        .map_err(|e| token_err("find objects", e))?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => Err(Error::CustodyConfig(format!(
+            "the token holds {} objects labelled {label:?}; keep one",
+            found.len()
+        ))),
+    }
+}
+
+fn gcm_encrypt(s: &Session, key: ObjectHandle, pt: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let mut iv: [u8; IV_LEN] = fleetkey_crypto::rand::array()?;
+    let params = GcmParams::new(&mut iv, aad, cryptoki::types::Ulong::from(TAG_BITS))
+        .map_err(|e| token_err("gcm parameters", e))?;
+    let ct = s
+        .encrypt(&Mechanism::AesGcm(params), key, pt)
+        .map_err(|e| token_err("encrypt", e))?;
+    let mut out = Vec::with_capacity(1 + IV_LEN + ct.len());
+    out.push(WRAP_GCM_V1);
+    out.extend_from_slice(&iv);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn gcm_decrypt(s: &Session, key: ObjectHandle, wrapped: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let open = || Error::Envelope(fleetkey_crypto::Error::Open);
+    let Some((&WRAP_GCM_V1, rest)) = wrapped.split_first() else {
+        return Err(open());
+    };
+    if rest.len() < IV_LEN + TAG_LEN || rest.len() > IV_LEN + TAG_LEN + 1024 {
+        return Err(open());
+    }
+    let (iv, ct) = rest.split_at(IV_LEN);
+    let mut iv: [u8; IV_LEN] = iv.try_into().map_err(|_| open())?;
+    let params = GcmParams::new(&mut iv, aad, cryptoki::types::Ulong::from(TAG_BITS))
+        .map_err(|e| token_err("gcm parameters", e))?;
+    match s.decrypt(&Mechanism::AesGcm(params), key, ct) {
+        Ok(pt) => Ok(pt),
+        // The tag did not verify: tampered, another context or another key.
+        // PKCS#11 says CKR_ENCRYPTED_DATA_INVALID; SoftHSM2 2.6 answers
+        // CKR_GENERAL_ERROR. A token that is gone answers otherwise
+        // (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, …): unavailable.
+        Err(CkError::Pkcs11(
+            RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange | RvError::GeneralError,
+            _,
+        )) => Err(open()),
+        Err(e) => Err(token_err("decrypt", e)),
+    }
+}
+
+/// The 32-byte Ed25519 public key from `CKA_EC_POINT` (a DER OCTET STRING, or
+/// raw as some tokens give it).
+fn ed25519_point(raw: &[u8]) -> Result<[u8; 32]> {
+    let key = match raw {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+        k if k.len() == 32 => k,
+        _ => {
+            return Err(Error::CustodyConfig(
+                "the token's Ed25519 public key is not 32 bytes".into(),
+            ));
+        }
+    };
+    key.try_into()
+        .map_err(|_| Error::CustodyConfig("Ed25519 public key".into()))
+}
+
+impl Pkcs11Custody {
+    /// Opens the token, logs in, and finds fleetkey's objects or makes them.
+    /// Blocking: call it from a blocking context (see [`Pkcs11Custody::open`]).
+    pub fn open_blocking(config: &Pkcs11Config) -> Result<Self> {
+        let ctx = Pkcs11::new(&config.module).map_err(|e| {
+            Error::CustodyConfig(format!("pkcs11 module {}: {e}", config.module.display()))
+        })?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(token_err("initialize", e)),
+        }
+        let slot = ctx
+            .get_slots_with_token()
+            .map_err(|e| token_err("slots", e))?
+            .into_iter()
+            .find(|s| {
+                ctx.get_token_info(*s)
+                    .is_ok_and(|t| t.label().trim_end() == config.token)
+            })
+            .ok_or_else(|| Error::CustodyConfig(format!("no token labelled {:?}", config.token)))?;
+        let anchor = ctx
+            .open_rw_session(slot)
+            .map_err(|e| token_err("open session", e))?;
+        login(&anchor, &config.pin, &config.token)?;
+        let pool = Pool {
+            ctx,
+            slot,
+            pin: config.pin.clone(),
+            token: config.token.clone(),
+            idle: Mutex::new(Vec::new()),
+            max_idle: config.sessions,
+            _anchor: Mutex::new(anchor),
+        };
+        let s = pool.take()?;
+        let wrap_key = Self::wrap_key(&s, &config.label)?;
+        let ed25519 = Self::ed25519_key(&s, &config.label)?;
+        let seed = Self::mldsa_seed(&s, wrap_key, &config.label)?;
+        let ed_public = Self::ed25519_public(&s, &config.label)?;
+        pool.give(s);
+        let mldsa = MlDsaSigner::from_seed(seed)?;
+        let mut public_key = ed_public.to_vec();
+        public_key.extend_from_slice(&mldsa.public_key());
+        Ok(Self(Arc::new(Inner {
+            pool,
+            wrap_key,
+            ed25519,
+            mldsa,
+            public_key,
+        })))
+    }
+
+    /// [`Pkcs11Custody::open_blocking`] on tokio's blocking pool.
+    pub async fn open(config: Pkcs11Config) -> Result<Self> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(&config))
+            .await
+            .map_err(|e| Error::Internal(format!("pkcs11 open task: {e}")))?
+    }
+
+    fn wrap_key(s: &Session, label: &str) -> Result<ObjectHandle> {
+        let label = format!("{label}-wrap");
+        if let Some(k) = find_one(s, ObjectClass::SECRET_KEY, &label)? {
+            return Ok(k);
+        }
+        let template = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label.into_bytes()),
+            Attribute::ValueLen(32.into()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+        ];
+        s.generate_key(&Mechanism::AesKeyGen, &template)
+            .map_err(|e| token_err("generate the wrapping key", e))
+    }
+
+    fn ed25519_key(s: &Session, label: &str) -> Result<ObjectHandle> {
+        let label = format!("{label}-ed25519");
+        if let Some(k) = find_one(s, ObjectClass::PRIVATE_KEY, &label)? {
+            return Ok(k);
+        }
+        let public = [
+            Attribute::Token(true),
+            Attribute::Label(label.clone().into_bytes()),
+            Attribute::KeyType(KeyType::EC_EDWARDS),
+            Attribute::EcParams(ED25519_PARAMS.to_vec()),
+            Attribute::Verify(true),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label.into_bytes()),
+            Attribute::Sign(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+        ];
+        let (_, k) = s
+            .generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public, &private)
+            .map_err(|e| token_err("generate the Ed25519 key", e))?;
+        Ok(k)
+    }
+
+    fn ed25519_public(s: &Session, label: &str) -> Result<[u8; 32]> {
+        let label = format!("{label}-ed25519");
+        let k = find_one(s, ObjectClass::PUBLIC_KEY, &label)?.ok_or_else(|| {
+            Error::CustodyConfig(format!("the token has no public key labelled {label:?}"))
+        })?;
+        let attrs = s
+            .get_attributes(k, &[AttributeType::EcPoint])
+            .map_err(|e| token_err("read the Ed25519 public key", e))?;
+        match attrs.as_slice() {
+            [Attribute::EcPoint(p)] => ed25519_point(p),
+            _ => Err(Error::CustodyConfig(
+                "the token gave no CKA_EC_POINT for the Ed25519 key".into(),
+            )),
+        }
+    }
+
+    fn mldsa_seed(s: &Session, wrap_key: ObjectHandle, label: &str) -> Result<SecretBytes<32>> {
+        let label = format!("{label}-ml-dsa-seed");
+        if let Some(obj) = find_one(s, ObjectClass::DATA, &label)? {
+            let attrs = s
+                .get_attributes(obj, &[AttributeType::Value])
+                .map_err(|e| token_err("read the ML-DSA seed", e))?;
+            let [Attribute::Value(wrapped)] = attrs.as_slice() else {
+                return Err(Error::CustodyConfig(
+                    "the ML-DSA seed object is empty".into(),
+                ));
+            };
+            let seed = Zeroizing::new(gcm_decrypt(s, wrap_key, wrapped, SEED_AAD.as_bytes())?);
+            return Ok(SecretBytes::from_slice(&seed)?);
+        }
+        let seed = SecretBytes::<32>::random()?;
+        let wrapped = gcm_encrypt(s, wrap_key, seed.expose_secret(), SEED_AAD.as_bytes())?;
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(label.into_bytes()),
+            Attribute::Value(wrapped),
+        ])
+        .map_err(|e| token_err("store the wrapped ML-DSA seed", e))?;
+        Ok(seed)
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &Session) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || inner.pool.with(|s| f(&inner, s)))
+            .await
+            .map_err(|e| Error::Internal(format!("pkcs11 task: {e}")))?
+    }
+}
+
+#[async_trait::async_trait]
+impl Custody for Pkcs11Custody {
+    async fn wrap(&self, key: &SecretBytes<32>, context: &str) -> Result<Vec<u8>> {
+        let key = key.clone();
+        let context = context.to_owned();
+        self.call(move |i, s| gcm_encrypt(s, i.wrap_key, key.expose_secret(), context.as_bytes()))
+            .await
+    }
+
+    async fn unwrap(&self, wrapped: &[u8], context: &str) -> Result<SecretBytes<32>> {
+        let wrapped = wrapped.to_vec();
+        let context = context.to_owned();
+        let pt = self
+            .call(move |i, s| gcm_decrypt(s, i.wrap_key, &wrapped, context.as_bytes()))
+            .await?;
+        let pt = Zeroizing::new(pt);
+        Ok(SecretBytes::from_slice(&pt)?)
+    }
+
+    async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        let m = composite::signed_message(msg);
+        let ml = self.0.mldsa.sign(&m)?;
+        let ed = self
+            .call(move |i, s| {
+                s.sign(
+                    &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+                    i.ed25519,
+                    &m,
+                )
+                .map_err(|e| token_err("sign", e))
+            })
+            .await?;
+        if ed.len() != ed25519::SIGNATURE_LEN {
+            return Err(Error::CustodyUnavailable(format!(
+                "pkcs11 sign: the token gave a {}-byte Ed25519 signature",
+                ed.len()
+            )));
+        }
+        Ok(composite::join(&ed, &ml))
+    }
+
+    fn public_key(&self) -> Vec<u8> {
+        self.0.public_key.clone()
+    }
+}

@@ -1,0 +1,211 @@
+//! PKCS#11 custody on a real token: SoftHSM2, initialised by `.ci/run`, which sets
+//! `SOFTHSM2_CONF` and `FLEETKEY_TEST_PKCS11_{MODULE,TOKEN,PIN}`. Each test uses
+//! its own label prefix, so its objects are its own. Without the variables these
+//! tests are ignored (and fail when run, saying what is missing).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use fleetkey_crypto::secret::SecretBytes;
+use fleetkey_server::Error;
+use fleetkey_server::clock::ManualClock;
+use fleetkey_server::custody::Custody;
+use fleetkey_server::custody::pkcs11::{Pkcs11Config, Pkcs11Custody};
+use fleetkey_server::keys::{KeyConfig, KeyService};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+fn config(label: &str) -> Pkcs11Config {
+    Pkcs11Config {
+        module: common::service_url("FLEETKEY_TEST_PKCS11_MODULE").into(),
+        token: common::service_url("FLEETKEY_TEST_PKCS11_TOKEN"),
+        pin: Zeroizing::new(common::service_url("FLEETKEY_TEST_PKCS11_PIN")),
+        label: label.into(),
+        sessions: 2,
+    }
+}
+
+fn is_open_refusal(e: &Error) -> bool {
+    matches!(e, Error::Envelope(fleetkey_crypto::Error::Open))
+}
+
+#[tokio::test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn the_token_wraps_signs_and_keeps_its_keys_across_restarts() {
+    let label = common::unique("fk-a-");
+    let c = Pkcs11Custody::open(config(&label)).await.unwrap();
+    let key = SecretBytes::<32>::random().unwrap();
+    let wrapped = c.wrap(&key, "keyring:payments/v1").await.unwrap();
+    assert_eq!(wrapped.len(), 1 + 12 + 32 + 16, "format byte, IV, key, tag");
+    assert!(!wrapped.windows(32).any(|w| w == key.expose_secret()));
+    let back = c.unwrap(&wrapped, "keyring:payments/v1").await.unwrap();
+    assert_eq!(back.expose_secret(), key.expose_secret());
+    // Two wraps of one key differ (fresh IV); both unwrap.
+    let again = c.wrap(&key, "keyring:payments/v1").await.unwrap();
+    assert_ne!(again, wrapped);
+    // Another context, tampering, truncation, another format: refused as Open.
+    let mut tampered = wrapped.clone();
+    tampered[20] ^= 1;
+    let mut other_format = wrapped.clone();
+    other_format[0] = 0x02;
+    for (bytes, ctx) in [
+        (&wrapped, "keyring:payments/v2"),
+        (&tampered, "keyring:payments/v1"),
+        (
+            &wrapped[..wrapped.len() - 1].to_vec(),
+            "keyring:payments/v1",
+        ),
+        (&other_format, "keyring:payments/v1"),
+        (&Vec::new(), "keyring:payments/v1"),
+    ] {
+        let e = c.unwrap(bytes, ctx).await.unwrap_err();
+        assert!(is_open_refusal(&e), "{ctx} {}: {e}", bytes.len());
+    }
+    // The composite signature: Ed25519 made in the token, ML-DSA-65 in process.
+    let pk = c.public_key();
+    assert_eq!(pk.len(), 1984);
+    let sig = c.sign(b"checkpoint 17").await.unwrap();
+    fleetkey_crypto::composite::verify(&pk, b"checkpoint 17", &sig).unwrap();
+    assert!(fleetkey_crypto::composite::verify(&pk, b"checkpoint 18", &sig).is_err());
+    // A restart (a second process would do the same) finds the same keys.
+    drop(c);
+    let c2 = Pkcs11Custody::open(config(&label)).await.unwrap();
+    assert_eq!(c2.public_key(), pk);
+    let back = c2.unwrap(&wrapped, "keyring:payments/v1").await.unwrap();
+    assert_eq!(back.expose_secret(), key.expose_secret());
+    // Debug shows neither the PIN nor key material.
+    let shown = format!("{c2:?} {:?}", config(&label));
+    assert!(!shown.contains(&common::service_url("FLEETKEY_TEST_PKCS11_PIN")));
+    assert!(shown.contains("public_key_prefix"), "{shown}");
+}
+
+/// What the token holds: the wrapping key and the Ed25519 private key are
+/// sensitive and never extractable (the token refuses to give their values), and
+/// the ML-DSA seed object holds only a wrapped seed.
+#[tokio::test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn the_root_cannot_be_read_out_of_the_token() {
+    let label = common::unique("fk-b-");
+    let c = Pkcs11Custody::open(config(&label)).await.unwrap();
+    let cfg = config(&label);
+    let ctx = Pkcs11::new(&cfg.module).unwrap();
+    // The custody above initialised the module in this process already.
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
+        .unwrap();
+    let s = ctx.open_ro_session(slot).unwrap();
+    // Logged in already, by the custody's session (a login is per application).
+    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    for (class, suffix) in [
+        (ObjectClass::SECRET_KEY, "wrap"),
+        (ObjectClass::PRIVATE_KEY, "ed25519"),
+    ] {
+        let found = s
+            .find_objects(&[
+                Attribute::Class(class),
+                Attribute::Label(format!("{label}-{suffix}").into_bytes()),
+            ])
+            .unwrap();
+        assert_eq!(found.len(), 1, "{suffix}");
+        let attrs = s
+            .get_attributes(
+                found[0],
+                &[AttributeType::Sensitive, AttributeType::Extractable],
+            )
+            .unwrap();
+        assert!(attrs.contains(&Attribute::Sensitive(true)), "{suffix}");
+        assert!(attrs.contains(&Attribute::Extractable(false)), "{suffix}");
+        // The value is not given out.
+        let value = s.get_attributes(found[0], &[AttributeType::Value]);
+        assert!(
+            !matches!(value.as_deref(), Ok([Attribute::Value(_)])),
+            "{suffix}: {value:?}"
+        );
+    }
+    let seed = s
+        .find_objects(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Label(format!("{label}-ml-dsa-seed").into_bytes()),
+        ])
+        .unwrap();
+    assert_eq!(seed.len(), 1);
+    let attrs = s.get_attributes(seed[0], &[AttributeType::Value]).unwrap();
+    let [Attribute::Value(v)] = attrs.as_slice() else {
+        panic!("{attrs:?}")
+    };
+    assert_eq!(v.len(), 1 + 12 + 32 + 16, "a wrapped seed, not a bare one");
+    drop(c);
+}
+
+#[tokio::test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn a_wrong_pin_token_or_module_is_a_configuration_error() {
+    let label = common::unique("fk-c-");
+    let mut wrong_pin = config(&label);
+    wrong_pin.pin = Zeroizing::new("0000-not-the-pin".into());
+    let mut wrong_token = config(&label);
+    wrong_token.token = "no-such-token".into();
+    let mut wrong_module = config(&label);
+    wrong_module.module = "/nonexistent/libpkcs11.so".into();
+    for (cfg, says) in [
+        (wrong_pin, "refused the PIN"),
+        (wrong_token, "no token labelled"),
+        (wrong_module, "pkcs11 module"),
+    ] {
+        let e = Pkcs11Custody::open(cfg).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::CustodyConfig(m) if m.contains(says)),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("0000-not-the-pin"));
+    }
+}
+
+/// The key service on PKCS#11 custody: keyrings' keys are wrapped by the token;
+/// a restarted service (new custody, same token) opens what the first sealed.
+#[tokio::test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn keyrings_seal_and_open_across_restarts_on_hsm_custody() {
+    let label = common::unique("fk-d-");
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = common::test_store(dir.path()).await;
+    let clock = ManualClock::at(1_800_000_000);
+    let open = || async {
+        let custody = Arc::new(Pkcs11Custody::open(config(&label)).await.unwrap());
+        KeyService::open(
+            store.clone(),
+            custody,
+            Arc::new(clock.clone()),
+            KeyConfig::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let keys = open().await;
+    keys.create(
+        "t",
+        &"payments".parse().unwrap(),
+        fleetkey_crypto::aead::Algorithm::Aes256Gcm,
+        fleetkey_server::store::Policy::default(),
+    )
+    .await
+    .unwrap();
+    let ring = keys.keyring("payments").await.unwrap();
+    let sealed = ring.seal(b"card 4242", b"order 17").await.unwrap();
+    drop((ring, keys));
+    let keys = open().await;
+    let ring = keys.keyring("payments").await.unwrap();
+    assert_eq!(
+        ring.unseal(&sealed, b"order 17").await.unwrap(),
+        b"card 4242"
+    );
+}

@@ -1,0 +1,125 @@
+//! Custody settings from the command line: `fleetkey serve` and local admin
+//! commands with the root in a PKCS#11 token (SoftHSM2, set up by `.ci/run`:
+//! `SOFTHSM2_CONF`, `FLEETKEY_TEST_PKCS11_{MODULE,TOKEN,PIN}`), and the refusal
+//! of settings that name no usable custody.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+mod common;
+use common::{Server, get};
+
+fn need(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{name} is not set: this test needs SoftHSM2 (.ci/run sets it)"))
+}
+
+/// PKCS#11 custody with the PIN in a file, under a label of this test's own.
+fn hsm_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let pin_file = dir.join("pin");
+    std::fs::write(&pin_file, format!("{}\n", need("FLEETKEY_TEST_PKCS11_PIN"))).unwrap();
+    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
+    vec![
+        ("FLEETKEY_CUSTODY", "pkcs11".into()),
+        (
+            "FLEETKEY_PKCS11_MODULE",
+            need("FLEETKEY_TEST_PKCS11_MODULE"),
+        ),
+        ("FLEETKEY_PKCS11_TOKEN", need("FLEETKEY_TEST_PKCS11_TOKEN")),
+        ("FLEETKEY_PKCS11_PIN_FILE", pin_file.display().to_string()),
+        (
+            "FLEETKEY_PKCS11_LABEL",
+            format!("fk-cli-{}", hex::encode(r)),
+        ),
+    ]
+}
+
+#[test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let env = hsm_env(dir.path());
+    let server = Server::start_with(dir.path(), &env);
+    let data = dir.path().join("fleetkey-data");
+    // No root key file, no key-encryption key made: the root is in the token.
+    assert!(!data.join("root-key.json").exists());
+    assert!(!dir.path().join("home/.config/fleetkey").exists());
+    assert!(
+        get(server.port, "/readyz")
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let addr = server.addr();
+    let client = |args: &[&str]| {
+        let mut c = Command::cargo_bin("fleetkey").unwrap();
+        c.env("FLEETKEY_ADDR", &addr)
+            .env("FLEETKEY_TOKEN", &token)
+            .args(args);
+        c
+    };
+    client(&["keys", "create", "web"]).assert().success();
+    let sealed = client(&["keys", "seal", "web"])
+        .write_stdin("in the hsm")
+        .assert()
+        .success();
+    let sealed = String::from_utf8(sealed.get_output().stdout.clone()).unwrap();
+    let port = server.port;
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.path().join(format!("serve-{port}.log"))).unwrap();
+    assert!(!log.contains(&need("FLEETKEY_TEST_PKCS11_PIN")));
+    // Local admin mode on the same data directory and token.
+    let local = || {
+        let mut c = Command::cargo_bin("fleetkey").unwrap();
+        c.env("FLEETKEY_DATA_DIR", &data)
+            .env_remove("FLEETKEY_ROOT_KEY_FILE")
+            .env_remove("FLEETKEY_PASSPHRASE")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        c
+    };
+    local()
+        .args(["keys", "unseal", "web"])
+        .write_stdin(sealed.clone())
+        .assert()
+        .success()
+        .stdout("in the hsm");
+    // Another label in the token is another root: refused before anything runs.
+    local()
+        .env("FLEETKEY_PKCS11_LABEL", "fk-cli-someone-else")
+        .args(["keys", "unseal", "web"])
+        .write_stdin(sealed)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "not the one the store was started with",
+        ));
+}
+
+#[test]
+fn custody_settings_that_name_no_usable_custody_are_refused() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let cmd = |custody: &str| {
+        let mut c = Command::cargo_bin("fleetkey").unwrap();
+        c.env("FLEETKEY_DATA_DIR", dir.path().join("data"))
+            .env("FLEETKEY_CUSTODY", custody)
+            .env("FLEETKEY_PASSPHRASE", "unused here")
+            .env_remove("FLEETKEY_PKCS11_MODULE")
+            .args(["keys", "create", "x"]);
+        c
+    };
+    cmd("vault-someday")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("FLEETKEY_CUSTODY"));
+    cmd("pkcs11")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("FLEETKEY_PKCS11_MODULE"));
+}
