@@ -6,7 +6,7 @@ use fleetkey_server::{
     clock::SystemClock,
     custody::local::{KekSource, LocalCustody},
     custody::pkcs11::{Pkcs11Config, Pkcs11Custody},
-    custody::{Backend, Custody},
+    custody::{Backend, Custody, metered::Metered},
     keys::{KeyConfig, KeyService},
     store::sqlite::SqliteStore,
 };
@@ -110,16 +110,17 @@ impl CustodySource {
     }
 }
 
-/// Opens custody on `dir` from `source`.
+/// Opens custody on `dir` from `source`, its calls metered.
 pub async fn open_custody(dir: &Path, source: CustodySource) -> CliResult<Arc<dyn Custody>> {
-    Ok(match source {
+    let inner: Arc<dyn Custody> = match source {
         CustodySource::Local(kek) => {
             Arc::new(LocalCustody::open(dir, kek).await.map_err(service_error)?)
         }
         CustodySource::Pkcs11(config) => {
             Arc::new(Pkcs11Custody::open(config).await.map_err(service_error)?)
         }
-    })
+    };
+    Ok(Arc::new(Metered::new(inner).map_err(service_error)?))
 }
 
 /// The store and custody of `dir` (custody from the environment). The caller

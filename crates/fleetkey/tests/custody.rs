@@ -48,11 +48,9 @@ fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
     // No root key file, no key-encryption key made: the root is in the token.
     assert!(!data.join("root-key.json").exists());
     assert!(!dir.path().join("home/.config/fleetkey").exists());
-    assert!(
-        get(server.port, "/readyz")
-            .unwrap()
-            .starts_with("HTTP/1.1 200")
-    );
+    let ready = get(server.port, "/readyz").unwrap();
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains(r#""custody":"pkcs11""#), "{ready}");
     let token = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
         .trim()
@@ -71,6 +69,14 @@ fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
         .assert()
         .success();
     let sealed = String::from_utf8(sealed.get_output().stdout.clone()).unwrap();
+    // Custody calls are timed per backend, operation and result.
+    let metrics = get(server.port, "/metrics").unwrap();
+    for op in ["wrap", "unwrap", "sign"] {
+        let line = format!(
+            r#"fleetkey_custody_call_seconds_count{{backend="pkcs11",operation="{op}",result="ok"}}"#
+        );
+        assert!(metrics.contains(&line), "{line} missing");
+    }
     let port = server.port;
     assert!(server.stop().success());
     let log = std::fs::read_to_string(dir.path().join(format!("serve-{port}.log"))).unwrap();

@@ -18,16 +18,25 @@ pub(super) async fn readyz(State(st): St) -> Response {
         // Refreshes the degraded flag (at most 250 ms when Redis is unreachable).
         let _ = c.ping().await;
     }
+    let custody = st.keys.custody_backend();
     match st.keys.ready().await {
         // Ready without Redis too (instances then act alone), but say so.
-        Ok(()) if st.coord.get().is_some_and(|c| c.degraded()) => {
-            Json(serde_json::json!({ "status": "ready", "coordination": "degraded" }))
-                .into_response()
+        Ok(()) => {
+            let mut body = serde_json::json!({ "status": "ready", "custody": custody });
+            if let Some(c) = st.coord.get() {
+                body["coordination"] = if c.degraded() { "degraded" } else { "ok" }.into();
+            }
+            Json(body).into_response()
         }
-        Ok(()) if st.coord.get().is_some() => {
-            Json(serde_json::json!({ "status": "ready", "coordination": "ok" })).into_response()
+        Err(e @ crate::Error::CustodyUnavailable(_)) => {
+            tracing::warn!(error = %e, "not ready");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "custody_unavailable",
+                format!("custody ({custody}) cannot be reached"),
+            )
+            .into_response()
         }
-        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             ApiError::new(

@@ -326,6 +326,11 @@ impl Metrics {
         })
     }
 
+    /// Registers a collector made elsewhere (custody's call histogram).
+    pub fn register(&self, c: prometheus::HistogramVec) -> prometheus::Result<()> {
+        self.registry.register(Box::new(c))
+    }
+
     /// Renders the text exposition, refreshing gauges from the key service.
     pub fn render(&self, keys: &KeyService, tightened: bool) -> String {
         let m = keys.metrics();

@@ -50,12 +50,18 @@ pub fn state(
     tokens: Arc<TokenService>,
     fleets: Arc<crate::fleet::FleetService>,
 ) -> Result<Arc<AppState>> {
+    let metrics = Metrics::new().map_err(|e| Error::Internal(format!("metrics: {e}")))?;
+    if let Some(c) = keys.custody_collector() {
+        metrics
+            .register(c)
+            .map_err(|e| Error::Internal(format!("metrics: {e}")))?;
+    }
     Ok(Arc::new(AppState {
         keys,
         tokens,
         fleets,
         limits: RateLimits::with_instances(config.rate_limit.clone(), config.instances),
-        metrics: Metrics::new().map_err(|e| Error::Internal(format!("metrics: {e}")))?,
+        metrics,
         max_batch_items: config.max_batch_items,
         ingest: std::sync::OnceLock::new(),
         coord: std::sync::OnceLock::new(),

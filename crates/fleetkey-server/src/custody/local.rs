@@ -292,6 +292,10 @@ impl Custody for LocalCustody {
     fn public_key(&self) -> Vec<u8> {
         self.public_key.clone()
     }
+
+    fn backend(&self) -> &'static str {
+        "local"
+    }
 }
 
 impl std::fmt::Debug for LocalCustody {

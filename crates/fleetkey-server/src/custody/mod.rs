@@ -5,6 +5,7 @@
 //! backends come later behind the same trait.
 
 pub mod local;
+pub mod metered;
 pub mod pkcs11;
 
 use crate::error::{Error, Result};
@@ -48,4 +49,10 @@ pub trait Custody: Send + Sync {
     async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>>;
     /// The service's composite public key (1984 bytes).
     fn public_key(&self) -> Vec<u8>;
+    /// The backend's name as `FLEETKEY_CUSTODY` spells it (`local`, `pkcs11`).
+    fn backend(&self) -> &'static str;
+    /// The call histogram to export, for a [`metered::Metered`] custody.
+    fn collector(&self) -> Option<prometheus::HistogramVec> {
+        None
+    }
 }

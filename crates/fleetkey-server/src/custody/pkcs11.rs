@@ -487,4 +487,8 @@ impl Custody for Pkcs11Custody {
     fn public_key(&self) -> Vec<u8> {
         self.0.public_key.clone()
     }
+
+    fn backend(&self) -> &'static str {
+        "pkcs11"
+    }
 }

@@ -573,4 +573,14 @@ impl KeyService {
     pub fn public_key(&self) -> Vec<u8> {
         self.shared.custody.public_key()
     }
+
+    /// Custody's backend name (`local`, `pkcs11`), for `/readyz`.
+    pub fn custody_backend(&self) -> &'static str {
+        self.shared.custody.backend()
+    }
+
+    /// Custody's call histogram, when custody is metered.
+    pub fn custody_collector(&self) -> Option<prometheus::HistogramVec> {
+        self.shared.custody.collector()
+    }
 }

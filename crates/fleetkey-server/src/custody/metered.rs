@@ -1,0 +1,81 @@
+//! Custody calls timed and counted, for every backend:
+//! `fleetkey_custody_call_seconds{backend, operation, result}`, a histogram whose
+//! `_count` by `result` (`ok`, `refused` for a wrapped key that does not open,
+//! `unavailable`, `error`) is what alerts watch (docs/custody.md).
+
+use super::Custody;
+use crate::error::{Error, Result};
+use fleetkey_crypto::secret::SecretBytes;
+use prometheus::{HistogramOpts, HistogramVec};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A custody whose calls are observed in a histogram.
+pub struct Metered {
+    inner: Arc<dyn Custody>,
+    calls: HistogramVec,
+}
+
+impl Metered {
+    /// Wraps `inner`; register [`Custody::collector`] to export the histogram.
+    pub fn new(inner: Arc<dyn Custody>) -> Result<Self> {
+        let opts = HistogramOpts::new(
+            "fleetkey_custody_call_seconds",
+            "Custody calls (wrap, unwrap, sign) by backend, operation and result",
+        )
+        .buckets(vec![
+            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
+        ]);
+        let calls = HistogramVec::new(opts, &["backend", "operation", "result"])
+            .map_err(|e| Error::Internal(format!("custody metrics: {e}")))?;
+        Ok(Self { inner, calls })
+    }
+
+    fn observe<T>(&self, operation: &str, start: Instant, r: &Result<T>) {
+        let result = match r {
+            Ok(_) => "ok",
+            Err(Error::Envelope(fleetkey_crypto::Error::Open)) => "refused",
+            Err(Error::CustodyUnavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        self.calls
+            .with_label_values(&[self.inner.backend(), operation, result])
+            .observe(start.elapsed().as_secs_f64());
+    }
+}
+
+#[async_trait::async_trait]
+impl Custody for Metered {
+    async fn wrap(&self, key: &SecretBytes<32>, context: &str) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let r = self.inner.wrap(key, context).await;
+        self.observe("wrap", start, &r);
+        r
+    }
+
+    async fn unwrap(&self, wrapped: &[u8], context: &str) -> Result<SecretBytes<32>> {
+        let start = Instant::now();
+        let r = self.inner.unwrap(wrapped, context).await;
+        self.observe("unwrap", start, &r);
+        r
+    }
+
+    async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let r = self.inner.sign(msg).await;
+        self.observe("sign", start, &r);
+        r
+    }
+
+    fn public_key(&self) -> Vec<u8> {
+        self.inner.public_key()
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn collector(&self) -> Option<HistogramVec> {
+        Some(self.calls.clone())
+    }
+}
