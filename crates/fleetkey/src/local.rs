@@ -6,6 +6,7 @@ use fleetkey_server::{
     clock::SystemClock,
     custody::local::{KekSource, LocalCustody},
     custody::pkcs11::{Pkcs11Config, Pkcs11Custody},
+    custody::vault::{VaultConfig, VaultCustody},
     custody::{Backend, Custody, metered::Metered},
     keys::{KeyConfig, KeyService},
     store::sqlite::SqliteStore,
@@ -90,12 +91,14 @@ async fn open_store(dir: &Path) -> CliResult<Arc<SqliteStore>> {
 }
 
 /// Where the root is: a local root key file and its key-encryption key, or a
-/// PKCS#11 token (`FLEETKEY_CUSTODY`).
+/// PKCS#11 token, or a Vault transit key (`FLEETKEY_CUSTODY`).
 pub enum CustodySource {
     /// `<data-dir>/root-key.json` sealed under this KEK.
     Local(KekSource),
     /// A PKCS#11 token.
     Pkcs11(Pkcs11Config),
+    /// A Vault / OpenBao transit key.
+    Vault(VaultConfig),
 }
 
 impl CustodySource {
@@ -106,6 +109,7 @@ impl CustodySource {
             Backend::Pkcs11 => Ok(Self::Pkcs11(
                 Pkcs11Config::from_env().map_err(service_error)?,
             )),
+            Backend::Vault => Ok(Self::Vault(VaultConfig::from_env().map_err(service_error)?)),
         }
     }
 }
@@ -118,6 +122,9 @@ pub async fn open_custody(dir: &Path, source: CustodySource) -> CliResult<Arc<dy
         }
         CustodySource::Pkcs11(config) => {
             Arc::new(Pkcs11Custody::open(config).await.map_err(service_error)?)
+        }
+        CustodySource::Vault(config) => {
+            Arc::new(VaultCustody::open(config).await.map_err(service_error)?)
         }
     };
     Ok(Arc::new(Metered::new(inner).map_err(service_error)?))

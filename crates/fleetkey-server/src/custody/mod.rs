@@ -1,24 +1,28 @@
 //! Where root keys live. [`Custody`] wraps and unwraps data keys, signs with the
 //! service key and derives subkeys; the root key itself never leaves it. The first
 //! implementation is [`local::LocalCustody`] (a file sealed by a key file or a
-//! passphrase); [`pkcs11::Pkcs11Custody`] keeps the root in an HSM. Cloud KMS
-//! backends come later behind the same trait.
+//! passphrase); [`pkcs11::Pkcs11Custody`] keeps the root in an HSM and
+//! [`vault::VaultCustody`] in a Vault / OpenBao transit key. AWS KMS comes later
+//! behind the same trait.
 
 pub mod local;
 pub mod metered;
 pub mod pkcs11;
+pub mod vault;
 
 use crate::error::{Error, Result};
 use fleetkey_crypto::secret::SecretBytes;
 
-/// Which backend holds the root: `FLEETKEY_CUSTODY` = `local` (the default) or
-/// `pkcs11` (docs/custody.md).
+/// Which backend holds the root: `FLEETKEY_CUSTODY` = `local` (the default),
+/// `pkcs11` or `vault` (docs/custody.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// A root key file sealed by a key file or a passphrase ([`local`]).
     Local,
     /// A PKCS#11 token ([`pkcs11`]).
     Pkcs11,
+    /// A Vault / OpenBao transit key ([`vault`]).
+    Vault,
 }
 
 impl Backend {
@@ -30,8 +34,9 @@ impl Backend {
         {
             "" | "local" => Ok(Self::Local),
             "pkcs11" => Ok(Self::Pkcs11),
+            "vault" => Ok(Self::Vault),
             other => Err(Error::CustodyConfig(format!(
-                "FLEETKEY_CUSTODY={other:?}: use local or pkcs11"
+                "FLEETKEY_CUSTODY={other:?}: use local, pkcs11 or vault"
             ))),
         }
     }
