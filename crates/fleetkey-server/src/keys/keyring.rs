@@ -199,7 +199,18 @@ pub struct Keyring {
     pub(super) last_catch_up: parking_lot::Mutex<Option<std::time::Instant>>,
     /// Seal counts not yet written to the store.
     pub(super) unflushed: parking_lot::Mutex<Vec<(u32, u64)>>,
+    /// What a seal may do without reading `meta` ([`SEAL_PLAIN`],
+    /// [`SEAL_CONVERGENT`], or [`SEAL_CHECK`]: read `meta` and refuse), kept in
+    /// step with `meta` by [`Keyring::set_meta`].
+    pub(super) seal_mode: std::sync::atomic::AtomicU8,
 }
+
+/// `seal_mode`: look at `meta` (not an enabled encryption keyring, or not loaded).
+pub(super) const SEAL_CHECK: u8 = 0;
+/// `seal_mode`: an enabled encryption keyring, random-nonce sealing.
+const SEAL_PLAIN: u8 = 1;
+/// `seal_mode`: an enabled convergent keyring.
+const SEAL_CONVERGENT: u8 = 2;
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -232,6 +243,19 @@ impl Keyring {
         }
         m.record.algorithm.require(&self.name, purpose)?;
         Ok(m)
+    }
+
+    /// Replaces the keyring's record and versions, and what a seal may do.
+    pub(super) fn set_meta(&self, meta: Meta) {
+        let r = &meta.record;
+        let mode = match (r.state, r.algorithm.purpose(), r.convergent) {
+            (KeyringState::Enabled, Purpose::Encrypt, false) => SEAL_PLAIN,
+            (KeyringState::Enabled, Purpose::Encrypt, true) => SEAL_CONVERGENT,
+            _ => SEAL_CHECK,
+        };
+        self.meta.store(Arc::new(meta));
+        self.seal_mode
+            .store(mode, std::sync::atomic::Ordering::Release);
     }
 
     /// Refuses a management change (rotation, revocation, policy, details) once
@@ -277,7 +301,12 @@ impl Keyring {
 
     /// Seals `plaintext` with the primary version. `aad` is authenticated, not stored.
     pub async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        let convergent = self.require(Purpose::Encrypt)?.record.convergent;
+        // One atomic load on the hot path; `meta` only to say why not.
+        let convergent = match self.seal_mode.load(std::sync::atomic::Ordering::Acquire) {
+            SEAL_PLAIN => false,
+            SEAL_CONVERGENT => true,
+            _ => self.require(Purpose::Encrypt)?.record.convergent,
+        };
         let (p, counter) = self.next_use().await?;
         if convergent {
             return self

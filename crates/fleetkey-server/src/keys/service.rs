@@ -193,6 +193,7 @@ impl KeyService {
             catch_up: tokio::sync::Mutex::new(()),
             last_catch_up: parking_lot::Mutex::new(None),
             unflushed: parking_lot::Mutex::new(Vec::new()),
+            seal_mode: std::sync::atomic::AtomicU8::new(super::keyring::SEAL_CHECK),
         });
         ring.reload().await?;
         {

@@ -222,7 +222,7 @@ impl Keyring {
         self.keys.write().retain(|v, _| live(v));
         self.typed.write().retain(|v, _| live(v));
         self.convergent.write().retain(|v, _| live(v));
-        self.meta.store(Arc::new(Meta { record, versions }));
+        self.set_meta(Meta { record, versions });
         Ok(())
     }
 
