@@ -209,3 +209,65 @@ fn custody_settings_that_name_no_usable_custody_are_refused() {
         .code(2)
         .stderr(predicate::str::contains("FLEETKEY_PKCS11_MODULE"));
 }
+
+/// Three `fleetkey serve` instances on one PostgreSQL store (and Redis), each
+/// with its own data directory and the same PKCS#11 token and label: what one
+/// seals, the others open.
+#[test]
+#[ignore = "needs SoftHSM2, FLEETKEY_TEST_PKCS11_*, FLEETKEY_TEST_POSTGRES_URL and FLEETKEY_TEST_REDIS_URL (.ci/run sets them)"]
+fn three_instances_on_postgres_share_one_root_in_a_pkcs11_token() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
+    let tag = hex::encode(r);
+    let mut env = hsm_env(tmp.path());
+    env.extend([
+        ("FLEETKEY_STORE_URL", need("FLEETKEY_TEST_POSTGRES_URL")),
+        ("FLEETKEY_STORE_SCHEMA", format!("fkhsm_{tag}")),
+        ("FLEETKEY_REDIS_URL", need("FLEETKEY_TEST_REDIS_URL")),
+        ("FLEETKEY_REDIS_PREFIX", format!("fkhsm-{tag}")),
+        ("FLEETKEY_INSTANCES", "3".into()),
+    ]);
+    let servers: Vec<(Server, std::path::PathBuf)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut env = env.clone();
+            env.push(("FLEETKEY_INSTANCE_NAME", name.into()));
+            (Server::start_with(&dir, &env), dir)
+        })
+        .collect();
+    let token = std::fs::read_to_string(servers[0].1.join("fleetkey-data/admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = |s: &Server, args: &[&str]| {
+        let mut c = Command::cargo_bin("fleetkey").unwrap();
+        c.env("FLEETKEY_ADDR", s.addr())
+            .env("FLEETKEY_TOKEN", &token)
+            .args(args);
+        c
+    };
+    client(&servers[0].0, &["keys", "create", "pay"])
+        .assert()
+        .success();
+    for (i, (s, _)) in servers.iter().enumerate() {
+        let ready = get(s.port, "/readyz").unwrap();
+        assert!(ready.contains(r#""custody":"pkcs11""#), "{ready}");
+        let text = format!("sealed on instance {i}");
+        let sealed = client(s, &["keys", "seal", "pay"])
+            .write_stdin(text.clone())
+            .assert()
+            .success();
+        let sealed = String::from_utf8(sealed.get_output().stdout.clone()).unwrap();
+        let other = &servers[(i + 1) % 3].0;
+        client(other, &["keys", "unseal", "pay"])
+            .write_stdin(sealed)
+            .assert()
+            .success()
+            .stdout(text);
+    }
+    for (s, _) in servers {
+        assert!(s.stop().success());
+    }
+}
