@@ -196,42 +196,12 @@ fn digest_rows(schema: &'static str) -> [(&'static str, &'static str, Value); 2]
     ]
 }
 
-/// (component schema, property, constraints to merge into it). A property ending
-/// in `[]` constrains the array's items; an empty one, the schema itself.
-fn table() -> Vec<(&'static str, &'static str, Value)> {
+/// The fleet, factory and device requests' constraints.
+fn fleet_rows() -> Vec<(&'static str, &'static str, Value)> {
     let signature = base64_of(64);
     let device_id = json!({ "pattern": "^dev_[0-9a-f]{16}$" });
     let year = 365 * 86_400;
-    let mut rows = vec![
-        ("CreateKeyringRequest", "name", name()),
-        (
-            "CreateKeyringRequest",
-            "algorithm",
-            json!({ "pattern": format!(
-                "^({})$",
-                crate::key_type::NAMES.map(|n| n.replace('+', "\\+")).join("|")
-            ) }),
-        ),
-        (
-            "PolicyRequest",
-            "rotation_period_secs",
-            json!({ "minimum": 60 }),
-        ),
-        ("PolicyRequest", "max_uses", range(1, 1 << 40)),
-        ("PolicyRequest", "overlap_secs", json!({ "minimum": 0 })),
-        (
-            "PolicyRequest",
-            "keep_last",
-            json!({ "minimum": 0, "maximum": u32::MAX, "format": "int64" }),
-        ),
-        ("CreateTokenRequest", "name", name()),
-        ("CreateTokenRequest", "scopes", json!({ "minItems": 1 })),
-        (
-            "CreateTokenRequest",
-            "scopes[]",
-            json!({ "pattern": crate::tokens::SCOPE_PATTERN }),
-        ),
-        ("CreateTokenRequest", "ttl_secs", json!({ "minimum": 1 })),
+    vec![
         ("CreateFleetRequest", "name", name()),
         (
             "CreateFleetRequest",
@@ -282,7 +252,44 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
             json!({ "minLength": 1, "maxLength": 64 }),
         ),
         ("ClaimRequest", "claimed_by", field()),
+    ]
+}
+
+/// (component schema, property, constraints to merge into it). A property ending
+/// in `[]` constrains the array's items; an empty one, the schema itself.
+fn table() -> Vec<(&'static str, &'static str, Value)> {
+    let mut rows = vec![
+        ("CreateKeyringRequest", "name", name()),
+        (
+            "CreateKeyringRequest",
+            "algorithm",
+            json!({ "pattern": format!(
+                "^({})$",
+                crate::key_type::NAMES.map(|n| n.replace('+', "\\+")).join("|")
+            ) }),
+        ),
+        (
+            "PolicyRequest",
+            "rotation_period_secs",
+            json!({ "minimum": 60 }),
+        ),
+        ("PolicyRequest", "max_uses", range(1, 1 << 40)),
+        ("PolicyRequest", "overlap_secs", json!({ "minimum": 0 })),
+        (
+            "PolicyRequest",
+            "keep_last",
+            json!({ "minimum": 0, "maximum": u32::MAX, "format": "int64" }),
+        ),
+        ("CreateTokenRequest", "name", name()),
+        ("CreateTokenRequest", "scopes", json!({ "minItems": 1 })),
+        (
+            "CreateTokenRequest",
+            "scopes[]",
+            json!({ "pattern": crate::tokens::SCOPE_PATTERN }),
+        ),
+        ("CreateTokenRequest", "ttl_secs", json!({ "minimum": 1 })),
     ];
+    rows.extend(fleet_rows());
     for schema in ["SealRequest", "CiphertextRequest", "DataKeyRequest"] {
         rows.extend(context_rows(schema));
     }

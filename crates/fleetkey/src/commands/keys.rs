@@ -237,6 +237,17 @@ async fn run_with(
                 .write_all(&pt)
                 .map_err(|e| CliError::io("stdout", &e))
         }
+        c @ (KeysCommand::Sign { .. }
+        | KeysCommand::Verify { .. }
+        | KeysCommand::PublicKey { .. }
+        | KeysCommand::Datakey { .. }) => run_key_use(k, c).await,
+        KeysCommand::Tick { .. } => tick(k).await,
+    }
+}
+
+/// Signatures, MACs, public keys and data keys.
+async fn run_key_use(k: &impl Keyrings, cmd: KeysCommand) -> CliResult<()> {
+    match cmd {
         KeysCommand::Sign {
             name,
             mac,
@@ -283,23 +294,26 @@ async fn run_with(
             no_plaintext,
             ..
         } => print_json(&k.datakey(&name, &bind.binding()?, !no_plaintext).await?),
-        KeysCommand::Tick { .. } => {
-            let run = k.tick().await?;
-            for line in &run.actions {
-                crate::out!("{line}");
-            }
-            if run.failures.is_empty() {
-                return Ok(());
-            }
-            for line in &run.failures {
-                eprintln!("fleetkey: policy not applied: {line}");
-            }
-            Err(CliError::refused(format!(
-                "{} keyring(s) failed; the others were done",
-                run.failures.len()
-            )))
-        }
+        _ => Err(CliError::usage("not a signing or data key command")),
     }
+}
+
+/// Applies every keyring's policy now; fails if any keyring's failed.
+async fn tick(k: &impl Keyrings) -> CliResult<()> {
+    let run = k.tick().await?;
+    for line in &run.actions {
+        crate::out!("{line}");
+    }
+    if run.failures.is_empty() {
+        return Ok(());
+    }
+    for line in &run.failures {
+        eprintln!("fleetkey: policy not applied: {line}");
+    }
+    Err(CliError::refused(format!(
+        "{} keyring(s) failed; the others were done",
+        run.failures.len()
+    )))
 }
 
 pub(crate) fn read_all(input: Option<&std::path::Path>, limit: u64) -> CliResult<Vec<u8>> {
