@@ -6,7 +6,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, KeyringPath, b64};
 use super::keyrings::{BatchItem, BatchResponse, check_batch, collect, count};
 use super::{AppState, St};
-use crate::keys::{Keyring, Signable, Signed};
+use crate::keys::{Keyring, SignInput, Signed};
 use crate::tokens::Principal;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -135,57 +135,46 @@ impl Op {
     }
 }
 
-/// A request's message or digest, decoded.
-enum Input {
-    Message(Vec<u8>),
-    Digest(Digest),
-}
-
-impl Input {
-    /// Exactly one of `message` and `digest`; `hash` only with a digest, whose
-    /// length must be the hash's.
-    fn new(message: Option<&str>, digest: Option<&str>, hash: Option<&str>) -> ApiResult<Self> {
-        match (message, digest, hash) {
-            (Some(m), None, None) => Ok(Self::Message(b64("message", m)?)),
-            (None, Some(d), hash) => {
-                let alg = match hash {
-                    None => HashAlg::Sha512,
-                    Some(h) => HashAlg::parse(h).ok_or_else(|| {
-                        ApiError::malformed(format!(
-                            "hash: {h:?} is not one of {}",
-                            HashAlg::NAMES.join(", ")
-                        ))
-                    })?,
-                };
-                let bytes = b64("digest", d)?;
-                let digest = Digest::new(alg, &bytes).map_err(|_| {
+/// A request's message or digest, decoded: exactly one of `message` and
+/// `digest`; `hash` only with a digest, whose length must be the hash's.
+fn sign_input(
+    message: Option<&str>,
+    digest: Option<&str>,
+    hash: Option<&str>,
+) -> ApiResult<SignInput> {
+    match (message, digest, hash) {
+        (Some(m), None, None) => Ok(SignInput::Message(b64("message", m)?)),
+        (None, Some(d), hash) => {
+            let alg = match hash {
+                None => HashAlg::Sha512,
+                Some(h) => HashAlg::parse(h).ok_or_else(|| {
                     ApiError::malformed(format!(
-                        "digest: a {} digest is {} bytes, not {}",
-                        alg.name(),
-                        alg.output_len(),
-                        bytes.len()
+                        "hash: {h:?} is not one of {}",
+                        HashAlg::NAMES.join(", ")
                     ))
-                })?;
-                Ok(Self::Digest(digest))
-            }
-            (Some(_), Some(_), _) => Err(ApiError::malformed(
-                "give the message or its digest, not both",
-            )),
-            (None, None, _) => Err(ApiError::malformed("give a message or a digest")),
-            (Some(_), None, Some(_)) => Err(ApiError::malformed("hash goes with digest")),
+                })?,
+            };
+            let bytes = b64("digest", d)?;
+            let digest = Digest::new(alg, &bytes).map_err(|_| {
+                ApiError::malformed(format!(
+                    "digest: a {} digest is {} bytes, not {}",
+                    alg.name(),
+                    alg.output_len(),
+                    bytes.len()
+                ))
+            })?;
+            Ok(SignInput::Digest(digest))
         }
-    }
-
-    fn signable(&self) -> Signable<'_> {
-        match self {
-            Self::Message(m) => Signable::Message(m),
-            Self::Digest(d) => Signable::Digest(d),
-        }
+        (Some(_), Some(_), _) => Err(ApiError::malformed(
+            "give the message or its digest, not both",
+        )),
+        (None, None, _) => Err(ApiError::malformed("give a message or a digest")),
+        (Some(_), None, Some(_)) => Err(ApiError::malformed("hash goes with digest")),
     }
 }
 
 async fn make_one(ring: &Keyring, op: Op, req: &SignRequest) -> ApiResult<SignResponse> {
-    let input = Input::new(
+    let input = sign_input(
         req.message.as_deref(),
         req.digest.as_deref(),
         req.hash.as_deref(),
@@ -202,7 +191,7 @@ async fn make_one(ring: &Keyring, op: Op, req: &SignRequest) -> ApiResult<SignRe
 }
 
 async fn check_one(ring: &Keyring, op: Op, req: &VerifyRequest) -> ApiResult<VerifyResponse> {
-    let input = Input::new(
+    let input = sign_input(
         req.message.as_deref(),
         req.digest.as_deref(),
         req.hash.as_deref(),

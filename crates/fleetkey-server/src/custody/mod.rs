@@ -8,6 +8,7 @@
 pub mod local;
 pub mod metered;
 pub mod pkcs11;
+mod settings;
 pub mod vault;
 
 use crate::error::{Error, Result};

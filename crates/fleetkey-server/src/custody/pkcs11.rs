@@ -18,7 +18,7 @@
 //! Token calls block; they run on tokio's blocking pool over a pool of logged-in
 //! sessions (as many as `sessions`, never more than the token allows).
 
-use super::Custody;
+use super::{Custody, settings};
 use crate::error::{Error, Result};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -69,58 +69,31 @@ impl std::fmt::Debug for Pkcs11Config {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl Pkcs11Config {
     /// From `FLEETKEY_PKCS11_MODULE`, `FLEETKEY_PKCS11_TOKEN`, the PIN
     /// (`FLEETKEY_PKCS11_PIN_FILE` or `FLEETKEY_PKCS11_PIN`, exactly one),
     /// `FLEETKEY_PKCS11_LABEL` and `FLEETKEY_PKCS11_SESSIONS`.
     pub fn from_env() -> Result<Self> {
         let need = |name: &str, what: &str| {
-            env(name).ok_or_else(|| Error::CustodyConfig(format!("set {name} to {what}")))
+            settings::var(name).ok_or_else(|| Error::CustodyConfig(format!("set {name} to {what}")))
         };
         let module = PathBuf::from(need(
             "FLEETKEY_PKCS11_MODULE",
             "the PKCS#11 module (for SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)",
         )?);
         let token = need("FLEETKEY_PKCS11_TOKEN", "the token's label")?;
-        let pin = match (env("FLEETKEY_PKCS11_PIN_FILE"), env("FLEETKEY_PKCS11_PIN")) {
-            (Some(file), None) => {
-                let text = Zeroizing::new(std::fs::read_to_string(&file).map_err(|e| {
-                    Error::CustodyConfig(format!("FLEETKEY_PKCS11_PIN_FILE {file}: {e}"))
-                })?);
-                Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())
-            }
-            (None, Some(pin)) => Zeroizing::new(pin),
-            (Some(_), Some(_)) => {
-                return Err(Error::CustodyConfig(
-                    "both FLEETKEY_PKCS11_PIN_FILE and FLEETKEY_PKCS11_PIN are set; set one".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(Error::CustodyConfig(
-                    "set FLEETKEY_PKCS11_PIN_FILE (a file holding the user PIN) or FLEETKEY_PKCS11_PIN"
-                        .into(),
-                ));
-            }
-        };
-        let sessions = match env("FLEETKEY_PKCS11_SESSIONS") {
-            None => 4,
-            Some(n) => n
-                .parse()
-                .ok()
-                .filter(|n| (1..=256).contains(n))
-                .ok_or_else(|| {
-                    Error::CustodyConfig("FLEETKEY_PKCS11_SESSIONS must be 1 to 256".into())
-                })?,
-        };
+        let pin = settings::secret("FLEETKEY_PKCS11_PIN")?.ok_or_else(|| {
+            Error::CustodyConfig(
+                "set FLEETKEY_PKCS11_PIN_FILE (a file holding the user PIN) or FLEETKEY_PKCS11_PIN"
+                    .into(),
+            )
+        })?;
+        let sessions = settings::bounded("FLEETKEY_PKCS11_SESSIONS", 4, 1..=256)?;
         Ok(Self {
             module,
             token,
             pin,
-            label: env("FLEETKEY_PKCS11_LABEL").unwrap_or_else(|| "fleetkey".into()),
+            label: settings::var("FLEETKEY_PKCS11_LABEL").unwrap_or_else(|| "fleetkey".into()),
             sessions,
         })
     }

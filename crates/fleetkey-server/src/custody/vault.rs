@@ -15,7 +15,7 @@
 //! Authentication: a token, or AppRole (role id and secret id; a fresh login when
 //! Vault answers 403). `X-Vault-Namespace` when a namespace is set.
 
-use super::Custody;
+use super::{Custody, settings};
 use crate::error::{Error, Result};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::{composite, ed25519, mldsa::MlDsaSigner, secret::SecretBytes};
@@ -78,31 +78,6 @@ impl std::fmt::Debug for VaultConfig {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// A secret from `<NAME>_FILE` (trailing newline dropped) or `<NAME>`.
-fn secret_env(name: &str) -> Result<Option<Zeroizing<String>>> {
-    let file_var = format!("{name}_FILE");
-    match (env(&file_var), env(name)) {
-        (Some(f), None) => {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(&f)
-                    .map_err(|e| Error::CustodyConfig(format!("{file_var} {f}: {e}")))?,
-            );
-            Ok(Some(Zeroizing::new(
-                text.trim_end_matches(['\n', '\r']).to_owned(),
-            )))
-        }
-        (None, Some(v)) => Ok(Some(Zeroizing::new(v))),
-        (Some(_), Some(_)) => Err(Error::CustodyConfig(format!(
-            "both {file_var} and {name} are set; set one"
-        ))),
-        (None, None) => Ok(None),
-    }
-}
-
 /// A name that goes into a URL path: letters, digits, `-`, `_`, `.`.
 fn path_name(var: &str, v: String) -> Result<String> {
     let ok = !v.is_empty()
@@ -123,7 +98,7 @@ fn path_name(var: &str, v: String) -> Result<String> {
 impl VaultConfig {
     /// From the `FLEETKEY_VAULT_*` variables (docs/custody.md).
     pub fn from_env() -> Result<Self> {
-        let addr = env("FLEETKEY_VAULT_ADDR").ok_or_else(|| {
+        let addr = settings::var("FLEETKEY_VAULT_ADDR").ok_or_else(|| {
             Error::CustodyConfig(
                 "set FLEETKEY_VAULT_ADDR to Vault's address (https://host:8200)".into(),
             )
@@ -134,13 +109,13 @@ impl VaultConfig {
                     .into(),
             ));
         }
-        let token = secret_env("FLEETKEY_VAULT_TOKEN")?;
-        let role_id = env("FLEETKEY_VAULT_ROLE_ID");
+        let token = settings::secret("FLEETKEY_VAULT_TOKEN")?;
+        let role_id = settings::var("FLEETKEY_VAULT_ROLE_ID");
         let auth = match (token, role_id) {
             (Some(t), None) => VaultAuth::Token(t),
             (None, Some(role_id)) => VaultAuth::AppRole {
                 role_id,
-                secret_id: secret_env("FLEETKEY_VAULT_SECRET_ID")?.ok_or_else(|| {
+                secret_id: settings::secret("FLEETKEY_VAULT_SECRET_ID")?.ok_or_else(|| {
                     Error::CustodyConfig(
                         "AppRole needs FLEETKEY_VAULT_SECRET_ID_FILE or FLEETKEY_VAULT_SECRET_ID"
                             .into(),
@@ -148,7 +123,8 @@ impl VaultConfig {
                 })?,
                 mount: path_name(
                     "FLEETKEY_VAULT_APPROLE_MOUNT",
-                    env("FLEETKEY_VAULT_APPROLE_MOUNT").unwrap_or_else(|| "approle".into()),
+                    settings::var("FLEETKEY_VAULT_APPROLE_MOUNT")
+                        .unwrap_or_else(|| "approle".into()),
                 )?,
             },
             (Some(_), Some(_)) => {
@@ -164,27 +140,18 @@ impl VaultConfig {
                 ));
             }
         };
-        let timeout = match env("FLEETKEY_VAULT_TIMEOUT_MS") {
-            None => 5000,
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| (100..=60_000).contains(n))
-                .ok_or_else(|| {
-                    Error::CustodyConfig("FLEETKEY_VAULT_TIMEOUT_MS must be 100 to 60000".into())
-                })?,
-        };
+        let timeout = settings::bounded("FLEETKEY_VAULT_TIMEOUT_MS", 5000, 100..=60_000)?;
         Ok(Self {
             addr: addr.trim_end_matches('/').to_owned(),
             auth,
-            namespace: env("FLEETKEY_VAULT_NAMESPACE"),
+            namespace: settings::var("FLEETKEY_VAULT_NAMESPACE"),
             mount: path_name(
                 "FLEETKEY_VAULT_TRANSIT_MOUNT",
-                env("FLEETKEY_VAULT_TRANSIT_MOUNT").unwrap_or_else(|| "transit".into()),
+                settings::var("FLEETKEY_VAULT_TRANSIT_MOUNT").unwrap_or_else(|| "transit".into()),
             )?,
             key: path_name(
                 "FLEETKEY_VAULT_TRANSIT_KEY",
-                env("FLEETKEY_VAULT_TRANSIT_KEY").unwrap_or_else(|| "fleetkey".into()),
+                settings::var("FLEETKEY_VAULT_TRANSIT_KEY").unwrap_or_else(|| "fleetkey".into()),
             )?,
             timeout: Duration::from_millis(timeout),
         })

@@ -41,7 +41,7 @@ pub use transfer::{
     EXPORT_AAD_PREFIX, IMPORT_AAD_PREFIX, IMPORT_RECIPIENT_LIFETIME_SECS, ImportRecipient,
     export_aad, import_aad,
 };
-pub use typed::{COMPOSITE_SALT, Signable, Signed, check_prehash};
+pub use typed::{COMPOSITE_SALT, SignInput, Signable, Signed, check_prehash};
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::custody::Custody;

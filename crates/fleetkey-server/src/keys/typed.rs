@@ -10,12 +10,12 @@ use super::Keyring;
 use crate::error::{Error, Result};
 use crate::key_type::{KeyType, Purpose};
 use fleetkey_crypto::{
-    composite::{self, CompositeSigner},
-    ed25519::{self, Ed25519Signer},
+    composite::CompositeSigner,
+    ed25519::Ed25519Signer,
     envelope::{Body, Header, KeyId, io as env_io, recipient},
     hpke::XWingIdentity,
     mac::MacKey,
-    mldsa::{self, MlDsaSigner},
+    mldsa::MlDsaSigner,
     prehash::{self, Digest, HashAlg},
     secret::SecretBytes,
 };
@@ -32,6 +32,25 @@ pub enum Signable<'a> {
     Message(&'a [u8]),
     /// A digest of the message.
     Digest(&'a Digest),
+}
+
+/// An owned [`Signable`], as decoded from a request or read from a file.
+#[derive(Debug, Clone)]
+pub enum SignInput {
+    /// The message itself.
+    Message(Vec<u8>),
+    /// A digest of the message.
+    Digest(Digest),
+}
+
+impl SignInput {
+    /// The borrowed form the keyring takes.
+    pub fn signable(&self) -> Signable<'_> {
+        match self {
+            Self::Message(m) => Signable::Message(m),
+            Self::Digest(d) => Signable::Digest(d),
+        }
+    }
 }
 
 /// Refuses a digest that `kind` cannot sign: the composite and MACs have no
@@ -116,26 +135,21 @@ impl TypedKey {
         })
     }
 
+    /// Checks `sig`: signing keys as [`super::verify_with`] does with their
+    /// public key (one verifier for keyrings and offline checks), MAC keys in
+    /// constant time.
     fn verify(&self, input: Signable<'_>, sig: &[u8]) -> bool {
-        let msg = match input {
-            Signable::Message(m) => m,
-            Signable::Digest(d) => {
-                return match self {
-                    Self::Ed25519(k) => prehash::ed25519ph_verify(&k.public_key(), d, sig).is_ok(),
-                    Self::MlDsa65(k) => {
-                        prehash::hash_mldsa65_verify(&k.public_key(), d, sig).is_ok()
-                    }
-                    _ => false,
-                };
+        let kind = match self {
+            Self::Ed25519(_) => KeyType::Ed25519,
+            Self::MlDsa65(_) => KeyType::MlDsa65,
+            Self::Composite(_) => KeyType::Ed25519MlDsa65,
+            Self::Mac(k) => {
+                return matches!(input, Signable::Message(m) if k.verify(m, sig).is_ok());
             }
+            Self::XWing(..) => return false,
         };
-        match self {
-            Self::Ed25519(k) => ed25519::verify(&k.public_key(), msg, sig).is_ok(),
-            Self::MlDsa65(k) => mldsa::verify(&k.public_key(), msg, sig).is_ok(),
-            Self::Composite(k) => composite::verify(&k.public_key(), msg, sig).is_ok(),
-            Self::Mac(k) => k.verify(msg, sig).is_ok(),
-            Self::XWing(..) => false,
-        }
+        self.public_key()
+            .is_some_and(|pk| super::verify_with(kind, &pk, input, sig).is_ok())
     }
 
     fn public_key(&self) -> Option<Vec<u8>> {

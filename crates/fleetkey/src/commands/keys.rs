@@ -1,7 +1,7 @@
 //! `fleetkey keys …`: keyrings in a local data directory.
 
 use super::keys_lifecycle;
-use super::verify::SignInput;
+use super::verify::read_sign_input;
 use crate::binding::Binding;
 use crate::cli::{AliasCommand, DataDir, KeysCommand, PolicyArgs};
 use crate::error::{CliError, CliResult};
@@ -255,7 +255,7 @@ async fn run_key_use(k: &impl Keyrings, cmd: KeysCommand) -> CliResult<()> {
             input,
             ..
         } => {
-            let data = SignInput::read(input.as_deref(), &prehash)?;
+            let data = read_sign_input(input.as_deref(), &prehash)?;
             print_json(&k.sign(&name, data.signable(), mac).await?)
         }
         KeysCommand::Verify {
@@ -268,7 +268,7 @@ async fn run_key_use(k: &impl Keyrings, cmd: KeysCommand) -> CliResult<()> {
             ..
         } => {
             let sig = super::verify::signature_arg(&signature)?;
-            let data = SignInput::read(input.as_deref(), &prehash)?;
+            let data = read_sign_input(input.as_deref(), &prehash)?;
             let v = k
                 .verify(&name, data.signable(), &sig, key_version, mac)
                 .await?;

@@ -6,46 +6,35 @@ use crate::cli::{PrehashArgs, VerifyArgs};
 use crate::error::{CliError, CliResult};
 use crate::files::open_input;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use fleetkey_crypto::prehash::{Digest, HashAlg};
-use fleetkey_server::keys::{MAX_PUBLIC_KEY_FILE, Signable, parse_public_key, verify_with};
+use fleetkey_crypto::prehash::HashAlg;
+use fleetkey_server::keys::{MAX_PUBLIC_KEY_FILE, SignInput, parse_public_key, verify_with};
 use std::io::Read;
 
 /// What `--prehash` makes of the input: the message itself (at most 16 MiB), or
 /// its digest, hashed here as it streams in.
-pub(crate) enum SignInput {
-    Message(Vec<u8>),
-    Digest(Digest),
-}
-
-impl SignInput {
-    pub(crate) fn read(input: Option<&std::path::Path>, prehash: &PrehashArgs) -> CliResult<Self> {
-        if !prehash.prehash {
-            return Ok(Self::Message(read_all(input, MAX_SEAL_INPUT)?));
-        }
-        let alg = HashAlg::parse(&prehash.hash)
-            .ok_or_else(|| CliError::usage(format!("--hash {}: unknown", prehash.hash)))?;
-        let mut inp = open_input(input)?;
-        let mut ctx = alg.context();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = inp
-                .reader
-                .read(&mut buf)
-                .map_err(|e| CliError::io(&inp.name, &e))?;
-            if n == 0 {
-                break;
-            }
-            ctx.update(&buf[..n]);
-        }
-        Ok(Self::Digest(alg.finish(ctx)))
+pub(crate) fn read_sign_input(
+    input: Option<&std::path::Path>,
+    prehash: &PrehashArgs,
+) -> CliResult<SignInput> {
+    if !prehash.prehash {
+        return Ok(SignInput::Message(read_all(input, MAX_SEAL_INPUT)?));
     }
-
-    pub(crate) fn signable(&self) -> Signable<'_> {
-        match self {
-            Self::Message(m) => Signable::Message(m),
-            Self::Digest(d) => Signable::Digest(d),
+    let alg = HashAlg::parse(&prehash.hash)
+        .ok_or_else(|| CliError::usage(format!("--hash {}: unknown", prehash.hash)))?;
+    let mut inp = open_input(input)?;
+    let mut ctx = alg.context();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = inp
+            .reader
+            .read(&mut buf)
+            .map_err(|e| CliError::io(&inp.name, &e))?;
+        if n == 0 {
+            break;
         }
+        ctx.update(&buf[..n]);
     }
+    Ok(SignInput::Digest(alg.finish(ctx)))
 }
 
 /// The bytes of a `--signature BASE64` argument.
@@ -62,7 +51,7 @@ pub fn run(args: VerifyArgs) -> CliResult<()> {
     let (kind, pk) =
         parse_public_key(&text).map_err(|e| CliError::usage(format!("{shown}: {e}")))?;
     let sig = signature_arg(&args.signature)?;
-    let msg = SignInput::read(args.input.as_deref(), &args.prehash)?;
+    let msg = read_sign_input(args.input.as_deref(), &args.prehash)?;
     verify_with(kind, &pk, msg.signable(), &sig)
         .map_err(|_| CliError::refused(format!("invalid {} signature", kind.name())))?;
     crate::out!("valid ({})", kind.name());
