@@ -2,14 +2,17 @@
 //! one call at a time (what a keyring's first use, a rotation or a checkpoint
 //! waits for). Local custody always; PKCS#11 when `FLEETKEY_TEST_PKCS11_MODULE`,
 //! `…_TOKEN`, `…_PIN` (and `SOFTHSM2_CONF`) are set; Vault/OpenBao Transit when
-//! `FLEETKEY_BENCH_VAULT_ADDR` and `FLEETKEY_BENCH_VAULT_TOKEN` are
-//! (`scripts/bench_custody.sh` sets all of them). Results: `docs/benchmarks.md`.
+//! `FLEETKEY_BENCH_VAULT_ADDR` and `FLEETKEY_BENCH_VAULT_TOKEN` are; AWS KMS
+//! when `FLEETKEY_AWS_KMS_KEY_ID` and `FLEETKEY_AWS_KMS_MAC_KEY_ID` are (with
+//! the standard `AWS_*` variables) (`scripts/bench_custody.sh` sets all of them,
+//! AWS KMS on moto's server). Results: `docs/benchmarks.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fleetkey_crypto::secret::SecretBytes;
 use fleetkey_server::custody::Custody;
+use fleetkey_server::custody::aws_kms::{AwsKmsConfig, AwsKmsCustody};
 use fleetkey_server::custody::local::{KekSource, LocalCustody};
 use fleetkey_server::custody::pkcs11::{Pkcs11Config, Pkcs11Custody};
 use fleetkey_server::custody::vault::{VaultAuth, VaultConfig, VaultCustody};
@@ -56,6 +59,10 @@ fn backends(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Vec<Arc<dyn 
                 timeout: Duration::from_secs(5),
             };
             out.push(Arc::new(VaultCustody::open(config).await.unwrap()));
+        }
+        if var("FLEETKEY_AWS_KMS_KEY_ID").is_some() {
+            let config = AwsKmsConfig::from_env().unwrap();
+            out.push(Arc::new(AwsKmsCustody::open(config).await.unwrap()));
         }
         out
     })

@@ -4,6 +4,7 @@ use crate::error::{CliError, CliResult, code};
 use fleetkey_server::{
     Error,
     clock::SystemClock,
+    custody::aws_kms::{AwsKmsConfig, AwsKmsCustody},
     custody::local::{KekSource, LocalCustody},
     custody::pkcs11::{Pkcs11Config, Pkcs11Custody},
     custody::vault::{VaultConfig, VaultCustody},
@@ -91,7 +92,7 @@ async fn open_store(dir: &Path) -> CliResult<Arc<SqliteStore>> {
 }
 
 /// Where the root is: a local root key file and its key-encryption key, or a
-/// PKCS#11 token, or a Vault transit key (`FLEETKEY_CUSTODY`).
+/// PKCS#11 token, a Vault transit key or an AWS KMS key (`FLEETKEY_CUSTODY`).
 pub enum CustodySource {
     /// `<data-dir>/root-key.json` sealed under this KEK.
     Local(KekSource),
@@ -99,6 +100,8 @@ pub enum CustodySource {
     Pkcs11(Pkcs11Config),
     /// A Vault / OpenBao transit key.
     Vault(VaultConfig),
+    /// An AWS KMS key.
+    AwsKms(AwsKmsConfig),
 }
 
 impl CustodySource {
@@ -110,6 +113,9 @@ impl CustodySource {
                 Pkcs11Config::from_env().map_err(service_error)?,
             )),
             Backend::Vault => Ok(Self::Vault(VaultConfig::from_env().map_err(service_error)?)),
+            Backend::AwsKms => Ok(Self::AwsKms(
+                AwsKmsConfig::from_env().map_err(service_error)?,
+            )),
         }
     }
 }
@@ -125,6 +131,9 @@ pub async fn open_custody(dir: &Path, source: CustodySource) -> CliResult<Arc<dy
         }
         CustodySource::Vault(config) => {
             Arc::new(VaultCustody::open(config).await.map_err(service_error)?)
+        }
+        CustodySource::AwsKms(config) => {
+            Arc::new(AwsKmsCustody::open(config).await.map_err(service_error)?)
         }
     };
     Ok(Arc::new(Metered::new(inner).map_err(service_error)?))

@@ -1,6 +1,8 @@
 //! Custody settings from the command line: `fleetkey serve` and local admin
 //! commands with the root in a PKCS#11 token (SoftHSM2, set up by `.ci/run`:
-//! `SOFTHSM2_CONF`, `FLEETKEY_TEST_PKCS11_{MODULE,TOKEN,PIN}`), and the refusal
+//! `SOFTHSM2_CONF`, `FLEETKEY_TEST_PKCS11_{MODULE,TOKEN,PIN}`), an OpenBao
+//! transit key (`FLEETKEY_TEST_BAO`) or an AWS KMS key (moto's server,
+//! `FLEETKEY_TEST_MOTO`), and the refusal
 //! of settings that name no usable custody.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -188,6 +190,97 @@ fn serve_and_local_admin_with_the_root_in_openbao_transit() {
     assert!(!log.contains(&bao.2));
 }
 
+const AWS_SECRET: &str = "fleetkey-cli-test-secret-key";
+
+/// A moto KMS server (`FLEETKEY_TEST_MOTO`) with a wrapping key and a
+/// derivation key made by the SDK, killed on drop; `env` is what a deployment
+/// sets: the standard AWS variables and fleetkey's two key ids.
+struct Moto(std::process::Child, Vec<(&'static str, String)>);
+
+impl Moto {
+    fn start() -> Self {
+        use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+        let port = common::free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new(need("FLEETKEY_TEST_MOTO"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ids = rt.block_on(async {
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-2"))
+                .endpoint_url(&url)
+                .credentials_provider(aws_credential_types::Credentials::from_keys(
+                    "AKIAFLEETKEYCLI",
+                    AWS_SECRET,
+                    None,
+                ))
+                .load()
+                .await;
+            let kms = aws_sdk_kms::Client::new(&sdk);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut ids = Vec::new();
+            for (spec, usage) in [
+                (KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt),
+                (KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac),
+            ] {
+                loop {
+                    let made = kms
+                        .create_key()
+                        .key_spec(spec.clone())
+                        .key_usage(usage.clone())
+                        .send()
+                        .await;
+                    if let Ok(out) = made {
+                        ids.push(out.key_metadata().unwrap().key_id().to_owned());
+                        break;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "moto did not start");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+            ids
+        });
+        let env = vec![
+            ("FLEETKEY_CUSTODY", "aws-kms".to_owned()),
+            ("FLEETKEY_AWS_KMS_KEY_ID", ids[0].clone()),
+            ("FLEETKEY_AWS_KMS_MAC_KEY_ID", ids[1].clone()),
+            ("AWS_ENDPOINT_URL_KMS", url),
+            ("AWS_REGION", "us-east-2".into()),
+            ("AWS_ACCESS_KEY_ID", "AKIAFLEETKEYCLI".into()),
+            ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.into()),
+        ];
+        Self(child, env)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs FLEETKEY_TEST_MOTO (moto[server]'s moto_server; .ci/run sets it)"]
+fn serve_and_local_admin_with_the_root_in_aws_kms() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let moto = Moto::start();
+    let (log, sealed) = serve_then_local(dir.path(), &moto.1, "aws-kms");
+    assert!(!log.contains(AWS_SECRET));
+    // The wrapping key named as the derivation key: refused at start, saying why.
+    local(&dir.path().join("fleetkey-data"), &moto.1)
+        .env("FLEETKEY_AWS_KMS_MAC_KEY_ID", &moto.1[1].1)
+        .args(["keys", "unseal", "web"])
+        .write_stdin(sealed)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("must be HMAC_256"));
+}
+
 #[test]
 fn custody_settings_that_name_no_usable_custody_are_refused() {
     let dir = tempfile::TempDir::new().unwrap();
@@ -197,6 +290,7 @@ fn custody_settings_that_name_no_usable_custody_are_refused() {
             .env("FLEETKEY_CUSTODY", custody)
             .env("FLEETKEY_PASSPHRASE", "unused here")
             .env_remove("FLEETKEY_PKCS11_MODULE")
+            .env_remove("FLEETKEY_AWS_KMS_KEY_ID")
             .args(["keys", "create", "x"]);
         c
     };
@@ -208,6 +302,10 @@ fn custody_settings_that_name_no_usable_custody_are_refused() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("FLEETKEY_PKCS11_MODULE"));
+    cmd("aws-kms")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("FLEETKEY_AWS_KMS_KEY_ID"));
 }
 
 /// Three `fleetkey serve` instances on one PostgreSQL store (and Redis), each

@@ -1,10 +1,11 @@
 //! Where root keys live. [`Custody`] wraps and unwraps data keys, signs with the
 //! service key and derives subkeys; the root key itself never leaves it. The first
 //! implementation is [`local::LocalCustody`] (a file sealed by a key file or a
-//! passphrase); [`pkcs11::Pkcs11Custody`] keeps the root in an HSM and
-//! [`vault::VaultCustody`] in a Vault / OpenBao transit key. AWS KMS comes later
-//! behind the same trait.
+//! passphrase); [`pkcs11::Pkcs11Custody`] keeps the root in an HSM,
+//! [`vault::VaultCustody`] in a Vault / OpenBao transit key and
+//! [`aws_kms::AwsKmsCustody`] in an AWS KMS key.
 
+pub mod aws_kms;
 pub mod local;
 pub mod metered;
 pub mod pkcs11;
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use fleetkey_crypto::secret::SecretBytes;
 
 /// Which backend holds the root: `FLEETKEY_CUSTODY` = `local` (the default),
-/// `pkcs11` or `vault` (docs/custody.md).
+/// `pkcs11`, `vault` or `aws-kms` (docs/custody.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// A root key file sealed by a key file or a passphrase ([`local`]).
@@ -24,6 +25,8 @@ pub enum Backend {
     Pkcs11,
     /// A Vault / OpenBao transit key ([`vault`]).
     Vault,
+    /// An AWS KMS key ([`aws_kms`]).
+    AwsKms,
 }
 
 impl Backend {
@@ -36,8 +39,9 @@ impl Backend {
             "" | "local" => Ok(Self::Local),
             "pkcs11" => Ok(Self::Pkcs11),
             "vault" => Ok(Self::Vault),
+            "aws-kms" => Ok(Self::AwsKms),
             other => Err(Error::CustodyConfig(format!(
-                "FLEETKEY_CUSTODY={other:?}: use local, pkcs11 or vault"
+                "FLEETKEY_CUSTODY={other:?}: use local, pkcs11, vault or aws-kms"
             ))),
         }
     }
@@ -55,7 +59,7 @@ pub trait Custody: Send + Sync {
     async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>>;
     /// The service's composite public key (1984 bytes).
     fn public_key(&self) -> Vec<u8>;
-    /// The backend's name as `FLEETKEY_CUSTODY` spells it (`local`, `pkcs11`).
+    /// The backend's name as `FLEETKEY_CUSTODY` spells it (`local`, `pkcs11`, `vault`, `aws-kms`).
     fn backend(&self) -> &'static str;
     /// The call histogram to export, for a [`metered::Metered`] custody.
     fn collector(&self) -> Option<prometheus::HistogramVec> {

@@ -76,7 +76,8 @@ pub async fn refuse_other_custody(store: &dyn Store, custody_public: &[u8]) -> R
             "this instance's custody root key is not the one the store was started with: \
              every instance needs the same root (local custody: the first instance's \
              root-key.json and its key-encryption key; pkcs11: the same token and \
-             FLEETKEY_PKCS11_LABEL)"
+             FLEETKEY_PKCS11_LABEL; vault: the same transit key; aws-kms: the same \
+             FLEETKEY_AWS_KMS_MAC_KEY_ID)"
                 .into(),
         )),
     }
