@@ -127,6 +127,154 @@ fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
         ));
 }
 
+/// A SoftHSM2 token of this test's own (its own `SOFTHSM2_CONF`), so that it
+/// can be taken away: its directory moved out of SoftHSM2's token directory,
+/// and back.
+struct OwnToken {
+    conf: std::path::PathBuf,
+    tokens: std::path::PathBuf,
+    away: std::path::PathBuf,
+    pin: String,
+}
+
+impl OwnToken {
+    fn init(dir: &std::path::Path) -> Self {
+        let tokens = dir.join("tokens");
+        let away = dir.join("away");
+        std::fs::create_dir_all(&tokens).unwrap();
+        std::fs::create_dir_all(&away).unwrap();
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let r: [u8; 8] = fleetkey_crypto::rand::array().unwrap();
+        let pin = hex::encode(r);
+        let ok = std::process::Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args(["--init-token", "--free", "--label", "own"])
+            .args(["--pin", &pin, "--so-pin", &pin])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "softhsm2-util --init-token");
+        Self {
+            conf,
+            tokens,
+            away,
+            pin,
+        }
+    }
+
+    /// Moves every token directory from `from` to `to`.
+    fn move_all(from: &std::path::Path, to: &std::path::Path) {
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::rename(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    fn take_away(&self) {
+        Self::move_all(&self.tokens, &self.away);
+    }
+
+    fn bring_back(&self) {
+        Self::move_all(&self.away, &self.tokens);
+    }
+}
+
+/// The token goes away under a running server and comes back: calls that need
+/// it answer 503 `custody_unavailable` (and `/readyz` says so) while keys
+/// already unwrapped keep serving; once it is back, the same process serves
+/// every call again, without a restart.
+#[test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_MODULE (.ci/run sets it)"]
+fn a_pkcs11_token_that_goes_away_and_comes_back() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let own = OwnToken::init(dir.path());
+    let env = vec![
+        ("FLEETKEY_CUSTODY", "pkcs11".to_owned()),
+        (
+            "FLEETKEY_PKCS11_MODULE",
+            need("FLEETKEY_TEST_PKCS11_MODULE"),
+        ),
+        ("FLEETKEY_PKCS11_TOKEN", "own".into()),
+        ("FLEETKEY_PKCS11_PIN", own.pin.clone()),
+        ("SOFTHSM2_CONF", own.conf.display().to_string()),
+    ];
+    let server = Server::start_with(dir.path(), &env);
+    let token = Server::admin_token(dir.path());
+    let addr = server.addr();
+    let client = |args: &[&str]| {
+        let mut c = Command::cargo_bin("fleetkey").unwrap();
+        c.env("FLEETKEY_ADDR", &addr)
+            .env("FLEETKEY_TOKEN", &token)
+            .args(args);
+        c
+    };
+    client(&["keys", "create", "warm"]).assert().success();
+    let sealed = client(&["keys", "seal", "warm"])
+        .write_stdin("before")
+        .assert()
+        .success();
+    let sealed = String::from_utf8(sealed.get_output().stdout.clone()).unwrap();
+    own.take_away();
+    // Gone: /readyz and new keys fail as custody_unavailable; the keyring whose
+    // key is in memory still seals and opens.
+    let ready = get(server.port, "/readyz").unwrap();
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("custody_unavailable"), "{ready}");
+    client(&["keys", "create", "cold"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("custody_unavailable"));
+    client(&["keys", "unseal", "warm"])
+        .write_stdin(sealed.clone())
+        .assert()
+        .success()
+        .stdout("before");
+    // Back: the same process reconnects (at most one attempt a second).
+    own.bring_back();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ready = get(server.port, "/readyz").unwrap();
+        if ready.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still not ready: {ready}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    client(&["keys", "create", "cold"]).assert().success();
+    let again = client(&["keys", "seal", "cold"])
+        .write_stdin("after")
+        .assert()
+        .success();
+    let again = String::from_utf8(again.get_output().stdout.clone()).unwrap();
+    client(&["keys", "unseal", "cold"])
+        .write_stdin(again)
+        .assert()
+        .success()
+        .stdout("after");
+    let metrics = get(server.port, "/metrics").unwrap();
+    assert!(
+        metrics.contains(r#"fleetkey_custody_call_seconds_count{backend="pkcs11",operation="wrap",result="unavailable"}"#),
+        "the outage is counted"
+    );
+    let port = server.port;
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.path().join(format!("serve-{port}.log"))).unwrap();
+    assert!(log.contains("pkcs11 token connected again"), "{log}");
+    assert!(!log.contains(&own.pin));
+}
+
 /// `bao server -dev` with transit enabled (by the `bao` CLI itself), killed on drop.
 struct Bao(std::process::Child, String, String);
 

@@ -16,7 +16,10 @@
 //!   does ML-DSA, so that half is unwrapped at start and signs in process memory.
 //!
 //! Token calls block; they run on tokio's blocking pool over a pool of logged-in
-//! sessions (as many as `sessions`, never more than the token allows).
+//! sessions (as many as `sessions` kept idle). A call that finds the token gone
+//! drops the connection; the module is finalised and initialised again, the
+//! token found, logged in and its keys found again (at most once a second), so
+//! a token that goes away and comes back serves again without a restart.
 
 use super::{Custody, settings};
 use crate::error::{Error, Result};
@@ -30,9 +33,10 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use fleetkey_crypto::{composite, ed25519, mldsa::MlDsaSigner, secret::SecretBytes};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// First byte of a token-wrapped key: the format (AES-256-GCM by the token).
@@ -45,6 +49,7 @@ const SEED_AAD: &str = "fleetkey custody pkcs11 ml-dsa seed v1";
 const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
 /// Where the token is and how to log in (`FLEETKEY_PKCS11_*`, docs/custody.md).
+#[derive(Clone)]
 pub struct Pkcs11Config {
     /// The PKCS#11 module (for SoftHSM2: `/usr/lib/softhsm/libsofthsm2.so`).
     pub module: PathBuf,
@@ -104,17 +109,17 @@ fn token_err(what: &str, e: CkError) -> Error {
     Error::CustodyUnavailable(format!("pkcs11 {what}: {e}"))
 }
 
-/// Logged-in sessions to one token, handed out one at a time. The first session
-/// stays open for the custody's life: a PKCS#11 login belongs to the
+/// One connection to the token: the module initialised, the slot found, the
+/// application logged in, fleetkey's keys found by label. The anchor session
+/// stays open for the connection's life: a PKCS#11 login belongs to the
 /// application and ends when its last session closes.
-struct Pool {
+struct Conn {
     ctx: Pkcs11,
     slot: Slot,
-    pin: Zeroizing<String>,
-    token: String,
     idle: Mutex<Vec<Session>>,
-    max_idle: usize,
-    _anchor: Mutex<Session>,
+    anchor: Mutex<Option<Session>>,
+    wrap_key: ObjectHandle,
+    ed25519: ObjectHandle,
 }
 
 /// Logs the application in (a session of an application logged in already is).
@@ -131,44 +136,140 @@ fn login(s: &Session, pin: &str, token: &str) -> Result<()> {
     }
 }
 
-impl Pool {
-    /// An idle session, or a new one logged in (after the token came back, too).
-    fn take(&self) -> Result<Session> {
-        if let Some(s) = self.idle.lock().pop() {
-            return Ok(s);
+impl Conn {
+    /// Loads and initialises the module, finds the token, logs in and finds
+    /// fleetkey's keys, or makes them on a first start.
+    fn open(config: &Pkcs11Config) -> Result<Self> {
+        let ctx = Pkcs11::new(&config.module).map_err(|e| {
+            Error::CustodyConfig(format!("pkcs11 module {}: {e}", config.module.display()))
+        })?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(token_err("initialize", e)),
         }
-        let s = self
-            .ctx
-            .open_rw_session(self.slot)
+        let slot = ctx
+            .get_slots_with_token()
+            .map_err(|e| token_err("slots", e))?
+            .into_iter()
+            .find(|s| {
+                ctx.get_token_info(*s)
+                    .is_ok_and(|t| t.label().trim_end() == config.token)
+            })
+            .ok_or_else(|| Error::CustodyConfig(format!("no token labelled {:?}", config.token)))?;
+        let anchor = ctx
+            .open_rw_session(slot)
             .map_err(|e| token_err("open session", e))?;
-        login(&s, &self.pin, &self.token)?;
-        Ok(s)
+        login(&anchor, &config.pin, &config.token)?;
+        let wrap_key = Pkcs11Custody::wrap_key(&anchor, &config.label)?;
+        let ed25519 = Pkcs11Custody::ed25519_key(&anchor, &config.label)?;
+        Ok(Self {
+            ctx,
+            slot,
+            idle: Mutex::new(Vec::new()),
+            anchor: Mutex::new(Some(anchor)),
+            wrap_key,
+            ed25519,
+        })
     }
 
-    fn give(&self, s: Session) {
-        let mut idle = self.idle.lock();
-        if idle.len() < self.max_idle {
-            idle.push(s);
+    /// Closes every session, then finalises the module, so that the next
+    /// [`Conn::open`] starts afresh (a remote token's client reconnects there).
+    fn close(self) {
+        self.idle.lock().clear();
+        *self.anchor.lock() = None;
+        let _ = self.ctx.clone().finalize();
+    }
+}
+
+/// The connection to the token and what to reconnect with. Calls hold the
+/// connection's read lock; a reconnection takes the write lock, so it never
+/// finalises the module under a call in flight.
+struct Pool {
+    config: Pkcs11Config,
+    conn: RwLock<Option<Conn>>,
+    /// No reconnection attempt before this instant (one a second at most while
+    /// the token is gone, so calls fail fast).
+    next_attempt: Mutex<Instant>,
+}
+
+/// How often a lost token is looked for again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+impl Pool {
+    /// Runs `f` on a logged-in session. When the call finds the token gone (any
+    /// failure other than a refusal), the connection is dropped and opened again
+    /// (at most once a second) and the call made once more on the new one.
+    fn with<T>(&self, f: impl Fn(&Conn, &Session) -> Result<T>) -> Result<T> {
+        match self.try_with(&f) {
+            Err(Error::CustodyUnavailable(first)) => {
+                if self.reconnect().is_err() {
+                    return Err(Error::CustodyUnavailable(first));
+                }
+                self.try_with(&f)
+            }
+            r => r,
         }
     }
 
-    /// Runs `f` on a session. A session whose call failed in the token is
-    /// closed, not reused; one whose call was refused (a wrapped key that does
-    /// not open) goes back to the pool.
-    fn with<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
-        let s = self.take()?;
-        let r = f(&s);
+    /// `f` on an idle session or a new one. A session whose call failed in the
+    /// token is closed, not reused; one whose call was refused (a wrapped key
+    /// that does not open) goes back to the pool.
+    fn try_with<T>(&self, f: &impl Fn(&Conn, &Session) -> Result<T>) -> Result<T> {
+        let guard = self.conn.read();
+        let conn = guard.as_ref().ok_or_else(|| {
+            Error::CustodyUnavailable(format!(
+                "pkcs11: token {:?} is not connected",
+                self.config.token
+            ))
+        })?;
+        let s = match conn.idle.lock().pop() {
+            Some(s) => s,
+            None => {
+                let s = conn
+                    .ctx
+                    .open_rw_session(conn.slot)
+                    .map_err(|e| token_err("open session", e))?;
+                login(&s, &self.config.pin, &self.config.token)?;
+                s
+            }
+        };
+        let r = f(conn, &s);
         if !matches!(r, Err(Error::CustodyUnavailable(_))) {
-            self.give(s);
+            let mut idle = conn.idle.lock();
+            if idle.len() < self.config.sessions {
+                idle.push(s);
+            }
         }
         r
+    }
+
+    /// Drops the connection and opens a new one, unless an attempt was made
+    /// less than [`RECONNECT_EVERY`] ago.
+    fn reconnect(&self) -> Result<()> {
+        {
+            let mut next = self.next_attempt.lock();
+            let now = Instant::now();
+            if now < *next {
+                return Err(Error::CustodyUnavailable("pkcs11: reconnecting".into()));
+            }
+            *next = now + RECONNECT_EVERY;
+        }
+        let mut conn = self.conn.write();
+        if let Some(old) = conn.take() {
+            old.close();
+        }
+        let fresh = Conn::open(&self.config).map_err(|e| match e {
+            Error::CustodyConfig(m) => Error::CustodyUnavailable(m),
+            other => other,
+        })?;
+        tracing::info!(token = %self.config.token, "pkcs11 token connected again");
+        *conn = Some(fresh);
+        Ok(())
     }
 }
 
 struct Inner {
     pool: Pool,
-    wrap_key: ObjectHandle,
-    ed25519: ObjectHandle,
     mldsa: MlDsaSigner,
     public_key: Vec<u8>,
 }
@@ -263,48 +364,27 @@ impl Pkcs11Custody {
     /// Opens the token, logs in, and finds fleetkey's objects or makes them.
     /// Blocking: call it from a blocking context (see [`Pkcs11Custody::open`]).
     pub fn open_blocking(config: &Pkcs11Config) -> Result<Self> {
-        let ctx = Pkcs11::new(&config.module).map_err(|e| {
-            Error::CustodyConfig(format!("pkcs11 module {}: {e}", config.module.display()))
-        })?;
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(token_err("initialize", e)),
-        }
-        let slot = ctx
-            .get_slots_with_token()
-            .map_err(|e| token_err("slots", e))?
-            .into_iter()
-            .find(|s| {
-                ctx.get_token_info(*s)
-                    .is_ok_and(|t| t.label().trim_end() == config.token)
-            })
-            .ok_or_else(|| Error::CustodyConfig(format!("no token labelled {:?}", config.token)))?;
-        let anchor = ctx
-            .open_rw_session(slot)
-            .map_err(|e| token_err("open session", e))?;
-        login(&anchor, &config.pin, &config.token)?;
-        let pool = Pool {
-            ctx,
-            slot,
-            pin: config.pin.clone(),
-            token: config.token.clone(),
-            idle: Mutex::new(Vec::new()),
-            max_idle: config.sessions,
-            _anchor: Mutex::new(anchor),
+        let conn = Conn::open(config)?;
+        let (seed, ed_public) = {
+            let anchor = conn.anchor.lock();
+            let s = anchor.as_ref().ok_or_else(|| {
+                Error::Internal("pkcs11: a new connection has its anchor session".into())
+            })?;
+            (
+                Self::mldsa_seed(s, conn.wrap_key, &config.label)?,
+                Self::ed25519_public(s, &config.label)?,
+            )
         };
-        let s = pool.take()?;
-        let wrap_key = Self::wrap_key(&s, &config.label)?;
-        let ed25519 = Self::ed25519_key(&s, &config.label)?;
-        let seed = Self::mldsa_seed(&s, wrap_key, &config.label)?;
-        let ed_public = Self::ed25519_public(&s, &config.label)?;
-        pool.give(s);
         let mldsa = MlDsaSigner::from_seed(seed)?;
         let mut public_key = ed_public.to_vec();
         public_key.extend_from_slice(&mldsa.public_key());
+        let pool = Pool {
+            config: config.clone(),
+            conn: RwLock::new(Some(conn)),
+            next_attempt: Mutex::new(Instant::now()),
+        };
         Ok(Self(Arc::new(Inner {
             pool,
-            wrap_key,
-            ed25519,
             mldsa,
             public_key,
         })))
@@ -407,10 +487,10 @@ impl Pkcs11Custody {
 
     async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner, &Session) -> Result<T> + Send + 'static,
+        f: impl Fn(&Conn, &Session) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.0.clone();
-        tokio::task::spawn_blocking(move || inner.pool.with(|s| f(&inner, s)))
+        tokio::task::spawn_blocking(move || inner.pool.with(&f))
             .await
             .map_err(|e| Error::Internal(format!("pkcs11 task: {e}")))?
     }
@@ -421,7 +501,7 @@ impl Custody for Pkcs11Custody {
     async fn wrap(&self, key: &SecretBytes<32>, context: &str) -> Result<Vec<u8>> {
         let key = key.clone();
         let context = context.to_owned();
-        self.call(move |i, s| gcm_encrypt(s, i.wrap_key, key.expose_secret(), context.as_bytes()))
+        self.call(move |c, s| gcm_encrypt(s, c.wrap_key, key.expose_secret(), context.as_bytes()))
             .await
     }
 
@@ -429,7 +509,7 @@ impl Custody for Pkcs11Custody {
         let wrapped = wrapped.to_vec();
         let context = context.to_owned();
         let pt = self
-            .call(move |i, s| gcm_decrypt(s, i.wrap_key, &wrapped, context.as_bytes()))
+            .call(move |c, s| gcm_decrypt(s, c.wrap_key, &wrapped, context.as_bytes()))
             .await?;
         let pt = Zeroizing::new(pt);
         Ok(SecretBytes::from_slice(&pt)?)
@@ -439,10 +519,10 @@ impl Custody for Pkcs11Custody {
         let m = composite::signed_message(msg);
         let ml = self.0.mldsa.sign(&m)?;
         let ed = self
-            .call(move |i, s| {
+            .call(move |c, s| {
                 s.sign(
                     &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
-                    i.ed25519,
+                    c.ed25519,
                     &m,
                 )
                 .map_err(|e| token_err("sign", e))

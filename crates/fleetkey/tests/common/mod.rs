@@ -118,7 +118,9 @@ impl Server {
         }
         let _ = child.kill();
         let _ = child.wait();
-        panic!("server did not become healthy");
+        let log =
+            std::fs::read_to_string(dir.join(format!("serve-{port}.log"))).unwrap_or_default();
+        panic!("server did not become healthy; its log:\n{log}");
     }
 
     pub fn stop(mut self) -> std::process::ExitStatus {
