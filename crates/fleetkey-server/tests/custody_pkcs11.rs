@@ -209,3 +209,135 @@ async fn keyrings_seal_and_open_across_restarts_on_hsm_custody() {
         b"card 4242"
     );
 }
+
+/// Resident keys: generated in the token, sensitive and never extractable;
+/// every seal and open a token call with the caller's nonce; every refusal
+/// (tampered, another nonce or AAD, a reference not of this token, a destroyed
+/// key); and calls metered per operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn resident_keys_seal_in_the_token_and_never_leave_it() {
+    use fleetkey_server::custody::metered::Metered;
+    let label = common::unique("fk-r-");
+    let inner: Arc<dyn Custody> = Arc::new(Pkcs11Custody::open(config(&label)).await.unwrap());
+    let c = Metered::new(inner).unwrap();
+    let r = c.resident().expect("pkcs11 holds resident keys");
+    let reference = r.generate("keyring:vault/v1").await.unwrap();
+    assert_eq!(reference[0], 0x10);
+    let name = std::str::from_utf8(&reference[1..]).unwrap().to_owned();
+    assert!(
+        name.starts_with(&format!("{label}-resident-keyring:vault/v1-")),
+        "{name}"
+    );
+    let nonce = [7u8; 12];
+    let ct = r
+        .seal(&reference, nonce, b"hdr", b"sixty-four bytes or so")
+        .await
+        .unwrap();
+    assert_eq!(ct.len(), b"sixty-four bytes or so".len() + 16);
+    // The caller's nonce is the IV: the same inputs give the same ciphertext,
+    // another nonce another one.
+    assert_eq!(
+        r.seal(&reference, nonce, b"hdr", b"sixty-four bytes or so")
+            .await
+            .unwrap(),
+        ct
+    );
+    assert_ne!(
+        r.seal(&reference, [8; 12], b"hdr", b"sixty-four bytes or so")
+            .await
+            .unwrap(),
+        ct
+    );
+    assert_eq!(
+        r.open(&reference, nonce, b"hdr", &ct).await.unwrap(),
+        b"sixty-four bytes or so"
+    );
+    let mut tampered = ct.clone();
+    tampered[3] ^= 1;
+    for (n, aad, bytes) in [
+        (nonce, &b"hdr"[..], &tampered),
+        ([8; 12], &b"hdr"[..], &ct),
+        (nonce, &b"other"[..], &ct),
+    ] {
+        let e = r.open(&reference, n, aad, bytes).await.unwrap_err();
+        assert!(is_open_refusal(&e), "{e}");
+    }
+    // References that are not this token's resident keys.
+    let other_prefix = [&[0x10u8][..], b"someone-else-resident-x"].concat();
+    for bad in [
+        &b""[..],
+        &[0x01, b'a'][..],
+        &other_prefix[..],
+        &[0x10, 0xff, 0xfe][..],
+    ] {
+        let e = r.seal(bad, nonce, b"", b"x").await.unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }), "{e}");
+    }
+    // In the token: sensitive, not extractable, its value never given out.
+    let cfg = config(&label);
+    let ctx = Pkcs11::new(&cfg.module).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
+        .unwrap();
+    let s = ctx.open_ro_session(slot).unwrap();
+    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    let found = s
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(name.clone().into_bytes()),
+        ])
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    let attrs = s
+        .get_attributes(
+            found[0],
+            &[AttributeType::Sensitive, AttributeType::Extractable],
+        )
+        .unwrap();
+    assert!(attrs.contains(&Attribute::Sensitive(true)));
+    assert!(attrs.contains(&Attribute::Extractable(false)));
+    let value = s.get_attributes(found[0], &[AttributeType::Value]);
+    assert!(
+        !matches!(value.as_deref(), Ok([Attribute::Value(_)])),
+        "{value:?}"
+    );
+    drop(s);
+    // Destroyed: nothing it sealed opens again; destroying twice is fine.
+    r.destroy(&reference).await.unwrap();
+    r.destroy(&reference).await.unwrap();
+    let e = r.open(&reference, nonce, b"hdr", &ct).await.unwrap_err();
+    assert!(matches!(e, Error::Corrupt(_)), "{e}");
+    // Every call counted by operation and result.
+    let metrics = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::core::Collector::collect(
+            &c.collector().unwrap(),
+        ))
+        .unwrap();
+    for line in [
+        r#"operation="resident_generate",result="ok"} 1"#,
+        r#"operation="resident_seal",result="ok"} 3"#,
+        r#"operation="resident_open",result="refused"} 3"#,
+        r#"operation="resident_destroy",result="ok"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+/// Local custody holds no resident keys.
+#[tokio::test]
+async fn local_custody_holds_no_resident_keys() {
+    use fleetkey_server::custody::local::{KekSource, LocalCustody};
+    let dir = tempfile::TempDir::new().unwrap();
+    let c = LocalCustody::open(
+        dir.path(),
+        KekSource::Passphrase(Zeroizing::new("p".into())),
+    )
+    .await
+    .unwrap();
+    assert!(c.resident().is_none());
+}

@@ -3,7 +3,7 @@
 //! `_count` by `result` (`ok`, `refused` for a wrapped key that does not open,
 //! `unavailable`, `error`) is what alerts watch (docs/custody.md).
 
-use super::Custody;
+use super::{Custody, Resident};
 use crate::error::{Error, Result};
 use fleetkey_crypto::secret::SecretBytes;
 use prometheus::{HistogramOpts, HistogramVec};
@@ -78,4 +78,69 @@ impl Custody for Metered {
     fn collector(&self) -> Option<HistogramVec> {
         Some(self.calls.clone())
     }
+
+    fn resident(&self) -> Option<&dyn Resident> {
+        self.inner.resident().map(|_| self as &dyn Resident)
+    }
+}
+
+/// The inner custody's resident keys, each call observed as `resident_generate`,
+/// `resident_seal`, `resident_open` or `resident_destroy`.
+#[async_trait::async_trait]
+impl Resident for Metered {
+    async fn generate(&self, context: &str) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let r = match self.inner.resident() {
+            Some(k) => k.generate(context).await,
+            None => Err(no_resident(self.inner.backend())),
+        };
+        self.observe("resident_generate", start, &r);
+        r
+    }
+
+    async fn seal(
+        &self,
+        reference: &[u8],
+        nonce: [u8; 12],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let r = match self.inner.resident() {
+            Some(k) => k.seal(reference, nonce, aad, plaintext).await,
+            None => Err(no_resident(self.inner.backend())),
+        };
+        self.observe("resident_seal", start, &r);
+        r
+    }
+
+    async fn open(
+        &self,
+        reference: &[u8],
+        nonce: [u8; 12],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let r = match self.inner.resident() {
+            Some(k) => k.open(reference, nonce, aad, ciphertext).await,
+            None => Err(no_resident(self.inner.backend())),
+        };
+        self.observe("resident_open", start, &r);
+        r
+    }
+
+    async fn destroy(&self, reference: &[u8]) -> Result<()> {
+        let start = Instant::now();
+        let r = match self.inner.resident() {
+            Some(k) => k.destroy(reference).await,
+            None => Err(no_resident(self.inner.backend())),
+        };
+        self.observe("resident_destroy", start, &r);
+        r
+    }
+}
+
+fn no_resident(backend: &str) -> Error {
+    Error::CustodyConfig(format!("{backend} custody cannot hold resident keys"))
 }

@@ -61,8 +61,46 @@ pub trait Custody: Send + Sync {
     fn public_key(&self) -> Vec<u8>;
     /// The backend's name as `FLEETKEY_CUSTODY` spells it (`local`, `pkcs11`, `vault`, `aws-kms`).
     fn backend(&self) -> &'static str;
+    /// Keys that live in custody and never leave it, when the backend can hold
+    /// them (PKCS#11); `None` otherwise.
+    fn resident(&self) -> Option<&dyn Resident> {
+        None
+    }
     /// The call histogram to export, for a [`metered::Metered`] custody.
     fn collector(&self) -> Option<prometheus::HistogramVec> {
         None
     }
+}
+
+/// Keys generated inside custody that never leave it: AES-256-GCM keys in an
+/// HSM, for keyrings whose every seal and open is a call into the token. The
+/// caller chooses each nonce (fleetkey's `instance id ‖ counter` scheme), so
+/// nonce uniqueness stays the key service's, as for every other keyring.
+#[async_trait::async_trait]
+pub trait Resident: Send + Sync {
+    /// Generates a new non-extractable AES-256 key for `context` (for example
+    /// `keyring:payments/v3`) and returns its reference: stored where a wrapped
+    /// key would be, it names the key in later calls and holds no key material.
+    async fn generate(&self, context: &str) -> Result<Vec<u8>>;
+    /// AES-256-GCM of `plaintext` under the referenced key with `nonce` and
+    /// `aad`: ciphertext ‖ 16-byte tag.
+    async fn seal(
+        &self,
+        reference: &[u8],
+        nonce: [u8; 12],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>>;
+    /// Reverses [`Resident::seal`]; a tag that does not verify is
+    /// [`fleetkey_crypto::Error::Open`].
+    async fn open(
+        &self,
+        reference: &[u8],
+        nonce: [u8; 12],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>>;
+    /// Destroys the referenced key in custody (after which nothing it sealed
+    /// opens again); destroying a key that is gone already is not an error.
+    async fn destroy(&self, reference: &[u8]) -> Result<()>;
 }

@@ -21,6 +21,8 @@
 //! token found, logged in and its keys found again (at most once a second), so
 //! a token that goes away and comes back serves again without a restart.
 
+mod resident;
+
 use super::{Custody, settings};
 use crate::error::{Error, Result};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -120,6 +122,9 @@ struct Conn {
     anchor: Mutex<Option<Session>>,
     wrap_key: ObjectHandle,
     ed25519: ObjectHandle,
+    /// Handles of resident keys found so far, by label (handles belong to one
+    /// connection: a reconnection starts empty).
+    resident: Mutex<std::collections::HashMap<String, ObjectHandle>>,
 }
 
 /// Logs the application in (a session of an application logged in already is).
@@ -169,6 +174,7 @@ impl Conn {
             anchor: Mutex::new(Some(anchor)),
             wrap_key,
             ed25519,
+            resident: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -270,6 +276,8 @@ impl Pool {
 
 struct Inner {
     pool: Pool,
+    /// Prefix of the labels of fleetkey's objects (`FLEETKEY_PKCS11_LABEL`).
+    label: String,
     mldsa: MlDsaSigner,
     public_key: Vec<u8>,
 }
@@ -304,13 +312,47 @@ fn find_one(s: &Session, class: ObjectClass, label: &str) -> Result<Option<Objec
     }
 }
 
+/// AES-256-GCM in the token under `key` with `iv` (a 128-bit tag): ciphertext ‖ tag.
+fn gcm_seal(
+    s: &Session,
+    key: ObjectHandle,
+    iv: &mut [u8; IV_LEN],
+    aad: &[u8],
+    pt: &[u8],
+) -> Result<Vec<u8>> {
+    let params = GcmParams::new(iv, aad, cryptoki::types::Ulong::from(TAG_BITS))
+        .map_err(|e| token_err("gcm parameters", e))?;
+    s.encrypt(&Mechanism::AesGcm(params), key, pt)
+        .map_err(|e| token_err("encrypt", e))
+}
+
+/// Reverses [`gcm_seal`]; a tag that does not verify is [`fleetkey_crypto::Error::Open`].
+fn gcm_open(
+    s: &Session,
+    key: ObjectHandle,
+    iv: &mut [u8; IV_LEN],
+    aad: &[u8],
+    ct: &[u8],
+) -> Result<Vec<u8>> {
+    let params = GcmParams::new(iv, aad, cryptoki::types::Ulong::from(TAG_BITS))
+        .map_err(|e| token_err("gcm parameters", e))?;
+    match s.decrypt(&Mechanism::AesGcm(params), key, ct) {
+        Ok(pt) => Ok(pt),
+        // The tag did not verify: tampered, another context or another key.
+        // PKCS#11 says CKR_ENCRYPTED_DATA_INVALID; SoftHSM2 2.6 answers
+        // CKR_GENERAL_ERROR. A token that is gone answers otherwise
+        // (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, …): unavailable.
+        Err(CkError::Pkcs11(
+            RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange | RvError::GeneralError,
+            _,
+        )) => Err(Error::Envelope(fleetkey_crypto::Error::Open)),
+        Err(e) => Err(token_err("decrypt", e)),
+    }
+}
+
 fn gcm_encrypt(s: &Session, key: ObjectHandle, pt: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
     let mut iv: [u8; IV_LEN] = fleetkey_crypto::rand::array()?;
-    let params = GcmParams::new(&mut iv, aad, cryptoki::types::Ulong::from(TAG_BITS))
-        .map_err(|e| token_err("gcm parameters", e))?;
-    let ct = s
-        .encrypt(&Mechanism::AesGcm(params), key, pt)
-        .map_err(|e| token_err("encrypt", e))?;
+    let ct = gcm_seal(s, key, &mut iv, aad, pt)?;
     let mut out = Vec::with_capacity(1 + IV_LEN + ct.len());
     out.push(WRAP_GCM_V1);
     out.extend_from_slice(&iv);
@@ -328,20 +370,7 @@ fn gcm_decrypt(s: &Session, key: ObjectHandle, wrapped: &[u8], aad: &[u8]) -> Re
     }
     let (iv, ct) = rest.split_at(IV_LEN);
     let mut iv: [u8; IV_LEN] = iv.try_into().map_err(|_| open())?;
-    let params = GcmParams::new(&mut iv, aad, cryptoki::types::Ulong::from(TAG_BITS))
-        .map_err(|e| token_err("gcm parameters", e))?;
-    match s.decrypt(&Mechanism::AesGcm(params), key, ct) {
-        Ok(pt) => Ok(pt),
-        // The tag did not verify: tampered, another context or another key.
-        // PKCS#11 says CKR_ENCRYPTED_DATA_INVALID; SoftHSM2 2.6 answers
-        // CKR_GENERAL_ERROR. A token that is gone answers otherwise
-        // (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, …): unavailable.
-        Err(CkError::Pkcs11(
-            RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange | RvError::GeneralError,
-            _,
-        )) => Err(open()),
-        Err(e) => Err(token_err("decrypt", e)),
-    }
+    gcm_open(s, key, &mut iv, aad, ct)
 }
 
 /// The 32-byte Ed25519 public key from `CKA_EC_POINT` (a DER OCTET STRING, or
@@ -385,6 +414,7 @@ impl Pkcs11Custody {
         };
         Ok(Self(Arc::new(Inner {
             pool,
+            label: config.label.clone(),
             mldsa,
             public_key,
         })))
@@ -543,5 +573,9 @@ impl Custody for Pkcs11Custody {
 
     fn backend(&self) -> &'static str {
         "pkcs11"
+    }
+
+    fn resident(&self) -> Option<&dyn super::Resident> {
+        Some(self)
     }
 }
