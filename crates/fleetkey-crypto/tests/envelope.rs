@@ -541,3 +541,29 @@ proptest! {
         prop_assert_eq!(armor::decode(&t).unwrap(), bytes);
     }
 }
+
+/// A mode-1 envelope made with an AEAD outside the crate (as an HSM makes it)
+/// from `external_header` is byte for byte what `seal` makes, and
+/// `external_parts` hands back what that AEAD needs to open it.
+#[test]
+fn external_aead_envelopes_are_mode_1_envelopes() {
+    let key = AeadKey::generate(Algorithm::Aes256Gcm).unwrap();
+    let key_id = kid("payments");
+    let nonce = [9u8; 12];
+    let sealed = single::seal(&key, &key_id, 3, nonce, b"card", b"order 1").unwrap();
+    let header = single::external_header(Algorithm::Aes256Gcm, &key_id, 3, nonce);
+    let mut body = b"card".to_vec();
+    let tag = key
+        .seal_detached(&nonce, &[&header[..], b"order 1"].concat(), &mut body)
+        .unwrap();
+    assert_eq!([header.clone(), body, tag.to_vec()].concat(), sealed);
+    let (parsed, len) = Header::parse(&sealed).unwrap();
+    let (n, head, ct) = single::external_parts(&parsed, &sealed, len).unwrap();
+    assert_eq!((n, head), (nonce, &header[..]));
+    let mut ct = ct.to_vec();
+    let pt = key
+        .open_in_place(&n, &[head, b"order 1"].concat(), &mut ct)
+        .unwrap();
+    assert_eq!(pt, b"card");
+    assert!(single::external_parts(&parsed, &sealed[..len + 15], len).is_err());
+}

@@ -341,3 +341,210 @@ async fn local_custody_holds_no_resident_keys() {
     .unwrap();
     assert!(c.resident().is_none());
 }
+
+/// The labels of fleetkey's resident keys in the token under `prefix`.
+fn resident_labels(prefix: &str) -> Vec<String> {
+    let cfg = config(prefix);
+    let ctx = Pkcs11::new(&cfg.module).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
+        .unwrap();
+    let s = ctx.open_ro_session(slot).unwrap();
+    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    let mut out = Vec::new();
+    for h in s
+        .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
+        .unwrap()
+    {
+        if let Ok(attrs) = s.get_attributes(h, &[AttributeType::Label])
+            && let [Attribute::Label(l)] = attrs.as_slice()
+        {
+            let l = String::from_utf8_lossy(l).into_owned();
+            if l.starts_with(&format!("{prefix}-resident-")) {
+                out.push(l);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A resident keyring: every version's key generated in the token (the store
+/// holds only a reference), seals and opens there as fk1 mode-1 envelopes,
+/// rotates, rewraps and makes data keys; what needs the key in memory is
+/// refused; erasure destroys its keys in the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn resident_keyrings_seal_and_open_only_in_the_token() {
+    use fleetkey_crypto::aead::Algorithm;
+    use fleetkey_server::key_type::KeyType;
+    use fleetkey_server::keys::KeyringOptions;
+    let label = common::unique("fk-k-");
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = common::test_store(dir.path()).await;
+    let clock = ManualClock::at(1_800_000_000);
+    let custody = Arc::new(Pkcs11Custody::open(config(&label)).await.unwrap());
+    let keys = KeyService::open(
+        store.clone(),
+        custody,
+        Arc::new(clock.clone()),
+        KeyConfig::default(),
+    )
+    .await
+    .unwrap();
+    let resident = KeyringOptions {
+        resident: true,
+        ..KeyringOptions::default()
+    };
+    let gcm = KeyType::Aead(Algorithm::Aes256Gcm);
+    let policy = fleetkey_server::store::Policy::default();
+    let info = keys
+        .create_with(
+            "t",
+            &"vault".parse().unwrap(),
+            gcm,
+            policy,
+            resident.clone(),
+        )
+        .await
+        .unwrap();
+    assert!(info.resident);
+    // The store holds a reference to the token's key, no key material.
+    let v1 = &store.versions("vault").await.unwrap()[0];
+    assert_eq!(v1.wrapped_key[0], 0x10);
+    assert_eq!(resident_labels(&label).len(), 1);
+    // A second keyring of that name is refused, and the key made for it goes.
+    let e = keys
+        .create_with(
+            "t",
+            &"vault".parse().unwrap(),
+            gcm,
+            policy,
+            resident.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::KeyringExists(_)), "{e}");
+    assert_eq!(resident_labels(&label).len(), 1);
+    let ring = keys.keyring("vault").await.unwrap();
+    let sealed = ring.seal(b"pan 4242", b"order 9").await.unwrap();
+    let (header, _) = fleetkey_crypto::envelope::Header::parse(&sealed).unwrap();
+    assert_eq!(
+        (header.algorithm, header.key_version),
+        (Algorithm::Aes256Gcm, 1)
+    );
+    assert_eq!(ring.unseal(&sealed, b"order 9").await.unwrap(), b"pan 4242");
+    // Two seals never share a nonce.
+    let again = ring.seal(b"pan 4242", b"order 9").await.unwrap();
+    assert_ne!(again[..40], sealed[..40]);
+    let mut tampered = sealed.clone();
+    let at = tampered.len() - 1;
+    tampered[at] ^= 1;
+    for (bytes, aad) in [(&tampered, &b"order 9"[..]), (&sealed, &b"order 10"[..])] {
+        let e = ring.unseal(bytes, aad).await.unwrap_err();
+        assert!(is_open_refusal(&e), "{e}");
+    }
+    // Data keys are sealed by the token too.
+    let dk = ring.data_key(b"blob 1").await.unwrap();
+    assert_eq!(
+        ring.unseal(&dk.sealed, b"blob 1").await.unwrap(),
+        dk.plaintext.as_slice()
+    );
+    // Rotation makes a new key in the token; old envelopes still open, rewrap
+    // moves them to the new version.
+    assert_eq!(keys.rotate("t", "vault").await.unwrap(), 2);
+    assert_eq!(resident_labels(&label).len(), 2);
+    let v2 = ring.seal(b"later", b"").await.unwrap();
+    assert_eq!(
+        fleetkey_crypto::envelope::Header::parse(&v2)
+            .unwrap()
+            .0
+            .key_version,
+        2
+    );
+    assert_eq!(ring.unseal(&sealed, b"order 9").await.unwrap(), b"pan 4242");
+    let moved = keys
+        .rewrap("t", "vault", &[sealed.clone()], b"order 9")
+        .await
+        .unwrap();
+    let moved = moved.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        fleetkey_crypto::envelope::Header::parse(&moved)
+            .unwrap()
+            .0
+            .key_version,
+        2
+    );
+    assert_eq!(ring.unseal(&moved, b"order 9").await.unwrap(), b"pan 4242");
+    // What would need a key in memory, or is not AES-256-GCM: refused at creation.
+    for (alg, options) in [
+        (KeyType::Aead(Algorithm::ChaCha20Poly1305), resident.clone()),
+        (
+            gcm,
+            KeyringOptions {
+                exportable: true,
+                ..resident.clone()
+            },
+        ),
+        (
+            KeyType::Aead(Algorithm::Aes256GcmSiv),
+            KeyringOptions {
+                convergent: true,
+                ..resident.clone()
+            },
+        ),
+    ] {
+        let e = keys
+            .create_with("t", &"nope".parse().unwrap(), alg, policy, options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Invalid {
+                    what: "resident",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    // Scheduled deletion: at the tick the token's keys are destroyed, then the
+    // store forgets them.
+    keys.schedule_deletion("t", "vault", 7).await.unwrap();
+    clock.advance(8 * 86_400);
+    keys.run_policies("scheduler").await.unwrap();
+    assert_eq!(resident_labels(&label), Vec::<String>::new());
+    assert!(ring.unseal(&v2, b"").await.is_err());
+}
+
+/// Resident keyrings need custody that can hold them: local custody refuses.
+#[tokio::test]
+async fn local_custody_refuses_resident_keyrings() {
+    use fleetkey_server::keys::KeyringOptions;
+    let dir = tempfile::TempDir::new().unwrap();
+    let svc = common::services(dir.path()).await;
+    let e = svc
+        .state
+        .keys
+        .create_with(
+            "t",
+            &"r".parse().unwrap(),
+            fleetkey_server::key_type::KeyType::Aead(fleetkey_crypto::aead::Algorithm::Aes256Gcm),
+            fleetkey_server::store::Policy::default(),
+            KeyringOptions {
+                resident: true,
+                ..KeyringOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Invalid { why, .. } if why.contains("local custody cannot hold resident keys")),
+        "{e}"
+    );
+}

@@ -256,6 +256,7 @@ impl Keyrings for Remote<'_> {
         let body = CreateKeyringRequest {
             exportable: Some(options.exportable),
             convergent: Some(options.convergent),
+            resident: Some(options.resident),
             name: name.to_owned(),
             algorithm: Some(algorithm.to_owned()),
             policy: Some(policy),

@@ -17,7 +17,7 @@ fn need(name: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| panic!("{name} is not set: this test needs SoftHSM2 (.ci/run sets it)"))
+        .unwrap_or_else(|| panic!("{name} is not set: this test needs it (.ci/run sets it)"))
 }
 
 /// PKCS#11 custody with the PIN in a file, under a label of this test's own.
@@ -115,6 +115,39 @@ fn serve_and_local_admin_with_the_root_in_a_pkcs11_token() {
     let env = hsm_env(dir.path());
     let (log, sealed) = serve_then_local(dir.path(), &env, "pkcs11");
     assert!(!log.contains(&need("FLEETKEY_TEST_PKCS11_PIN")));
+    // A resident keyring: its key made in the token, every seal a token call.
+    let data = dir.path().join("fleetkey-data");
+    local(&data, &env)
+        .args(["keys", "create", "hsm", "--resident"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("resident:"));
+    let in_token = local(&data, &env)
+        .args(["keys", "seal", "hsm"])
+        .write_stdin("never in memory")
+        .assert()
+        .success();
+    let in_token = String::from_utf8(in_token.get_output().stdout.clone()).unwrap();
+    local(&data, &env)
+        .args(["keys", "unseal", "hsm"])
+        .write_stdin(in_token)
+        .assert()
+        .success()
+        .stdout("never in memory");
+    local(&data, &env)
+        .args([
+            "keys",
+            "create",
+            "hsm2",
+            "--resident",
+            "--algorithm",
+            "chacha20-poly1305",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "only aes-256-gcm keyrings can be resident",
+        ));
     // Another label in the token is another root: refused before anything runs.
     local(&dir.path().join("fleetkey-data"), &env)
         .env("FLEETKEY_PKCS11_LABEL", "fk-cli-someone-else")
@@ -454,6 +487,14 @@ fn custody_settings_that_name_no_usable_custody_are_refused() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("FLEETKEY_AWS_KMS_KEY_ID"));
+    // Local custody holds no resident keys.
+    cmd("local")
+        .args(["--resident"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "local custody cannot hold resident keys",
+        ));
 }
 
 /// Three `fleetkey serve` instances on one PostgreSQL store (and Redis), each

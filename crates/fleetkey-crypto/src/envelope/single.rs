@@ -65,6 +65,7 @@ fn seal_with_prefix(
 
 /// A key bound to its id and version, with the constant part of the header encoded
 /// once: the hot path for callers that seal many envelopes with one key version.
+#[derive(Clone)]
 pub struct Sealer {
     key: std::sync::Arc<AeadKey>,
     prefix: Vec<u8>,
@@ -95,6 +96,45 @@ impl core::fmt::Debug for Sealer {
             .field("header_prefix_len", &self.prefix.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The header of a mode-1 envelope whose AEAD is computed outside this crate
+/// (a key resident in an HSM): the caller computes `ciphertext ‖ tag` =
+/// AEAD(key, `nonce`, associated data `header ‖ aad`, plaintext) there, and the
+/// envelope is `header ‖ ciphertext ‖ tag`, exactly as [`seal`] makes it.
+pub fn external_header(
+    algorithm: Algorithm,
+    key_id: &KeyId,
+    key_version: u32,
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
+    Header {
+        algorithm,
+        key_id: *key_id,
+        key_version,
+        body: Body::Single { nonce },
+    }
+    .encode()
+}
+
+/// The parts of a mode-1 envelope parsed by [`Header::parse`] that an AEAD
+/// outside this crate opens: the nonce, the header bytes (the associated data
+/// starts with them) and `ciphertext ‖ tag`.
+pub fn external_parts<'a>(
+    header: &Header,
+    envelope: &'a [u8],
+    header_len: usize,
+) -> Result<([u8; NONCE_LEN], &'a [u8], &'a [u8])> {
+    let Body::Single { nonce } = &header.body else {
+        return Err(Error::Malformed("mode (expected single)"));
+    };
+    let (head, body) = envelope
+        .split_at_checked(header_len)
+        .ok_or(Error::Truncated)?;
+    if body.len() < TAG_LEN {
+        return Err(Error::Truncated);
+    }
+    Ok((*nonce, head, body))
 }
 
 /// Opens a mode-1 envelope whose header was already parsed by [`Header::parse`]

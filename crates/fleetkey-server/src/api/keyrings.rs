@@ -55,6 +55,12 @@ pub struct CreateKeyringRequest {
     /// keyrings").
     #[serde(default)]
     pub convergent: Option<bool>,
+    /// Keep every version's key in custody's token, where each seal and unseal
+    /// happens (aes-256-gcm only, not exportable or convergent; needs
+    /// `FLEETKEY_CUSTODY=pkcs11`; default false; fixed for the keyring's life;
+    /// docs/custody.md, "Resident keyrings").
+    #[serde(default)]
+    pub resident: Option<bool>,
 }
 
 /// Policy fields; omitted ones keep their current (or default) value.
@@ -218,6 +224,7 @@ pub(super) async fn create_keyring(
         tags: req.tags.unwrap_or_default(),
         exportable: req.exportable == Some(true),
         convergent: req.convergent == Some(true),
+        resident: req.resident == Some(true),
     };
     let info = st
         .keys

@@ -51,6 +51,6 @@ impl Keyring {
         let tag = key.tag_parts(&[&len, aad, plaintext]);
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&tag[..NONCE_LEN]);
-        Ok(p.sealer.seal(nonce, plaintext, aad)?)
+        Ok(p.sealer.memory()?.seal(nonce, plaintext, aad)?)
     }
 }

@@ -3,6 +3,7 @@
 //! cached metadata that unseal decisions read.
 
 use super::nonce::{self, NonceBlock};
+use super::resident::{VersionSealer, resident_keys, resident_refusal};
 use super::{KeyConfig, Shared, wrap_context};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// nonce block runs out.
 pub(super) struct Primary {
     pub(super) version: u32,
-    pub(super) sealer: single::Sealer,
+    pub(super) sealer: VersionSealer,
     pub(super) block: NonceBlock,
     /// Uses of this version before `block` (counting every reserved counter).
     pub(super) uses_before: u64,
@@ -36,26 +37,41 @@ pub(super) struct Primary {
 }
 
 /// The key of `name` version `version` — `imported` material, or a fresh random
-/// one — wrapped by custody, and its (active) version record.
+/// one — wrapped by custody, and its (active) version record. For a `resident`
+/// keyring the key is generated in custody's token instead, the record holds
+/// custody's reference to it, and no key is returned.
 pub(super) async fn mint_version(
     s: &Shared,
     name: &str,
     version: u32,
     now: UnixTime,
     imported: Option<SecretBytes<32>>,
-) -> Result<(VersionRecord, SecretBytes<32>)> {
+    resident: bool,
+) -> Result<(VersionRecord, Option<SecretBytes<32>>)> {
     let origin = match imported {
         Some(_) => Origin::Imported,
         None => Origin::Generated,
     };
-    let data_key = match imported {
-        Some(k) => k,
-        None => SecretBytes::<32>::random()?,
+    let (wrapped, data_key) = match (resident, imported) {
+        (true, Some(_)) => return Err(resident_refusal("importing key material")),
+        (true, None) => {
+            let reference = resident_keys(s.custody.as_ref())?
+                .generate(&wrap_context(name, version))
+                .await?;
+            (reference, None)
+        }
+        (false, imported) => {
+            let data_key = match imported {
+                Some(k) => k,
+                None => SecretBytes::<32>::random()?,
+            };
+            let wrapped = s
+                .custody
+                .wrap(&data_key, &wrap_context(name, version))
+                .await?;
+            (wrapped, Some(data_key))
+        }
     };
-    let wrapped = s
-        .custody
-        .wrap(&data_key, &wrap_context(name, version))
-        .await?;
     let record = VersionRecord {
         keyring: name.to_owned(),
         version,
@@ -166,12 +182,12 @@ pub const CATCH_UP_INTERVAL: std::time::Duration = std::time::Duration::from_mil
 /// A sealer that never seals (its block is empty and the keyring refuses first):
 /// the primary of a keyring before it is loaded and after it is erased, under a
 /// throwaway random key.
-pub(super) fn placeholder_sealer(key_id: &KeyId) -> Result<single::Sealer> {
-    Ok(single::Sealer::new(
+pub(super) fn placeholder_sealer(key_id: &KeyId) -> Result<VersionSealer> {
+    Ok(VersionSealer::Memory(single::Sealer::new(
         Arc::new(AeadKey::generate(Algorithm::Aes256Gcm)?),
         key_id,
         0,
-    ))
+    )))
 }
 
 /// Keyring metadata cached for unseal decisions.
@@ -314,7 +330,13 @@ impl Keyring {
                 .await;
         }
         let nonce = nonce::nonce(&p.block.instance, counter);
-        Ok(p.sealer.seal(nonce, plaintext, aad)?)
+        match &p.sealer {
+            VersionSealer::Memory(s) => Ok(s.seal(nonce, plaintext, aad)?),
+            VersionSealer::Resident { .. } => {
+                let p = arc_swap::Guard::into_inner(p);
+                self.seal_with(&p, nonce, plaintext, aad).await
+            }
+        }
     }
 
     pub(super) fn age_due(&self, p: &Primary) -> bool {
@@ -440,11 +462,11 @@ impl Keyring {
         r: Reserved,
         max_uses: u64,
     ) -> Result<()> {
-        let key = self.key(version).await?;
+        let sealer = self.version_sealer(version).await?;
         let end = u64::from(r.start) + u64::from(r.count);
         let primary = Arc::new(Primary {
             version,
-            sealer: single::Sealer::new(key, &self.key_id, version),
+            sealer,
             block: NonceBlock::new(r.instance, u64::from(r.start), end, end),
             uses_before: r.reserved_before,
             created_at,
@@ -473,7 +495,7 @@ impl Keyring {
     pub(super) fn park(
         &self,
         version: u32,
-        sealer: single::Sealer,
+        sealer: VersionSealer,
         created_at: UnixTime,
     ) -> Arc<Primary> {
         let old = self.primary.swap(Arc::new(Primary {
@@ -564,6 +586,9 @@ impl Keyring {
     /// The keyring's key type and `version`'s secret, unwrapped by custody.
     pub(super) async fn secret(&self, version: u32) -> Result<(KeyType, SecretBytes<32>)> {
         let meta = self.meta.load_full();
+        if meta.record.resident {
+            return Err(resident_refusal("this operation"));
+        }
         let rec = meta
             .versions
             .get(&version)
@@ -633,8 +658,12 @@ impl Keyring {
             }
             r => r?,
         }
-        let key = self.key(header.key_version).await?;
-        let out = single::open_parsed(&key, &header, envelope, len, aad)?;
+        let out = if self.meta.load().record.resident {
+            self.open_resident(&header, envelope, len, aad).await?
+        } else {
+            let key = self.key(header.key_version).await?;
+            single::open_parsed(&key, &header, envelope, len, aad)?
+        };
         self.shared.metrics.unseals.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }

@@ -58,6 +58,9 @@ pub struct KeyringOptions {
     /// Sealing is deterministic (aes-256-gcm-siv only; docs/formats.md,
     /// "Convergent keyrings").
     pub convergent: bool,
+    /// Every version's key is generated in custody's token and never leaves it
+    /// (aes-256-gcm only, PKCS#11 custody; docs/custody.md, "Resident keyrings").
+    pub resident: bool,
 }
 
 /// Checks an alias: `alias/` and then a name of the name grammar
@@ -402,6 +405,9 @@ impl KeyService {
         if !due {
             return Ok(());
         }
+        // Resident keys go first: a key the store no longer names would stay
+        // in the token for good.
+        ring.destroy_resident(|_| true).await?;
         self.shared
             .store
             .apply(

@@ -19,6 +19,7 @@ mod keyring;
 mod lifecycle;
 pub(crate) mod nonce;
 mod public_key;
+mod resident;
 mod service;
 mod transfer;
 mod typed;
@@ -203,6 +204,10 @@ pub struct KeyringInfo {
     pub exportable: bool,
     /// Whether sealing is deterministic (fixed at creation).
     pub convergent: bool,
+    /// Whether every version's key lives in custody's token and never leaves
+    /// it (fixed at creation; docs/custody.md, "Resident keyrings").
+    #[serde(default)]
+    pub resident: bool,
     /// Versions, oldest first.
     pub versions: Vec<VersionInfo>,
 }

@@ -16,7 +16,7 @@ use crate::key_type::KeyType;
 use crate::names::KeyringName;
 use crate::store::{Change, KeyringRecord, KeyringState, Policy, Store};
 use arc_swap::ArcSwap;
-use fleetkey_crypto::{aead::Algorithm, envelope::single, secret::SecretBytes};
+use fleetkey_crypto::{aead::Algorithm, secret::SecretBytes};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -121,22 +121,34 @@ impl KeyService {
                 why: "only aes-256-gcm-siv keyrings can be convergent".into(),
             });
         }
+        if options.resident {
+            super::resident::check_resident_options(
+                algorithm,
+                options.exportable,
+                options.convergent,
+                self.shared.custody.as_ref(),
+            )?;
+        }
         let s = &self.shared;
         let now = s.clock.now();
-        let (first, _) = mint_version(s, name, 1, now, None).await?;
+        let (first, _) = mint_version(s, name, 1, now, None, options.resident).await?;
         let audit = json!({
             "algorithm": algorithm.name(), "policy": policy,
             "description": options.description, "tags": options.tags,
             "exportable": options.exportable, "convergent": options.convergent,
+            "resident": options.resident,
         });
         let record = KeyringRecord {
             description: options.description,
             tags: options.tags,
             exportable: options.exportable,
             convergent: options.convergent,
+            resident: options.resident,
             ..KeyringRecord::new(name, algorithm, policy, now)
         };
-        s.store
+        let minted = options.resident.then(|| first.wrapped_key.clone());
+        let created = s
+            .store
             .apply(
                 Change::CreateKeyring {
                     keyring: record,
@@ -145,7 +157,11 @@ impl KeyService {
                 AuditDraft::new(actor, "keyring.create", format!("keyring:{name}"), audit),
                 now,
             )
-            .await?;
+            .await;
+        if let Err(e) = created {
+            super::resident::discard_minted(s.custody.as_ref(), minted).await;
+            return Err(e);
+        }
         Ok(self.keyring(name).await?.info())
     }
 
@@ -302,7 +318,7 @@ impl KeyService {
         // the very next seal reserves under the new policy.
         let p = ring.primary.load_full();
         if p.version != 0 {
-            let sealer = single::Sealer::new(p.sealer.key().clone(), &ring.key_id, p.version);
+            let sealer = p.sealer.clone();
             let old = ring.park(p.version, sealer, p.created_at);
             ring.give_back(&old).await?;
         }
@@ -399,6 +415,9 @@ impl KeyService {
         let now = self.shared.clock.now();
         let min = ring.required_minimum(now);
         if min > ring.meta.load().record.min_decrypt_version {
+            // Below the minimum nothing opens again: resident keys are
+            // destroyed in the token before the store forgets them.
+            ring.destroy_resident(|v| v < min).await?;
             self.shared
                 .store
                 .apply(
@@ -467,7 +486,7 @@ impl KeyService {
         for r in rings {
             let _g = r.slow.lock().await;
             let p = r.primary.load_full();
-            let sealer = single::Sealer::new(p.sealer.key().clone(), &r.key_id, p.version);
+            let sealer = p.sealer.clone();
             let old = r.park(p.version, sealer, p.created_at);
             r.give_back(&old).await?;
             r.flush_usage().await?;

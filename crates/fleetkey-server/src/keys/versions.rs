@@ -11,7 +11,7 @@ use crate::audit::AuditDraft;
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
 use crate::store::{Change, KeyringState, VersionState};
-use fleetkey_crypto::{envelope::single, secret::SecretBytes};
+use fleetkey_crypto::secret::SecretBytes;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,7 +53,16 @@ impl Keyring {
         } else {
             "generated"
         };
-        let (new, data_key) = mint_version(s, &self.name, new_version, now, imported).await?;
+        let (new, data_key) = mint_version(
+            s,
+            &self.name,
+            new_version,
+            now,
+            imported,
+            meta.record.resident,
+        )
+        .await?;
+        let minted = meta.record.resident.then(|| new.wrapped_key.clone());
         let applied = s
             .store
             .apply(
@@ -73,6 +82,9 @@ impl Keyring {
                 now,
             )
             .await;
+        if applied.is_err() {
+            super::resident::discard_minted(s.custody.as_ref(), minted).await;
+        }
         match applied {
             Ok(_) => {}
             // Another instance rotated first: use its version, no error to the
@@ -80,7 +92,7 @@ impl Keyring {
             Err(Error::RotationLost(_)) => return Ok((self.adopt_current_primary().await?, false)),
             Err(e) => return Err(e),
         }
-        {
+        if let Some(data_key) = data_key {
             let mut m = self.keys.write();
             m.insert(
                 new_version,
@@ -93,7 +105,7 @@ impl Keyring {
         // The old version's block must not be used for the new version: park an
         // empty one, give back what the old one did not use, then install the
         // new version's first block if one was reserved.
-        let sealer = single::Sealer::new(self.key(new_version).await?, &self.key_id, new_version);
+        let sealer = self.version_sealer(new_version).await?;
         let parked = self.park(new_version, sealer, now);
         self.give_back(&parked).await?;
         if let Some((instance, count)) = first_block {
@@ -120,7 +132,7 @@ impl Keyring {
             .get(&version)
             .map(|v| v.created_at)
             .unwrap_or_else(|| self.shared.clock.now());
-        let sealer = single::Sealer::new(self.key(version).await?, &self.key_id, version);
+        let sealer = self.version_sealer(version).await?;
         let old = self.park(version, sealer, created_at);
         self.give_back(&old).await?;
         Ok(version)
@@ -150,7 +162,7 @@ impl Keyring {
         }
         // A rotation elsewhere, or a new policy whose budget the live block was
         // not reserved under: stop sealing from it now.
-        let sealer = single::Sealer::new(p.sealer.key().clone(), &self.key_id, p.version);
+        let sealer = p.sealer.clone();
         let old = self.park(p.version, sealer, p.created_at);
         self.give_back(&old).await?;
         self.flush_usage().await
@@ -241,6 +253,7 @@ impl Keyring {
             tags: m.record.tags.clone(),
             exportable: m.record.exportable,
             convergent: m.record.convergent,
+            resident: m.record.resident,
             versions: m
                 .versions
                 .values()

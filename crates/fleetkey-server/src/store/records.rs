@@ -60,6 +60,9 @@ pub struct KeyringRecord {
     /// Whether sealing is deterministic (AES-256-GCM-SIV with a derived nonce;
     /// fixed at creation).
     pub convergent: bool,
+    /// Whether every version's key lives in custody's token and never leaves it
+    /// (its versions' `wrapped_key` is a reference; fixed at creation).
+    pub resident: bool,
 }
 
 impl KeyringRecord {
@@ -83,6 +86,7 @@ impl KeyringRecord {
             tags: Default::default(),
             exportable: false,
             convergent: false,
+            resident: false,
         }
     }
 }

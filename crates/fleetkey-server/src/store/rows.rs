@@ -105,6 +105,7 @@ pub(crate) fn keyring_from_row<R: StoreRow>(r: &R) -> Result<KeyringRecord> {
             .map_err(|e| Error::Corrupt(format!("keyring tags: {e}")))?,
         exportable: r.col::<i64>("exportable")? != 0,
         convergent: r.col::<i64>("convergent")? != 0,
+        resident: r.col::<i64>("resident")? != 0,
     })
 }
 

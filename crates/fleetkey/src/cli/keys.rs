@@ -66,6 +66,11 @@ pub enum KeysCommand {
         /// equal plaintexts give equal envelopes; fixed for the keyring's life.
         #[arg(long)]
         convergent: bool,
+        /// Keep every version's key in the HSM (FLEETKEY_CUSTODY=pkcs11), where
+        /// each seal and unseal happens; aes-256-gcm only; fixed for the
+        /// keyring's life.
+        #[arg(long)]
+        resident: bool,
         #[command(flatten)]
         dir: DataDir,
     },

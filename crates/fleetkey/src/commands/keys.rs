@@ -85,6 +85,9 @@ pub(crate) fn print_versions(r: &KeyringInfo, json: bool) -> CliResult<()> {
     if let Some(at) = r.deletion_at {
         crate::out!("deletion:    {}", format_time(at));
     }
+    if r.resident {
+        crate::out!("resident:    every version's key stays in custody's token");
+    }
     if !r.description.is_empty() {
         crate::out!("description: {}", r.description);
     }
@@ -175,10 +178,11 @@ async fn run_with(
             details,
             exportable,
             convergent,
+            resident,
             ..
         } => {
             let policy = policy_request(&policy)?;
-            let options = keys_lifecycle::options(&details, exportable, convergent)?;
+            let options = keys_lifecycle::options(&details, exportable, convergent, resident)?;
             let info = k.create(&name, &algorithm, policy, options).await?;
             print_versions(&info, json)
         }

@@ -29,12 +29,14 @@ pub(crate) fn options(
     a: &DetailsArgs,
     exportable: bool,
     convergent: bool,
+    resident: bool,
 ) -> CliResult<KeyringOptions> {
     Ok(KeyringOptions {
         description: a.description.clone().unwrap_or_default(),
         tags: parse_tags(&a.tags)?,
         exportable,
         convergent,
+        resident,
     })
 }
 

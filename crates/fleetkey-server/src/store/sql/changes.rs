@@ -80,8 +80,8 @@ async fn create_keyring<D: Dialect>(
     stmt(
         "INSERT INTO keyrings (name, algorithm, primary_version, min_decrypt_version, \
          rotation_period_secs, max_uses, overlap_secs, keep_last, created_at, \
-         state, deletion_at, description, tags, exportable, convergent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         state, deletion_at, description, tags, exportable, convergent, resident) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&k.name)
     .bind(k.algorithm.name())
@@ -98,6 +98,7 @@ async fn create_keyring<D: Dialect>(
     .bind(super::keyring_changes::tags_json(&k.tags)?)
     .bind(i64::from(k.exportable))
     .bind(i64::from(k.convergent))
+    .bind(i64::from(k.resident))
     .execute(&mut *tx)
     .await?;
     insert_version(&mut *tx, first).await?;
