@@ -468,7 +468,7 @@ async fn resident_keyrings_seal_and_open_only_in_the_token() {
     );
     assert_eq!(ring.unseal(&sealed, b"order 9").await.unwrap(), b"pan 4242");
     let moved = keys
-        .rewrap("t", "vault", &[sealed.clone()], b"order 9")
+        .rewrap("t", "vault", std::slice::from_ref(&sealed), b"order 9")
         .await
         .unwrap();
     let moved = moved.into_iter().next().unwrap().unwrap();
