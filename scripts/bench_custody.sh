@@ -25,7 +25,7 @@ for _ in $(seq 100); do BAO_ADDR=$FLEETKEY_BENCH_VAULT_ADDR BAO_TOKEN=bench bao 
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 moto_server -H 127.0.0.1 -p "$mport" >/dev/null 2>&1 &
 moto_pid=$!
-export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$mport" AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$mport" AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west-1 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 for _ in $(seq 100); do curl -sf "$AWS_ENDPOINT_URL_KMS/moto-api/" >/dev/null && break; sleep 0.2; done
 read -r FLEETKEY_AWS_KMS_KEY_ID FLEETKEY_AWS_KMS_MAC_KEY_ID < <(python3 -c '
 import boto3, os
@@ -35,4 +35,4 @@ b = k.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadat
 print(a, b)')
 export FLEETKEY_AWS_KMS_KEY_ID FLEETKEY_AWS_KMS_MAC_KEY_ID
 echo "nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-cargo bench -p fleetkey-server --bench custody -- --noplot 2>&1 | grep -E '^custody/|time:'
+cargo bench -p fleetkey-server --bench custody -- --noplot 2>&1 | grep -E '^(custody|resident)/|time:'
