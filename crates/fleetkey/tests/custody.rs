@@ -499,7 +499,8 @@ fn custody_settings_that_name_no_usable_custody_are_refused() {
 
 /// Three `fleetkey serve` instances on one PostgreSQL store (and Redis), each
 /// with its own data directory and the same PKCS#11 token and label: what one
-/// seals, the others open.
+/// seals, the others open, for a keyring wrapped by the token and a resident
+/// one, also after a rotation on one of them.
 #[test]
 #[ignore = "needs SoftHSM2, FLEETKEY_TEST_PKCS11_*, FLEETKEY_TEST_POSTGRES_URL and FLEETKEY_TEST_REDIS_URL (.ci/run sets them)"]
 fn three_instances_on_postgres_share_one_root_in_a_pkcs11_token() {
@@ -538,6 +539,9 @@ fn three_instances_on_postgres_share_one_root_in_a_pkcs11_token() {
     client(&servers[0].0, &["keys", "create", "pay"])
         .assert()
         .success();
+    client(&servers[1].0, &["keys", "create", "hsm", "--resident"])
+        .assert()
+        .success();
     for (i, (s, _)) in servers.iter().enumerate() {
         let ready = get(s.port, "/readyz").unwrap();
         assert!(ready.contains(r#""custody":"pkcs11""#), "{ready}");
@@ -552,8 +556,33 @@ fn three_instances_on_postgres_share_one_root_in_a_pkcs11_token() {
             .write_stdin(sealed)
             .assert()
             .success()
+            .stdout(text.clone());
+        // The resident keyring's key is in the token every instance reaches.
+        let in_token = client(s, &["keys", "seal", "hsm"])
+            .write_stdin(text.clone())
+            .assert()
+            .success();
+        let in_token = String::from_utf8(in_token.get_output().stdout.clone()).unwrap();
+        client(other, &["keys", "unseal", "hsm"])
+            .write_stdin(in_token)
+            .assert()
+            .success()
             .stdout(text);
     }
+    // A rotation on one instance: the others seal with the new token key.
+    client(&servers[2].0, &["keys", "rotate", "hsm"])
+        .assert()
+        .success();
+    let v2 = client(&servers[0].0, &["keys", "seal", "hsm"])
+        .write_stdin("after rotation")
+        .assert()
+        .success();
+    let v2 = String::from_utf8(v2.get_output().stdout.clone()).unwrap();
+    client(&servers[1].0, &["keys", "unseal", "hsm"])
+        .write_stdin(v2)
+        .assert()
+        .success()
+        .stdout("after rotation");
     for (s, _) in servers {
         assert!(s.stop().success());
     }
