@@ -44,6 +44,7 @@ fn backends(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Vec<Arc<dyn 
                 pin: Zeroizing::new(pin),
                 label: "fleetkey-bench".into(),
                 sessions: 4,
+                wrap: None,
             };
             out.push(Arc::new(Pkcs11Custody::open(config).await.unwrap()));
         }
@@ -132,6 +133,7 @@ fn resident(c: &mut Criterion) {
         pin: Zeroizing::new(pin.clone()),
         label: label.clone(),
         sessions: 4,
+        wrap: None,
     };
     let (keys, ring) = rt.block_on(async {
         let store = Arc::new(

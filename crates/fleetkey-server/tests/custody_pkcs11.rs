@@ -27,6 +27,7 @@ fn config(label: &str) -> Pkcs11Config {
         pin: Zeroizing::new(common::service_url("FLEETKEY_TEST_PKCS11_PIN")),
         label: label.into(),
         sessions: 2,
+        wrap: None,
     }
 }
 
@@ -547,4 +548,65 @@ async fn local_custody_refuses_resident_keyrings() {
         matches!(&e, Error::Invalid { why, .. } if why.contains("local custody cannot hold resident keys")),
         "{e}"
     );
+}
+
+/// AES key wrap with padding (`FLEETKEY_PKCS11_WRAP=aes-kwp`, or a token
+/// without AES-GCM): round trip, the context bound inside, every refusal; a
+/// custody switched to the other mechanism still unwraps what the first made
+/// and keeps its signing key.
+#[tokio::test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn aes_key_wrap_with_padding_when_chosen() {
+    use fleetkey_server::custody::pkcs11::WrapMechanism;
+    let label = common::unique("fk-w-");
+    let with = |m| Pkcs11Config {
+        wrap: Some(m),
+        ..config(&label)
+    };
+    let c = Pkcs11Custody::open(with(WrapMechanism::AesKwp))
+        .await
+        .unwrap();
+    let key = SecretBytes::<32>::random().unwrap();
+    let wrapped = c.wrap(&key, "keyring:payments/v1").await.unwrap();
+    assert_eq!((wrapped[0], wrapped.len()), (0x04, 1 + 72));
+    assert!(!wrapped.windows(32).any(|w| w == key.expose_secret()));
+    let back = c.unwrap(&wrapped, "keyring:payments/v1").await.unwrap();
+    assert_eq!(back.expose_secret(), key.expose_secret());
+    let mut tampered = wrapped.clone();
+    tampered[10] ^= 1;
+    for (bytes, ctx) in [
+        (wrapped.clone(), "keyring:payments/v2"),
+        (tampered, "keyring:payments/v1"),
+        (wrapped[..wrapped.len() - 8].to_vec(), "keyring:payments/v1"),
+        (wrapped[..wrapped.len() - 1].to_vec(), "keyring:payments/v1"),
+        (
+            [&[0x01u8][..], &wrapped[1..]].concat(),
+            "keyring:payments/v1",
+        ),
+        (vec![0x04], "keyring:payments/v1"),
+        (Vec::new(), "keyring:payments/v1"),
+    ] {
+        let e = c.unwrap(&bytes, ctx).await.unwrap_err();
+        assert!(is_open_refusal(&e), "{ctx} {}: {e}", bytes.len());
+    }
+    let pk = c.public_key();
+    let sig = c.sign(b"kwp").await.unwrap();
+    fleetkey_crypto::composite::verify(&pk, b"kwp", &sig).unwrap();
+    drop(c);
+    // Switched to AES-GCM: new wraps are GCM, the KWP ones still open, and the
+    // ML-DSA seed (wrapped with KWP at the first start) is the same.
+    let g = Pkcs11Custody::open(with(WrapMechanism::AesGcm))
+        .await
+        .unwrap();
+    assert_eq!(g.public_key(), pk);
+    let back = g.unwrap(&wrapped, "keyring:payments/v1").await.unwrap();
+    assert_eq!(back.expose_secret(), key.expose_secret());
+    let gcm = g.wrap(&key, "keyring:payments/v1").await.unwrap();
+    assert_eq!(gcm[0], 0x01);
+    drop(g);
+    let k = Pkcs11Custody::open(with(WrapMechanism::AesKwp))
+        .await
+        .unwrap();
+    let back = k.unwrap(&gcm, "keyring:payments/v1").await.unwrap();
+    assert_eq!(back.expose_secret(), key.expose_secret());
 }

@@ -487,6 +487,16 @@ fn custody_settings_that_name_no_usable_custody_are_refused() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("FLEETKEY_AWS_KMS_KEY_ID"));
+    cmd("pkcs11")
+        .env("FLEETKEY_PKCS11_MODULE", "/nonexistent/module.so")
+        .env("FLEETKEY_PKCS11_TOKEN", "t")
+        .env("FLEETKEY_PKCS11_PIN", "1")
+        .env("FLEETKEY_PKCS11_WRAP", "des")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "FLEETKEY_PKCS11_WRAP=\"des\": use auto, aes-gcm or aes-kwp",
+        ));
     // Local custody holds no resident keys.
     cmd("local")
         .args(["--resident"])

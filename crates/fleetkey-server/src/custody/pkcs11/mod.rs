@@ -21,15 +21,16 @@
 //! token found, logged in and its keys found again (at most once a second), so
 //! a token that goes away and comes back serves again without a restart.
 
+mod kwp;
 mod resident;
 
 use super::{Custody, settings};
 use crate::error::{Error, Result};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -63,6 +64,36 @@ pub struct Pkcs11Config {
     pub label: String,
     /// Sessions kept open (default 4).
     pub sessions: usize,
+    /// How data keys are wrapped (`FLEETKEY_PKCS11_WRAP`: `aes-gcm`, `aes-kwp`,
+    /// or `auto`, the default, as `None`: AES-GCM when the token has it).
+    pub wrap: Option<WrapMechanism>,
+}
+
+/// How the token wraps data keys (docs/custody.md, "Wrapped keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrapMechanism {
+    /// `CKM_AES_GCM` with `C_Encrypt`: the wrap context as associated data.
+    AesGcm,
+    /// `CKM_AES_KEY_WRAP_PAD` with `C_WrapKey`: the context bound inside.
+    AesKwp,
+}
+
+impl WrapMechanism {
+    /// The PKCS#11 mechanism's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AesGcm => "CKM_AES_GCM",
+            Self::AesKwp => "CKM_AES_KEY_WRAP_PAD",
+        }
+    }
+
+    /// The suffix of the wrapping key's label: `-wrap` (AES-GCM) or `-kwp`.
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::AesGcm => "wrap",
+            Self::AesKwp => "kwp",
+        }
+    }
 }
 
 impl std::fmt::Debug for Pkcs11Config {
@@ -72,6 +103,7 @@ impl std::fmt::Debug for Pkcs11Config {
             .field("token", &self.token)
             .field("label", &self.label)
             .field("sessions", &self.sessions)
+            .field("wrap", &self.wrap)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +134,16 @@ impl Pkcs11Config {
             pin,
             label: settings::var("FLEETKEY_PKCS11_LABEL").unwrap_or_else(|| "fleetkey".into()),
             sessions,
+            wrap: match settings::var("FLEETKEY_PKCS11_WRAP").as_deref() {
+                None | Some("auto") => None,
+                Some("aes-gcm") => Some(WrapMechanism::AesGcm),
+                Some("aes-kwp") => Some(WrapMechanism::AesKwp),
+                Some(other) => {
+                    return Err(Error::CustodyConfig(format!(
+                        "FLEETKEY_PKCS11_WRAP={other:?}: use auto, aes-gcm or aes-kwp"
+                    )));
+                }
+            },
         })
     }
 }
@@ -120,7 +162,14 @@ struct Conn {
     slot: Slot,
     idle: Mutex<Vec<Session>>,
     anchor: Mutex<Option<Session>>,
+    /// How new wraps are made, and with which key.
+    mechanism: WrapMechanism,
     wrap_key: ObjectHandle,
+    /// The key of the other mechanism, when the token holds one (wraps made
+    /// before a change of `FLEETKEY_PKCS11_WRAP` still unwrap).
+    other_key: Option<ObjectHandle>,
+    /// Whether the token does `CKM_AES_GCM` (resident keyrings need it).
+    gcm: bool,
     ed25519: ObjectHandle,
     /// Handles of resident keys found so far, by label (handles belong to one
     /// connection: a reconnection starts empty).
@@ -165,17 +214,83 @@ impl Conn {
             .open_rw_session(slot)
             .map_err(|e| token_err("open session", e))?;
         login(&anchor, &config.pin, &config.token)?;
-        let wrap_key = Pkcs11Custody::wrap_key(&anchor, &config.label)?;
+        let mechanisms = ctx
+            .get_mechanism_list(slot)
+            .map_err(|e| token_err("mechanisms", e))?;
+        let gcm = mechanisms.contains(&MechanismType::AES_GCM);
+        let kwp = mechanisms.contains(&MechanismType::AES_KEY_WRAP_PAD);
+        let mechanism = match (config.wrap, gcm, kwp) {
+            (None | Some(WrapMechanism::AesGcm), true, _) => WrapMechanism::AesGcm,
+            (None | Some(WrapMechanism::AesKwp), _, true) => WrapMechanism::AesKwp,
+            (Some(m), _, _) => {
+                return Err(Error::CustodyConfig(format!(
+                    "token {:?} does not offer {} (FLEETKEY_PKCS11_WRAP)",
+                    config.token,
+                    m.name()
+                )));
+            }
+            (None, false, false) => {
+                return Err(Error::CustodyConfig(format!(
+                    "token {:?} offers neither CKM_AES_GCM nor CKM_AES_KEY_WRAP_PAD to wrap keys",
+                    config.token
+                )));
+            }
+        };
+        let wrap_key = Pkcs11Custody::wrap_key(&anchor, &config.label, mechanism)?;
+        let other = match mechanism {
+            WrapMechanism::AesGcm => WrapMechanism::AesKwp,
+            WrapMechanism::AesKwp => WrapMechanism::AesGcm,
+        };
+        let other_key = find_one(
+            &anchor,
+            ObjectClass::SECRET_KEY,
+            &format!("{}-{}", config.label, other.suffix()),
+        )?;
         let ed25519 = Pkcs11Custody::ed25519_key(&anchor, &config.label)?;
         Ok(Self {
             ctx,
             slot,
             idle: Mutex::new(Vec::new()),
             anchor: Mutex::new(Some(anchor)),
+            mechanism,
             wrap_key,
+            other_key,
+            gcm,
             ed25519,
             resident: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Wraps `key` for `context` with the connection's mechanism.
+    fn wrap(&self, s: &Session, key: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        match self.mechanism {
+            WrapMechanism::AesGcm => gcm_encrypt(s, self.wrap_key, key, context),
+            WrapMechanism::AesKwp => kwp::wrap(s, self.wrap_key, key, context),
+        }
+    }
+
+    /// Unwraps what either mechanism wrapped, by its first byte, with the key of
+    /// that mechanism when the token holds one.
+    fn unwrap(&self, s: &Session, wrapped: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let key_for = |m: WrapMechanism| {
+            if m == self.mechanism {
+                Some(self.wrap_key)
+            } else {
+                self.other_key
+            }
+        };
+        let open = || Error::Envelope(fleetkey_crypto::Error::Open);
+        match wrapped.first() {
+            Some(&WRAP_GCM_V1) => {
+                let k = key_for(WrapMechanism::AesGcm).ok_or_else(open)?;
+                Ok(Zeroizing::new(gcm_decrypt(s, k, wrapped, context)?))
+            }
+            Some(&kwp::WRAP_KWP_V1) => {
+                let k = key_for(WrapMechanism::AesKwp).ok_or_else(open)?;
+                kwp::unwrap(s, k, wrapped, context)
+            }
+            _ => Err(open()),
+        }
     }
 
     /// Closes every session, then finalises the module, so that the next
@@ -394,13 +509,19 @@ impl Pkcs11Custody {
     /// Blocking: call it from a blocking context (see [`Pkcs11Custody::open`]).
     pub fn open_blocking(config: &Pkcs11Config) -> Result<Self> {
         let conn = Conn::open(config)?;
+        tracing::info!(
+            token = %config.token,
+            mechanism = conn.mechanism.name(),
+            "pkcs11 custody wraps data keys with {}",
+            conn.mechanism.name()
+        );
         let (seed, ed_public) = {
             let anchor = conn.anchor.lock();
             let s = anchor.as_ref().ok_or_else(|| {
                 Error::Internal("pkcs11: a new connection has its anchor session".into())
             })?;
             (
-                Self::mldsa_seed(s, conn.wrap_key, &config.label)?,
+                Self::mldsa_seed(&conn, s, &config.label)?,
                 Self::ed25519_public(s, &config.label)?,
             )
         };
@@ -427,18 +548,21 @@ impl Pkcs11Custody {
             .map_err(|e| Error::Internal(format!("pkcs11 open task: {e}")))?
     }
 
-    fn wrap_key(s: &Session, label: &str) -> Result<ObjectHandle> {
-        let label = format!("{label}-wrap");
+    fn wrap_key(s: &Session, label: &str, mechanism: WrapMechanism) -> Result<ObjectHandle> {
+        let label = format!("{label}-{}", mechanism.suffix());
         if let Some(k) = find_one(s, ObjectClass::SECRET_KEY, &label)? {
             return Ok(k);
         }
+        let gcm = mechanism == WrapMechanism::AesGcm;
         let template = [
             Attribute::Token(true),
             Attribute::Private(true),
             Attribute::Label(label.into_bytes()),
             Attribute::ValueLen(32.into()),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
+            Attribute::Encrypt(gcm),
+            Attribute::Decrypt(gcm),
+            Attribute::Wrap(!gcm),
+            Attribute::Unwrap(!gcm),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
         ];
@@ -488,7 +612,7 @@ impl Pkcs11Custody {
         }
     }
 
-    fn mldsa_seed(s: &Session, wrap_key: ObjectHandle, label: &str) -> Result<SecretBytes<32>> {
+    fn mldsa_seed(conn: &Conn, s: &Session, label: &str) -> Result<SecretBytes<32>> {
         let label = format!("{label}-ml-dsa-seed");
         if let Some(obj) = find_one(s, ObjectClass::DATA, &label)? {
             let attrs = s
@@ -499,11 +623,11 @@ impl Pkcs11Custody {
                     "the ML-DSA seed object is empty".into(),
                 ));
             };
-            let seed = Zeroizing::new(gcm_decrypt(s, wrap_key, wrapped, SEED_AAD.as_bytes())?);
+            let seed = conn.unwrap(s, wrapped, SEED_AAD.as_bytes())?;
             return Ok(SecretBytes::from_slice(&seed)?);
         }
         let seed = SecretBytes::<32>::random()?;
-        let wrapped = gcm_encrypt(s, wrap_key, seed.expose_secret(), SEED_AAD.as_bytes())?;
+        let wrapped = conn.wrap(s, seed.expose_secret(), SEED_AAD.as_bytes())?;
         s.create_object(&[
             Attribute::Class(ObjectClass::DATA),
             Attribute::Token(true),
@@ -531,7 +655,7 @@ impl Custody for Pkcs11Custody {
     async fn wrap(&self, key: &SecretBytes<32>, context: &str) -> Result<Vec<u8>> {
         let key = key.clone();
         let context = context.to_owned();
-        self.call(move |c, s| gcm_encrypt(s, c.wrap_key, key.expose_secret(), context.as_bytes()))
+        self.call(move |c, s| c.wrap(s, key.expose_secret(), context.as_bytes()))
             .await
     }
 
@@ -539,9 +663,8 @@ impl Custody for Pkcs11Custody {
         let wrapped = wrapped.to_vec();
         let context = context.to_owned();
         let pt = self
-            .call(move |c, s| gcm_decrypt(s, c.wrap_key, &wrapped, context.as_bytes()))
+            .call(move |c, s| c.unwrap(s, &wrapped, context.as_bytes()))
             .await?;
-        let pt = Zeroizing::new(pt);
         Ok(SecretBytes::from_slice(&pt)?)
     }
 

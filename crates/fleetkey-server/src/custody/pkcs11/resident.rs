@@ -107,6 +107,13 @@ impl Resident for Pkcs11Custody {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             this.0.pool.with(|c, s| {
+                if !c.gcm {
+                    return Err(Error::Invalid {
+                        what: "resident",
+                        why: "the token does not offer CKM_AES_GCM, which resident keyrings need"
+                            .into(),
+                    });
+                }
                 let h = s
                     .generate_key(&Mechanism::AesKeyGen, &template)
                     .map_err(|e| token_err("generate a resident key", e))?;
