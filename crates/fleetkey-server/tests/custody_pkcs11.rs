@@ -85,9 +85,9 @@ async fn the_token_wraps_signs_and_keeps_its_keys_across_restarts() {
     assert!(shown.contains("public_key_prefix"), "{shown}");
 }
 
-/// What the token holds: the wrapping key and the Ed25519 private key are
-/// sensitive and never extractable (the token refuses to give their values), and
-/// the ML-DSA seed object holds only a wrapped seed.
+/// What the token holds: the wrapping key, the Ed25519 private key and the
+/// derivation key are sensitive and never extractable (the token refuses to give
+/// their values), and no ML-DSA seed is stored.
 #[tokio::test]
 #[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
 async fn the_root_cannot_be_read_out_of_the_token() {
@@ -109,6 +109,7 @@ async fn the_root_cannot_be_read_out_of_the_token() {
     for (class, suffix) in [
         (ObjectClass::SECRET_KEY, "wrap"),
         (ObjectClass::PRIVATE_KEY, "ed25519"),
+        (ObjectClass::SECRET_KEY, "derive"),
     ] {
         let found = s
             .find_objects(&[
@@ -132,18 +133,14 @@ async fn the_root_cannot_be_read_out_of_the_token() {
             "{suffix}: {value:?}"
         );
     }
+    // The ML-DSA seed is derived in the token, never stored.
     let seed = s
         .find_objects(&[
             Attribute::Class(ObjectClass::DATA),
             Attribute::Label(format!("{label}-ml-dsa-seed").into_bytes()),
         ])
         .unwrap();
-    assert_eq!(seed.len(), 1);
-    let attrs = s.get_attributes(seed[0], &[AttributeType::Value]).unwrap();
-    let [Attribute::Value(v)] = attrs.as_slice() else {
-        panic!("{attrs:?}")
-    };
-    assert_eq!(v.len(), 1 + 12 + 32 + 16, "a wrapped seed, not a bare one");
+    assert!(seed.is_empty());
     drop(c);
 }
 
@@ -594,7 +591,7 @@ async fn aes_key_wrap_with_padding_when_chosen() {
     fleetkey_crypto::composite::verify(&pk, b"kwp", &sig).unwrap();
     drop(c);
     // Switched to AES-GCM: new wraps are GCM, the KWP ones still open, and the
-    // ML-DSA seed (wrapped with KWP at the first start) is the same.
+    // signing key is the same.
     let g = Pkcs11Custody::open(with(WrapMechanism::AesGcm))
         .await
         .unwrap();
@@ -609,4 +606,68 @@ async fn aes_key_wrap_with_padding_when_chosen() {
         .unwrap();
     let back = k.unwrap(&gcm, "keyring:payments/v1").await.unwrap();
     assert_eq!(back.expose_secret(), key.expose_secret());
+}
+
+/// The ML-DSA-65 seed is HKDF-Expand(`<label>-derive`, info, 32) computed by
+/// the token: with a derivation key of known value (made here before the first
+/// start), the service's public key is the one that seed gives. A token set up
+/// with a wrapped seed object keeps that seed.
+#[tokio::test]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn the_ml_dsa_seed_is_derived_in_the_token() {
+    use aws_lc_rs::hmac;
+    use fleetkey_crypto::mldsa::MlDsaSigner;
+    let label = common::unique("fk-h-");
+    let cfg = config(&label);
+    let ctx = Pkcs11::new(&cfg.module).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
+        .unwrap();
+    let s = ctx.open_rw_session(slot).unwrap();
+    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    let prk = [0x42u8; 32];
+    s.create_object(&[
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(cryptoki::object::KeyType::GENERIC_SECRET),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Label(format!("{label}-derive").into_bytes()),
+        Attribute::Value(prk.to_vec()),
+        Attribute::Sign(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+    ])
+    .unwrap();
+    let c = Pkcs11Custody::open(config(&label)).await.unwrap();
+    let t1 = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, &prk),
+        b"fleetkey custody pkcs11 ml-dsa-65 seed v1\x01",
+    );
+    let seed = SecretBytes::<32>::from_slice(t1.as_ref()).unwrap();
+    let expected = MlDsaSigner::from_seed(seed).unwrap().public_key();
+    assert_eq!(&c.public_key()[32..], &expected[..]);
+    // A token whose seed was stored wrapped (as before derivation) keeps it.
+    let legacy = common::unique("fk-l-");
+    let c = Pkcs11Custody::open(config(&legacy)).await.unwrap();
+    let seed = SecretBytes::<32>::random().unwrap();
+    let wrapped = c
+        .wrap(&seed, "fleetkey custody pkcs11 ml-dsa seed v1")
+        .await
+        .unwrap();
+    s.create_object(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Label(format!("{legacy}-ml-dsa-seed").into_bytes()),
+        Attribute::Value(wrapped),
+    ])
+    .unwrap();
+    drop(c);
+    let c = Pkcs11Custody::open(config(&legacy)).await.unwrap();
+    let expected = MlDsaSigner::from_seed(seed).unwrap().public_key();
+    assert_eq!(&c.public_key()[32..], &expected[..]);
 }

@@ -11,9 +11,11 @@
 //! * `<label>-ed25519`: the service's Ed25519 key pair (`CKM_EC_EDWARDS_KEY_PAIR_GEN`),
 //!   private half sensitive and not extractable; it signs in the token
 //!   (`CKM_EDDSA`), the classical half of the composite signature.
-//! * `<label>-ml-dsa-seed`: a private data object holding the ML-DSA-65 seed
-//!   wrapped as above (AAD `fleetkey custody pkcs11 ml-dsa seed v1`). No HSM here
-//!   does ML-DSA, so that half is unwrapped at start and signs in process memory.
+//! * `<label>-derive`: a 256-bit generic secret, sensitive, not extractable,
+//!   sign-only. The ML-DSA-65 seed is derived from it in the token (HKDF-Expand
+//!   with HMAC-SHA256 as the PRF): no HSM here does ML-DSA, so that half signs
+//!   in process memory. Tokens set up before kept their wrapped seed object
+//!   `<label>-ml-dsa-seed` (AAD `fleetkey custody pkcs11 ml-dsa seed v1`).
 //!
 //! Token calls block; they run on tokio's blocking pool over a pool of logged-in
 //! sessions (as many as `sessions` kept idle). A call that finds the token gone
@@ -21,17 +23,21 @@
 //! token found, logged in and its keys found again (at most once a second), so
 //! a token that goes away and comes back serves again without a restart.
 
+mod gcm;
 mod kwp;
+mod objects;
 mod resident;
+
+use gcm::{IV_LEN, WRAP_GCM_V1, gcm_decrypt, gcm_encrypt, gcm_open, gcm_seal};
+use objects::find_one;
 
 use super::{Custody, settings};
 use crate::error::{Error, Result};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
@@ -41,15 +47,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
-
-/// First byte of a token-wrapped key: the format (AES-256-GCM by the token).
-const WRAP_GCM_V1: u8 = 0x01;
-const IV_LEN: usize = 12;
-const TAG_LEN: usize = 16;
-const TAG_BITS: u64 = 128;
-const SEED_AAD: &str = "fleetkey custody pkcs11 ml-dsa seed v1";
-/// DER of the Ed25519 OID 1.3.101.112, the key pair's `CKA_EC_PARAMS` (RFC 8410).
-const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
 /// Where the token is and how to log in (`FLEETKEY_PKCS11_*`, docs/custody.md).
 #[derive(Clone)]
@@ -236,7 +233,7 @@ impl Conn {
                 )));
             }
         };
-        let wrap_key = Pkcs11Custody::wrap_key(&anchor, &config.label, mechanism)?;
+        let wrap_key = objects::wrap_key(&anchor, &config.label, mechanism)?;
         let other = match mechanism {
             WrapMechanism::AesGcm => WrapMechanism::AesKwp,
             WrapMechanism::AesKwp => WrapMechanism::AesGcm,
@@ -246,7 +243,7 @@ impl Conn {
             ObjectClass::SECRET_KEY,
             &format!("{}-{}", config.label, other.suffix()),
         )?;
-        let ed25519 = Pkcs11Custody::ed25519_key(&anchor, &config.label)?;
+        let ed25519 = objects::ed25519_key(&anchor, &config.label)?;
         Ok(Self {
             ctx,
             slot,
@@ -412,98 +409,6 @@ impl std::fmt::Debug for Pkcs11Custody {
     }
 }
 
-/// The one object of `class` labelled `label`, if any; several is an error.
-fn find_one(s: &Session, class: ObjectClass, label: &str) -> Result<Option<ObjectHandle>> {
-    let found = s
-        .find_objects(&[Attribute::Class(class), Attribute::Label(label.into())])
-        .map_err(|e| token_err("find objects", e))?;
-    match found.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(*one)),
-        _ => Err(Error::CustodyConfig(format!(
-            "the token holds {} objects labelled {label:?}; keep one",
-            found.len()
-        ))),
-    }
-}
-
-/// AES-256-GCM in the token under `key` with `iv` (a 128-bit tag): ciphertext ‖ tag.
-fn gcm_seal(
-    s: &Session,
-    key: ObjectHandle,
-    iv: &mut [u8; IV_LEN],
-    aad: &[u8],
-    pt: &[u8],
-) -> Result<Vec<u8>> {
-    let params = GcmParams::new(iv, aad, cryptoki::types::Ulong::from(TAG_BITS))
-        .map_err(|e| token_err("gcm parameters", e))?;
-    s.encrypt(&Mechanism::AesGcm(params), key, pt)
-        .map_err(|e| token_err("encrypt", e))
-}
-
-/// Reverses [`gcm_seal`]; a tag that does not verify is [`fleetkey_crypto::Error::Open`].
-fn gcm_open(
-    s: &Session,
-    key: ObjectHandle,
-    iv: &mut [u8; IV_LEN],
-    aad: &[u8],
-    ct: &[u8],
-) -> Result<Vec<u8>> {
-    let params = GcmParams::new(iv, aad, cryptoki::types::Ulong::from(TAG_BITS))
-        .map_err(|e| token_err("gcm parameters", e))?;
-    match s.decrypt(&Mechanism::AesGcm(params), key, ct) {
-        Ok(pt) => Ok(pt),
-        // The tag did not verify: tampered, another context or another key.
-        // PKCS#11 says CKR_ENCRYPTED_DATA_INVALID; SoftHSM2 2.6 answers
-        // CKR_GENERAL_ERROR. A token that is gone answers otherwise
-        // (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, …): unavailable.
-        Err(CkError::Pkcs11(
-            RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange | RvError::GeneralError,
-            _,
-        )) => Err(Error::Envelope(fleetkey_crypto::Error::Open)),
-        Err(e) => Err(token_err("decrypt", e)),
-    }
-}
-
-fn gcm_encrypt(s: &Session, key: ObjectHandle, pt: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-    let mut iv: [u8; IV_LEN] = fleetkey_crypto::rand::array()?;
-    let ct = gcm_seal(s, key, &mut iv, aad, pt)?;
-    let mut out = Vec::with_capacity(1 + IV_LEN + ct.len());
-    out.push(WRAP_GCM_V1);
-    out.extend_from_slice(&iv);
-    out.extend_from_slice(&ct);
-    Ok(out)
-}
-
-fn gcm_decrypt(s: &Session, key: ObjectHandle, wrapped: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-    let open = || Error::Envelope(fleetkey_crypto::Error::Open);
-    let Some((&WRAP_GCM_V1, rest)) = wrapped.split_first() else {
-        return Err(open());
-    };
-    if rest.len() < IV_LEN + TAG_LEN || rest.len() > IV_LEN + TAG_LEN + 1024 {
-        return Err(open());
-    }
-    let (iv, ct) = rest.split_at(IV_LEN);
-    let mut iv: [u8; IV_LEN] = iv.try_into().map_err(|_| open())?;
-    gcm_open(s, key, &mut iv, aad, ct)
-}
-
-/// The 32-byte Ed25519 public key from `CKA_EC_POINT` (a DER OCTET STRING, or
-/// raw as some tokens give it).
-fn ed25519_point(raw: &[u8]) -> Result<[u8; 32]> {
-    let key = match raw {
-        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
-        k if k.len() == 32 => k,
-        _ => {
-            return Err(Error::CustodyConfig(
-                "the token's Ed25519 public key is not 32 bytes".into(),
-            ));
-        }
-    };
-    key.try_into()
-        .map_err(|_| Error::CustodyConfig("Ed25519 public key".into()))
-}
-
 impl Pkcs11Custody {
     /// Opens the token, logs in, and finds fleetkey's objects or makes them.
     /// Blocking: call it from a blocking context (see [`Pkcs11Custody::open`]).
@@ -521,8 +426,8 @@ impl Pkcs11Custody {
                 Error::Internal("pkcs11: a new connection has its anchor session".into())
             })?;
             (
-                Self::mldsa_seed(&conn, s, &config.label)?,
-                Self::ed25519_public(s, &config.label)?,
+                objects::mldsa_seed(&conn, s, &config.label)?,
+                objects::ed25519_public(s, &config.label)?,
             )
         };
         let mldsa = MlDsaSigner::from_seed(seed)?;
@@ -546,97 +451,6 @@ impl Pkcs11Custody {
         tokio::task::spawn_blocking(move || Self::open_blocking(&config))
             .await
             .map_err(|e| Error::Internal(format!("pkcs11 open task: {e}")))?
-    }
-
-    fn wrap_key(s: &Session, label: &str, mechanism: WrapMechanism) -> Result<ObjectHandle> {
-        let label = format!("{label}-{}", mechanism.suffix());
-        if let Some(k) = find_one(s, ObjectClass::SECRET_KEY, &label)? {
-            return Ok(k);
-        }
-        let gcm = mechanism == WrapMechanism::AesGcm;
-        let template = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Label(label.into_bytes()),
-            Attribute::ValueLen(32.into()),
-            Attribute::Encrypt(gcm),
-            Attribute::Decrypt(gcm),
-            Attribute::Wrap(!gcm),
-            Attribute::Unwrap(!gcm),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-        ];
-        s.generate_key(&Mechanism::AesKeyGen, &template)
-            .map_err(|e| token_err("generate the wrapping key", e))
-    }
-
-    fn ed25519_key(s: &Session, label: &str) -> Result<ObjectHandle> {
-        let label = format!("{label}-ed25519");
-        if let Some(k) = find_one(s, ObjectClass::PRIVATE_KEY, &label)? {
-            return Ok(k);
-        }
-        let public = [
-            Attribute::Token(true),
-            Attribute::Label(label.clone().into_bytes()),
-            Attribute::KeyType(KeyType::EC_EDWARDS),
-            Attribute::EcParams(ED25519_PARAMS.to_vec()),
-            Attribute::Verify(true),
-        ];
-        let private = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Label(label.into_bytes()),
-            Attribute::Sign(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-        ];
-        let (_, k) = s
-            .generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public, &private)
-            .map_err(|e| token_err("generate the Ed25519 key", e))?;
-        Ok(k)
-    }
-
-    fn ed25519_public(s: &Session, label: &str) -> Result<[u8; 32]> {
-        let label = format!("{label}-ed25519");
-        let k = find_one(s, ObjectClass::PUBLIC_KEY, &label)?.ok_or_else(|| {
-            Error::CustodyConfig(format!("the token has no public key labelled {label:?}"))
-        })?;
-        let attrs = s
-            .get_attributes(k, &[AttributeType::EcPoint])
-            .map_err(|e| token_err("read the Ed25519 public key", e))?;
-        match attrs.as_slice() {
-            [Attribute::EcPoint(p)] => ed25519_point(p),
-            _ => Err(Error::CustodyConfig(
-                "the token gave no CKA_EC_POINT for the Ed25519 key".into(),
-            )),
-        }
-    }
-
-    fn mldsa_seed(conn: &Conn, s: &Session, label: &str) -> Result<SecretBytes<32>> {
-        let label = format!("{label}-ml-dsa-seed");
-        if let Some(obj) = find_one(s, ObjectClass::DATA, &label)? {
-            let attrs = s
-                .get_attributes(obj, &[AttributeType::Value])
-                .map_err(|e| token_err("read the ML-DSA seed", e))?;
-            let [Attribute::Value(wrapped)] = attrs.as_slice() else {
-                return Err(Error::CustodyConfig(
-                    "the ML-DSA seed object is empty".into(),
-                ));
-            };
-            let seed = conn.unwrap(s, wrapped, SEED_AAD.as_bytes())?;
-            return Ok(SecretBytes::from_slice(&seed)?);
-        }
-        let seed = SecretBytes::<32>::random()?;
-        let wrapped = conn.wrap(s, seed.expose_secret(), SEED_AAD.as_bytes())?;
-        s.create_object(&[
-            Attribute::Class(ObjectClass::DATA),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Label(label.into_bytes()),
-            Attribute::Value(wrapped),
-        ])
-        .map_err(|e| token_err("store the wrapped ML-DSA seed", e))?;
-        Ok(seed)
     }
 
     async fn call<T: Send + 'static>(
