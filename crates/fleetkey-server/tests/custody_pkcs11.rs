@@ -31,6 +31,23 @@ fn config(label: &str) -> Pkcs11Config {
     }
 }
 
+/// A read-write session of this process to the test token, logged in (the
+/// module may be initialised and the application logged in by a custody in
+/// this process already: a login is per application).
+fn token_session(cfg: &Pkcs11Config) -> cryptoki::session::Session {
+    let ctx = Pkcs11::new(&cfg.module).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
+        .unwrap();
+    let s = ctx.open_rw_session(slot).unwrap();
+    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    s
+}
+
 fn is_open_refusal(e: &Error) -> bool {
     matches!(e, Error::Envelope(fleetkey_crypto::Error::Open))
 }
@@ -94,18 +111,7 @@ async fn the_root_cannot_be_read_out_of_the_token() {
     let label = common::unique("fk-b-");
     let c = Pkcs11Custody::open(config(&label)).await.unwrap();
     let cfg = config(&label);
-    let ctx = Pkcs11::new(&cfg.module).unwrap();
-    // The custody above initialised the module in this process already.
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
-        .unwrap();
-    let s = ctx.open_ro_session(slot).unwrap();
-    // Logged in already, by the custody's session (a login is per application).
-    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    let s = token_session(&cfg);
     for (class, suffix) in [
         (ObjectClass::SECRET_KEY, "wrap"),
         (ObjectClass::PRIVATE_KEY, "ed25519"),
@@ -274,16 +280,7 @@ async fn resident_keys_seal_in_the_token_and_never_leave_it() {
     }
     // In the token: sensitive, not extractable, its value never given out.
     let cfg = config(&label);
-    let ctx = Pkcs11::new(&cfg.module).unwrap();
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
-        .unwrap();
-    let s = ctx.open_ro_session(slot).unwrap();
-    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    let s = token_session(&cfg);
     let found = s
         .find_objects(&[
             Attribute::Class(ObjectClass::SECRET_KEY),
@@ -343,16 +340,7 @@ async fn local_custody_holds_no_resident_keys() {
 /// The labels of fleetkey's resident keys in the token under `prefix`.
 fn resident_labels(prefix: &str) -> Vec<String> {
     let cfg = config(prefix);
-    let ctx = Pkcs11::new(&cfg.module).unwrap();
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
-        .unwrap();
-    let s = ctx.open_ro_session(slot).unwrap();
-    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    let s = token_session(&cfg);
     let mut out = Vec::new();
     for h in s
         .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
@@ -619,16 +607,7 @@ async fn the_ml_dsa_seed_is_derived_in_the_token() {
     use fleetkey_crypto::mldsa::MlDsaSigner;
     let label = common::unique("fk-h-");
     let cfg = config(&label);
-    let ctx = Pkcs11::new(&cfg.module).unwrap();
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == cfg.token)
-        .unwrap();
-    let s = ctx.open_rw_session(slot).unwrap();
-    let _ = s.login(UserType::User, Some(&AuthPin::new(cfg.pin.as_str().into())));
+    let s = token_session(&cfg);
     let prk = [0x42u8; 32];
     s.create_object(&[
         Attribute::Class(ObjectClass::SECRET_KEY),

@@ -65,13 +65,7 @@ fn serve_then_local(
         .trim()
         .to_owned();
     let addr = server.addr();
-    let client = |args: &[&str]| {
-        let mut c = Command::cargo_bin("fleetkey").unwrap();
-        c.env("FLEETKEY_ADDR", &addr)
-            .env("FLEETKEY_TOKEN", &token)
-            .args(args);
-        c
-    };
+    let client = |args: &[&str]| remote(&addr, &token, args);
     client(&["keys", "create", "web"]).assert().success();
     let sealed = client(&["keys", "seal", "web"])
         .write_stdin("held elsewhere")
@@ -96,6 +90,15 @@ fn serve_then_local(
         .success()
         .stdout("held elsewhere");
     (log, sealed)
+}
+
+/// A CLI command against the server at `addr` with `token`.
+fn remote(addr: &str, token: &str, args: &[&str]) -> Command {
+    let mut c = Command::cargo_bin("fleetkey").unwrap();
+    c.env("FLEETKEY_ADDR", addr)
+        .env("FLEETKEY_TOKEN", token)
+        .args(args);
+    c
 }
 
 /// A local admin command on `data` with custody from `env`.
@@ -243,13 +246,7 @@ fn a_pkcs11_token_that_goes_away_and_comes_back() {
     let server = Server::start_with(dir.path(), &env);
     let token = Server::admin_token(dir.path());
     let addr = server.addr();
-    let client = |args: &[&str]| {
-        let mut c = Command::cargo_bin("fleetkey").unwrap();
-        c.env("FLEETKEY_ADDR", &addr)
-            .env("FLEETKEY_TOKEN", &token)
-            .args(args);
-        c
-    };
+    let client = |args: &[&str]| remote(&addr, &token, args);
     client(&["keys", "create", "warm"]).assert().success();
     let sealed = client(&["keys", "seal", "warm"])
         .write_stdin("before")
@@ -539,13 +536,7 @@ fn three_instances_on_postgres_share_one_root_in_a_pkcs11_token() {
         .unwrap()
         .trim()
         .to_owned();
-    let client = |s: &Server, args: &[&str]| {
-        let mut c = Command::cargo_bin("fleetkey").unwrap();
-        c.env("FLEETKEY_ADDR", s.addr())
-            .env("FLEETKEY_TOKEN", &token)
-            .args(args);
-        c
-    };
+    let client = |s: &Server, args: &[&str]| remote(&s.addr(), &token, args);
     client(&servers[0].0, &["keys", "create", "pay"])
         .assert()
         .success();

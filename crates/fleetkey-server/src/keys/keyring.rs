@@ -589,19 +589,27 @@ impl Keyring {
         if meta.record.resident {
             return Err(resident_refusal("this operation"));
         }
-        let rec = meta
-            .versions
-            .get(&version)
-            .ok_or_else(|| Error::UnknownVersion {
-                keyring: self.name.clone(),
-                version,
-            })?;
+        let rec = self.version_record(&meta, version)?;
         let raw = self
             .shared
             .custody
             .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
             .await?;
         Ok((meta.record.algorithm, raw))
+    }
+
+    /// `version`'s record in `meta`, or why there is none.
+    pub(super) fn version_record<'m>(
+        &self,
+        meta: &'m Meta,
+        version: u32,
+    ) -> Result<&'m VersionRecord> {
+        meta.versions
+            .get(&version)
+            .ok_or_else(|| Error::UnknownVersion {
+                keyring: self.name.clone(),
+                version,
+            })
     }
 
     /// The newest version this instance knows of.

@@ -102,13 +102,7 @@ impl Keyring {
                 version,
             )));
         }
-        let rec = meta
-            .versions
-            .get(&version)
-            .ok_or_else(|| Error::UnknownVersion {
-                keyring: self.name.clone(),
-                version,
-            })?;
+        let rec = self.version_record(&meta, version)?;
         Ok(VersionSealer::Resident {
             reference: Arc::from(rec.wrapped_key.as_slice()),
             key_id: self.key_id,
@@ -157,13 +151,9 @@ impl Keyring {
         let (nonce, head, ct) = single::external_parts(header, envelope, header_len)?;
         let reference = {
             let meta = self.meta.load();
-            meta.versions
-                .get(&header.key_version)
-                .map(|v| v.wrapped_key.clone())
-                .ok_or_else(|| Error::UnknownVersion {
-                    keyring: self.name.clone(),
-                    version: header.key_version,
-                })?
+            self.version_record(&meta, header.key_version)?
+                .wrapped_key
+                .clone()
         };
         let full_aad = [head, aad].concat();
         resident_keys(self.shared.custody.as_ref())?

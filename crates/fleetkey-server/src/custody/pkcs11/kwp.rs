@@ -30,18 +30,25 @@ fn binding(context: &[u8]) -> aws_lc_rs::digest::Digest {
     d.finish()
 }
 
-/// A session object holding `material`, for the token to wrap.
-fn material_object(s: &Session, material: &[u8]) -> Result<ObjectHandle> {
-    s.create_object(&[
+/// The attributes of the session object the material passes through: a
+/// generic secret, not on the token, readable so it can come back out.
+fn passing_through() -> Vec<Attribute> {
+    vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::GENERIC_SECRET),
         Attribute::Token(false),
         Attribute::Private(true),
         Attribute::Sensitive(false),
         Attribute::Extractable(true),
-        Attribute::Value(material.to_vec()),
-    ])
-    .map_err(|e| token_err("create a session object to wrap", e))
+    ]
+}
+
+/// A session object holding `material`, for the token to wrap.
+fn material_object(s: &Session, material: &[u8]) -> Result<ObjectHandle> {
+    let mut template = passing_through();
+    template.push(Attribute::Value(material.to_vec()));
+    s.create_object(&template)
+        .map_err(|e| token_err("create a session object to wrap", e))
 }
 
 /// Wraps `key` for `context` under `kek` (a key with `CKA_WRAP`).
@@ -79,15 +86,7 @@ pub(super) fn unwrap(
     if body.len() < 16 || body.len() > MAX_KEY + BINDING_LEN + 8 || body.len() % 8 != 0 {
         return Err(open());
     }
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::GENERIC_SECRET),
-        Attribute::Token(false),
-        Attribute::Private(true),
-        Attribute::Sensitive(false),
-        Attribute::Extractable(true),
-    ];
-    let obj = match s.unwrap_key(&Mechanism::AesKeyWrapPad, kek, body, &template) {
+    let obj = match s.unwrap_key(&Mechanism::AesKeyWrapPad, kek, body, &passing_through()) {
         Ok(obj) => obj,
         // The integrity check failed: tampered or another key. SoftHSM2 2.6
         // answers CKR_GENERAL_ERROR for it.
