@@ -650,3 +650,41 @@ async fn the_ml_dsa_seed_is_derived_in_the_token() {
     let expected = MlDsaSigner::from_seed(seed).unwrap().public_key();
     assert_eq!(&c.public_key()[32..], &expected[..]);
 }
+
+/// Many calls at once on a pool of two sessions: each waits for one of them
+/// (SoftHSM2 reports no session counts, so the cap itself is not observed
+/// here), none is refused or taken for a lost token, and every one succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs SoftHSM2 and FLEETKEY_TEST_PKCS11_* (.ci/run sets them)"]
+async fn a_small_session_pool_serves_many_calls_at_once() {
+    let label = common::unique("fk-p-");
+    let cfg = Pkcs11Config {
+        sessions: 2,
+        ..config(&label)
+    };
+    let c = Arc::new(Pkcs11Custody::open(cfg).await.unwrap());
+    let r = c.resident().unwrap();
+    let reference = Arc::new(r.generate("keyring:busy/v1").await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..24u8 {
+        let c = c.clone();
+        let reference = reference.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = c.resident().unwrap();
+            for j in 0..10u8 {
+                let nonce = [i, j, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+                let ct = r.seal(&reference, nonce, b"", &[i; 64]).await.unwrap();
+                assert_eq!(r.open(&reference, nonce, b"", &ct).await.unwrap(), [i; 64]);
+                let key = SecretBytes::<32>::random().unwrap();
+                let w = c.wrap(&key, "ctx").await.unwrap();
+                assert_eq!(
+                    c.unwrap(&w, "ctx").await.unwrap().expose_secret(),
+                    key.expose_secret()
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}

@@ -39,7 +39,7 @@ use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
-use cryptoki::slot::Slot;
+use cryptoki::slot::{Limit, Slot};
 use cryptoki::types::AuthPin;
 use fleetkey_crypto::{composite, ed25519, mldsa::MlDsaSigner, secret::SecretBytes};
 use parking_lot::{Mutex, RwLock};
@@ -59,7 +59,8 @@ pub struct Pkcs11Config {
     pub pin: Zeroizing<String>,
     /// Prefix of the labels of fleetkey's objects in the token (default `fleetkey`).
     pub label: String,
-    /// Sessions kept open (default 4).
+    /// Sessions open for calls at most, kept open between calls (default 4;
+    /// never more than the token allows).
     pub sessions: usize,
     /// How data keys are wrapped (`FLEETKEY_PKCS11_WRAP`: `aes-gcm`, `aes-kwp`,
     /// or `auto`, the default, as `None`: AES-GCM when the token has it).
@@ -171,6 +172,23 @@ struct Conn {
     /// Handles of resident keys found so far, by label (handles belong to one
     /// connection: a reconnection starts empty).
     resident: Mutex<std::collections::HashMap<String, ObjectHandle>>,
+    /// Sessions open for calls at most (`FLEETKEY_PKCS11_SESSIONS`, never more
+    /// than the token allows one application beside the anchor session).
+    sessions: usize,
+}
+
+/// How long a call waits for one of the pool's sessions before it is refused.
+const SESSION_WAIT: Duration = Duration::from_secs(5);
+
+/// One of the pool's sessions taken by a call; given back on drop.
+struct SessionSlot<'a>(&'a Pool);
+
+impl Drop for SessionSlot<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.in_use.lock();
+        *n = n.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
 }
 
 /// Logs the application in (a session of an application logged in already is).
@@ -244,6 +262,20 @@ impl Conn {
             &format!("{}-{}", config.label, other.suffix()),
         )?;
         let ed25519 = objects::ed25519_key(&anchor, &config.label)?;
+        let sessions = match ctx.get_token_info(slot).map(|t| t.max_rw_session_count()) {
+            Ok(Limit::Max(n)) => config
+                .sessions
+                .min(usize::try_from(n.saturating_sub(1)).unwrap_or(usize::MAX))
+                .max(1),
+            _ => config.sessions,
+        };
+        if sessions < config.sessions {
+            tracing::warn!(
+                token = %config.token,
+                sessions,
+                "FLEETKEY_PKCS11_SESSIONS is more than the token allows; using its limit"
+            );
+        }
         Ok(Self {
             ctx,
             slot,
@@ -255,6 +287,7 @@ impl Conn {
             gcm,
             ed25519,
             resident: Mutex::new(std::collections::HashMap::new()),
+            sessions,
         })
     }
 
@@ -308,6 +341,11 @@ struct Pool {
     /// No reconnection attempt before this instant (one a second at most while
     /// the token is gone, so calls fail fast).
     next_attempt: Mutex<Instant>,
+    /// Calls in flight (each on its own session), and the signal that one ended.
+    in_use: Mutex<usize>,
+    freed: parking_lot::Condvar,
+    /// Calls in flight at most: the connection's session limit.
+    limit: std::sync::atomic::AtomicUsize,
 }
 
 /// How often a lost token is looked for again.
@@ -318,6 +356,9 @@ impl Pool {
     /// failure other than a refusal), the connection is dropped and opened again
     /// (at most once a second) and the call made once more on the new one.
     fn with<T>(&self, f: impl Fn(&Conn, &Session) -> Result<T>) -> Result<T> {
+        // A pool whose sessions are all busy is not a lost token: wait here,
+        // before any call that could lead to a reconnection.
+        let _slot = self.take_slot()?;
         match self.try_with(&f) {
             Err(Error::CustodyUnavailable(first)) => {
                 if self.reconnect().is_err() {
@@ -354,11 +395,30 @@ impl Pool {
         let r = f(conn, &s);
         if !matches!(r, Err(Error::CustodyUnavailable(_))) {
             let mut idle = conn.idle.lock();
-            if idle.len() < self.config.sessions {
+            if idle.len() < conn.sessions {
                 idle.push(s);
             }
         }
         r
+    }
+
+    /// Takes one of the pool's sessions, waiting up to [`SESSION_WAIT`] while
+    /// all are in use.
+    fn take_slot(&self) -> Result<SessionSlot<'_>> {
+        let limit = || self.limit.load(std::sync::atomic::Ordering::Relaxed);
+        let mut n = self.in_use.lock();
+        let deadline = Instant::now() + SESSION_WAIT;
+        while *n >= limit() {
+            if self.freed.wait_until(&mut n, deadline).timed_out() && *n >= limit() {
+                return Err(Error::CustodyUnavailable(format!(
+                    "pkcs11: all {} sessions stayed busy for {} s (FLEETKEY_PKCS11_SESSIONS)",
+                    limit(),
+                    SESSION_WAIT.as_secs()
+                )));
+            }
+        }
+        *n += 1;
+        Ok(SessionSlot(self))
     }
 
     /// Drops the connection and opens a new one, unless an attempt was made
@@ -381,6 +441,8 @@ impl Pool {
             other => other,
         })?;
         tracing::info!(token = %self.config.token, "pkcs11 token connected again");
+        self.limit
+            .store(fresh.sessions, std::sync::atomic::Ordering::Relaxed);
         *conn = Some(fresh);
         Ok(())
     }
@@ -435,8 +497,11 @@ impl Pkcs11Custody {
         public_key.extend_from_slice(&mldsa.public_key());
         let pool = Pool {
             config: config.clone(),
+            limit: std::sync::atomic::AtomicUsize::new(conn.sessions),
             conn: RwLock::new(Some(conn)),
             next_attempt: Mutex::new(Instant::now()),
+            in_use: Mutex::new(0),
+            freed: parking_lot::Condvar::new(),
         };
         Ok(Self(Arc::new(Inner {
             pool,
