@@ -81,6 +81,10 @@ pub enum Error {
     /// service.
     #[error("keyring {0:?} is not exportable (chosen at creation, never changed)")]
     NotExportable(String),
+    /// The configured custody cannot do what was asked (resident keyrings need
+    /// an HSM that keeps keys: `FLEETKEY_CUSTODY=pkcs11` with AES-GCM).
+    #[error("{0}")]
+    CustodyUnsupported(String),
     /// Imported key material was refused: not an envelope, sealed to another or
     /// an expired import recipient, bound to another keyring, tampered, or not 32
     /// bytes. Fetch the import recipient again and seal as documented.

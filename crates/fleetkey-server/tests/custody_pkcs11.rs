@@ -530,7 +530,7 @@ async fn local_custody_refuses_resident_keyrings() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, Error::Invalid { why, .. } if why.contains("local custody cannot hold resident keys")),
+        matches!(&e, Error::CustodyUnsupported(m) if m.contains("local custody cannot hold resident keys")),
         "{e}"
     );
 }

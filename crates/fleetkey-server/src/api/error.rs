@@ -35,6 +35,7 @@ pub const CODES: &[&str] = &[
     "keyring_pending_deletion",
     "keyring_deleted",
     "not_exportable",
+    "custody_unsupported",
     "import_refused",
     "claim_refused",
     "invalid_config",
@@ -163,6 +164,7 @@ impl From<Error> for ApiError {
                 Self::new(s, "wrong_key_type", e.to_string())
             }
             Error::NotExportable(_) => Self::new(s, "not_exportable", e.to_string()),
+            Error::CustodyUnsupported(_) => Self::new(s, "custody_unsupported", e.to_string()),
             Error::ImportRefused(_) => Self::new(s, "import_refused", e.to_string()),
             Error::KeyringUnusable { state, .. } => {
                 use crate::store::KeyringState as K;

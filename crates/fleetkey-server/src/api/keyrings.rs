@@ -205,7 +205,8 @@ pub struct KeyringList {
 /// Create a keyring.
 #[utoipa::path(post, path = "/v1/keyrings", tag = "keyrings", request_body = CreateKeyringRequest,
     responses((status = 201, body = KeyringInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, description = "custody_unsupported: resident keyrings need PKCS#11 custody", body = ErrorBody)),
     security(("bearer" = ["keys:manage"])))]
 pub(super) async fn create_keyring(
     State(st): St,

@@ -315,6 +315,21 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
             "then": { "required": ["algorithm"], "properties": { "algorithm": { "const": "aes-256-gcm-siv" } } },
         }),
     ));
+    // A resident keyring is AES-256-GCM (the default type), never exportable or
+    // convergent. Whether custody can hold it is the server's to say (422).
+    rows.push((
+        "CreateKeyringRequest",
+        "",
+        // (under allOf: the convergent rule above holds the schema's own if/then)
+        json!({ "allOf": [{
+            "if": { "required": ["resident"], "properties": { "resident": { "const": true } } },
+            "then": { "properties": {
+                "algorithm": { "enum": ["aes-256-gcm", null] },
+                "exportable": { "not": { "const": true } },
+                "convergent": { "not": { "const": true } },
+            } },
+        }] }),
+    ));
     rows.push(("ImportRequest", "ciphertext", base64_any(4096 / 3 * 4 + 4)));
     rows.push((
         "ExportRequest",

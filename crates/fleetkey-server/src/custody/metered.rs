@@ -142,5 +142,5 @@ impl Resident for Metered {
 }
 
 fn no_resident(backend: &str) -> Error {
-    Error::CustodyConfig(format!("{backend} custody cannot hold resident keys"))
+    Error::CustodyUnsupported(format!("{backend} custody cannot hold resident keys"))
 }

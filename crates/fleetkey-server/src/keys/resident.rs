@@ -55,12 +55,11 @@ pub(super) fn resident_refusal(what: &str) -> Error {
 
 /// Custody's resident keys, or why this custody has none.
 pub(super) fn resident_keys(custody: &dyn Custody) -> Result<&dyn Resident> {
-    custody.resident().ok_or_else(|| Error::Invalid {
-        what: "resident",
-        why: format!(
+    custody.resident().ok_or_else(|| {
+        Error::CustodyUnsupported(format!(
             "{} custody cannot hold resident keys; resident keyrings need FLEETKEY_CUSTODY=pkcs11",
             custody.backend()
-        ),
+        ))
     })
 }
 

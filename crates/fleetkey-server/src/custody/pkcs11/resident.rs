@@ -108,11 +108,9 @@ impl Resident for Pkcs11Custody {
         tokio::task::spawn_blocking(move || {
             this.0.pool.with(|c, s| {
                 if !c.gcm {
-                    return Err(Error::Invalid {
-                        what: "resident",
-                        why: "the token does not offer CKM_AES_GCM, which resident keyrings need"
-                            .into(),
-                    });
+                    return Err(Error::CustodyUnsupported(
+                        "the token does not offer CKM_AES_GCM, which resident keyrings need".into(),
+                    ));
                 }
                 let h = s
                     .generate_key(&Mechanism::AesKeyGen, &template)
