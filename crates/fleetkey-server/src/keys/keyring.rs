@@ -330,13 +330,17 @@ impl Keyring {
                 .await;
         }
         let nonce = nonce::nonce(&p.block.instance, counter);
-        match &p.sealer {
-            VersionSealer::Memory(s) => Ok(s.seal(nonce, plaintext, aad)?),
-            VersionSealer::Resident { .. } => {
-                let p = arc_swap::Guard::into_inner(p);
-                self.seal_with(&p, nonce, plaintext, aad).await
-            }
-        }
+        let (reference, key_id, version) = match &p.sealer {
+            VersionSealer::Memory(s) => return Ok(s.seal(nonce, plaintext, aad)?),
+            VersionSealer::Resident {
+                reference,
+                key_id,
+                version,
+            } => (reference.clone(), *key_id, *version),
+        };
+        drop(p);
+        self.seal_resident(&reference, &key_id, version, nonce, plaintext, aad)
+            .await
     }
 
     pub(super) fn age_due(&self, p: &Primary) -> bool {

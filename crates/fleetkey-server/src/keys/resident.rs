@@ -9,7 +9,6 @@
 //! imported; they fail closed: without the token nothing seals or opens.
 
 use super::Keyring;
-use super::keyring::Primary;
 use crate::custody::{Custody, Resident};
 use crate::error::{Error, Result};
 use crate::key_type::KeyType;
@@ -109,31 +108,24 @@ impl Keyring {
         })
     }
 
-    /// Seals with primary `p` under `nonce` (a use already taken).
-    pub(super) async fn seal_with(
+    /// Seals in custody's token with the version key named by `reference`
+    /// under `nonce` (a use already taken): an fk1 mode-1 envelope.
+    pub(super) async fn seal_resident(
         &self,
-        p: &Primary,
+        reference: &[u8],
+        key_id: &KeyId,
+        version: u32,
         nonce: [u8; NONCE_LEN],
         plaintext: &[u8],
         aad: &[u8],
     ) -> Result<Vec<u8>> {
-        match &p.sealer {
-            VersionSealer::Memory(s) => Ok(s.seal(nonce, plaintext, aad)?),
-            VersionSealer::Resident {
-                reference,
-                key_id,
-                version,
-            } => {
-                let mut out =
-                    single::external_header(Algorithm::Aes256Gcm, key_id, *version, nonce);
-                let full_aad = [&out[..], aad].concat();
-                let ct = resident_keys(self.shared.custody.as_ref())?
-                    .seal(reference, nonce, &full_aad, plaintext)
-                    .await?;
-                out.extend_from_slice(&ct);
-                Ok(out)
-            }
-        }
+        let mut out = single::external_header(Algorithm::Aes256Gcm, key_id, version, nonce);
+        let full_aad = [&out[..], aad].concat();
+        let ct = resident_keys(self.shared.custody.as_ref())?
+            .seal(reference, nonce, &full_aad, plaintext)
+            .await?;
+        out.extend_from_slice(&ct);
+        Ok(out)
     }
 
     /// Opens a resident keyring's envelope (header parsed and checked) in the token.
