@@ -107,7 +107,16 @@ pub enum CustodySource {
 impl CustodySource {
     /// From `FLEETKEY_CUSTODY`; for local custody, the KEK from `local_kek`.
     pub fn from_env(local_kek: impl FnOnce() -> CliResult<KekSource>) -> CliResult<Self> {
-        match Backend::from_env().map_err(service_error)? {
+        Self::for_backend(Backend::from_env().map_err(service_error)?, local_kek)
+    }
+
+    /// `backend`'s settings from the environment; for local custody, the KEK
+    /// from `local_kek`.
+    pub fn for_backend(
+        backend: Backend,
+        local_kek: impl FnOnce() -> CliResult<KekSource>,
+    ) -> CliResult<Self> {
+        match backend {
             Backend::Local => Ok(Self::Local(local_kek()?)),
             Backend::Pkcs11 => Ok(Self::Pkcs11(
                 Pkcs11Config::from_env().map_err(service_error)?,
@@ -145,7 +154,7 @@ pub async fn open_parts(dir: &Path) -> CliResult<(Arc<SqliteStore>, Arc<dyn Cust
     let source = CustodySource::from_env(|| KekSource::from_env().map_err(service_error))?;
     let store = open_store(dir).await?;
     let custody = open_custody(dir, source).await?;
-    fleetkey_server::store::refuse_other_custody(store.as_ref(), &custody.public_key())
+    fleetkey_server::store::refuse_other_custody(store.as_ref(), custody.as_ref())
         .await
         .map_err(service_error)?;
     Ok((store, custody))

@@ -58,15 +58,40 @@ pub(super) async fn audit_page(
     }))
 }
 
-/// Sign the audit head now and return the checkpoint.
-#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+/// Which checkpoint to return.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointQuery {
+    /// Instead of signing the head now, the oldest stored checkpoint at or
+    /// after this entry (the one that hands signing over after a custody move).
+    pub covering: Option<u64>,
+}
+
+/// Sign the audit head now and return the checkpoint (or, with `covering`,
+/// return a stored one).
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit", params(CheckpointQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = ["audit:read"])))]
 pub(super) async fn audit_checkpoint(
     State(st): St,
     Extension(p): Extension<Principal>,
+    ApiQuery(q): ApiQuery<CheckpointQuery>,
 ) -> ApiResult<Json<crate::audit::Checkpoint>> {
     p.require("audit:read")?;
+    if let Some(seq) = q.covering {
+        if i64::try_from(seq).is_err() {
+            return Err(ApiError::malformed("covering must be at most 2^63 - 1"));
+        }
+        return match st.keys.checkpoint_covering(seq).await? {
+            Some(c) => Ok(Json(c)),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no checkpoint covers that entry yet",
+            )),
+        };
+    }
     match st.keys.checkpoint().await? {
         Some(c) => Ok(Json(c)),
         None => Err(ApiError::new(

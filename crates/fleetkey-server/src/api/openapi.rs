@@ -367,6 +367,7 @@ fn query_table() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         ("/v1/audit", "limit", range(1, 1000)),
         ("/v1/audit", "after", range(0, i64::MAX)),
+        ("/v1/audit/checkpoint", "covering", range(0, i64::MAX)),
         ("/v1/fleets/{fleet}/devices", "limit", range(1, 1000)),
         (
             "/v1/keyrings/{name}/public-key",

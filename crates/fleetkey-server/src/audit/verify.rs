@@ -67,7 +67,11 @@ pub enum Verdict {
 /// Longest accepted export line.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Verifies an export read line by line from `lines`.
+/// Verifies an export read line by line from `lines`, starting with
+/// `public_key`. An entry of a custody move ([`super::HANDOVER_ACTIONS`]) names
+/// the next key in `details.to_public_key`; the first checkpoint covering it
+/// must verify with the current key, and from then on checkpoints verify with
+/// the named one (a chain of trust from the key you hold).
 pub fn verify_export<I, S>(lines: I, public_key: &[u8]) -> Verdict
 where
     I: IntoIterator<Item = S>,
@@ -78,6 +82,8 @@ where
     let mut entries = 0u64;
     let mut checkpoints = 0u64;
     let mut covered = 0u64;
+    let mut key = public_key.to_vec();
+    let mut handover: Option<(u64, Vec<u8>)> = None;
     let bad = |seq: u64, reason: String| Verdict::Invalid { seq, reason };
     for (n, line) in lines.into_iter().enumerate() {
         let line = line.as_ref();
@@ -122,13 +128,28 @@ where
                         "hash does not match the entry's contents (altered)".into(),
                     );
                 }
+                if super::HANDOVER_ACTIONS.contains(&e.action.as_str()) {
+                    let next = serde_json::from_str::<serde_json::Value>(&e.details)
+                        .ok()
+                        .and_then(|d| d.get("to_public_key")?.as_str().map(str::to_owned))
+                        .and_then(|t| parse_public_key(&t));
+                    match next {
+                        Some(k) => handover = Some((e.seq, k)),
+                        None => {
+                            return bad(
+                                e.seq,
+                                "a custody move entry without a valid to_public_key".into(),
+                            );
+                        }
+                    }
+                }
                 prev = h;
                 expected_seq += 1;
                 entries += 1;
             }
             ExportLine::Checkpoint(c) => {
                 let msg = Checkpoint::signed_bytes(c.seq, &c.head_hash, c.time);
-                if fleetkey_crypto::composite::verify(public_key, &msg, &c.signature).is_err() {
+                if fleetkey_crypto::composite::verify(&key, &msg, &c.signature).is_err() {
                     return bad(
                         c.seq,
                         "checkpoint signature does not verify with this public key".into(),
@@ -142,6 +163,11 @@ where
                 }
                 covered = c.seq;
                 checkpoints += 1;
+                if handover.as_ref().is_some_and(|(at, _)| *at <= c.seq)
+                    && let Some((_, next)) = handover.take()
+                {
+                    key = next;
+                }
             }
         }
     }

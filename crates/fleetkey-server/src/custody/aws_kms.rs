@@ -320,4 +320,8 @@ impl Custody for AwsKmsCustody {
     fn backend(&self) -> &'static str {
         "aws-kms"
     }
+
+    fn root_id(&self) -> String {
+        format!("aws-kms:{}", self.key_arn)
+    }
 }

@@ -41,23 +41,23 @@ pub enum KekSource {
 }
 
 impl KekSource {
-    /// From `FLEETKEY_ROOT_KEY_FILE` or `FLEETKEY_PASSPHRASE` (exactly one).
+    /// From `FLEETKEY_ROOT_KEY_FILE` or `FLEETKEY_PASSPHRASE` (exactly one; for
+    /// the target of a custody migration, `FLEETKEY_TO_…` when either is set).
     pub fn from_env() -> Result<Self> {
-        let file = std::env::var_os("FLEETKEY_ROOT_KEY_FILE").filter(|v| !v.is_empty());
-        let pass = std::env::var("FLEETKEY_PASSPHRASE")
-            .ok()
-            .filter(|v| !v.is_empty());
+        let [file_var, pass_var] =
+            super::settings::group(["FLEETKEY_ROOT_KEY_FILE", "FLEETKEY_PASSPHRASE"]);
+        let file = super::settings::exact(&file_var);
+        let pass = super::settings::exact(&pass_var);
         match (file, pass) {
             (Some(f), None) => Ok(KekSource::KeyFile(PathBuf::from(f))),
             (None, Some(p)) => Ok(KekSource::Passphrase(Zeroizing::new(p))),
-            (Some(_), Some(_)) => Err(Error::CustodyConfig(
-                "both FLEETKEY_ROOT_KEY_FILE and FLEETKEY_PASSPHRASE are set; set exactly one".into(),
-            )),
-            (None, None) => Err(Error::CustodyConfig(
-                "set FLEETKEY_ROOT_KEY_FILE to a key file made by `fleetkey keygen` (kept off the data \
-                 volume), or FLEETKEY_PASSPHRASE"
-                    .into(),
-            )),
+            (Some(_), Some(_)) => Err(Error::CustodyConfig(format!(
+                "both {file_var} and {pass_var} are set; set exactly one"
+            ))),
+            (None, None) => Err(Error::CustodyConfig(format!(
+                "set {file_var} to a key file made by `fleetkey keygen` (kept off the data \
+                 volume), or {pass_var}"
+            ))),
         }
     }
 }
@@ -123,6 +123,8 @@ struct RootFile {
 /// Local custody.
 pub struct LocalCustody {
     root: AeadKey,
+    /// `local:` and 16 hex digits of a key derived from the root (names it, reveals nothing).
+    root_id: String,
     signer: CompositeSigner,
     public_key: Vec<u8>,
 }
@@ -153,12 +155,28 @@ impl LocalCustody {
     pub fn open_blocking(data_dir: &Path, kek: KekSource) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| io_err(data_dir, e))?;
         let path = data_dir.join(ROOT_FILE);
-        let root = if path.exists() {
-            Self::unlock(&path, &kek)?
+        if path.exists() {
+            Self::open_file(&path, &kek)
         } else {
-            Self::initialise(&path, &kek)?
-        };
-        Self::from_root(root)
+            Self::create_file(&path, &kek)
+        }
+    }
+
+    /// Opens the root key file at `path` (blocking: Argon2id in passphrase mode).
+    pub fn open_file(path: &Path, kek: &KekSource) -> Result<Self> {
+        Self::from_root(Self::unlock(path, kek)?)
+    }
+
+    /// Makes a new random root key, sealed under `kek` in a new file at `path`
+    /// (refused if the file exists), and opens it.
+    pub fn create_file(path: &Path, kek: &KekSource) -> Result<Self> {
+        if path.exists() {
+            return Err(Error::CustodyConfig(format!(
+                "{} exists already",
+                path.display()
+            )));
+        }
+        Self::from_root(Self::initialise(path, kek)?)
     }
 
     fn kek_key(kek: &KekSource, params: Option<&Argon2Params>) -> Result<AeadKey> {
@@ -258,8 +276,13 @@ impl LocalCustody {
         );
         let public_key = signer.public_key();
         let wrap_key = AeadKey::new(Algorithm::Aes256GcmSiv, derive(b"data key wrapping")?)?;
+        let root_id = format!(
+            "local:{}",
+            hex::encode(&derive(b"root id")?.expose_secret()[..8])
+        );
         Ok(Self {
             root: wrap_key,
+            root_id,
             signer,
             public_key,
         })
@@ -295,6 +318,10 @@ impl Custody for LocalCustody {
 
     fn backend(&self) -> &'static str {
         "local"
+    }
+
+    fn root_id(&self) -> String {
+        self.root_id.clone()
     }
 }
 

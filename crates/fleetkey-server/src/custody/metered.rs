@@ -75,6 +75,10 @@ impl Custody for Metered {
         self.inner.backend()
     }
 
+    fn root_id(&self) -> String {
+        self.inner.root_id()
+    }
+
     fn collector(&self) -> Option<HistogramVec> {
         Some(self.calls.clone())
     }

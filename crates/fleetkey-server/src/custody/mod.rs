@@ -12,6 +12,8 @@ pub mod pkcs11;
 mod settings;
 pub mod vault;
 
+pub use settings::for_target;
+
 use crate::error::{Error, Result};
 use fleetkey_crypto::secret::SecretBytes;
 
@@ -32,16 +34,18 @@ pub enum Backend {
 impl Backend {
     /// From `FLEETKEY_CUSTODY` (unset or empty: `local`).
     pub fn from_env() -> Result<Self> {
-        match std::env::var("FLEETKEY_CUSTODY")
-            .unwrap_or_default()
-            .as_str()
-        {
+        Self::parse(&settings::var("FLEETKEY_CUSTODY").unwrap_or_default())
+    }
+
+    /// From a backend's name as `FLEETKEY_CUSTODY` spells it (empty: `local`).
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
             "" | "local" => Ok(Self::Local),
             "pkcs11" => Ok(Self::Pkcs11),
             "vault" => Ok(Self::Vault),
             "aws-kms" => Ok(Self::AwsKms),
             other => Err(Error::CustodyConfig(format!(
-                "FLEETKEY_CUSTODY={other:?}: use local, pkcs11, vault or aws-kms"
+                "custody backend {other:?}: use local, pkcs11, vault or aws-kms"
             ))),
         }
     }
@@ -61,6 +65,12 @@ pub trait Custody: Send + Sync {
     fn public_key(&self) -> Vec<u8>;
     /// The backend's name as `FLEETKEY_CUSTODY` spells it (`local`, `pkcs11`, `vault`, `aws-kms`).
     fn backend(&self) -> &'static str;
+    /// Names the root that wraps data keys, without revealing anything of it
+    /// (`local:<16 hex digits>`, `pkcs11:<token>/<label>`, `vault:<mount>/<key>`,
+    /// `aws-kms:<key ARN>`): the store records it with the public key, so an
+    /// instance whose wrapping root differs is refused even when its signing
+    /// key is the same.
+    fn root_id(&self) -> String;
     /// Keys that live in custody and never leave it, when the backend can hold
     /// them (PKCS#11); `None` otherwise.
     fn resident(&self) -> Option<&dyn Resident> {

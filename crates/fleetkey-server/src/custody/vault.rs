@@ -495,4 +495,8 @@ impl Custody for VaultCustody {
     fn backend(&self) -> &'static str {
         "vault"
     }
+
+    fn root_id(&self) -> String {
+        format!("vault:{}/{}", self.api.config.mount, self.api.config.key)
+    }
 }

@@ -29,6 +29,47 @@ pub const REFRESH_AFTER_SECS: i64 = 7 * 86_400;
 
 pub use crate::store::RecordWrite;
 
+/// The stored form of the service's ML-KEM key: `BE16(len) ‖ custody-wrapped
+/// one-use key ‖ the decapsulation key sealed under it`.
+pub(crate) fn kem_blob(wrapped_kek: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    let mut blob = u16::try_from(wrapped_kek.len())
+        .map_err(|_| Error::Corrupt("wrapped key too long".into()))?
+        .to_be_bytes()
+        .to_vec();
+    blob.extend_from_slice(wrapped_kek);
+    blob.extend_from_slice(sealed);
+    Ok(blob)
+}
+
+/// The two parts of a [`kem_blob`]: (custody-wrapped key, sealed key).
+pub(crate) fn kem_blob_parts(blob: &[u8]) -> Result<(&[u8], &[u8])> {
+    let bad = || Error::Corrupt("stored service KEM key is malformed".into());
+    let n = usize::from(u16::from_be_bytes(
+        blob.get(..2)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    ));
+    Ok((
+        blob.get(2..2 + n).ok_or_else(bad)?,
+        blob.get(2 + n..).ok_or_else(bad)?,
+    ))
+}
+
+/// The keys of the service's own record with the signing key's components
+/// taken from `signing_public` (the custody's composite public key).
+pub(crate) fn with_service_signer(
+    mut keys: DeviceKeys,
+    signing_public: &[u8],
+) -> Result<DeviceKeys> {
+    let (ed, dsa) = signing_public.split_at(signing_public.len().min(32));
+    keys.ed25519 = ed
+        .try_into()
+        .map_err(|_| Error::Corrupt("custody public key is too short".into()))?;
+    keys.ml_dsa_65 = (!dsa.is_empty()).then(|| dsa.to_vec());
+    Ok(keys)
+}
+
 /// Signs and serves key records.
 pub struct Directory {
     store: Arc<dyn DirectoryStore>,
@@ -205,26 +246,13 @@ impl Directory {
                 .await?;
             let mut sealed = kem.expose_secret()?.expose_secret().to_vec();
             kek.seal_in_place(&[0; 12], NAME.as_bytes(), &mut sealed)?;
-            let mut blob = u16::try_from(wrapped_kek.len())
-                .map_err(|_| Error::Corrupt("wrapped key too long".into()))?
-                .to_be_bytes()
-                .to_vec();
-            blob.extend_from_slice(&wrapped_kek);
-            blob.extend_from_slice(&sealed);
-            Some((blob, kem.public_key()?))
+            Some((kem_blob(&wrapped_kek, &sealed)?, kem.public_key()?))
         } else {
             None
         };
         let (blob, _) = self.ensure_service_key(NAME, candidate).await?;
-        let bad = || Error::Corrupt("stored service KEM key is malformed".into());
-        let n = usize::from(u16::from_be_bytes(
-            blob.get(..2)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?,
-        ));
-        let wrapped_kek = blob.get(2..2 + n).ok_or_else(bad)?;
-        let mut sealed = blob.get(2 + n..).ok_or_else(bad)?.to_vec();
+        let (wrapped_kek, sealed) = kem_blob_parts(&blob)?;
+        let mut sealed = sealed.to_vec();
         let kek = AeadKey::new(
             Algorithm::Aes256Gcm,
             self.custody.unwrap(wrapped_kek, CONTEXT).await?,
@@ -244,16 +272,15 @@ impl Directory {
         x25519: [u8; 32],
         ml_kem_768: Option<Vec<u8>>,
     ) -> Result<()> {
-        let pk = self.custody.public_key();
-        let (ed, dsa) = pk.split_at(pk.len().min(32));
-        let keys = DeviceKeys {
-            x25519,
-            ed25519: ed
-                .try_into()
-                .map_err(|_| Error::Corrupt("custody public key is too short".into()))?,
-            ml_kem_768,
-            ml_dsa_65: (!dsa.is_empty()).then(|| dsa.to_vec()),
-        };
+        let keys = with_service_signer(
+            DeviceKeys {
+                x25519,
+                ed25519: [0; 32],
+                ml_kem_768,
+                ml_dsa_65: None,
+            },
+            &self.custody.public_key(),
+        )?;
         if let Some((_, token)) = self.store.key_record(SERVICE_IDENTITY).await?
             && let Ok(r) = record::peek(&token)
             && r.keys == keys

@@ -81,8 +81,10 @@ pub(crate) fn open_factory_secret(
     })
 }
 
-fn context(device_id: &str) -> String {
-    format!("device-secret:{device_id}")
+/// The custody wrap context of a constrained device's factory secret (bound to
+/// its hardware id).
+pub(crate) fn context(hardware_id: &str) -> String {
+    format!("device-secret:{hardware_id}")
 }
 
 /// What the ingest path needs to verify a constrained device's frames.

@@ -185,7 +185,8 @@ fn field(what: &'static str, v: &str) -> Result<()> {
     Ok(())
 }
 
-fn issuer_context(fleet: &str) -> String {
+/// The custody wrap context of a fleet's issuing key.
+pub(crate) fn issuer_context(fleet: &str) -> String {
     format!("fleet:{fleet}/issuer")
 }
 

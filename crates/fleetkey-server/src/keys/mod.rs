@@ -173,7 +173,8 @@ pub(super) fn validate_policy(p: &Policy) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn wrap_context(name: &str, version: u32) -> String {
+/// The custody wrap context of a keyring version's key.
+pub(crate) fn wrap_context(name: &str, version: u32) -> String {
     format!("keyring:{name}/v{version}")
 }
 

@@ -497,42 +497,17 @@ impl KeyService {
     /// Signs the audit chain's head and stores the checkpoint.
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         let s = &self.shared;
-        let mut after = s
-            .audit
-            .latest_checkpoint()
-            .await?
-            .map(|c| c.seq)
-            .unwrap_or(0);
-        let mut head = None;
-        loop {
-            let batch = s.audit.audit_entries(after, 1000).await?;
-            match batch.last() {
-                Some(e) => {
-                    after = e.seq;
-                    head = Some((e.seq, e.hash));
-                }
-                None => break,
-            }
-        }
-        let Some((seq, hash)) = head else {
-            return s.audit.latest_checkpoint().await;
-        };
-        let time = s.clock.now();
-        let signature = s
-            .custody
-            .sign(&Checkpoint::signed_bytes(seq, &hash, time))
-            .await?;
-        let c = Checkpoint {
-            seq,
-            head_hash: hash,
-            time,
-            signature,
-        };
-        s.audit.put_checkpoint(&c).await?;
-        Ok(Some(c))
+        crate::audit::checkpoint(s.audit.as_ref(), s.custody.as_ref(), s.clock.now()).await
+    }
+
+    /// The oldest stored checkpoint at or after entry `seq`.
+    pub async fn checkpoint_covering(&self, seq: u64) -> Result<Option<Checkpoint>> {
+        self.shared.audit.checkpoint_covering(seq).await
     }
 
     /// Writes the whole audit log as JSON lines, ending with a fresh checkpoint.
+    /// After a custody move's entry, the checkpoint that hands signing over
+    /// (the first covering it) is written after the entry it names.
     pub async fn export_audit(&self, out: &mut dyn std::io::Write) -> Result<u64> {
         let checkpoint = self.checkpoint().await?;
         let mut after = 0u64;
@@ -542,6 +517,7 @@ impl KeyService {
             source: e,
         };
         let upto = checkpoint.as_ref().map(|c| c.seq).unwrap_or(0);
+        let mut handover: Option<Checkpoint> = None;
         while after < upto {
             let batch = self.shared.audit.audit_entries(after, 1000).await?;
             if batch.is_empty() {
@@ -552,9 +528,21 @@ impl KeyService {
                     break;
                 }
                 after = e.seq;
+                let moved = crate::audit::HANDOVER_ACTIONS.contains(&e.action.as_str());
+                let seq = e.seq;
                 let line = crate::audit::verify::ExportLine::Entry(e).to_line();
                 writeln!(out, "{line}").map_err(io)?;
                 n += 1;
+                if moved && handover.is_none() {
+                    handover = self
+                        .checkpoint_covering(seq)
+                        .await?
+                        .filter(|c| c.seq < upto);
+                }
+                if let Some(c) = handover.take_if(|c| c.seq == seq) {
+                    let line = crate::audit::verify::ExportLine::Checkpoint(c).to_line();
+                    writeln!(out, "{line}").map_err(io)?;
+                }
             }
         }
         if let Some(c) = checkpoint {

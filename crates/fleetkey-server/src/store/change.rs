@@ -109,6 +109,8 @@ pub enum Change {
     },
     /// A new fleet and its (wrapped) issuing key.
     CreateFleet(FleetRecord),
+    /// The store moves to another custody root (`fleetkey custody migrate`/`rotate`).
+    RewrapCustody(Box<RewrapCustody>),
     /// A device life-cycle transition, refused unless the device is in one of `from`.
     DeviceTransition(Transition),
     /// Publish a key record (its sequence must be above the stored one).

@@ -30,56 +30,99 @@ pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn S
     })
 }
 
-/// The service key under which the store records its custody's public key.
-const CUSTODY_IDENTITY: &str = "custody-identity";
+/// The service key under which the store records its custody's identity: the
+/// public key in `public`, the root id (UTF-8) in `wrapped`.
+pub const CUSTODY_IDENTITY: &str = "custody-identity";
 
 /// Refuses an instance whose custody root differs from the one the shared store
 /// was started with (several instances must hold the same root: the same
 /// `<data_dir>/root-key.json` and key-encryption key, or the same token and
-/// label). The first instance records its custody public key.
+/// label). The first instance records its custody's identity; from then on
+/// every change this store handle applies is refused if the store moves to
+/// another root ([`CustodyStore::expect_custody`]).
 pub async fn check_custody_identity(
     store: &dyn Store,
-    custody_public: &[u8],
+    custody: &dyn crate::custody::Custody,
+    now: crate::clock::UnixTime,
+) -> Result<()> {
+    record_custody_identity(store, custody, now).await?;
+    refuse_other_custody(store, custody).await?;
+    store.expect_custody(CustodyIdentity {
+        public: custody.public_key(),
+        root_id: custody.root_id(),
+    });
+    Ok(())
+}
+
+/// Records `custody`'s identity in a store that has none yet (a concurrent
+/// first start may win: the store then keeps the first).
+pub async fn record_custody_identity(
+    store: &dyn Store,
+    custody: &dyn crate::custody::Custody,
     now: crate::clock::UnixTime,
 ) -> Result<()> {
     const NAME: &str = CUSTODY_IDENTITY;
+    let mine = CustodyIdentity {
+        public: custody.public_key(),
+        root_id: custody.root_id(),
+    };
     if store.service_key(NAME).await?.is_none() {
         store
             .apply(
                 Change::CreateServiceKey {
                     name: NAME.into(),
-                    wrapped: Vec::new(),
-                    public: custody_public.to_vec(),
+                    wrapped: mine.root_id.clone().into_bytes(),
+                    public: mine.public.clone(),
                     at: now,
                 },
                 crate::store::audit_log::AuditDraft::new(
                     "service",
                     "service.custody_identity",
                     format!("service-key:{NAME}"),
-                    serde_json::json!({}),
+                    serde_json::json!({ "backend": custody.backend(), "root": mine.root_id }),
                 ),
                 now,
             )
             .await?;
     }
-    refuse_other_custody(store, custody_public).await
+    Ok(())
+}
+
+/// Whether the store's recorded identity is `mine` (a store that recorded no
+/// root id matches on the public key alone).
+pub fn same_custody(recorded: &CustodyIdentity, mine: &CustodyIdentity) -> bool {
+    recorded.public == mine.public
+        && (recorded.root_id.is_empty() || recorded.root_id == mine.root_id)
 }
 
 /// Refuses custody whose root differs from the one recorded in the store, if
 /// one is recorded ([`check_custody_identity`] records it; local admin commands
 /// only check).
-pub async fn refuse_other_custody(store: &dyn Store, custody_public: &[u8]) -> Result<()> {
-    match store.service_key(CUSTODY_IDENTITY).await? {
+pub async fn refuse_other_custody(
+    store: &dyn Store,
+    custody: &dyn crate::custody::Custody,
+) -> Result<()> {
+    let mine = CustodyIdentity {
+        public: custody.public_key(),
+        root_id: custody.root_id(),
+    };
+    match store.custody_identity().await? {
         None => Ok(()),
-        Some((_, public)) if public == custody_public => Ok(()),
-        Some(_) => Err(crate::Error::CustodyConfig(
-            "this instance's custody root key is not the one the store was started with: \
-             every instance needs the same root (local custody: the first instance's \
+        Some(recorded) if same_custody(&recorded, &mine) => Ok(()),
+        Some(recorded) => Err(crate::Error::CustodyConfig(format!(
+            "this instance's custody root ({}) is not the one the store was started with or moved to ({}): every \
+             instance needs the same root (local custody: the first instance's \
              root-key.json and its key-encryption key; pkcs11: the same token and \
              FLEETKEY_PKCS11_LABEL; vault: the same transit key; aws-kms: the same \
-             FLEETKEY_AWS_KMS_MAC_KEY_ID)"
-                .into(),
-        )),
+             FLEETKEY_AWS_KMS_KEY_ID and FLEETKEY_AWS_KMS_MAC_KEY_ID); after `fleetkey custody \
+             migrate` or `rotate`, start instances with the new custody settings",
+            mine.root_id,
+            if recorded.root_id.is_empty() {
+                "a root recorded before root ids"
+            } else {
+                recorded.root_id.as_str()
+            }
+        ))),
     }
 }
 pub mod sqlite;
@@ -102,6 +145,7 @@ pub trait Store:
     + CommandStore
     + SessionStore
     + SchedulerStore
+    + CustodyStore
 {
 }
 
@@ -115,6 +159,7 @@ impl<T> Store for T where
         + CommandStore
         + SessionStore
         + SchedulerStore
+        + CustodyStore
 {
 }
 
@@ -123,6 +168,27 @@ impl<T> Store for T where
 pub trait Changes: Send + Sync {
     /// Applies `change` and appends its audit entry in one transaction.
     async fn apply(&self, change: Change, audit: AuditDraft, now: UnixTime) -> Result<AuditEntry>;
+}
+
+/// What custody protects in the store, for moving it to another root
+/// (`rewrap/`), and the guard that keeps an instance on an old root from
+/// writing.
+#[async_trait::async_trait]
+pub trait CustodyStore: Changes {
+    /// Every custody-wrapped blob, in a stable order: keyring versions' keys
+    /// (not resident keyrings' references, not erased keys), fleets' issuing
+    /// keys, service keys (not the custody identity itself), constrained
+    /// devices' factory secrets.
+    async fn custody_blobs(&self) -> Result<Vec<CustodyBlob>>;
+    /// Every identity's newest key record (revoked ones too), by identity.
+    async fn all_key_records(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The custody identity the store records, if any.
+    async fn custody_identity(&self) -> Result<Option<CustodyIdentity>>;
+    /// From now on every change this handle applies is refused unless the
+    /// store still records `identity`: an instance whose store moved to
+    /// another root (`fleetkey custody migrate`) must not write keys wrapped by,
+    /// or records signed with, the old one.
+    fn expect_custody(&self, identity: CustodyIdentity);
 }
 
 /// Keyrings, their versions and the nonce counters reserved for them (`keys/`).
@@ -191,6 +257,11 @@ pub trait AuditStore: Changes {
     async fn put_checkpoint(&self, checkpoint: &crate::store::audit_log::Checkpoint) -> Result<()>;
     /// The newest checkpoint.
     async fn latest_checkpoint(&self) -> Result<Option<crate::store::audit_log::Checkpoint>>;
+    /// The oldest checkpoint at or after `seq` (the first one covering entry `seq`).
+    async fn checkpoint_covering(
+        &self,
+        seq: u64,
+    ) -> Result<Option<crate::store::audit_log::Checkpoint>>;
 }
 
 /// Signed key records and the service's own keys (`directory/`).

@@ -112,6 +112,7 @@ impl SqlStore<Postgres> {
                 scheduler_lock: lock_key(&current, "scheduler"),
                 schema: current,
             },
+            custody: Default::default(),
         })
     }
 }

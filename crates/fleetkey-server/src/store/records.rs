@@ -639,3 +639,69 @@ pub struct DeviceSessionRecord {
     /// Messages sent to the device.
     pub messages_out: u64,
 }
+
+/// Which custody root the store's keys are wrapped under: the custody's public
+/// (signing) key and its root id ([`crate::custody::Custody::root_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodyIdentity {
+    /// The composite public key.
+    pub public: Vec<u8>,
+    /// The wrapping root's name (empty when a store recorded none: before root ids).
+    pub root_id: String,
+}
+
+/// Where a custody-wrapped blob lives in the store; the domain knows each
+/// one's wrap context.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WrappedAt {
+    /// A keyring version's key (`key_versions.wrapped_key`).
+    KeyVersion {
+        /// Keyring name.
+        keyring: String,
+        /// Version.
+        version: u32,
+    },
+    /// A fleet's issuing key seed (`fleets.issuer_wrapped`).
+    FleetIssuer {
+        /// Fleet name.
+        fleet: String,
+    },
+    /// A service key (`service_keys.wrapped`).
+    ServiceKey {
+        /// Its name.
+        name: String,
+    },
+    /// A constrained device's factory secret (`device_secrets.wrapped`).
+    DeviceSecret {
+        /// Device id.
+        device_id: String,
+        /// The hardware id its wrap context names (the retired one after a
+        /// factory reset).
+        hardware_id: String,
+    },
+}
+
+/// One custody-wrapped blob.
+#[derive(Debug, Clone)]
+pub struct CustodyBlob {
+    /// Where it is.
+    pub at: WrappedAt,
+    /// The stored bytes (ciphertext: wrapped keys, never key material).
+    pub wrapped: Vec<u8>,
+}
+
+/// Moving the store to another custody root: every blob rewrapped, every key
+/// record re-signed by the new root's signing key, the recorded identity
+/// replaced, all in one transaction. Refused as a conflict when the store no
+/// longer matches what was read (another identity, a blob changed or added).
+#[derive(Debug, Clone)]
+pub struct RewrapCustody {
+    /// The identity the store must still record.
+    pub from: CustodyIdentity,
+    /// The identity it records afterwards.
+    pub to: CustodyIdentity,
+    /// Each blob: where, its bytes as read, its bytes under the new root.
+    pub blobs: Vec<(WrappedAt, Vec<u8>, Vec<u8>)>,
+    /// Every identity's record, re-signed (sequence one above the stored one).
+    pub records: Vec<RecordWrite>,
+}

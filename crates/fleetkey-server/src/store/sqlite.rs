@@ -36,7 +36,11 @@ impl SqlStore<Sqlite> {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, state: () })
+        Ok(Self {
+            pool,
+            state: (),
+            custody: Default::default(),
+        })
     }
 }
 

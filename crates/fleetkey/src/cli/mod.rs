@@ -107,6 +107,28 @@ Examples:
   fleetkey audit verify --export audit.jsonl --public-key service.pub"
     )]
     Audit(AuditCommand),
+    /// Move the store to another custody root: another backend, or a new root in the same one.
+    #[command(
+        subcommand,
+        long_about = "Rewrap every custody-protected key in the store (keyring \
+versions, fleet issuing keys, service keys, constrained devices' secrets) from the \
+custody the FLEETKEY_CUSTODY* variables name to a new root, re-sign every key record \
+with the new root's signing key, and record the new custody, in one transaction with \
+its audit entry. No data key changes: every envelope opens afterwards.
+
+The target's settings are the usual variables with FLEETKEY_TO_ in place of \
+FLEETKEY_ (FLEETKEY_TO_PKCS11_LABEL, FLEETKEY_TO_VAULT_TRANSIT_KEY, \
+FLEETKEY_TO_AWS_KMS_KEY_ID, FLEETKEY_TO_ROOT_KEY_FILE, ...); a variable without a TO_ \
+form set is shared. On the embedded store stop `fleetkey serve` first; on PostgreSQL \
+instances keep serving what they hold and are restarted with the new settings. \
+See docs/custody.md, \"Moving the root\".
+
+Examples:
+  fleetkey custody rotate
+  FLEETKEY_TO_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so FLEETKEY_TO_PKCS11_TOKEN=fk \\
+    FLEETKEY_TO_PKCS11_PIN_FILE=/secure/pin fleetkey custody migrate --to pkcs11"
+    )]
+    Custody(CustodyCommand),
     /// Run the HTTP service (embedded store by default; no configuration needed).
     #[command(
         long_about = "Run the fleetkey service: the REST API under /v1, /healthz, \
@@ -394,6 +416,24 @@ pub enum AuditCommand {
         /// The public key from `fleetkey audit public-key`.
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CustodyCommand {
+    /// Move the store to another backend (local, pkcs11, vault, aws-kms).
+    Migrate {
+        /// The backend to move to.
+        #[arg(long, value_name = "BACKEND")]
+        to: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// A new root in the same backend: local makes a fresh root key; the others
+    /// move to the keys the FLEETKEY_TO_* settings name.
+    Rotate {
+        #[command(flatten)]
+        dir: DataDir,
     },
 }
 

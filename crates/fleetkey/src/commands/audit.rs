@@ -100,6 +100,7 @@ async fn export_remote(c: &Client, out: &mut dyn Write, name: &str) -> CliResult
         .call(reqwest::Method::GET, "/v1/audit/checkpoint", None)
         .await?;
     let (mut after, mut n) = (0u64, 0u64);
+    let mut handover: Option<Checkpoint> = None;
     while after < checkpoint.seq {
         let page: AuditPage = c
             .call(
@@ -116,9 +117,26 @@ async fn export_remote(c: &Client, out: &mut dyn Write, name: &str) -> CliResult
                 break;
             }
             after = e.seq;
+            let moved = fleetkey_server::audit::HANDOVER_ACTIONS.contains(&e.action.as_str());
+            let seq = e.seq;
             writeln!(out, "{}", ExportLine::Entry(e).to_line())
                 .map_err(|e| CliError::io(name, &e))?;
             n += 1;
+            // A custody move: the checkpoint that hands signing to the new key.
+            if moved && handover.is_none() {
+                let covering: Checkpoint = c
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/v1/audit/checkpoint?covering={seq}"),
+                        None,
+                    )
+                    .await?;
+                handover = Some(covering).filter(|h| h.seq < checkpoint.seq);
+            }
+            if let Some(h) = handover.take_if(|h| h.seq == seq) {
+                writeln!(out, "{}", ExportLine::Checkpoint(h).to_line())
+                    .map_err(|e| CliError::io(name, &e))?;
+            }
         }
         if page.next_after.is_none() {
             break;

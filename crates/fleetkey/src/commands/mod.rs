@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod custody;
 pub mod demo;
 pub mod devices;
 pub mod factory;

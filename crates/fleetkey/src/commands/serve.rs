@@ -35,7 +35,9 @@ fn default_kek_path(data_dir: &Path) -> CliResult<PathBuf> {
     Ok(base.join("fleetkey").join(format!("root-{tag}.kek")))
 }
 
-fn kek_source(data_dir: &Path) -> CliResult<KekSource> {
+/// The key-encryption key of local custody on `data_dir`: from the environment,
+/// or the one zero-configuration mode generated (or generates) for it.
+pub(crate) fn kek_source(data_dir: &Path) -> CliResult<KekSource> {
     if std::env::var_os("FLEETKEY_ROOT_KEY_FILE").is_some_and(|v| !v.is_empty())
         || std::env::var_os("FLEETKEY_PASSPHRASE").is_some_and(|v| !v.is_empty())
     {
@@ -123,7 +125,7 @@ pub async fn open_state(config: &Config, source: CustodySource) -> CliResult<Arc
     let clock = Arc::new(SystemClock::default());
     fleetkey_server::store::check_custody_identity(
         store.as_ref(),
-        &fleetkey_server::custody::Custody::public_key(custody.as_ref()),
+        custody.as_ref(),
         fleetkey_server::clock::Clock::now(clock.as_ref()),
     )
     .await

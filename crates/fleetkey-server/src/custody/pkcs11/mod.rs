@@ -577,6 +577,10 @@ impl Custody for Pkcs11Custody {
         "pkcs11"
     }
 
+    fn root_id(&self) -> String {
+        format!("pkcs11:{}/{}", self.0.pool.config.token, self.0.label)
+    }
+
     fn resident(&self) -> Option<&dyn super::Resident> {
         Some(self)
     }

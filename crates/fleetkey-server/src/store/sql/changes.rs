@@ -33,6 +33,7 @@ pub(super) async fn apply<D: Dialect>(
         Change::CreateToken(t) => create_token(&mut tx, t).await?,
         Change::RevokeToken { id, at } => revoke_token(&mut tx, id, at).await?,
         Change::CreateFleet(f) => create_fleet(&mut tx, f).await?,
+        Change::RewrapCustody(r) => super::custody::rewrap(&mut tx, r).await?,
         Change::CreateServiceKey {
             name,
             wrapped,

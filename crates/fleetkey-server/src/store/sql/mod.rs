@@ -14,6 +14,7 @@
 //! `::`), `CASE` instead of `GREATEST`/`MAX(a, b)`, `COALESCE`.
 
 mod changes;
+mod custody;
 mod device_changes;
 mod devices;
 mod keyring_changes;
@@ -371,6 +372,9 @@ pub(crate) use runners;
 pub struct SqlStore<D: Dialect> {
     pub(crate) pool: Pool<D>,
     pub(crate) state: D::State,
+    /// The custody identity this handle's instance holds, once it has checked
+    /// it ([`crate::store::CustodyStore::expect_custody`]).
+    pub(crate) custody: parking_lot::RwLock<Option<crate::store::CustodyIdentity>>,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -383,6 +387,7 @@ impl<D: Dialect> SqlStore<D> {
     pub(crate) async fn begin_audited(&self) -> Result<Transaction<'static, D>> {
         let mut tx = self.pool.begin().await?;
         D::lock_audit(&mut tx, &self.state).await?;
+        custody::guard(self, &mut tx).await?;
         Ok(tx)
     }
 }

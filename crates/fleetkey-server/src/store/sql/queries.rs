@@ -234,6 +234,10 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
     }
 
     async fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        // Refused, like every change, from an instance whose store moved to
+        // another custody root: its key no longer signs the chain.
+        let mut tx = self.pool.begin().await?;
+        super::custody::guard(self, &mut tx).await?;
         stmt(
             "INSERT INTO audit_checkpoints (seq, head_hash, time, signature) VALUES ($1, $2, \
              $3, $4) \
@@ -243,24 +247,23 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
         .bind(c.head_hash.as_slice())
         .bind(c.time)
         .bind(c.signature.as_slice())
-        .execute(&self.pool)
+        .execute(&mut tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
-        let row = stmt("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
-            .optional(&self.pool)
-            .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(Checkpoint {
-                seq: to_u64(r.col("seq")?, "seq")?,
-                head_hash: hash32(r.col("head_hash")?)?,
-                time: r.col("time")?,
-                signature: r.col("signature")?,
-            })),
-        }
+        stmt("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .record(&self.pool, checkpoint_from_row)
+            .await
+    }
+
+    async fn checkpoint_covering(&self, seq: u64) -> Result<Option<Checkpoint>> {
+        stmt("SELECT * FROM audit_checkpoints WHERE seq >= $1 ORDER BY seq LIMIT 1")
+            .bind(to_i64(seq, "seq")?)
+            .record(&self.pool, checkpoint_from_row)
+            .await
     }
 }
 
@@ -681,4 +684,13 @@ impl<D: Dialect> SchedulerStore for SqlStore<D> {
     async fn scheduler_leader(&self) -> Result<bool> {
         D::scheduler_leader(&self.pool, &self.state).await
     }
+}
+
+fn checkpoint_from_row<R: super::super::rows::StoreRow>(r: &R) -> Result<Checkpoint> {
+    Ok(Checkpoint {
+        seq: to_u64(r.col("seq")?, "seq")?,
+        head_hash: hash32(r.col("head_hash")?)?,
+        time: r.col("time")?,
+        signature: r.col("signature")?,
+    })
 }
