@@ -3,7 +3,9 @@
 //! move finished by running the command again), a store moved out of a
 //! zero-configuration data directory into a PKCS#11 token (SoftHSM2), and a
 //! shared PostgreSQL store moved under a running server that keeps serving
-//! what it holds while a server on the new root serves everything.
+//! what it holds while a server on the new root serves everything; and a
+//! store moved from OpenBao transit to AWS KMS (moto) and back to another
+//! transit key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +14,9 @@ use predicates::prelude::*;
 
 mod common;
 use common::{Server, get};
+#[path = "common/backends.rs"]
+mod backends;
+use backends::{Bao, Moto};
 
 fn need(name: &str) -> String {
     std::env::var(name)
@@ -142,9 +147,12 @@ fn a_local_root_rotates_and_the_audit_chain_verifies_across_it() {
         ));
 }
 
+/// Environment variables for a command or a server.
+type Env = Vec<(&'static str, String)>;
+
 /// PKCS#11 settings for the target, as `FLEETKEY_TO_*`, under a label of the
 /// test's own; and the same as a server's own settings.
-fn hsm(dir: &std::path::Path) -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+fn hsm(dir: &std::path::Path) -> (Env, Env) {
     let pin_file = dir.join("pin");
     std::fs::write(&pin_file, format!("{}\n", need("FLEETKEY_TEST_PKCS11_PIN"))).unwrap();
     let r: [u8; 6] = fleetkey_crypto::rand::array().unwrap();
@@ -280,4 +288,99 @@ fn a_shared_store_moves_under_a_running_server() {
     call(&new_addr, &token, &["keys", "create", "other"], "").success();
     assert!(new.stop().success());
     assert!(old.stop().success());
+}
+
+#[test]
+#[ignore = "needs FLEETKEY_TEST_BAO and FLEETKEY_TEST_MOTO (.ci/run sets them)"]
+fn a_store_moves_from_openbao_to_aws_kms_and_back_to_another_transit_key() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let (bao, moto) = (Bao::start(), Moto::start());
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, format!("{}\n", bao.2)).unwrap();
+    let vault: Env = vec![
+        ("FLEETKEY_CUSTODY", "vault".into()),
+        ("FLEETKEY_VAULT_ADDR", bao.1.clone()),
+        (
+            "FLEETKEY_VAULT_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+    ];
+    let with = |env: &Env| {
+        let mut c = fk(&data);
+        c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        c
+    };
+    with(&vault)
+        .args(["keys", "create", "web"])
+        .assert()
+        .success();
+    let sealed = stdout(
+        with(&vault)
+            .args(["keys", "seal", "web"])
+            .write_stdin("moving"),
+    );
+    // To AWS KMS: the key ids as FLEETKEY_TO_*, the AWS variables shared.
+    let mut to_aws = vault.clone();
+    for (k, v) in &moto.1 {
+        match k.strip_prefix("FLEETKEY_AWS_KMS_") {
+            Some("KEY_ID") => to_aws.push(("FLEETKEY_TO_AWS_KMS_KEY_ID", v.clone())),
+            Some("MAC_KEY_ID") => to_aws.push(("FLEETKEY_TO_AWS_KMS_MAC_KEY_ID", v.clone())),
+            _ if k.starts_with("AWS_") => to_aws.push((k, v.clone())),
+            _ => {}
+        }
+    }
+    with(&to_aws)
+        .args(["custody", "migrate", "--to", "aws-kms"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("to aws-kms:arn:aws:kms:"));
+    assert_eq!(
+        stdout(
+            with(&moto.1)
+                .args(["keys", "unseal", "web"])
+                .write_stdin(sealed.clone())
+        ),
+        "moving"
+    );
+    // The old root is refused; so is a move to the root the store already has.
+    with(&vault)
+        .args(["keys", "unseal", "web"])
+        .write_stdin(sealed.clone())
+        .assert()
+        .code(2);
+    with(&moto.1)
+        .args(["custody", "rotate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the store's own root"));
+    // Back to transit, under another key (made by fleetkey on first use).
+    let mut to_vault = moto.1.clone();
+    to_vault.extend([
+        ("FLEETKEY_TO_VAULT_ADDR", bao.1.clone()),
+        (
+            "FLEETKEY_TO_VAULT_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("FLEETKEY_TO_VAULT_TRANSIT_KEY", "fleetkey-2".into()),
+    ]);
+    with(&to_vault)
+        .args(["custody", "migrate", "--to", "vault"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("to vault:transit/fleetkey-2"));
+    let mut vault2 = vault.clone();
+    vault2.push(("FLEETKEY_VAULT_TRANSIT_KEY", "fleetkey-2".into()));
+    assert_eq!(
+        stdout(
+            with(&vault2)
+                .args(["keys", "unseal", "web"])
+                .write_stdin(sealed)
+        ),
+        "moving"
+    );
+    with(&vault2)
+        .args(["keys", "rotate", "web"])
+        .assert()
+        .success();
 }

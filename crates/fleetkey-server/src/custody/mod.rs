@@ -34,7 +34,12 @@ pub enum Backend {
 impl Backend {
     /// From `FLEETKEY_CUSTODY` (unset or empty: `local`).
     pub fn from_env() -> Result<Self> {
-        Self::parse(&settings::var("FLEETKEY_CUSTODY").unwrap_or_default())
+        let name = settings::var("FLEETKEY_CUSTODY").unwrap_or_default();
+        Self::parse(&name).map_err(|_| {
+            Error::CustodyConfig(format!(
+                "FLEETKEY_CUSTODY={name:?}: use local, pkcs11, vault or aws-kms"
+            ))
+        })
     }
 
     /// From a backend's name as `FLEETKEY_CUSTODY` spells it (empty: `local`).

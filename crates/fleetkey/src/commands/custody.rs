@@ -69,7 +69,7 @@ async fn move_root(to: Option<String>, dir: PathBuf, action: &'static str) -> Cl
             }
         }
         other => {
-            let source = for_target(|| CustodySource::for_backend(other, || unreachable_kek()))?;
+            let source = for_target(|| CustodySource::for_backend(other, unreachable_kek))?;
             open_custody(&dir, source).await?
         }
     };
