@@ -206,7 +206,29 @@ async fn a_store_moved_to_a_new_root_opens_everything_and_the_old_root_is_refuse
         .device
         .id;
 
-    // The same root is refused; so is a store whose keys do not all open.
+    // A keyring another instance made, which this one never loaded.
+    let other = instance(&data, a.clone(), &clock).await.unwrap();
+    other
+        .keys
+        .create(
+            "t",
+            &"cold".parse().unwrap(),
+            fleetkey_crypto::aead::Algorithm::Aes256Gcm,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let cold = other
+        .keys
+        .keyring("cold")
+        .await
+        .unwrap()
+        .seal(b"cold", b"")
+        .await
+        .unwrap();
+    drop(other);
+
+    // The same root is refused.
     let mover = common::test_store(&data).await;
     let e = move_store(
         mover.clone(),
@@ -235,8 +257,8 @@ async fn a_store_moved_to_a_new_root_opens_everything_and_the_old_root_is_refuse
     let Outcome::Moved { blobs, records, .. } = out else {
         panic!("{out:?}")
     };
-    // Two versions, one fleet, three service keys, one device secret.
-    assert_eq!(blobs, 7, "{out:?}");
+    // Three versions, one fleet, three service keys, one device secret.
+    assert_eq!(blobs, 8, "{out:?}");
     // The onboarded device, the constrained one (onboarded at provisioning?) and the service.
     assert!(records >= 2, "{out:?}");
     // Run again: nothing left to move.
@@ -267,6 +289,16 @@ async fn a_store_moved_to_a_new_root_opens_everything_and_the_old_root_is_refuse
             .unwrap(),
         b"card 2"
     );
+    // A key it never loaded is wrapped by the new root now: 503 saying why,
+    // not a refusal of the caller's envelope.
+    let e = async { old.keys.keyring("cold").await?.unseal(&cold, b"").await }
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::CustodyUnavailable(_)), "{e}");
+    assert!(
+        e.to_string().contains("moved to another custody root"),
+        "{e}"
+    );
     let e = old.keys.rotate("t", "payments").await.unwrap_err();
     assert!(matches!(e, Error::CustodyUnavailable(_)), "{e}");
     assert!(
@@ -282,6 +314,8 @@ async fn a_store_moved_to_a_new_root_opens_everything_and_the_old_root_is_refuse
     let ring = new.keys.keyring("payments").await.unwrap();
     assert_eq!(ring.unseal(&v1, b"order 1").await.unwrap(), b"card 1");
     assert_eq!(ring.unseal(&v2, b"order 2").await.unwrap(), b"card 2");
+    let cold_ring = new.keys.keyring("cold").await.unwrap();
+    assert_eq!(cold_ring.unseal(&cold, b"").await.unwrap(), b"cold");
     let v3 = ring.seal(b"card 3", b"order 3").await.unwrap();
     assert_eq!(ring.unseal(&v3, b"order 3").await.unwrap(), b"card 3");
     new.keys.rotate("t", "payments").await.unwrap();

@@ -129,6 +129,8 @@ pub struct FleetService {
 pub(crate) struct Core {
     /// Fleets and devices (every part reads them; writes go through `apply`).
     store: Arc<dyn FleetStore>,
+    /// The custody identity the store records (why a wrapped key may not open).
+    custody_store: Arc<dyn crate::store::CustodyStore>,
     custody: Arc<dyn Custody>,
     clock: SharedClock,
     issuers: RwLock<HashMap<String, Arc<(FleetRecord, Ed25519Signer)>>>,
@@ -199,6 +201,7 @@ impl FleetService {
         tokio::spawn(writer(store.clone(), clock.clone(), rx));
         let core = Arc::new(Core {
             store: store.clone(),
+            custody_store: store.clone(),
             custody,
             clock,
             issuers: RwLock::new(HashMap::new()),
@@ -300,10 +303,16 @@ impl Core {
             .fleet(fleet)
             .await?
             .ok_or_else(|| Error::FleetNotFound(fleet.to_owned()))?;
-        let seed = self
+        let seed = match self
             .custody
             .unwrap(&record.issuer_wrapped, &issuer_context(fleet))
-            .await?;
+            .await
+        {
+            Ok(seed) => seed,
+            Err(e) => {
+                return Err(crate::store::explain_unwrap(self.custody_store.as_ref(), e).await);
+            }
+        };
         let signer = Ed25519Signer::from_seed(seed)?;
         let entry = Arc::new((record, signer));
         self.issuers.write().insert(fleet.to_owned(), entry.clone());

@@ -594,11 +594,19 @@ impl Keyring {
             return Err(resident_refusal("this operation"));
         }
         let rec = self.version_record(&meta, version)?;
-        let raw = self
+        let raw = match self
             .shared
             .custody
             .unwrap(&rec.wrapped_key, &wrap_context(&self.name, version))
-            .await?;
+            .await
+        {
+            Ok(raw) => raw,
+            Err(e) => {
+                return Err(
+                    crate::store::explain_unwrap(self.shared.custody_store.as_ref(), e).await,
+                );
+            }
+        };
         Ok((meta.record.algorithm, raw))
     }
 

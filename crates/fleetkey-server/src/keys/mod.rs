@@ -237,6 +237,8 @@ pub(super) struct Shared {
     pub(super) store: Arc<dyn KeyringStore>,
     /// The audit log, for checkpoints and export.
     pub(super) audit: Arc<dyn AuditStore>,
+    /// The custody identity the store records (why a wrapped key may not open).
+    pub(super) custody_store: Arc<dyn crate::store::CustodyStore>,
     pub(super) custody: Arc<dyn Custody>,
     pub(super) clock: SharedClock,
     pub(super) config: KeyConfig,

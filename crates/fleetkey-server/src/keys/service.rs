@@ -51,6 +51,7 @@ impl KeyService {
             directory,
             shared: Arc::new(Shared {
                 audit: store.clone(),
+                custody_store: store.clone(),
                 store,
                 custody,
                 clock,

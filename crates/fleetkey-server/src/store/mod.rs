@@ -189,6 +189,24 @@ pub trait CustodyStore: Changes {
     /// another root (`fleetkey custody migrate`) must not write keys wrapped by,
     /// or records signed with, the old one.
     fn expect_custody(&self, identity: CustodyIdentity);
+    /// Whether this handle expects a custody identity and the store now
+    /// records another (it was moved under this instance).
+    async fn custody_moved(&self) -> Result<bool>;
+}
+
+/// `e`, or, when a wrapped key did not open because the store was moved to
+/// another custody root under this instance, that reason (503
+/// `custody_unavailable`: the instance needs the new settings, the caller's
+/// envelope is fine).
+pub async fn explain_unwrap(store: &dyn CustodyStore, e: crate::Error) -> crate::Error {
+    if matches!(e, crate::Error::Envelope(_)) && store.custody_moved().await.unwrap_or(false) {
+        return crate::Error::CustodyUnavailable(
+            "a wrapped key did not open: the store was moved to another custody root while \
+             this instance runs on the old one; restart it with the new custody settings"
+                .into(),
+        );
+    }
+    e
 }
 
 /// Keyrings, their versions and the nonce counters reserved for them (`keys/`).

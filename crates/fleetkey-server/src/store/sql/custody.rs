@@ -119,6 +119,15 @@ impl<D: Dialect> CustodyStore for SqlStore<D> {
     fn expect_custody(&self, identity: CustodyIdentity) {
         *self.custody.write() = Some(identity);
     }
+
+    async fn custody_moved(&self) -> Result<bool> {
+        let Some(mine) = self.custody.read().clone() else {
+            return Ok(false);
+        };
+        Ok(identity(&self.pool)
+            .await?
+            .is_some_and(|recorded| !same_custody(&recorded, &mine)))
+    }
 }
 
 /// Inside an audited transaction: refuses when this handle expects a custody
