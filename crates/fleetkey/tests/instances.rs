@@ -139,7 +139,10 @@ async fn two_serve_processes_share_postgres_and_redis() {
     let b = start(&tmp.path().join("b"), "b", &env);
     // Another custody root, or a name in use: refused.
     let log = refused(&tmp.path().join("c"), "c", &env);
-    assert!(log.contains("custody root key is not the one"), "{log}");
+    assert!(
+        log.contains("is not the one the store was started with"),
+        "{log}"
+    );
     std::fs::create_dir_all(tmp.path().join("d")).unwrap();
     std::fs::copy(
         tmp.path().join("a/root-key.json"),
