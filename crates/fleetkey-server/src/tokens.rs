@@ -184,6 +184,11 @@ impl TokenService {
         }
     }
 
+    /// The time by the service's clock (what expiry is judged against).
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
     /// Sets what is told the id of every token revoked here, after the commit;
     /// set once (later calls are ignored).
     pub fn on_change(&self, announce: crate::coord::Announcer) {

@@ -17,44 +17,60 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
         if !is_json(req.headers()) {
             return Err(ApiError::malformed("send Content-Type: application/json"));
         }
-        // The whole body within the deadline: a client trickling bytes cannot hold
-        // the handler (and its buffer) open.
-        let read = axum::body::Bytes::from_request(req, state);
-        let bytes = match tokio::time::timeout(state.body_timeout, read).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    "request body is larger than the configured limit",
-                ));
-            }
-            Ok(Err(r)) => return Err(ApiError::malformed(r.body_text())),
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "timeout",
-                    format!(
-                        "the request body did not arrive within {} s",
-                        state.body_timeout.as_secs()
-                    ),
-                ));
-            }
-        };
-        // Every request body is an object (serde would also fill a struct from an
-        // array: `[null]` once cleared a rotation policy).
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::malformed(
-                "the request body must be a JSON object",
-            ));
-        }
-        let Unique(mut v) = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))?;
-        integral_numbers(&mut v, 0);
+        let v = json_body(req, state, false).await?;
         serde_json::from_value(v)
             .map(ApiJson)
             .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))
     }
+}
+
+/// The request body as a JSON object: read whole within the body deadline and
+/// the size limit, no key given twice, integral numbers as integers. An empty
+/// body is an empty object when `empty_ok` (the Vault and AWS doors: their
+/// clients send none to mean no parameters).
+pub(super) async fn json_body(
+    req: Request,
+    state: &Arc<AppState>,
+    empty_ok: bool,
+) -> ApiResult<serde_json::Value> {
+    // The whole body within the deadline: a client trickling bytes cannot hold
+    // the handler (and its buffer) open.
+    let read = axum::body::Bytes::from_request(req, state);
+    let bytes = match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "request body is larger than the configured limit",
+            ));
+        }
+        Ok(Err(r)) => return Err(ApiError::malformed(r.body_text())),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    state.body_timeout.as_secs()
+                ),
+            ));
+        }
+    };
+    if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    // Every request body is an object (serde would also fill a struct from an
+    // array: `[null]` once cleared a rotation policy).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::malformed(
+            "the request body must be a JSON object",
+        ));
+    }
+    let Unique(mut v) = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))?;
+    integral_numbers(&mut v, 0);
+    Ok(v)
 }
 
 /// A JSON value in which no object gives a key twice. serde_json keeps the last

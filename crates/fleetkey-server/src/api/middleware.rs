@@ -62,69 +62,67 @@ pub(super) fn limited_response(st: &AppState, l: ratelimit::Limited) -> Response
 
 /// The per-source allowance for routes without a token (onboarding).
 pub(super) async fn source_limit(State(st): St, req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    if let Some(Err(l)) = peer.map(|ip| st.limits.check_source(ip)) {
+    if let Some(Err(l)) = peer(&req).map(|ip| st.limits.check_source(ip)) {
         return limited_response(&st, l);
     }
     next.run(req).await
 }
 
-/// Authenticates the bearer token, applies the rate limits and adds their headers.
-pub(super) async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response {
+/// The address a request came from (none in process).
+pub(super) fn peer(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Why a request was not admitted ([`admit`]).
+pub(super) enum Refusal {
+    /// A rate limit refused it.
+    Limited(ratelimit::Limited),
+    /// It carried no token.
+    Missing,
+    /// Its token is unknown, expired or revoked (or could not be checked).
+    Invalid(crate::Error),
+}
+
+/// Authenticates the token a request presented (`token`, however its protocol
+/// carries it) and applies the rate limits: the one admission check of every
+/// door (the native API, Vault Transit, AWS KMS), so scopes, expiry, revocation
+/// and limits are the same whichever door a request came through.
+pub(super) async fn admit(
+    st: &AppState,
+    peer: Option<std::net::IpAddr>,
+    token: Option<&str>,
+) -> Result<(crate::tokens::Principal, ratelimit::Allowance), Refusal> {
     // The per-source allowance for requests without a valid cached token is taken
     // before any store lookup (requests without a known peer, as in process, have
     // none).
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
     let gate = || match peer {
         Some(ip) => st.limits.check_source(ip),
         None => Ok(()),
     };
-    let principal = match bearer(req.headers()) {
+    let principal = match token {
         None => {
-            if let Err(l) = gate() {
-                return limited_response(&st, l);
-            }
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "send Authorization: Bearer <token>",
-            )
-            .into_response();
-            r.headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            return r;
+            gate().map_err(Refusal::Limited)?;
+            return Err(Refusal::Missing);
         }
         Some(t) => match st.tokens.authenticate_gated(t, gate).await {
-            Err(l) => return limited_response(&st, l),
+            Err(l) => return Err(Refusal::Limited(l)),
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                let mut r = ApiError::from(e).into_response();
-                r.headers_mut().insert(
-                    "www-authenticate",
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
-                return r;
-            }
+            Ok(Err(e)) => return Err(Refusal::Invalid(e)),
         },
     };
-    let allowance = match st
+    let allowance = st
         .limits
         .check_shared(&principal.token_id, st.coord.get().map(|c| c.as_ref()))
         .await
-    {
-        Ok(a) => a,
-        Err(l) => return limited_response(&st, l),
-    };
+        .map_err(Refusal::Limited)?;
     tracing::Span::current().record("token", principal.token_id.as_str());
-    req.extensions_mut().insert(principal);
-    let mut r = next.run(req).await;
-    let h = r.headers_mut();
+    Ok((principal, allowance))
+}
+
+/// The rate-limit headers of an admitted request's response.
+pub(super) fn allowance_headers(h: &mut HeaderMap, allowance: &ratelimit::Allowance) {
     set_header(
         h,
         "ratelimit-policy",
@@ -141,6 +139,37 @@ pub(super) async fn auth_and_limit(State(st): St, mut req: Request, next: Next) 
     set_header(h, "x-ratelimit-limit", allowance.limit.to_string());
     set_header(h, "x-ratelimit-remaining", allowance.remaining.to_string());
     set_header(h, "x-ratelimit-reset", allowance.reset_secs.to_string());
+}
+
+/// Authenticates the bearer token, applies the rate limits and adds their headers.
+pub(super) async fn auth_and_limit(State(st): St, mut req: Request, next: Next) -> Response {
+    let token = bearer(req.headers()).map(str::to_owned);
+    let (principal, allowance) = match admit(&st, peer(&req), token.as_deref()).await {
+        Ok(a) => a,
+        Err(Refusal::Limited(l)) => return limited_response(&st, l),
+        Err(Refusal::Missing) => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send Authorization: Bearer <token>",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        Err(Refusal::Invalid(e)) => {
+            let mut r = ApiError::from(e).into_response();
+            r.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            return r;
+        }
+    };
+    req.extensions_mut().insert(principal);
+    let mut r = next.run(req).await;
+    allowance_headers(r.headers_mut(), &allowance);
     r
 }
 

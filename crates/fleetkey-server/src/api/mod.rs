@@ -36,6 +36,7 @@ pub mod signing;
 pub mod supervisor;
 mod tokens;
 pub mod transfer;
+pub mod transit;
 
 pub use audit::{AuditPage, AuditPublicKey, AuditQuery};
 pub use devices::DirectoryKey;
@@ -95,6 +96,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Largest body on routes that need no token.
     pub max_unauthenticated_body_bytes: usize,
+    /// The mounts the Vault Transit door answers at (none: closed).
+    pub transit_mounts: Vec<String>,
 }
 
 type St = State<Arc<AppState>>;
@@ -230,6 +233,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         ));
     Router::new()
         .merge(v1)
+        .merge(transit::routes(&state, &state.transit_mounts))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

@@ -67,6 +67,7 @@ pub fn state(
         coord: std::sync::OnceLock::new(),
         body_timeout: std::time::Duration::from_secs(config.http_body_timeout_secs),
         max_unauthenticated_body_bytes: config.max_unauthenticated_body_bytes,
+        transit_mounts: config.transit_mount_list(),
     }))
 }
 

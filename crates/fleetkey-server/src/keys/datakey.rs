@@ -9,11 +9,14 @@ use zeroize::Zeroizing;
 
 /// Bytes in a data key.
 pub const DATA_KEY_LEN: usize = 32;
+/// Most bytes a data key of a chosen length may have (AWS KMS's
+/// `NumberOfBytes` bound).
+pub const MAX_DATA_KEY_LEN: usize = 1024;
 
 /// A fresh data key and its envelope. `Debug` never shows the key.
 pub struct DataKey {
     /// The key itself.
-    pub plaintext: Zeroizing<[u8; DATA_KEY_LEN]>,
+    pub plaintext: Zeroizing<Vec<u8>>,
     /// The key sealed under the keyring's primary version (an fk1 mode-1 envelope).
     pub sealed: Vec<u8>,
     /// The keyring version that sealed it.
@@ -34,8 +37,22 @@ impl Keyring {
     /// version, bound to `aad` (which unsealing it needs again). Counts as a seal
     /// towards the use budget.
     pub async fn data_key(&self, aad: &[u8]) -> Result<DataKey> {
-        let plaintext = Zeroizing::new(fleetkey_crypto::rand::array::<DATA_KEY_LEN>()?);
-        let sealed = self.seal(&*plaintext, aad).await?;
+        self.data_key_of(DATA_KEY_LEN, aad).await
+    }
+
+    /// [`Keyring::data_key`] with a key of `len` bytes (1 to
+    /// [`MAX_DATA_KEY_LEN`]), for the doors whose protocols choose the size
+    /// (Vault Transit's `bits`, AWS KMS's `NumberOfBytes`).
+    pub async fn data_key_of(&self, len: usize, aad: &[u8]) -> Result<DataKey> {
+        if !(1..=MAX_DATA_KEY_LEN).contains(&len) {
+            return Err(crate::Error::Invalid {
+                what: "data key length",
+                why: format!("use 1 to {MAX_DATA_KEY_LEN} bytes"),
+            });
+        }
+        let mut plaintext = Zeroizing::new(vec![0u8; len]);
+        fleetkey_crypto::rand::fill(&mut plaintext)?;
+        let sealed = self.seal(&plaintext, aad).await?;
         let (header, _) = fleetkey_crypto::envelope::Header::parse(&sealed)?;
         Ok(DataKey {
             plaintext,
@@ -50,7 +67,7 @@ mod tests {
     #[test]
     fn debug_hides_the_key() {
         let k = super::DataKey {
-            plaintext: zeroize::Zeroizing::new([0xAB; 32]),
+            plaintext: zeroize::Zeroizing::new(vec![0xAB; 32]),
             sealed: vec![1, 2, 3],
             version: 1,
         };

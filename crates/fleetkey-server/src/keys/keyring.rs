@@ -247,6 +247,11 @@ impl Keyring {
         self.meta.load().record.algorithm
     }
 
+    /// The version that seals (and signs) now, as this instance last read it.
+    pub fn primary_version(&self) -> u32 {
+        self.meta.load().record.primary_version
+    }
+
     /// Refuses an operation that this keyring's key type does not do, or any
     /// operation while the keyring is not enabled; the metadata it checked.
     pub(super) fn require(&self, purpose: Purpose) -> Result<arc_swap::Guard<Arc<Meta>>> {

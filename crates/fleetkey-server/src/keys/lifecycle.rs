@@ -11,7 +11,7 @@
 //! but being shown. Its name stays taken, so no new keyring can answer for its
 //! envelopes.
 
-use super::{KeyService, KeyringInfo, PolicyAction};
+use super::{KeyService, Keyring, KeyringInfo, PolicyAction};
 use crate::audit::AuditDraft;
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
@@ -259,6 +259,73 @@ impl KeyService {
         self.shared.changed(&ring.name);
         ring.reload().await?;
         Ok(ring.info())
+    }
+
+    /// Raises the oldest version that may open to `min` (at most the primary):
+    /// envelopes of older versions are refused from then on, and their
+    /// resident keys are destroyed. It cannot be lowered again (the versions
+    /// below it may already be erased); asking for the current minimum changes
+    /// nothing.
+    pub async fn raise_minimum(&self, actor: &str, name: &str, min: u32) -> Result<KeyringInfo> {
+        let ring = self.keyring(name).await?;
+        let _g = ring.slow.lock().await;
+        ring.reload().await?;
+        ring.require_manageable()?;
+        let record = ring.meta.load().record.clone();
+        if min > record.primary_version {
+            return Err(Error::Invalid {
+                what: "minimum decryption version",
+                why: format!(
+                    "{min} is above the latest version ({})",
+                    record.primary_version
+                ),
+            });
+        }
+        if min < record.min_decrypt_version {
+            return Err(Error::Invalid {
+                what: "minimum decryption version",
+                why: format!(
+                    "it is {} and cannot be lowered: the versions below it may already be erased",
+                    record.min_decrypt_version
+                ),
+            });
+        }
+        if min > record.min_decrypt_version {
+            self.raise_minimum_locked(&ring, actor, min).await?;
+        }
+        Ok(ring.info())
+    }
+
+    /// Raises the minimum of `ring` (its slow-path lock held) to `min`: resident
+    /// keys below it destroyed first, then the change and its audit entry.
+    pub(super) async fn raise_minimum_locked(
+        &self,
+        ring: &Keyring,
+        actor: &str,
+        min: u32,
+    ) -> Result<()> {
+        // Below the minimum nothing opens again: resident keys are destroyed in
+        // the token before the store forgets them.
+        ring.destroy_resident(|v| v < min).await?;
+        let now = self.shared.clock.now();
+        self.shared
+            .store
+            .apply(
+                Change::RaiseMinimum {
+                    name: ring.name.clone(),
+                    min,
+                },
+                AuditDraft::new(
+                    actor,
+                    "keyring.min_decrypt",
+                    format!("keyring:{}", ring.name),
+                    json!({ "min_decrypt_version": min }),
+                ),
+                now,
+            )
+            .await?;
+        self.shared.changed(&ring.name);
+        ring.reload().await
     }
 
     /// Replaces the description and the tags (those given; `None` keeps the

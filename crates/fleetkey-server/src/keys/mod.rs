@@ -26,7 +26,7 @@ mod typed;
 mod versions;
 
 pub use convergent::CONVERGENT_SALT;
-pub use datakey::{DATA_KEY_LEN, DataKey};
+pub use datakey::{DATA_KEY_LEN, DataKey, MAX_DATA_KEY_LEN};
 pub use keyring::{CATCH_UP_INTERVAL, Keyring};
 pub use lifecycle::{
     ALIAS_PREFIX, AliasInfo, KeyringOptions, MAX_DELETION_DAYS, MAX_DESCRIPTION_CHARS,

@@ -416,27 +416,7 @@ impl KeyService {
         let now = self.shared.clock.now();
         let min = ring.required_minimum(now);
         if min > ring.meta.load().record.min_decrypt_version {
-            // Below the minimum nothing opens again: resident keys are
-            // destroyed in the token before the store forgets them.
-            ring.destroy_resident(|v| v < min).await?;
-            self.shared
-                .store
-                .apply(
-                    Change::RaiseMinimum {
-                        name: name.to_owned(),
-                        min,
-                    },
-                    AuditDraft::new(
-                        actor,
-                        "keyring.min_decrypt",
-                        format!("keyring:{name}"),
-                        json!({ "min_decrypt_version": min }),
-                    ),
-                    now,
-                )
-                .await?;
-            self.shared.changed(name);
-            ring.reload().await?;
+            self.raise_minimum_locked(&ring, actor, min).await?;
             actions.push(PolicyAction::MinimumRaised {
                 keyring: name.to_owned(),
                 min,

@@ -356,6 +356,10 @@ pub struct Config {
     /// How many instances share the global rate limit; each keeps this share of it
     /// while Redis is unreachable (default 1).
     pub instances: u32,
+    /// The mounts at which the Vault Transit door answers, comma-separated
+    /// (default `transit`: `/v1/transit/…`; a second name maps the same
+    /// keyrings under another prefix; empty closes the door).
+    pub transit_mounts: String,
 }
 
 impl Default for Config {
@@ -390,11 +394,23 @@ impl Default for Config {
             redis_prefix: "fleetkey".into(),
             instance_name: "embedded".into(),
             instances: 1,
+            transit_mounts: crate::api::transit::DEFAULT_MOUNT.into(),
         }
     }
 }
 
 impl Config {
+    /// The Vault Transit door's mounts (`transit_mounts`, split and trimmed).
+    pub fn transit_mount_list(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for m in self.transit_mounts.split(',').map(str::trim) {
+            if !m.is_empty() && !out.iter().any(|o| o == m) {
+                out.push(m.to_owned());
+            }
+        }
+        out
+    }
+
     /// The PostgreSQL URL when `store_url` names PostgreSQL; None for the
     /// embedded SQLite store (unset or `sqlite://`).
     pub fn postgres_url(&self) -> Option<&str> {
@@ -488,6 +504,7 @@ impl Config {
             "FLEETKEY_RATE_LIMIT_UNAUTHENTICATED" => rate_limit.unauthenticated_per_source_per_sec,
             "FLEETKEY_RATE_LIMIT_GLOBAL" => rate_limit.global_per_sec,
             "FLEETKEY_LOG_FORMAT" => log_format,
+            "FLEETKEY_TRANSIT_MOUNTS" => transit_mounts,
         }))
     }
 
@@ -543,6 +560,9 @@ impl Config {
         }
         if self.max_batch_items == 0 {
             return Err(err("max_batch_items", "must be at least 1"));
+        }
+        for m in self.transit_mount_list() {
+            crate::api::transit::validate_mount(&m).map_err(|e| err("transit_mounts", e))?;
         }
         Ok(())
     }
@@ -683,115 +703,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_validate_and_env_overrides_apply() {
-        let mut c = Config::default();
-        c.validate().unwrap();
-        let env = |k: &str| match k {
-            "FLEETKEY_LISTEN" => Some("0.0.0.0:9000".to_owned()),
-            "FLEETKEY_RATE_LIMIT_GLOBAL" => Some("77".to_owned()),
-            _ => None,
-        };
-        c.apply_env(env).unwrap();
-        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
-        assert_eq!(c.rate_limit.global_per_sec, 77);
-    }
-
-    #[test]
-    fn the_store_is_sqlite_unless_a_postgres_url_is_given() {
-        let with = |u: Option<&str>| Config {
-            store_url: u.map(ServiceUrl::new),
-            ..Config::default()
-        };
-        for u in [None, Some("sqlite://")] {
-            let c = with(u);
-            c.validate().unwrap();
-            assert_eq!(c.postgres_url(), None);
-        }
-        let c = with(Some("postgres://fk@db:5432/fk"));
-        c.validate().unwrap();
-        assert_eq!(c.postgres_url(), Some("postgres://fk@db:5432/fk"));
-        let e = with(Some("sqlite:///var/lib/fk.db"))
-            .validate()
-            .unwrap_err();
-        assert!(e.to_string().contains("data_dir"), "{e}");
-        let e = with(Some("mysql://u:hunter2@db/fk"))
-            .validate()
-            .unwrap_err();
-        assert!(e.to_string().contains("store_url"), "{e}");
-        assert!(!e.to_string().contains("hunter2"), "{e}");
-        let mut c = Config::default();
-        c.apply_env(|k| (k == "FLEETKEY_STORE_POOL_SIZE").then(|| "40".to_owned()))
-            .unwrap();
-        assert_eq!(c.store_pool_size, 40);
-        c.store_pool_size = 0;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("store_pool_size")
-        );
-    }
-
-    #[test]
-    fn service_url_passwords_never_reach_debug_or_display() {
-        let mut c = Config::default();
-        c.apply_env(|k| match k {
-            "FLEETKEY_STORE_URL" => Some("postgres://fk:pg-secret@db/fk".to_owned()),
-            "FLEETKEY_REDIS_URL" => Some("redis://:redis-secret@cache:6379".to_owned()),
-            "FLEETKEY_TELEMETRY_MQTT_URL" => Some("mqtt://dev:mqtt-secret@broker:1883".to_owned()),
-            _ => None,
-        })
-        .unwrap();
-        let shown = format!("{c:?} {}", c.redis_url.as_ref().unwrap());
-        for secret in ["pg-secret", "redis-secret", "mqtt-secret"] {
-            assert!(!shown.contains(secret), "{shown}");
-        }
-        assert!(shown.contains("cache:6379"), "{shown}");
-        assert_eq!(c.postgres_url(), Some("postgres://fk:pg-secret@db/fk"));
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let e = Config::default()
-            .apply_env(|k| (k == "FLEETKEY_MAX_BODY_BYTES").then(|| "lots".to_owned()))
-            .unwrap_err();
-        assert!(e.to_string().contains("FLEETKEY_MAX_BODY_BYTES"), "{e}");
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = dir.path().join("fleetkey.toml");
-        std::fs::write(&file, "max_body_bytes = 4096\nlisten = \"nowhere\"\n").unwrap();
-        let e = Config::load(Some(&file)).unwrap_err().to_string();
-        assert!(
-            e.contains("line 2 (listen)") && e.contains("like 127.0.0.1:8400"),
-            "{e}"
-        );
-        std::fs::write(&file, "device_listen = \"somewhere\"\n").unwrap();
-        let e = Config::load(Some(&file)).unwrap_err().to_string();
-        assert!(
-            e.contains("(device_listen)") && e.contains("(or off)"),
-            "{e}"
-        );
-        let e = Config::default()
-            .apply_env(|k| (k == "FLEETKEY_DEVICE_UDP_LISTEN").then(|| "udp".to_owned()))
-            .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("FLEETKEY_DEVICE_UDP_LISTEN (device_udp_listen)"),
-            "{e}"
-        );
-        let e = Config::default()
-            .apply_env(|k| (k == "FLEETKEY_RATE_LIMIT_GLOBAL").then(|| "-1".to_owned()))
-            .unwrap_err();
-        assert!(e.to_string().contains("(rate_limit.global_per_sec)"), "{e}");
-        let e = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
-        assert!(e.message().contains("bogus"), "{}", e.message());
-        let c: Config = toml::from_str("device_listen = \"off\"\nlog_format = \"json\"").unwrap();
-        assert_eq!(
-            (c.device_listen_addr(), c.log_format),
-            (None, LogFormat::Json)
-        );
-    }
-}
+mod tests;
