@@ -126,7 +126,7 @@ pub(super) async fn key_data(st: &crate::api::AppState, name: &str) -> VaultResu
         .find(|v| v.state != VersionState::Destroyed)
         .map_or(0, |v| if v.version == 1 { 0 } else { v.version });
     let purpose = kind.purpose();
-    Ok(json!({
+    let mut data = json!({
         "allow_plaintext_backup": false,
         "auto_rotate_period": info.policy.rotation_period_secs,
         "deletion_allowed": deletion_allowed(&info),
@@ -145,7 +145,15 @@ pub(super) async fn key_data(st: &crate::api::AppState, name: &str) -> VaultResu
         "supports_encryption": purpose == Purpose::Encrypt,
         "supports_signing": purpose == Purpose::Sign,
         "type": type_name(kind),
-    }))
+    });
+    // Transit shows a MAC key's size, not its versions' times.
+    if purpose == Purpose::Mac
+        && let Some(d) = data.as_object_mut()
+    {
+        d.remove("keys");
+        d.insert("key_size".into(), json!(32));
+    }
+    Ok(data)
 }
 
 fn deletion_allowed(info: &KeyringInfo) -> bool {

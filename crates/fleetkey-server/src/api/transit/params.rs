@@ -157,17 +157,20 @@ impl Params {
         }
     }
 
-    /// Vault's warning for the parameters nobody took (none: no warning).
+    /// Vault's warning for the parameters nobody took (none: no warning; a
+    /// parameter given as null counts as not given).
     pub fn leftover(&self) -> Option<String> {
-        if self.map.is_empty() {
-            return None;
-        }
         let mut names: Vec<String> = self
             .map
-            .keys()
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k)
             .take(20)
             .map(|k| k.chars().take(64).collect())
             .collect();
+        if names.is_empty() {
+            return None;
+        }
         names.sort();
         Some(format!(
             "Endpoint ignored these unrecognized parameters: [{}]",
@@ -218,7 +221,8 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_and_unknown_parameters_warned_of() {
-        let mut q = p(json!({"batch_input": [{"plaintext": "AA=="}, {}], "zz": 1, "aa": 2}));
+        let mut q =
+            p(json!({"batch_input": [{"plaintext": "AA=="}, {}], "zz": 1, "aa": 2, "n": null}));
         assert_eq!(q.batch(2).unwrap().unwrap().len(), 2);
         assert_eq!(
             q.leftover().unwrap(),
