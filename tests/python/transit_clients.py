@@ -8,6 +8,10 @@
         semantics (round trips, versions, valid/invalid, the same hash), the
         same refusals (hvac's exception class). Ciphertext bytes differ by design.
 
+    transit_clients.py migrate FLEETKEY_ADDR FLEETKEY_TOKEN OPENBAO_ADDR OPENBAO_TOKEN
+        rows encrypted by OpenBao move to fleetkey with
+        scripts/migrate_from_vault_transit.py and open there.
+
     transit_clients.py bao FLEETKEY_ADDR FLEETKEY_TOKEN BAO_BINARY
         the `bao` CLI with BAO_ADDR pointed at fleetkey: write transit/encrypt,
         then transit/decrypt, read and list keys.
@@ -194,9 +198,47 @@ def bao_cli(fk_addr, fk_token, binary):
     return 0
 
 
+def migrate(fk_addr, fk_token, bao_addr, bao_token):
+    """Rows encrypted by OpenBao move to fleetkey with
+    scripts/migrate_from_vault_transit.py and open there to what they were."""
+    ob = hvac.Client(url=bao_addr, token=bao_token).secrets.transit
+    fk = hvac.Client(url=fk_addr, token=fk_token).secrets.transit
+    ob.create_key("migrated")
+    rows, plain = [], {}
+    for i in range(150):
+        p = b64(f"row {i}")
+        ad = b64(f"table orders {i}") if i % 2 else None
+        ct = ob.encrypt_data("migrated", plaintext=p, associated_data=ad)["data"]["ciphertext"]
+        row = {"id": f"r{i}", "ciphertext": ct}
+        if ad:
+            row["associated_data"] = ad
+        rows.append(row)
+        plain[row["id"]] = (p, ad)
+    rows.append({"id": "bad", "ciphertext": "vault:v1:AAAA"})
+    here = os.path.dirname(os.path.abspath(__file__))
+    tool = os.path.join(here, "..", "..", "scripts", "migrate_from_vault_transit.py")
+    out = subprocess.run(
+        [sys.executable, tool, "--from-addr", bao_addr, "--from-token", bao_token, "--from-key", "migrated",
+         "--to-addr", fk_addr, "--to-token", fk_token, "--to-key", "migrated", "--verify"],
+        input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 1, (out.returncode, out.stderr)
+    assert "re-encrypted 150, failed 1" in out.stderr, out.stderr
+    moved = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(moved) == 151 and "source decrypt" in moved[-1]["error"], moved[-1]
+    for m in moved[:-1]:
+        p, ad = plain[m["id"]]
+        got = fk.decrypt_data("migrated", ciphertext=m["ciphertext"], associated_data=ad)["data"]["plaintext"]
+        assert got == p, (m, got)
+    print("150 OpenBao ciphertexts re-encrypted under fleetkey and opened there; the bad row reported")
+    return 0
+
+
 def main(argv):
     if len(argv) == 6 and argv[1] == "side-by-side":
         return side_by_side(*argv[2:])
+    if len(argv) == 6 and argv[1] == "migrate":
+        return migrate(*argv[2:])
     if len(argv) == 5 and argv[1] == "bao":
         return bao_cli(*argv[2:])
     print(__doc__, file=sys.stderr)

@@ -356,6 +356,12 @@ async fn encrypt_decrypt_rewrap_and_data_keys_round_trip() {
     partial["partial_failure_response_code"] = json!(207);
     let (s, _) = admin(&a, "POST", "/v1/transit/encrypt/app", Some(partial)).await;
     assert_eq!(s.as_u16(), 207);
+    // When every item failed it is 400 whatever the partial code.
+    let all_bad =
+        json!({"batch_input": [{"plaintext": "!"}], "partial_failure_response_code": 200});
+    let (s, v) = admin(&a, "POST", "/v1/transit/encrypt/app", Some(all_bad)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["data"]["batch_results"][0]["error"].is_string(), "{v}");
     let cts: Vec<Value> = [0, 2]
         .iter()
         .map(|i| json!({"ciphertext": r[*i]["ciphertext"]}))

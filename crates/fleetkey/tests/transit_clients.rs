@@ -2,7 +2,8 @@
 //! workload against a `fleetkey serve` and against a real OpenBao dev server
 //! and every answer must agree in shape and meaning; the `bao` CLI, pointed at
 //! fleetkey by `BAO_ADDR`, encrypts, decrypts, reads, lists and rewraps
-//! (tests/python/transit_clients.py).
+//! (tests/python/transit_clients.py); OpenBao's ciphertexts move to fleetkey
+//! with scripts/migrate_from_vault_transit.py.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -39,6 +40,8 @@ fn hvac_gets_the_same_answers_from_fleetkey_as_from_openbao() {
     let server = Server::start(dir.path());
     let token = Server::admin_token(dir.path());
     python(&["side-by-side", &server.addr(), &token, &bao.1, &bao.2]);
+    // Then data encrypted by OpenBao moves over with the migration script.
+    python(&["migrate", &server.addr(), &token, &bao.1, &bao.2]);
     server.stop();
 }
 

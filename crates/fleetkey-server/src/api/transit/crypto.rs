@@ -18,8 +18,8 @@ use std::sync::Arc;
 pub(super) struct Items<T> {
     /// Whether the request was one item (answered without `batch_results`).
     single: bool,
-    /// The status of a batch with a failed item (`partial_failure_response_code`,
-    /// default 400, as in Vault).
+    /// The status of a batch with some failed items
+    /// (`partial_failure_response_code`, default 400, as in Vault).
     partial: StatusCode,
     /// Each item's `reference` and what it asked for (or why it cannot be read).
     list: Vec<(Option<String>, VaultResult<T>)>,
@@ -70,7 +70,8 @@ where
 {
     let warnings: Vec<String> = params.leftover().into_iter().collect();
     let mut results = Vec::with_capacity(items.list.len());
-    let mut failed = false;
+    let mut failed = 0;
+    let total = items.list.len();
     for (reference, item) in items.list {
         let r = match item {
             Ok(t) => op(t).await,
@@ -82,17 +83,19 @@ where
         let mut v = match r {
             Ok(v) => v,
             Err(e) => {
-                failed = true;
+                failed += 1;
                 json!({ "error": e.message() })
             }
         };
         v["reference"] = json!(reference.unwrap_or_default());
         results.push(v);
     }
-    let status = if failed {
-        items.partial
-    } else {
-        StatusCode::OK
+    // As in Vault: partial_failure_response_code for some failed items, 400
+    // when every item failed.
+    let status = match failed {
+        0 => StatusCode::OK,
+        n if n == total => StatusCode::BAD_REQUEST,
+        _ => items.partial,
     };
     Ok(answer_with(
         status,

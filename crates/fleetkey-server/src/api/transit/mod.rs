@@ -15,11 +15,11 @@
 //! decrypt, rewrap, data keys), sign.rs (sign, verify, HMAC), misc.rs (random,
 //! hash, `auth/token/lookup-self`, `sys/seal-status`).
 
-mod ciphertext;
+pub mod ciphertext;
 mod crypto;
 mod keys;
 mod misc;
-mod params;
+pub mod params;
 mod sign;
 
 pub use params::Params;
