@@ -155,6 +155,29 @@ async fn keys_are_created_read_listed_rotated_configured_and_deleted() {
     }
     let (s, _) = admin(&a, "GET", "/v1/transit/keys", None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    // Other methods and paths are refused in Transit's shape too.
+    for (method, path, status) in [
+        (
+            "GET",
+            "/v1/transit/encrypt/orders",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "PATCH",
+            "/v1/transit/keys/orders",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "POST",
+            "/v1/transit/keys/orders/export/encryption-key",
+            StatusCode::NOT_FOUND,
+        ),
+        ("POST", "/v1/transit/backup/orders", StatusCode::NOT_FOUND),
+    ] {
+        let (s, v) = admin(&a, method, path, None).await;
+        assert_eq!(s, status, "{method} {path}: {v}");
+        assert!(error(&v).starts_with("unsupported"), "{v}");
+    }
 
     let (s, v) = admin(&a, "POST", "/v1/transit/keys/orders/rotate", None).await;
     assert_eq!(

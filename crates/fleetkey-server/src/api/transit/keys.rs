@@ -181,7 +181,7 @@ pub(super) async fn list(
     if !listing {
         return Err(VaultError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "use LIST (or GET with list=true) to list keys",
+            "unsupported operation: use LIST (or GET with list=true) to list keys",
         ));
     }
     manage(&req.principal)?;
@@ -216,7 +216,7 @@ pub(super) async fn key(
         Method::DELETE => delete(&st, &name, &req.principal).await,
         _ => Err(VaultError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "keys/:name takes GET, POST, PUT or DELETE",
+            "unsupported operation: keys/:name takes GET, POST, PUT or DELETE",
         )),
     }
 }

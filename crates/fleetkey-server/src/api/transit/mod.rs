@@ -290,6 +290,27 @@ async fn vault_auth(State(st): St, mut req: Request, next: Next) -> Response {
     r
 }
 
+/// A Transit write endpoint: POST and PUT alike; other methods 405 in
+/// Transit's shape.
+fn write<H, T>(h: H) -> axum::routing::MethodRouter<Arc<AppState>>
+where
+    H: axum::handler::Handler<T, Arc<AppState>> + Clone,
+    T: 'static,
+{
+    post(h.clone()).put(h).fallback(unsupported_operation)
+}
+
+async fn unsupported_operation() -> VaultError {
+    VaultError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported operation")
+}
+
+async fn unsupported_path() -> VaultError {
+    VaultError::new(
+        StatusCode::NOT_FOUND,
+        "unsupported path: see docs/migrate-from-vault-transit.md for the Transit endpoints fleetkey serves",
+    )
+}
+
 /// The door's routes for each mount in `mounts` (none: the door is closed).
 pub(super) fn routes(state: &Arc<AppState>, mounts: &[String]) -> Router<Arc<AppState>> {
     if mounts.is_empty() {
@@ -307,53 +328,24 @@ pub(super) fn routes(state: &Arc<AppState>, mounts: &[String]) -> Router<Arc<App
             .route(&p("keys"), any(keys::list))
             .route(&p("keys/"), any(keys::list))
             .route(&p("keys/{name}"), any(keys::key))
-            .route(
-                &p("keys/{name}/config"),
-                post(keys::config).put(keys::config),
-            )
-            .route(
-                &p("keys/{name}/rotate"),
-                post(keys::rotate).put(keys::rotate),
-            )
-            .route(
-                &p("encrypt/{name}"),
-                post(crypto::encrypt).put(crypto::encrypt),
-            )
-            .route(
-                &p("decrypt/{name}"),
-                post(crypto::decrypt).put(crypto::decrypt),
-            )
-            .route(
-                &p("rewrap/{name}"),
-                post(crypto::rewrap).put(crypto::rewrap),
-            )
-            .route(
-                &p("datakey/{kind}/{name}"),
-                post(crypto::datakey).put(crypto::datakey),
-            )
-            .route(&p("sign/{name}"), post(sign::sign).put(sign::sign))
-            .route(
-                &p("sign/{name}/{hash}"),
-                post(sign::sign_hash).put(sign::sign_hash),
-            )
-            .route(&p("verify/{name}"), post(sign::verify).put(sign::verify))
-            .route(
-                &p("verify/{name}/{hash}"),
-                post(sign::verify_hash).put(sign::verify_hash),
-            )
-            .route(&p("hmac/{name}"), post(sign::hmac).put(sign::hmac))
-            .route(
-                &p("hmac/{name}/{alg}"),
-                post(sign::hmac_alg).put(sign::hmac_alg),
-            )
-            .route(&p("random"), post(misc::random).put(misc::random))
-            .route(&p("random/{a}"), post(misc::random_a).put(misc::random_a))
-            .route(
-                &p("random/{a}/{b}"),
-                post(misc::random_ab).put(misc::random_ab),
-            )
-            .route(&p("hash"), post(misc::hash).put(misc::hash))
-            .route(&p("hash/{alg}"), post(misc::hash_alg).put(misc::hash_alg));
+            .route(&p("keys/{name}/config"), write(keys::config))
+            .route(&p("keys/{name}/rotate"), write(keys::rotate))
+            .route(&p("encrypt/{name}"), write(crypto::encrypt))
+            .route(&p("decrypt/{name}"), write(crypto::decrypt))
+            .route(&p("rewrap/{name}"), write(crypto::rewrap))
+            .route(&p("datakey/{kind}/{name}"), write(crypto::datakey))
+            .route(&p("sign/{name}"), write(sign::sign))
+            .route(&p("sign/{name}/{hash}"), write(sign::sign_hash))
+            .route(&p("verify/{name}"), write(sign::verify))
+            .route(&p("verify/{name}/{hash}"), write(sign::verify_hash))
+            .route(&p("hmac/{name}"), write(sign::hmac))
+            .route(&p("hmac/{name}/{alg}"), write(sign::hmac_alg))
+            .route(&p("random"), write(misc::random))
+            .route(&p("random/{a}"), write(misc::random_a))
+            .route(&p("random/{a}/{b}"), write(misc::random_ab))
+            .route(&p("hash"), write(misc::hash))
+            .route(&p("hash/{alg}"), write(misc::hash_alg))
+            .route(&p("{*rest}"), any(unsupported_path));
     }
     r.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
