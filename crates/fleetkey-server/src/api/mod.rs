@@ -56,7 +56,10 @@ pub use lifecycle::{
     DecommissionRequest, OnboardRequest, OnboardResponse, StateRequest, WipeReceiptRequest,
 };
 pub use openapi::openapi_document;
-pub use tokens::{CreateTokenRequest, CreatedToken, TokenInfo, TokenList};
+pub use tokens::{
+    AwsAccessKeyRequest, AwsAccessKeyResponse, CreateTokenRequest, CreatedToken, TokenInfo,
+    TokenList,
+};
 
 use extract::b64;
 use fleets::device_keys;
@@ -96,6 +99,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Largest body on routes that need no token.
     pub max_unauthenticated_body_bytes: usize,
+    /// AWS access keys bound to tokens (the AWS KMS door).
+    pub aws: Arc<crate::tokens::aws::AwsKeys>,
     /// The mounts the Vault Transit door answers at (none: closed).
     pub transit_mounts: Vec<String>,
 }
@@ -157,7 +162,7 @@ impl utoipa::Modify for SecurityAddon {
 #[openapi(
     info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
     paths(keyrings::create_keyring, keyrings::list_keyrings, keyrings::show_keyring, keyrings::rotate_keyring, keyrings::revoke_version, keyrings::set_policy, keyrings::seal, keyrings::unseal, keyrings::rewrap,
-        keyrings::seal_batch, keyrings::unseal_batch, keyrings::rewrap_batch, audit::audit_page, audit::audit_checkpoint, audit::audit_public_key, tokens::create_token, tokens::list_tokens, tokens::revoke_token,
+        keyrings::seal_batch, keyrings::unseal_batch, keyrings::rewrap_batch, audit::audit_page, audit::audit_checkpoint, audit::audit_public_key, tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::create_aws_access_key,
         fleets::create_fleet, fleets::show_fleet, fleets::factory_device, fleets::list_devices, fleets::show_device, lifecycle::set_device_state, lifecycle::decommission_device,
         lifecycle::onboarding_challenge, lifecycle::onboarding_complete, lifecycle::wipe_receipt, lifecycle::create_claim_code, lifecycle::claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
@@ -203,6 +208,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             post(tokens::create_token).get(tokens::list_tokens),
         )
         .route("/v1/tokens/{id}/revoke", post(tokens::revoke_token))
+        .route(
+            "/v1/tokens/aws-access-keys",
+            post(tokens::create_aws_access_key),
+        )
         .route("/v1/fleets", post(fleets::create_fleet))
         .route("/v1/fleets/{fleet}", get(fleets::show_fleet))
         .route("/v1/fleets/{fleet}/devices", get(fleets::list_devices))

@@ -56,7 +56,12 @@ pub fn state(
             .register(c)
             .map_err(|e| Error::Internal(format!("metrics: {e}")))?;
     }
+    let aws = Arc::new(crate::tokens::aws::AwsKeys::new(
+        tokens.clone(),
+        keys.custody(),
+    ));
     Ok(Arc::new(AppState {
+        aws,
         keys,
         tokens,
         fleets,

@@ -140,3 +140,80 @@ pub(super) async fn revoke_token(
         .map_err(|e| change_err(&st, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// An AWS access key pair to create for a token.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsAccessKeyRequest {
+    /// The token (id `tok_…` or name) the pair acts as; needs `tokens:manage`
+    /// covering that token's scopes. Omitted: the requesting token itself.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A new AWS access key pair (docs/migrate-from-aws-kms.md): requests signed
+/// with it (Signature Version 4, service `kms`) act as the token, with its
+/// scopes and expiry; revoking the token revokes the pair.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AwsAccessKeyResponse {
+    /// `AWS_ACCESS_KEY_ID` (`FKIA…`).
+    pub access_key_id: String,
+    /// `AWS_SECRET_ACCESS_KEY`; store it now, it cannot be shown again.
+    pub secret_access_key: String,
+    /// The token it acts as.
+    pub token_id: String,
+}
+
+impl std::fmt::Debug for AwsAccessKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsAccessKeyResponse")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("token_id", &self.token_id)
+            .finish()
+    }
+}
+
+impl Drop for AwsAccessKeyResponse {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret_access_key);
+    }
+}
+
+/// Create an AWS access key pair bound to a token (the secret is in the
+/// response only).
+#[utoipa::path(post, path = "/v1/tokens/aws-access-keys", tag = "tokens", request_body = AwsAccessKeyRequest,
+    responses((status = 201, body = AwsAccessKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn create_aws_access_key(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiJson(req): ApiJson<AwsAccessKeyRequest>,
+) -> ApiResult<(StatusCode, Json<AwsAccessKeyResponse>)> {
+    let all = st.tokens.list().await?;
+    let record = match &req.token {
+        None => all.into_iter().find(|t| t.id == p.token_id),
+        Some(which) => {
+            p.require("tokens:manage")?;
+            all.into_iter()
+                .find(|t| (&t.id == which || &t.name == which) && p.covers_token(t))
+        }
+    }
+    .ok_or_else(|| {
+        crate::Error::TokenNotFound(req.token.clone().unwrap_or_else(|| p.token_id.clone()))
+    })?;
+    let key = st
+        .aws
+        .create(&p.actor(), &record)
+        .await
+        .map_err(|e| change_err(&st, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AwsAccessKeyResponse {
+            access_key_id: key.access_key_id.clone(),
+            secret_access_key: key.secret_access_key.to_string(),
+            token_id: key.token_id.clone(),
+        }),
+    ))
+}

@@ -563,6 +563,11 @@ impl KeyService {
         self.shared.custody.public_key()
     }
 
+    /// The custody under the keyrings (what wraps other service secrets too).
+    pub fn custody(&self) -> Arc<dyn Custody> {
+        self.shared.custody.clone()
+    }
+
     /// Custody's backend name (`local`, `pkcs11`), for `/readyz`.
     pub fn custody_backend(&self) -> &'static str {
         self.shared.custody.backend()

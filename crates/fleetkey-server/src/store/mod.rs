@@ -264,6 +264,10 @@ pub trait TokenStore: Changes {
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
     /// All tokens (without secrets).
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// An AWS access key, kept as the service key `name`
+    /// (`aws-access-key:<id>`): its custody-wrapped secret and the hash of
+    /// the token it is bound to.
+    async fn aws_access_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
 }
 
 /// The audit log and its signed checkpoints (`audit/`).

@@ -221,6 +221,10 @@ impl<D: Dialect> TokenStore for SqlStore<D> {
             .records(&self.pool, token_from_row)
             .await
     }
+
+    async fn aws_access_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        service_key(&self.pool, name).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -297,13 +301,21 @@ impl<D: Dialect> DirectoryStore for SqlStore<D> {
     }
 
     async fn service_key(&self, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let row = stmt("SELECT wrapped, public FROM service_keys WHERE name = $1")
-            .bind(name)
-            .optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.col("wrapped")?, r.col("public")?)))
-            .transpose()
+        service_key(&self.pool, name).await
     }
+}
+
+/// A service key's wrapped secret and public part.
+async fn service_key<D: Dialect>(
+    pool: &sqlx::Pool<D>,
+    name: &str,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let row = stmt("SELECT wrapped, public FROM service_keys WHERE name = $1")
+        .bind(name)
+        .optional(pool)
+        .await?;
+    row.map(|r| Ok((r.col("wrapped")?, r.col("public")?)))
+        .transpose()
 }
 
 #[async_trait::async_trait]

@@ -29,6 +29,9 @@ pub const CACHE_SECS: i64 = 5;
 /// Longest accepted token string.
 pub const MAX_TOKEN_LEN: usize = 128;
 
+pub mod aws;
+pub mod sigv4;
+
 /// The scopes [`validate_scope`] accepts, as a regular expression (for the
 /// OpenAPI document).
 pub const SCOPE_PATTERN: &str = "^(admin|\\*|keys:manage|audit:read|tokens:manage|fleets:manage|claim|random|(seal|unseal|rewrap|datakey|sign|verify|mac|import|export|keys|audit|tokens|factory|devices|fleets|operate|ingest):([A-Za-z0-9][A-Za-z0-9._-]{0,63}\\*?|\\*))$";
@@ -150,7 +153,9 @@ impl Principal {
     }
 }
 
-fn hash(secret: &str) -> [u8; 32] {
+/// The SHA-256 of a token secret: what the store keeps, and what binds an AWS
+/// access key to its token.
+pub fn hash(secret: &str) -> [u8; 32] {
     let d = digest(&SHA256, secret.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
@@ -182,6 +187,11 @@ impl TokenService {
             misses: RwLock::new(HashMap::new()),
             announce: Default::default(),
         }
+    }
+
+    /// The store view the service uses (AWS access keys live beside tokens).
+    pub(crate) fn store(&self) -> Arc<dyn TokenStore> {
+        self.store.clone()
     }
 
     /// The time by the service's clock (what expiry is judged against).
@@ -369,12 +379,25 @@ impl TokenService {
         // Called at most once, however many of the checks below need it.
         let mut gate = Some(gate);
         let mut gate = move || gate.take().map_or(Ok(()), |g| g());
-        let now = self.clock.now();
         if secret.len() > MAX_TOKEN_LEN || !secret.starts_with(PREFIX) {
             gate()?;
             return Ok(Err(Error::Unauthenticated));
         }
-        let h = hash(secret);
+        self.authenticate_hash(&hash(secret), gate).await
+    }
+
+    /// [`TokenService::authenticate_gated`] for the token whose secret hashes
+    /// to `h` (an AWS access key is bound to its token by this hash): the same
+    /// cache, revocation and expiry checks, `gate` called at most once.
+    pub async fn authenticate_hash<L>(
+        &self,
+        h: &[u8; 32],
+        gate: impl FnOnce() -> std::result::Result<(), L>,
+    ) -> std::result::Result<Result<Principal>, L> {
+        let mut gate = Some(gate);
+        let mut gate = move || gate.take().map_or(Ok(()), |g| g());
+        let h = *h;
+        let now = self.clock.now();
         let cached = self
             .cache
             .read()
