@@ -33,30 +33,36 @@ pub(super) async fn json_body(
     state: &Arc<AppState>,
     empty_ok: bool,
 ) -> ApiResult<serde_json::Value> {
-    // The whole body within the deadline: a client trickling bytes cannot hold
-    // the handler (and its buffer) open.
+    let bytes = read_body(req, state).await?;
+    json_value(&bytes, empty_ok)
+}
+
+/// The whole request body, within the body deadline and the size limit (a
+/// client trickling bytes cannot hold the handler, and its buffer, open).
+pub(super) async fn read_body(req: Request, state: &Arc<AppState>) -> ApiResult<axum::body::Bytes> {
     let read = axum::body::Bytes::from_request(req, state);
-    let bytes = match tokio::time::timeout(state.body_timeout, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "request body is larger than the configured limit",
-            ));
-        }
-        Ok(Err(r)) => return Err(ApiError::malformed(r.body_text())),
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                format!(
-                    "the request body did not arrive within {} s",
-                    state.body_timeout.as_secs()
-                ),
-            ));
-        }
-    };
+    match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "request body is larger than the configured limit",
+        )),
+        Ok(Err(r)) => Err(ApiError::malformed(r.body_text())),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                state.body_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// A body read as a JSON object: no key given twice, integral numbers as
+/// integers; empty is an empty object when `empty_ok`.
+pub(super) fn json_value(bytes: &[u8], empty_ok: bool) -> ApiResult<serde_json::Value> {
     if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Value::Object(serde_json::Map::new()));
     }
@@ -67,7 +73,7 @@ pub(super) async fn json_body(
             "the request body must be a JSON object",
         ));
     }
-    let Unique(mut v) = serde_json::from_slice(&bytes)
+    let Unique(mut v) = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::malformed(format!("invalid request body: {e}")))?;
     integral_numbers(&mut v, 0);
     Ok(v)

@@ -36,6 +36,11 @@ pub struct Metrics {
     pub open_failures: IntCounterVec,
     /// Rate-limit rejections by scope (`token`, `global`).
     pub rate_limited: IntCounterVec,
+    /// AWS KMS door requests refused before an operation, by AWS error code
+    /// (missing, incomplete or invalid signatures, unknown keys).
+    pub kms_refusals: IntCounterVec,
+    /// AWS KMS door operations, by operation and result (`ok` or AWS error code).
+    pub kms_operations: IntCounterVec,
     /// Operations refused because the audit log could not be written.
     pub audit_write_failures: IntCounter,
     rotations: IntGauge,
@@ -187,6 +192,16 @@ const RATE_LIMITED: Def = Def::new(
     "Requests refused by a rate limit",
     &["scope"],
 );
+const KMS_REFUSALS: Def = Def::new(
+    "fleetkey_kms_auth_refusals_total",
+    "AWS KMS door requests refused by their signature or access key",
+    &["code"],
+);
+const KMS_OPERATIONS: Def = Def::new(
+    "fleetkey_kms_operations_total",
+    "AWS KMS door operations by result",
+    &["operation", "result"],
+);
 const AUDIT_WRITE_FAILURES: Def = Def::new(
     "fleetkey_audit_write_failures_total",
     "Operations refused because the audit log could not be written",
@@ -297,6 +312,8 @@ impl Metrics {
             keyring_changes: KEYRING_CHANGES.counter_vec(&r)?,
             open_failures: OPEN_FAILURES.counter_vec(&r)?,
             rate_limited: RATE_LIMITED.counter_vec(&r)?,
+            kms_refusals: KMS_REFUSALS.counter_vec(&r)?,
+            kms_operations: KMS_OPERATIONS.counter_vec(&r)?,
             audit_write_failures: AUDIT_WRITE_FAILURES.counter(&r)?,
             rotations: ROTATIONS.gauge(&r)?,
             nonce_blocks: NONCE_BLOCKS.gauge(&r)?,

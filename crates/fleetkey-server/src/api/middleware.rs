@@ -112,13 +112,22 @@ pub(super) async fn admit(
             Ok(Err(e)) => return Err(Refusal::Invalid(e)),
         },
     };
+    let allowance = limit(st, &principal).await.map_err(Refusal::Limited)?;
+    Ok((principal, allowance))
+}
+
+/// The per-token and global limits for an authenticated principal (every
+/// door's admission ends here).
+pub(super) async fn limit(
+    st: &AppState,
+    principal: &crate::tokens::Principal,
+) -> Result<ratelimit::Allowance, ratelimit::Limited> {
     let allowance = st
         .limits
         .check_shared(&principal.token_id, st.coord.get().map(|c| c.as_ref()))
-        .await
-        .map_err(Refusal::Limited)?;
+        .await?;
     tracing::Span::current().record("token", principal.token_id.as_str());
-    Ok((principal, allowance))
+    Ok(allowance)
 }
 
 /// The rate-limit headers of an admitted request's response.

@@ -24,6 +24,7 @@ pub mod http;
 pub(crate) mod ingest;
 pub mod keyring_lifecycle;
 pub mod keyrings;
+mod kms;
 mod lifecycle;
 pub mod listener;
 pub mod metrics;
@@ -243,6 +244,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(v1)
         .merge(transit::routes(&state, &state.transit_mounts))
+        // The AWS KMS door: AWS's JSON protocol at the root, signed with SigV4.
+        .route("/", post(kms::handle))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

@@ -34,8 +34,8 @@ pub use lifecycle::{
     validate_details,
 };
 pub use public_key::{
-    FORMATS as PUBLIC_KEY_FORMATS, MAX_PUBLIC_KEY_FILE, parse_public_key, public_key_form,
-    verify_with,
+    FORMATS as PUBLIC_KEY_FORMATS, MAX_PUBLIC_KEY_FILE, parse_public_key, public_key_der,
+    public_key_form, verify_with,
 };
 pub use service::KeyService;
 pub use transfer::{

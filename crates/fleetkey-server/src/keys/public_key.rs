@@ -33,29 +33,41 @@ fn unsupported(kind: KeyType, format: &str) -> Error {
     }
 }
 
+/// The SubjectPublicKeyInfo of an Ed25519 or ML-DSA-65 public key.
+fn spki<'a>(kind: KeyType, pk: &'a [u8], format: &str) -> Result<SubjectPublicKeyInfoRef<'a>> {
+    let oid = match kind {
+        KeyType::Ed25519 => ED25519_OID,
+        KeyType::MlDsa65 => ML_DSA_65_OID,
+        _ => return Err(unsupported(kind, format)),
+    };
+    Ok(SubjectPublicKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef {
+            oid,
+            parameters: None,
+        },
+        subject_public_key: BitStringRef::from_bytes(pk)
+            .map_err(|e| Error::Internal(format!("public key: {e}")))?,
+    })
+}
+
+/// The DER SubjectPublicKeyInfo of `pk` (an Ed25519 or ML-DSA-65 public key),
+/// as AWS KMS's GetPublicKey answers it.
+pub fn public_key_der(kind: KeyType, pk: &[u8]) -> Result<Vec<u8>> {
+    use spki::der::Encode as _;
+    spki(kind, pk, "der")?
+        .to_der()
+        .map_err(|e| Error::Internal(format!("public key DER: {e}")))
+}
+
 /// `pk` (the raw public key of a `kind` keyring) in `format`: a base64 string
 /// (`raw`), PEM text (`pem`) or a JWK object (`jwk`).
 pub fn public_key_form(kind: KeyType, pk: &[u8], format: &str) -> Result<Value> {
     match format {
         "raw" => Ok(Value::String(B64.encode(pk))),
-        "pem" => {
-            let oid = match kind {
-                KeyType::Ed25519 => ED25519_OID,
-                KeyType::MlDsa65 => ML_DSA_65_OID,
-                _ => return Err(unsupported(kind, format)),
-            };
-            let spki = SubjectPublicKeyInfoRef {
-                algorithm: AlgorithmIdentifierRef {
-                    oid,
-                    parameters: None,
-                },
-                subject_public_key: BitStringRef::from_bytes(pk)
-                    .map_err(|e| Error::Internal(format!("public key: {e}")))?,
-            };
-            spki.to_pem(LineEnding::LF)
-                .map(Value::String)
-                .map_err(|e| Error::Internal(format!("public key PEM: {e}")))
-        }
+        "pem" => spki(kind, pk, format)?
+            .to_pem(LineEnding::LF)
+            .map(Value::String)
+            .map_err(|e| Error::Internal(format!("public key PEM: {e}"))),
         "jwk" => match kind {
             KeyType::Ed25519 => Ok(json!({
                 "kty": "OKP",
