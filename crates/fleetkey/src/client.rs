@@ -57,6 +57,11 @@ impl Client {
         Ok(Some(Self(client)))
     }
 
+    /// The server's address (`FLEETKEY_ADDR`).
+    pub fn addr(&self) -> &str {
+        self.0.base()
+    }
+
     /// Calls `method path` with `body` (one of the server's request types).
     pub async fn send<T: DeserializeOwned>(
         &self,

@@ -41,3 +41,116 @@ fn boto3_the_encryption_sdk_and_the_aws_cli_work_against_fleetkey() {
     assert!(!log.contains("secret_access_key"), "{log}");
     server.stop();
 }
+
+fn fleetkey(dir: &std::path::Path, addr: &str, token: &str) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("fleetkey").unwrap();
+    c.current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .env("FLEETKEY_ADDR", addr)
+        .env("FLEETKEY_TOKEN", token);
+    c
+}
+
+#[test]
+fn aws_credentials_are_printed_for_eval_once_and_only_through_the_server() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let server = Server::start(dir.path());
+    let admin = Server::admin_token(dir.path());
+    let out = fleetkey(dir.path(), &server.addr(), &admin)
+        .args(["tokens", "aws-credentials"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[0].starts_with("AWS_ACCESS_KEY_ID=FKIA"), "{stdout}");
+    assert_eq!(lines[0].len(), "AWS_ACCESS_KEY_ID=FKIA".len() + 16);
+    let secret = lines[1].strip_prefix("AWS_SECRET_ACCESS_KEY=").unwrap();
+    assert_eq!(secret.len(), 43);
+    assert_eq!(
+        lines[2],
+        format!("AWS_ENDPOINT_URL_KMS='{}'", server.addr())
+    );
+    assert_eq!(
+        lines[3],
+        "export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_ENDPOINT_URL_KMS"
+    );
+    // A shell evaluates them.
+    let sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "eval \"$(cat)\"; sh -c 'echo \"$AWS_ACCESS_KEY_ID $AWS_ENDPOINT_URL_KMS\"'"
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        sh.stdin
+            .as_ref()
+            .unwrap()
+            .write_all(stdout.as_bytes())
+            .unwrap();
+    }
+    let seen = String::from_utf8(sh.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(
+        seen.trim(),
+        format!(
+            "{} {}",
+            &lines[0]["AWS_ACCESS_KEY_ID=".len()..],
+            server.addr()
+        )
+    );
+    // Another pair each time; JSON on request.
+    let out = fleetkey(dir.path(), &server.addr(), &admin)
+        .args(["tokens", "aws-credentials", "--json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_ne!(v["access_key_id"].as_str().unwrap(), &lines[0][18..]);
+    // For another token by name: needs tokens:manage covering it.
+    let scoped = fleetkey(dir.path(), &server.addr(), &admin)
+        .args([
+            "tokens",
+            "create",
+            "--name",
+            "app",
+            "--scope",
+            "seal:orders",
+        ])
+        .assert()
+        .success();
+    let app = String::from_utf8(scoped.get_output().stdout.clone()).unwrap();
+    fleetkey(dir.path(), &server.addr(), &admin)
+        .args(["tokens", "aws-credentials", "app"])
+        .assert()
+        .success();
+    fleetkey(dir.path(), &server.addr(), app.trim())
+        .args(["tokens", "aws-credentials", "admin"])
+        .assert()
+        .failure();
+    fleetkey(dir.path(), &server.addr(), &admin)
+        .args(["tokens", "aws-credentials", "nobody"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("nobody"));
+    // Not in local mode: the server keeps the secret wrapped by custody.
+    let mut local = assert_cmd::Command::cargo_bin("fleetkey").unwrap();
+    local
+        .current_dir(dir.path())
+        .env_remove("FLEETKEY_ADDR")
+        .args(["tokens", "aws-credentials"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("FLEETKEY_ADDR"));
+    // The server's log never saw the secret.
+    let log = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<String>();
+    assert!(!log.contains(secret));
+    server.stop();
+}

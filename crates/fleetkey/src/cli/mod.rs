@@ -509,4 +509,15 @@ pub enum TokensCommand {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Create an AWS access key pair that acts as a token on the AWS KMS door
+    /// (docs/migrate-from-aws-kms.md); prints shell lines for `eval`, the
+    /// secret once. Needs FLEETKEY_ADDR and FLEETKEY_TOKEN.
+    #[command(name = "aws-credentials")]
+    AwsCredentials {
+        /// The token (name or id) the pair acts as, which FLEETKEY_TOKEN must
+        /// cover with tokens:manage; default: the token in FLEETKEY_TOKEN.
+        name: Option<String>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }

@@ -10,8 +10,17 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
     let dir = match &cmd {
         TokensCommand::Create { dir, .. }
         | TokensCommand::List { dir }
-        | TokensCommand::Revoke { dir, .. } => dir.clone(),
+        | TokensCommand::Revoke { dir, .. }
+        | TokensCommand::AwsCredentials { dir, .. } => dir.clone(),
     };
+    if let TokensCommand::AwsCredentials { name, .. } = &cmd {
+        let client = crate::client::Client::from_env()?.ok_or_else(|| {
+            CliError::usage(
+                "aws-credentials needs FLEETKEY_ADDR and FLEETKEY_TOKEN: the server makes the pair and keeps its secret wrapped by custody",
+            )
+        })?;
+        return runtime()?.block_on(aws_credentials(&client, name.clone(), dir.json));
+    }
     if let Some(client) = crate::client::Client::from_env()? {
         return runtime()?.block_on(run_with(&Remote(&client), cmd, dir.json));
     }
@@ -19,6 +28,41 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
         let tokens = Local(open_tokens(&dir.data_dir).await?);
         run_with(&tokens, cmd, dir.json).await
     })
+}
+
+/// Single-quotes `s` for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+async fn aws_credentials(
+    client: &crate::client::Client,
+    token: Option<String>,
+    json: bool,
+) -> CliResult<()> {
+    let body = fleetkey_server::api::AwsAccessKeyRequest { token };
+    let key: fleetkey_server::api::AwsAccessKeyResponse = client
+        .send(reqwest::Method::POST, "/v1/tokens/aws-access-keys", &body)
+        .await?;
+    if json {
+        crate::out!(
+            "{}",
+            zeroize::Zeroizing::new(to_json(&key, false)?).as_str()
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "fleetkey: access key {} acts as {} (the secret is shown once; eval \"$(fleetkey tokens aws-credentials)\")",
+        key.access_key_id, key.token_id
+    );
+    let lines = zeroize::Zeroizing::new(format!(
+        "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_ENDPOINT_URL_KMS={}\nexport AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_ENDPOINT_URL_KMS",
+        key.access_key_id,
+        key.secret_access_key,
+        shell_quote(client.addr())
+    ));
+    crate::out!("{}", lines.as_str());
+    Ok(())
 }
 
 fn to_json(v: &impl serde::Serialize, pretty: bool) -> CliResult<String> {
@@ -74,5 +118,8 @@ async fn run_with(t: &impl Tokens, cmd: TokensCommand, json: bool) -> CliResult<
             eprintln!("fleetkey: token {id} revoked");
             Ok(())
         }
+        TokensCommand::AwsCredentials { .. } => Err(CliError::usage(
+            "aws-credentials needs FLEETKEY_ADDR and FLEETKEY_TOKEN",
+        )),
     }
 }
