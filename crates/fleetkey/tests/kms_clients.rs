@@ -78,9 +78,7 @@ fn aws_credentials_are_printed_for_eval_once_and_only_through_the_server() {
     // A shell evaluates them.
     let sh = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "eval \"$(cat)\"; sh -c 'echo \"$AWS_ACCESS_KEY_ID $AWS_ENDPOINT_URL_KMS\"'"
-        ))
+        .arg("eval \"$(cat)\"; sh -c 'echo \"$AWS_ACCESS_KEY_ID $AWS_ENDPOINT_URL_KMS\"'")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
