@@ -218,6 +218,11 @@ pub fn verify(
             ))),
         }
     };
+    // fleetkey issues no session tokens: a request that carries one was meant
+    // for another service's temporary credentials.
+    if req.headers.iter().any(|(k, _)| k == "x-amz-security-token") {
+        return Err(AuthError::UnknownKey);
+    }
     let amz_date = header("x-amz-date")?;
     let time = parse_amz_date(amz_date)
         .ok_or_else(|| AuthError::Invalid("x-amz-date is not YYYYMMDDTHHMMSSZ".into()))?;
@@ -397,6 +402,16 @@ mod tests {
             ..req
         };
         assert!(verify(&auth, &swapped, secret, now).is_err());
+        let mut h4 = headers.clone();
+        h4.push(("x-amz-security-token".into(), "FQoG".into()));
+        let session = Request {
+            headers: &h4,
+            ..req
+        };
+        assert_eq!(
+            verify(&auth, &session, secret, now),
+            Err(AuthError::UnknownKey)
+        );
         let mut h3 = headers.clone();
         h3.push(("host".into(), "other".into()));
         let twice = Request {
