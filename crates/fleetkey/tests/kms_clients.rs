@@ -142,6 +142,24 @@ fn aws_credentials_are_printed_for_eval_once_and_only_through_the_server() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("FLEETKEY_ADDR"));
+    // An unsigned request is refused, and audited in the summary written at
+    // the latest when the server stops.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        assert!(
+            answer.contains("MissingAuthenticationTokenException"),
+            "{answer}"
+        );
+    }
+    assert!(server.stop().success());
     // The server's log never saw the secret.
     let log = std::fs::read_dir(dir.path())
         .unwrap()
@@ -150,5 +168,29 @@ fn aws_credentials_are_printed_for_eval_once_and_only_through_the_server() {
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect::<String>();
     assert!(!log.contains(secret));
+    // Back up on the same data: the audit log through the API.
+    let server = Server::start(dir.path());
+    let audit = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        write!(
+            s,
+            "GET /v1/audit?limit=1000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
     server.stop();
+    let refusal = audit
+        .lines()
+        .find(|l| l.contains("aws.signature_refused"))
+        .unwrap_or_else(|| panic!("no refusal summary in {audit}"));
+    assert!(
+        refusal.contains("MissingAuthenticationTokenException"),
+        "{refusal}"
+    );
+    assert!(audit.contains("token.aws_access_key"));
+    assert!(!audit.contains(secret));
 }

@@ -102,6 +102,8 @@ pub struct AppState {
     pub max_unauthenticated_body_bytes: usize,
     /// AWS access keys bound to tokens (the AWS KMS door).
     pub aws: Arc<crate::tokens::aws::AwsKeys>,
+    /// AWS KMS door signature refusals since the last audit summary.
+    pub kms_refusals: refusals::RefusalTally,
     /// The mounts the Vault Transit door answers at (none: closed).
     pub transit_mounts: Vec<String>,
 }

@@ -62,6 +62,7 @@ pub fn state(
     ));
     Ok(Arc::new(AppState {
         aws,
+        kms_refusals: Default::default(),
         keys,
         tokens,
         fleets,
@@ -218,6 +219,25 @@ pub async fn serve_on(
         &ingest,
         &sup,
     );
+    {
+        // Refused AWS KMS door signatures: one audit summary a minute, and
+        // the last one at shutdown.
+        let state = state.clone();
+        let stop = sup.token();
+        sup.spawn_draining("aws signature refusals", async move {
+            let mut tick = tokio::time::interval(super::refusals::SUMMARY_INTERVAL);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => super::kms::flush_refusals(&state).await,
+                    () = stop.cancelled() => {
+                        super::kms::flush_refusals(&state).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
     {
         let sink = sink.clone();
         sup.spawn("telemetry flush", async move {

@@ -122,6 +122,25 @@ impl AwsKeys {
         })
     }
 
+    /// Records refused signatures (a summary over an interval: counts by AWS
+    /// error code and source network) as one `aws.signature_refused` entry.
+    pub async fn audit_refusals(&self, details: serde_json::Value) -> Result<()> {
+        let now = self.tokens.now();
+        self.store
+            .apply(
+                Change::AuditOnly,
+                AuditDraft::new(
+                    "service",
+                    "aws.signature_refused",
+                    "aws-access-key:*",
+                    details,
+                ),
+                now,
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// The access key's token hash and secret (cached after the first unwrap).
     async fn known(&self, access_key_id: &str) -> std::result::Result<Arc<Known>, Refused> {
         if let Some(k) = self.known.read().get(access_key_id) {

@@ -277,7 +277,7 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
             if let Err(l) = gate() {
                 return throttled(l);
             }
-            st.metrics.kms_refusals.with_label_values(&[e.code()]).inc();
+            refused(&st, &e, peer);
             return auth_error(&e).into_response();
         }
     };
@@ -291,7 +291,7 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
         Err(l) => return throttled(l),
         Ok(Ok(p)) => p,
         Ok(Err(Refused::Auth(e))) => {
-            st.metrics.kms_refusals.with_label_values(&[e.code()]).inc();
+            refused(&st, &e, peer);
             return auth_error(&e).into_response();
         }
         Ok(Err(Refused::Service(e))) => return KmsError::from(e).into_response(),
@@ -345,6 +345,32 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
     allowance_headers(r.headers_mut(), &allowance);
     set_header(r.headers_mut(), "x-amzn-requestid", request_id());
     r
+}
+
+/// Counts a refused signature: in metrics at once, and in the next audit
+/// summary by AWS error code and source network.
+fn refused(st: &AppState, e: &AuthError, peer: Option<std::net::IpAddr>) {
+    st.metrics.kms_refusals.with_label_values(&[e.code()]).inc();
+    if let Some(ip) = peer {
+        st.kms_refusals.count(e.code(), ip);
+    }
+}
+
+/// Writes the signature refusals counted since the last summary as one
+/// `aws.signature_refused` audit entry (none when there were none), so an
+/// unauthenticated client cannot grow the audit log faster than time does.
+pub(super) async fn flush_refusals(st: &AppState) {
+    let counts = st.kms_refusals.take();
+    if counts.is_empty() {
+        return;
+    }
+    let secs = super::refusals::SUMMARY_INTERVAL.as_secs();
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    let details =
+        json!({ "summary": true, "interval_secs": secs, "total": total, "refusals": counts });
+    if let Err(e) = st.aws.audit_refusals(details).await {
+        tracing::error!(error = %e, "could not audit refused AWS signatures");
+    }
 }
 
 /// A request id in AWS's form (a random UUID).
