@@ -274,6 +274,19 @@ async fn signed_requests_work_and_every_signature_fault_is_refused_in_aws_shape(
         "a signed header is missing: {v}"
     );
 
+    // Bodies are bounded before the signature is checked (64 KiB by default).
+    let big = json!({"KeyId": kid, "Plaintext": "A".repeat(70_000)}).to_string();
+    let (_, v) = send(
+        &a,
+        signed(&key, "TrentService.Encrypt", &big, now, "us-east-1", "kms"),
+    )
+    .await;
+    assert_eq!(code(&v), "ValidationException");
+    assert!(
+        v["message"].as_str().unwrap().contains("larger than"),
+        "{v}"
+    );
+
     // Targets, operations and bodies.
     let (_, v) = send(
         &a,

@@ -247,7 +247,12 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(v1)
         .merge(transit::routes(&state, &state.transit_mounts))
         // The AWS KMS door: AWS's JSON protocol at the root, signed with SigV4.
-        .route("/", post(kms::handle))
+        .route(
+            "/",
+            post(kms::handle).layer(axum::extract::DefaultBodyLimit::max(
+                state.max_unauthenticated_body_bytes,
+            )),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

@@ -241,10 +241,6 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
     let method = parts.method.as_str().to_owned();
-    let bytes = match read_body(Request::from_parts(parts, body), &st).await {
-        Ok(b) => b,
-        Err(e) => return KmsError::from(e).into_response(),
-    };
     let gate = || match peer {
         Some(ip) => st.limits.check_source(ip),
         None => Ok(()),
@@ -280,6 +276,13 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
             refused(&st, &e, peer);
             return auth_error(&e).into_response();
         }
+    };
+    // The body is read only once the header is readable, and bounded by
+    // `max_unauthenticated_body_bytes` (the route's limit): until its signature
+    // is checked, the request is from nobody.
+    let bytes = match read_body(Request::from_parts(parts, body), &st).await {
+        Ok(b) => b,
+        Err(e) => return KmsError::from(e).into_response(),
     };
     let signed = sigv4::Request {
         method: &method,
