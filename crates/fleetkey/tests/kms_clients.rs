@@ -15,21 +15,7 @@ fn boto3_the_encryption_sdk_and_the_aws_cli_work_against_fleetkey() {
     let dir = tempfile::TempDir::new().unwrap();
     let server = Server::start(dir.path());
     let token = Server::admin_token(dir.path());
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/kms_clients.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(server.addr())
-        .arg(&token)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "{text}");
+    common::python("kms_clients.py", &[&server.addr(), &token]);
     // The secrets never reached the server's log.
     let log = std::fs::read_dir(dir.path())
         .unwrap()

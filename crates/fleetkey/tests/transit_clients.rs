@@ -13,23 +13,8 @@ use common::Server;
 mod backends;
 use backends::Bao;
 
-fn script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/transit_clients.py")
-}
-
 fn python(args: &[&str]) {
-    let out = std::process::Command::new("python3")
-        .arg(script())
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "{text}");
+    common::python("transit_clients.py", args);
 }
 
 #[test]

@@ -110,6 +110,23 @@ pub struct AppState {
 
 type St = State<Arc<AppState>>;
 
+/// A random (version 4) UUID: the doors' request ids and the ids of keys the
+/// AWS KMS door creates.
+pub(crate) fn random_uuid() -> crate::Result<String> {
+    let mut b: [u8; 16] = fleetkey_crypto::rand::array()?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
 /// Maps the error of a state change. Every change is written in one transaction
 /// with its audit entry, so a store failure here is an audit write failure.
 fn change_err(st: &AppState, e: Error) -> ApiError {

@@ -274,18 +274,7 @@ fn key_type(spec: &str, usage: Option<&str>) -> KmsResult<KeyType> {
 
 /// A random (version 4) UUID, the id of a key CreateKey makes.
 fn uuid() -> KmsResult<String> {
-    let mut b: [u8; 16] = fleetkey_crypto::rand::array().map_err(crate::Error::from)?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    ))
+    Ok(crate::api::random_uuid()?)
 }
 
 fn tags_map(tags: Vec<Tag>) -> BTreeMap<String, String> {

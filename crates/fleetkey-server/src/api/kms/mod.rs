@@ -346,7 +346,11 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
         Err(e) => e.into_response(),
     };
     allowance_headers(r.headers_mut(), &allowance);
-    set_header(r.headers_mut(), "x-amzn-requestid", request_id());
+    set_header(
+        r.headers_mut(),
+        "x-amzn-requestid",
+        super::random_uuid().unwrap_or_default(),
+    );
     r
 }
 
@@ -374,20 +378,6 @@ pub(super) async fn flush_refusals(st: &AppState) {
     if let Err(e) = st.aws.audit_refusals(details).await {
         tracing::error!(error = %e, "could not audit refused AWS signatures");
     }
-}
-
-/// A request id in AWS's form (a random UUID).
-fn request_id() -> String {
-    let id: [u8; 16] = fleetkey_crypto::rand::array().unwrap_or_default();
-    let h = hex::encode(id);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 async fn dispatch(c: &Call<'_>) -> KmsResult<Value> {

@@ -171,16 +171,7 @@ pub fn answer(data: Value, warnings: Vec<String>) -> Response {
 
 /// [`answer`] with another status (a batch with failed items is 400, as in Vault).
 pub fn answer_with(status: StatusCode, data: Value, warnings: Vec<String>) -> Response {
-    let id: [u8; 16] = fleetkey_crypto::rand::array().unwrap_or_default();
-    let h = hex::encode(id);
-    let request_id = format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    );
+    let request_id = super::random_uuid().unwrap_or_default();
     let warnings = if warnings.is_empty() {
         Value::Null
     } else {
