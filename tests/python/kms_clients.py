@@ -143,9 +143,19 @@ def boto3_workload(addr, admin):
     wo = kms.generate_data_key_without_plaintext(KeyId=kid, KeySpec="AES_256")
     assert "Plaintext" not in wo and len(kms.decrypt(CiphertextBlob=wo["CiphertextBlob"])["Plaintext"]) == 32
     refused("ValidationException", kms.generate_data_key, KeyId=kid)
+    pair = kms.generate_data_key_pair(KeyId=kid, KeyPairSpec="ECC_NIST_EDWARDS25519", EncryptionContext=ctx)
+    from cryptography.hazmat.primitives.serialization import load_der_private_key, load_der_public_key
+
+    priv = load_der_private_key(pair["PrivateKeyPlaintext"], password=None)
+    load_der_public_key(pair["PublicKey"]).verify(priv.sign(b"doc"), b"doc")
+    opened = kms.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"], EncryptionContext=ctx)["Plaintext"]
+    assert opened == pair["PrivateKeyPlaintext"]
+    wo_pair = kms.generate_data_key_pair_without_plaintext(KeyId=kid, KeyPairSpec="ECC_NIST_EDWARDS25519")
+    assert "PrivateKeyPlaintext" not in wo_pair and wo_pair["KeyPairSpec"] == "ECC_NIST_EDWARDS25519"
+    refused("UnsupportedOperationException", kms.generate_data_key_pair, KeyId=kid, KeyPairSpec="RSA_2048")
     assert len(kms.generate_random(NumberOfBytes=48)["Plaintext"]) == 48
     refused("ValidationException", kms.generate_random, NumberOfBytes=2000)
-    ok("GenerateDataKey (AES_256, AES_128, NumberOfBytes), GenerateDataKeyWithoutPlaintext, GenerateRandom")
+    ok("GenerateDataKey (AES_256, AES_128, NumberOfBytes), GenerateDataKeyWithoutPlaintext, GenerateDataKeyPair(WithoutPlaintext) (an Ed25519 pair that cryptography loads and signs with), GenerateRandom")
 
     # Signing, checked independently against the DER public key.
     sk = kms.create_key(KeySpec="ECC_NIST_EDWARDS25519", KeyUsage="SIGN_VERIFY")["KeyMetadata"]

@@ -284,6 +284,65 @@ pub(super) async fn data_key(c: &Call<'_>, with_plaintext: bool) -> KmsResult<Va
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct DataKeyPairInput {
+    key_id: String,
+    key_pair_spec: String,
+    #[serde(default)]
+    encryption_context: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    grant_tokens: Option<Vec<String>>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+/// GenerateDataKeyPair (`with_plaintext`) and
+/// GenerateDataKeyPairWithoutPlaintext, for the key pair type a fleetkey
+/// keyring fits: ECC_NIST_EDWARDS25519, an Ed25519 pair drawn by aws-lc-rs,
+/// its private key (PKCS#8 DER) sealed under the symmetric key as a data key is.
+pub(super) async fn data_key_pair(c: &Call<'_>, with_plaintext: bool) -> KmsResult<Value> {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+    let input: DataKeyPairInput = c.input()?;
+    let _ = input.grant_tokens;
+    let name = resolve(c, &input.key_id, true).await?;
+    c.require(&format!("datakey:{name}"))?;
+    if input.key_pair_spec != "ECC_NIST_EDWARDS25519" {
+        return Err(KmsError::new(
+            "UnsupportedOperationException",
+            format!(
+                "KeyPairSpec {}: fleetkey makes ECC_NIST_EDWARDS25519 data key pairs only",
+                input.key_pair_spec.chars().take(32).collect::<String>()
+            ),
+        ));
+    }
+    let aad = context(&input.encryption_context)?;
+    let ring = c.st.keys.keyring(&name).await?;
+    checks(input.dry_run, None)?;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8v1(&rng)
+        .map_err(|_| crate::Error::Internal("Ed25519 key generation failed".into()))?;
+    let private = zeroize::Zeroizing::new(pkcs8.as_ref().to_vec());
+    let pair = Ed25519KeyPair::from_pkcs8(&private)
+        .map_err(|_| crate::Error::Internal("Ed25519 key generation failed".into()))?;
+    let public = crate::keys::public_key_der(
+        crate::key_type::KeyType::Ed25519,
+        pair.public_key().as_ref(),
+    )?;
+    let r = ring.seal(&private, &aad).await.map_err(ApiError::from);
+    count(c.st, &c.st.metrics.datakeys, &name, r.as_ref().map(|_| ()));
+    let mut out = json!({
+        "PrivateKeyCiphertextBlob": B64.encode(r?),
+        "PublicKey": B64.encode(public),
+        "KeyId": arn(c, &name),
+        "KeyPairSpec": "ECC_NIST_EDWARDS25519",
+    });
+    if with_plaintext {
+        out["PrivateKeyPlaintext"] = json!(B64.encode(&*private));
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct RandomInput {
     #[serde(default)]
     number_of_bytes: Option<i64>,
