@@ -53,7 +53,7 @@ scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False),
     st.text(max_size=40),
-    st.sampled_from(["", "0", "1", "true", "24h", "-5", "vault:v1:AAAA", "vault:v0:", "aGk=", "%%%", "alias/fz", "fz-aes", "SYMMETRIC_DEFAULT", "RAW", "DIGEST"]),
+    st.sampled_from(["", "0", "1", "true", "24h", "-5", "vault:v1:AAAA", "vault:v0:", "aGk=", "%%%", "alias/fz", "fz-aes", "SYMMETRIC_DEFAULT", "RAW", "DIGEST", "ECC_NIST_EDWARDS25519"]),
 )
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
 
@@ -78,6 +78,7 @@ KMS = {
     "ReEncrypt": ["CiphertextBlob", "DestinationKeyId", "SourceKeyId", "SourceEncryptionContext", "DestinationEncryptionContext"],
     "GenerateDataKey": ["KeyId", "KeySpec", "NumberOfBytes", "EncryptionContext"],
     "GenerateDataKeyWithoutPlaintext": ["KeyId", "KeySpec", "NumberOfBytes"],
+    "GenerateDataKeyPair": ["KeyId", "KeyPairSpec", "EncryptionContext"],
     "GenerateRandom": ["NumberOfBytes"],
     "Sign": ["KeyId", "Message", "MessageType", "SigningAlgorithm"],
     "Verify": ["KeyId", "Message", "MessageType", "Signature", "SigningAlgorithm"],
