@@ -2,6 +2,7 @@
 """AWS KMS clients, unmodified, against fleetkey's AWS KMS door.
 
     kms_clients.py FLEETKEY_ADDR ADMIN_TOKEN
+    kms_clients.py migrate FLEETKEY_ADDR ADMIN_TOKEN SOURCE_KMS_URL SOURCE_KEY_ID
 
 Creates tokens and their AWS access keys through fleetkey's native API, then:
 boto3 runs every supported operation and its refusals (wrong context,
@@ -305,7 +306,45 @@ sys.stdout.buffer.write(ct)
     ok("AWS CLI: kms encrypt, decrypt, generate-data-key with --endpoint-url")
 
 
+def migrate(addr, admin, moto_url, moto_key):
+    """Rows encrypted by a KMS-compatible server (moto) move to fleetkey with
+    scripts/migrate_from_aws_kms.py and open there to what they were."""
+    src_env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIAFLEETKEYMIGRATE", AWS_SECRET_ACCESS_KEY="migrate", AWS_DEFAULT_REGION="us-east-2")
+    for k in ("AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        src_env.pop(k, None)
+    src = boto3.client("kms", endpoint_url=moto_url, region_name="us-east-2", aws_access_key_id="AKIAFLEETKEYMIGRATE", aws_secret_access_key="migrate")
+    _, key = access_key(addr, admin)
+    fk = client(addr, key)
+    kid = fk.create_key()["KeyMetadata"]["KeyId"]
+    fk.create_alias(AliasName="alias/migrated", TargetKeyId=kid)
+    rows, plain = [], {}
+    for i in range(40):
+        ctx = {"row": str(i)} if i % 2 else {}
+        blob = src.encrypt(KeyId=moto_key, Plaintext=f"row {i}".encode(), EncryptionContext=ctx)["CiphertextBlob"]
+        rows.append({"id": f"r{i}", "ciphertext": base64.b64encode(blob).decode(), "encryption_context": ctx})
+        plain[f"r{i}"] = (f"row {i}".encode(), ctx)
+    rows.append({"id": "bad", "ciphertext": base64.b64encode(b"not a ciphertext").decode()})
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "migrate_from_aws_kms.py")
+    out = subprocess.run(
+        [sys.executable, tool, "--from-endpoint-url", moto_url, "--from-region", "us-east-2", "--to-addr", addr,
+         "--to-access-key-id", key["access_key_id"], "--to-secret-access-key", key["secret_access_key"],
+         "--to-key", "alias/migrated", "--verify"],
+        input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True, env=src_env, timeout=120,
+    )
+    assert out.returncode == 1 and "re-encrypted 40, failed 1" in out.stderr, (out.returncode, out.stderr)
+    moved = [json.loads(line) for line in out.stdout.splitlines()]
+    assert "source decrypt" in moved[-1]["error"], moved[-1]
+    for m in moved[:-1]:
+        pt, ctx = plain[m["id"]]
+        got = fk.decrypt(CiphertextBlob=base64.b64decode(m["ciphertext"]), EncryptionContext=ctx)
+        assert got["Plaintext"] == pt and got["KeyId"].endswith(kid), got
+    ok("40 ciphertexts made by a KMS-compatible server (moto) re-encrypted under fleetkey and opened there; a bad row reported")
+
+
 def main(argv):
+    if len(argv) == 6 and argv[1] == "migrate":
+        migrate(*argv[2:])
+        return 0
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@
 
 mod common;
 use common::Server;
+#[path = "common/backends.rs"]
+mod backends;
 
 #[test]
 #[ignore = "needs Python's boto3, aws-encryption-sdk, awscli and cryptography (.ci/run installs them)"]
@@ -25,6 +27,27 @@ fn boto3_the_encryption_sdk_and_the_aws_cli_work_against_fleetkey() {
         .collect::<String>();
     assert!(!log.contains(&token), "the admin token is in the log");
     assert!(!log.contains("secret_access_key"), "{log}");
+    server.stop();
+}
+
+#[test]
+#[ignore = "needs FLEETKEY_TEST_MOTO and Python's boto3 (.ci/run installs both)"]
+fn ciphertexts_of_a_kms_server_move_to_fleetkey_with_the_migration_script() {
+    let moto = backends::Moto::start();
+    let env = |k: &str| moto.1.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+    let dir = tempfile::TempDir::new().unwrap();
+    let server = Server::start(dir.path());
+    let token = Server::admin_token(dir.path());
+    common::python(
+        "kms_clients.py",
+        &[
+            "migrate",
+            &server.addr(),
+            &token,
+            &env("AWS_ENDPOINT_URL_KMS"),
+            &env("FLEETKEY_AWS_KMS_KEY_ID"),
+        ],
+    );
     server.stop();
 }
 
