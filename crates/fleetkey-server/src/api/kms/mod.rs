@@ -182,7 +182,7 @@ impl Call<'_> {
     /// The body read as `T` (AWS field names); unknown fields and wrong types
     /// are a `ValidationException` naming them.
     pub fn input<T: serde::de::DeserializeOwned>(&self) -> KmsResult<T> {
-        serde_json::from_value(self.body.clone())
+        T::deserialize(&self.body)
             .map_err(|e| KmsError::validation(format!("{} request: {e}", self.operation)))
     }
 
@@ -233,11 +233,9 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .map(|v| v.to_str().map(str::to_owned));
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    // The headers outlive the request the body is read from (values are
+    // shared buffers: no copy of their bytes).
+    let header_map = parts.headers.clone();
     let uri = parts
         .uri
         .path_and_query()
@@ -286,6 +284,10 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => return KmsError::from(e).into_response(),
     };
+    let headers: Vec<(&str, &str)> = header_map
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
     let signed = sigv4::Request {
         method: &method,
         uri: &uri,
