@@ -58,6 +58,9 @@ pub enum Refused {
 struct Known {
     token_hash: [u8; 32],
     secret: Zeroizing<String>,
+    /// The signing key of the day and region last seen (derived once, not
+    /// for every request).
+    signing: parking_lot::Mutex<Option<Arc<sigv4::SigningKey>>>,
 }
 
 /// Issues access keys and admits requests signed with them.
@@ -166,6 +169,7 @@ impl AwsKeys {
         let known = Arc::new(Known {
             token_hash,
             secret: Zeroizing::new(STANDARD_NO_PAD.encode(secret.expose_secret())),
+            signing: parking_lot::Mutex::new(None),
         });
         let mut m = self.known.write();
         if m.len() >= MAX_CACHED {
@@ -201,7 +205,16 @@ impl AwsKeys {
         };
         let now = std::time::UNIX_EPOCH
             + std::time::Duration::from_secs(u64::try_from(self.tokens.now()).unwrap_or(0));
-        if let Err(e) = sigv4::verify(auth, req, &known.secret, now) {
+        let checked = sigv4::verify_with(auth, req, now, |date, region| {
+            let mut kept = known.signing.lock();
+            if let Some(k) = kept.as_ref().filter(|k| k.is_for(date, region)) {
+                return k.clone();
+            }
+            let k = Arc::new(sigv4::SigningKey::derive(&known.secret, date, region));
+            *kept = Some(k.clone());
+            k
+        });
+        if let Err(e) = checked {
             gate()?;
             return Ok(Err(Refused::Auth(e)));
         }
