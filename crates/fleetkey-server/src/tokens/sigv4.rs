@@ -368,16 +368,30 @@ fn signature(
         creq.push_str(name);
     }
     creq.push('\n');
-    creq.push_str(&hex::encode(digest(&SHA256, req.body)));
+    push_hex(&mut creq, digest(&SHA256, req.body).as_ref());
     let mut sts = String::with_capacity(160);
     let _ = write!(
         sts,
-        "AWS4-HMAC-SHA256\n{amz_date}\n{}/{}/kms/aws4_request\n{}",
-        auth.date,
-        auth.region,
-        hex::encode(digest(&SHA256, creq.as_bytes()))
+        "AWS4-HMAC-SHA256\n{amz_date}\n{}/{}/kms/aws4_request\n",
+        auth.date, auth.region,
     );
-    Ok(hex::encode(aws_lc_rs::hmac::sign(&key.key, sts.as_bytes())))
+    push_hex(&mut sts, digest(&SHA256, creq.as_bytes()).as_ref());
+    let mut out = String::with_capacity(64);
+    push_hex(
+        &mut out,
+        aws_lc_rs::hmac::sign(&key.key, sts.as_bytes()).as_ref(),
+    );
+    Ok(out)
+}
+
+/// Appends the lowercase hex of a 32-byte digest or tag.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    let mut buf = [0u8; 64];
+    if let Some(b) = buf.get_mut(..bytes.len() * 2)
+        && hex::encode_to_slice(bytes, b).is_ok()
+    {
+        out.push_str(std::str::from_utf8(b).unwrap_or_default());
+    }
 }
 
 #[cfg(test)]

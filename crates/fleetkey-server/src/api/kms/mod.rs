@@ -215,7 +215,7 @@ fn auth_error(e: &AuthError) -> KmsError {
 /// signature, token and rate limits are checked.
 pub(super) async fn handle(State(st): St, req: Request) -> Response {
     let peer = peer(&req);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let target = parts
         .headers
         .get("x-amz-target")
@@ -233,9 +233,6 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .map(|v| v.to_str().map(str::to_owned));
-    // The headers outlive the request the body is read from (values are
-    // shared buffers: no copy of their bytes).
-    let header_map = parts.headers.clone();
     let uri = parts
         .uri
         .path_and_query()
@@ -280,11 +277,16 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
     // The body is read only once the header is readable, and bounded by
     // `max_unauthenticated_body_bytes` (the route's limit): until its signature
     // is checked, the request is from nobody.
-    let bytes = match read_body(Request::from_parts(parts, body), &st).await {
+    // The body alone is read (with the route's limit, kept in the
+    // extensions); the headers stay here for the signature.
+    let mut only_body = Request::new(body);
+    *only_body.extensions_mut() = std::mem::take(&mut parts.extensions);
+    let bytes = match read_body(only_body, &st).await {
         Ok(b) => b,
         Err(e) => return KmsError::from(e).into_response(),
     };
-    let headers: Vec<(&str, &str)> = header_map
+    let headers: Vec<(&str, &str)> = parts
+        .headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
         .collect();
