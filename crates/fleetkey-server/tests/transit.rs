@@ -1,6 +1,7 @@
 //! The Vault Transit door in process: Transit's shapes, its loose parameters,
 //! batches, refusals in `{"errors": […]}`, the same keyrings, scopes and audit
-//! as the native API. (The real clients, hvac and the `bao` CLI, and the side
+//! as the native API (signing, HMAC, random, hash and mounts:
+//! tests/transit_signing.rs). (The real clients, hvac and the `bao` CLI, and the side
 //! by side run against OpenBao are in crates/fleetkey/tests/transit_clients.rs.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,49 +11,10 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use common::api::{Api, api, api_with};
+use common::api::api;
+use common::vault::{admin, b64, error, vault};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-/// A Transit call as a Vault client makes it: `X-Vault-Token`, a JSON body with
-/// no content type.
-async fn vault(
-    a: &Api,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(path);
-    if let Some(t) = token {
-        req = req.header("x-vault-token", t);
-    }
-    let req = req
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let resp = a.app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-async fn admin(a: &Api, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    vault(a, method, path, Some(&a.admin.clone()), body).await
-}
-
-fn b64(s: &str) -> String {
-    B64.encode(s)
-}
-
-/// The one error message of a Transit error body.
-fn error(v: &Value) -> String {
-    v["errors"][0].as_str().unwrap_or("").to_owned()
-}
 
 #[tokio::test]
 async fn keys_are_created_read_listed_rotated_configured_and_deleted() {
@@ -482,191 +444,6 @@ async fn encrypt_decrypt_rewrap_and_data_keys_round_trip() {
 }
 
 #[tokio::test]
-async fn sign_verify_hmac_random_and_hash() {
-    let a = api().await;
-    admin(
-        &a,
-        "POST",
-        "/v1/transit/keys/sig",
-        Some(json!({"type": "ed25519"})),
-    )
-    .await;
-    admin(
-        &a,
-        "POST",
-        "/v1/transit/keys/mac",
-        Some(json!({"type": "hmac"})),
-    )
-    .await;
-    let (s, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/sign/sig",
-        Some(json!({"input": b64("msg")})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let sig = v["data"]["signature"].as_str().unwrap().to_owned();
-    assert!(sig.starts_with("vault:v1:"));
-    // An Ed25519 signature checks against the public key Transit shows.
-    let (_, k) = admin(&a, "GET", "/v1/transit/keys/sig", None).await;
-    let pk = B64
-        .decode(k["data"]["keys"]["1"]["public_key"].as_str().unwrap())
-        .unwrap();
-    let raw = B64.decode(sig.strip_prefix("vault:v1:").unwrap()).unwrap();
-    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &pk)
-        .verify(b"msg", &raw)
-        .unwrap();
-    for (input, valid) in [("msg", true), ("msh", false)] {
-        let (s, v) = admin(
-            &a,
-            "POST",
-            "/v1/transit/verify/sig/sha2-256",
-            Some(json!({"input": b64(input), "signature": sig})),
-        )
-        .await;
-        assert_eq!(
-            (s, v["data"]["valid"].as_bool()),
-            (StatusCode::OK, Some(valid)),
-            "{v}"
-        );
-    }
-    let (s, _) = admin(
-        &a,
-        "POST",
-        "/v1/transit/verify/sig",
-        Some(json!({"input": b64("msg"), "signature": "garbage"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/sign/sig",
-        Some(json!({"batch_input": [{"input": b64("a")}, {"input": b64("b")}]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["data"]["batch_results"].as_array().unwrap().len(), 2);
-
-    let (s, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/hmac/mac",
-        Some(json!({"input": b64("m")})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let tag = v["data"]["hmac"].as_str().unwrap().to_owned();
-    assert_eq!(
-        B64.decode(tag.strip_prefix("vault:v1:").unwrap())
-            .unwrap()
-            .len(),
-        32
-    );
-    let (_, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/verify/mac",
-        Some(json!({"input": b64("m"), "hmac": tag})),
-    )
-    .await;
-    assert_eq!(v["data"]["valid"], true);
-    let (_, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/verify/mac",
-        Some(json!({"input": b64("n"), "hmac": tag})),
-    )
-    .await;
-    assert_eq!(v["data"]["valid"], false);
-    let (s, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/hmac/mac/sha2-512",
-        Some(json!({"input": b64("m")})),
-    )
-    .await;
-    assert!(
-        s == StatusCode::BAD_REQUEST && error(&v).contains("hmac-sha256"),
-        "{v}"
-    );
-    // Keys of the wrong kind are refused.
-    let (s, _) = admin(
-        &a,
-        "POST",
-        "/v1/transit/sign/mac",
-        Some(json!({"input": b64("m")})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = admin(
-        &a,
-        "POST",
-        "/v1/transit/encrypt/sig",
-        Some(json!({"plaintext": b64("m")})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-
-    for (path, body, len) in [
-        ("/v1/transit/random", json!({}), 32),
-        ("/v1/transit/random/16", json!({}), 16),
-        ("/v1/transit/random/platform/8", json!({}), 8),
-        ("/v1/transit/random", json!({"bytes": "64"}), 64),
-    ] {
-        let (s, v) = admin(&a, "POST", path, Some(body)).await;
-        assert_eq!(s, StatusCode::OK, "{path}: {v}");
-        assert_eq!(
-            B64.decode(v["data"]["random_bytes"].as_str().unwrap())
-                .unwrap()
-                .len(),
-            len
-        );
-    }
-    let (_, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/random",
-        Some(json!({"format": "hex", "bytes": 4})),
-    )
-    .await;
-    assert_eq!(v["data"]["random_bytes"].as_str().unwrap().len(), 8);
-    for bad in [
-        "/v1/transit/random/0",
-        "/v1/transit/random/5000",
-        "/v1/transit/random/moon/8",
-    ] {
-        let (s, _) = admin(&a, "POST", bad, None).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
-    }
-    let (_, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/hash",
-        Some(json!({"input": b64("abc")})),
-    )
-    .await;
-    assert_eq!(
-        v["data"]["sum"],
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
-    let (_, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/hash/sha2-512",
-        Some(json!({"input": b64("abc"), "format": "base64"})),
-    )
-    .await;
-    assert_eq!(
-        B64.decode(v["data"]["sum"].as_str().unwrap())
-            .unwrap()
-            .len(),
-        64
-    );
-}
-
-#[tokio::test]
 async fn tokens_scopes_and_bad_input_are_refused_in_transit_shape() {
     let a = api().await;
     admin(&a, "POST", "/v1/transit/keys/a", None).await;
@@ -772,54 +549,4 @@ async fn tokens_scopes_and_bad_input_are_refused_in_transit_shape() {
     .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert!(v["errors"][0].is_string());
-}
-
-#[tokio::test]
-async fn mounts_are_configured() {
-    let config = fleetkey_server::config::Config {
-        transit_mounts: "transit, legacy-transit".into(),
-        ..Default::default()
-    };
-    let a = api_with(config).await;
-    let (_, v) = admin(
-        &a,
-        "POST",
-        "/v1/transit/encrypt/k",
-        Some(json!({"plaintext": b64("x")})),
-    )
-    .await;
-    let ct = v["data"]["ciphertext"].clone();
-    // A second mount maps the same keyrings.
-    let (s, v) = admin(
-        &a,
-        "POST",
-        "/v1/legacy-transit/decrypt/k",
-        Some(json!({"ciphertext": ct})),
-    )
-    .await;
-    assert_eq!(
-        (s, v["data"]["plaintext"].as_str()),
-        (StatusCode::OK, Some(b64("x").as_str()))
-    );
-
-    let closed = api_with(fleetkey_server::config::Config {
-        transit_mounts: String::new(),
-        ..Default::default()
-    })
-    .await;
-    let (s, _) = admin(
-        &closed,
-        "POST",
-        "/v1/transit/encrypt/k",
-        Some(json!({"plaintext": b64("x")})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    for bad in ["keyrings", "Transit", "a/b"] {
-        let c = fleetkey_server::config::Config {
-            transit_mounts: bad.into(),
-            ..Default::default()
-        };
-        assert!(c.validate().is_err(), "{bad}");
-    }
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod keyrings;
+pub mod vault;
 
 use fleetkey_server::api::{AppState, server};
 use fleetkey_server::config::Config;
