@@ -46,6 +46,8 @@ def native(method, path, body):
 for name, alg in [("fz-aes", "aes-256-gcm"), ("fz-sig", "ed25519"), ("fz-mac", "hmac-sha256"), ("fz-pq", "ml-dsa-65")]:
     native("POST", "/v1/keyrings", {"name": name, "algorithm": alg})
 KEY = native("POST", "/v1/tokens/aws-access-keys", {})
+if not isinstance(KEY, dict) or "access_key_id" not in KEY:
+    sys.exit(f"could not make an AWS access key for the admin token: {KEY}")
 
 scalars = st.one_of(
     st.none(),
@@ -103,7 +105,12 @@ def bodies(fields):
     return st.one_of(objects, objects, objects, junk)
 
 
+SEEN = {"transit": set(), "kms": set()}
+
+
 def transit_shape(status, raw):
+    SEEN["transit"].add(status)
+    assert status not in (401, 403), ("the fuzzing token was refused", raw[:300])
     assert status < 500, (status, raw[:300])
     if status == 204:
         return
@@ -119,8 +126,10 @@ def transit_shape(status, raw):
 
 
 def kms_shape(status, raw):
+    SEEN["kms"].add(status)
     assert status < 500, (status, raw[:300])
     body = json.loads(raw)
+    assert body.get("__type") not in ("UnrecognizedClientException", "InvalidSignatureException"), raw[:300]
     assert isinstance(body, dict), raw[:300]
     if status != 200:
         assert isinstance(body.get("__type"), str) and isinstance(body.get("message"), str), raw[:300]
@@ -141,18 +150,29 @@ def test_transit(path, data, method):
 @given(op=st.sampled_from(sorted(KMS)), data=st.data())
 def test_kms(op, data):
     body = data.draw(bodies(KMS[op]))
+    status, raw = signed(op, body)
+    kms_shape(status, raw)
+
+
+def signed(op, body):
     req = botocore.awsrequest.AWSRequest(
         method="POST", url=ADDR + "/", data=body,
         headers={"X-Amz-Target": f"TrentService.{op}", "Content-Type": "application/x-amz-json-1.1"},
     )
     creds = botocore.credentials.Credentials(KEY["access_key_id"], KEY["secret_access_key"])
     botocore.auth.SigV4Auth(creds, "kms", "eu-west-1").add_auth(req)
-    status, raw = http("POST", "/", body, dict(req.headers.items()))
-    kms_shape(status, raw)
+    return http("POST", "/", body, dict(req.headers.items()))
 
 
 if __name__ == "__main__":
+    # The credentials work: what follows is refused for its content, not for them.
+    status, raw = http("POST", "/v1/transit/encrypt/fz-aes", b'{"plaintext":"aGk="}', {"X-Vault-Token": TOKEN})
+    assert status == 200, (status, raw)
+    status, raw = signed("Encrypt", b'{"KeyId":"fz-aes","Plaintext":"aGk="}')
+    assert status == 200, (status, raw)
     test_transit()
-    print(f"transit: {EXAMPLES} hostile bodies, every answer in Transit's shape, no 5xx")
+    assert 200 in SEEN["transit"] and 400 in SEEN["transit"], SEEN
+    print(f"transit: {EXAMPLES} hostile bodies, every answer in Transit's shape, no 5xx (statuses {sorted(SEEN['transit'])})")
     test_kms()
-    print(f"aws kms: {EXAMPLES} hostile signed bodies, every answer in AWS's shape, no 5xx")
+    assert 200 in SEEN["kms"] and 400 in SEEN["kms"], SEEN
+    print(f"aws kms: {EXAMPLES} hostile signed bodies, every answer in AWS's shape, no 5xx (statuses {sorted(SEEN['kms'])})")
