@@ -111,6 +111,28 @@ async fn sign_verify_hmac_random_and_hash() {
     )
     .await;
     assert_eq!(v["data"]["valid"], false);
+    // A batch of HMACs names no field at its top: the key says what to check.
+    let (s, v) = admin(
+        &a,
+        "POST",
+        "/v1/transit/verify/mac",
+        Some(json!({"batch_input": [{"input": b64("m"), "hmac": tag}, {"input": b64("n"), "hmac": tag}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["batch_results"][0]["valid"], true);
+    assert_eq!(v["data"]["batch_results"][1]["valid"], false);
+    // A token that may verify signatures only gets nothing from a MAC key.
+    let only_verify = a.token(&["verify:mac"]).await;
+    let (s, _) = common::vault::vault(
+        &a,
+        "POST",
+        "/v1/transit/verify/mac",
+        Some(&only_verify),
+        Some(json!({"input": b64("m"), "hmac": tag})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, v) = admin(
         &a,
         "POST",

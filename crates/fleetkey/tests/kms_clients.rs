@@ -19,12 +19,7 @@ fn boto3_the_encryption_sdk_and_the_aws_cli_work_against_fleetkey() {
     let token = Server::admin_token(dir.path());
     common::python("kms_clients.py", &[&server.addr(), &token]);
     // The secrets never reached the server's log.
-    let log = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect::<String>();
+    let log = server_logs(dir.path());
     assert!(!log.contains(&token), "the admin token is in the log");
     assert!(!log.contains("secret_access_key"), "{log}");
     server.stop();
@@ -49,6 +44,16 @@ fn ciphertexts_of_a_kms_server_move_to_fleetkey_with_the_migration_script() {
         ],
     );
     server.stop();
+}
+
+/// Every log a `fleetkey serve` wrote in `dir`.
+fn server_logs(dir: &std::path::Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect()
 }
 
 fn fleetkey(dir: &std::path::Path, addr: &str, token: &str) -> assert_cmd::Command {
@@ -170,12 +175,7 @@ fn aws_credentials_are_printed_for_eval_once_and_only_through_the_server() {
     }
     assert!(server.stop().success());
     // The server's log never saw the secret.
-    let log = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect::<String>();
+    let log = server_logs(dir.path());
     assert!(!log.contains(secret));
     // Back up on the same data: the audit log through the API.
     let server = Server::start(dir.path());

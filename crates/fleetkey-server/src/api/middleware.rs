@@ -60,6 +60,18 @@ pub(super) fn limited_response(st: &AppState, l: ratelimit::Limited) -> Response
     r
 }
 
+/// A rate-limit refusal in another protocol's body (`body`, whose status it
+/// keeps) with the native refusal's headers (Retry-After, RateLimit-*).
+pub(super) fn limited_as(st: &AppState, l: ratelimit::Limited, mut body: Response) -> Response {
+    let (parts, _) = limited_response(st, l).into_parts();
+    for (k, v) in parts.headers.iter() {
+        if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
+            body.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
 /// The per-source allowance for routes without a token (onboarding).
 pub(super) async fn source_limit(State(st): St, req: Request, next: Next) -> Response {
     if let Some(Err(l)) = peer(&req).map(|ip| st.limits.check_source(ip)) {

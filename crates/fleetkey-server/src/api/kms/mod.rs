@@ -116,10 +116,10 @@ impl From<ApiError> for KmsError {
             "not_exportable" | "custody_unsupported" => "UnsupportedOperationException",
             _ => "ValidationException",
         };
-        let status = match code {
-            "AccessDeniedException" => StatusCode::BAD_REQUEST,
-            "KMSInternalException" => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
+        let status = if code == "KMSInternalException" {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::BAD_REQUEST
         };
         Self {
             status,
@@ -243,18 +243,11 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
         None => Ok(()),
     };
     let throttled = |l: super::ratelimit::Limited| {
-        let (parts, _) = super::middleware::limited_response(&st, l).into_parts();
-        let mut r = KmsError::new(
+        let body = KmsError::new(
             "ThrottlingException",
             format!("Rate exceeded: retry after {} s", l.retry_after_secs),
-        )
-        .into_response();
-        for (k, v) in parts.headers.iter() {
-            if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
-                r.headers_mut().insert(k.clone(), v.clone());
-            }
-        }
-        r
+        );
+        super::middleware::limited_as(&st, l, body.into_response())
     };
     // Signature Version 4.
     let auth = match authorization {

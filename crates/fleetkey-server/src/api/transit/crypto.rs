@@ -130,8 +130,8 @@ pub(super) fn latest_only(ring: &Keyring, asked: Option<i64>) -> VaultResult<()>
     }
 }
 
-/// The keyring behind key `name`, for an operation needing scope `scope`;
-/// 400 `encryption key not found` when there is none, as in Vault.
+/// The keyring behind key `name`, for an operation needing scope `scope`
+/// (checked first).
 pub(super) async fn keyring(
     st: &AppState,
     p: &Principal,
@@ -139,6 +139,12 @@ pub(super) async fn keyring(
     name: &str,
 ) -> VaultResult<Arc<Keyring>> {
     p.require(&format!("{scope}:{name}"))?;
+    load(st, name).await
+}
+
+/// The keyring behind key `name` (its scope already checked); 400 `encryption
+/// key not found` when there is none, as in Vault.
+pub(super) async fn load(st: &AppState, name: &str) -> VaultResult<Arc<Keyring>> {
     match st.keys.keyring(name).await {
         Ok(r) => Ok(r),
         Err(crate::Error::KeyringNotFound(_)) => Err(VaultError::bad("encryption key not found")),

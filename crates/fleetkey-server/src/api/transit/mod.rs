@@ -26,7 +26,7 @@ pub use params::Params;
 
 use super::error::ApiError;
 use super::extract::json_body;
-use super::middleware::{Refusal, admit, allowance_headers, limited_response, peer};
+use super::middleware::{Refusal, admit, allowance_headers, limited_as, peer};
 use super::{AppState, St};
 use crate::tokens::Principal;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -252,22 +252,14 @@ async fn vault_auth(State(st): St, mut req: Request, next: Next) -> Response {
     let (principal, allowance) = match admit(&st, peer(&req), token.as_deref()).await {
         Ok(a) => a,
         Err(Refusal::Limited(l)) => {
-            let (parts, _) = limited_response(&st, l).into_parts();
-            let mut r = VaultError::new(
+            let body = VaultError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "rate limit quota exceeded: retry after {} s",
                     l.retry_after_secs
                 ),
-            )
-            .into_response();
-            for (k, v) in parts.headers.iter() {
-                if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH
-                {
-                    r.headers_mut().insert(k.clone(), v.clone());
-                }
-            }
-            return r;
+            );
+            return limited_as(&st, l, body.into_response());
         }
         Err(Refusal::Missing) => return VaultError::denied().into_response(),
         Err(Refusal::Invalid(e)) if e.is_unavailable() => {

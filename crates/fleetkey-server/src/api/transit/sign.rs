@@ -3,7 +3,7 @@
 //! Transit computes an HMAC with any key; fleetkey only with a MAC key.
 
 use super::ciphertext::{decode, encode};
-use super::crypto::{items, keyring, latest_only, no_derivation, run};
+use super::crypto::{items, keyring, latest_only, load, no_derivation, run};
 use super::{Params, Segments, VaultError, VaultRequest, VaultResult};
 use crate::api::keyrings::count;
 use crate::api::{AppState, St};
@@ -140,22 +140,20 @@ async fn verify_with(
     mut req: VaultRequest,
     hash: Option<String>,
 ) -> VaultResult<Response> {
-    // A signature is checked by a signing key, an HMAC by a MAC key.
-    let field = match (req.params.has("signature"), req.params.has("hmac")) {
-        (true, false) => "signature",
-        (false, true) => "hmac",
-        (true, true) => return Err(VaultError::bad("give signature or hmac, not both")),
-        (false, false) if req.params.has("batch_input") => "signature",
-        (false, false) => return Err(VaultError::bad("missing signature or hmac to verify")),
-    };
-    let mac = field == "hmac";
-    let scope = if mac { "mac" } else { "verify" };
-    let ring = keyring(st, &req.principal, scope, name).await?;
+    // The key decides: a MAC key checks an `hmac`, a signing key a
+    // `signature` (a batch names neither at its top). Only a token that may
+    // verify with this key, one way or the other, learns which it is.
+    let p = &req.principal;
+    let (verify_scope, mac_scope) = (format!("verify:{name}"), format!("mac:{name}"));
+    if p.require(&verify_scope).is_err() {
+        p.require(&mac_scope)?;
+    }
+    let ring = load(st, name).await?;
+    let mac = matches!(ring.key_type(), KeyType::Mac(_));
+    p.require(if mac { &mac_scope } else { &verify_scope })?;
+    let field = if mac { "hmac" } else { "signature" };
     let hash = hash_param(&mut req.params, hash)?;
-    let items = items(st, &mut req.params, |p| {
-        let f = if p.has("hmac") { "hmac" } else { "signature" };
-        input(p, &hash, Some(f))
-    })?;
+    let items = items(st, &mut req.params, |p| input(p, &hash, Some(field)))?;
     let ring = &ring;
     run(items, &req.params, |it| async move {
         let Some((version, sig)) = it.check else {
