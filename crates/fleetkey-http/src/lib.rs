@@ -17,17 +17,32 @@ pub use reqwest::Method;
 /// A request path from its segments, each percent-encoded (a keyring or device
 /// name with `/`, `?` or `%` stays one segment): `path(&["v1", "keyrings", name])`.
 pub fn path(segments: &[&str]) -> String {
+    segments.iter().map(|s| format!("/{}", encode(s))).collect()
+}
+
+/// `path` with a query of the pairs whose value is set (`?a=1&b=x`), each
+/// name and value percent-encoded; no `?` when none is.
+pub fn with_query(path: &str, pairs: &[(&str, Option<String>)]) -> String {
+    let query: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{}={}", encode(k), encode(v))))
+        .collect();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+/// Everything but the unreserved characters of RFC 3986, percent-encoded.
+fn encode(s: &str) -> percent_encoding::PercentEncode<'_> {
     use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-    /// Everything but the unreserved characters of RFC 3986.
-    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'.')
         .remove(b'_')
         .remove(b'~');
-    segments
-        .iter()
-        .map(|s| format!("/{}", utf8_percent_encode(s, SEGMENT)))
-        .collect()
+    utf8_percent_encode(s, UNRESERVED)
 }
 
 /// Why a call failed.

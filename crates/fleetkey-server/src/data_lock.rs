@@ -63,7 +63,7 @@ impl DataDirLock {
             dir: d.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::secret_file::private_dir(dir).map_err(io)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

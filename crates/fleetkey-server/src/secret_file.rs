@@ -43,6 +43,16 @@ fn io(path: &Path, source: std::io::Error) -> SecretFileError {
     }
 }
 
+/// Creates `dir` and any missing parents with mode 0700 (owner only; the umask
+/// can only narrow it). A directory that exists is left as it is.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Writes `contents` to a new file with mode 0600 and syncs it. Refuses to replace
 /// an existing file unless `force`.
 pub fn write(path: &Path, contents: &[u8], force: bool) -> Result<(), SecretFileError> {

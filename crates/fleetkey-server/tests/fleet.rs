@@ -273,7 +273,7 @@ async fn concurrent_registrations_are_unique_and_audited() {
     assert_eq!(
         e.fleets
             .registry
-            .devices("acme", "", 1000)
+            .devices("acme", &Default::default(), "", 1000)
             .await
             .unwrap()
             .len(),

@@ -6,7 +6,7 @@ use crate::error::{CliError, CliResult, code};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use fleetkey_http::path;
+pub use fleetkey_http::{path, with_query};
 
 /// A configured client: the shared HTTP client ([`fleetkey_http::Client`]) with
 /// the CLI's error messages and hints.
@@ -94,7 +94,7 @@ impl Client {
         let (status, message, c) = match e {
             HttpError::Unreachable { source, .. } => {
                 return CliError::new(
-                    code::IO,
+                    code::UNAVAILABLE,
                     format!("cannot reach {}: {source}", self.0.base()),
                 )
                 .hint("is `fleetkey serve` running? check FLEETKEY_ADDR");
@@ -105,7 +105,8 @@ impl Client {
                 message,
                 ..
             } => (status, message, code),
-            HttpError::Body(m) | HttpError::Setup(m) => return CliError::new(code::IO, m),
+            HttpError::Body(m) => return CliError::new(code::UNAVAILABLE, m),
+            HttpError::Setup(m) => return CliError::usage(m),
         };
         // A body that was not the API's error shape says only that it failed.
         let message = if c.is_empty() {
@@ -118,10 +119,12 @@ impl Client {
                 .hint("check FLEETKEY_TOKEN (expired or revoked?)"),
             403 => CliError::refused(format!("server: {message}"))
                 .hint("ask for a token with that scope"),
-            400 | 404 | 413 => CliError::usage(format!("server: {message}")),
+            404 => CliError::new(code::NOT_FOUND, format!("server: {message}")),
+            400 | 413 => CliError::usage(format!("server: {message}")),
             429 => CliError::refused(format!("server: {message}"))
                 .hint("slow down, or raise the rate limit"),
-            500..=599 => CliError::new(code::IO, format!("server: {message} ({c})")),
+            500..=599 => CliError::new(code::UNAVAILABLE, format!("server: {message} ({c})"))
+                .hint("the server failed or is unavailable; try again later"),
             _ => CliError::refused(format!("server: {message}")),
         }
     }

@@ -10,6 +10,12 @@ pub mod code {
     pub const USAGE: i32 = 2;
     /// Reading or writing a file failed.
     pub const IO: i32 = 3;
+    /// What the command names does not exist (a keyring, fleet, device, token;
+    /// HTTP 404).
+    pub const NOT_FOUND: i32 = 4;
+    /// The server could not be reached or failed (a network error, HTTP 5xx, an
+    /// answer that is not the API's), or the store failed: try again later.
+    pub const UNAVAILABLE: i32 = 5;
 }
 
 /// A failure to report to the user.

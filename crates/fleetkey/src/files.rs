@@ -124,6 +124,22 @@ impl Output {
 }
 
 /// A progress bar on stderr when it is a terminal; hidden otherwise.
+/// A progress bar on standard error counting items (devices), not bytes;
+/// hidden when standard error is not a terminal.
+pub fn count_progress(total: u64, verb: &str, noun: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(&format!(
+            "{{msg}} {{bar:40}} {{human_pos}}/{{human_len}} {noun} {{per_sec}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(verb.to_owned());
+    bar
+}
+
 pub fn progress(total: Option<u64>, verb: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();

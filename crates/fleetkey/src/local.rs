@@ -188,21 +188,23 @@ pub fn service_error(e: Error) -> CliError {
         Error::RootKeyLocked => CliError::refused(Error::RootKeyLocked.to_string())
             .hint("check FLEETKEY_PASSPHRASE or FLEETKEY_ROOT_KEY_FILE"),
         Error::Envelope(inner) => crate::error::envelope_error(inner),
-        e @ (Error::Io { .. }
-        | Error::Database(_)
+        e @ Error::Io { .. } => CliError::new(code::IO, e.to_string()),
+        e @ (Error::Database(_)
         | Error::StoreConnect { .. }
         | Error::Migration(_)
         | Error::Corrupt(_)
         | Error::Sink { .. }
         | Error::Stopping(_)
-        | Error::Internal(_)) => CliError::new(code::IO, e.to_string()),
-        e @ (Error::TokenNotFound(_) | Error::Invalid { .. }) => CliError::usage(e.to_string()),
-        e @ (Error::FleetNotFound(_) | Error::DeviceNotFound(_)) => CliError::usage(e.to_string()),
+        | Error::Internal(_)) => CliError::new(code::UNAVAILABLE, e.to_string()),
+        e @ Error::Invalid { .. } => CliError::usage(e.to_string()),
+        e @ (Error::TokenNotFound(_) | Error::FleetNotFound(_) | Error::DeviceNotFound(_)) => {
+            CliError::new(code::NOT_FOUND, e.to_string())
+        }
         e @ Error::KeyringNotFound(_) => {
-            CliError::usage(e.to_string()).hint("see `fleetkey keys list`")
+            CliError::new(code::NOT_FOUND, e.to_string()).hint("see `fleetkey keys list`")
         }
         e @ Error::AliasNotFound(_) => {
-            CliError::usage(e.to_string()).hint("see `fleetkey keys alias list`")
+            CliError::new(code::NOT_FOUND, e.to_string()).hint("see `fleetkey keys alias list`")
         }
         e @ Error::BelowMinimum { .. } => CliError::refused(e.to_string())
             .hint("the data was not rewrapped before its version expired"),

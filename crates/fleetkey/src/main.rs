@@ -36,6 +36,9 @@ fn main() {
         cli::Command::Factory(c) => commands::factory::factory(c),
         cli::Command::Devices(c) => commands::devices::devices(c),
         cli::Command::Demo(a) => commands::demo::run(a),
+        cli::Command::ServiceConfig(c) => commands::shell::config(c),
+        cli::Command::Completions { shell } => commands::shell::completions(shell),
+        cli::Command::Man { out_dir } => commands::shell::man(out_dir.as_deref()),
     };
     if let Err(e) = result {
         exit_with(e);

@@ -213,7 +213,7 @@ fn keyring_life_cycle_from_the_command_line() {
     a.cmd()
         .args(["keys", "show", "nope"])
         .assert()
-        .code(2)
+        .code(4)
         .stderr(predicate::str::contains("not found"));
 }
 
@@ -319,11 +319,11 @@ fn fleets_factory_simulation_and_devices_from_the_command_line() {
     a.cmd()
         .args(["devices", "show", "--fleet", "other", id])
         .assert()
-        .code(2);
+        .code(4);
     a.cmd()
         .args(["factory", "provision", "--fleet", "missing", "--count", "1"])
         .assert()
-        .code(2)
+        .code(4)
         .stderr(predicate::str::contains("not found"));
     // Constrained devices: factory secrets sealed to the factory recipient on the
     // jig; static-key devices only where the fleet allows them.
@@ -396,7 +396,7 @@ fn signing_and_mac_keyrings_from_the_command_line_and_offline_verification() {
         for format in formats {
             let out = a
                 .cmd()
-                .args(["keys", "public-key", &name, "--format", format])
+                .args(["keys", "public-key", &name, "--key-format", format])
                 .assert()
                 .success();
             let file = a.path(&format!("{name}.{format}.pub"));
@@ -415,7 +415,7 @@ fn signing_and_mac_keyrings_from_the_command_line_and_offline_verification() {
         }
         if alg == "ed25519+ml-dsa-65" {
             a.cmd()
-                .args(["keys", "public-key", &name, "--format", "pem"])
+                .args(["keys", "public-key", &name, "--key-format", "pem"])
                 .assert()
                 .code(2);
             continue;
@@ -573,7 +573,7 @@ fn keyring_states_details_and_aliases_in_local_mode() {
     a.cmd()
         .args(["keys", "show", "alias/cards"])
         .assert()
-        .code(2)
+        .code(4)
         .stderr(predicate::str::contains("alias \"alias/cards\" not found"));
 }
 
@@ -669,7 +669,7 @@ fn keys_imported_and_exported_through_recipients() {
         .stderr(predicate::str::contains("not exportable"));
 }
 
-/// An x-wing keyring: its recipient from `keys public-key --format fk1r`, a file
+/// An x-wing keyring: its recipient from `keys public-key --key-format fk1r`, a file
 /// sealed offline with `fleetkey seal --recipient`, opened by `keys unseal`.
 #[test]
 fn x_wing_keyring_opens_what_was_sealed_to_its_recipient() {
@@ -680,7 +680,7 @@ fn x_wing_keyring_opens_what_was_sealed_to_its_recipient() {
         .success();
     let pk = a
         .cmd()
-        .args(["keys", "public-key", "inbox", "--format", "fk1r"])
+        .args(["keys", "public-key", "inbox", "--key-format", "fk1r"])
         .assert()
         .success();
     let pk: serde_json::Value = serde_json::from_slice(&pk.get_output().stdout).unwrap();

@@ -37,6 +37,15 @@ impl Ctx {
             .unwrap()
             .env("FLEETKEY_ADDR", &self.addr)
             .env("FLEETKEY_TOKEN", token)
+            // Records as JSON; `tokens create` prints the bare secret by default.
+            .env(
+                "FLEETKEY_FORMAT",
+                if args.first() == Some(&"tokens") {
+                    "table"
+                } else {
+                    "json"
+                },
+            )
             .args(args)
             .output()
             .unwrap()

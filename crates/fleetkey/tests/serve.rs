@@ -146,7 +146,7 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .write_stdin("fw")
         .assert()
         .success();
-    let pk = client(&["keys", "public-key", "rel", "--format", "jwk"])
+    let pk = client(&["keys", "public-key", "rel", "--key-format", "jwk"])
         .assert()
         .success();
     std::fs::write(dir.path().join("rel.pub"), &pk.get_output().stdout).unwrap();
@@ -200,7 +200,7 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .stderr(predicate::str::contains(
             "no standard prehash mode for sha-256",
         ));
-    client(&["keys", "public-key", "rel", "--format", "x509"])
+    client(&["keys", "public-key", "rel", "--key-format", "x509"])
         .assert()
         .code(2);
     client(&["keys", "rotate", "web"]).assert().success();
@@ -273,7 +273,7 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("lacks scope"));
-    client(&["keys", "show", "nope"]).assert().code(2);
+    client(&["keys", "show", "nope"]).assert().code(4);
     // The audit log through the server (#26): exported and verified while it runs
     // (a local export would be refused: the data directory is in use).
     let (export, public) = (dir.path().join("audit.jsonl"), dir.path().join("svc.pub"));

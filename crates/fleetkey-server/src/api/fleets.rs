@@ -101,6 +101,15 @@ pub struct DeviceInfo {
     /// `full` (Noise sessions), `constrained` or `constrained_static` (lab
     /// static-key mode) — `docs/protocol.md#the-constrained-device-profile`.
     pub profile: String,
+    /// When the service last heard from the device (a verified session message
+    /// or frame), Unix seconds; written in batches, so up to 5 s behind. Absent:
+    /// never.
+    pub last_seen: Option<i64>,
+    /// Whether a device session (full profile, over the device listener) is
+    /// open now on some instance; always false for constrained devices, which
+    /// send frames without a connection (see `last_seen`).
+    #[serde(default)]
+    pub connected: bool,
 }
 
 impl From<crate::store::DeviceRecord> for DeviceInfo {
@@ -117,6 +126,8 @@ impl From<crate::store::DeviceRecord> for DeviceInfo {
             credential_issued_at: d.credential_issued_at,
             retired_hardware_id: d.retired_hardware_id,
             profile: d.profile,
+            last_seen: d.last_seen,
+            connected: false,
         }
     }
 }
@@ -130,15 +141,55 @@ pub struct DeviceList {
     pub next_after: Option<String>,
 }
 
-/// Paging parameters.
+/// Paging and filters of a device listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
-    /// Devices with ids after this one (default: from the start).
+    /// Devices with ids after this one (the `next_after` of the previous page;
+    /// default: from the start).
     pub after: Option<String>,
     /// At most this many (1–1000, default 100).
     pub limit: Option<u32>,
+    /// Only devices in this life-cycle state.
+    pub state: Option<crate::store::DeviceState>,
+    /// Only devices of this profile: `full`, `constrained`, `constrained_static`.
+    pub profile: Option<String>,
+    /// Only devices not heard from since this time (Unix seconds); devices never
+    /// heard from are included.
+    pub seen_before: Option<i64>,
+    /// Only devices heard from at or after this time (Unix seconds).
+    pub seen_after: Option<i64>,
+}
+
+/// Paging of a fleet listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FleetQuery {
+    /// Fleets with names after this one (the `next_after` of the previous page).
+    pub after: Option<String>,
+    /// At most this many looked at (1–1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// A page of fleets.
+#[derive(Debug, Serialize, ToSchema, Deserialize)]
+pub struct FleetList {
+    /// Fleets by name: those the token holds a scope on (`devices:`, `factory:`
+    /// or `operate:` the fleet, or `fleets:manage` for all), so a page may hold
+    /// fewer than `limit`.
+    pub fleets: Vec<crate::fleet::FleetInfo>,
+    /// Pass as `after` for the next page; absent at the end.
+    pub next_after: Option<String>,
+}
+
+/// A page size: 1–1000, default 100.
+fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
+    match limit.unwrap_or(100) {
+        n @ 1..=1000 => Ok(n),
+        _ => Err(ApiError::malformed("limit must be between 1 and 1000")),
+    }
 }
 
 pub(super) fn key32(field: &str, s: &str) -> ApiResult<[u8; 32]> {
@@ -261,20 +312,95 @@ pub(super) async fn list_devices(
     ApiQuery(q): ApiQuery<DeviceQuery>,
 ) -> ApiResult<Json<DeviceList>> {
     p.require(&format!("devices:{fleet}"))?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::malformed("limit must be between 1 and 1000"));
+    let limit = page_limit(q.limit)?;
+    if let Some(profile) = &q.profile
+        && !["full", "constrained", "constrained_static"].contains(&profile.as_str())
+    {
+        return Err(ApiError::malformed(
+            "profile must be full, constrained or constrained_static",
+        ));
     }
+    let filter = crate::store::DeviceFilter {
+        state: q.state,
+        profile: q.profile,
+        seen_before: q.seen_before,
+        seen_after: q.seen_after,
+    };
+    let after = q.after.unwrap_or_default();
     let devices = st
         .fleets
         .registry
-        .devices(&fleet, q.after.as_deref().unwrap_or(""), limit)
+        .devices(&fleet, &filter, &after, limit)
         .await?;
+    let connected = match devices.last() {
+        Some(last) => {
+            st.fleets
+                .sessions
+                .connected(&fleet, &after, &last.id, st.device_idle_secs)
+                .await?
+        }
+        None => Default::default(),
+    };
     let next_after = (devices.len() == limit as usize)
         .then(|| devices.last().map(|d| d.id.clone()))
         .flatten();
     Ok(Json(DeviceList {
-        devices: devices.into_iter().map(Into::into).collect(),
+        devices: devices
+            .into_iter()
+            .map(|d| {
+                let on = connected.contains(&d.id);
+                DeviceInfo {
+                    connected: on,
+                    ..d.into()
+                }
+            })
+            .collect(),
+        next_after,
+    }))
+}
+
+/// The fleets this token holds a scope on, a page at a time by name.
+#[utoipa::path(get, path = "/v1/fleets", tag = "fleets", params(FleetQuery),
+    responses((status = 200, body = FleetList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = ["fleets:manage", "devices:{fleet}", "factory:{fleet}", "operate:{fleet}"])))]
+pub(super) async fn list_fleets(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiQuery(q): ApiQuery<FleetQuery>,
+) -> ApiResult<Json<FleetList>> {
+    // A token with no scope on any fleet is refused, not shown an empty list.
+    let families = ["fleets:manage", "devices:", "factory:", "operate:"];
+    let any_fleet = p.scopes.iter().any(|g| {
+        families.iter().any(|f| {
+            g == "admin"
+                || g.starts_with(f)
+                || g.strip_suffix('*')
+                    .is_some_and(|prefix| f.starts_with(prefix))
+        })
+    });
+    if !any_fleet {
+        return Err(Error::Forbidden(
+            "fleets:manage (or devices:, factory:, operate: a fleet)".into(),
+        )
+        .into());
+    }
+    let limit = page_limit(q.limit)?;
+    let page = st
+        .fleets
+        .registry
+        .fleets(q.after.as_deref().unwrap_or(""), limit)
+        .await?;
+    let next_after = (page.len() == limit as usize)
+        .then(|| page.last().map(|f| f.name.clone()))
+        .flatten();
+    let visible = |name: &str| {
+        p.require("fleets:manage").is_ok()
+            || ["devices", "factory", "operate"]
+                .iter()
+                .any(|family| p.require(&format!("{family}:{name}")).is_ok())
+    };
+    Ok(Json(FleetList {
+        fleets: page.into_iter().filter(|f| visible(&f.name)).collect(),
         next_after,
     }))
 }
@@ -294,5 +420,16 @@ pub(super) async fn show_device(
     if d.fleet != fleet {
         return Err(Error::DeviceNotFound(id).into());
     }
-    Ok(Json(d.into()))
+    // The range (id - 1, id]: the device alone.
+    let before = id.strip_suffix(|_| true).unwrap_or_default();
+    let connected = st
+        .fleets
+        .sessions
+        .connected(&fleet, before, &id, st.device_idle_secs)
+        .await?
+        .contains(&id);
+    Ok(Json(DeviceInfo {
+        connected,
+        ..d.into()
+    }))
 }

@@ -80,8 +80,14 @@ pub struct StateRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecommissionRequest {
-    /// Recorded in the audit log.
+    /// Recorded in the audit log (at most 256 bytes).
     pub reason: String,
+    /// Also finish now, without the device's wipe receipt (a device that will
+    /// never come back): `decommissioned`, the wipe command cancelled, the audit
+    /// entry `device.decommission_complete` recording `"wipe_confirmed": false`.
+    /// A device not yet decommissioning is first decommissioned as without it.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 fn nonce32(s: &str) -> ApiResult<[u8; 32]> {
@@ -188,12 +194,20 @@ pub(super) async fn decommission_device(
     if req.reason.len() > 256 {
         return Err(ApiError::malformed("reason is longer than 256 bytes"));
     }
-    let d = st
-        .fleets
-        .onboarding
-        .decommission(&p.actor(), &id, &req.reason)
-        .await
-        .map_err(|e| change_err(&st, e))?;
+    let onboarding = &st.fleets.onboarding;
+    let mut d = st.fleets.registry.device(&id).await?;
+    if !(req.complete && d.state == crate::store::DeviceState::Decommissioning) {
+        d = onboarding
+            .decommission(&p.actor(), &id, &req.reason)
+            .await
+            .map_err(|e| change_err(&st, e))?;
+    }
+    if req.complete {
+        d = onboarding
+            .complete_decommission(&p.actor(), &id, &req.reason)
+            .await
+            .map_err(|e| change_err(&st, e))?;
+    }
     Ok(Json(d.into()))
 }
 

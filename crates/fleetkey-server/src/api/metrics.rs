@@ -67,6 +67,8 @@ pub struct Metrics {
     pub device_frames: IntCounterVec,
     /// Constrained devices with a verified session start, by profile.
     pub constrained_active: IntGaugeVec,
+    /// Devices heard from within a window (5m, 1h, 24h), by fleet.
+    pub devices_seen: IntGaugeVec,
     /// 1 while Redis is configured but unreachable (instances act alone).
     pub coordination_degraded: IntGauge,
     /// The HTTP listener's connections.
@@ -273,6 +275,11 @@ const CONSTRAINED_ACTIVE: Def = Def::new(
     "Constrained devices with a verified session start since this instance started, by profile",
     &["profile"],
 );
+const DEVICES_SEEN: Def = Def::new(
+    "fleetkey_devices_seen",
+    "Devices heard from (a verified session message or frame) within the window (5m, 1h, 24h), by fleet; from the store, so every instance reports the whole fleet (refreshed every 30 s)",
+    &["fleet", "window"],
+);
 const COORDINATION_DEGRADED: Def = Def::new(
     "fleetkey_coordination_degraded",
     "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
@@ -334,6 +341,7 @@ impl Metrics {
             key_rotations: KEY_ROTATIONS.counter_vec(&r)?,
             device_frames: DEVICE_FRAMES.counter_vec(&r)?,
             constrained_active: CONSTRAINED_ACTIVE.gauge_vec(&r)?,
+            devices_seen: DEVICES_SEEN.gauge_vec(&r)?,
             coordination_degraded: COORDINATION_DEGRADED.gauge(&r)?,
             http: crate::api::http::HttpMetrics {
                 open: HTTP_CONNECTIONS.gauge(&r)?,

@@ -188,11 +188,18 @@ pub(super) async fn auth_and_limit(State(st): St, mut req: Request, next: Next) 
             return r;
         }
     };
+    let token_id = AdmittedToken(principal.token_id.clone());
     req.extensions_mut().insert(principal);
     let mut r = next.run(req).await;
     allowance_headers(r.headers_mut(), &allowance);
+    r.extensions_mut().insert(token_id);
     r
 }
+
+/// The id of the token a request was admitted with, put on its response for
+/// the access log (never the token itself).
+#[derive(Debug, Clone)]
+pub(crate) struct AdmittedToken(pub String);
 
 /// Counts and times every request by route template and status.
 pub(super) async fn observe(State(st): St, req: Request, next: Next) -> Response {
@@ -202,9 +209,33 @@ pub(super) async fn observe(State(st): St, req: Request, next: Next) -> Response
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
+    let request_id = st.access_log.then(|| {
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    });
     let start = Instant::now();
     let r = next.run(req).await;
     let status = r.status();
+    if let Some(request_id) = request_id {
+        // The access log: one line per request, the token by id only.
+        let token = r
+            .extensions()
+            .get::<AdmittedToken>()
+            .map_or("-", |t| t.0.as_str());
+        tracing::info!(
+            target: "fleetkey::access",
+            method = %method,
+            route = %route,
+            status = status.as_u16(),
+            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+            request_id = %request_id,
+            token_id = %token,
+            "request"
+        );
+    }
     st.metrics
         .latency
         .with_label_values(&[route.as_str()])

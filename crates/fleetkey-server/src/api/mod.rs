@@ -44,7 +44,7 @@ pub use devices::DirectoryKey;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use fleets::{
     CreateFleetRequest, DeviceInfo, DeviceKeysRequest, DeviceList, DeviceQuery,
-    FactoryDeviceRequest,
+    FactoryDeviceRequest, FleetList, FleetQuery,
 };
 pub use ingest::FactoryRecipient;
 pub use keyrings::{
@@ -106,6 +106,11 @@ pub struct AppState {
     pub kms_refusals: refusals::RefusalTally,
     /// The mounts the Vault Transit door answers at (none: closed).
     pub transit_mounts: Vec<String>,
+    /// The device listener's idle timeout: a session open longer than this
+    /// without a message has ended (what `connected` allows for).
+    pub device_idle_secs: u64,
+    /// Whether every request is logged (`fleetkey::access`, info).
+    pub access_log: bool,
 }
 
 type St = State<Arc<AppState>>;
@@ -183,7 +188,7 @@ impl utoipa::Modify for SecurityAddon {
     info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
     paths(keyrings::create_keyring, keyrings::list_keyrings, keyrings::show_keyring, keyrings::rotate_keyring, keyrings::revoke_version, keyrings::set_policy, keyrings::seal, keyrings::unseal, keyrings::rewrap,
         keyrings::seal_batch, keyrings::unseal_batch, keyrings::rewrap_batch, audit::audit_page, audit::audit_checkpoint, audit::audit_public_key, tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::create_aws_access_key,
-        fleets::create_fleet, fleets::show_fleet, fleets::factory_device, fleets::list_devices, fleets::show_device, lifecycle::set_device_state, lifecycle::decommission_device,
+        fleets::create_fleet, fleets::list_fleets, fleets::show_fleet, fleets::factory_device, fleets::list_devices, fleets::show_device, lifecycle::set_device_state, lifecycle::decommission_device,
         lifecycle::onboarding_challenge, lifecycle::onboarding_complete, lifecycle::wipe_receipt, lifecycle::create_claim_code, lifecycle::claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
     modifiers(&SecurityAddon),
@@ -232,7 +237,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/v1/tokens/aws-access-keys",
             post(tokens::create_aws_access_key),
         )
-        .route("/v1/fleets", post(fleets::create_fleet))
+        .route(
+            "/v1/fleets",
+            post(fleets::create_fleet).get(fleets::list_fleets),
+        )
         .route("/v1/fleets/{fleet}", get(fleets::show_fleet))
         .route("/v1/fleets/{fleet}/devices", get(fleets::list_devices))
         .route("/v1/fleets/{fleet}/devices/{id}", get(fleets::show_device))

@@ -74,6 +74,8 @@ pub fn state(
         body_timeout: std::time::Duration::from_secs(config.http_body_timeout_secs),
         max_unauthenticated_body_bytes: config.max_unauthenticated_body_bytes,
         transit_mounts: config.transit_mount_list(),
+        device_idle_secs: config.device_idle_timeout_secs,
+        access_log: config.access_log,
     }))
 }
 
@@ -238,6 +240,7 @@ pub async fn serve_on(
             }
         });
     }
+    sup.spawn_draining("devices seen", devices_seen(state.clone(), sup.token()));
     {
         let sink = sink.clone();
         sup.spawn("telemetry flush", async move {
@@ -286,6 +289,42 @@ pub async fn serve_on(
     state.keys.shutdown().await?;
     tracing::info!("fleetkey stopped; usage counts flushed and unused nonces returned");
     result
+}
+
+/// Writes the devices heard from (`last_seen`) every
+/// [`crate::fleet::SEEN_FLUSH`] and once more at shutdown; refreshes the
+/// `fleetkey_devices_seen` gauges every 30 s.
+async fn devices_seen(state: Arc<AppState>, stop: tokio_util::sync::CancellationToken) {
+    let sessions = &state.fleets.sessions;
+    let mut tick = tokio::time::interval(crate::fleet::SEEN_FLUSH);
+    let mut ticks = 0u32;
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            () = stop.cancelled() => true,
+        };
+        if let Err(e) = sessions.flush_seen().await {
+            tracing::warn!(error = %e, "recording when devices were last seen failed; kept for the next try");
+        }
+        if stopping {
+            return;
+        }
+        if ticks.is_multiple_of(6) {
+            match sessions.seen_counts().await {
+                Ok(counts) => {
+                    let g = &state.metrics.devices_seen;
+                    g.reset();
+                    for (fleet, n) in counts {
+                        for ((window, _), n) in crate::fleet::SEEN_WINDOWS.iter().zip(n) {
+                            g.with_label_values(&[fleet.as_str(), window]).set(n);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "counting the devices seen failed"),
+            }
+        }
+        ticks = ticks.wrapping_add(1);
+    }
 }
 
 /// Coordination with other instances (when Redis is configured): this instance's

@@ -168,6 +168,16 @@ macro_rules! from_env_parsed {
 }
 from_env_parsed!(u32, u64, usize);
 
+impl FromEnv for bool {
+    fn from_env(v: String) -> Result<Self, String> {
+        match v.as_str() {
+            "true" | "1" | "on" => Ok(true),
+            "false" | "0" | "off" => Ok(false),
+            _ => Err(format!("{v:?}: use true or false")),
+        }
+    }
+}
+
 impl FromEnv for String {
     fn from_env(v: String) -> Result<Self, String> {
         Ok(v)
@@ -274,6 +284,10 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Every setting with its default and a comment, as TOML (`fleetkey config
+/// defaults`); parsing it gives [`Config::default`] (a test checks).
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
 /// Everything `fleetkey serve` can be told.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -310,6 +324,9 @@ pub struct Config {
     /// Log format.
     #[serde(deserialize_with = "from_text")]
     pub log_format: LogFormat,
+    /// One log line per HTTP request (target `fleetkey::access`, level info):
+    /// method, route template, status, latency, request id, token id.
+    pub access_log: bool,
     /// Seconds between policy runs (rotation by age, overlap expiry).
     pub scheduler_interval_secs: u64,
     /// Device listener address (Noise sessions over TCP); `off` disables it.
@@ -378,6 +395,7 @@ impl Default for Config {
             max_batch_items: 10_000,
             rate_limit: RateLimitConfig::default(),
             log_format: LogFormat::Auto,
+            access_log: true,
             scheduler_interval_secs: 60,
             device_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 8401))),
             device_connections_per_minute: 10,
@@ -438,34 +456,44 @@ impl Config {
     /// Defaults, then `file` (if any), then the environment; validated.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut c = match file {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| err("--config", format!("{}: {e}", p.display())))?;
-                toml::from_str::<Config>(&text).map_err(|e| {
-                    let msg = e.message().to_owned();
-                    let key = e
-                        .span()
-                        .and_then(|s| text.get(..s.start))
-                        .map(|before| {
-                            let line = before.lines().count().max(1);
-                            // The key on that line, when the error is about a value.
-                            let key = text
-                                .lines()
-                                .nth(line - 1)
-                                .and_then(|l| l.split_once('='))
-                                .map(|(k, _)| format!(" ({})", k.trim()))
-                                .unwrap_or_default();
-                            format!("{} line {line}{key}", p.display())
-                        })
-                        .unwrap_or_else(|| p.display().to_string());
-                    err(&key, msg)
-                })?
-            }
+            Some(p) => Self::from_file(p)?,
             None => Config::default(),
         };
         c.apply_env(|k| std::env::var(k).ok())?;
         c.validate()?;
         Ok(c)
+    }
+
+    /// Defaults, then `path` (no environment, not validated): an error names
+    /// the file, the line and the key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("--config", format!("{}: {e}", path.display())))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Defaults, then the TOML `text` read from `name` (for errors).
+    pub fn from_toml(text: &str, name: &str) -> Result<Self, ConfigError> {
+        toml::from_str::<Config>(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            let at = e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map(|before| {
+                    // The line the span starts on (1-based).
+                    let line = before.matches('\n').count() + 1;
+                    // The key on that line, when it has one.
+                    let key = text
+                        .lines()
+                        .nth(line - 1)
+                        .and_then(|l| l.split_once('='))
+                        .map(|(k, _)| format!(" ({})", k.trim()))
+                        .unwrap_or_default();
+                    format!("{name} line {line}{key}")
+                })
+                .unwrap_or_else(|| name.to_owned());
+            err(&at, msg)
+        })
     }
 
     /// Applies `FLEETKEY_*` overrides read through `get`; returns the names of
@@ -504,6 +532,7 @@ impl Config {
             "FLEETKEY_RATE_LIMIT_UNAUTHENTICATED" => rate_limit.unauthenticated_per_source_per_sec,
             "FLEETKEY_RATE_LIMIT_GLOBAL" => rate_limit.global_per_sec,
             "FLEETKEY_LOG_FORMAT" => log_format,
+            "FLEETKEY_ACCESS_LOG" => access_log,
             "FLEETKEY_TRANSIT_MOUNTS" => transit_mounts,
         }))
     }

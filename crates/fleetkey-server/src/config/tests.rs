@@ -109,3 +109,43 @@ fn errors_name_the_key() {
         (None, LogFormat::Json)
     );
 }
+
+#[test]
+fn an_unknown_key_is_named_on_its_own_line() {
+    let text = "listen = \"127.0.0.1:1\"\n\n# a comment\nbogus = 1\n";
+    let e = Config::from_toml(text, "f.toml").unwrap_err().to_string();
+    assert!(e.contains("f.toml line 4 (bogus)"), "{e}");
+    let text = "[rate_limit]\nper_token_per_sec = 5\nburst = 2\n";
+    let e = Config::from_toml(text, "f.toml").unwrap_err().to_string();
+    assert!(e.contains("f.toml line 3 (burst)"), "{e}");
+}
+
+#[test]
+fn the_defaults_file_is_the_defaults_and_names_every_setting() {
+    let parsed = Config::from_toml(DEFAULTS_TOML, "defaults.toml").unwrap();
+    assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    parsed.validate().unwrap();
+    // Every field of Config and RateLimitConfig appears, set or commented out.
+    let source = include_str!("mod.rs");
+    for section in ["pub struct Config {", "pub struct RateLimitConfig {"] {
+        let body = &source[source.find(section).unwrap()..];
+        let body = &body[..body.find("\n}").unwrap()];
+        for line in body.lines() {
+            let Some(field) = line.trim().strip_prefix("pub ") else {
+                continue;
+            };
+            let Some((name, _)) = field.split_once(':') else {
+                continue;
+            };
+            if name.contains(' ') {
+                continue;
+            }
+            assert!(
+                DEFAULTS_TOML.contains(&format!("\n{name} = "))
+                    || DEFAULTS_TOML.contains(&format!("\n# {name} = "))
+                    || name == "rate_limit",
+                "{name} is missing from defaults.toml"
+            );
+        }
+    }
+}

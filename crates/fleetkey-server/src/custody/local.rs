@@ -153,7 +153,7 @@ impl LocalCustody {
 
     /// [`LocalCustody::open`] without a runtime.
     pub fn open_blocking(data_dir: &Path, kek: KekSource) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| io_err(data_dir, e))?;
+        crate::secret_file::private_dir(data_dir).map_err(|e| io_err(data_dir, e))?;
         let path = data_dir.join(ROOT_FILE);
         if path.exists() {
             Self::open_file(&path, &kek)

@@ -12,7 +12,7 @@
 use super::{FactoryRequest, Onboarding, Provisioned, invalid};
 use crate::audit::AuditDraft;
 use crate::error::{Error, Result};
-use crate::store::{Change, DeviceRecord, DeviceSecret, DeviceState, Transition};
+use crate::store::{Change, DeviceRecord, DeviceSecret, DeviceState};
 use fleetkey_crypto::envelope::recipient;
 use fleetkey_crypto::hpke::{XWingIdentity, XWingRecipient};
 use fleetkey_crypto::secret::SecretBytes;
@@ -218,25 +218,29 @@ impl Onboarding {
         if !self.store.raise_device_boot(&device.id, boot).await? {
             return Ok(false);
         }
-        if device.state == DeviceState::Manufactured {
+        let mut state = device.state;
+        let step = |to: DeviceState, action: &'static str| {
             let now = self.core.clock.now();
-            self.store
-                .apply(
-                    Change::DeviceTransition(Transition::new(
-                        &device.id,
-                        &[DeviceState::Manufactured],
-                        DeviceState::Active,
-                        now,
-                    )),
-                    AuditDraft::new(
-                        &format!("device:{}", device.id),
-                        "device.onboard",
-                        format!("device:{}", device.id),
-                        json!({ "profile": "constrained", "boot": boot }),
-                    ),
-                    now,
-                )
-                .await?;
+            self.store.apply(
+                Change::DeviceTransition(super::lifecycle::transition(&device.id, to, now)),
+                AuditDraft::new(
+                    &format!("device:{}", device.id),
+                    action,
+                    format!("device:{}", device.id),
+                    json!({ "profile": device.profile, "boot": boot }),
+                ),
+                now,
+            )
+        };
+        if state == DeviceState::Manufactured {
+            step(DeviceState::Onboarded, "device.onboard").await?;
+            state = DeviceState::Onboarded;
+        }
+        if state == DeviceState::Onboarded {
+            // The same frame is its first session: active at once.
+            // (The frame path's cache entry is updated by its caller, which
+            // keeps the boot's replay state; no expiry is announced.)
+            step(DeviceState::Active, "device.activate").await?;
         }
         Ok(true)
     }

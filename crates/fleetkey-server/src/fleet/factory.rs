@@ -159,6 +159,7 @@ impl Registry {
             profile: secret
                 .as_ref()
                 .map_or_else(|| "full".to_owned(), |s| s.profile.clone()),
+            last_seen: None,
             created_at: now,
             updated_at: now,
         };

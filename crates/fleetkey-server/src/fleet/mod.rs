@@ -41,6 +41,7 @@ pub use factory::{FactoryRequest, Provisioned};
 use factory::{validate_keys, writer};
 pub use onboarding::Challenge;
 pub use rotation::RefusalCount;
+pub use sessions::{SEEN_FLUSH, SEEN_WINDOWS};
 
 pub use device_config::{
     ConfigUpdate, DeviceConfig, MigrationFailure, MigrationReport, SchemaInfo, Schemas,
@@ -168,6 +169,8 @@ pub struct Commands {
 pub struct DeviceSessions {
     core: Arc<Core>,
     store: Arc<dyn SessionStore>,
+    /// Devices heard from since the last flush, and when (`sessions.rs`).
+    seen: parking_lot::Mutex<std::collections::HashMap<String, crate::clock::UnixTime>>,
 }
 
 pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Error {
@@ -226,6 +229,7 @@ impl FleetService {
             sessions: DeviceSessions {
                 core: core.clone(),
                 store: store.clone(),
+                seen: parking_lot::Mutex::default(),
             },
             registry,
             scheduler: store,
@@ -380,10 +384,22 @@ impl Registry {
         self.core.device(id).await
     }
 
-    /// A page of a fleet's devices.
-    pub async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>> {
+    /// A page of fleets by name, after `after`.
+    pub async fn fleets(&self, after: &str, limit: u32) -> Result<Vec<FleetInfo>> {
+        let list = self.core.store.fleets(after, limit).await?;
+        Ok(list.iter().map(FleetInfo::from).collect())
+    }
+
+    /// A page of a fleet's devices that pass `filter`, by id, after `after`.
+    pub async fn devices(
+        &self,
+        fleet: &str,
+        filter: &crate::store::DeviceFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<DeviceRecord>> {
         self.core.issuer(fleet).await?;
-        self.core.store.devices(fleet, after, limit).await
+        self.core.store.devices(fleet, filter, after, limit).await
     }
 }
 

@@ -331,6 +331,7 @@ impl Onboarding {
                 crate::store::Change::Decommissioned {
                     device_id: id.to_owned(),
                     at: now,
+                    wipe_confirmed: true,
                 },
                 AuditDraft::new(
                     &format!("device:{id}"),
@@ -341,6 +342,47 @@ impl Onboarding {
                 now,
             )
             .await?;
+        self.core.device(id).await
+    }
+
+    /// Finishes decommissioning a device that will never send its wipe receipt
+    /// (lost, destroyed, offline for good): `decommissioning → decommissioned`
+    /// as the receipt would, but the wipe command is cancelled and the audit
+    /// entry (`device.decommission_complete`, chained and covered by the next
+    /// signed checkpoint) records that the device did **not** confirm the wipe,
+    /// with the operator's reason. Its credentials were revoked when
+    /// decommissioning began; its hardware id can then be factory-reset.
+    pub async fn complete_decommission(
+        &self,
+        actor: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<DeviceRecord> {
+        let d = self.core.device(id).await?;
+        if d.state != DeviceState::Decommissioning {
+            return Err(Error::IllegalTransition {
+                from: d.state.as_str(),
+                to: "decommissioned (start with decommission: it revokes the credentials and queues the wipe)",
+            });
+        }
+        let now = self.core.clock.now();
+        self.store
+            .apply(
+                crate::store::Change::Decommissioned {
+                    device_id: id.to_owned(),
+                    at: now,
+                    wipe_confirmed: false,
+                },
+                AuditDraft::new(
+                    actor,
+                    "device.decommission_complete",
+                    format!("device:{id}"),
+                    json!({ "reason": reason, "wipe_confirmed": false, "secrets_erased": true }),
+                ),
+                now,
+            )
+            .await?;
+        self.core.device_changed(id);
         self.core.device(id).await
     }
 

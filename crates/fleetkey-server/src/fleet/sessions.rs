@@ -10,7 +10,83 @@ use crate::error::Result;
 use crate::store::{Change, DeviceRecord, DeviceSessionRecord, DeviceState};
 use serde_json::json;
 
+/// How often the devices heard from are written to the store (`last_seen`): at
+/// most this late, and one transaction per interval however many messages came.
+pub const SEEN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The windows of the `fleetkey_devices_seen` metric: label and seconds.
+pub const SEEN_WINDOWS: [(&str, i64); 3] = [("5m", 300), ("1h", 3_600), ("24h", 86_400)];
+
 impl DeviceSessions {
+    /// Notes that the device was heard from now (a verified session message or
+    /// frame). Nothing is written here: [`DeviceSessions::flush_seen`] writes
+    /// every device noted since the last flush in one transaction (the set
+    /// holds one entry per device heard from, so it is bounded by the registry:
+    /// only verified devices are noted).
+    pub fn seen(&self, device_id: &str) {
+        let now = self.core.clock.now();
+        let mut seen = self.seen.lock();
+        match seen.get_mut(device_id) {
+            Some(at) => *at = now,
+            None => {
+                seen.insert(device_id.to_owned(), now);
+            }
+        }
+    }
+
+    /// Writes every `last_seen` noted since the last flush; how many devices.
+    /// On a failure the times are kept for the next flush (a newer time for
+    /// the same device wins).
+    pub async fn flush_seen(&self) -> Result<usize> {
+        let batch: Vec<(String, UnixTime)> = {
+            let mut seen = self.seen.lock();
+            if seen.is_empty() {
+                return Ok(0);
+            }
+            std::mem::take(&mut *seen).into_iter().collect()
+        };
+        if let Err(e) = self.store.record_seen(&batch).await {
+            let mut seen = self.seen.lock();
+            for (id, at) in batch {
+                let t = seen.entry(id).or_insert(at);
+                *t = (*t).max(at);
+            }
+            return Err(e);
+        }
+        Ok(batch.len())
+    }
+
+    /// Per fleet, how many devices were heard from within each of
+    /// [`SEEN_WINDOWS`] (as stored: up to one [`SEEN_FLUSH`] behind).
+    pub async fn seen_counts(&self) -> Result<Vec<(String, [i64; 3])>> {
+        let now = self.core.clock.now();
+        let since = SEEN_WINDOWS.map(|(_, secs)| now.saturating_sub(secs));
+        self.store.seen_counts(since).await
+    }
+
+    /// Of a page of a fleet's devices (ids in `(after, up_to]`), those with a
+    /// session open now: one not recorded as ended whose device was heard from
+    /// within `idle_secs` (plus a flush's delay), so a session left open by a
+    /// killed instance stops counting once it would have timed out.
+    pub async fn connected(
+        &self,
+        fleet: &str,
+        after: &str,
+        up_to: &str,
+        idle_secs: u64,
+    ) -> Result<std::collections::HashSet<String>> {
+        let window = i64::try_from(idle_secs)
+            .unwrap_or(i64::MAX / 2)
+            .saturating_add(i64::try_from(SEEN_FLUSH.as_secs()).unwrap_or(0) * 2);
+        let live_after = self.core.clock.now().saturating_sub(window);
+        Ok(self
+            .store
+            .connected_devices(fleet, after, up_to, live_after)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// Whether `previous` names an earlier session of `device_id` (a session id is
     /// 32 hex digits; anything else is simply not resumed).
     pub async fn resumable(&self, device_id: &str, previous: &str) -> Result<bool> {
@@ -27,6 +103,51 @@ impl DeviceSessions {
     /// The highest telemetry sequence number stored for the device.
     pub async fn telemetry_position(&self, device_id: &str) -> Result<u64> {
         self.store.device_telemetry_seq(device_id).await
+    }
+
+    /// The life cycle's `onboarded → active` step (docs/operations.md, "Device
+    /// life cycle"): a device's first authenticated session (or, for a
+    /// constrained device, its first verified boot) makes it active, audited
+    /// as `device.activate` with the session. Only from `onboarded`; a device
+    /// that moved meanwhile (suspended, rotating) is left as it is. Whether it
+    /// moved.
+    pub async fn activate(
+        &self,
+        device_id: &str,
+        state: DeviceState,
+        session: &str,
+    ) -> Result<bool> {
+        if state != DeviceState::Onboarded {
+            return Ok(false);
+        }
+        let now = self.core.clock.now();
+        let r = self
+            .store
+            .apply(
+                Change::DeviceTransition(crate::store::Transition::new(
+                    device_id,
+                    &[DeviceState::Onboarded],
+                    DeviceState::Active,
+                    now,
+                )),
+                AuditDraft::new(
+                    &format!("device:{device_id}"),
+                    "device.activate",
+                    format!("device:{device_id}"),
+                    json!({ "session": session }),
+                ),
+                now,
+            )
+            .await;
+        match r {
+            Ok(_) => {
+                self.core.device_changed(device_id);
+                Ok(true)
+            }
+            // Another state since it was read: nothing to do.
+            Err(crate::Error::IllegalTransition { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Records the start of a session.

@@ -334,6 +334,8 @@ impl FrameIngest {
                 payload,
             )
         };
+        // The frame verified: the device was heard from (batched).
+        self.fleets.sessions.seen(&device_id);
         match opened.kind {
             FrameKind::SessionStart => {
                 let device = self
@@ -362,7 +364,7 @@ impl FrameIngest {
                 }
                 let first = {
                     let mut e = entry.lock();
-                    if state == DeviceState::Manufactured {
+                    if matches!(state, DeviceState::Manufactured | DeviceState::Onboarded) {
                         e.state = DeviceState::Active;
                     }
                     !std::mem::replace(&mut e.counted, true)

@@ -152,14 +152,17 @@ pub enum Change {
     /// The device proved the new key: swap the registered keys, record the new
     /// operational credential, revoke the old one, `rotating -> active`, command done.
     RotationConfirmed(RotationConfirmed),
-    /// The wipe receipt verified: `decommissioning -> decommissioned`, the wipe
-    /// command is done, and server-side per-device secrets are erased (claim codes,
-    /// challenges, configuration, pending command state).
+    /// The wipe receipt verified (or an operator completed the decommissioning
+    /// without one): `decommissioning -> decommissioned`, the wipe command is
+    /// done (cancelled when unconfirmed), and server-side per-device secrets are
+    /// erased (claim codes, challenges, configuration, pending command state).
     Decommissioned {
         /// Device id.
         device_id: String,
-        /// Time of the verified receipt (`updated_at`).
+        /// Time of the verified receipt or of the operator's completion.
         at: UnixTime,
+        /// Whether the device confirmed its wipe with a signed receipt.
+        wipe_confirmed: bool,
     },
     /// Retire a decommissioned device's hardware id so the hardware can be
     /// provisioned again (the old record stays, under `retired_hardware_id`).

@@ -312,8 +312,16 @@ pub trait FleetStore: Changes {
     async fn device(&self, id: &str) -> Result<Option<DeviceRecord>>;
     /// One device by hardware identity.
     async fn device_by_hardware_id(&self, hardware_id: &str) -> Result<Option<DeviceRecord>>;
-    /// A fleet's devices with `id > after`, by id, at most `limit`.
-    async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>>;
+    /// Fleets with `name > after`, by name, at most `limit`.
+    async fn fleets(&self, after: &str, limit: u32) -> Result<Vec<FleetRecord>>;
+    /// A fleet's devices that pass `filter` with `id > after`, by id, at most `limit`.
+    async fn devices(
+        &self,
+        fleet: &str,
+        filter: &DeviceFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<DeviceRecord>>;
     /// Registers many devices in **one** transaction (one disk flush): each item
     /// succeeds or fails on its own; a hardware identity already registered fails
     /// with [`crate::Error::DeviceExists`].
@@ -416,6 +424,20 @@ pub trait SessionStore: Changes {
     /// and the device has a newer session since); returns how many. A session
     /// still open and the device's latest stays.
     async fn prune_device_sessions(&self, before: UnixTime) -> Result<u64>;
+    /// Raises each device's `last_seen` to the time given (never lowers it), in
+    /// one transaction.
+    async fn record_seen(&self, seen: &[(String, UnixTime)]) -> Result<()>;
+    /// Per fleet, how many devices were seen at or after each of `since`.
+    async fn seen_counts(&self, since: [UnixTime; 3]) -> Result<Vec<(String, [i64; 3])>>;
+    /// Of `fleet`'s devices with ids in `(after, up_to]`, those with a session
+    /// not recorded as ended whose device was seen at or after `live_after`.
+    async fn connected_devices(
+        &self,
+        fleet: &str,
+        after: &str,
+        up_to: &str,
+        live_after: UnixTime,
+    ) -> Result<Vec<String>>;
 }
 
 /// Who runs the scheduled jobs when several instances share the store.

@@ -387,10 +387,26 @@ pub struct DeviceRecord {
     pub retired_hardware_id: Option<String>,
     /// `full`, `constrained` or `constrained_static`.
     pub profile: String,
+    /// When the service last heard from the device (written in batches).
+    pub last_seen: Option<UnixTime>,
     /// Registration time.
     pub created_at: UnixTime,
     /// Last change.
     pub updated_at: UnixTime,
+}
+
+/// Which of a fleet's devices a listing returns (every field that is set must
+/// match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    /// Only devices in this state.
+    pub state: Option<DeviceState>,
+    /// Only devices of this profile (`full`, `constrained`, `constrained_static`).
+    pub profile: Option<String>,
+    /// Only devices not heard from since this time (never heard from included).
+    pub seen_before: Option<UnixTime>,
+    /// Only devices heard from at or after this time.
+    pub seen_after: Option<UnixTime>,
 }
 
 /// One factory registration: the device, what the factory recorded, its initial

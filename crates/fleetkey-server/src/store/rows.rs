@@ -177,6 +177,7 @@ pub(crate) fn device_from_row<R: StoreRow>(r: &R) -> Result<DeviceRecord> {
         claimed_by: r.col("claimed_by")?,
         retired_hardware_id: r.col("retired_hardware_id")?,
         profile: r.col("profile")?,
+        last_seen: r.col("last_seen")?,
         created_at: r.col("created_at")?,
         updated_at: r.col("updated_at")?,
     })

@@ -16,7 +16,7 @@ pub type SqliteStore = SqlStore<Sqlite>;
 impl SqlStore<Sqlite> {
     /// Opens (creating if needed) `dir/fleetkey.db` and runs migrations.
     pub async fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        crate::secret_file::private_dir(dir).map_err(|source| Error::Io {
             path: dir.display().to_string(),
             source,
         })?;

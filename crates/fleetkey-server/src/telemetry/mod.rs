@@ -69,9 +69,12 @@ impl JsonLinesSink {
             source: e,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            crate::secret_file::private_dir(dir).map_err(io)?;
         }
+        // Telemetry is the fleet's data: owner-only, like the store.
+        use std::os::unix::fs::OpenOptionsExt as _;
         let f = std::fs::OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .append(true)
             .open(path)

@@ -2,11 +2,51 @@
 //! factory, devices and their configuration.
 
 use super::{DataDir, DeviceProfile};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
+
+/// Paging flags of every list.
+#[derive(Args, Debug, Clone)]
+pub struct PageArgs {
+    /// At most this many per page (1–1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Start after this id or name (the cursor the previous page printed).
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+    /// Every page, streamed (JSON lines with --format json).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// A device life-cycle state, for filters.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateArg {
+    /// Registered at the factory.
+    Manufactured,
+    /// Onboarded, no session yet.
+    Onboarded,
+    /// In service.
+    Active,
+    /// Rotating its credential.
+    Rotating,
+    /// Refused until resumed.
+    Suspended,
+    /// Credentials revoked, wipe queued.
+    Decommissioning,
+    /// Gone.
+    Decommissioned,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum FleetsCommand {
+    /// List fleets (those the token holds a scope on).
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        dir: DataDir,
+    },
     /// Create a fleet with a fresh credential-issuing key.
     Create {
         /// Fleet name.
@@ -150,14 +190,57 @@ Examples:
 
 #[derive(Subcommand, Debug)]
 pub enum DevicesCommand {
-    /// List a fleet's devices.
+    /// List a fleet's devices, a page at a time or --all.
+    #[command(long_about = "List a fleet's devices by id, a page at a time: the \
+table ends with the cursor of the next page on standard error (pass it as --after), \
+JSON carries it as next_after. --all streams every page (JSON lines with --format json).
+
+Filters: --state, --profile, and when the service last heard from the device: \
+--seen-before and --seen-after take an RFC 3339 time or a duration meaning that long \
+ago (devices never heard from count as seen before any time).
+
+Examples:
+  fleetkey devices list --fleet thermostats
+  fleetkey devices list --fleet thermostats --all --format json > devices.jsonl
+  fleetkey devices list --fleet thermostats --state active --seen-before 24h")]
     List {
         /// Fleet.
         #[arg(long)]
         fleet: String,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        #[command(flatten)]
+        page: PageArgs,
+        /// Only devices in this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        /// Only devices of this profile.
+        #[arg(long, value_enum)]
+        profile: Option<DeviceProfile>,
+        /// Only devices not heard from since then (RFC 3339, or a duration ago: 24h).
+        #[arg(long, value_name = "TIME")]
+        seen_before: Option<String>,
+        /// Only devices heard from since then (RFC 3339, or a duration ago: 5m).
+        #[arg(long, value_name = "TIME")]
+        seen_after: Option<String>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Suspend a device: its sessions and frames are refused until resumed.
+    Suspend {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Resume a suspended device (it becomes active).
+    Resume {
+        /// Fleet.
+        #[arg(long)]
+        fleet: String,
+        /// Device id.
+        id: String,
         #[command(flatten)]
         dir: DataDir,
     },
@@ -201,6 +284,18 @@ pub enum DevicesCommand {
         dir: DataDir,
     },
     /// Decommission a device: revoke its credentials now and queue a signed wipe.
+    #[command(long_about = "Decommission a device: its credentials are revoked at \
+once and a signed wipe command is queued; the device reaches decommissioned when its \
+signed wipe receipt arrives.
+
+A device that will never come back (lost, destroyed) can be finished with --complete: \
+it becomes decommissioned without a receipt, the wipe command is cancelled, and the \
+audit log records that the wipe was not confirmed by the device. Its hardware id can \
+then be retired with `fleetkey factory reset`.
+
+Examples:
+  fleetkey devices decommission --fleet t dev_0123 --reason \"end of life\"
+  fleetkey devices decommission --fleet t dev_0123 --complete --reason \"destroyed in transit\"")]
     Decommission {
         /// Fleet.
         #[arg(long)]
@@ -210,6 +305,9 @@ pub enum DevicesCommand {
         /// Recorded in the audit log.
         #[arg(long)]
         reason: String,
+        /// Finish without the device's wipe receipt (recorded as unconfirmed).
+        #[arg(long)]
+        complete: bool,
         #[command(flatten)]
         dir: DataDir,
     },

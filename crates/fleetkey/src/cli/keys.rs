@@ -198,9 +198,10 @@ pub enum KeysCommand {
         #[arg(long, value_name = "N")]
         key_version: Option<u32>,
         /// raw (base64), pem (ed25519, ml-dsa-65), jwk (ed25519) or fk1r (x-wing:
-        /// the recipient `fleetkey seal --recipient` takes).
-        #[arg(long, default_value = "raw")]
-        format: String,
+        /// the recipient `fleetkey seal --recipient` takes). (--format chooses
+        /// the output: JSON unless --format table.)
+        #[arg(long, default_value = "raw", value_name = "ENCODING")]
+        key_format: String,
         #[command(flatten)]
         dir: DataDir,
     },

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 mod fleet;
 mod keys;
-pub use fleet::{ConfigCommand, DevicesCommand, FactoryCommand, FleetsCommand, SchemaCommand};
+pub use fleet::{
+    ConfigCommand, DevicesCommand, FactoryCommand, FleetsCommand, PageArgs, SchemaCommand, StateArg,
+};
 pub use keys::{AliasCommand, DetailsArgs, KeysCommand};
 
 const ABOUT: &str = "fleetkey: identities, keys and sealed data for device fleets.
@@ -19,8 +21,21 @@ The offline commands work on files and need no server:
   fleetkey seal --recipient fk1r:… -i in     seal to someone's public recipient
   fleetkey inspect -i out                    show an envelope's header as JSON
 
-Exit codes: 0 success, 1 envelope or key refused, 2 usage error, 3 file error.
-Formats are specified in docs/formats.md.";
+The service commands (keys, tokens, audit, fleets, factory, devices) go to a server
+when FLEETKEY_ADDR (http://host:8400) and FLEETKEY_TOKEN are set, like VAULT_ADDR and
+VAULT_TOKEN (FLEETKEY_CACERT: a private CA); otherwise they work on the local data
+directory (--data-dir, FLEETKEY_DATA_DIR; refused while a server holds it).
+Output: --format table|json (FLEETKEY_FORMAT); times are RFC 3339 in both.
+
+A token's scopes (docs/operations.md, \"Tokens and scopes\"): admin; keys:manage;
+seal:, unseal:, rewrap:, datakey:, sign:, verify:, mac:, import:, export: <keyring>;
+random; audit:read; tokens:manage; fleets:manage; factory:, devices:, operate:,
+ingest: <fleet>; claim. A trailing * matches a prefix (seal:*, devices:therm*).
+
+Exit codes: 0 success, 1 refused (envelope, key, signature; HTTP 401/403/409/422/429),
+2 usage error (bad flags or input; HTTP 400/413), 3 file error, 4 not found
+(HTTP 404), 5 server unreachable or failing, or the store failed (retry later).
+Formats are specified in docs/formats.md. Completions: fleetkey completions bash.";
 
 #[derive(Parser, Debug)]
 #[command(name = "fleetkey", version, about = ABOUT, long_about = ABOUT)]
@@ -91,7 +106,7 @@ Examples:
   echo 4242 | fleetkey keys seal payments --aad order-17
   fleetkey keys rotate payments
   fleetkey keys revoke payments 1
-  fleetkey keys list --json"
+  fleetkey keys list --format json"
     )]
     Keys(KeysCommand),
     /// Export and verify the tamper-evident audit log.
@@ -203,6 +218,47 @@ Example:
   fleetkey verify --public-key releases.pub --signature \"$(cat fw.sig)\" -i fw.bin"
     )]
     Verify(VerifyArgs),
+    /// The service's configuration file: check one, or print the defaults.
+    #[command(subcommand, name = "config")]
+    ServiceConfig(ServiceConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        long_about = "Print a completion script for a shell to standard output.
+
+Examples:
+  fleetkey completions bash > /etc/bash_completion.d/fleetkey
+  fleetkey completions zsh > \"${fpath[1]}/_fleetkey\"
+  fleetkey completions fish > ~/.config/fish/completions/fleetkey.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output, or write one per command.
+    #[command(long_about = "Print fleetkey(1) as roff to standard output, or with \
+--out-dir write it and a page for every subcommand (fleetkey-devices-list.1, …).
+
+Examples:
+  fleetkey man | man -l -
+  fleetkey man --out-dir /usr/local/share/man/man1")]
+    Man {
+        /// Write fleetkey.1 and one page per subcommand into this directory.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceConfigCommand {
+    /// Check a configuration file as `fleetkey serve --config FILE` reads it
+    /// (without the FLEETKEY_* variables); an error names the line and key.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print every setting with its default and a comment, as TOML.
+    Defaults,
 }
 
 /// Signing a digest rather than the message (docs/operations.md, "Signing and MAC
@@ -365,9 +421,46 @@ pub struct DataDir {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Output: a table for people, or JSON (JSON lines for streams such as
+    /// `devices list --all`). Times are RFC 3339 in both. Default: table, but
+    /// json for what is a document rather than a record (keys sign, public-key,
+    /// datakey, import-recipient).
+    #[arg(long, value_enum, env = "FLEETKEY_FORMAT", value_name = "FORMAT")]
+    pub format: Option<Format>,
+    /// The same as --format json (kept for scripts written before --format).
+    #[arg(long, hide = true)]
     pub json: bool,
+}
+
+impl DataDir {
+    /// The output form asked for (`--json` is `--format json`), table if none.
+    pub fn format(&self) -> Format {
+        self.format_or(Format::Table)
+    }
+
+    /// The output form asked for, or `default`.
+    pub fn format_or(&self, default: Format) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.format.unwrap_or(default)
+        }
+    }
+
+    /// Whether JSON was asked for.
+    pub fn is_json(&self) -> bool {
+        self.format() == Format::Json
+    }
+}
+
+/// How a command prints its result.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Aligned columns (one row per item, or FIELD VALUE rows for one item).
+    #[default]
+    Table,
+    /// JSON: one document, or one line per item for streams.
+    Json,
 }
 
 /// Rotation policy flags; durations take s, m, h or d suffixes (90d, 12h).

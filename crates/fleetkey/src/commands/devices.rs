@@ -2,14 +2,16 @@
 //! codes and claims, on the server (FLEETKEY_ADDR/FLEETKEY_TOKEN) or on a local
 //! data directory.
 
-use super::fleets::{print, read_json, remote_or_local};
-use crate::cli::{ConfigCommand, DataDir, DevicesCommand};
+use super::fleets::{read_json, remote_or_local};
+use super::listing::Listing;
+use crate::cli::{ConfigCommand, DataDir, DeviceProfile, DevicesCommand, PageArgs, StateArg};
 use crate::client::Client;
 use crate::error::{CliError, CliResult};
-use crate::local::{actor, parse_duration, runtime};
+use crate::local::{actor, parse_duration, runtime, service_error};
 use fleetkey_server::api::DeviceInfo;
 use fleetkey_server::api::devices::CommandInfo;
 use fleetkey_server::fleet::{ConfigUpdate, FleetService};
+use fleetkey_server::store::{DeviceFilter, DeviceState};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -60,7 +62,29 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
     runtime()?.block_on(async move {
         let client = Client::from_env()?;
         match cmd {
-            DevicesCommand::List { fleet, limit, dir } => list(&client, fleet, limit, dir).await,
+            DevicesCommand::List {
+                fleet,
+                page,
+                state,
+                profile,
+                seen_before,
+                seen_after,
+                dir,
+            } => {
+                let filter = DeviceFilter {
+                    state: state.map(state_of),
+                    profile: profile.map(|p| profile_name(p).to_owned()),
+                    seen_before: seen_before.as_deref().map(time_arg).transpose()?,
+                    seen_after: seen_after.as_deref().map(time_arg).transpose()?,
+                };
+                list(&client, fleet, &page, filter, dir).await
+            }
+            DevicesCommand::Suspend { fleet, id, dir } => {
+                set_state(&client, fleet, id, DeviceState::Suspended, dir).await
+            }
+            DevicesCommand::Resume { fleet, id, dir } => {
+                set_state(&client, fleet, id, DeviceState::Active, dir).await
+            }
             DevicesCommand::Show { fleet, id, dir } => {
                 let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id]);
                 let v = remote_or_local(&client, &dir, Method::GET, &path, None, |f| async move {
@@ -68,7 +92,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                     f.registry.device(&id).await.map(DeviceInfo::from)
                 })
                 .await?;
-                print(&v)
+                crate::output::show(&v, dir.format())
             }
             DevicesCommand::Config(c) => config(&client, c).await,
             DevicesCommand::Rotate {
@@ -87,8 +111,16 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                 fleet,
                 id,
                 reason,
+                complete,
                 dir,
-            } => act(&client, Action::Decommission, fleet, id, reason, dir).await,
+            } => {
+                let action = if complete {
+                    Action::DecommissionComplete
+                } else {
+                    Action::Decommission
+                };
+                act(&client, action, fleet, id, reason, dir).await
+            }
             DevicesCommand::ClaimCode {
                 fleet,
                 id,
@@ -113,7 +145,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                     },
                 )
                 .await?;
-                print(&v)
+                crate::output::show(&v, dir.format())
             }
             DevicesCommand::Claim {
                 code,
@@ -135,7 +167,7 @@ pub fn devices(cmd: DevicesCommand) -> CliResult<()> {
                     },
                 )
                 .await?;
-                print(&v)
+                crate::output::show(&v, dir.format())
             }
         }
     })
@@ -148,6 +180,8 @@ enum Action {
     Rotate,
     /// Revoke the device's credentials and send it the wipe.
     Decommission,
+    /// Decommission (if not yet) and finish without the wipe receipt.
+    DecommissionComplete,
 }
 
 /// `devices rotate|decommission`: one action, with its reason, on one device.
@@ -161,10 +195,13 @@ async fn act(
 ) -> CliResult<()> {
     let verb = match action {
         Action::Rotate => "rotate",
-        Action::Decommission => "decommission",
+        Action::Decommission | Action::DecommissionComplete => "decommission",
     };
     let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, verb]);
-    let body = json!({ "reason": reason });
+    let body = match action {
+        Action::DecommissionComplete => json!({ "reason": reason, "complete": true }),
+        _ => json!({ "reason": reason }),
+    };
     let v = remote_or_local(
         client,
         &dir,
@@ -181,36 +218,156 @@ async fn act(
                 Action::Decommission => serde_json::to_value(DeviceInfo::from(
                     f.onboarding.decommission(&who, &id, &reason).await?,
                 )),
+                Action::DecommissionComplete => {
+                    if f.registry.device(&id).await?.state != DeviceState::Decommissioning {
+                        f.onboarding.decommission(&who, &id, &reason).await?;
+                    }
+                    serde_json::to_value(DeviceInfo::from(
+                        f.onboarding
+                            .complete_decommission(&who, &id, &reason)
+                            .await?,
+                    ))
+                }
             };
             shown.map_err(|e| fleetkey_server::Error::Internal(e.to_string()))
         },
     )
     .await?;
-    print(&v)
+    crate::output::show(&v, dir.format())
 }
 
-/// `devices list`: a table (or JSON) of a fleet's devices.
-async fn list(client: &Option<Client>, fleet: String, limit: u32, dir: DataDir) -> CliResult<()> {
-    let path = format!(
-        "{}?limit={limit}",
-        crate::client::path(&["v1", "fleets", &fleet, "devices"])
-    );
-    let v = remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
-        let list = f.registry.devices(&fleet, "", limit.clamp(1, 1000)).await?;
-        Ok(json!({ "devices": list.into_iter().map(DeviceInfo::from).collect::<Vec<_>>() }))
-    })
+/// The columns of `devices list`.
+const DEVICE_COLUMNS: &[(&str, &str)] = &[
+    ("id", "ID"),
+    ("hardware_id", "HARDWARE ID"),
+    ("state", "STATE"),
+    ("profile", "PROFILE"),
+    ("model", "MODEL"),
+    ("connected", "CONNECTED"),
+    ("last_seen", "LAST SEEN"),
+];
+
+/// `devices list`: a page of a fleet's devices, or every page.
+async fn list(
+    client: &Option<Client>,
+    fleet: String,
+    page: &PageArgs,
+    filter: DeviceFilter,
+    dir: DataDir,
+) -> CliResult<()> {
+    let local = match client {
+        Some(_) => None,
+        None => Some(super::fleets::local(&dir).await?),
+    };
+    let (fleet, filter, local) = (&fleet, &filter, &local);
+    let listing = Listing {
+        field: "devices",
+        columns: DEVICE_COLUMNS,
+        noun: "devices",
+    };
+    listing
+        .print(page, dir.format(), |after, limit| async move {
+            match (client, local) {
+                (Some(c), _) => {
+                    let path = crate::client::with_query(
+                        &crate::client::path(&["v1", "fleets", fleet, "devices"]),
+                        &[
+                            ("after", Some(after).filter(|a| !a.is_empty())),
+                            ("limit", Some(limit.to_string())),
+                            ("state", filter.state.map(|s| s.as_str().to_owned())),
+                            ("profile", filter.profile.clone()),
+                            ("seen_before", filter.seen_before.map(|t| t.to_string())),
+                            ("seen_after", filter.seen_after.map(|t| t.to_string())),
+                        ],
+                    );
+                    c.call(Method::GET, &path, None).await
+                }
+                (None, Some((f, _lock))) => {
+                    let list = f
+                        .registry
+                        .devices(fleet, filter, &after, limit)
+                        .await
+                        .map_err(service_error)?;
+                    let next_after = (list.len() == limit as usize)
+                        .then(|| list.last().map(|d| d.id.clone()))
+                        .flatten();
+                    let devices: Vec<DeviceInfo> = list.into_iter().map(DeviceInfo::from).collect();
+                    Ok(json!({ "devices": devices, "next_after": next_after }))
+                }
+                (None, None) => Err(CliError::usage("no server and no data directory")),
+            }
+        })
+        .await
+}
+
+/// `devices suspend|resume`: the life-cycle move through the state route.
+async fn set_state(
+    client: &Option<Client>,
+    fleet: String,
+    id: String,
+    to: DeviceState,
+    dir: DataDir,
+) -> CliResult<()> {
+    let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "state"]);
+    let body = json!({ "state": to.as_str() });
+    let v = remote_or_local(
+        client,
+        &dir,
+        Method::POST,
+        &path,
+        Some(body),
+        |f| async move {
+            in_fleet(&f, &fleet, &id).await?;
+            f.onboarding
+                .transition(&actor(), &id, to)
+                .await
+                .map(DeviceInfo::from)
+        },
+    )
     .await?;
-    if dir.json {
-        return print(&v);
+    crate::output::show(&v, dir.format())
+}
+
+/// The store's name of a state chosen on the command line.
+fn state_of(s: StateArg) -> DeviceState {
+    match s {
+        StateArg::Manufactured => DeviceState::Manufactured,
+        StateArg::Onboarded => DeviceState::Onboarded,
+        StateArg::Active => DeviceState::Active,
+        StateArg::Rotating => DeviceState::Rotating,
+        StateArg::Suspended => DeviceState::Suspended,
+        StateArg::Decommissioning => DeviceState::Decommissioning,
+        StateArg::Decommissioned => DeviceState::Decommissioned,
     }
-    let mut t = crate::output::table(&["ID", "HARDWARE ID", "STATE", "MODEL"], &[]);
-    for d in v["devices"].as_array().cloned().unwrap_or_default() {
-        t.add_row(
-            ["id", "hardware_id", "state", "model"].map(|k| d[k].as_str().unwrap_or("").to_owned()),
-        );
+}
+
+/// The API's name of a device profile.
+pub(crate) fn profile_name(p: DeviceProfile) -> &'static str {
+    match p {
+        DeviceProfile::Full => "full",
+        DeviceProfile::Constrained => "constrained",
+        DeviceProfile::ConstrainedStatic => "constrained_static",
     }
-    crate::out!("{}", t.trim_fmt());
-    Ok(())
+}
+
+/// A time on the command line: RFC 3339 (`2026-12-01T00:00:00Z`), or a
+/// duration meaning that long before now (`24h`); Unix seconds.
+fn time_arg(s: &str) -> CliResult<i64> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| CliError::usage(format!("{s:?} is before 1970")))?
+            .as_secs();
+        return i64::try_from(secs).map_err(|_| CliError::usage(format!("{s:?} is too far away")));
+    }
+    let ago = parse_duration(s).map_err(|e| {
+        e.hint("a time like 2026-12-01T00:00:00Z, or a duration ago like 24h or 30m")
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Ok(now.saturating_sub(ago))
 }
 
 /// `devices commands`: a table (or JSON) of a device's commands.
@@ -231,8 +388,8 @@ async fn commands(
         Ok(json!({ "commands": cs.into_iter().map(CommandInfo::from).collect::<Vec<_>>() }))
     })
     .await?;
-    if dir.json {
-        return print(&v);
+    if dir.is_json() {
+        return crate::output::show(&v, dir.format());
     }
     let mut t = crate::output::table(&["ID", "KIND", "STATE", "CREATED"], &[]);
     for c in v["commands"].as_array().cloned().unwrap_or_default() {
@@ -249,6 +406,12 @@ async fn commands(
 }
 
 async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
+    let format = match &cmd {
+        ConfigCommand::Get { dir, .. }
+        | ConfigCommand::Set { dir, .. }
+        | ConfigCommand::Reset { dir, .. }
+        | ConfigCommand::Migrate { dir, .. } => dir.format(),
+    };
     let v = match cmd {
         ConfigCommand::Get { fleet, id, dir } => {
             let path = crate::client::path(&["v1", "fleets", &fleet, "devices", &id, "config"]);
@@ -304,7 +467,7 @@ async fn config(client: &Option<Client>, cmd: ConfigCommand) -> CliResult<()> {
             .await?
         }
     };
-    print(&v)
+    crate::output::show(&v, format)
 }
 
 #[cfg(test)]

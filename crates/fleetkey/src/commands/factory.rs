@@ -2,11 +2,12 @@
 //! the server (FLEETKEY_ADDR/FLEETKEY_TOKEN) or on a local data directory, and
 //! the factory reset of a device.
 
-use super::fleets::{local, print, remote_or_local};
+use super::fleets::{local, remote_or_local};
+use crate::cli::Format;
 use crate::cli::{DataDir, DeviceProfile, FactoryCommand};
 use crate::client::Client;
 use crate::error::{CliError, CliResult};
-use crate::files::progress;
+use crate::files::count_progress;
 use crate::local::{actor, runtime, service_error};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_crypto::credential::DeviceKeys;
@@ -72,7 +73,7 @@ pub fn factory(cmd: FactoryCommand) -> CliResult<()> {
                 },
             )
             .await?;
-            print(&v)
+            crate::output::show(&v, dir.format())
         }),
     }
 }
@@ -119,7 +120,7 @@ impl Jig {
         req: FactoryRequest,
         profile: Option<Profile>,
         sealed: Option<Vec<u8>>,
-    ) -> impl Future<Output = CliResult<()>> + Send + 'static {
+    ) -> impl Future<Output = CliResult<DeviceInfo>> + Send + 'static {
         let jig = match self {
             Jig::Remote(c) => Jig::Remote(c.clone()),
             Jig::Local(f) => Jig::Local(f.clone()),
@@ -136,20 +137,18 @@ impl Jig {
                         body["profile"] = json!(p.as_str());
                         body["sealed_secret"] = json!(B64.encode(s));
                     }
-                    c.call::<Value>(Method::POST, "/v1/factory/devices", Some(body))
+                    c.call::<DeviceInfo>(Method::POST, "/v1/factory/devices", Some(body))
                         .await
-                        .map(|_| ())
                 }
                 Jig::Local(f) => {
                     let who = actor();
                     match (profile, sealed) {
-                        (Some(p), Some(s)) => f
-                            .onboarding
-                            .provision_constrained(&who, req, p, &s)
-                            .await
-                            .map(|_| ()),
-                        _ => f.registry.provision(&who, req).await.map(|_| ()),
+                        (Some(p), Some(s)) => {
+                            f.onboarding.provision_constrained(&who, req, p, &s).await
+                        }
+                        _ => f.registry.provision(&who, req).await,
                     }
+                    .map(|p| DeviceInfo::from(p.device))
                     .map_err(service_error)
                 }
             }
@@ -170,7 +169,14 @@ async fn provision(line: Line, count: u64, dir: DataDir) -> CliResult<()> {
         None => None,
         Some(_) => Some(jig.recipient().await?),
     };
-    let bar = progress(Some(count), "provisioning");
+    let bar = count_progress(count, "provisioning", "devices");
+    let format = dir.format();
+    // Each new device as it is registered: a row, or a JSON line.
+    let columns = ["ID", "HARDWARE ID", "PROFILE", "STATE"];
+    let widths = [24, 24, 18, 12];
+    if format == Format::Table {
+        bar.suspend(|| super::listing::print_row(&columns.map(str::to_owned), &widths));
+    }
     let start = std::time::Instant::now();
     let (mut done, mut next) = (0u64, 0u64);
     let mut inflight = tokio::task::JoinSet::new();
@@ -181,8 +187,22 @@ async fn provision(line: Line, count: u64, dir: DataDir) -> CliResult<()> {
             next += 1;
         }
         match inflight.join_next().await {
-            Some(Ok(Ok(()))) => {
+            Some(Ok(Ok(d))) => {
                 done += 1;
+                bar.suspend(|| match format {
+                    Format::Json => crate::output::json_line(&json!({
+                        "id": d.id, "hardware_id": d.hardware_id, "fleet": d.fleet,
+                        "profile": d.profile, "state": d.state,
+                    })),
+                    Format::Table => {
+                        let state = d.state.as_str().to_owned();
+                        super::listing::print_row(
+                            &[d.id, d.hardware_id, d.profile, state],
+                            &widths,
+                        );
+                        Ok(())
+                    }
+                })?;
                 bar.set_position(done);
             }
             Some(Ok(Err(e))) => return Err(e),

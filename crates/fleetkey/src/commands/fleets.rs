@@ -20,14 +20,6 @@ pub(crate) async fn local(
     Ok((FleetService::new(store, custody, clock), l))
 }
 
-pub(crate) fn print(v: &Value) -> CliResult<()> {
-    crate::out!(
-        "{}",
-        serde_json::to_string_pretty(v).map_err(|e| CliError::refused(e.to_string()))?
-    );
-    Ok(())
-}
-
 /// Runs one operation on the server when `FLEETKEY_ADDR` is set (the route and
 /// body given), else on the local data directory (`op`), and returns its JSON.
 pub(crate) async fn remote_or_local<T, F, Fut>(
@@ -60,10 +52,62 @@ pub(crate) fn read_json(path: &std::path::Path) -> CliResult<Value> {
         .map_err(|e| CliError::usage(format!("{}: not valid JSON: {e}", path.display())))
 }
 
+/// `fleets list`: a page of fleets, or every page.
+async fn list(
+    client: &Option<Client>,
+    page: &crate::cli::PageArgs,
+    dir: &DataDir,
+) -> CliResult<()> {
+    let local = match client {
+        Some(_) => None,
+        None => Some(local(dir).await?),
+    };
+    let local = &local;
+    let listing = super::listing::Listing {
+        field: "fleets",
+        columns: &[
+            ("name", "NAME"),
+            ("credential_ttl_secs", "CREDENTIAL TTL (S)"),
+            ("credential_rotation_secs", "ROTATION (S)"),
+            ("created_at", "CREATED"),
+        ],
+        noun: "fleets",
+    };
+    listing
+        .print(page, dir.format(), |after, limit| async move {
+            match (client, local) {
+                (Some(c), _) => {
+                    let path = crate::client::with_query(
+                        "/v1/fleets",
+                        &[
+                            ("after", Some(after).filter(|a| !a.is_empty())),
+                            ("limit", Some(limit.to_string())),
+                        ],
+                    );
+                    c.call(Method::GET, &path, None).await
+                }
+                (None, Some((f, _lock))) => {
+                    let list = f
+                        .registry
+                        .fleets(&after, limit)
+                        .await
+                        .map_err(service_error)?;
+                    let next_after = (list.len() == limit as usize)
+                        .then(|| list.last().map(|f| f.name.clone()))
+                        .flatten();
+                    Ok(json!({ "fleets": list, "next_after": next_after }))
+                }
+                (None, None) => Err(CliError::usage("no server and no data directory")),
+            }
+        })
+        .await
+}
+
 pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
     runtime()?.block_on(async move {
         let client = Client::from_env()?;
         match cmd {
+            FleetsCommand::List { page, dir } => list(&client, &page, &dir).await,
             FleetsCommand::Create {
                 name,
                 credential_ttl,
@@ -83,7 +127,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     },
                 )
                 .await?;
-                print(&v)
+                crate::output::show(&v, dir.format())
             }
             FleetsCommand::Show { name, dir } => {
                 let path = crate::client::path(&["v1", "fleets", &name]);
@@ -91,7 +135,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     f.registry.fleet(&name).await
                 })
                 .await?;
-                print(&v)
+                crate::output::show(&v, dir.format())
             }
             FleetsCommand::Schema(SchemaCommand::Set {
                 fleet,
@@ -123,7 +167,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     },
                 )
                 .await?;
-                print(&v)
+                crate::output::show(&v, dir.format())
             }
             FleetsCommand::Schema(SchemaCommand::Show { fleet, dir }) => {
                 let path = crate::client::path(&["v1", "fleets", &fleet, "schema"]);
@@ -131,7 +175,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     f.registry.schema(&fleet).await
                 })
                 .await?;
-                print(&v)
+                crate::output::show(&v, dir.format())
             }
             FleetsCommand::RotationPolicy {
                 name,
@@ -155,7 +199,7 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
                     },
                 )
                 .await?;
-                print(&v)
+                crate::output::show(&v, dir.format())
             }
         }
     })

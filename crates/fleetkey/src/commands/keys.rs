@@ -31,15 +31,9 @@ fn policy_request(a: &PolicyArgs) -> CliResult<PolicyRequest> {
     })
 }
 
-pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> CliResult<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| CliError::refused(e.to_string()))?;
-    crate::out!("{text}");
-    Ok(())
-}
-
 fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
     if json {
-        return print_json(&rings);
+        return crate::output::json(&rings);
     }
     let mut t = crate::output::table(
         &[
@@ -79,7 +73,7 @@ fn print_rings(rings: &[KeyringInfo], json: bool) -> CliResult<()> {
 
 pub(crate) fn print_versions(r: &KeyringInfo, json: bool) -> CliResult<()> {
     if json {
-        return print_json(r);
+        return crate::output::json(r);
     }
     print_rings(std::slice::from_ref(r), false)?;
     if let Some(at) = r.deletion_at {
@@ -152,13 +146,26 @@ fn dir_of(c: &KeysCommand) -> &DataDir {
 
 pub fn run(cmd: KeysCommand) -> CliResult<()> {
     let dir = dir_of(&cmd).clone();
+    // What is a document rather than a record prints JSON unless asked otherwise.
+    let document = matches!(
+        cmd,
+        KeysCommand::Sign { .. }
+            | KeysCommand::PublicKey { .. }
+            | KeysCommand::Datakey { .. }
+            | KeysCommand::ImportRecipient { .. }
+    );
+    let json = if document {
+        dir.format_or(crate::cli::Format::Json) == crate::cli::Format::Json
+    } else {
+        dir.is_json()
+    };
     let rt = runtime()?;
     if let Some(client) = crate::client::Client::from_env()? {
-        return rt.block_on(run_with(&Remote(&client), cmd, dir.json));
+        return rt.block_on(run_with(&Remote(&client), cmd, json));
     }
     rt.block_on(async move {
         let svc = open(&dir.data_dir).await?;
-        let r = run_with(&Local(&svc), cmd, dir.json).await;
+        let r = run_with(&Local(&svc), cmd, json).await;
         // Persist usage counts and return unused nonces, whatever happened.
         svc.shutdown().await.map_err(service_error)?;
         r
@@ -244,13 +251,23 @@ async fn run_with(
         c @ (KeysCommand::Sign { .. }
         | KeysCommand::Verify { .. }
         | KeysCommand::PublicKey { .. }
-        | KeysCommand::Datakey { .. }) => run_key_use(k, c).await,
+        | KeysCommand::Datakey { .. }) => run_key_use(k, c, json).await,
         KeysCommand::Tick { .. } => tick(k).await,
     }
 }
 
+/// Prints one result as JSON or as a FIELD VALUE table.
+pub(crate) fn show(v: &impl serde::Serialize, json: bool) -> CliResult<()> {
+    let format = if json {
+        crate::cli::Format::Json
+    } else {
+        crate::cli::Format::Table
+    };
+    crate::output::show(v, format)
+}
+
 /// Signatures, MACs, public keys and data keys.
-async fn run_key_use(k: &impl Keyrings, cmd: KeysCommand) -> CliResult<()> {
+async fn run_key_use(k: &impl Keyrings, cmd: KeysCommand, json: bool) -> CliResult<()> {
     match cmd {
         KeysCommand::Sign {
             name,
@@ -260,7 +277,7 @@ async fn run_key_use(k: &impl Keyrings, cmd: KeysCommand) -> CliResult<()> {
             ..
         } => {
             let data = read_sign_input(input.as_deref(), &prehash)?;
-            print_json(&k.sign(&name, data.signable(), mac).await?)
+            show(&k.sign(&name, data.signable(), mac).await?, json)
         }
         KeysCommand::Verify {
             name,
@@ -289,15 +306,18 @@ async fn run_key_use(k: &impl Keyrings, cmd: KeysCommand) -> CliResult<()> {
         KeysCommand::PublicKey {
             name,
             key_version,
-            format,
+            key_format,
             ..
-        } => print_json(&k.public_key(&name, key_version, &format).await?),
+        } => show(&k.public_key(&name, key_version, &key_format).await?, json),
         KeysCommand::Datakey {
             name,
             bind,
             no_plaintext,
             ..
-        } => print_json(&k.datakey(&name, &bind.binding()?, !no_plaintext).await?),
+        } => show(
+            &k.datakey(&name, &bind.binding()?, !no_plaintext).await?,
+            json,
+        ),
         _ => Err(CliError::usage("not a signing or data key command")),
     }
 }

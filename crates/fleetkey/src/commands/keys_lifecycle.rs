@@ -2,7 +2,7 @@
 //! `fleetkey keys alias …`: a keyring's life cycle, details and aliases;
 //! `fleetkey keys import-recipient|import|export`: key material in and out.
 
-use super::keys::{print_json, print_versions, read_envelope};
+use super::keys::{print_versions, read_envelope, show};
 use crate::cli::{AliasCommand, DetailsArgs, KeysCommand};
 use crate::error::{CliError, CliResult};
 use crate::files::Output;
@@ -62,7 +62,7 @@ pub(crate) async fn run(k: &impl KeyringLifecycle, cmd: KeysCommand, json: bool)
         }
         KeysCommand::Alias(a) => return alias(k, a, json).await,
         KeysCommand::ImportRecipient { name, .. } => {
-            return print_json(&k.import_recipient(&name).await?);
+            return show(&k.import_recipient(&name).await?, json);
         }
         KeysCommand::Import { name, input, .. } => {
             let sealed = read_envelope(input.as_deref())?;
@@ -126,7 +126,7 @@ async fn alias(k: &impl KeyringLifecycle, cmd: AliasCommand, json: bool) -> CliR
         AliasCommand::List { keyring, .. } => {
             let list = k.aliases(keyring.as_deref()).await?;
             if json {
-                return print_json(&list);
+                return crate::output::json(&list);
             }
             let mut t = crate::output::table(&["ALIAS", "KEYRING", "UPDATED"], &[]);
             for a in list {

@@ -58,7 +58,8 @@ pub(crate) fn kek_source(data_dir: &Path) -> CliResult<KekSource> {
             ));
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir.display(), &e))?;
+            fleetkey_server::secret_file::private_dir(dir)
+                .map_err(|e| CliError::io(dir.display(), &e))?;
         }
         let kek = SymmetricKeyFile::generate(
             Algorithm::Aes256GcmSiv,
@@ -90,7 +91,8 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
         .map_err(|e| CliError::io("async runtime", &e))?;
     rt.block_on(async move {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| CliError::io(dir.display(), &e))?;
+        fleetkey_server::secret_file::private_dir(&dir)
+            .map_err(|e| CliError::io(dir.display(), &e))?;
         // One server per data directory; local admin commands wait or refuse.
         let _lock = fleetkey_server::data_lock::DataDirLock::acquire(
             &dir,

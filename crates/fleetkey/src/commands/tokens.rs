@@ -19,14 +19,14 @@ pub fn run(cmd: TokensCommand) -> CliResult<()> {
                 "aws-credentials needs FLEETKEY_ADDR and FLEETKEY_TOKEN: the server makes the pair and keeps its secret wrapped by custody",
             )
         })?;
-        return runtime()?.block_on(aws_credentials(&client, name.clone(), dir.json));
+        return runtime()?.block_on(aws_credentials(&client, name.clone(), dir.is_json()));
     }
     if let Some(client) = crate::client::Client::from_env()? {
-        return runtime()?.block_on(run_with(&Remote(&client), cmd, dir.json));
+        return runtime()?.block_on(run_with(&Remote(&client), cmd, dir.is_json()));
     }
     runtime()?.block_on(async move {
         let tokens = Local(open_tokens(&dir.data_dir).await?);
-        run_with(&tokens, cmd, dir.json).await
+        run_with(&tokens, cmd, dir.is_json()).await
     })
 }
 
@@ -45,11 +45,7 @@ async fn aws_credentials(
         .send(reqwest::Method::POST, "/v1/tokens/aws-access-keys", &body)
         .await?;
     if json {
-        crate::out!(
-            "{}",
-            zeroize::Zeroizing::new(to_json(&key, false)?).as_str()
-        );
-        return Ok(());
+        return crate::output::json_line(&key);
     }
     eprintln!(
         "fleetkey: access key {} acts as {} (the secret is shown once; eval \"$(fleetkey tokens aws-credentials)\")",
@@ -65,15 +61,6 @@ async fn aws_credentials(
     Ok(())
 }
 
-fn to_json(v: &impl serde::Serialize, pretty: bool) -> CliResult<String> {
-    let text = if pretty {
-        serde_json::to_string_pretty(v)
-    } else {
-        serde_json::to_string(v)
-    };
-    text.map_err(|e| CliError::refused(e.to_string()))
-}
-
 async fn run_with(t: &impl Tokens, cmd: TokensCommand, json: bool) -> CliResult<()> {
     match cmd {
         TokensCommand::Create {
@@ -82,10 +69,7 @@ async fn run_with(t: &impl Tokens, cmd: TokensCommand, json: bool) -> CliResult<
             let ttl = ttl.as_deref().map(parse_duration).transpose()?;
             let created = t.create(&name, scopes, ttl).await?;
             if json {
-                crate::out!(
-                    "{}",
-                    zeroize::Zeroizing::new(to_json(&created, false)?).as_str()
-                );
+                crate::output::json_line(&created)?;
             } else {
                 eprintln!(
                     "fleetkey: created token {} (shown once; store it now)",
@@ -98,8 +82,7 @@ async fn run_with(t: &impl Tokens, cmd: TokensCommand, json: bool) -> CliResult<
         TokensCommand::List { .. } => {
             let list = t.list().await?;
             if json {
-                crate::out!("{}", to_json(&list, true)?);
-                return Ok(());
+                return crate::output::json(&list);
             }
             let mut table = crate::output::table(&["ID", "NAME", "STATE", "SCOPES"], &[]);
             for t in list {

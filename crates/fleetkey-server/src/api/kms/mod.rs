@@ -321,6 +321,7 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
             return KmsError::new("SerializationException", e.detail.message).into_response();
         }
     };
+    let token_id = super::middleware::AdmittedToken(principal.token_id.clone());
     let call = Call {
         principal,
         region: auth.region.clone(),
@@ -350,6 +351,7 @@ pub(super) async fn handle(State(st): St, req: Request) -> Response {
         "x-amzn-requestid",
         super::random_uuid().unwrap_or_default(),
     );
+    r.extensions_mut().insert(token_id);
     r
 }
 

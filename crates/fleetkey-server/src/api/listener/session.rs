@@ -62,6 +62,8 @@ impl Conn<'_> {
             .await
             .map_err(|e| End::Closed(e.to_string()))?;
         self.messages_in += 1;
+        // Authenticated by the session: the device was heard from (batched).
+        self.l.state.fleets.sessions.seen(&self.device.id);
         Ok(serde_json::from_slice(&raw).map_err(|_| ()))
     }
 
@@ -245,6 +247,14 @@ impl Conn<'_> {
             })
             .await?;
         self.live = Some(live);
+        fleets.sessions.seen(&self.device.id);
+        if self.device.state == crate::store::DeviceState::Onboarded {
+            // The first session after onboarding: the device is active.
+            let (id, state) = (&self.device.id, self.device.state);
+            if let Err(e) = fleets.sessions.activate(id, state, &self.id).await {
+                tracing::warn!(device = %self.device.id, error = %e, "activating the device failed; the next session tries again");
+            }
+        }
         Ok(ServerMsg::Welcome {
             device_id: self.device.id.clone(),
             session: self.id.clone(),

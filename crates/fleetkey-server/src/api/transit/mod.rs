@@ -267,9 +267,11 @@ async fn vault_auth(State(st): St, mut req: Request, next: Next) -> Response {
         }
         Err(Refusal::Invalid(_)) => return VaultError::denied().into_response(),
     };
+    let token_id = super::middleware::AdmittedToken(principal.token_id.clone());
     req.extensions_mut().insert(principal);
     let mut r = next.run(req).await;
     allowance_headers(r.headers_mut(), &allowance);
+    r.extensions_mut().insert(token_id);
     r
 }
 

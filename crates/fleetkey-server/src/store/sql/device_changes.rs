@@ -37,7 +37,11 @@ pub(super) async fn apply<D: Dialect>(tx: &mut Transaction<'_, D>, change: &Chan
             step_command(tx, command_id, device_id, kind, to, Some(pending), *at).await?;
         }
         Change::RotationConfirmed(r) => rotation_confirmed(&mut *tx, r).await?,
-        Change::Decommissioned { device_id, at } => decommissioned(&mut *tx, device_id, at).await?,
+        Change::Decommissioned {
+            device_id,
+            at,
+            wipe_confirmed,
+        } => decommissioned(&mut *tx, device_id, at, *wipe_confirmed).await?,
         Change::FactoryReset { device_id, at } => factory_reset(&mut *tx, device_id, at).await?,
         Change::PutDeviceConfig {
             device_id,
@@ -131,6 +135,7 @@ async fn decommissioned<D: Dialect>(
     tx: &mut Transaction<'_, D>,
     device_id: &str,
     at: &UnixTime,
+    wipe_confirmed: bool,
 ) -> Result<()> {
     check_state(
         &mut *tx,
@@ -144,16 +149,19 @@ async fn decommissioned<D: Dialect>(
         .bind(device_id)
         .execute(&mut *tx)
         .await?;
-    stmt(
-        "UPDATE device_commands SET state = 'done', pending = NULL, updated_at \
+    // Unconfirmed, the wipe command is cancelled with the others below.
+    if wipe_confirmed {
+        stmt(
+            "UPDATE device_commands SET state = 'done', pending = NULL, updated_at \
          = $1 \
          WHERE device_id = $2 AND kind = 'wipe' AND state IN ('pending', \
          'in_progress')",
-    )
-    .bind(at)
-    .bind(device_id)
-    .execute(&mut *tx)
-    .await?;
+        )
+        .bind(at)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+    }
     cancel_commands(&mut *tx, device_id, None, *at).await?;
     for table in [
         "claim_codes",

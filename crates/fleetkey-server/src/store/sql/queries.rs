@@ -7,10 +7,10 @@ use super::super::rows::{
     hash32, keyring_from_row, to_i64, to_u32, to_u64, token_from_row, version_from_row,
 };
 use super::super::{
-    AliasRecord, AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceRecord,
-    DeviceSecret, DeviceSessionRecord, DirectoryStore, FleetRecord, FleetStore, KeyringRecord,
-    KeyringStore, OnboardingStore, Registration, Reservation, SchedulerStore, SchemaRecord,
-    SessionStore, StoredConfig, TokenRecord, TokenStore, VersionRecord,
+    AliasRecord, AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceFilter,
+    DeviceRecord, DeviceSecret, DeviceSessionRecord, DirectoryStore, FleetRecord, FleetStore,
+    KeyringRecord, KeyringStore, OnboardingStore, Registration, Reservation, SchedulerStore,
+    SchemaRecord, SessionStore, StoredConfig, TokenRecord, TokenStore, VersionRecord,
 };
 use super::{Dialect, SqlStore, Stmt, stmt};
 use crate::clock::UnixTime;
@@ -347,13 +347,36 @@ impl<D: Dialect> FleetStore for SqlStore<D> {
             .await
     }
 
-    async fn devices(&self, fleet: &str, after: &str, limit: u32) -> Result<Vec<DeviceRecord>> {
-        stmt("SELECT * FROM devices WHERE fleet = $1 AND id > $2 ORDER BY id LIMIT $3")
-            .bind(fleet)
+    async fn fleets(&self, after: &str, limit: u32) -> Result<Vec<FleetRecord>> {
+        stmt("SELECT * FROM fleets WHERE name > $1 ORDER BY name LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))
-            .records(&self.pool, device_from_row)
+            .records(&self.pool, fleet_from_row)
             .await
+    }
+
+    async fn devices(
+        &self,
+        fleet: &str,
+        filter: &DeviceFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<DeviceRecord>> {
+        stmt(
+            "SELECT * FROM devices WHERE fleet = $1 AND id > $2 \
+             AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR profile = $4) \
+             AND ($5 IS NULL OR last_seen IS NULL OR last_seen < $5) \
+             AND ($6 IS NULL OR last_seen >= $6) ORDER BY id LIMIT $7",
+        )
+        .bind(fleet)
+        .bind(after)
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.profile.as_deref())
+        .bind(filter.seen_before)
+        .bind(filter.seen_after)
+        .bind(i64::from(limit))
+        .records(&self.pool, device_from_row)
+        .await
     }
 
     async fn register_devices(
@@ -582,6 +605,61 @@ impl<D: Dialect> CommandStore for SqlStore<D> {
 
 #[async_trait::async_trait]
 impl<D: Dialect> SessionStore for SqlStore<D> {
+    async fn record_seen(&self, seen: &[(String, UnixTime)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in seen {
+            stmt(
+                "UPDATE devices SET last_seen = $1 WHERE id = $2 \
+                 AND (last_seen IS NULL OR last_seen < $1)",
+            )
+            .bind(*at)
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn seen_counts(&self, since: [UnixTime; 3]) -> Result<Vec<(String, [i64; 3])>> {
+        let rows = stmt(
+            "SELECT fleet, \
+             SUM(CASE WHEN last_seen >= $1 THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN last_seen >= $2 THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN last_seen >= $3 THEN 1 ELSE 0 END) \
+             FROM devices WHERE last_seen >= $3 GROUP BY fleet ORDER BY fleet",
+        )
+        .bind(since[0])
+        .bind(since[1])
+        .bind(since[2])
+        .all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.col_at(0)?, [r.col_at(1)?, r.col_at(2)?, r.col_at(3)?])))
+            .collect()
+    }
+
+    async fn connected_devices(
+        &self,
+        fleet: &str,
+        after: &str,
+        up_to: &str,
+        live_after: UnixTime,
+    ) -> Result<Vec<String>> {
+        let rows = stmt(
+            "SELECT DISTINCT d.id FROM devices d JOIN device_sessions s ON s.device_id = d.id \
+             WHERE d.fleet = $1 AND d.id > $2 AND d.id <= $3 AND d.last_seen >= $4 \
+             AND s.ended_at IS NULL",
+        )
+        .bind(fleet)
+        .bind(after)
+        .bind(up_to)
+        .bind(live_after)
+        .all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.col_at(0)).collect()
+    }
+
     async fn device_by_x25519(&self, key: &[u8]) -> Result<Option<DeviceRecord>> {
         stmt("SELECT * FROM devices WHERE x25519 = $1")
             .bind(key)
