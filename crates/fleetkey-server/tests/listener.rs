@@ -95,7 +95,8 @@ impl Harness {
             .unwrap()
     }
 
-    /// A provisioned, onboarded, active device: (id, Noise key, signing key).
+    /// A provisioned, onboarded device (active from its first session): (id,
+    /// Noise key, signing key).
     async fn device(&self, hw: &str) -> (String, Keypair, Ed25519Signer) {
         let x = X25519Secret::generate().unwrap();
         let noise = Keypair::from_private(*x.expose_secret()).unwrap();
@@ -131,11 +132,6 @@ impl Harness {
                 &c.nonce,
                 &sign.sign(&onboarding_message(&id, &c.nonce, c.issued_at)),
             )
-            .await
-            .unwrap();
-        self.fleets
-            .onboarding
-            .transition("ops", &id, DeviceState::Active)
             .await
             .unwrap();
         (id, noise, sign)
@@ -263,6 +259,29 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
     );
     assert_eq!(s.send_telemetry(json!({"temp_c": 21.5})).await.unwrap(), 1);
     assert_eq!(s.recv().await.unwrap(), ServerMsg::TelemetryAck { seq: 1 });
+    // The first session made the onboarded device active (audited); it was heard
+    // from (written at the next flush, in one batch) and is connected.
+    let d = h.fleets.registry.device(&id).await.unwrap();
+    assert_eq!(d.state, DeviceState::Active);
+    assert!(h.fleets.sessions.flush_seen().await.unwrap() >= 1);
+    let d = h.fleets.registry.device(&id).await.unwrap();
+    let seen = d.last_seen.expect("last_seen written by the flush");
+    assert!((seen - h.fleets.now()).abs() <= 5, "{seen}");
+    let sessions = &h.fleets.sessions;
+    assert!(
+        sessions
+            .connected("hub", "", &id, 60)
+            .await
+            .unwrap()
+            .contains(&id)
+    );
+    let activated = h.store.audit_entries(0, 10_000).await.unwrap();
+    assert!(
+        activated
+            .iter()
+            .any(|e| e.action == "device.activate" && e.subject == format!("device:{id}")),
+        "no device.activate entry"
+    );
     // A forged receipt is refused; the device's own is acknowledged and stored.
     let forged =
         Ed25519Signer::generate()
@@ -291,6 +310,18 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
         CommandState::Done
     );
     s.close().await.unwrap();
+    // Closed: no longer connected once the server has recorded the end.
+    let mut tries = 0;
+    while sessions
+        .connected("hub", "", &id, 60)
+        .await
+        .unwrap()
+        .contains(&id)
+    {
+        tries += 1;
+        assert!(tries < 100, "the session end was never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Decommissioned: the next session carries the wipe command and nothing else.
     h.fleets

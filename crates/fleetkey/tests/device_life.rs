@@ -630,6 +630,7 @@ async fn a_device_life_from_factory_to_factory_reset_against_a_running_server() 
         .await;
     assert_eq!(s, 201, "{v}");
     assert_ne!(v["id"].as_str().unwrap(), dev.id);
+    let fresh_id = v["id"].as_str().unwrap().to_owned();
 
     // The key directory published the revocation; it verifies under the
     // directory's key, and the earlier records are rollbacks now.
@@ -639,7 +640,7 @@ async fn a_device_life_from_factory_to_factory_reset_against_a_running_server() 
         .http("GET", &format!("/v1/directory/{}", dev.id), None, None)
         .await;
     assert_eq!((s, rec["revoked"].as_bool()), (200, Some(true)), "{rec}");
-    let token = B64.decode(rec["record"].as_str().unwrap()).unwrap();
+    let record = B64.decode(rec["record"].as_str().unwrap()).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -647,7 +648,7 @@ async fn a_device_life_from_factory_to_factory_reset_against_a_running_server() 
         .try_into()
         .unwrap();
     let verdict = fleetkey_crypto::record::verify(
-        &token,
+        &record,
         fleetkey_crypto::cwt::IssuerPublicKey::Composite(&dir_pk),
         fleetkey_crypto::record::Freshness {
             now,
@@ -668,6 +669,80 @@ async fn a_device_life_from_factory_to_factory_reset_against_a_running_server() 
         &["devices", "claim", &short_code, "--by", "site:late"],
     );
     assert!(err.contains("expired"), "{err}");
+
+    // Through the server: fleets listed by what the token holds, devices by
+    // state, and a device that never comes back finished without its receipt.
+    let names = |v: &Value| -> Vec<String> {
+        v["fleets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&c.ok(&admin, &["fleets", "list"])), ["away", "home"]);
+    assert_eq!(names(&c.ok(&ops, &["fleets", "list"])), ["home"]);
+    let sealer = token("seal:x");
+    let err = c.refused(&sealer, &["fleets", "list"]);
+    assert!(err.contains("fleets:manage"), "{err}");
+    let listed = c.ok(
+        &ops,
+        &[
+            "devices",
+            "list",
+            "--fleet",
+            "home",
+            "--state",
+            "manufactured",
+        ],
+    );
+    let ids = |v: &Value| -> Vec<String> {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(ids(&listed).contains(&fresh_id), "{listed}");
+    assert!(
+        listed["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["state"] == "manufactured")
+    );
+    let v = c.ok(
+        &ops,
+        &[
+            "devices",
+            "decommission",
+            "--fleet",
+            "home",
+            &fresh_id,
+            "--complete",
+            "--reason",
+            "lost in transit",
+        ],
+    );
+    assert_eq!(v["state"], "decommissioned");
+    let gone = c.ok(
+        &ops,
+        &[
+            "devices",
+            "list",
+            "--fleet",
+            "home",
+            "--state",
+            "decommissioned",
+        ],
+    );
+    assert!(
+        ids(&gone).contains(&fresh_id) && ids(&gone).contains(&dev.id),
+        "{gone}"
+    );
+    let missing = c.cli(&ops, &["devices", "show", "--fleet", "home", "dev_0000"]);
+    assert_eq!(missing.status.code(), Some(4), "not found");
 
     // The audit log tells the whole story, in order.
     let (_, v) = c
@@ -691,6 +766,7 @@ async fn a_device_life_from_factory_to_factory_reset_against_a_running_server() 
         "device.decommission",
         "device.wiped",
         "device.factory_reset",
+        "device.decommission_complete",
     ];
     let mut at = 0;
     for want in story {
