@@ -67,9 +67,19 @@ pub async fn open_existing(dir: &Path) -> CliResult<Locked<KeyService>> {
 
 /// Opens store, custody and key service on `dir`, holding its lock.
 pub async fn open(dir: &Path) -> CliResult<Locked<KeyService>> {
+    // Custody's settings first: a command refused for want of them creates nothing.
+    let source = admin_custody(dir)?;
     let lock = lock(dir)?;
-    let inner = open_unlocked(dir).await?;
+    let inner = open_unlocked(dir, source).await?;
     Ok(Locked { inner, _lock: lock })
+}
+
+/// Custody for a local admin command on `dir`: `FLEETKEY_CUSTODY` and its
+/// settings; for local custody the KEK from `FLEETKEY_ROOT_KEY_FILE` or
+/// `FLEETKEY_PASSPHRASE`, or else the one a zero-configuration `fleetkey serve`
+/// generated for this data directory (never generated here).
+pub fn admin_custody(dir: &Path) -> CliResult<CustodySource> {
+    CustodySource::from_env(|| crate::commands::serve::admin_kek_source(dir))
 }
 
 /// The embedded store of `dir`. Refused when `FLEETKEY_STORE_URL` names
@@ -150,8 +160,10 @@ pub async fn open_custody(dir: &Path, source: CustodySource) -> CliResult<Arc<dy
 
 /// The store and custody of `dir` (custody from the environment). The caller
 /// holds [`lock`].
-pub async fn open_parts(dir: &Path) -> CliResult<(Arc<SqliteStore>, Arc<dyn Custody>)> {
-    let source = CustodySource::from_env(|| KekSource::from_env().map_err(service_error))?;
+pub async fn open_parts(
+    dir: &Path,
+    source: CustodySource,
+) -> CliResult<(Arc<SqliteStore>, Arc<dyn Custody>)> {
     let store = open_store(dir).await?;
     let custody = open_custody(dir, source).await?;
     fleetkey_server::store::refuse_other_custody(store.as_ref(), custody.as_ref())
@@ -160,8 +172,8 @@ pub async fn open_parts(dir: &Path) -> CliResult<(Arc<SqliteStore>, Arc<dyn Cust
     Ok((store, custody))
 }
 
-async fn open_unlocked(dir: &Path) -> CliResult<KeyService> {
-    let (store, custody) = open_parts(dir).await?;
+async fn open_unlocked(dir: &Path, source: CustodySource) -> CliResult<KeyService> {
+    let (store, custody) = open_parts(dir, source).await?;
     KeyService::open(
         store,
         custody,

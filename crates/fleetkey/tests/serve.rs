@@ -347,6 +347,34 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
         .success()
         .stdout(predicate::str::contains("\"primary_version\": 2"));
     assert!(server.stop().success());
+    // With the server stopped, local admin commands find the key-encryption key
+    // the zero-configuration start generated (no FLEETKEY_ROOT_KEY_FILE needed).
+    let admin = || {
+        let mut c = Command::cargo_bin("fleetkey").unwrap();
+        c.current_dir(dir.path())
+            .env("HOME", dir.path().join("home"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("FLEETKEY_ADDR")
+            .env_remove("FLEETKEY_ROOT_KEY_FILE")
+            .env_remove("FLEETKEY_PASSPHRASE")
+            .env_remove("FLEETKEY_DATA_DIR");
+        c
+    };
+    admin()
+        .args(["keys", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("web"));
+    // Elsewhere there is no such key: refused, and nothing is created.
+    admin()
+        .args(["keys", "list", "--data-dir", "elsewhere"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no key-encryption key"));
+    assert!(
+        !dir.path().join("elsewhere").exists(),
+        "a refused command creates no directory"
+    );
     // JSON logs: one object per line, no token secrets.
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let p = entry.unwrap().path();

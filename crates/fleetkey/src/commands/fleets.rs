@@ -14,8 +14,9 @@ use std::sync::Arc;
 pub(crate) async fn local(
     dir: &DataDir,
 ) -> CliResult<(Arc<FleetService>, fleetkey_server::data_lock::DataDirLock)> {
+    let source = crate::local::admin_custody(&dir.data_dir)?;
     let l = lock(&dir.data_dir)?;
-    let (store, custody) = crate::local::open_parts(&dir.data_dir).await?;
+    let (store, custody) = crate::local::open_parts(&dir.data_dir, source).await?;
     let clock = Arc::new(fleetkey_server::clock::SystemClock::default());
     Ok((FleetService::new(store, custody, clock), l))
 }

@@ -35,6 +35,29 @@ fn default_kek_path(data_dir: &Path) -> CliResult<PathBuf> {
     Ok(base.join("fleetkey").join(format!("root-{tag}.kek")))
 }
 
+/// The key-encryption key of local custody on `data_dir` for an admin command:
+/// from the environment, or the one a zero-configuration `fleetkey serve`
+/// generated for this data directory. Never generates one.
+pub(crate) fn admin_kek_source(data_dir: &Path) -> CliResult<KekSource> {
+    if std::env::var_os("FLEETKEY_ROOT_KEY_FILE").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("FLEETKEY_PASSPHRASE").is_some_and(|v| !v.is_empty())
+    {
+        return KekSource::from_env().map_err(service_error);
+    }
+    match default_kek_path(data_dir) {
+        Ok(path) if path.is_file() => Ok(KekSource::KeyFile(path)),
+        _ => Err(CliError::usage(
+            "no key-encryption key: set FLEETKEY_ROOT_KEY_FILE (a file from `fleetkey keygen`) or FLEETKEY_PASSPHRASE",
+        )
+        .hint(format!(
+            "a data directory first started by `fleetkey serve` without them has its key under ~/.config/fleetkey/ (looked for {})",
+            default_kek_path(data_dir)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "it: no HOME".into())
+        ))),
+    }
+}
+
 /// The key-encryption key of local custody on `data_dir`: from the environment,
 /// or the one zero-configuration mode generated (or generates) for it.
 pub(crate) fn kek_source(data_dir: &Path) -> CliResult<KekSource> {
