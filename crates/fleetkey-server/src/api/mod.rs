@@ -30,6 +30,7 @@ pub mod listener;
 pub mod metrics;
 mod middleware;
 mod openapi;
+mod patterns;
 pub mod ratelimit;
 pub(crate) mod refusals;
 pub mod server;
@@ -57,6 +58,7 @@ pub use lifecycle::{
     DecommissionRequest, OnboardRequest, OnboardResponse, StateRequest, WipeReceiptRequest,
 };
 pub use openapi::openapi_document;
+pub use patterns::PatternsRequest;
 pub use tokens::{
     AwsAccessKeyRequest, AwsAccessKeyResponse, CreateTokenRequest, CreatedToken, TokenInfo,
     TokenList,
@@ -188,7 +190,7 @@ impl utoipa::Modify for SecurityAddon {
     info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
     paths(keyrings::create_keyring, keyrings::list_keyrings, keyrings::show_keyring, keyrings::rotate_keyring, keyrings::revoke_version, keyrings::set_policy, keyrings::seal, keyrings::unseal, keyrings::rewrap,
         keyrings::seal_batch, keyrings::unseal_batch, keyrings::rewrap_batch, audit::audit_page, audit::audit_checkpoint, audit::audit_public_key, tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::create_aws_access_key,
-        fleets::create_fleet, fleets::list_fleets, fleets::show_fleet, fleets::factory_device, fleets::list_devices, fleets::show_device, lifecycle::set_device_state, lifecycle::decommission_device,
+        fleets::create_fleet, fleets::list_fleets, fleets::show_fleet, patterns::service_patterns, patterns::set_service_patterns, patterns::fleet_patterns, patterns::set_fleet_patterns, fleets::factory_device, fleets::list_devices, fleets::show_device, lifecycle::set_device_state, lifecycle::decommission_device,
         lifecycle::onboarding_challenge, lifecycle::onboarding_complete, lifecycle::wipe_receipt, lifecycle::create_claim_code, lifecycle::claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
     modifiers(&SecurityAddon),
@@ -243,6 +245,14 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/v1/fleets/{fleet}", get(fleets::show_fleet))
         .route("/v1/fleets/{fleet}/devices", get(fleets::list_devices))
+        .route(
+            "/v1/session-patterns",
+            get(patterns::service_patterns).put(patterns::set_service_patterns),
+        )
+        .route(
+            "/v1/fleets/{fleet}/session-patterns",
+            get(patterns::fleet_patterns).put(patterns::set_fleet_patterns),
+        )
         .route("/v1/fleets/{fleet}/devices/{id}", get(fleets::show_device))
         .route("/v1/factory/devices", post(fleets::factory_device))
         .route(

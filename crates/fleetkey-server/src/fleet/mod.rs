@@ -34,6 +34,7 @@ mod device_config;
 mod factory;
 pub mod lifecycle;
 mod onboarding;
+pub mod patterns;
 mod rotation;
 mod sessions;
 
@@ -169,6 +170,8 @@ pub struct Commands {
 pub struct DeviceSessions {
     core: Arc<Core>,
     store: Arc<dyn SessionStore>,
+    /// Session pattern lists read recently (`patterns.rs`).
+    patterns: patterns::PatternCache,
     /// Devices heard from since the last flush, and when (`sessions.rs`).
     seen: parking_lot::Mutex<std::collections::HashMap<String, crate::clock::UnixTime>>,
 }
@@ -230,6 +233,7 @@ impl FleetService {
                 core: core.clone(),
                 store: store.clone(),
                 seen: parking_lot::Mutex::default(),
+                patterns: parking_lot::Mutex::default(),
             },
             registry,
             scheduler: store,

@@ -206,6 +206,16 @@ pub enum Change {
         /// Time the permission was given (kept while allowed).
         at: UnixTime,
     },
+    /// Set (or, with `None`, clear) which device-session patterns the listener
+    /// accepts for `scope` (`*`: the service; otherwise a fleet).
+    SetSessionPatterns {
+        /// `*` or a fleet name.
+        scope: String,
+        /// Comma-separated pattern names; `None` removes the scope's list.
+        patterns: Option<String>,
+        /// When.
+        at: UnixTime,
+    },
     /// Set (or clear) a fleet's credential rotation period.
     SetRotationPolicy {
         /// The fleet whose devices' credentials rotate.

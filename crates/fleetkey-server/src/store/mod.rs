@@ -424,6 +424,8 @@ pub trait SessionStore: Changes {
     /// and the device has a newer session since); returns how many. A session
     /// still open and the device's latest stays.
     async fn prune_device_sessions(&self, before: UnixTime) -> Result<u64>;
+    /// The session patterns stored for `scope` (`*` or a fleet), comma-separated.
+    async fn session_patterns(&self, scope: &str) -> Result<Option<String>>;
     /// Raises each device's `last_seen` to the time given (never lowers it), in
     /// one transaction.
     async fn record_seen(&self, seen: &[(String, UnixTime)]) -> Result<()>;

@@ -57,6 +57,37 @@ pub enum FleetsCommand {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Which device-session patterns the listener accepts (service-wide, or a fleet's).
+    #[command(
+        long_about = "Show or change which device-session patterns the listener \
+accepts: ik (Noise IK), ik-hybrid (IKpsk2 + ML-KEM-768, post-quantum) and xx (first \
+contact). The service-wide list bounds every fleet's; a fleet's list narrows it. \
+Changes are audited and every instance applies them within a second; a device whose \
+pattern is not allowed is refused with the reason pattern_not_allowed.
+
+Examples:
+  fleetkey fleets patterns                              # the service-wide list
+  fleetkey fleets patterns --set ik,ik-hybrid           # disable xx everywhere, now
+  fleetkey fleets patterns thermostats --set ik-hybrid  # this fleet requires the hybrid
+  fleetkey fleets patterns thermostats --inherit        # back to the service's list"
+    )]
+    Patterns {
+        /// Fleet (default: the service-wide list).
+        fleet: Option<String>,
+        /// The new list: ik, ik-hybrid, xx (comma-separated).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "PATTERNS",
+            conflicts_with = "inherit"
+        )]
+        set: Vec<String>,
+        /// Remove the list (a fleet follows the service's; the service allows all).
+        #[arg(long)]
+        inherit: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
     /// Show a fleet and its issuing public key.
     Show {
         /// Fleet name.

@@ -53,6 +53,57 @@ pub(crate) fn read_json(path: &std::path::Path) -> CliResult<Value> {
         .map_err(|e| CliError::usage(format!("{}: not valid JSON: {e}", path.display())))
 }
 
+/// `fleets patterns`: show, set or remove a session-pattern list.
+async fn patterns(
+    client: &Option<Client>,
+    fleet: Option<String>,
+    set: Vec<String>,
+    inherit: bool,
+    dir: DataDir,
+) -> CliResult<()> {
+    use fleetkey_server::fleet::patterns::SessionPattern;
+    let path = match &fleet {
+        Some(f) => crate::client::path(&["v1", "fleets", f, "session-patterns"]),
+        None => "/v1/session-patterns".to_owned(),
+    };
+    let change = if inherit {
+        Some(None)
+    } else if set.is_empty() {
+        None
+    } else {
+        let list = set
+            .iter()
+            .map(|s| SessionPattern::parse(s.trim()).map_err(service_error))
+            .collect::<CliResult<Vec<_>>>()?;
+        Some(Some(list))
+    };
+    let v = match change {
+        None => {
+            remote_or_local(client, &dir, Method::GET, &path, None, |f| async move {
+                f.sessions.patterns(fleet.as_deref()).await
+            })
+            .await?
+        }
+        Some(list) => {
+            let body = json!({ "patterns": list });
+            remote_or_local(
+                client,
+                &dir,
+                Method::PUT,
+                &path,
+                Some(body),
+                |f| async move {
+                    f.sessions
+                        .set_patterns(&actor(), fleet.as_deref(), list.as_deref())
+                        .await
+                },
+            )
+            .await?
+        }
+    };
+    crate::output::show(&v, dir.format())
+}
+
 /// `fleets list`: a page of fleets, or every page.
 async fn list(
     client: &Option<Client>,
@@ -109,6 +160,12 @@ pub fn fleets(cmd: FleetsCommand) -> CliResult<()> {
         let client = Client::from_env()?;
         match cmd {
             FleetsCommand::List { page, dir } => list(&client, &page, &dir).await,
+            FleetsCommand::Patterns {
+                fleet,
+                set,
+                inherit,
+                dir,
+            } => patterns(&client, fleet, set, inherit, dir).await,
             FleetsCommand::Create {
                 name,
                 credential_ttl,

@@ -112,6 +112,17 @@ fn pattern_label(p: Pattern) -> &'static str {
     }
 }
 
+/// The allow-list's name of a pattern the listener speaks.
+fn session_pattern(p: Pattern) -> Option<crate::fleet::patterns::SessionPattern> {
+    use crate::fleet::patterns::SessionPattern;
+    match p {
+        Pattern::IK => Some(SessionPattern::Ik),
+        Pattern::XX => Some(SessionPattern::Xx),
+        Pattern::IKHybrid => Some(SessionPattern::IkHybrid),
+        _ => None,
+    }
+}
+
 /// Why a session ended early, for the loop.
 enum End {
     /// The device or the network ended it (logged at debug).
@@ -341,7 +352,7 @@ impl DeviceListener {
             },
             Ok(Err((id, reason))) => {
                 m.handshakes.with_label_values(&[label, "refused"]).inc();
-                Box::pin(self.refuse(&mut session, id.as_deref(), &key, reason, peer)).await;
+                Box::pin(self.refuse(&mut session, id.as_deref(), &key, reason, None, peer)).await;
                 return;
             }
             Err(e) => {
@@ -349,6 +360,42 @@ impl DeviceListener {
                 return;
             }
         };
+        // The pattern must be allowed for the device's fleet now (changed at
+        // run time: docs/operations.md, "Session patterns").
+        let allowed = match session_pattern(pattern) {
+            Some(p) => {
+                self.state
+                    .fleets
+                    .sessions
+                    .pattern_allowed(&device.fleet, p)
+                    .await
+            }
+            None => Ok(Err(
+                "this pattern is not offered for device sessions".to_owned()
+            )),
+        };
+        match allowed {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                m.handshakes
+                    .with_label_values(&[label, "pattern_refused"])
+                    .inc();
+                let refusal = self.refuse(
+                    &mut session,
+                    Some(&device.id),
+                    &key,
+                    "pattern_not_allowed",
+                    Some(why),
+                    peer,
+                );
+                Box::pin(refusal).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the session patterns failed");
+                return;
+            }
+        }
         m.handshakes.with_label_values(&[label, "ok"]).inc();
         m.active_sessions.inc();
         let key_prefix = fleetkey_crypto::hex_prefix(&key);
@@ -381,6 +428,7 @@ impl DeviceListener {
         device_id: Option<&str>,
         key: &[u8; 32],
         reason: &'static str,
+        detail: Option<String>,
         peer: SocketAddr,
     ) {
         self.state
@@ -408,8 +456,9 @@ impl DeviceListener {
                 self.refusals.count(reason, peer.ip());
             }
         }
+        // The device reads the reason first, then why, when there is more to say.
         let msg = ServerMsg::Refused {
-            reason: reason.into(),
+            reason: detail.map_or_else(|| reason.to_owned(), |d| format!("{reason}: {d}")),
         };
         if let Ok(raw) = serde_json::to_vec(&msg) {
             let _ = session.send(&raw).await;

@@ -98,7 +98,14 @@ impl Conn<'_> {
             _ => {
                 let key = self.s.remote_static().unwrap_or_default();
                 self.l
-                    .refuse(self.s, Some(&self.device.id), &key, "no_hello", self.peer)
+                    .refuse(
+                        self.s,
+                        Some(&self.device.id),
+                        &key,
+                        "no_hello",
+                        None,
+                        self.peer,
+                    )
                     .await;
                 return Err(End::Done);
             }

@@ -50,6 +50,11 @@ pub(super) async fn apply<D: Dialect>(
         Change::SetRotationPolicy { fleet, period_secs } => {
             set_rotation_policy(&mut tx, fleet, period_secs).await?
         }
+        Change::SetSessionPatterns {
+            scope,
+            patterns,
+            at,
+        } => set_session_patterns(&mut tx, scope, patterns.as_deref(), *at).await?,
         Change::SetFleetStaticKey { fleet, allow, at } => {
             set_fleet_static_key(&mut tx, fleet, allow, at).await?
         }
@@ -64,6 +69,35 @@ pub(super) async fn apply<D: Dialect>(
     let entry = append_audit(&mut tx, &audit, now).await?;
     tx.commit().await?;
     Ok(entry)
+}
+
+async fn set_session_patterns<D: Dialect>(
+    tx: &mut Transaction<'_, D>,
+    scope: &str,
+    patterns: Option<&str>,
+    at: UnixTime,
+) -> Result<()> {
+    match patterns {
+        Some(p) => {
+            stmt(
+                "INSERT INTO session_patterns (scope, patterns, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (scope) DO UPDATE SET patterns = excluded.patterns, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(scope)
+            .bind(p)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        None => {
+            stmt("DELETE FROM session_patterns WHERE scope = $1")
+                .bind(scope)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn create_keyring<D: Dialect>(

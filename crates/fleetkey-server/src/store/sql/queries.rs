@@ -605,6 +605,13 @@ impl<D: Dialect> CommandStore for SqlStore<D> {
 
 #[async_trait::async_trait]
 impl<D: Dialect> SessionStore for SqlStore<D> {
+    async fn session_patterns(&self, scope: &str) -> Result<Option<String>> {
+        stmt("SELECT patterns FROM session_patterns WHERE scope = $1")
+            .bind(scope)
+            .scalar_optional(&self.pool)
+            .await
+    }
+
     async fn record_seen(&self, seen: &[(String, UnixTime)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (id, at) in seen {
