@@ -30,7 +30,11 @@ start=$(date +%s.%N)
 echo "provisioned $devices devices in $(echo "$(date +%s.%N) - $start" | bc) s"
 db="$tmp/fleetkey-data/fleetkey.db"
 api() { "$fk" devices list --fleet big --all --limit 1000 --format json | wc -l; }
-raw() { sqlite3 -readonly "$db" "SELECT * FROM devices WHERE fleet = 'big' ORDER BY id" | wc -l; }
+raw() {
+  sqlite3 -readonly "$db" "SELECT id, fleet, hardware_id, state, model, profile, hex(x25519), \
+    hex(ed25519), hex(birth_credential), claimed_by, created_at, last_seen FROM devices \
+    WHERE fleet = 'big' ORDER BY id" | wc -l
+}
 run() { local s e n; s=$(date +%s%N); n=$("$1"); e=$(date +%s%N); echo "$(( (e - s) / 1000000 )) $n"; }
 declare -a A B
 for r in $(seq "$rounds"); do
