@@ -420,7 +420,8 @@ pub(super) async fn show_device(
     if d.fleet != fleet {
         return Err(Error::DeviceNotFound(id).into());
     }
-    // The range (id - 1, id]: the device alone.
+    // A range of ids that holds this one: (its id without the last character,
+    // its id]; only this id is looked for in the answer.
     let before = id.strip_suffix(|_| true).unwrap_or_default();
     let connected = st
         .fleets
