@@ -529,7 +529,7 @@ where
 }
 
 /// The keyring's use budget in the cluster test.
-const BUDGET: u64 = 300;
+const BUDGET: u64 = 200;
 
 /// Issue 9's test: three `fleetkey serve` on one PostgreSQL and one Redis under a
 /// concurrent seal load through all three, one instance SIGKILLed and restarted,
