@@ -282,6 +282,7 @@ fn table() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("CreateTokenRequest", "name", name()),
         ("CreateTokenRequest", "scopes", json!({ "minItems": 1 })),
+        ("PatternsRequest", "patterns", json!({ "minItems": 1 })),
         (
             "CreateTokenRequest",
             "scopes[]",
@@ -369,6 +370,7 @@ fn query_table() -> Vec<(&'static str, &'static str, Value)> {
         ("/v1/audit", "after", range(0, i64::MAX)),
         ("/v1/audit/checkpoint", "covering", range(0, i64::MAX)),
         ("/v1/fleets/{fleet}/devices", "limit", range(1, 1000)),
+        ("/v1/fleets", "limit", range(1, 1000)),
         (
             "/v1/keyrings/{name}/public-key",
             "format",
