@@ -720,7 +720,7 @@ async fn three_instances_survive_a_kill_and_a_redis_restart_under_load() {
         );
     }
     // No version sealed more than its budget, counted from the envelopes the
-    // clients got; and the budget made every instance rotate many times.
+    // clients got; and the budget made many versions.
     eprintln!(
         "{} versions; seals per version: {versions:?}",
         versions.len()
@@ -731,12 +731,17 @@ async fn three_instances_survive_a_kill_and_a_redis_restart_under_load() {
         "versions over the budget of {BUDGET}: {over:?}"
     );
     assert!(versions.len() >= 20, "{} versions", versions.len());
+    // Every instance rotated (the restarted one counts only since its restart,
+    // so its share depends on when the kill fell), and together many times.
+    let mut total = 0.0;
     for a in &api {
         let text = a.metrics().await.unwrap();
         let rotations = fleetkey_sim::metric(&text, "fleetkey_rotations_total", "");
         eprintln!("{}: {rotations} rotations since its start", a.base());
-        assert!(rotations >= 3.0, "{}: {rotations} rotations", a.base());
+        assert!(rotations >= 1.0, "{}: {rotations} rotations", a.base());
+        total += rotations;
     }
+    assert!(total >= 10.0, "{total} rotations in all");
 
     // Every envelope opens (through an instance other than the one that sealed it).
     let chunks: Vec<Vec<(String, String, usize)>> = sealed
