@@ -1,5 +1,6 @@
 //! The device's side: its static state, the boot, and sealing frames.
 
+use crate::control::{Ack, Command};
 use crate::error::Error;
 use crate::frame::{self, FrameKind, Header, UP};
 use crate::keys::{self, Mode, SessionKeys};
@@ -37,6 +38,9 @@ pub struct Device {
     /// The last boot counter used.
     #[zeroize(skip)]
     boot: u32,
+    /// Its keys were erased ([`Device::erase`]): it never boots again.
+    #[zeroize(skip)]
+    erased: bool,
 }
 
 impl core::fmt::Debug for Device {
@@ -93,6 +97,7 @@ impl Device {
             server_public,
             psk,
             boot,
+            erased: false,
         }
     }
 
@@ -105,7 +110,22 @@ impl Device {
             server_public: [0; 32],
             psk: [0; 32],
             boot,
+            erased: false,
         }
+    }
+
+    /// Erases the device's keys (a wipe command, after its acknowledgement was
+    /// sent): the secret and PSK are zeroized and [`Device::boot`] refuses from
+    /// now on. The firmware must also erase its persisted copy.
+    pub fn erase(&mut self) {
+        self.secret.zeroize();
+        self.psk.zeroize();
+        self.erased = true;
+    }
+
+    /// Whether [`Device::erase`] ran.
+    pub fn is_erased(&self) -> bool {
+        self.erased
     }
 
     /// The mode.
@@ -130,6 +150,9 @@ impl Device {
         rng: &mut impl Rng,
         storage: &mut impl Storage,
     ) -> Result<Session, Error> {
+        if self.erased {
+            return Err(Error::Erased);
+        }
         let boot = self.boot.checked_add(1).ok_or(Error::Exhausted)?;
         storage.store_boot_counter(boot)?;
         self.boot = boot;
@@ -194,9 +217,23 @@ impl Session {
 
     /// The next data frame.
     pub fn data_frame(&mut self, payload: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+        self.next_frame(FrameKind::Data, payload, out)
+    }
+
+    /// The next control frame acknowledging a command ([`crate::control`]).
+    pub fn ack_frame(&mut self, ack: &Ack, out: &mut [u8]) -> Result<usize, Error> {
+        self.next_frame(FrameKind::Control, &ack.encode(), out)
+    }
+
+    fn next_frame(
+        &mut self,
+        kind: FrameKind,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
         let counter = self.counter.checked_add(1).ok_or(Error::Exhausted)?;
         let h = Header {
-            kind: FrameKind::Data,
+            kind,
             mode: self.mode,
             device_id: self.device_id,
             boot: self.boot,
@@ -208,18 +245,33 @@ impl Session {
         Ok(n)
     }
 
-    /// Opens a server→device data frame of this session (counters strictly
-    /// increasing: replays refused).
-    pub fn open_down<'a>(&mut self, frame_bytes: &'a mut [u8]) -> Result<&'a [u8], Error> {
+    /// Opens a server→device frame of this session (data, or a control frame
+    /// carrying a command); counters strictly increasing: replays refused.
+    pub fn open_down<'a>(&mut self, frame_bytes: &'a mut [u8]) -> Result<Downlink<'a>, Error> {
         let h = Header::parse(frame_bytes)?;
-        if h.device_id != self.device_id || h.boot != self.boot || h.kind != FrameKind::Data {
+        if h.device_id != self.device_id || h.boot != self.boot || h.kind == FrameKind::SessionStart
+        {
             return Err(Error::WrongDevice);
         }
         if h.counter <= self.last_down {
             return Err(Error::Replay);
         }
         let (h, body) = frame::open(&self.keys.down, frame::DOWN, frame_bytes)?;
+        // A control frame that verifies but does not parse is still consumed:
+        // its counter is spent either way.
         self.last_down = h.counter;
-        Ok(body)
+        match h.kind {
+            FrameKind::Control => Command::parse(body).map(Downlink::Command),
+            _ => Ok(Downlink::Data(body)),
+        }
     }
+}
+
+/// A verified server→device frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downlink<'a> {
+    /// Application data.
+    Data(&'a [u8]),
+    /// A command to carry out and acknowledge ([`Session::ack_frame`]).
+    Command(Command<'a>),
 }

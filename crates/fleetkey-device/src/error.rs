@@ -30,6 +30,8 @@ pub enum Error {
     Forged,
     /// The output buffer is too small.
     BufferTooSmall,
+    /// The device's keys were erased (wiped): it cannot boot.
+    Erased,
 }
 
 impl Error {
@@ -49,6 +51,7 @@ impl Error {
             Error::Replay => "replay",
             Error::Forged => "forged",
             Error::BufferTooSmall => "buffer_too_small",
+            Error::Erased => "erased",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! | offset | field |
 //! |---|---|
 //! | 0 | version (1) |
-//! | 1 | kind: 1 session start, 2 data |
+//! | 1 | kind: 1 session start, 2 data, 3 control ([`crate::control`]) |
 //! | 2 | mode: 1 X25519 + PSK, 2 static key |
 //! | 3..11 | device id (8) |
 //! | 11..15 | boot counter, BE32 |
@@ -40,6 +40,9 @@ pub enum FrameKind {
     SessionStart,
     /// Telemetry or any application data.
     Data,
+    /// A command (server→device) or its acknowledgement (device→server),
+    /// encoded by [`crate::control`]; numbered like data frames.
+    Control,
 }
 
 /// A frame header (all of it is authenticated).
@@ -64,7 +67,7 @@ impl Header {
     pub fn len(&self) -> usize {
         match self.kind {
             FrameKind::SessionStart => START_HEADER_LEN,
-            FrameKind::Data => DATA_HEADER_LEN,
+            FrameKind::Data | FrameKind::Control => DATA_HEADER_LEN,
         }
     }
 
@@ -78,6 +81,7 @@ impl Header {
         out[1] = match self.kind {
             FrameKind::SessionStart => 1,
             FrameKind::Data => 2,
+            FrameKind::Control => 3,
         };
         out[2] = self.mode.id();
         out[3..11].copy_from_slice(&self.device_id);
@@ -100,6 +104,7 @@ impl Header {
         let kind = match frame[1] {
             1 => FrameKind::SessionStart,
             2 => FrameKind::Data,
+            3 => FrameKind::Control,
             _ => return Err(Error::Malformed),
         };
         let mode = Mode::from_id(frame[2]).ok_or(Error::Malformed)?;

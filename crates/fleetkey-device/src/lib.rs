@@ -21,6 +21,9 @@
 //! - **Static-key mode** ([`Mode::StaticKey`], for trusted labs): a per-device
 //!   factory key instead of X25519, still with per-boot keys from a fresh salt, so
 //!   no keystream is ever reused.
+//! - **Downlink** ([`control`]): the server sends commands (wipe, config,
+//!   rekey) in control frames under the boot's server→device key; the device
+//!   acknowledges each in a control frame of its own ([`Session::ack_frame`]).
 //! - **The receiver** ([`Receiver`]): the server's side — replays, counter
 //!   regressions, old boot counters and forged tags are refused.
 //! - **`EVT` lines** ([`evt`]) for the device's UART: enough for the server to
@@ -30,6 +33,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod device;
 pub mod error;
 pub mod evt;
@@ -37,7 +41,8 @@ pub mod frame;
 pub mod keys;
 pub mod receiver;
 
-pub use device::{Device, Rng, Session, Storage};
+pub use control::{Ack, Command, Op, Status};
+pub use device::{Device, Downlink, Rng, Session, Storage};
 pub use error::Error;
 pub use frame::{FrameKind, Header};
 pub use keys::{Mode, SessionKeys};

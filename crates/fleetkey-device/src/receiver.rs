@@ -8,6 +8,7 @@
 //! frame changes nothing.
 
 use crate::DEVICE_ID_LEN;
+use crate::control::Command;
 use crate::error::Error;
 use crate::frame::{self, FrameKind, Header, UP};
 use crate::keys::{self, Mode, SessionKeys};
@@ -150,7 +151,7 @@ impl Receiver {
                 self.counter = 0;
                 Ok(Opened { header, payload })
             }
-            FrameKind::Data => {
+            FrameKind::Data | FrameKind::Control => {
                 let keys = match &self.keys {
                     Some(k) if h.boot == self.boot => k,
                     _ => return Err(Error::NoSession),
@@ -168,12 +169,35 @@ impl Receiver {
     /// Seals a server→device data frame for the current session; `counter` must
     /// increase per frame (the caller keeps it).
     pub fn seal_down(&self, counter: u32, payload: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+        self.seal_down_as(FrameKind::Data, counter, payload, out)
+    }
+
+    /// Seals a command into a server→device control frame for the current
+    /// session; `counter` as for [`Receiver::seal_down`] (one counter space for both).
+    pub fn seal_command(
+        &self,
+        counter: u32,
+        command: &Command<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let mut payload = [0u8; 1 + crate::control::COMMAND_ID_LEN + crate::control::MAX_BODY];
+        let n = command.encode(&mut payload)?;
+        self.seal_down_as(FrameKind::Control, counter, &payload[..n], out)
+    }
+
+    fn seal_down_as(
+        &self,
+        kind: FrameKind,
+        counter: u32,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
         let keys = self.keys.as_ref().ok_or(Error::NoSession)?;
         if counter == 0 {
             return Err(Error::Malformed);
         }
         let h = Header {
-            kind: FrameKind::Data,
+            kind,
             mode: self.credentials.mode(),
             device_id: self.device_id,
             boot: self.boot,

@@ -6,70 +6,10 @@
 
 use fleetkey_device::frame::{self, MAX_FRAME};
 use fleetkey_device::keys::{self, Mode};
-use fleetkey_device::{
-    Credentials, Device, Error, FrameKind, Receiver, Rng, Session, Storage, evt,
-};
+use fleetkey_device::{Credentials, Device, Error, FrameKind, Receiver, Rng, Session, evt};
 
-/// A deterministic "hardware RNG" for tests: bytes from a counter.
-struct TestRng(u8);
-impl Rng for TestRng {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error> {
-        for b in buf {
-            *b = self.0;
-            self.0 = self.0.wrapping_add(1);
-        }
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Flash {
-    boot: Option<u32>,
-    fail: bool,
-}
-impl Storage for Flash {
-    fn store_boot_counter(&mut self, boot: u32) -> Result<(), Error> {
-        if self.fail {
-            return Err(Error::Storage);
-        }
-        self.boot = Some(boot);
-        Ok(())
-    }
-}
-
-fn arr32(h: &str) -> [u8; 32] {
-    hex::decode(h).unwrap().try_into().unwrap()
-}
-
-const ID: [u8; 8] = [0xd0, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07];
-const DEVICE_SCALAR: [u8; 32] = [0x11; 32];
-const SERVER_SCALAR: [u8; 32] = [0x22; 32];
-const PSK: [u8; 32] = [0x33; 32];
-
-fn device(boot: u32) -> Device {
-    Device::x25519(
-        ID,
-        DEVICE_SCALAR,
-        keys::public_key(&SERVER_SCALAR),
-        PSK,
-        boot,
-    )
-}
-
-fn receiver(last_boot: u32) -> Receiver {
-    Receiver::new(
-        ID,
-        Credentials::X25519Psk {
-            device_public: keys::public_key(&DEVICE_SCALAR),
-            psk: PSK,
-        },
-        last_boot,
-    )
-}
-
-fn boot(d: &mut Device, seed: u8) -> Session {
-    d.boot(&mut TestRng(seed), &mut Flash::default()).unwrap()
-}
+mod common;
+use common::*;
 
 #[test]
 fn rfc7748_vectors() {
@@ -234,7 +174,10 @@ fn frames_round_trip_and_every_refusal_holds() {
     // Server to device, and a replay of it.
     let mut down = [0u8; 64];
     let n = r.seal_down(1, b"ack", &mut down).unwrap();
-    assert_eq!(s.open_down(&mut down[..n].to_vec()).unwrap(), b"ack");
+    assert_eq!(
+        s.open_down(&mut down[..n].to_vec()).unwrap(),
+        fleetkey_device::Downlink::Data(b"ack")
+    );
     assert_eq!(
         s.open_down(&mut down[..n].to_vec()).unwrap_err(),
         Error::Replay
