@@ -96,6 +96,11 @@ impl Receiver {
         self.boot
     }
 
+    /// Whether a session start verified (so server→device frames can be sealed).
+    pub fn has_session(&self) -> bool {
+        self.keys.is_some()
+    }
+
     /// The last accepted frame counter in the current boot.
     pub fn counter(&self) -> u32 {
         self.counter

@@ -76,6 +76,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Fleet {
             Arc::new(JsonLinesSink::open(&dir.path().join("telemetry.jsonl")).unwrap()),
             IngestMetrics {
                 frames: metrics.device_frames.clone(),
+                downlinks: metrics.device_downlinks.clone(),
                 active: metrics.constrained_active.clone(),
             },
         )

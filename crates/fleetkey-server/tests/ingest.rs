@@ -61,6 +61,7 @@ async fn ingest(s: &common::Services, dir: &std::path::Path) -> Arc<FrameIngest>
         Arc::new(JsonLinesSink::open(&dir.join("telemetry.jsonl")).unwrap()),
         IngestMetrics {
             frames: s.state.metrics.device_frames.clone(),
+            downlinks: s.state.metrics.device_downlinks.clone(),
             active: s.state.metrics.constrained_active.clone(),
         },
     )

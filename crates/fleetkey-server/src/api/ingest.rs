@@ -31,7 +31,7 @@ pub struct IngestRequest {
 pub struct IngestResult {
     /// Verified (or, for an `EVT` line, recorded).
     pub ok: bool,
-    /// `session_start`, `data` or `event`.
+    /// `session_start`, `data`, `control` (an acknowledgement) or `event`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// The device, once verified.
@@ -40,6 +40,11 @@ pub struct IngestResult {
     /// Why it was refused (`forged`, `replay`, `old_boot`, `unknown_device`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A server→device control frame (base64) carrying the device's oldest open
+    /// command, for the gateway to deliver to the device (docs/protocol.md,
+    /// "Downlink"); at most one per command and second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downlink: Option<String>,
 }
 
 /// Results in request order (frames first, then lines).
@@ -59,6 +64,7 @@ fn refused(reason: &str) -> IngestResult {
         kind: None,
         device_id: None,
         reason: Some(reason.to_owned()),
+        downlink: None,
     }
 }
 
@@ -129,6 +135,7 @@ async fn ingest(
                 kind: Some("event".into()),
                 device_id: None,
                 reason: None,
+                downlink: None,
             },
             Some(mut bytes) if !bytes.is_empty() => {
                 match ing.accept_scoped(&mut bytes, &allowed).await {
@@ -138,11 +145,16 @@ async fn ingest(
                             match a.kind {
                                 fleetkey_device::FrameKind::SessionStart => "session_start",
                                 fleetkey_device::FrameKind::Data => "data",
+                                fleetkey_device::FrameKind::Control => "control",
                             }
                             .into(),
                         ),
                         device_id: Some(a.device_id),
                         reason: None,
+                        downlink: a.downlink.map(|f| {
+                            use base64::Engine as _;
+                            base64::engine::general_purpose::STANDARD.encode(f)
+                        }),
                     },
                     Err(reason) => refused(reason),
                 }

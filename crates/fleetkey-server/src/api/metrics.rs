@@ -65,6 +65,8 @@ pub struct Metrics {
     pub key_rotations: IntCounterVec,
     /// Constrained-device frames by result (`accepted` or the refusal reason).
     pub device_frames: IntCounterVec,
+    /// Commands to constrained devices by kind and result.
+    pub device_downlinks: IntCounterVec,
     /// Constrained devices with a verified session start, by profile.
     pub constrained_active: IntGaugeVec,
     /// Devices heard from within a window (5m, 1h, 24h), by fleet.
@@ -270,6 +272,11 @@ const DEVICE_FRAMES: Def = Def::new(
     "Constrained-device frames by result",
     &["result"],
 );
+const DEVICE_DOWNLINKS: Def = Def::new(
+    "fleetkey_device_downlinks_total",
+    "Commands to constrained devices over the downlink, by command kind and result (sent, resent, acked, rejected, undeliverable)",
+    &["kind", "result"],
+);
 const CONSTRAINED_ACTIVE: Def = Def::new(
     "fleetkey_constrained_devices_active",
     "Constrained devices with a verified session start since this instance started, by profile",
@@ -340,6 +347,7 @@ impl Metrics {
             device_messages: DEVICE_MESSAGES.counter_vec(&r)?,
             key_rotations: KEY_ROTATIONS.counter_vec(&r)?,
             device_frames: DEVICE_FRAMES.counter_vec(&r)?,
+            device_downlinks: DEVICE_DOWNLINKS.counter_vec(&r)?,
             constrained_active: CONSTRAINED_ACTIVE.gauge_vec(&r)?,
             devices_seen: DEVICES_SEEN.gauge_vec(&r)?,
             coordination_degraded: COORDINATION_DEGRADED.gauge(&r)?,

@@ -210,6 +210,7 @@ pub async fn serve_on(
         sink.clone(),
         crate::ingest::IngestMetrics {
             frames: state.metrics.device_frames.clone(),
+            downlinks: state.metrics.device_downlinks.clone(),
             active: state.metrics.constrained_active.clone(),
         },
     )

@@ -36,6 +36,15 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// The profile of a device's stored profile name; `None` for a full device.
+    pub fn of(profile: &str) -> Option<Self> {
+        match profile {
+            "constrained" => Some(Profile::Constrained),
+            "constrained_static" => Some(Profile::ConstrainedStatic),
+            _ => None,
+        }
+    }
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -193,11 +202,8 @@ impl Onboarding {
             .as_deref()
             .unwrap_or(&device.hardware_id)
             .to_owned();
-        let profile = match sec.profile.as_str() {
-            "constrained" => Profile::Constrained,
-            "constrained_static" => Profile::ConstrainedStatic,
-            other => return Err(Error::Corrupt(format!("unknown device profile {other}"))),
-        };
+        let profile = Profile::of(&sec.profile)
+            .ok_or_else(|| Error::Corrupt(format!("unknown device profile {}", sec.profile)))?;
         let secret = self
             .core
             .custody

@@ -312,8 +312,28 @@ impl Registry {
         if changes.is_empty() && current.migrated_from.is_none() && current.revision > 0 {
             return Ok(current);
         }
-        self.store_config(actor, action, &d.fleet, device_id, &current, new, &changes)
-            .await
+        // A constrained device receives its config in one downlink frame.
+        let constrained = super::constrained::Profile::of(&d.profile).is_some();
+        let size = command_payload(current.revision + 1, current.schema_version, &new)
+            .to_string()
+            .len();
+        if constrained && size > fleetkey_device::control::MAX_BODY {
+            return Err(invalid(
+                "config",
+                format!(
+                    "{size} bytes as a command; a constrained device's must fit one frame ({} bytes)",
+                    fleetkey_device::control::MAX_BODY
+                ),
+            ));
+        }
+        let c = self
+            .store_config(actor, action, &d.fleet, device_id, &current, new, &changes)
+            .await?;
+        if constrained {
+            // Every instance's frame path re-reads its commands before its next frame.
+            self.core.device_changed(device_id);
+        }
+        Ok(c)
     }
 
     /// Writes the next revision of a config with its audit entry and command.
@@ -331,7 +351,7 @@ impl Registry {
         let issuer = self.core.issuer(fleet).await?;
         let now = self.core.clock.now();
         let revision = current.revision + 1;
-        let payload = json!({ "revision": revision, "schema_version": current.schema_version, "config": new });
+        let payload = command_payload(revision, current.schema_version, &new);
         let command = new_command(
             &issuer.1,
             device_id,
@@ -421,4 +441,10 @@ impl Registry {
         }
         Ok(report)
     }
+}
+
+/// The parameters of an `update_config` command (signed; what a constrained device
+/// receives as the command's body).
+fn command_payload(revision: i64, schema_version: u32, config: &Value) -> Value {
+    json!({ "revision": revision, "schema_version": schema_version, "config": config })
 }

@@ -31,6 +31,7 @@ pub mod commands;
 pub mod config;
 pub mod constrained;
 mod device_config;
+pub mod downlink;
 mod factory;
 pub mod lifecycle;
 mod onboarding;

@@ -325,6 +325,16 @@ impl Onboarding {
         .map_err(|_| {
             Error::CredentialRefused("wipe receipt does not verify with the device key")
         })?;
+        self.wiped(
+            id,
+            json!({ "wiped_at": wiped_at, "receipt_signature": hex::encode(signature), "secrets_erased": true }),
+        )
+        .await
+    }
+
+    /// `decommissioning → decommissioned` with the device's confirmation of the
+    /// wipe (`details`: its evidence), audited as the device's `device.wiped`.
+    pub(super) async fn wiped(&self, id: &str, details: serde_json::Value) -> Result<DeviceRecord> {
         let now = self.core.clock.now();
         self.store
             .apply(
@@ -337,11 +347,12 @@ impl Onboarding {
                     &format!("device:{id}"),
                     "device.wiped",
                     format!("device:{id}"),
-                    json!({ "wiped_at": wiped_at, "receipt_signature": hex::encode(signature), "secrets_erased": true }),
+                    details,
                 ),
                 now,
             )
             .await?;
+        self.core.device_changed(id);
         self.core.device(id).await
     }
 

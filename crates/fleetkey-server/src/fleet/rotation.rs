@@ -63,6 +63,8 @@ pub struct RefusalCount {
 
 impl Commands {
     /// Asks a device to rotate its credential: `rotating` plus a signed command.
+    /// A constrained device is asked for a rekey instead
+    /// ([`Commands::request_rekey`]).
     pub async fn request_rotation(
         &self,
         actor: &str,
@@ -73,6 +75,10 @@ impl Commands {
             return Err(invalid("reason", "longer than 256 bytes"));
         }
         let d = self.core.device(device_id).await?;
+        if super::constrained::Profile::of(&d.profile).is_some() {
+            // Its factory keys do not rotate over the air: new session keys.
+            return self.request_rekey(actor, &d, reason).await;
+        }
         let issuer = self.core.issuer(&d.fleet).await?;
         let now = self.core.clock.now();
         let command = new_command(
@@ -320,12 +326,33 @@ impl Commands {
             signature,
         )
         .map_err(|_| Error::CredentialRefused("receipt does not verify with the device key"))?;
+        self.record_receipt(
+            device_id,
+            command_id,
+            CommandKind::UpdateConfig,
+            state,
+            json!({ "command": command_id, "status": status, "at": at, "signature": hex::encode(signature) }),
+        )
+        .await
+    }
+
+    /// Ends a device's open command of `kind` in `state`, audited as the
+    /// device's `device.command_receipt` with `details` (its evidence).
+    pub(super) async fn record_receipt(
+        &self,
+        device_id: &str,
+        command_id: &str,
+        kind: CommandKind,
+        state: crate::store::CommandState,
+        details: serde_json::Value,
+    ) -> Result<()> {
         let now = self.core.clock.now();
         self.store
             .apply(
                 Change::CommandReceipt {
                     device_id: device_id.to_owned(),
                     command_id: command_id.to_owned(),
+                    kind,
                     state,
                     at: now,
                 },
@@ -333,7 +360,7 @@ impl Commands {
                     &format!("device:{device_id}"),
                     "device.command_receipt",
                     format!("device:{device_id}"),
-                    json!({ "command": command_id, "status": status, "at": at, "signature": hex::encode(signature) }),
+                    details,
                 ),
                 now,
             )

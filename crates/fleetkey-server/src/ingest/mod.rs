@@ -12,10 +12,18 @@
 //! through this instance ([`FrameIngest::expire`]). A session start raises the
 //! stored boot counter (old boots stay refused across restarts); data frames go to
 //! the telemetry sink, attributed to the device and its fleet.
+//!
+//! The downlink ([`downlink`]): the device's open commands (wipe, config, rekey)
+//! are cached with its state; after a verified frame, the oldest goes back in a
+//! control frame (to the datagram's source, or in the gateway's response) until
+//! the device acknowledges it in a control frame of its own.
+
+mod downlink;
 
 use crate::error::Result;
 use crate::fleet::FleetService;
 use crate::fleet::constrained::Profile;
+use crate::store::CommandRecord;
 use crate::store::DeviceState;
 use crate::telemetry::{TelemetryRecord, TelemetrySink};
 use fleetkey_device::{Credentials, FrameKind, Header, Receiver};
@@ -43,6 +51,12 @@ struct Entry {
     /// The last re-read found static keys disallowed for the device's fleet.
     static_refused: bool,
     counted: bool,
+    /// Its open commands the downlink carries, oldest first.
+    commands: Vec<CommandRecord>,
+    /// The last command sent down and when (one send per [`downlink::RESEND_AFTER`]).
+    last_down: Option<(String, Instant)>,
+    /// A UDP resend chain is running.
+    resending: bool,
 }
 
 type Shard = Mutex<HashMap<[u8; 8], Arc<Mutex<Entry>>>>;
@@ -58,6 +72,9 @@ pub struct Accepted {
     pub boot: u32,
     /// Frame counter.
     pub counter: u32,
+    /// A control frame carrying the device's oldest open command, to send back
+    /// to it (the UDP path sends it to the datagram's source; a gateway relays it).
+    pub downlink: Option<Vec<u8>>,
 }
 
 /// Metrics of the ingest path.
@@ -67,6 +84,8 @@ pub struct IngestMetrics {
     pub frames: IntCounterVec,
     /// Devices with a verified session, by profile.
     pub active: IntGaugeVec,
+    /// Downlink commands by kind and result.
+    pub downlinks: IntCounterVec,
 }
 
 /// Verifies constrained devices' frames.
@@ -80,7 +99,7 @@ pub struct FrameIngest {
     me: std::sync::Weak<FrameIngest>,
 }
 
-fn refusal(reason: &'static str) -> Result<Accepted, &'static str> {
+fn refusal<T>(reason: &'static str) -> Result<T, &'static str> {
     Err(reason)
 }
 
@@ -147,6 +166,7 @@ impl FrameIngest {
         };
         self.check_static_allowed(c.profile, &c.device.fleet)
             .await?;
+        let commands = self.open_commands(&device_id).await?;
         let device_public: [u8; 32] = c
             .device
             .x25519
@@ -173,6 +193,9 @@ impl FrameIngest {
             refreshing: false,
             static_refused: false,
             counted: false,
+            commands,
+            last_down: None,
+            resending: false,
         }));
         let mut shard = self.shard(&id).lock();
         Ok(Some(shard.entry(id).or_insert(entry).clone()))
@@ -203,8 +226,16 @@ impl FrameIngest {
             }
         };
         let allowed = self.check_static_allowed(profile, &device.fleet).await;
+        let commands = match self.open_commands(&device_id).await {
+            Ok(c) => c,
+            Err(reason) => {
+                done(e);
+                return Err(reason);
+            }
+        };
         {
             let mut g = e.lock();
+            g.commands = commands;
             g.state = device.state;
             g.checked_at = Instant::now();
             g.stale = false;
@@ -283,6 +314,17 @@ impl FrameIngest {
         frame: &mut [u8],
         fleet_allowed: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Accepted, &'static str> {
+        self.accept_entry(frame, fleet_allowed)
+            .await
+            .map(|(accepted, _)| accepted)
+    }
+
+    /// [`FrameIngest::accept_scoped`], also returning the device's cache entry.
+    async fn accept_entry(
+        &self,
+        frame: &mut [u8],
+        fleet_allowed: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<(Accepted, Arc<Mutex<Entry>>), &'static str> {
         let r = self.accept_inner(frame, fleet_allowed).await;
         let label = match &r {
             Ok(_) => "accepted",
@@ -300,7 +342,7 @@ impl FrameIngest {
         &self,
         frame: &mut [u8],
         fleet_allowed: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<Accepted, &'static str> {
+    ) -> Result<(Accepted, Arc<Mutex<Entry>>), &'static str> {
         let header = Header::parse(frame).map_err(|e| e.as_str())?;
         let Some(entry) = self.load(header.device_id).await? else {
             return refusal("unknown_device");
@@ -316,8 +358,10 @@ impl FrameIngest {
             match (e.state, header.kind) {
                 (DeviceState::Active | DeviceState::Onboarded | DeviceState::Rotating, _) => {}
                 (DeviceState::Manufactured, FrameKind::SessionStart) => {}
-                (DeviceState::Manufactured, FrameKind::Data) => return refusal("not_onboarded"),
+                (DeviceState::Manufactured, _) => return refusal("not_onboarded"),
                 (DeviceState::Suspended, _) => return refusal("suspended"),
+                // Decommissioning: a boot and the wipe's acknowledgement, no telemetry.
+                (DeviceState::Decommissioning, FrameKind::SessionStart | FrameKind::Control) => {}
                 _ => return refusal("decommissioned"),
             }
             let o = e
@@ -377,6 +421,10 @@ impl FrameIngest {
                 }
                 tracing::info!(device = %device_id, boot = opened.boot, "constrained device session start");
             }
+            FrameKind::Control => {
+                self.acknowledged(&entry, &device_id, &opened, &payload)
+                    .await?
+            }
             FrameKind::Data => {
                 let data = serde_json::from_slice::<serde_json::Value>(&payload).unwrap_or_else(|_| {
                     use base64::Engine as _;
@@ -396,12 +444,17 @@ impl FrameIngest {
                 }
             }
         }
-        Ok(Accepted {
-            device_id,
-            kind: opened.kind,
-            boot: opened.boot,
-            counter: opened.counter,
-        })
+        let downlink = self.downlink(&entry, &device_id).await;
+        Ok((
+            Accepted {
+                device_id,
+                kind: opened.kind,
+                boot: opened.boot,
+                counter: opened.counter,
+                downlink,
+            },
+            entry,
+        ))
     }
 
     /// Flushes the telemetry sink.
@@ -416,12 +469,13 @@ impl FrameIngest {
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let socket = Arc::new(socket);
         let mut buf = vec![0u8; 2048];
         loop {
-            let n = tokio::select! {
+            let (n, from) = tokio::select! {
                 _ = &mut shutdown => return,
                 r = socket.recv_from(&mut buf) => match r {
-                    Ok((n, _)) => n,
+                    Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(error = %e, "device UDP receive failed");
                         continue;
@@ -432,7 +486,15 @@ impl FrameIngest {
                 self.metrics.frames.with_label_values(&["malformed"]).inc();
                 continue;
             }
-            let _ = self.accept(&mut buf[..n]).await;
+            if let Ok((accepted, entry)) = self.accept_entry(&mut buf[..n], &|_| true).await
+                && let Some(down) = accepted.downlink
+            {
+                if let Err(e) = socket.send_to(&down, from).await {
+                    tracing::warn!(error = %e, "device UDP send failed");
+                }
+                self.clone()
+                    .resend(entry, accepted.device_id, socket.clone(), from);
+            }
         }
     }
 }

@@ -126,12 +126,17 @@ pub enum Change {
         /// Creation time (kept only when the key is new).
         at: UnixTime,
     },
-    /// A device's signed receipt for a command: the command ends in `state`.
+    /// Queue a command for a device (no other change: a constrained device's rekey).
+    QueueCommand(CommandRecord),
+    /// A device's receipt for a command (signed, or an acknowledgement in an
+    /// authenticated frame): the open command of `kind` ends in `state`.
     CommandReceipt {
         /// Device id.
         device_id: String,
         /// Command id.
         command_id: String,
+        /// What the command must be (`update_config` or `rekey`).
+        kind: CommandKind,
         /// `done` or `cancelled`.
         state: CommandState,
         /// Receipt time (the command's `updated_at`).

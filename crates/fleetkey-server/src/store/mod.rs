@@ -373,6 +373,10 @@ pub trait OnboardingStore: Changes {
     /// Raises a constrained device's verified boot counter; false if `boot` is not
     /// above the stored one (an old boot).
     async fn raise_device_boot(&self, device_id: &str, boot: u32) -> Result<bool>;
+    /// Takes the next server→device frame counter of a constrained device (an
+    /// atomic increment, so two instances never take the same one); `None` if the
+    /// device has no factory secret (not constrained, or decommissioned).
+    async fn next_down_counter(&self, device_id: &str) -> Result<Option<u32>>;
     /// Whether a fleet accepts static-key (lab) devices.
     async fn fleet_allows_static_key(&self, fleet: &str) -> Result<bool>;
     /// Whether a credential id is on the revocation list.

@@ -494,6 +494,8 @@ pub enum CommandKind {
     UpdateConfig,
     /// Sign a wipe receipt, then erase all keys.
     Wipe,
+    /// A constrained device: start a new boot (fresh salt, new session keys).
+    Rekey,
 }
 
 /// Where a command is.
@@ -534,7 +536,8 @@ str_enum!(
     "command kind",
     RotateCredential = "rotate_credential",
     UpdateConfig = "update_config",
-    Wipe = "wipe"
+    Wipe = "wipe",
+    Rekey = "rekey"
 );
 str_enum!(
     CommandState,

@@ -18,14 +18,15 @@ pub(super) async fn apply<D: Dialect>(tx: &mut Transaction<'_, D>, change: &Chan
     match change {
         Change::DeviceTransition(t) => device_transition(&mut *tx, t).await?,
         Change::PutKeyRecord(r) => put_key_record(&mut *tx, r).await?,
+        Change::QueueCommand(c) => insert_command(&mut *tx, c).await?,
         Change::CommandReceipt {
             device_id,
             command_id,
+            kind,
             state,
             at,
         } => {
-            let kind = CommandKind::UpdateConfig;
-            step_command(tx, command_id, device_id, kind, *state, None, *at).await?;
+            step_command(tx, command_id, device_id, *kind, *state, None, *at).await?;
         }
         Change::RotationProposed {
             device_id,

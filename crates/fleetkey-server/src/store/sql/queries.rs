@@ -530,6 +530,17 @@ impl<D: Dialect> OnboardingStore for SqlStore<D> {
         Ok(r == 1)
     }
 
+    async fn next_down_counter(&self, device_id: &str) -> Result<Option<u32>> {
+        let c: Option<i64> = stmt(
+            "UPDATE device_secrets SET down_counter = down_counter + 1 \
+             WHERE device_id = $1 AND down_counter < 4294967295 RETURNING down_counter",
+        )
+        .bind(device_id)
+        .scalar_optional(&self.pool)
+        .await?;
+        c.map(|c| to_u32(c, "down_counter")).transpose()
+    }
+
     async fn fleet_allows_static_key(&self, fleet: &str) -> Result<bool> {
         let n: i64 = stmt("SELECT COUNT(*) FROM fleet_static_key WHERE fleet = $1")
             .bind(fleet)
