@@ -9,6 +9,8 @@
 //! recipient.
 
 mod api;
+mod downlink;
+pub use downlink::Heard;
 
 pub use api::{Api, count, metric, samples};
 
@@ -105,6 +107,8 @@ pub struct ConstrainedDevice {
     device: Device,
     session: Option<Session>,
     last_frame: Vec<u8>,
+    /// Commands carried out (a repeat is acknowledged again, not redone).
+    done: Vec<[u8; fleetkey_device::control::COMMAND_ID_LEN]>,
 }
 
 /// What a session did.
@@ -323,6 +327,7 @@ impl Sim {
             id,
             device: Device::x25519(raw, scalar, self.server_record.keys.x25519, psk, 0),
             session: None,
+            done: Vec::new(),
             last_frame: Vec::new(),
         })
     }

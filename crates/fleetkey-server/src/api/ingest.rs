@@ -156,7 +156,13 @@ async fn ingest(
                             base64::engine::general_purpose::STANDARD.encode(f)
                         }),
                     },
-                    Err(reason) => refused(reason),
+                    Err(r) => IngestResult {
+                        downlink: r.downlink.map(|f| {
+                            use base64::Engine as _;
+                            base64::engine::general_purpose::STANDARD.encode(f)
+                        }),
+                        ..refused(r.reason)
+                    },
                 }
             }
             Some(_) => refused("malformed"),

@@ -135,13 +135,16 @@ impl FrameIngest {
     pub(super) fn resend(
         self: Arc<Self>,
         entry: Arc<Mutex<Entry>>,
-        device_id: String,
         socket: Arc<tokio::net::UdpSocket>,
         to: SocketAddr,
     ) {
-        if std::mem::replace(&mut entry.lock().resending, true) {
-            return;
-        }
+        let device_id = {
+            let mut e = entry.lock();
+            if std::mem::replace(&mut e.resending, true) {
+                return;
+            }
+            e.device_id.clone()
+        };
         tokio::spawn(async move {
             for _ in 0..RESENDS {
                 tokio::time::sleep(RESEND_AFTER).await;

@@ -99,8 +99,37 @@ pub struct FrameIngest {
     me: std::sync::Weak<FrameIngest>,
 }
 
-fn refusal<T>(reason: &'static str) -> Result<T, &'static str> {
-    Err(reason)
+/// A refused frame: why, and (for a verified frame of a device that is being
+/// decommissioned) the wipe command to send back all the same.
+pub struct Refused {
+    /// The reason (`forged`, `replay`, `decommissioned`, …; counted in the metric).
+    pub reason: &'static str,
+    /// A control frame for the device, as in [`Accepted::downlink`].
+    pub downlink: Option<Vec<u8>>,
+    entry: Option<Arc<Mutex<Entry>>>,
+}
+
+impl std::fmt::Debug for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refused")
+            .field("reason", &self.reason)
+            .field("downlink", &self.downlink.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&'static str> for Refused {
+    fn from(reason: &'static str) -> Self {
+        Self {
+            reason,
+            downlink: None,
+            entry: None,
+        }
+    }
+}
+
+fn refusal<T>(reason: &'static str) -> Result<T, Refused> {
+    Err(reason.into())
 }
 
 impl FrameIngest {
@@ -303,7 +332,9 @@ impl FrameIngest {
     /// Verifies one frame (decrypting it in place) and delivers its telemetry.
     /// Returns what was accepted, or the refusal reason (also counted).
     pub async fn accept(&self, frame: &mut [u8]) -> Result<Accepted, &'static str> {
-        self.accept_scoped(frame, &|_| true).await
+        self.accept_scoped(frame, &|_| true)
+            .await
+            .map_err(|r| r.reason)
     }
 
     /// [`FrameIngest::accept`] for a caller allowed only some fleets (a gateway's
@@ -313,7 +344,7 @@ impl FrameIngest {
         &self,
         frame: &mut [u8],
         fleet_allowed: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<Accepted, &'static str> {
+    ) -> Result<Accepted, Refused> {
         self.accept_entry(frame, fleet_allowed)
             .await
             .map(|(accepted, _)| accepted)
@@ -324,17 +355,19 @@ impl FrameIngest {
         &self,
         frame: &mut [u8],
         fleet_allowed: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<(Accepted, Arc<Mutex<Entry>>), &'static str> {
+    ) -> Result<(Accepted, Arc<Mutex<Entry>>), Refused> {
         let r = self.accept_inner(frame, fleet_allowed).await;
         let label = match &r {
             Ok(_) => "accepted",
-            Err(reason) => reason,
+            Err(r) => r.reason,
         };
         self.metrics.frames.with_label_values(&[label]).inc();
         // No oracle: out of scope answers as a device that does not exist.
-        r.map_err(|reason| match reason {
-            "forbidden" => "unknown_device",
-            other => other,
+        r.map_err(|mut r| {
+            if r.reason == "forbidden" {
+                r.reason = "unknown_device";
+            }
+            r
         })
     }
 
@@ -342,7 +375,7 @@ impl FrameIngest {
         &self,
         frame: &mut [u8],
         fleet_allowed: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<(Accepted, Arc<Mutex<Entry>>), &'static str> {
+    ) -> Result<(Accepted, Arc<Mutex<Entry>>), Refused> {
         let header = Header::parse(frame).map_err(|e| e.as_str())?;
         let Some(entry) = self.load(header.device_id).await? else {
             return refusal("unknown_device");
@@ -360,8 +393,9 @@ impl FrameIngest {
                 (DeviceState::Manufactured, FrameKind::SessionStart) => {}
                 (DeviceState::Manufactured, _) => return refusal("not_onboarded"),
                 (DeviceState::Suspended, _) => return refusal("suspended"),
-                // Decommissioning: a boot and the wipe's acknowledgement, no telemetry.
-                (DeviceState::Decommissioning, FrameKind::SessionStart | FrameKind::Control) => {}
+                // Decommissioning: a boot and the wipe's acknowledgement; telemetry
+                // is verified (to answer with the wipe) and refused.
+                (DeviceState::Decommissioning, _) => {}
                 _ => return refusal("decommissioned"),
             }
             let o = e
@@ -380,6 +414,14 @@ impl FrameIngest {
         };
         // The frame verified: the device was heard from (batched).
         self.fleets.sessions.seen(&device_id);
+        if state == DeviceState::Decommissioning && opened.kind == FrameKind::Data {
+            // No telemetry from a device being decommissioned: its wipe instead.
+            return Err(Refused {
+                reason: "decommissioned",
+                downlink: self.downlink(&entry, &device_id).await,
+                entry: Some(entry),
+            });
+        }
         match opened.kind {
             FrameKind::SessionStart => {
                 let device = self
@@ -486,14 +528,15 @@ impl FrameIngest {
                 self.metrics.frames.with_label_values(&["malformed"]).inc();
                 continue;
             }
-            if let Ok((accepted, entry)) = self.accept_entry(&mut buf[..n], &|_| true).await
-                && let Some(down) = accepted.downlink
-            {
+            let (down, entry) = match self.accept_entry(&mut buf[..n], &|_| true).await {
+                Ok((a, entry)) => (a.downlink, Some(entry)),
+                Err(r) => (r.downlink, r.entry),
+            };
+            if let (Some(down), Some(entry)) = (down, entry) {
                 if let Err(e) = socket.send_to(&down, from).await {
                     tracing::warn!(error = %e, "device UDP send failed");
                 }
-                self.clone()
-                    .resend(entry, accepted.device_id, socket.clone(), from);
+                self.clone().resend(entry, socket.clone(), from);
             }
         }
     }
