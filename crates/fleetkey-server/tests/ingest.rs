@@ -213,7 +213,8 @@ async fn constrained_devices_from_the_factory_to_refusal() {
     assert_eq!(
         ing.accept_scoped(&mut buf[..n], &|f| f == "other")
             .await
-            .unwrap_err(),
+            .unwrap_err()
+            .reason,
         "unknown_device"
     );
     assert_eq!(
@@ -342,23 +343,21 @@ async fn constrained_devices_from_the_factory_to_refusal() {
         ing3.accept(&mut buf[..n]).await.unwrap_err(),
         "decommissioned"
     );
+    // A new boot of a decommissioning device verifies, answered with its wipe.
     let ing4 = ingest(&s, dir.path()).await;
     let s4 = dev.boot(&mut OsRng, &mut NoFlash).unwrap();
     let n = s4.start_frame(b"", &mut buf).unwrap();
-    assert_eq!(
-        ing4.accept(&mut buf[..n]).await.unwrap_err(),
-        "decommissioned"
-    );
+    assert!(ing4.accept(&mut buf[..n]).await.unwrap().downlink.is_some());
 
     let metrics = s.state.metrics.render(&s.state.keys, false);
     for line in [
-        "fleetkey_device_frames_total{result=\"accepted\"} 8",
+        "fleetkey_device_frames_total{result=\"accepted\"} 9",
         "fleetkey_device_frames_total{result=\"replay\"} 1",
         "fleetkey_device_frames_total{result=\"forged\"} 1",
         "fleetkey_device_frames_total{result=\"old_boot\"} 2",
-        "fleetkey_device_frames_total{result=\"decommissioned\"} 2",
+        "fleetkey_device_frames_total{result=\"decommissioned\"} 1",
         // Each ingest instance of this test counts the devices it saw (3 here).
-        "fleetkey_constrained_devices_active{profile=\"constrained\"} 3",
+        "fleetkey_constrained_devices_active{profile=\"constrained\"} 4",
         "fleetkey_constrained_devices_active{profile=\"constrained_static\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
@@ -480,4 +479,194 @@ async fn a_change_made_elsewhere_reaches_a_warm_cache_within_the_state_lifetime(
     }
     let after = refused_after.expect("refused within the state lifetime");
     assert!(after >= fleetkey_server::ingest::STATE_TTL, "{after:?}");
+}
+
+/// The downlink at the frame path: a command goes back after a verified frame
+/// (not again within a second), acknowledgements that are forged, replayed, for
+/// an unknown command or out of the caller's scope change nothing, a rejected
+/// rekey is cancelled, a rejected wipe keeps going down, and the wipe's
+/// acknowledgement finishes decommissioning.
+#[tokio::test]
+async fn downlink_commands_and_every_refusal_of_an_acknowledgement() {
+    use fleetkey_device::{Ack, Downlink, Op, Status};
+    use fleetkey_server::store::{CommandKind, CommandState};
+    let dir = tempfile::TempDir::new().unwrap();
+    let Setup {
+        s,
+        recipient,
+        server_public,
+        scalar,
+        psk,
+    } = setup(dir.path()).await;
+    let p = s
+        .fleets
+        .onboarding
+        .provision_constrained(
+            "jig",
+            request("uid-dl", fleetkey_device::keys::public_key(&scalar)),
+            Profile::Constrained,
+            &seal_factory_secret(&recipient, &psk, "uid-dl").unwrap(),
+        )
+        .await
+        .unwrap();
+    let id = p.device.id.clone();
+    // No rekey before the device ever booted.
+    assert!(
+        s.fleets
+            .commands
+            .request_rotation("ops", &id, "early")
+            .await
+            .is_err()
+    );
+    let ing = ingest(&s, dir.path()).await;
+    let mut dev = Device::x25519(id_bytes(&id), scalar, server_public, psk, 0);
+    let mut session = dev.boot(&mut OsRng, &mut NoFlash).unwrap();
+    let mut buf = [0u8; 1300];
+    let n = session.start_frame(b"", &mut buf).unwrap();
+    assert!(ing.accept(&mut buf[..n]).await.unwrap().downlink.is_none());
+
+    let data = |session: &mut fleetkey_device::Session| {
+        let mut b = [0u8; 64];
+        let n = session.data_frame(b"{}", &mut b).unwrap();
+        b[..n].to_vec()
+    };
+    let ack = |session: &mut fleetkey_device::Session, id: [u8; 12], status| {
+        let mut b = [0u8; 64];
+        let n = session.ack_frame(&Ack { id, status }, &mut b).unwrap();
+        b[..n].to_vec()
+    };
+    let state_of = |cmd: &str| {
+        let s = &s;
+        let cmd = cmd.to_owned();
+        async move { s.store.command(&cmd).await.unwrap().unwrap().state }
+    };
+
+    // A rekey (rotate on a constrained device) goes down after the next frame.
+    let rekey = s
+        .fleets
+        .commands
+        .request_rotation("ops", &id, "drill")
+        .await
+        .unwrap();
+    assert_eq!(rekey.kind, CommandKind::Rekey);
+    // (The service announces the change; this frame path is not wired to it.)
+    ing.expire(&id);
+    let down = ing
+        .accept(&mut data(&mut session))
+        .await
+        .unwrap()
+        .downlink
+        .expect("the rekey goes down");
+    let mut opened = down.clone();
+    let Downlink::Command(c) = session.open_down(&mut opened).unwrap() else {
+        panic!("not a command");
+    };
+    assert_eq!(c.op, Op::Rekey);
+    let cmd_id = c.id;
+    assert_eq!(format!("cmd_{}", hex::encode(cmd_id)), rekey.id);
+    // Not again within a second; and never to a caller out of scope (no oracle).
+    assert!(
+        ing.accept(&mut data(&mut session))
+            .await
+            .unwrap()
+            .downlink
+            .is_none()
+    );
+    let r = ing
+        .accept_scoped(&mut data(&mut session), &|_| false)
+        .await
+        .unwrap_err();
+    assert_eq!((r.reason, r.downlink.is_none()), ("unknown_device", true));
+
+    // A forged acknowledgement, and one naming another command: nothing changes.
+    let mut forged = ack(&mut session, cmd_id, Status::Done);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(ing.accept(&mut forged).await.unwrap_err(), "forged");
+    let mut other = ack(&mut session, [9; 12], Status::Done);
+    ing.accept(&mut other).await.unwrap();
+    assert_eq!(state_of(&rekey.id).await, CommandState::Pending);
+
+    // Rejected: the rekey is cancelled; the replayed acknowledgement is refused.
+    let mut rejected = ack(&mut session, cmd_id, Status::Rejected);
+    let a = ing.accept(&mut rejected.clone()).await.unwrap();
+    assert_eq!(a.kind, fleetkey_device::FrameKind::Control);
+    assert_eq!(state_of(&rekey.id).await, CommandState::Cancelled);
+    assert_eq!(ing.accept(&mut rejected).await.unwrap_err(), "replay");
+
+    // Decommissioning: telemetry is refused, answered with the wipe.
+    s.fleets
+        .onboarding
+        .decommission("ops", &id, "stolen")
+        .await
+        .unwrap();
+    ing.expire(&id);
+    let r = ing
+        .accept_scoped(&mut data(&mut session), &|_| true)
+        .await
+        .unwrap_err();
+    assert_eq!(r.reason, "decommissioned");
+    let wipe_frame = r.downlink.expect("the wipe goes down");
+    let mut opened = wipe_frame.clone();
+    let Downlink::Command(w) = session.open_down(&mut opened).unwrap() else {
+        panic!("not a command");
+    };
+    assert_eq!((w.op, w.body), (Op::Wipe, &[][..]));
+    // A wipe is not optional: rejected, it is sent again (a new frame; the old
+    // one is a replay to the device).
+    ing.accept(&mut ack(&mut session, w.id, Status::Rejected))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.fleets.registry.device(&id).await.unwrap().state,
+        DeviceState::Decommissioning
+    );
+    tokio::time::sleep(fleetkey_server::ingest::RESEND_AFTER).await;
+    let again = ing
+        .accept_scoped(&mut data(&mut session), &|_| true)
+        .await
+        .unwrap_err()
+        .downlink
+        .expect("sent again");
+    assert_ne!(again, wipe_frame);
+    assert_eq!(
+        session.open_down(&mut wipe_frame.clone()).unwrap_err(),
+        DevError::Replay
+    );
+    let mut opened = again.clone();
+    let Downlink::Command(w2) = session.open_down(&mut opened).unwrap() else {
+        panic!("not a command");
+    };
+    assert_eq!(w2.id, w.id);
+    // Done: decommissioned, the wipe confirmed by the device in the audit log.
+    ing.accept(&mut ack(&mut session, w.id, Status::Done))
+        .await
+        .unwrap();
+    dev.erase();
+    assert_eq!(
+        s.fleets.registry.device(&id).await.unwrap().state,
+        DeviceState::Decommissioned
+    );
+    let audit = s.store.audit_entries(0, 1000).await.unwrap();
+    let wiped = audit
+        .iter()
+        .find(|e| e.action == "device.wiped")
+        .expect("device.wiped");
+    assert_eq!(wiped.actor, format!("device:{id}"));
+    assert!(
+        wiped.details.contains("\"via\":\"control_frame\""),
+        "{}",
+        wiped.details
+    );
+    // Nothing more from it is accepted.
+    assert!(ing.accept(&mut data(&mut session)).await.is_err());
+    let m = s.state.metrics.render(&s.state.keys, false);
+    for want in [
+        "fleetkey_device_downlinks_total{kind=\"rekey\",result=\"rejected\"} 1",
+        "fleetkey_device_downlinks_total{kind=\"wipe\",result=\"rejected\"} 1",
+        "fleetkey_device_downlinks_total{kind=\"wipe\",result=\"resent\"} 1",
+        "fleetkey_device_downlinks_total{kind=\"wipe\",result=\"acked\"} 1",
+    ] {
+        assert!(m.contains(want), "{want} missing:\n{m}");
+    }
 }

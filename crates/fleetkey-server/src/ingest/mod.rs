@@ -19,6 +19,7 @@
 //! the device acknowledges it in a control frame of its own.
 
 mod downlink;
+pub use downlink::{RESEND_AFTER, RESENDS};
 
 use crate::error::Result;
 use crate::fleet::FleetService;
