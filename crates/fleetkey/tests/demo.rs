@@ -25,7 +25,7 @@ fn the_demo_runs_in_process_and_every_check_holds() {
         .args(["--full", "5", "--constrained", "3", "--telemetry", "2"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("checks: 15/15 held"))
+        .stdout(predicate::str::contains("checks: 16/16 held"))
         .stdout(predicate::str::contains(
             "audit chain                    verified",
         ))

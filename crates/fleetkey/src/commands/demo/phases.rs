@@ -168,7 +168,7 @@ impl Demo {
 
     /// Forged and replayed frames are refused; some devices are decommissioned:
     /// full ones are wiped over their session and then refused, constrained ones'
-    /// frames are refused.
+    /// telemetry is refused and answered with the wipe over their downlink.
     pub(super) async fn decommission(&mut self) -> Result<()> {
         let t = Instant::now();
         let sim = self.sim()?;
@@ -233,14 +233,34 @@ impl Demo {
             wiped == nf && refused == nf,
             format!("{nf} full devices wiped over their session, then refused ({wiped} wiped, {refused} refused)"),
         );
+        // Constrained devices: their next frame is refused and answered with the
+        // wipe over the downlink; each acknowledges it and erases its keys.
+        let mut small_wiped = 0;
         for d in &small {
             let mut d = d.lock().await;
             sim.send_frame(&mut d, &json!({ "after": "decommissioning" }))
                 .await?;
             self.report.frames_sent += 1;
+            let heard = sim.listen(&mut d, Duration::from_secs(5), 0).await?;
+            if heard.contains(&fleetkey_sim::Heard::Wiped) && d.is_wiped() {
+                small_wiped += 1;
+            }
             pb.inc(1);
         }
         pb.finish_and_clear();
+        let mut confirmed = 0;
+        for d in &small {
+            let id = d.lock().await.id.clone();
+            if self.wait_state(&id, "decommissioned").await? {
+                confirmed += 1;
+            }
+        }
+        self.report.wipes += small_wiped as u64;
+        self.report.check(
+            "decommissioning",
+            small_wiped == ns && confirmed == ns,
+            format!("{ns} constrained devices wiped over their downlink, decommissioned with the wipe confirmed ({small_wiped} wiped, {confirmed} confirmed)"),
+        );
         let got = self
             .wait_metric(
                 "fleetkey_device_frames_total",
@@ -251,7 +271,7 @@ impl Demo {
         self.report.check(
             "decommissioning",
             got == ns as u64,
-            format!("{ns} decommissioned constrained devices' frames refused (server: {got})"),
+            format!("{ns} decommissioning constrained devices' telemetry refused (server: {got})"),
         );
         self.say(format!(
             "decommissioning: {} devices in {:.1} s",
@@ -259,6 +279,21 @@ impl Demo {
             t.elapsed().as_secs_f64()
         ));
         Ok(())
+    }
+
+    /// Waits (up to 5 s) for a device to reach `state`.
+    async fn wait_state(&self, id: &str, state: &str) -> Result<bool> {
+        for _ in 0..100 {
+            let d = self
+                .api
+                .get(&format!("/v1/fleets/{}/devices/{id}", self.fleet))
+                .await?;
+            if d["state"] == state {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(false)
     }
 
     async fn decommission_one(&self, id: &str) -> Result<()> {
