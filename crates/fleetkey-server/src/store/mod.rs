@@ -392,7 +392,7 @@ pub trait CommandStore: Changes {
     async fn commands(&self, device_id: &str, open: bool) -> Result<Vec<CommandRecord>>;
     /// The proposed state of an in-progress command (a rotation's new keys).
     async fn command_pending(&self, id: &str) -> Result<Option<String>>;
-    /// Onboarded or active devices of `fleet` whose operational credential was
+    /// Onboarded or active full-profile devices of `fleet` whose operational credential was
     /// issued before `before` and that have no open rotation, at most `limit`.
     async fn devices_due_rotation(
         &self,

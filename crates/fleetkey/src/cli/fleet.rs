@@ -288,7 +288,8 @@ Examples:
     /// A device's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Ask a device to rotate its credential (queues a signed command).
+    /// Ask a device to rotate its credential (queues a signed command); a
+    /// constrained device is asked for a rekey (a new boot: fresh session keys).
     Rotate {
         /// Fleet.
         #[arg(long)]

@@ -600,7 +600,7 @@ impl<D: Dialect> CommandStore for SqlStore<D> {
         limit: u32,
     ) -> Result<Vec<String>> {
         Ok(stmt(
-            "SELECT id FROM devices d WHERE fleet = $1 AND state IN ('onboarded', 'active') \
+            "SELECT id FROM devices d WHERE fleet = $1 AND profile = 'full' AND state IN ('onboarded', 'active') \
              AND credential_issued_at < $2 AND NOT EXISTS (SELECT 1 FROM device_commands c \
              WHERE c.device_id = d.id AND c.kind = 'rotate_credential' AND c.state IN \
              ('pending', 'in_progress')) \
