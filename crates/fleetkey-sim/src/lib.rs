@@ -310,6 +310,18 @@ impl Sim {
     pub async fn provision_constrained(&self, hardware_id: &str) -> Result<ConstrainedDevice> {
         let scalar: [u8; 32] = fleetkey_crypto::rand::array()?;
         let psk: [u8; 32] = fleetkey_crypto::rand::array()?;
+        self.provision_constrained_with(hardware_id, scalar, psk)
+            .await
+    }
+
+    /// [`Sim::provision_constrained`] with given keys (for a device implemented
+    /// elsewhere, such as the independent one in `tests/python/device_frames.py`).
+    pub async fn provision_constrained_with(
+        &self,
+        hardware_id: &str,
+        scalar: [u8; 32],
+        psk: [u8; 32],
+    ) -> Result<ConstrainedDevice> {
         let sealed = seal(&self.recipient, &psk, hardware_id)?;
         let d = self
             .register(
@@ -491,6 +503,11 @@ impl Sim {
         buf[n - 1] ^= 0x01;
         self.udp.send_to(&buf[..n], &self.endpoints.frames).await?;
         Ok(())
+    }
+
+    /// The service's X25519 public key (what a constrained device holds).
+    pub fn server_x25519(&self) -> [u8; 32] {
+        self.server_record.keys.x25519
     }
 
     /// The fleet's command-signing key (devices verify every command under it).

@@ -259,3 +259,123 @@ async fn a_constrained_device_is_reconfigured_rekeyed_and_wiped_over_its_downlin
     f.sim.replay_last(&d).await.unwrap();
     assert!(f.server.stop().success());
 }
+
+impl Fixture {
+    /// Waits (up to 10 s) until `check` holds for the device's record.
+    async fn wait_device(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let mut d = Value::Null;
+        for _ in 0..200 {
+            d = self.device(id).await;
+            if check(&d) {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("device {id} never got there: {d}");
+    }
+
+    /// Waits (up to 10 s) until the device has a `kind` command in `state`.
+    async fn wait_command(&self, id: &str, kind: &str, state: &str) {
+        for _ in 0..200 {
+            if self
+                .commands(id)
+                .await
+                .iter()
+                .any(|c| c["kind"] == kind && c["state"] == state)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {kind} command {state}: {:?}", self.commands(id).await);
+    }
+}
+
+/// The same life, with the device written independently from docs/protocol.md
+/// in Python (`tests/python/device_frames.py`): its frames verify, it opens the
+/// server's control frames, and its acknowledgements end the commands.
+#[tokio::test]
+async fn an_independent_python_device_follows_its_downlink() {
+    let f = Fixture::new().await;
+    let scalar: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
+    let psk: [u8; 32] = fleetkey_crypto::rand::array().unwrap();
+    let d = f
+        .sim
+        .provision_constrained_with("py-1", scalar, psk)
+        .await
+        .unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python/device_frames.py");
+    let child = std::process::Command::new("python3")
+        .arg(script)
+        .args([
+            "run",
+            &format!("127.0.0.1:{}", f.server.udp_port),
+            d.id.strip_prefix("dev_").unwrap(),
+            &hex::encode(scalar),
+            &hex::encode(f.sim.server_x25519()),
+            &hex::encode(psk),
+            "40",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first boot onboards it; it sends telemetry every 0.3 s.
+    f.wait_device(&d.id, |v| v["state"] == "active").await;
+    let (s, _) = f
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/fleets/dl/devices/{}/config", d.id),
+            Some(json!({"patch": {"interval_s": 120, "unit": "fahrenheit"}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    f.wait_command(&d.id, "update_config", "done").await;
+    let (s, _) = f
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/fleets/dl/devices/{}/rotate", d.id),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    f.wait_command(&d.id, "rekey", "done").await;
+    let (s, _) = f
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/fleets/dl/devices/{}/decommission", d.id),
+            Some(json!({"reason": "interop"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    f.wait_device(&d.id, |v| v["state"] == "decommissioned")
+        .await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |e: &str| {
+        events
+            .iter()
+            .filter(|v| v["event"] == e)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("boot").len(), 2, "{text}");
+    assert_eq!(of("config").len(), 1, "{text}");
+    assert_eq!(of("config")[0]["body"]["config"]["interval_s"], 120);
+    assert_eq!(of("config")[0]["body"]["config"]["unit"], "fahrenheit");
+    assert_eq!(of("rekey").len(), 1, "{text}");
+    assert_eq!(of("wiped").len(), 1, "{text}");
+    assert!(of("refused").is_empty(), "{text}");
+    assert!(f.server.stop().success());
+}
