@@ -270,7 +270,7 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
     let sessions = &h.fleets.sessions;
     assert!(
         sessions
-            .connected("hub", "", &id, 60)
+            .connected("hub", &id, &id, 60)
             .await
             .unwrap()
             .contains(&id)
@@ -313,7 +313,7 @@ async fn a_device_session_from_config_command_to_wipe_and_refusal() {
     // Closed: no longer connected once the server has recorded the end.
     let mut tries = 0;
     while sessions
-        .connected("hub", "", &id, 60)
+        .connected("hub", &id, &id, 60)
         .await
         .unwrap()
         .contains(&id)

@@ -332,18 +332,16 @@ pub(super) async fn list_devices(
         .registry
         .devices(&fleet, &filter, &after, limit)
         .await?;
-    let connected = match devices.last() {
-        Some(last) => {
+    let connected = match (devices.first(), devices.last()) {
+        (Some(first), Some(last)) => {
             st.fleets
                 .sessions
-                .connected(&fleet, &after, &last.id, st.device_idle_secs)
+                .connected(&fleet, &first.id, &last.id, st.device_idle_secs)
                 .await?
         }
-        None => Default::default(),
+        _ => Default::default(),
     };
-    let next_after = (devices.len() == limit as usize)
-        .then(|| devices.last().map(|d| d.id.clone()))
-        .flatten();
+    let next_after = next_after(&devices, limit, |d| &d.id);
     Ok(Json(DeviceList {
         devices: devices
             .into_iter()
@@ -390,9 +388,7 @@ pub(super) async fn list_fleets(
         .registry
         .fleets(q.after.as_deref().unwrap_or(""), limit)
         .await?;
-    let next_after = (page.len() == limit as usize)
-        .then(|| page.last().map(|f| f.name.clone()))
-        .flatten();
+    let next_after = next_after(&page, limit, |f| &f.name);
     let visible = |name: &str| {
         p.require("fleets:manage").is_ok()
             || ["devices", "factory", "operate"]
@@ -420,17 +416,22 @@ pub(super) async fn show_device(
     if d.fleet != fleet {
         return Err(Error::DeviceNotFound(id).into());
     }
-    // A range of ids that holds this one: (its id without the last character,
-    // its id]; only this id is looked for in the answer.
-    let before = id.strip_suffix(|_| true).unwrap_or_default();
     let connected = st
         .fleets
         .sessions
-        .connected(&fleet, before, &id, st.device_idle_secs)
+        .connected(&fleet, &id, &id, st.device_idle_secs)
         .await?
         .contains(&id);
     Ok(Json(DeviceInfo {
         connected,
         ..d.into()
     }))
+}
+
+/// The cursor of the page after `page` (the key of its last item), or `None` when
+/// `page` is shorter than `limit` (the last page). Every paged list uses it.
+pub fn next_after<T>(page: &[T], limit: u32, key: impl Fn(&T) -> &str) -> Option<String> {
+    (page.len() == limit as usize)
+        .then(|| page.last().map(|t| key(t).to_owned()))
+        .flatten()
 }

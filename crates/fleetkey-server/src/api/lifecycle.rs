@@ -195,20 +195,14 @@ pub(super) async fn decommission_device(
         return Err(ApiError::malformed("reason is longer than 256 bytes"));
     }
     let onboarding = &st.fleets.onboarding;
-    let mut d = st.fleets.registry.device(&id).await?;
-    if !(req.complete && d.state == crate::store::DeviceState::Decommissioning) {
-        d = onboarding
-            .decommission(&p.actor(), &id, &req.reason)
-            .await
-            .map_err(|e| change_err(&st, e))?;
-    }
-    if req.complete {
-        d = onboarding
+    let d = if req.complete {
+        onboarding
             .complete_decommission(&p.actor(), &id, &req.reason)
             .await
-            .map_err(|e| change_err(&st, e))?;
-    }
-    Ok(Json(d.into()))
+    } else {
+        onboarding.decommission(&p.actor(), &id, &req.reason).await
+    };
+    Ok(Json(d.map_err(|e| change_err(&st, e))?.into()))
 }
 
 /// Make a claim code.

@@ -45,7 +45,7 @@ pub use devices::DirectoryKey;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use fleets::{
     CreateFleetRequest, DeviceInfo, DeviceKeysRequest, DeviceList, DeviceQuery,
-    FactoryDeviceRequest, FleetList, FleetQuery,
+    FactoryDeviceRequest, FleetList, FleetQuery, next_after,
 };
 pub use ingest::FactoryRecipient;
 pub use keyrings::{

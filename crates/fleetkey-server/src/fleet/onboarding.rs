@@ -362,7 +362,8 @@ impl Onboarding {
     /// entry (`device.decommission_complete`, chained and covered by the next
     /// signed checkpoint) records that the device did **not** confirm the wipe,
     /// with the operator's reason. Its credentials were revoked when
-    /// decommissioning began; its hardware id can then be factory-reset.
+    /// decommissioning began (a device not yet decommissioning is decommissioned
+    /// first, in this call); its hardware id can then be factory-reset.
     pub async fn complete_decommission(
         &self,
         actor: &str,
@@ -371,10 +372,10 @@ impl Onboarding {
     ) -> Result<DeviceRecord> {
         let d = self.core.device(id).await?;
         if d.state != DeviceState::Decommissioning {
-            return Err(Error::IllegalTransition {
-                from: d.state.as_str(),
-                to: "decommissioned (start with decommission: it revokes the credentials and queues the wipe)",
-            });
+            // Not yet decommissioning: that first (credentials revoked, the
+            // wipe queued and then cancelled below); a decommissioned device
+            // is refused there.
+            self.decommission(actor, id, reason).await?;
         }
         let now = self.core.clock.now();
         self.store

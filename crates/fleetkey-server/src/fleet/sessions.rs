@@ -64,14 +64,14 @@ impl DeviceSessions {
         self.store.seen_counts(since).await
     }
 
-    /// Of a page of a fleet's devices (ids in `(after, up_to]`), those with a
-    /// session open now: one not recorded as ended whose device was heard from
+    /// Of a page of a fleet's devices (ids in `[from, up_to]`; one device:
+    /// `from == up_to`), those with a session open now: one not recorded as ended whose device was heard from
     /// within `idle_secs` (plus a flush's delay), so a session left open by a
     /// killed instance stops counting once it would have timed out.
     pub async fn connected(
         &self,
         fleet: &str,
-        after: &str,
+        from: &str,
         up_to: &str,
         idle_secs: u64,
     ) -> Result<std::collections::HashSet<String>> {
@@ -81,7 +81,7 @@ impl DeviceSessions {
         let live_after = self.core.clock.now().saturating_sub(window);
         Ok(self
             .store
-            .connected_devices(fleet, after, up_to, live_after)
+            .connected_devices(fleet, from, up_to, live_after)
             .await?
             .into_iter()
             .collect())

@@ -435,12 +435,12 @@ pub trait SessionStore: Changes {
     async fn record_seen(&self, seen: &[(String, UnixTime)]) -> Result<()>;
     /// Per fleet, how many devices were seen at or after each of `since`.
     async fn seen_counts(&self, since: [UnixTime; 3]) -> Result<Vec<(String, [i64; 3])>>;
-    /// Of `fleet`'s devices with ids in `(after, up_to]`, those with a session
+    /// Of `fleet`'s devices with ids in `[from, up_to]`, those with a session
     /// not recorded as ended whose device was seen at or after `live_after`.
     async fn connected_devices(
         &self,
         fleet: &str,
-        after: &str,
+        from: &str,
         up_to: &str,
         live_after: UnixTime,
     ) -> Result<Vec<String>>;

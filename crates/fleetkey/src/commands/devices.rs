@@ -218,16 +218,11 @@ async fn act(
                 Action::Decommission => serde_json::to_value(DeviceInfo::from(
                     f.onboarding.decommission(&who, &id, &reason).await?,
                 )),
-                Action::DecommissionComplete => {
-                    if f.registry.device(&id).await?.state != DeviceState::Decommissioning {
-                        f.onboarding.decommission(&who, &id, &reason).await?;
-                    }
-                    serde_json::to_value(DeviceInfo::from(
-                        f.onboarding
-                            .complete_decommission(&who, &id, &reason)
-                            .await?,
-                    ))
-                }
+                Action::DecommissionComplete => serde_json::to_value(DeviceInfo::from(
+                    f.onboarding
+                        .complete_decommission(&who, &id, &reason)
+                        .await?,
+                )),
             };
             shown.map_err(|e| fleetkey_server::Error::Internal(e.to_string()))
         },
@@ -288,9 +283,7 @@ async fn list(
                         .devices(fleet, filter, &after, limit)
                         .await
                         .map_err(service_error)?;
-                    let next_after = (list.len() == limit as usize)
-                        .then(|| list.last().map(|d| d.id.clone()))
-                        .flatten();
+                    let next_after = fleetkey_server::api::next_after(&list, limit, |d| &d.id);
                     let devices: Vec<DeviceInfo> = list.into_iter().map(DeviceInfo::from).collect();
                     Ok(json!({ "devices": devices, "next_after": next_after }))
                 }

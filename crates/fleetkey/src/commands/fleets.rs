@@ -144,9 +144,7 @@ async fn list(
                         .fleets(&after, limit)
                         .await
                         .map_err(service_error)?;
-                    let next_after = (list.len() == limit as usize)
-                        .then(|| list.last().map(|f| f.name.clone()))
-                        .flatten();
+                    let next_after = fleetkey_server::api::next_after(&list, limit, |f| &f.name);
                     Ok(json!({ "fleets": list, "next_after": next_after }))
                 }
                 (None, None) => Err(CliError::usage("no server and no data directory")),

@@ -660,17 +660,17 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
     async fn connected_devices(
         &self,
         fleet: &str,
-        after: &str,
+        from: &str,
         up_to: &str,
         live_after: UnixTime,
     ) -> Result<Vec<String>> {
         let rows = stmt(
             "SELECT DISTINCT d.id FROM devices d JOIN device_sessions s ON s.device_id = d.id \
-             WHERE d.fleet = $1 AND d.id > $2 AND d.id <= $3 AND d.last_seen >= $4 \
+             WHERE d.fleet = $1 AND d.id >= $2 AND d.id <= $3 AND d.last_seen >= $4 \
              AND s.ended_at IS NULL",
         )
         .bind(fleet)
-        .bind(after)
+        .bind(from)
         .bind(up_to)
         .bind(live_after)
         .all(&self.pool)
