@@ -426,7 +426,11 @@ fn add_constraints(doc: &mut Value) -> usize {
         };
         let mut hit = false;
         for op in ops.values_mut() {
-            let Some(params) = op["parameters"].as_array_mut() else {
+            // (`get_mut`: indexing would insert `"parameters": null` where absent.)
+            let Some(params) = op
+                .get_mut("parameters")
+                .and_then(serde_json::Value::as_array_mut)
+            else {
                 continue;
             };
             for p in params.iter_mut().filter(|p| p["name"] == param) {
@@ -448,6 +452,15 @@ mod tests {
         let mut doc = derived();
         let n = add_constraints(&mut doc);
         assert_eq!(n, table().len() + query_table().len());
+        // Nothing added where an operation has no parameters (a `null` there is
+        // an invalid document).
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                if let Some(p) = op.get("parameters") {
+                    assert!(p.is_array(), "{method} {path}: parameters {p}");
+                }
+            }
+        }
     }
 
     #[test]
