@@ -12,191 +12,21 @@ mod common;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use fleetkey_client::proto::{self, DeviceMsg, ServerMsg};
-use fleetkey_client::{Backoff, ClientConfig, DeviceClient, Error as ClientError, RecordCache};
+use fleetkey_client::{Backoff, ClientConfig, DeviceClient, Error as ClientError};
 use fleetkey_crypto::credential::DeviceKeys;
 use fleetkey_crypto::ed25519::Ed25519Signer;
 use fleetkey_crypto::x25519::X25519Secret;
-use fleetkey_server::api::AppState;
 use fleetkey_server::api::listener::{DeviceListener, ListenerConfig};
-use fleetkey_server::fleet::{ConfigUpdate, FactoryRequest, FleetService, onboarding_message};
-use fleetkey_server::store::{CommandState, DeviceState, Store};
+use fleetkey_server::fleet::ConfigUpdate;
+use fleetkey_server::store::{CommandState, DeviceState};
 use fleetkey_server::telemetry::JsonLinesSink;
 use fleetkey_session::Keypair;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Harness {
-    dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    fleets: Arc<FleetService>,
-    state: Arc<AppState>,
-    listener: Arc<DeviceListener>,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    run: Option<tokio::task::JoinHandle<()>>,
-}
-
+use common::listener::{Harness, next_command};
 use common::now;
-
-impl Harness {
-    async fn start(connections_per_minute: u32) -> Self {
-        Self::start_with(ListenerConfig {
-            connections_per_minute,
-            ..Default::default()
-        })
-        .await
-    }
-
-    async fn start_with(config: ListenerConfig) -> Self {
-        let dir = tempfile::TempDir::new().unwrap();
-        let common::Services {
-            store,
-            fleets,
-            state,
-        } = common::services(dir.path()).await;
-        let listener = DeviceListener::new(
-            state.clone(),
-            config,
-            Arc::new(JsonLinesSink::open(&dir.path().join("telemetry.jsonl")).unwrap()),
-        )
-        .await
-        .unwrap();
-        let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(listener.clone().run(sock, async move {
-            let _ = stopped.await;
-        }));
-        let fleet = fleets
-            .registry
-            .create_fleet("ops", &"hub".parse().unwrap(), None)
-            .await
-            .unwrap();
-        assert!(!fleet.issuer_public_key.is_empty());
-        Self {
-            dir,
-            store,
-            fleets,
-            state,
-            listener,
-            addr,
-            stop: Some(stop),
-            run: Some(run),
-        }
-    }
-
-    async fn fleet_key(&self) -> [u8; 32] {
-        let f = self.fleets.registry.fleet("hub").await.unwrap();
-        hex::decode(f.issuer_public_key)
-            .unwrap()
-            .try_into()
-            .unwrap()
-    }
-
-    /// A provisioned, onboarded device (active from its first session): (id,
-    /// Noise key, signing key).
-    async fn device(&self, hw: &str) -> (String, Keypair, Ed25519Signer) {
-        let x = X25519Secret::generate().unwrap();
-        let noise = Keypair::from_private(*x.expose_secret()).unwrap();
-        let sign = Ed25519Signer::generate().unwrap();
-        let p = self
-            .fleets
-            .registry
-            .provision(
-                "jig",
-                FactoryRequest {
-                    fleet: "hub".into(),
-                    hardware_id: hw.into(),
-                    model: "m".into(),
-                    batch: "b".into(),
-                    station: "s".into(),
-                    keys: DeviceKeys {
-                        x25519: x.public_key().unwrap(),
-                        ed25519: sign.public_key(),
-                        ml_kem_768: None,
-                        ml_dsa_65: None,
-                    },
-                    test_results: json!({}),
-                },
-            )
-            .await
-            .unwrap();
-        let id = p.device.id.clone();
-        let c = self.fleets.onboarding.challenge(&id).await.unwrap();
-        self.fleets
-            .onboarding
-            .onboard(
-                &p.device.birth_credential,
-                &c.nonce,
-                &sign.sign(&onboarding_message(&id, &c.nonce, c.issued_at)),
-            )
-            .await
-            .unwrap();
-        (id, noise, sign)
-    }
-
-    /// The server's key record, verified through a client cache.
-    async fn server_record(&self) -> fleetkey_crypto::record::KeyRecord {
-        let mut cache = RecordCache::new(self.fleets.directory().public_key());
-        let token = self
-            .fleets
-            .directory()
-            .record("fleetkey-server")
-            .await
-            .unwrap();
-        cache.insert(&token, now()).unwrap().clone()
-    }
-
-    fn client(&self, id: &str, noise: &Keypair, sign: &Ed25519Signer, state: &str) -> DeviceClient {
-        let mut config = ClientConfig::new(self.addr.to_string());
-        config.backoff = Backoff {
-            base: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-            max_attempts: 3,
-        };
-        self.client_with(config, id, noise, sign, state)
-    }
-
-    /// A client with `config`, the device's keys (copied) and its state file.
-    fn client_with(
-        &self,
-        config: ClientConfig,
-        id: &str,
-        noise: &Keypair,
-        sign: &Ed25519Signer,
-        state: &str,
-    ) -> DeviceClient {
-        DeviceClient::new(
-            config,
-            id,
-            Keypair::from_private(*noise.expose_private()).unwrap(),
-            Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
-                *sign.expose_seed(),
-            ))
-            .unwrap(),
-            self.dir.path().join(state),
-        )
-        .unwrap()
-    }
-
-    fn metrics(&self) -> String {
-        self.state.metrics.render(&self.state.keys, false)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.run.take().unwrap().await.unwrap();
-    }
-}
-
-async fn next_command(s: &mut fleetkey_client::DeviceSession<'_>) -> proto::CommandWire {
-    match s.recv().await.unwrap() {
-        ServerMsg::Command(c) => c,
-        other => panic!("expected a command, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn a_device_session_from_config_command_to_wipe_and_refusal() {

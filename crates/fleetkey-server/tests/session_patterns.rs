@@ -7,18 +7,11 @@
 
 mod common;
 
-use fleetkey_client::{Backoff, ClientConfig, DeviceClient, Error as ClientError};
-use fleetkey_crypto::credential::DeviceKeys;
-use fleetkey_crypto::ed25519::Ed25519Signer;
-use fleetkey_crypto::x25519::X25519Secret;
-use fleetkey_server::api::listener::{DeviceListener, ListenerConfig};
+use common::listener::Harness;
+use fleetkey_client::{Backoff, ClientConfig, Error as ClientError};
+use fleetkey_server::api::listener::ListenerConfig;
 use fleetkey_server::fleet::patterns::{PATTERNS_REFRESH, SessionPattern};
-use fleetkey_server::fleet::{FactoryRequest, onboarding_message};
 use fleetkey_server::keys::KeyConfig;
-use fleetkey_server::telemetry::JsonLinesSink;
-use fleetkey_session::Keypair;
-use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test]
@@ -27,78 +20,21 @@ async fn a_pattern_disabled_on_one_instance_is_refused_by_another() {
     let a = common::services(dir.path()).await;
     // The second instance: its own services and caches over the same store.
     let b = common::services_on(dir.path(), a.store.clone(), KeyConfig::default()).await;
-    let listener = DeviceListener::new(
-        a.state.clone(),
+    // A listener on the first, and a device, onboarded.
+    let h = Harness::start_on(
+        dir,
+        a,
         ListenerConfig {
             connections_per_minute: 100,
             ..Default::default()
         },
-        Arc::new(JsonLinesSink::open(&dir.path().join("t.jsonl")).unwrap()),
     )
-    .await
-    .unwrap();
-    let sock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(listener.clone().run(sock, async move {
-        let _ = stopped.await;
-    }));
-    a.fleets
-        .registry
-        .create_fleet("ops", &"hub".parse().unwrap(), None)
-        .await
-        .unwrap();
-
-    // A device, onboarded.
-    let x = X25519Secret::generate().unwrap();
-    let noise = Keypair::from_private(*x.expose_secret()).unwrap();
-    let sign = Ed25519Signer::generate().unwrap();
-    let p = a
-        .fleets
-        .registry
-        .provision(
-            "jig",
-            FactoryRequest {
-                fleet: "hub".into(),
-                hardware_id: "hw-pattern".into(),
-                model: "m".into(),
-                batch: "b".into(),
-                station: "s".into(),
-                keys: DeviceKeys {
-                    x25519: x.public_key().unwrap(),
-                    ed25519: sign.public_key(),
-                    ml_kem_768: None,
-                    ml_dsa_65: None,
-                },
-                test_results: json!({}),
-            },
-        )
-        .await
-        .unwrap();
-    let id = p.device.id.clone();
-    let c = a.fleets.onboarding.challenge(&id).await.unwrap();
-    a.fleets
-        .onboarding
-        .onboard(
-            &p.device.birth_credential,
-            &c.nonce,
-            &sign.sign(&onboarding_message(&id, &c.nonce, c.issued_at)),
-        )
-        .await
-        .unwrap();
+    .await;
+    let (id, noise, sign) = h.device("hw-pattern").await;
     // The server's key from its signed record, as a device gets it.
-    let record = {
-        let mut cache = fleetkey_client::RecordCache::new(a.fleets.directory().public_key());
-        let token = a
-            .fleets
-            .directory()
-            .record("fleetkey-server")
-            .await
-            .unwrap();
-        cache.insert(&token, common::now()).unwrap().clone()
-    };
+    let record = h.server_record().await;
     let client = |hybrid: bool, first_contact: bool| {
-        let mut config = ClientConfig::new(addr.to_string());
+        let mut config = ClientConfig::new(h.addr.to_string());
         config.hybrid = hybrid;
         config.allow_first_contact = first_contact;
         config.backoff = Backoff {
@@ -106,17 +42,7 @@ async fn a_pattern_disabled_on_one_instance_is_refused_by_another() {
             max: Duration::from_millis(20),
             max_attempts: 1,
         };
-        let mut c = DeviceClient::new(
-            config,
-            &id,
-            Keypair::from_private(*noise.expose_private()).unwrap(),
-            Ed25519Signer::from_seed(fleetkey_crypto::secret::SecretBytes::new(
-                *sign.expose_seed(),
-            ))
-            .unwrap(),
-            dir.path().join("device.json"),
-        )
-        .unwrap();
+        let mut c = h.client_with(config, &id, &noise, &sign, "device.json");
         c.trust_record(&record).unwrap();
         c
     };
@@ -159,7 +85,7 @@ async fn a_pattern_disabled_on_one_instance_is_refused_by_another() {
     tokio::time::sleep(after_refresh).await;
     let why = refused(client(true, false).connect().await.unwrap_err());
     assert!(why.contains("(allowed: none)"), "{why}");
-    let shown = a.fleets.sessions.patterns(Some("hub")).await.unwrap();
+    let shown = h.fleets.sessions.patterns(Some("hub")).await.unwrap();
     assert_eq!(shown.patterns, Some(vec![SessionPattern::IkHybrid]));
     assert!(shown.effective.is_empty());
 
@@ -184,7 +110,7 @@ async fn a_pattern_disabled_on_one_instance_is_refused_by_another() {
     assert!(b.fleets.sessions.patterns(Some("nowhere")).await.is_err());
 
     // Audited, refusals counted by pattern.
-    let entries = a.store.audit_entries(0, 10_000).await.unwrap();
+    let entries = h.store.audit_entries(0, 10_000).await.unwrap();
     let changes = entries
         .iter()
         .filter(|e| e.action == "session.patterns")
@@ -195,7 +121,7 @@ async fn a_pattern_disabled_on_one_instance_is_refused_by_another() {
             .iter()
             .any(|e| e.action == "session.refused" && e.details.contains("pattern_not_allowed"))
     );
-    let metrics = a.state.metrics.render(&a.state.keys, false);
+    let metrics = h.metrics();
     assert!(
         metrics.contains(
             "fleetkey_device_handshakes_total{pattern=\"IK\",result=\"pattern_refused\"} 1"
@@ -207,6 +133,5 @@ async fn a_pattern_disabled_on_one_instance_is_refused_by_another() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let _ = stop.send(());
-    run.await.unwrap();
+    h.stop().await;
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod keyrings;
+pub mod listener;
 pub mod vault;
 
 use fleetkey_server::api::{AppState, server};
