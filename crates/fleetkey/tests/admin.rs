@@ -4,34 +4,9 @@
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use tempfile::TempDir;
 
-struct Admin {
-    dir: TempDir,
-}
-
-impl Admin {
-    fn new() -> Self {
-        let dir = TempDir::new().unwrap();
-        Command::cargo_bin("fleetkey")
-            .unwrap()
-            .args(["keygen", "-o"])
-            .arg(dir.path().join("kek.fk"))
-            .assert()
-            .success();
-        Self { dir }
-    }
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("fleetkey").unwrap();
-        c.env("FLEETKEY_ROOT_KEY_FILE", self.dir.path().join("kek.fk"))
-            .env("FLEETKEY_DATA_DIR", self.dir.path().join("data"))
-            .env_remove("FLEETKEY_PASSPHRASE");
-        c
-    }
-    fn path(&self, n: &str) -> String {
-        self.dir.path().join(n).display().to_string()
-    }
-}
+mod common;
+use common::admin::Admin;
 
 #[test]
 fn local_admin_commands_refuse_a_shared_postgres_store() {

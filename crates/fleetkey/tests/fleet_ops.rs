@@ -5,52 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
-use tempfile::TempDir;
 
-struct Local {
-    dir: TempDir,
-}
-
-impl Local {
-    fn new() -> Self {
-        let dir = TempDir::new().unwrap();
-        Command::cargo_bin("fleetkey")
-            .unwrap()
-            .args(["keygen", "-o"])
-            .arg(dir.path().join("kek.fk"))
-            .assert()
-            .success();
-        Self { dir }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("fleetkey").unwrap();
-        c.env("FLEETKEY_ROOT_KEY_FILE", self.dir.path().join("kek.fk"))
-            .env("FLEETKEY_DATA_DIR", self.dir.path().join("data"))
-            .env_remove("FLEETKEY_PASSPHRASE")
-            .env_remove("FLEETKEY_ADDR")
-            .env_remove("FLEETKEY_FORMAT");
-        c
-    }
-
-    fn stdout(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).assert().success();
-        String::from_utf8(out.get_output().stdout.clone()).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["--format", "json"]);
-        serde_json::from_str(&self.stdout(&all)).unwrap()
-    }
-}
+mod common;
+use common::admin::Admin;
 
 #[test]
 fn every_device_of_a_large_fleet_is_reachable_page_by_page() {
-    let l = Local::new();
+    let l = Admin::new();
     l.stdout(&["fleets", "create", "big"]);
     // The jig prints each new device: JSON lines with --format json.
     let made = l.stdout(&[
@@ -197,7 +160,7 @@ fn every_device_of_a_large_fleet_is_reachable_page_by_page() {
 
 #[test]
 fn a_device_that_never_returns_finishes_decommissioning_unconfirmed() {
-    let l = Local::new();
+    let l = Admin::new();
     l.stdout(&["fleets", "create", "f"]);
     let made = l.stdout(&[
         "factory",
@@ -307,7 +270,7 @@ fn a_device_that_never_returns_finishes_decommissioning_unconfirmed() {
 
 #[test]
 fn completions_manual_page_and_configuration_files() {
-    let l = Local::new();
+    let l = Admin::new();
     let bash = l.stdout(&["completions", "bash"]);
     assert!(bash.contains("fleetkey") && bash.contains("devices"));
     if let Ok(out) = std::process::Command::new("bash")

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod admin;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
