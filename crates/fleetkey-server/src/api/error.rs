@@ -15,38 +15,6 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-/// Every stable error code the API answers with.
-pub const CODES: &[&str] = &[
-    "malformed",
-    "unauthenticated",
-    "forbidden",
-    "not_found",
-    "method_not_allowed",
-    "conflict",
-    "too_large",
-    "timeout",
-    "cannot_open",
-    "revoked",
-    "below_minimum",
-    "unknown_version",
-    "wrong_key_type",
-    "wrong_keyring",
-    "keyring_disabled",
-    "keyring_pending_deletion",
-    "keyring_deleted",
-    "not_exportable",
-    "custody_unsupported",
-    "import_refused",
-    "claim_refused",
-    "invalid_config",
-    "invalid_schema",
-    "key_refused",
-    "migration_failed",
-    "rate_limited",
-    "unavailable",
-    "custody_unavailable",
-];
-
 /// An error body as a client reads it.
 #[derive(serde::Deserialize)]
 struct ReadDetail {
@@ -54,16 +22,13 @@ struct ReadDetail {
     message: String,
 }
 
-/// A code is read as one of [`CODES`] (`unknown` for any other: a newer server).
+/// A code is read as one of [`super::error_codes::ERROR_CODES`] (`unknown` for any
+/// other: a newer server).
 impl<'de> serde::Deserialize<'de> for ErrorDetail {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let d = ReadDetail::deserialize(d)?;
         Ok(Self {
-            code: CODES
-                .iter()
-                .find(|c| **c == d.code)
-                .copied()
-                .unwrap_or("unknown"),
+            code: super::error_codes::find(&d.code).map_or("unknown", |c| c.code),
             message: d.message,
         })
     }
@@ -72,13 +37,8 @@ impl<'de> serde::Deserialize<'de> for ErrorDetail {
 /// Machine-readable code and a human message.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable code: `malformed`, `unauthenticated`, `forbidden`, `not_found`,
-    /// `conflict`, `too_large`, `cannot_open`, `revoked`, `below_minimum`,
-    /// `unknown_version`, `wrong_keyring`, `wrong_key_type`, `keyring_disabled`,
-    /// `keyring_pending_deletion`, `keyring_deleted`, `not_exportable`, `import_refused`,
-    /// `claim_refused`,
-    /// `invalid_config`,
-    /// `migration_failed`, `rate_limited`, `unavailable`, `custody_unavailable`.
+    /// Stable code, one of docs/errors.md (`malformed`, `unauthenticated`,
+    /// `forbidden`, `not_found`, `conflict`, `unavailable`, …).
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
@@ -96,7 +56,10 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        debug_assert!(CODES.contains(&code), "undocumented error code {code}");
+        debug_assert!(
+            super::error_codes::find(code).is_some_and(|c| c.http == status.as_u16()),
+            "error code {code} with status {status} is not in docs/errors.md's table"
+        );
         Self {
             status,
             detail: ErrorDetail {

@@ -17,6 +17,7 @@ mod caches;
 pub mod datakeys;
 pub mod devices;
 pub(crate) mod error;
+pub mod error_codes;
 mod extract;
 mod fleets;
 mod health;
