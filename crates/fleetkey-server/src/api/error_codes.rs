@@ -1,7 +1,7 @@
 //! Every stable error code the API answers with: its HTTP status, the gRPC status
 //! it maps to, what it means, whether a client may retry, and what to do.
 //! `docs/errors.md` is generated from this table ([`markdown`]) and a test keeps
-//! the two equal; [`super::error::ApiError::new`] refuses (in debug builds) a code
+//! the two equal; `ApiError::new` refuses (in debug builds) a code
 //! that is not here or a status other than the code's.
 
 /// Whether a client may send the same request again.

@@ -18,7 +18,7 @@
 //! control frame (to the datagram's source, or in the gateway's response) until
 //! the device acknowledges it in a control frame of its own.
 
-mod downlink;
+pub mod downlink;
 pub use downlink::{RESEND_AFTER, RESENDS};
 
 use crate::error::Result;
