@@ -447,6 +447,22 @@ fn add_constraints(doc: &mut Value) -> usize {
 mod tests {
     use super::*;
 
+    /// The TypeScript SDK generates its types from a copy of the document
+    /// (`sdk/typescript/openapi.json`); it must be this one. To refresh it:
+    /// `FLEETKEY_WRITE_SNAPSHOTS=1 cargo test -p fleetkey-server --lib sdk_snapshot`.
+    #[test]
+    fn the_sdk_snapshot_of_the_document_is_current() {
+        let want = serde_json::to_string_pretty(&openapi_document()).unwrap() + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/typescript/openapi.json");
+        if std::env::var_os("FLEETKEY_WRITE_SNAPSHOTS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        assert!(
+            std::fs::read_to_string(path).unwrap_or_default() == want,
+            "sdk/typescript/openapi.json is stale: FLEETKEY_WRITE_SNAPSHOTS=1 cargo test -p fleetkey-server --lib sdk_snapshot"
+        );
+    }
+
     #[test]
     fn every_constraint_applies() {
         let mut doc = derived();
