@@ -66,7 +66,7 @@ def http_seal(checkout, secs):
     d = tempfile.mkdtemp()
     port = free_port()
     env = dict(os.environ, HOME=f"{d}/home", FLEETKEY_LISTEN=f"127.0.0.1:{port}",
-               FLEETKEY_DEVICE_LISTEN="off", FLEETKEY_DEVICE_UDP_LISTEN="off",
+               FLEETKEY_DEVICE_LISTEN="off", FLEETKEY_DEVICE_UDP_LISTEN="off", FLEETKEY_GRPC_LISTEN="off",
                FLEETKEY_LOG_FORMAT="json", FLEETKEY_RATE_LIMIT_PER_TOKEN="100000000",
                FLEETKEY_RATE_LIMIT_GLOBAL="100000000")
     for k in ("FLEETKEY_ADDR", "FLEETKEY_TOKEN", "FLEETKEY_STORE_URL", "FLEETKEY_REDIS_URL"):

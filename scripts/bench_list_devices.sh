@@ -18,7 +18,7 @@ port=${BENCH_PORT:-28400}
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 (cd "$tmp" && HOME="$tmp/home" FLEETKEY_LISTEN=127.0.0.1:$port FLEETKEY_DEVICE_LISTEN=off \
-  FLEETKEY_DEVICE_UDP_LISTEN=off FLEETKEY_ACCESS_LOG=false FLEETKEY_LOG_FORMAT=json \
+  FLEETKEY_DEVICE_UDP_LISTEN=off FLEETKEY_GRPC_LISTEN=off FLEETKEY_ACCESS_LOG=false FLEETKEY_LOG_FORMAT=json \
   exec "$fk" serve 2>"$tmp/serve.log") &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done

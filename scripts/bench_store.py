@@ -27,7 +27,7 @@ def start(dirpath, env_extra):
     port = free_port()
     env = dict(os.environ, HOME=os.path.join(dirpath, "home"), FLEETKEY_DATA_DIR=os.path.join(dirpath, "data"),
                FLEETKEY_PASSPHRASE="bench", FLEETKEY_LISTEN=f"127.0.0.1:{port}", FLEETKEY_DEVICE_LISTEN="off",
-               FLEETKEY_DEVICE_UDP_LISTEN="off", FLEETKEY_LOG_FORMAT="json", RUST_LOG="warn",
+               FLEETKEY_DEVICE_UDP_LISTEN="off", FLEETKEY_GRPC_LISTEN="off", FLEETKEY_LOG_FORMAT="json", RUST_LOG="warn",
                FLEETKEY_RATE_LIMIT_PER_TOKEN="100000000", FLEETKEY_RATE_LIMIT_GLOBAL="100000000")
     env.pop("FLEETKEY_ROOT_KEY_FILE", None)
     env.update(env_extra)

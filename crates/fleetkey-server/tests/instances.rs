@@ -44,6 +44,7 @@ fn config(dir: &std::path::Path, name: &str, redis: &str, prefix: &str) -> Confi
         listen: ([127, 0, 0, 1], 0).into(),
         device_listen: fleetkey_server::config::Listen::Off,
         device_udp_listen: fleetkey_server::config::Listen::Off,
+        grpc_listen: fleetkey_server::config::Listen::Off,
         telemetry_file: Some(dir.join(format!("telemetry-{name}.jsonl"))),
         redis_url: Some(fleetkey_server::config::ServiceUrl::new(redis)),
         redis_prefix: prefix.to_owned(),

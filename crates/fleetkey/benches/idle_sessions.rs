@@ -210,6 +210,7 @@ fn parent() {
         .env("FLEETKEY_LISTEN", format!("127.0.0.1:{http}"))
         .env("FLEETKEY_DEVICE_LISTEN", format!("127.0.0.1:{dev}"))
         .env("FLEETKEY_DEVICE_UDP_LISTEN", "127.0.0.1:0")
+        .env("FLEETKEY_GRPC_LISTEN", "off")
         .env("FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE", "100000000")
         .env("FLEETKEY_MAX_CONCURRENT_HANDSHAKES", "1024")
         .env("FLEETKEY_DEVICE_IDLE_SECS", "3600")

@@ -83,6 +83,7 @@ async fn start(
             .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
             .env("FLEETKEY_DEVICE_LISTEN", "off")
             .env("FLEETKEY_DEVICE_UDP_LISTEN", "off")
+            .env("FLEETKEY_GRPC_LISTEN", "off")
             .env("FLEETKEY_INSTANCE_NAME", format!("i{i}"))
             .env("FLEETKEY_INSTANCES", n.to_string())
             .env("FLEETKEY_LOG_FORMAT", "json")

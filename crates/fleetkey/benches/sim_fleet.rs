@@ -69,6 +69,7 @@ fn main() {
         .env("FLEETKEY_LISTEN", format!("127.0.0.1:{http}"))
         .env("FLEETKEY_DEVICE_LISTEN", format!("127.0.0.1:{dev}"))
         .env("FLEETKEY_DEVICE_UDP_LISTEN", format!("127.0.0.1:{udp}"))
+        .env("FLEETKEY_GRPC_LISTEN", "off")
         .env("FLEETKEY_DEVICE_IDLE_SECS", "3600")
         .env("FLEETKEY_LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")

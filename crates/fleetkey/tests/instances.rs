@@ -40,6 +40,7 @@ fn spawn_on(dir: &std::path::Path, name: &str, env: &[(&str, String)], port: u16
         .env("FLEETKEY_LISTEN", format!("127.0.0.1:{port}"))
         .env("FLEETKEY_DEVICE_LISTEN", "off")
         .env("FLEETKEY_DEVICE_UDP_LISTEN", "off")
+        .env("FLEETKEY_GRPC_LISTEN", "off")
         .env("FLEETKEY_INSTANCE_NAME", name)
         .env("FLEETKEY_INSTANCES", "2")
         .env("FLEETKEY_LOG_FORMAT", "json")

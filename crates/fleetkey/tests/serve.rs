@@ -329,6 +329,7 @@ fn zero_config_first_start_client_mode_and_graceful_restart() {
             format!("127.0.0.1:{}", free_port()),
         )
         .env("FLEETKEY_DEVICE_UDP_LISTEN", "127.0.0.1:0")
+        .env("FLEETKEY_GRPC_LISTEN", "off")
         .arg("serve")
         .assert()
         .code(2)
@@ -442,6 +443,7 @@ fn tls_when_a_certificate_is_configured() {
             format!("127.0.0.1:{}", free_port()),
         )
         .env("FLEETKEY_DEVICE_UDP_LISTEN", "127.0.0.1:0")
+        .env("FLEETKEY_GRPC_LISTEN", "off")
         .env("FLEETKEY_TLS_CERT", dir.path().join("cert.pem"))
         .env("FLEETKEY_TLS_KEY", dir.path().join("key.pem"))
         .stdout(Stdio::null())

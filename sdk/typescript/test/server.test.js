@@ -31,7 +31,7 @@ before(async () => {
     cwd: dir,
     env: {
       ...process.env, HOME: dir, FLEETKEY_LISTEN: `127.0.0.1:${http}`,
-      FLEETKEY_DEVICE_LISTEN: `127.0.0.1:${dev}`, FLEETKEY_DEVICE_UDP_LISTEN: `127.0.0.1:${udp}`,
+      FLEETKEY_DEVICE_LISTEN: `127.0.0.1:${dev}`, FLEETKEY_DEVICE_UDP_LISTEN: `127.0.0.1:${udp}`, FLEETKEY_GRPC_LISTEN: "off",
     },
     stdio: ["ignore", "ignore", "inherit"],
   });

@@ -20,6 +20,7 @@ pub(crate) mod error;
 pub mod error_codes;
 mod extract;
 mod fleets;
+pub mod grpc;
 mod health;
 pub mod http;
 pub(crate) mod ingest;

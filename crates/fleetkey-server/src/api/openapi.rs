@@ -453,7 +453,10 @@ mod tests {
     #[test]
     fn the_sdk_snapshot_of_the_document_is_current() {
         let want = serde_json::to_string_pretty(&openapi_document()).unwrap() + "\n";
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/typescript/openapi.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../sdk/typescript/openapi.json"
+        );
         if std::env::var_os("FLEETKEY_WRITE_SNAPSHOTS").is_some() {
             std::fs::write(path, &want).unwrap();
         }

@@ -105,6 +105,7 @@ pub struct Listeners {
     http: std::net::TcpListener,
     devices: Option<std::net::TcpListener>,
     udp: Option<std::net::UdpSocket>,
+    grpc: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -129,6 +130,10 @@ impl Listeners {
             .device_udp_listen_addr()
             .map(|a| std::net::UdpSocket::bind(a).map_err(bind_err(format!("device UDP {a}"))))
             .transpose()?;
+        let grpc = config
+            .grpc_listen_addr()
+            .map(|a| std::net::TcpListener::bind(a).map_err(bind_err(format!("gRPC listener {a}"))))
+            .transpose()?;
         if let Some(u) = &udp {
             // Frames arrive in bursts (a fleet waking up, a busy machine delaying the
             // receive loop): a deep receive queue keeps the kernel from dropping them.
@@ -142,18 +147,29 @@ impl Listeners {
             Some(http.set_nonblocking(true)),
             devices.as_ref().map(|d| d.set_nonblocking(true)),
             udp.as_ref().map(|u| u.set_nonblocking(true)),
+            grpc.as_ref().map(|g| g.set_nonblocking(true)),
         ]
         .into_iter()
         .flatten()
         {
             r.map_err(bind_err("listener".into()))?;
         }
-        Ok(Self { http, devices, udp })
+        Ok(Self {
+            http,
+            devices,
+            udp,
+            grpc,
+        })
     }
 
     /// The bound HTTP address.
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.http.local_addr().ok()
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> Option<std::net::SocketAddr> {
+        self.grpc.as_ref().and_then(|g| g.local_addr().ok())
     }
 
     /// The bound device listener address.
@@ -271,6 +287,10 @@ pub async fn serve_on(
     }
     if let Some(std_sock) = listeners.devices {
         device_listener(config, &state, std_sock, sink.clone(), &sup).await?;
+    }
+    if let Some(std_sock) = listeners.grpc {
+        let grpc = serve_grpc(config, &state, std_sock, sup.token().cancelled_owned())?;
+        sup.spawn_draining("gRPC", grpc);
     }
     let result = serve_http(config, &state, listeners.http, shutdown).await;
     // Everything stops; the device listener ends its sessions (each records its
@@ -403,13 +423,7 @@ async fn serve_http(
         path: config.listen_addr().to_string(),
         source: e,
     };
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            install_crypto_provider();
-            Some(crate::api::http::tls_acceptor(cert, key).map_err(io)?)
-        }
-        _ => None,
-    };
+    let tls = tls(config)?;
     let nofile = crate::api::http::raise_nofile_limit();
     let limits = config.http_limits(nofile);
     let listener = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;
@@ -431,6 +445,49 @@ async fn serve_http(
     )
     .await
     .map_err(io)
+}
+
+/// The listeners' TLS (both HTTP and gRPC), when the configuration sets it.
+fn tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            install_crypto_provider();
+            crate::api::http::tls_acceptor(cert, key)
+                .map(Some)
+                .map_err(|e| Error::Io {
+                    path: cert.display().to_string(),
+                    source: e,
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The gRPC listener (docs/grpc.md): the same HTTP serving code as the REST API
+/// (TLS, connection cap, header and idle timeouts, graceful shutdown) with the
+/// gRPC routes; stops when `shutdown` completes.
+fn serve_grpc(
+    config: &Config,
+    state: &Arc<AppState>,
+    std_sock: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<impl Future<Output = ()> + Send + 'static> {
+    let io = |e: std::io::Error| Error::Io {
+        path: format!("gRPC listener {:?}", config.grpc_listen_addr()),
+        source: e,
+    };
+    let tls = tls(config)?;
+    let limits = config.http_limits(crate::api::http::raise_nofile_limit());
+    let listener = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;
+    tracing::info!(addr = %listener.local_addr().map_err(io)?, tls = tls.is_some(), "gRPC listening");
+    let app = crate::api::grpc::router(state.clone(), config.max_body_bytes);
+    let metrics = state.metrics.http.clone();
+    Ok(async move {
+        if let Err(e) = crate::api::http::serve(listener, tls, app, limits, metrics, shutdown).await
+        {
+            tracing::error!(error = %e, "the gRPC listener failed");
+        }
+    })
 }
 
 /// The telemetry sink the configuration names: an MQTT broker, or the JSON-lines

@@ -342,6 +342,10 @@ pub struct Config {
     /// UDP address for constrained devices' frames; `off` disables it.
     #[serde(deserialize_with = "from_text")]
     pub device_udp_listen: Listen,
+    /// gRPC address (docs/grpc.md; TLS, limits and timeouts as the HTTP
+    /// listener's); `off` disables it.
+    #[serde(deserialize_with = "from_text")]
+    pub grpc_listen: Listen,
     /// Where verified device telemetry is appended as JSON lines (default
     /// `<data_dir>/telemetry.jsonl`).
     pub telemetry_file: Option<PathBuf>,
@@ -402,6 +406,7 @@ impl Default for Config {
             max_concurrent_handshakes: 256,
             device_idle_timeout_secs: 60,
             device_udp_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 8402))),
+            grpc_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 8403))),
             telemetry_file: None,
             telemetry_mqtt_url: None,
             store_url: None,
@@ -508,6 +513,7 @@ impl Config {
             "FLEETKEY_DEVICE_CONNECTIONS_PER_MINUTE" => device_connections_per_minute,
             "FLEETKEY_MAX_CONCURRENT_HANDSHAKES" => max_concurrent_handshakes,
             "FLEETKEY_DEVICE_UDP_LISTEN" => device_udp_listen,
+            "FLEETKEY_GRPC_LISTEN" => grpc_listen,
             "FLEETKEY_DEVICE_IDLE_SECS" => device_idle_timeout_secs,
             "FLEETKEY_TELEMETRY_MQTT_URL" => telemetry_mqtt_url,
             "FLEETKEY_REDIS_URL" => redis_url,
@@ -713,6 +719,11 @@ impl Config {
         self.telemetry_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("telemetry.jsonl"))
+    }
+
+    /// The gRPC address, unless it is off.
+    pub fn grpc_listen_addr(&self) -> Option<SocketAddr> {
+        self.grpc_listen.addr()
     }
 
     /// The constrained devices' UDP address, unless it is off.

@@ -58,6 +58,8 @@ pub struct Server {
     pub device_port: u16,
     /// The constrained devices' UDP port.
     pub udp_port: u16,
+    /// The gRPC port.
+    pub grpc_port: u16,
 }
 
 /// A UDP port free right now.
@@ -105,6 +107,7 @@ impl Server {
         let port = free_port();
         let device_port = free_port();
         let udp_port = free_udp_port();
+        let grpc_port = free_port();
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fleetkey"))
             .arg("serve")
             .current_dir(dir)
@@ -119,6 +122,7 @@ impl Server {
                 "FLEETKEY_DEVICE_UDP_LISTEN",
                 format!("127.0.0.1:{udp_port}"),
             )
+            .env("FLEETKEY_GRPC_LISTEN", format!("127.0.0.1:{grpc_port}"))
             .env("FLEETKEY_LOG_FORMAT", "json")
             .envs(store_env(dir))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -134,6 +138,7 @@ impl Server {
                     port,
                     device_port,
                     udp_port,
+                    grpc_port,
                 };
             }
             std::thread::sleep(Duration::from_millis(100));

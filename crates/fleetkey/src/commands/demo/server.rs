@@ -85,6 +85,7 @@ impl DemoServer {
             listen: ([127, 0, 0, 1], 0).into(),
             device_listen: Listen::On(([127, 0, 0, 1], 0).into()),
             device_udp_listen: Listen::On(([127, 0, 0, 1], 0).into()),
+            grpc_listen: Listen::Off,
             ..Config::default()
         };
         std::fs::create_dir_all(&config.data_dir)
