@@ -3,14 +3,14 @@
 //! a streaming seal — for clients that prefer protobuf over HTTP/2.
 //!
 //! A second door to the same operations, never a second implementation: every
-//! call is admitted by [`super::middleware::admit`] (the token in the
+//! call is admitted by the admission check of every door (the token in the
 //! `authorization` metadata, its scopes, expiry and revocation, the rate limits),
 //! runs the same keyring operation as its REST route, is counted in the same
 //! metrics (`fleetkey_seals_total`, …, and `fleetkey_http_requests_total` under
 //! the route `grpc:/fleetkey.v1.Crypto/<Method>` with the gRPC status) and
 //! written to the access log. Errors are the API's error codes
 //! (docs/errors.md) as gRPC statuses, the code itself in the
-//! `fleetkey-error-code` trailer. Served by [`super::http::serve`] on its own
+//! `fleetkey-error-code` trailer. Served by [`crate::api::http::serve`] on its own
 //! listener (`grpc_listen`), so TLS, connection caps and timeouts are REST's.
 
 mod stream;
