@@ -383,7 +383,13 @@ mod tests {
             ),
         ];
         for (from, to) in cases {
-            let e = VaultError::from(ApiError::new(from, "malformed", "x"));
+            // A documented code of that status (docs/errors.md).
+            let code = crate::api::error_codes::ERROR_CODES
+                .iter()
+                .find(|c| c.http == from.as_u16())
+                .map(|c| c.code)
+                .unwrap();
+            let e = VaultError::from(ApiError::new(from, code, "x"));
             assert_eq!(e.status, to, "{from}");
         }
     }
