@@ -178,22 +178,34 @@ fn main() {
             "grpc_rest: seal 64 B, {conns} connections, {secs} s rounds, nproc {}",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        let pid = server.id();
         let (mut rest, mut grpc_v) = (Vec::new(), Vec::new());
+        let (mut rest_cpu, mut grpc_cpu) = (Vec::new(), Vec::new());
         for i in 0..rounds {
+            let c0 = cpu_secs(pid);
             let r = rest_round(&base, &token, conns, secs).await;
+            let c1 = cpu_secs(pid);
             let g = grpc_round(grpc, &token, conns, secs).await;
+            let c2 = cpu_secs(pid);
+            // Requests per second of server CPU (the load generator shares the machine).
+            let (rc, gc) = (r * secs as f64 / (c1 - c0), g * secs as f64 / (c2 - c1));
             println!(
-                "round {}: REST {r:.0} req/s, gRPC {g:.0} req/s ({:.2}x)",
+                "round {}: REST {r:.0} req/s ({rc:.0} per server CPU-s), gRPC {g:.0} req/s ({gc:.0} per server CPU-s); {:.2}x, {:.2}x per CPU-s",
                 i + 1,
-                g / r
+                g / r,
+                gc / rc
             );
             rest.push(r);
             grpc_v.push(g);
+            rest_cpu.push(rc);
+            grpc_cpu.push(gc);
         }
         let (r, g) = (median(rest), median(grpc_v));
+        let (rc, gc) = (median(rest_cpu), median(grpc_cpu));
         println!(
-            "median: REST {r:.0} req/s, gRPC {g:.0} req/s; gRPC/REST {:.2}x",
-            g / r
+            "median: REST {r:.0} req/s, gRPC {g:.0} req/s; gRPC/REST {:.2}x; per server CPU-second REST {rc:.0}, gRPC {gc:.0}: {:.2}x",
+            g / r,
+            gc / rc
         );
     });
     let _ = server.kill();
