@@ -408,36 +408,24 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::UnsealRequest>,
     ) -> Result<Response<pb::SealResponse>, Status> {
-        let start = Instant::now();
-        let p = match self.admitted(&req).await {
-            Ok(p) => p,
-            Err(s) => {
-                self.record("grpc:/fleetkey.v1.Crypto/Rewrap", start, Some(&s), None);
-                return Err(s);
-            }
-        };
         let r = req.get_ref();
-        let item = pb::UnsealItem {
-            ciphertext: r.ciphertext.clone(),
-            binding: r.binding.clone(),
-        };
-        let out = match self
-            .rewrap_many(&p, &r.keyring, std::slice::from_ref(&item))
-            .await
-        {
-            Ok(mut v) => v
-                .pop()
-                .unwrap_or_else(|| Err(ApiError::malformed("empty rewrap"))),
-            Err(e) => Err(e),
-        }
-        .map_err(|e| status(&e));
-        self.record(
-            "grpc:/fleetkey.v1.Crypto/Rewrap",
-            start,
-            out.as_ref().err(),
-            Some(&p.token_id),
-        );
-        out.map(Response::new)
+        self.call("grpc:/fleetkey.v1.Crypto/Rewrap", &req, |p| async move {
+            let item = pb::UnsealItem {
+                ciphertext: r.ciphertext.clone(),
+                binding: r.binding.clone(),
+            };
+            match self
+                .rewrap_many(&p, &r.keyring, std::slice::from_ref(&item))
+                .await
+            {
+                Ok(mut v) => v
+                    .pop()
+                    .unwrap_or_else(|| Err(ApiError::malformed("empty rewrap"))),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| status(&e))
+        })
+        .await
     }
 
     async fn seal_batch(
@@ -506,34 +494,30 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::UnsealBatchRequest>,
     ) -> Result<Response<pb::SealBatchResponse>, Status> {
-        let start = Instant::now();
-        let method = "grpc:/fleetkey.v1.Crypto/RewrapBatch";
-        let p = match self.admitted(&req).await {
-            Ok(p) => p,
-            Err(s) => {
-                self.record(method, start, Some(&s), None);
-                return Err(s);
-            }
-        };
         let r = req.get_ref();
-        let out = match check_batch(&self.st, r.items.len()) {
-            Err(e) => Err(e),
-            Ok(()) => self.rewrap_many(&p, &r.keyring, &r.items).await,
-        }
-        .map(|items| pb::SealBatchResponse {
-            results: items
-                .into_iter()
-                .map(|i| pb::SealResult {
-                    result: Some(match i {
-                        Ok(v) => pb::seal_result::Result::Ok(v),
-                        Err(e) => pb::seal_result::Result::Error(item_error(&e)),
-                    }),
+        self.call(
+            "grpc:/fleetkey.v1.Crypto/RewrapBatch",
+            &req,
+            |p| async move {
+                check_batch(&self.st, r.items.len()).map_err(|e| status(&e))?;
+                let items = self
+                    .rewrap_many(&p, &r.keyring, &r.items)
+                    .await
+                    .map_err(|e| status(&e))?;
+                Ok(pb::SealBatchResponse {
+                    results: items
+                        .into_iter()
+                        .map(|i| pb::SealResult {
+                            result: Some(match i {
+                                Ok(v) => pb::seal_result::Result::Ok(v),
+                                Err(e) => pb::seal_result::Result::Error(item_error(&e)),
+                            }),
+                        })
+                        .collect(),
                 })
-                .collect(),
-        })
-        .map_err(|e| status(&e));
-        self.record(method, start, out.as_ref().err(), Some(&p.token_id));
-        out.map(Response::new)
+            },
+        )
+        .await
     }
 
     async fn generate_data_key(
