@@ -1,0 +1,288 @@
+"""The synchronous client (``fleetkey.FleetKey``); ``fleetkey.aio`` has the same
+methods for asyncio."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Iterator, Mapping, Optional, TypeVar, Union
+
+import httpx
+
+from . import _core, _native
+from ._api import Api
+from ._core import BatchEntry, Context, Data, DataKey, Item, Plan, PublicKey, Sealed, Settings, Signature
+from .envelope import aad_of
+from .errors import FleetKeyError, UnreachableError
+
+T = TypeVar("T")
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class FleetKey:
+    """The fleetkey REST API, synchronously.
+
+    ``addr`` and ``token`` default to ``FLEETKEY_ADDR`` and ``FLEETKEY_TOKEN``.
+    Errors raise the typed subclasses of :class:`fleetkey.FleetKeyError`. Requests
+    are retried only where docs/errors.md says retrying is safe (``backoff``
+    errors, up to ``attempts`` sends, honouring ``Retry-After``; a read that got no
+    answer at all). The token never appears in ``repr``, errors or logs.
+
+    ``fk.api.<operationId>(…)`` reaches every operation (JSON in and out); the
+    methods here are the common ones with bytes in and out.
+    """
+
+    def __init__(
+        self,
+        addr: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        attempts: int = 3,
+        timeout: float = 30.0,
+        verify: Union[bool, str, None] = None,
+        http: Optional[httpx.Client] = None,
+    ) -> None:
+        self._settings = Settings.make(addr, token, attempts, timeout, verify)
+        self._http = http or httpx.Client(timeout=timeout, verify=self._settings.verify)
+        self._own_http = http is None
+        #: Every operation of the API by its operationId.
+        self.api: Api[Any] = Api(self._dispatch)
+
+    @property
+    def addr(self) -> str:
+        return self._settings.addr
+
+    def __repr__(self) -> str:
+        return f"FleetKey({self._settings.addr!r})"
+
+    def __enter__(self) -> "FleetKey":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connections (only those the client opened itself)."""
+        if self._own_http:
+            self._http.close()
+
+    # --- transport --------------------------------------------------------
+
+    def call(
+        self,
+        operation: str,
+        path: Optional[Mapping[str, Any]] = None,
+        query: Optional[Mapping[str, Any]] = None,
+        body: Optional[Mapping[str, Any]] = None,
+    ) -> Any:
+        """Any operation by its operationId, e.g.
+        ``call("list_devices", {"fleet": "f"}, {"state": "active"})``."""
+        return self._dispatch(operation, path or {}, query or {}, body)
+
+    def _dispatch(
+        self,
+        operation: str,
+        path: Mapping[str, Any],
+        query: Mapping[str, Any],
+        body: Optional[Mapping[str, Any]],
+    ) -> Any:
+        s = self._settings
+        req = _core.request(s.addr, operation, path, query, body)
+        headers = s.headers()
+        if req.body is not None:
+            headers["content-type"] = "application/json"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                r = self._http.request(req.method, req.url, content=req.body, headers=headers)
+            except httpx.TransportError as e:
+                delay = _core.unreachable_delay(req.method, attempt, s.attempts)
+                if delay is None:
+                    raise UnreachableError(f"{req.method} {req.url}: {type(e).__name__}: {e}") from None
+                time.sleep(delay)
+                continue
+            if r.is_success:
+                return _core.decode_ok(r.status_code, r.content)
+            error = _core.decode_error(r.status_code, r.headers, r.content)
+            delay = _core.retry_delay(error, attempt, s.attempts)
+            if delay is None:
+                raise error
+            time.sleep(delay)
+
+    def _run(self, plan: Plan[T]) -> T:
+        return plan.finish(self._dispatch(plan.operation, plan.path, plan.query, plan.body))
+
+    def _pages(self, pages: _core.Pages) -> Iterator[Any]:
+        after = pages.start
+        while True:
+            items, after = self._run(pages.page(after))
+            yield from items
+            if after is None:
+                return
+
+    # --- keyrings ---------------------------------------------------------
+
+    def seal(self, keyring: str, data: Data, *, aad: Optional[Data] = None, context: Optional[Context] = None) -> Sealed:
+        """Seals ``data`` with the keyring's primary version (an fk1 envelope)."""
+        return self._run(_core.seal(keyring, data, aad, context))
+
+    def unseal(
+        self, keyring: str, ciphertext: bytes, *, aad: Optional[Data] = None, context: Optional[Context] = None
+    ) -> bytes:
+        """Opens an envelope the keyring sealed (with the same aad or context)."""
+        return self._run(_core.unseal(keyring, ciphertext, aad, context))
+
+    def rewrap(
+        self, keyring: str, ciphertext: bytes, *, aad: Optional[Data] = None, context: Optional[Context] = None
+    ) -> Sealed:
+        """Reseals under the primary version without the plaintext leaving the service."""
+        return self._run(_core.rewrap(keyring, ciphertext, aad, context))
+
+    def seal_batch(self, keyring: str, entries: list[BatchEntry]) -> list[Item[Sealed]]:
+        """Seals many items in one request; each answers on its own. An entry is
+        bytes or ``{"data": …, "aad"|"context": …}``."""
+        return self._run(_core.seal_batch(keyring, entries))
+
+    def unseal_batch(self, keyring: str, entries: list[BatchEntry]) -> list[Item[bytes]]:
+        """Opens many envelopes in one request; each answers on its own."""
+        return self._run(_core.unseal_batch(keyring, entries))
+
+    def rewrap_batch(self, keyring: str, entries: list[BatchEntry]) -> list[Item[Sealed]]:
+        """Rewraps many envelopes in one request; each answers on its own."""
+        return self._run(_core.rewrap_batch(keyring, entries))
+
+    def data_key(
+        self,
+        keyring: str,
+        *,
+        aad: Optional[Data] = None,
+        context: Optional[Context] = None,
+        plaintext: bool = True,
+    ) -> DataKey:
+        """A fresh 32-byte data key and the same key sealed by the keyring."""
+        return self._run(_core.data_key(keyring, aad, context, plaintext))
+
+    def sign(self, keyring: str, message: Data) -> Signature:
+        """Signs ``message`` with a signing keyring."""
+        return self._run(_core.sign(keyring, message))
+
+    def sign_batch(self, keyring: str, messages: list[Data]) -> list[Item[bytes]]:
+        """Signs many messages in one request."""
+        return self._run(_core.sign_batch(keyring, messages))
+
+    def verify(self, keyring: str, message: Data, signature: bytes) -> bool:
+        """Whether ``signature`` over ``message`` verifies under the keyring."""
+        return self._run(_core.verify(keyring, message, signature))
+
+    def mac(self, keyring: str, message: Data) -> Signature:
+        """The MAC tag of ``message`` under an HMAC keyring."""
+        return self._run(_core.mac(keyring, message))
+
+    def verify_mac(self, keyring: str, message: Data, tag: bytes) -> bool:
+        """Whether a MAC tag verifies (checked in constant time by the service)."""
+        return self._run(_core.verify_mac(keyring, message, tag))
+
+    def public_key(self, keyring: str, version: Optional[int] = None) -> PublicKey:
+        """A signing keyring's public key (the primary version unless given), for
+        verifying offline with :meth:`PublicKey.verify`."""
+        return self._run(_core.public_key(keyring, version))
+
+    def recipient(self, keyring: str, version: Optional[int] = None) -> str:
+        """An ``x-wing`` keyring's ``fk1r:`` recipient string, to seal to with
+        :func:`fleetkey.envelope.seal_to`."""
+        return self._run(_core.recipient(keyring, version))
+
+    def random(self, n: int) -> bytes:
+        """``n`` random bytes from the service."""
+        return self._run(_core.random_bytes(n))
+
+    # --- envelopes under a data key (mode 4), sealed in process -----------
+
+    def seal_local(
+        self,
+        keyring: str,
+        data: Data,
+        *,
+        aad: Optional[Data] = None,
+        context: Optional[Context] = None,
+        algorithm: str = "aes-256-gcm",
+    ) -> bytes:
+        """Envelope encryption: asks the keyring for a data key, seals ``data`` here
+        under it, and puts the sealed data key in the envelope's header. The data
+        never leaves this process."""
+        dk = self.data_key(keyring, aad=aad, context=context)
+        return _native.seal_wrapped(dk.plaintext, dk.ciphertext, _core.to_bytes(data), aad_of(aad, context), algorithm)
+
+    def open_local(
+        self,
+        envelope: bytes,
+        *,
+        keyring: Optional[str] = None,
+        aad: Optional[Data] = None,
+        context: Optional[Context] = None,
+    ) -> bytes:
+        """Opens a :meth:`seal_local` envelope: the keyring (by default the one its
+        header names) unseals the data key, the body opens here."""
+        header = _native.parse_header(bytes(envelope))
+        key = self.unseal(keyring or header.key_id, _wrapped(header), aad=aad, context=context)
+        return _native.open_wrapped(bytes(envelope), key, aad_of(aad, context))
+
+    def seal_file(
+        self,
+        keyring: str,
+        src: PathLike,
+        dst: PathLike,
+        *,
+        aad: Optional[Data] = None,
+        context: Optional[Context] = None,
+        algorithm: str = "aes-256-gcm",
+    ) -> int:
+        """:meth:`seal_local` from file to file in constant memory; ``dst`` appears
+        only when complete. Returns the plaintext length."""
+        dk = self.data_key(keyring, aad=aad, context=context)
+        a = aad_of(aad, context)
+        return _native.seal_wrapped_file(dk.plaintext, dk.ciphertext, os.fspath(src), os.fspath(dst), a, algorithm)
+
+    def open_file(
+        self,
+        src: PathLike,
+        dst: PathLike,
+        *,
+        keyring: Optional[str] = None,
+        aad: Optional[Data] = None,
+        context: Optional[Context] = None,
+    ) -> int:
+        """Opens a :meth:`seal_file` envelope from file to file; ``dst`` appears only
+        when every segment verified. Returns the plaintext length."""
+        header = _native.read_header_file(os.fspath(src))
+        key = self.unseal(keyring or header.key_id, _wrapped(header), aad=aad, context=context)
+        return _native.open_wrapped_file(os.fspath(src), os.fspath(dst), key, aad_of(aad, context))
+
+    # --- fleets, devices, audit --------------------------------------------
+
+    def devices(self, fleet: str, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every device of a fleet matching the filters of ``list_devices``
+        (``state``, ``profile``, ``seen_before``, ``seen_after``, ``limit`` per
+        page), page by page."""
+        return self._pages(_core.devices(fleet, filters))
+
+    def fleets(self, *, limit: Optional[int] = None) -> Iterator[dict[str, Any]]:
+        """Every fleet the token holds a scope on."""
+        return self._pages(_core.fleets(limit))
+
+    def audit(self, *, after: Optional[int] = None, limit: Optional[int] = None) -> Iterator[dict[str, Any]]:
+        """The audit log's entries after sequence ``after``, oldest first."""
+        return self._pages(_core.audit(after, limit))
+
+
+def _wrapped(header: _native.EnvelopeHeader) -> bytes:
+    if header.wrapped is None:
+        raise _native.EnvelopeError(
+            f"this is a {header.mode} envelope, not one sealed under a data key (mode 4): "
+            "open keyring envelopes with unseal"
+        )
+    return header.wrapped
+
+
+__all__ = ["FleetKey", "FleetKeyError"]
