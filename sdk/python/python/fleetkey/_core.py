@@ -156,7 +156,7 @@ def decode_ok(status: int, content: bytes) -> Any:
 
 def backoff(attempt: int) -> float:
     """Exponential backoff with jitter: 0.1 s, 0.2 s, 0.4 s … at most 2 s."""
-    return min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+    return min(2.0, 0.1 * 2.0 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
 def retry_delay(error: FleetKeyError, attempt: int, attempts: int) -> Optional[float]:
@@ -205,6 +205,13 @@ class DataKey:
     plaintext: Optional[bytes] = field(repr=False)
     ciphertext: bytes
     key_version: int
+
+
+def key_bytes(dk: DataKey) -> bytes:
+    """The data key's plaintext (asked for by the envelope helpers)."""
+    if dk.plaintext is None or len(dk.plaintext) != 32:
+        raise ValueError("the service answered a data key without its 32-byte plaintext")
+    return dk.plaintext
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,7 @@ class AsyncFleetKey:
         under it, and puts the sealed data key in the envelope's header. The data
         never leaves this process."""
         dk = await self.data_key(keyring, aad=aad, context=context)
-        return _native.seal_wrapped(dk.plaintext, dk.ciphertext, _core.to_bytes(data), aad_of(aad, context), algorithm)
+        return _native.seal_wrapped(_core.key_bytes(dk), dk.ciphertext, _core.to_bytes(data), aad_of(aad, context), algorithm)
 
     async def open_local(
         self,
@@ -245,7 +245,7 @@ class AsyncFleetKey:
         only when complete. Returns the plaintext length."""
         dk = await self.data_key(keyring, aad=aad, context=context)
         a = aad_of(aad, context)
-        return await asyncio.to_thread(_native.seal_wrapped_file, dk.plaintext, dk.ciphertext, os.fspath(src), os.fspath(dst), a, algorithm)
+        return await asyncio.to_thread(_native.seal_wrapped_file, _core.key_bytes(dk), dk.ciphertext, os.fspath(src), os.fspath(dst), a, algorithm)
 
     async def open_file(
         self,

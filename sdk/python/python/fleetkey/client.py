@@ -212,7 +212,7 @@ class FleetKey:
         under it, and puts the sealed data key in the envelope's header. The data
         never leaves this process."""
         dk = self.data_key(keyring, aad=aad, context=context)
-        return _native.seal_wrapped(dk.plaintext, dk.ciphertext, _core.to_bytes(data), aad_of(aad, context), algorithm)
+        return _native.seal_wrapped(_core.key_bytes(dk), dk.ciphertext, _core.to_bytes(data), aad_of(aad, context), algorithm)
 
     def open_local(
         self,
@@ -242,7 +242,7 @@ class FleetKey:
         only when complete. Returns the plaintext length."""
         dk = self.data_key(keyring, aad=aad, context=context)
         a = aad_of(aad, context)
-        return _native.seal_wrapped_file(dk.plaintext, dk.ciphertext, os.fspath(src), os.fspath(dst), a, algorithm)
+        return _native.seal_wrapped_file(_core.key_bytes(dk), dk.ciphertext, os.fspath(src), os.fspath(dst), a, algorithm)
 
     def open_file(
         self,
