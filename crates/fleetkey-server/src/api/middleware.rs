@@ -219,37 +219,70 @@ pub(super) async fn observe(State(st): St, req: Request, next: Next) -> Response
     let start = Instant::now();
     let r = next.run(req).await;
     let status = r.status();
-    if let Some(request_id) = request_id {
-        // The access log: one line per request, the token by id only.
-        let token = r
-            .extensions()
-            .get::<AdmittedToken>()
-            .map_or("-", |t| t.0.as_str());
+    let token = r.extensions().get::<AdmittedToken>();
+    record_request(
+        &st,
+        &Finished {
+            method: &method,
+            route: &route,
+            status: status.as_str(),
+            http: status,
+            secs: start.elapsed().as_secs_f64(),
+            request_id: request_id.as_deref().unwrap_or("-"),
+            token_id: token.map_or("-", |t| t.0.as_str()),
+        },
+    );
+    r
+}
+
+/// A finished request, REST or gRPC, as [`record_request`] takes it.
+pub(crate) struct Finished<'a> {
+    /// The HTTP method, or `GRPC`.
+    pub method: &'a str,
+    /// The matched route (`/v1/keyrings/{name}/seal`, `grpc:/fleetkey.v1.Crypto/Seal`).
+    pub route: &'a str,
+    /// The status label: the HTTP status, or the gRPC code's number.
+    pub status: &'a str,
+    /// The HTTP status the answer is, or maps to (docs/errors.md), for the limiter.
+    pub http: StatusCode,
+    /// How long it took.
+    pub secs: f64,
+    /// The `x-request-id`, or `-`.
+    pub request_id: &'a str,
+    /// The admitted token's id, or `-`.
+    pub token_id: &'a str,
+}
+
+/// What every finished request leaves, whichever door it came through: its
+/// access-log line (the token by id only), its latency and count in the metrics,
+/// and the overload signal the adaptive limiter reads (server errors and
+/// unprocessable requests count as failures; rate-limited ones not at all).
+pub(crate) fn record_request(st: &AppState, f: &Finished<'_>) {
+    if st.access_log {
         tracing::info!(
             target: "fleetkey::access",
-            method = %method,
-            route = %route,
-            status = status.as_u16(),
-            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
-            request_id = %request_id,
-            token_id = %token,
+            method = %f.method,
+            route = %f.route,
+            status = %f.status,
+            latency_ms = f.secs * 1000.0,
+            request_id = %f.request_id,
+            token_id = %f.token_id,
             "request"
         );
     }
     st.metrics
         .latency
-        .with_label_values(&[route.as_str()])
-        .observe(start.elapsed().as_secs_f64());
+        .with_label_values(&[f.route])
+        .observe(f.secs);
     st.metrics
         .requests
-        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .with_label_values(&[f.route, f.method, f.status])
         .inc();
-    if status != StatusCode::TOO_MANY_REQUESTS {
+    if f.http != StatusCode::TOO_MANY_REQUESTS {
         st.limits
-            .record(status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY);
+            .record(f.http.is_server_error() || f.http == StatusCode::UNPROCESSABLE_ENTITY);
     }
-    if status.is_server_error() {
-        tracing::warn!(%route, status = status.as_u16(), "request failed");
+    if f.http.is_server_error() {
+        tracing::warn!(route = %f.route, status = %f.status, "request failed");
     }
-    r
 }

@@ -18,7 +18,7 @@ mod stream;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::keyrings::{check_batch, count, version_of};
-use super::middleware::{Refusal, admit};
+use super::middleware::{Finished, Refusal, admit, record_request};
 use crate::tokens::Principal;
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +61,41 @@ pub fn status(e: &ApiError) -> Status {
         );
     }
     s
+}
+
+/// The HTTP status a gRPC error stands for: its API error code's (the
+/// `fleetkey-error-code` trailer), else by its gRPC code.
+fn http_equivalent(s: &Status) -> axum::http::StatusCode {
+    use axum::http::StatusCode as H;
+    let by_code = s
+        .metadata()
+        .get("fleetkey-error-code")
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::error_codes::find)
+        .and_then(|c| H::from_u16(c.http).ok());
+    by_code.unwrap_or(match s.code() {
+        tonic::Code::Ok => H::OK,
+        tonic::Code::ResourceExhausted => H::TOO_MANY_REQUESTS,
+        tonic::Code::Unavailable => H::SERVICE_UNAVAILABLE,
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => H::BAD_REQUEST,
+        tonic::Code::Unauthenticated => H::UNAUTHORIZED,
+        tonic::Code::PermissionDenied => H::FORBIDDEN,
+        tonic::Code::NotFound => H::NOT_FOUND,
+        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists | tonic::Code::Aborted => {
+            H::CONFLICT
+        }
+        tonic::Code::DeadlineExceeded => H::REQUEST_TIMEOUT,
+        tonic::Code::Unimplemented => H::NOT_IMPLEMENTED,
+        _ => H::INTERNAL_SERVER_ERROR,
+    })
+}
+
+/// The metric label of a gRPC code: its number, without allocating.
+fn grpc_code_label(code: tonic::Code) -> &'static str {
+    const LABELS: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    LABELS.get(code as usize).copied().unwrap_or("2")
 }
 
 fn limited(st: &AppState, l: super::ratelimit::Limited) -> Status {
@@ -129,18 +164,18 @@ impl CryptoService {
     async fn call<T, O, F, Fut>(
         &self,
         method: &'static str,
-        req: &Request<T>,
+        req: Request<T>,
         f: F,
     ) -> Result<Response<O>, Status>
     where
-        F: FnOnce(Principal) -> Fut,
+        F: FnOnce(Principal, T) -> Fut,
         Fut: Future<Output = Result<O, Status>>,
     {
         let start = Instant::now();
-        let (r, token) = match self.admitted(req).await {
+        let (r, token) = match self.admitted(&req).await {
             Ok(p) => {
                 let token = p.token_id.clone();
-                (f(p).await, Some(token))
+                (f(p, req.into_inner()).await, Some(token))
             }
             Err(s) => (Err(s), None),
         };
@@ -175,7 +210,9 @@ impl CryptoService {
     }
 
     /// Counts and times the call (route `grpc:/fleetkey.v1.Crypto/<Method>`,
-    /// status the gRPC code), and writes its access-log line.
+    /// status the gRPC code) and writes its access-log line, as REST requests are
+    /// (`middleware::record_request`); the limiter sees the HTTP status the error
+    /// maps to (docs/errors.md), so both doors feed it alike.
     fn record(
         &self,
         method: &'static str,
@@ -183,38 +220,19 @@ impl CryptoService {
         err: Option<&Status>,
         token: Option<&str>,
     ) {
-        let st = &self.st;
-        let route = method;
         let code = err.map_or(tonic::Code::Ok, Status::code);
-        let status = format!("{}", code as i32);
-        let secs = start.elapsed().as_secs_f64();
-        if st.access_log {
-            tracing::info!(
-                target: "fleetkey::access",
-                method = "GRPC",
-                route = %route,
-                status = %status,
-                latency_ms = secs * 1000.0,
-                request_id = "-",
-                token_id = %token.unwrap_or("-"),
-                "request"
-            );
-        }
-        st.metrics.latency.with_label_values(&[route]).observe(secs);
-        st.metrics
-            .requests
-            .with_label_values(&[route, "GRPC", status.as_str()])
-            .inc();
-        if code != tonic::Code::ResourceExhausted {
-            st.limits.record(matches!(
-                code,
-                tonic::Code::Unavailable
-                    | tonic::Code::Internal
-                    | tonic::Code::Unknown
-                    | tonic::Code::InvalidArgument
-                    | tonic::Code::FailedPrecondition
-            ));
-        }
+        record_request(
+            &self.st,
+            &Finished {
+                method: "GRPC",
+                route: method,
+                status: grpc_code_label(code),
+                http: err.map_or(axum::http::StatusCode::OK, http_equivalent),
+                secs: start.elapsed().as_secs_f64(),
+                request_id: "-",
+                token_id: token.unwrap_or("-"),
+            },
+        );
     }
 
     async fn ring(
@@ -362,12 +380,11 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::SealRequest>,
     ) -> Result<Response<pb::SealResponse>, Status> {
-        let r = req.get_ref();
-        self.call("grpc:/fleetkey.v1.Crypto/Seal", &req, |p| async move {
+        self.call("grpc:/fleetkey.v1.Crypto/Seal", req, |p, r| async move {
             let ring = self.ring(&p, "seal", &r.keyring).await?;
             let item = pb::SealItem {
-                plaintext: r.plaintext.clone(),
-                binding: r.binding.clone(),
+                plaintext: r.plaintext,
+                binding: r.binding,
             };
             let out = Self::seal_one(&ring, &item).await;
             count(
@@ -385,12 +402,11 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::UnsealRequest>,
     ) -> Result<Response<pb::UnsealResponse>, Status> {
-        let r = req.get_ref();
-        self.call("grpc:/fleetkey.v1.Crypto/Unseal", &req, |p| async move {
+        self.call("grpc:/fleetkey.v1.Crypto/Unseal", req, |p, r| async move {
             let ring = self.ring(&p, "unseal", &r.keyring).await?;
             let item = pb::UnsealItem {
-                ciphertext: r.ciphertext.clone(),
-                binding: r.binding.clone(),
+                ciphertext: r.ciphertext,
+                binding: r.binding,
             };
             let out = Self::unseal_one(&ring, &item).await;
             count(
@@ -408,11 +424,10 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::UnsealRequest>,
     ) -> Result<Response<pb::SealResponse>, Status> {
-        let r = req.get_ref();
-        self.call("grpc:/fleetkey.v1.Crypto/Rewrap", &req, |p| async move {
+        self.call("grpc:/fleetkey.v1.Crypto/Rewrap", req, |p, r| async move {
             let item = pb::UnsealItem {
-                ciphertext: r.ciphertext.clone(),
-                binding: r.binding.clone(),
+                ciphertext: r.ciphertext,
+                binding: r.binding,
             };
             match self
                 .rewrap_many(&p, &r.keyring, std::slice::from_ref(&item))
@@ -432,28 +447,31 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::SealBatchRequest>,
     ) -> Result<Response<pb::SealBatchResponse>, Status> {
-        let r = req.get_ref();
-        self.call("grpc:/fleetkey.v1.Crypto/SealBatch", &req, |p| async move {
-            let ring = self.ring(&p, "seal", &r.keyring).await?;
-            check_batch(&self.st, r.items.len()).map_err(|e| status(&e))?;
-            let mut results = Vec::with_capacity(r.items.len());
-            for item in &r.items {
-                let out = Self::seal_one(&ring, item).await;
-                count(
-                    &self.st,
-                    &self.st.metrics.seals,
-                    &r.keyring,
-                    out.as_ref().map(|_| ()),
-                );
-                results.push(pb::SealResult {
-                    result: Some(match out {
-                        Ok(v) => pb::seal_result::Result::Ok(v),
-                        Err(e) => pb::seal_result::Result::Error(item_error(&e)),
-                    }),
-                });
-            }
-            Ok(pb::SealBatchResponse { results })
-        })
+        self.call(
+            "grpc:/fleetkey.v1.Crypto/SealBatch",
+            req,
+            |p, r| async move {
+                let ring = self.ring(&p, "seal", &r.keyring).await?;
+                check_batch(&self.st, r.items.len()).map_err(|e| status(&e))?;
+                let mut results = Vec::with_capacity(r.items.len());
+                for item in &r.items {
+                    let out = Self::seal_one(&ring, item).await;
+                    count(
+                        &self.st,
+                        &self.st.metrics.seals,
+                        &r.keyring,
+                        out.as_ref().map(|_| ()),
+                    );
+                    results.push(pb::SealResult {
+                        result: Some(match out {
+                            Ok(v) => pb::seal_result::Result::Ok(v),
+                            Err(e) => pb::seal_result::Result::Error(item_error(&e)),
+                        }),
+                    });
+                }
+                Ok(pb::SealBatchResponse { results })
+            },
+        )
         .await
     }
 
@@ -461,11 +479,10 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::UnsealBatchRequest>,
     ) -> Result<Response<pb::UnsealBatchResponse>, Status> {
-        let r = req.get_ref();
         self.call(
             "grpc:/fleetkey.v1.Crypto/UnsealBatch",
-            &req,
-            |p| async move {
+            req,
+            |p, r| async move {
                 let ring = self.ring(&p, "unseal", &r.keyring).await?;
                 check_batch(&self.st, r.items.len()).map_err(|e| status(&e))?;
                 let mut results = Vec::with_capacity(r.items.len());
@@ -494,11 +511,10 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::UnsealBatchRequest>,
     ) -> Result<Response<pb::SealBatchResponse>, Status> {
-        let r = req.get_ref();
         self.call(
             "grpc:/fleetkey.v1.Crypto/RewrapBatch",
-            &req,
-            |p| async move {
+            req,
+            |p, r| async move {
                 check_batch(&self.st, r.items.len()).map_err(|e| status(&e))?;
                 let items = self
                     .rewrap_many(&p, &r.keyring, &r.items)
@@ -524,11 +540,10 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::DataKeyRequest>,
     ) -> Result<Response<pb::DataKeyResponse>, Status> {
-        let r = req.get_ref();
         self.call(
             "grpc:/fleetkey.v1.Crypto/GenerateDataKey",
-            &req,
-            |p| async move {
+            req,
+            |p, r| async move {
                 let ring = self.ring(&p, "datakey", &r.keyring).await?;
                 let aad = binding(r.binding.as_ref()).map_err(|e| status(&e))?;
                 let dk = ring.data_key(&aad).await.map_err(ApiError::from);
@@ -557,8 +572,8 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::SignRequest>,
     ) -> Result<Response<pb::SignResponse>, Status> {
-        self.call("grpc:/fleetkey.v1.Crypto/Sign", &req, |p| {
-            self.sign_or_mac(p, req.get_ref().clone(), false)
+        self.call("grpc:/fleetkey.v1.Crypto/Sign", req, |p, r| {
+            self.sign_or_mac(p, r, false)
         })
         .await
     }
@@ -567,8 +582,8 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        self.call("grpc:/fleetkey.v1.Crypto/Verify", &req, |p| {
-            self.check(p, req.get_ref().clone(), false)
+        self.call("grpc:/fleetkey.v1.Crypto/Verify", req, |p, r| {
+            self.check(p, r, false)
         })
         .await
     }
@@ -577,8 +592,8 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::SignRequest>,
     ) -> Result<Response<pb::SignResponse>, Status> {
-        self.call("grpc:/fleetkey.v1.Crypto/Mac", &req, |p| {
-            self.sign_or_mac(p, req.get_ref().clone(), true)
+        self.call("grpc:/fleetkey.v1.Crypto/Mac", req, |p, r| {
+            self.sign_or_mac(p, r, true)
         })
         .await
     }
@@ -587,8 +602,8 @@ impl Crypto for CryptoService {
         &self,
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        self.call("grpc:/fleetkey.v1.Crypto/VerifyMac", &req, |p| {
-            self.check(p, req.get_ref().clone(), true)
+        self.call("grpc:/fleetkey.v1.Crypto/VerifyMac", req, |p, r| {
+            self.check(p, r, true)
         })
         .await
     }
@@ -611,5 +626,34 @@ impl Crypto for CryptoService {
         let r = stream::start(self, &p, req.into_inner()).await;
         self.record(method, start, r.as_ref().err(), Some(&p.token_id));
         r.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode as H;
+
+    /// Both doors feed the limiter alike: a gRPC error stands for the HTTP status
+    /// of its API error code, and only codes without one fall back to the gRPC code.
+    #[test]
+    fn grpc_errors_stand_for_their_http_status() {
+        for (code, http) in [
+            ("malformed", H::BAD_REQUEST),
+            ("cannot_open", H::UNPROCESSABLE_ENTITY),
+            ("wrong_key_type", H::UNPROCESSABLE_ENTITY),
+            ("conflict", H::CONFLICT),
+            ("rate_limited", H::TOO_MANY_REQUESTS),
+            ("unavailable", H::SERVICE_UNAVAILABLE),
+        ] {
+            let e = ApiError::new(http, code, "x");
+            assert_eq!(http_equivalent(&status(&e)), http, "{code}");
+        }
+        let bare = Status::new(tonic::Code::Unavailable, "x");
+        assert_eq!(http_equivalent(&bare), H::SERVICE_UNAVAILABLE);
+        let bare = Status::new(tonic::Code::Internal, "x");
+        assert_eq!(http_equivalent(&bare), H::INTERNAL_SERVER_ERROR);
+        assert_eq!(grpc_code_label(tonic::Code::Ok), "0");
+        assert_eq!(grpc_code_label(tonic::Code::Unauthenticated), "16");
     }
 }
