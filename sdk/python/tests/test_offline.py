@@ -221,6 +221,9 @@ def test_requests_are_built_safely() -> None:
     assert r.url == "http://h/v1/fleets/f/devices?state=active&limit=5"
     with pytest.raises(ValueError, match="missing path parameter"):
         _core.request("http://h", "show_device", {"fleet": "f"})
+    for bad in ("", ".", ".."):
+        with pytest.raises(ValueError, match="must not be"):
+            _core.request("http://h", "seal", {"name": bad})
     with pytest.raises(ValueError, match="unknown operation"):
         _core.request("http://h", "drop_tables")
 

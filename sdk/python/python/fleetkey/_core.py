@@ -112,7 +112,12 @@ def request(
         token = "{" + name + "}"
         if token not in url:
             raise ValueError(f"{operation}: no path parameter {name!r}")
-        url = url.replace(token, quote(str(params.pop(name)), safe=""))
+        value = str(params.pop(name))
+        if value in ("", ".", ".."):
+            # Never a name the API gives out, and a dot segment would be resolved
+            # away by URL normalisation, reaching another route.
+            raise ValueError(f"{operation}: path parameter {name!r} must not be {value!r}")
+        url = url.replace(token, quote(value, safe=""))
     if "{" in url:
         raise ValueError(f"{operation}: missing path parameter in {template}")
     pairs = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
