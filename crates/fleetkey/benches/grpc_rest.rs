@@ -4,6 +4,11 @@
 //! time). Prints each round's requests per second, the medians and their ratio.
 //!
 //! `cargo bench -p fleetkey --bench grpc_rest -- --secs 5 --conns 32 --rounds 3`
+//!
+//! `--grpc-channels N` (default: one per worker) spreads the gRPC workers over N
+//! HTTP/2 connections, multiplexed as gRPC clients share a channel; the requests
+//! in flight stay `--conns` for both protocols (HTTP/1.1 needs a connection per
+//! request in flight).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -84,18 +89,23 @@ async fn rest_round(base: &str, token: &str, conns: usize, secs: u64) -> f64 {
     n as f64 / elapsed
 }
 
-async fn grpc_round(port: u16, token: &str, conns: usize, secs: u64) -> f64 {
+async fn grpc_round(port: u16, token: &str, conns: usize, channels: usize, secs: u64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    for _ in 0..conns {
-        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut client = pb::crypto_client::CryptoClient::new(channel);
+    let mut shared = Vec::new();
+    for _ in 0..channels.clamp(1, conns) {
+        shared.push(
+            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    for i in 0..conns {
+        let mut client = pb::crypto_client::CryptoClient::new(shared[i % shared.len()].clone());
         let (stop, done, auth) = (stop.clone(), done.clone(), auth.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -128,6 +138,10 @@ fn main() {
     let secs: u64 = arg("--secs").map_or(5, |v| v.parse().expect("--secs"));
     let conns: usize = arg("--conns").map_or(32, |v| v.parse().expect("--conns"));
     let rounds: usize = arg("--rounds").map_or(3, |v| v.parse().expect("--rounds"));
+    // `--only rest|grpc`: one protocol's rounds alone (to profile the server).
+    let only = arg("--only");
+    let channels: usize =
+        arg("--grpc-channels").map_or(conns, |v| v.parse().expect("--grpc-channels"));
     let dir = tempfile::TempDir::new().unwrap();
     let (http, grpc) = (free_port(), free_port());
     let mut server = Command::new(env!("CARGO_BIN_EXE_fleetkey"))
@@ -175,17 +189,27 @@ fn main() {
             .await
             .unwrap();
         println!(
-            "grpc_rest: seal 64 B, {conns} connections, {secs} s rounds, nproc {}",
+            "grpc_rest: seal 64 B, {conns} requests in flight (REST {conns} connections, gRPC {} channels), {secs} s rounds, nproc {}",
+            channels.clamp(1, conns),
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let pid = server.id();
+        println!("server pid {pid}");
         let (mut rest, mut grpc_v) = (Vec::new(), Vec::new());
         let (mut rest_cpu, mut grpc_cpu) = (Vec::new(), Vec::new());
         for i in 0..rounds {
             let c0 = cpu_secs(pid);
-            let r = rest_round(&base, &token, conns, secs).await;
+            let r = if only.as_deref() == Some("grpc") {
+                f64::NAN
+            } else {
+                rest_round(&base, &token, conns, secs).await
+            };
             let c1 = cpu_secs(pid);
-            let g = grpc_round(grpc, &token, conns, secs).await;
+            let g = if only.as_deref() == Some("rest") {
+                f64::NAN
+            } else {
+                grpc_round(grpc, &token, conns, channels, secs).await
+            };
             let c2 = cpu_secs(pid);
             // Requests per second of server CPU (the load generator shares the machine).
             let (rc, gc) = (r * secs as f64 / (c1 - c0), g * secs as f64 / (c2 - c1));
