@@ -214,6 +214,13 @@ def test_operations_are_generated_from_the_served_document() -> None:
         assert callable(getattr(fleetkey.Api, op + "_" if op == "import" else op))
 
 
+def test_the_asyncio_client_is_generated_from_the_sync_one() -> None:
+    subprocess.run([sys.executable, str(ROOT / "sdk/python/gen_aio.py"), "--check"], check=True)
+    sync = {n for n in dir(fleetkey.FleetKey) if not n.startswith("_")}
+    both = {n for n in dir(fleetkey.AsyncFleetKey) if not n.startswith("_")}
+    assert sync - {"close"} == both - {"aclose"}
+
+
 def test_requests_are_built_safely() -> None:
     r = _core.request("http://h", "show_device", {"fleet": "a/b", "id": "../x"}, {"x": None})
     assert (r.method, r.url, r.body) == ("GET", "http://h/v1/fleets/a%2Fb/devices/..%2Fx", None)

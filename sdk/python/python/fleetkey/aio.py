@@ -1,6 +1,8 @@
 """The asyncio client (``fleetkey.AsyncFleetKey``): the methods of
 ``fleetkey.FleetKey``, awaited. Sealing and opening files runs in a worker thread
-(the native code releases the GIL), so the event loop keeps running."""
+(the native code releases the GIL), so the event loop keeps running.
+
+Generated from client.py by sdk/python/gen_aio.py; do not edit."""
 
 from __future__ import annotations
 
