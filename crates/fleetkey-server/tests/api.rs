@@ -420,9 +420,17 @@ async fn metrics_openapi_and_health_are_open() {
         "fleetkey_http_request_duration_seconds_bucket",
         "fleetkey_seal_items_total{keyring=\"m\",result=\"ok\"} 1",
         "fleetkey_nonce_headroom",
-        "fleetkey_rotations_total",
+        "fleetkey_nonce_blocks_total",
+        "fleetkey_build_info",
     ] {
         assert!(text.contains(m), "missing {m}");
+    }
+    // Prometheus conventions over everything exported after this traffic:
+    // counters end in `_total`, gauges and histograms do not.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut f = line.split_whitespace().skip(2);
+        let (name, kind) = (f.next().unwrap(), f.next().unwrap());
+        assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
     }
     let (s, _, doc) = a.call("GET", "/v1/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);

@@ -737,7 +737,8 @@ async fn three_instances_survive_a_kill_and_a_redis_restart_under_load() {
     let mut total = 0.0;
     for a in &api {
         let text = a.metrics().await.unwrap();
-        let rotations = fleetkey_sim::metric(&text, "fleetkey_rotations_total", "");
+        let rotations =
+            fleetkey_sim::metric(&text, "fleetkey_key_rotations_total", "kind=\"keyring\"");
         eprintln!("{}: {rotations} rotations since its start", a.base());
         assert!(rotations >= 1.0, "{}: {rotations} rotations", a.base());
         total += rotations;

@@ -277,13 +277,7 @@ pub(super) async fn rotate_keyring(
             .keys
             .rotate(&p.actor(), &name)
             .await
-            .map_err(|e| change_err(&st, e))
-            .inspect(|_| {
-                st.metrics
-                    .key_rotations
-                    .with_label_values(&["keyring"])
-                    .inc();
-            })?,
+            .map_err(|e| change_err(&st, e))?,
     }))
 }
 

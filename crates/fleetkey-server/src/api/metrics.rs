@@ -43,9 +43,8 @@ pub struct Metrics {
     pub kms_operations: IntCounterVec,
     /// Operations refused because the audit log could not be written.
     pub audit_write_failures: IntCounter,
-    rotations: IntGauge,
-    nonce_blocks: IntGauge,
-    nonce_alerts: IntGauge,
+    nonce_blocks: IntCounter,
+    nonce_alerts: IntCounter,
     /// Counters left in the current nonce block's instance id space, per keyring.
     pub nonce_headroom: IntGaugeVec,
     adaptive_tightened: IntGauge,
@@ -61,7 +60,8 @@ pub struct Metrics {
     pub directory_lookups: IntCounterVec,
     /// Messages from devices over sessions, by type and result.
     pub device_messages: IntCounterVec,
-    /// Key rotations by kind (`device_credential`, `keyring`).
+    /// Key rotations by kind (`device_credential`; `keyring` is read from the key
+    /// service, which sees every rotation: by request, policy or use).
     pub key_rotations: IntCounterVec,
     /// Constrained-device frames by result (`accepted` or the refusal reason).
     pub device_frames: IntCounterVec,
@@ -80,6 +80,15 @@ pub struct Metrics {
 /// A counter as a gauge value (`IntGauge` is signed); saturates rather than wraps.
 fn saturating(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Brings a counter up to a total the key service keeps (it only grows; two
+/// renders at once add the difference once, as `inc_by` of the rest).
+fn catch_up(c: &IntCounter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
 }
 
 /// A metric's name, help text and labels.
@@ -211,7 +220,6 @@ const AUDIT_WRITE_FAILURES: Def = Def::new(
     "Operations refused because the audit log could not be written",
     &[],
 );
-const ROTATIONS: Def = Def::new("fleetkey_rotations_total", "Key rotations since start", &[]);
 const NONCE_BLOCKS: Def = Def::new(
     "fleetkey_nonce_blocks_total",
     "Nonce blocks reserved since start",
@@ -292,6 +300,11 @@ const COORDINATION_DEGRADED: Def = Def::new(
     "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
     &[],
 );
+const BUILD_INFO: Def = Def::new(
+    "fleetkey_build_info",
+    "Always 1; the labels say which build is running",
+    &["version"],
+);
 const HTTP_CONNECTIONS: Def = Def::new(
     "fleetkey_http_connections",
     "HTTP connections open now",
@@ -307,6 +320,15 @@ impl Metrics {
     /// Registers everything.
     pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
+        BUILD_INFO
+            .gauge_vec(&r)?
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // process_cpu_seconds_total, process_resident_memory_bytes,
+        // process_open_fds, … (Linux; elsewhere the collector reports nothing).
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
             requests: REQUESTS.counter_vec(&r)?,
             latency: LATENCY.histogram_vec(
@@ -329,9 +351,8 @@ impl Metrics {
             kms_refusals: KMS_REFUSALS.counter_vec(&r)?,
             kms_operations: KMS_OPERATIONS.counter_vec(&r)?,
             audit_write_failures: AUDIT_WRITE_FAILURES.counter(&r)?,
-            rotations: ROTATIONS.gauge(&r)?,
-            nonce_blocks: NONCE_BLOCKS.gauge(&r)?,
-            nonce_alerts: NONCE_ALERTS.gauge(&r)?,
+            nonce_blocks: NONCE_BLOCKS.counter(&r)?,
+            nonce_alerts: NONCE_ALERTS.counter(&r)?,
             nonce_headroom: NONCE_HEADROOM.gauge_vec(&r)?,
             adaptive_tightened: ADAPTIVE_TIGHTENED.gauge(&r)?,
             handshakes: HANDSHAKES.counter_vec(&r)?,
@@ -367,12 +388,15 @@ impl Metrics {
     /// Renders the text exposition, refreshing gauges from the key service.
     pub fn render(&self, keys: &KeyService, tightened: bool) -> String {
         let m = keys.metrics();
-        self.rotations
-            .set(saturating(m.rotations.load(Ordering::Relaxed)));
-        self.nonce_blocks
-            .set(saturating(m.nonce_blocks.load(Ordering::Relaxed)));
-        self.nonce_alerts
-            .set(saturating(m.nonce_space_alerts.load(Ordering::Relaxed)));
+        catch_up(
+            &self.key_rotations.with_label_values(&["keyring"]),
+            m.rotations.load(Ordering::Relaxed),
+        );
+        catch_up(&self.nonce_blocks, m.nonce_blocks.load(Ordering::Relaxed));
+        catch_up(
+            &self.nonce_alerts,
+            m.nonce_space_alerts.load(Ordering::Relaxed),
+        );
         self.adaptive_tightened.set(i64::from(tightened));
         for (name, version, headroom) in keys.nonce_headroom() {
             self.nonce_headroom
@@ -382,5 +406,51 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::proto::MetricType;
+
+    /// Prometheus conventions: counters end in `_total`, nothing else does; every
+    /// series is ours (`fleetkey_`) or the standard process ones.
+    #[test]
+    fn names_follow_the_conventions() {
+        let m = Metrics::new().unwrap();
+        m.key_rotations.with_label_values(&["keyring"]).inc();
+        let families = m.registry.gather();
+        assert!(families.len() > 10, "{}", families.len());
+        for f in &families {
+            let name = f.name();
+            assert!(
+                name.starts_with("fleetkey_") || name.starts_with("process_"),
+                "{name}"
+            );
+            let counter = f.get_field_type() == MetricType::COUNTER;
+            assert_eq!(counter, name.ends_with("_total"), "{name}");
+        }
+        let text = {
+            let mut buf = Vec::new();
+            TextEncoder::new().encode(&families, &mut buf).unwrap();
+            String::from_utf8(buf).unwrap()
+        };
+        assert!(text.contains(&format!(
+            "fleetkey_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    }
+
+    #[test]
+    fn counters_catch_up_with_the_key_service_totals() {
+        let m = Metrics::new().unwrap();
+        catch_up(&m.nonce_blocks, 3);
+        assert_eq!(m.nonce_blocks.get(), 3);
+        catch_up(&m.nonce_blocks, 2); // never backwards
+        catch_up(&m.nonce_blocks, 5);
+        assert_eq!(m.nonce_blocks.get(), 5);
     }
 }

@@ -534,18 +534,13 @@ async fn scheduled_jobs(state: &AppState) {
     // Keyrings that fail are logged by the run itself; the rest go on.
     match state.keys.run_policies("scheduler").await {
         Ok(run) => run.actions.iter().for_each(|a| {
-            match a {
-                crate::keys::PolicyAction::Rotated { .. } => state
-                    .metrics
-                    .key_rotations
-                    .with_label_values(&["keyring"])
-                    .inc(),
-                crate::keys::PolicyAction::Erased { .. } => state
+            // Rotations are counted by the key service (every rotation, whoever asked).
+            if let crate::keys::PolicyAction::Erased { .. } = a {
+                state
                     .metrics
                     .keyring_changes
                     .with_label_values(&["erase", "ok"])
-                    .inc(),
-                crate::keys::PolicyAction::MinimumRaised { .. } => {}
+                    .inc();
             }
             tracing::info!(action = %a, "policy")
         }),

@@ -622,10 +622,6 @@ pub(super) async fn rotate(c: &Call<'_>) -> KmsResult<Value> {
         .rotate(&c.actor(), &name)
         .await
         .map_err(|e| change(c, e))?;
-    c.st.metrics
-        .key_rotations
-        .with_label_values(&["keyring"])
-        .inc();
     Ok(json!({ "KeyId": arn(c, &name) }))
 }
 

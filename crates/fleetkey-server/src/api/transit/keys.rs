@@ -332,10 +332,6 @@ pub(super) async fn rotate(
         .rotate(&actor(&req.principal, "keys/rotate"), &name)
         .await
         .map_err(|e| crate::api::change_err(&st, e))?;
-    st.metrics
-        .key_rotations
-        .with_label_values(&["keyring"])
-        .inc();
     Ok(answer(key_data(&st, &name).await?, leftover(&req.params)))
 }
 
