@@ -149,3 +149,32 @@ fn the_defaults_file_is_the_defaults_and_names_every_setting() {
         }
     }
 }
+
+/// deploy/fleetkey.toml, the production example, parses, validates (its TLS files
+/// aside, which exist only on a real host) and names every setting the defaults
+/// file names.
+#[test]
+fn the_deploy_example_is_valid_and_complete() {
+    let example = include_str!("../../../../deploy/fleetkey.toml");
+    let mut parsed = Config::from_toml(example, "deploy/fleetkey.toml").unwrap();
+    assert!(parsed.tls_cert.is_some() && parsed.tls_key.is_some());
+    (parsed.tls_cert, parsed.tls_key) = (None, None);
+    parsed.validate().unwrap();
+    let setting = |line: &str| {
+        let l = line.strip_prefix("# ").unwrap_or(line);
+        l.split_once(" = ")
+            .filter(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(|(k, _)| k.to_owned())
+    };
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        text.lines().filter_map(setting).collect()
+    };
+    let missing: Vec<_> = names(DEFAULTS_TOML)
+        .difference(&names(example))
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing from deploy/fleetkey.toml: {missing:?}"
+    );
+}
