@@ -254,6 +254,64 @@ pub(super) async fn show_fleet(
     Ok(Json(st.fleets.registry.fleet(&fleet).await?))
 }
 
+/// A fleet at a glance: its devices by state and profile, connected now, and
+/// when they were last heard from.
+#[derive(Debug, Serialize, ToSchema, Deserialize)]
+pub struct FleetSummary {
+    /// The fleet.
+    pub fleet: String,
+    /// Every device of the fleet, in any state.
+    pub devices: i64,
+    /// Devices by life-cycle state (states with none are left out).
+    pub by_state: std::collections::BTreeMap<String, i64>,
+    /// Devices by profile (`full`, `constrained`, `constrained_static`).
+    pub by_profile: std::collections::BTreeMap<String, i64>,
+    /// Devices with a session open now (full profile; constrained devices have
+    /// no sessions, see `heard`).
+    pub connected: i64,
+    /// Devices heard from within the last 5 minutes, hour and day (`5m`, `1h`,
+    /// `24h`; each includes the shorter), and `never`: never heard from.
+    pub heard: std::collections::BTreeMap<String, i64>,
+}
+
+/// A fleet at a glance (the console's overview): devices by state and profile,
+/// connected now, last heard from.
+#[utoipa::path(get, path = "/v1/fleets/{fleet}/summary", tag = "fleets", params(("fleet" = String, Path, description = "Fleet name")),
+    responses((status = 200, body = FleetSummary), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["devices:{fleet}"])))]
+pub(super) async fn fleet_summary(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiPath(fleet): ApiPath<String>,
+) -> ApiResult<Json<FleetSummary>> {
+    p.require(&format!("devices:{fleet}"))?;
+    let counts = st.fleets.registry.device_counts(&fleet).await?;
+    let connected = st
+        .fleets
+        .sessions
+        .connected(&fleet, "", "\u{10ffff}", st.device_idle_secs)
+        .await?;
+    let mut out = FleetSummary {
+        fleet,
+        devices: 0,
+        by_state: Default::default(),
+        by_profile: Default::default(),
+        connected: i64::try_from(connected.len()).unwrap_or(i64::MAX),
+        heard: Default::default(),
+    };
+    let windows = crate::fleet::SEEN_WINDOWS;
+    for c in counts {
+        out.devices += c.devices;
+        *out.by_state.entry(c.state).or_default() += c.devices;
+        *out.by_profile.entry(c.profile).or_default() += c.devices;
+        for ((name, _), n) in windows.iter().zip(c.seen) {
+            *out.heard.entry((*name).to_owned()).or_default() += n;
+        }
+        *out.heard.entry("never".to_owned()).or_default() += c.never_seen;
+    }
+    Ok(Json(out))
+}
+
 /// Register a device from the factory and issue its birth credential. Retrying
 /// with the same hardware id and keys returns the registration (200).
 #[utoipa::path(post, path = "/v1/factory/devices", tag = "fleets", request_body = FactoryDeviceRequest,

@@ -14,6 +14,7 @@
 pub mod admission;
 mod audit;
 mod caches;
+pub mod console;
 pub mod datakeys;
 pub mod devices;
 pub(crate) mod error;
@@ -192,7 +193,7 @@ impl utoipa::Modify for SecurityAddon {
     info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
     paths(keyrings::create_keyring, keyrings::list_keyrings, keyrings::show_keyring, keyrings::rotate_keyring, keyrings::revoke_version, keyrings::set_policy, keyrings::seal, keyrings::unseal, keyrings::rewrap,
         keyrings::seal_batch, keyrings::unseal_batch, keyrings::rewrap_batch, audit::audit_page, audit::audit_checkpoint, audit::audit_public_key, tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::create_aws_access_key,
-        fleets::create_fleet, fleets::list_fleets, fleets::show_fleet, patterns::service_patterns, patterns::set_service_patterns, patterns::fleet_patterns, patterns::set_fleet_patterns, fleets::factory_device, fleets::list_devices, fleets::show_device, lifecycle::set_device_state, lifecycle::decommission_device,
+        fleets::create_fleet, fleets::list_fleets, fleets::show_fleet, patterns::service_patterns, patterns::set_service_patterns, patterns::fleet_patterns, patterns::set_fleet_patterns, fleets::factory_device, fleets::list_devices, fleets::fleet_summary, fleets::show_device, lifecycle::set_device_state, lifecycle::decommission_device,
         lifecycle::onboarding_challenge, lifecycle::onboarding_complete, lifecycle::wipe_receipt, lifecycle::create_claim_code, lifecycle::claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
     modifiers(&SecurityAddon),
@@ -247,6 +248,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/v1/fleets/{fleet}", get(fleets::show_fleet))
         .route("/v1/fleets/{fleet}/devices", get(fleets::list_devices))
+        .route("/v1/fleets/{fleet}/summary", get(fleets::fleet_summary))
         .route(
             "/v1/session-patterns",
             get(patterns::service_patterns).put(patterns::set_service_patterns),
@@ -293,6 +295,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(console::routes())
         .route("/v1/openapi.json", get(openapi_json))
         .merge(
             // Routes without a token: small bodies only.

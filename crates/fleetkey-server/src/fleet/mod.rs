@@ -406,6 +406,16 @@ impl Registry {
         self.core.issuer(fleet).await?;
         self.core.store.devices(fleet, filter, after, limit).await
     }
+
+    /// A fleet's devices counted by state and profile, with how many were heard
+    /// from within each of [`sessions::SEEN_WINDOWS`] (as stored: up to one flush
+    /// behind) and how many never.
+    pub async fn device_counts(&self, fleet: &str) -> Result<Vec<crate::store::DeviceCount>> {
+        self.core.issuer(fleet).await?;
+        let now = self.core.clock.now();
+        let since = sessions::SEEN_WINDOWS.map(|(_, secs)| now.saturating_sub(secs));
+        self.core.store.device_counts(fleet, since).await
+    }
 }
 
 /// The registered public keys of a device.

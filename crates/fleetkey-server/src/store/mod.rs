@@ -322,6 +322,9 @@ pub trait FleetStore: Changes {
         after: &str,
         limit: u32,
     ) -> Result<Vec<DeviceRecord>>;
+    /// A fleet's devices counted by state and profile, with how many of each were
+    /// heard from at or after each of `since` and how many never: one query.
+    async fn device_counts(&self, fleet: &str, since: [UnixTime; 3]) -> Result<Vec<DeviceCount>>;
     /// Registers many devices in **one** transaction (one disk flush): each item
     /// succeeds or fails on its own; a hardware identity already registered fails
     /// with [`crate::Error::DeviceExists`].

@@ -409,6 +409,21 @@ pub struct DeviceFilter {
     pub seen_after: Option<UnixTime>,
 }
 
+/// A fleet's devices of one state and profile, counted (the fleet summary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCount {
+    /// The life-cycle state.
+    pub state: String,
+    /// The profile (`full`, `constrained`, `constrained_static`).
+    pub profile: String,
+    /// How many devices.
+    pub devices: i64,
+    /// Of those, how many were heard from at or after each of the times asked.
+    pub seen: [i64; 3],
+    /// Of those, how many were never heard from.
+    pub never_seen: i64,
+}
+
 /// One factory registration: the device, what the factory recorded, its initial
 /// configuration (when the fleet has a schema) and the audit entry.
 #[derive(Debug, Clone)]

@@ -1,14 +1,48 @@
 //! Factory registration on [`SqlStore`]: many devices, their records and audit
 //! entries in one transaction.
 
+use super::super::rows::StoreRow as _;
 use super::super::rows::to_i64;
-use super::super::{DeviceRecord, Registration, StoredConfig};
+use super::super::{DeviceCount, DeviceRecord, Registration, StoredConfig};
 use super::changes::audit_head;
 use super::{Dialect, SqlStore, Stmt, stmt, values_list};
 use crate::clock::UnixTime;
 use crate::error::{Error, Result};
 use crate::store::audit_log::AuditEntry;
 use sqlx::Transaction;
+
+/// A fleet's devices by state and profile, with their last-seen buckets.
+pub(super) async fn counts<D: Dialect>(
+    store: &SqlStore<D>,
+    fleet: &str,
+    since: [UnixTime; 3],
+) -> Result<Vec<DeviceCount>> {
+    let rows = stmt(
+        "SELECT state, profile, COUNT(*), \
+         SUM(CASE WHEN last_seen >= $2 THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN last_seen >= $3 THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN last_seen >= $4 THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN last_seen IS NULL THEN 1 ELSE 0 END) \
+         FROM devices WHERE fleet = $1 GROUP BY state, profile ORDER BY state, profile",
+    )
+    .bind(fleet)
+    .bind(since[0])
+    .bind(since[1])
+    .bind(since[2])
+    .all(&store.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeviceCount {
+                state: r.col_at(0)?,
+                profile: r.col_at(1)?,
+                devices: r.col_at(2)?,
+                seen: [r.col_at(3)?, r.col_at(4)?, r.col_at(5)?],
+                never_seen: r.col_at(6)?,
+            })
+        })
+        .collect()
+}
 
 /// Registers `items`: each device inserted unless it collides, in one transaction.
 pub(super) async fn register<D: Dialect>(

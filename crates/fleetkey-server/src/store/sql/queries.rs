@@ -7,10 +7,11 @@ use super::super::rows::{
     hash32, keyring_from_row, to_i64, to_u32, to_u64, token_from_row, version_from_row,
 };
 use super::super::{
-    AliasRecord, AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceFilter,
-    DeviceRecord, DeviceSecret, DeviceSessionRecord, DirectoryStore, FleetRecord, FleetStore,
-    KeyringRecord, KeyringStore, OnboardingStore, Registration, Reservation, SchedulerStore,
-    SchemaRecord, SessionStore, StoredConfig, TokenRecord, TokenStore, VersionRecord,
+    AliasRecord, AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceCount,
+    DeviceFilter, DeviceRecord, DeviceSecret, DeviceSessionRecord, DirectoryStore, FleetRecord,
+    FleetStore, KeyringRecord, KeyringStore, OnboardingStore, Registration, Reservation,
+    SchedulerStore, SchemaRecord, SessionStore, StoredConfig, TokenRecord, TokenStore,
+    VersionRecord,
 };
 use super::{Dialect, SqlStore, Stmt, stmt};
 use crate::clock::UnixTime;
@@ -377,6 +378,10 @@ impl<D: Dialect> FleetStore for SqlStore<D> {
         .bind(i64::from(limit))
         .records(&self.pool, device_from_row)
         .await
+    }
+
+    async fn device_counts(&self, fleet: &str, since: [UnixTime; 3]) -> Result<Vec<DeviceCount>> {
+        super::devices::counts(self, fleet, since).await
     }
 
     async fn register_devices(
