@@ -33,6 +33,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "factory_recipient": ("GET", "/v1/factory/recipient"),
     "factory_reset": ("POST", "/v1/factory/reset"),
     "fleet_patterns": ("GET", "/v1/fleets/{fleet}/session-patterns"),
+    "fleet_summary": ("GET", "/v1/fleets/{fleet}/summary"),
     "get_config": ("GET", "/v1/fleets/{fleet}/devices/{id}/config"),
     "import": ("POST", "/v1/keyrings/{name}/import"),
     "import_recipient": ("GET", "/v1/keyrings/{name}/import-recipient"),
@@ -271,6 +272,13 @@ class Api(Generic[R]):
         ``GET /v1/fleets/{fleet}/session-patterns``
         """
         return self._dispatch("fleet_patterns", {"fleet": fleet}, {}, None)
+
+    def fleet_summary(self, fleet: str) -> R:
+        """A fleet at a glance (the console's overview): devices by state and profile, connected now, last heard from.
+
+        ``GET /v1/fleets/{fleet}/summary``
+        """
+        return self._dispatch("fleet_summary", {"fleet": fleet}, {}, None)
 
     def get_config(self, fleet: str, id: str) -> R:
         """A device's configuration (migrated to the newest schema for this read).
