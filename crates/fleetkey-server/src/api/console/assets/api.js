@@ -20,8 +20,11 @@ export class ApiError extends Error {
   }
 }
 
-/** Calls the API; the decoded JSON (null for 204). A 401 signs out. */
-export async function api(method, path, body) {
+/**
+ * Calls the API; the decoded JSON (null for 204). A 401 signs out, unless
+ * `quiet` (the sign-in form checking a token it was just given).
+ */
+export async function api(method, path, body, { quiet = false } = {}) {
   const headers = { accept: "application/json" };
   const t = token.get();
   if (t) headers.authorization = `Bearer ${t}`;
@@ -43,7 +46,7 @@ export async function api(method, path, body) {
   const data = await r.json().catch(() => null);
   if (!r.ok) {
     const err = data && data.error ? data.error : { code: "unknown", message: r.statusText };
-    if (r.status === 401) {
+    if (r.status === 401 && !quiet) {
       token.clear();
       window.dispatchEvent(new CustomEvent("fleetkey-signed-out", { detail: err.message }));
     }

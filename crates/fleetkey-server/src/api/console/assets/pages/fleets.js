@@ -159,6 +159,6 @@ function renderDevices(container, fleet, page, state) {
       page.devices,
       "No devices match.",
     ),
-    next,
+    ...(next ? [next] : []),
   );
 }
