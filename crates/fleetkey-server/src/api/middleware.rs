@@ -226,6 +226,7 @@ pub(super) async fn observe(State(st): St, req: Request, next: Next) -> Response
             method: &method,
             route: &route,
             status: status.as_str(),
+            code: status.as_u16(),
             http: status,
             secs: start.elapsed().as_secs_f64(),
             request_id: request_id.as_deref().unwrap_or("-"),
@@ -243,6 +244,8 @@ pub(crate) struct Finished<'a> {
     pub route: &'a str,
     /// The status label: the HTTP status, or the gRPC code's number.
     pub status: &'a str,
+    /// The same as a number (the access log's `status`).
+    pub code: u16,
     /// The HTTP status the answer is, or maps to (docs/errors.md), for the limiter.
     pub http: StatusCode,
     /// How long it took.
@@ -263,7 +266,7 @@ pub(crate) fn record_request(st: &AppState, f: &Finished<'_>) {
             target: "fleetkey::access",
             method = %f.method,
             route = %f.route,
-            status = %f.status,
+            status = f.code,
             latency_ms = f.secs * 1000.0,
             request_id = %f.request_id,
             token_id = %f.token_id,

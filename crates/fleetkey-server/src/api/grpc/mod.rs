@@ -227,6 +227,7 @@ impl CryptoService {
                 method: "GRPC",
                 route: method,
                 status: grpc_code_label(code),
+                code: u16::try_from(code as i32).unwrap_or(2),
                 http: err.map_or(axum::http::StatusCode::OK, http_equivalent),
                 secs: start.elapsed().as_secs_f64(),
                 request_id: "-",
