@@ -219,6 +219,16 @@ pub fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// When the first certificate of the PEM chain at `cert` stops being valid
+/// (Unix seconds), for the expiry metric; `None` when it cannot be read.
+pub fn certificate_not_after(cert: &std::path::Path) -> Option<i64> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let first = CertificateDer::pem_file_iter(cert).ok()?.next()?.ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(first.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests in
 /// flight finish (up to [`HttpLimits::shutdown_grace`]). Each request carries the
 /// peer's address as `axum::extract::ConnectInfo<SocketAddr>`.
@@ -365,6 +375,21 @@ impl Drop for Done {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_certificate_expiry_is_read_from_the_first_certificate() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 1, 2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("cert.pem");
+        std::fs::write(&path, cert.pem()).unwrap();
+        assert_eq!(certificate_not_after(&path), Some(1_925_078_400));
+        std::fs::write(&path, "not a certificate").unwrap();
+        assert_eq!(certificate_not_after(&path), None);
+        assert_eq!(certificate_not_after(&dir.path().join("missing.pem")), None);
+    }
 
     #[test]
     fn the_cap_leaves_descriptors_for_everything_else() {

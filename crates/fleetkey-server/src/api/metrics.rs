@@ -75,6 +75,8 @@ pub struct Metrics {
     pub coordination_degraded: IntGauge,
     /// The HTTP listener's connections.
     pub http: crate::api::http::HttpMetrics,
+    /// When the TLS certificate expires (Unix seconds; 0 without TLS).
+    pub tls_expiry: IntGauge,
 }
 
 /// A counter as a gauge value (`IntGauge` is signed); saturates rather than wraps.
@@ -300,6 +302,11 @@ const COORDINATION_DEGRADED: Def = Def::new(
     "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
     &[],
 );
+const TLS_EXPIRY: Def = Def::new(
+    "fleetkey_tls_certificate_expiry_timestamp_seconds",
+    "When the TLS certificate of the HTTP and gRPC listeners stops being valid (Unix seconds); 0 without TLS",
+    &[],
+);
 const BUILD_INFO: Def = Def::new(
     "fleetkey_build_info",
     "Always 1; the labels say which build is running",
@@ -376,6 +383,7 @@ impl Metrics {
                 open: HTTP_CONNECTIONS.gauge(&r)?,
                 closed: HTTP_CLOSED.counter_vec(&r)?,
             },
+            tls_expiry: TLS_EXPIRY.gauge(&r)?,
             registry: r,
         })
     }

@@ -424,6 +424,13 @@ async fn serve_http(
         source: e,
     };
     let tls = tls(config)?;
+    if let Some(not_after) = config
+        .tls_cert
+        .as_deref()
+        .and_then(crate::api::http::certificate_not_after)
+    {
+        state.metrics.tls_expiry.set(not_after);
+    }
     let nofile = crate::api::http::raise_nofile_limit();
     let limits = config.http_limits(nofile);
     let listener = tokio::net::TcpListener::from_std(std_sock).map_err(io)?;

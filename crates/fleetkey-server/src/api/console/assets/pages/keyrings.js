@@ -98,7 +98,12 @@ export async function keyringPage(name) {
                     await api("POST", path`/v1/keyrings/${name}/versions/${v.version}/revoke`);
                     reload();
                     return `v${v.version} revoked: nothing it sealed opens any more`;
-                  }, { danger: true, confirm: `Revoke ${name} v${v.version}? Nothing it sealed will open again.` }),
+                  }, {
+                    danger: true,
+                    confirm: `Revoke ${name} v${v.version}? Nothing it sealed will open again.${
+                      v.version === k.primary_version ? " A new primary version is made first." : ""
+                    }`,
+                  }),
           },
         ],
         k.versions || [],
