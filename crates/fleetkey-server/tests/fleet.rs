@@ -609,3 +609,53 @@ async fn a_decommissioned_device_s_credentials_are_refused_even_if_unreadable_in
         Err(Error::CredentialRefused("device decommissioned"))
     ));
 }
+
+/// The fleet summary's counts (GET /v1/fleets/{fleet}/summary): by state and
+/// profile in one query, with the last-heard buckets; another fleet's devices
+/// never count, an unknown fleet is not found.
+#[tokio::test]
+async fn device_counts_group_by_state_and_profile() {
+    use fleetkey_server::fleet::onboarding_message;
+    let e = env().await;
+    for fleet in ["counted", "other"] {
+        e.fleets
+            .registry
+            .create_fleet("ops", &fleet.parse().unwrap(), None)
+            .await
+            .unwrap();
+    }
+    let mut made = Vec::new();
+    for i in 0..4 {
+        made.push(manufacture(&e, "counted", &format!("uid:count-{i}")).await);
+    }
+    manufacture(&e, "other", "uid:elsewhere").await;
+    // One onboarded device, heard from now.
+    let dev = &made[0];
+    let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
+    let sig = dev
+        .signer
+        .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
+    e.fleets
+        .onboarding
+        .onboard(&dev.birth, &c.nonce, &sig)
+        .await
+        .unwrap();
+    e.fleets.sessions.seen(&dev.id);
+    e.fleets.sessions.flush_seen().await.unwrap();
+
+    let counts = e.fleets.registry.device_counts("counted").await.unwrap();
+    let total: i64 = counts.iter().map(|c| c.devices).sum();
+    assert_eq!(total, 4);
+    let of = |state: &str| {
+        counts
+            .iter()
+            .find(|c| c.state == state && c.profile == "full")
+            .map(|c| (c.devices, c.seen, c.never_seen))
+    };
+    assert_eq!(of("manufactured"), Some((3, [0, 0, 0], 3)));
+    assert_eq!(of("onboarded"), Some((1, [1, 1, 1], 0)));
+    assert!(matches!(
+        e.fleets.registry.device_counts("nowhere").await,
+        Err(Error::FleetNotFound(_))
+    ));
+}
