@@ -154,10 +154,25 @@ try {
   await page.getByRole("img", { name: /Handshakes \(all fleets\)/ }).waitFor();
   await page.screenshot({ path: join(shots, "02-fleet.png"), fullPage: true });
 
-  // A device: suspend it, and the API agrees.
-  const id = devices[0].id;
+  // A device with sessions and telemetry (the demo's devices sent some): its
+  // timeline from the audit log, its sessions, its telemetry as charts; then
+  // suspend it, and the API agrees.
+  let id = null;
+  for (const d of devices) {
+    const hist = (await api("GET", `/v1/fleets/${fleet}/devices/${d.id}/history`, undefined, token)).data;
+    if (hist.telemetry.length > 0 && hist.sessions.length > 0 && hist.events.length > 0) {
+      id = d.id;
+      break;
+    }
+  }
+  assert.ok(id, "no active device of the demo has sessions, telemetry and events in its history");
   await page.getByRole("link", { name: id, exact: true }).click();
   await page.getByRole("heading", { name: `Device ${id}` }).waitFor();
+  await page.getByRole("img", { name: /^temp_c: latest \d/ }).waitFor();
+  await page.getByText("Its sessions, newest first").waitFor();
+  await page.getByText("What happened to it, newest first").waitFor();
+  assert.ok((await page.locator("td", { hasText: /onboard/ }).count()) > 0, "the timeline shows no onboarding");
+  await page.screenshot({ path: join(shots, "03-device-history.png"), fullPage: true });
   await page.getByRole("button", { name: "Suspend" }).click();
   await page.getByText("the device is suspended").waitFor();
   const after = (await api("GET", `/v1/fleets/${fleet}/devices/${id}`, undefined, token)).data;

@@ -52,6 +52,7 @@ pub mod ingest;
 pub mod key_type;
 pub mod keys;
 pub mod names;
+pub mod observability;
 pub mod rewrap;
 pub mod secret_file;
 pub mod store;

@@ -659,3 +659,123 @@ async fn device_counts_group_by_state_and_profile() {
         Err(Error::FleetNotFound(_))
     ));
 }
+
+/// A device's history (GET /v1/fleets/{fleet}/devices/{id}/history): its audit
+/// entries newest first, paged by `before`, and its sessions newest first; another
+/// fleet's device and an unknown device are not found.
+#[tokio::test]
+async fn a_device_history_lists_its_events_and_sessions_newest_first() {
+    use fleetkey_server::fleet::onboarding_message;
+    use fleetkey_server::store::DeviceSessionRecord;
+    let e = env().await;
+    for fleet in ["told", "other"] {
+        e.fleets
+            .registry
+            .create_fleet("ops", &fleet.parse().unwrap(), None)
+            .await
+            .unwrap();
+    }
+    let dev = manufacture(&e, "told", "uid:told").await;
+    let bystander = manufacture(&e, "told", "uid:bystander").await;
+    let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
+    let sig = dev
+        .signer
+        .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
+    e.fleets
+        .onboarding
+        .onboard(&dev.birth, &c.nonce, &sig)
+        .await
+        .unwrap();
+    for state in [DeviceState::Active, DeviceState::Suspended] {
+        e.fleets
+            .onboarding
+            .transition("ops", &dev.id, state)
+            .await
+            .unwrap();
+    }
+    for (i, id) in ["s-old", "s-new"].iter().enumerate() {
+        let start = 1_700_000_000 + i64::try_from(i).unwrap() * 100;
+        e.fleets
+            .sessions
+            .session_opened(&DeviceSessionRecord {
+                id: (*id).into(),
+                device_id: dev.id.clone(),
+                previous: None,
+                pattern: "IK".into(),
+                peer: "127.0.0.1:5000".into(),
+                started_at: start,
+                ended_at: None,
+                telemetry_seq: 0,
+                messages_in: 0,
+                messages_out: 0,
+            })
+            .await
+            .unwrap();
+    }
+    e.fleets
+        .sessions
+        .session_closed("s-old", 3, 4, 5)
+        .await
+        .unwrap();
+
+    let h = e
+        .fleets
+        .history
+        .device("told", &dev.id, 50, None)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = h.events.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.len() >= 4, "{actions:?}");
+    assert!(h.events.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert!(
+        h.events
+            .iter()
+            .all(|e| e.subject == format!("device:{}", dev.id)),
+        "only this device's entries"
+    );
+    assert_eq!(h.device.state, DeviceState::Suspended);
+    let ids: Vec<&str> = h.sessions.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["s-new", "s-old"]);
+    assert!(h.sessions[1].ended_at.is_some() && h.sessions[0].ended_at.is_none());
+    assert_eq!(
+        (h.sessions[1].messages_in, h.sessions[1].messages_out),
+        (4, 5)
+    );
+    // Paging: the next page starts below the last event seen, and the pages
+    // together are the whole list.
+    let first = e
+        .fleets
+        .history
+        .device("told", &dev.id, 2, None)
+        .await
+        .unwrap();
+    assert_eq!(first.events.len(), 2);
+    let rest = e
+        .fleets
+        .history
+        .device("told", &dev.id, 50, Some(first.events[1].seq))
+        .await
+        .unwrap();
+    assert_eq!(first.events.len() + rest.events.len(), h.events.len());
+    assert_eq!(rest.events[0].seq, h.events[2].seq);
+    // The bystander's history has none of it.
+    let b = e
+        .fleets
+        .history
+        .device("told", &bystander.id, 50, None)
+        .await
+        .unwrap();
+    assert!(b.sessions.is_empty());
+    assert!(b.events.iter().all(|e| e.subject.ends_with(&bystander.id)));
+    assert!(matches!(
+        e.fleets.history.device("other", &dev.id, 50, None).await,
+        Err(Error::DeviceNotFound(_))
+    ));
+    assert!(matches!(
+        e.fleets
+            .history
+            .device("told", "no-such-device", 50, None)
+            .await,
+        Err(Error::DeviceNotFound(_))
+    ));
+}

@@ -216,9 +216,11 @@ pub(super) async fn observe(State(st): St, req: Request, next: Next) -> Response
             .unwrap_or("-")
             .to_owned()
     });
+    crate::observability::spans::http_route(&method, &route);
     let start = Instant::now();
     let r = next.run(req).await;
     let status = r.status();
+    crate::observability::spans::http_status(status);
     let token = r.extensions().get::<AdmittedToken>();
     record_request(
         &st,

@@ -16,6 +16,7 @@ mod audit;
 mod caches;
 pub mod console;
 pub mod datakeys;
+mod device_history;
 pub mod devices;
 pub(crate) mod error;
 pub mod error_codes;
@@ -116,6 +117,8 @@ pub struct AppState {
     pub device_idle_secs: u64,
     /// Whether every request is logged (`fleetkey::access`, info).
     pub access_log: bool,
+    /// The latest telemetry this instance received, per recently active device.
+    pub recent_telemetry: Arc<crate::telemetry::recent::Recent>,
 }
 
 type St = State<Arc<AppState>>;
@@ -193,7 +196,7 @@ impl utoipa::Modify for SecurityAddon {
     info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
     paths(keyrings::create_keyring, keyrings::list_keyrings, keyrings::show_keyring, keyrings::rotate_keyring, keyrings::revoke_version, keyrings::set_policy, keyrings::seal, keyrings::unseal, keyrings::rewrap,
         keyrings::seal_batch, keyrings::unseal_batch, keyrings::rewrap_batch, audit::audit_page, audit::audit_checkpoint, audit::audit_public_key, tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::create_aws_access_key,
-        fleets::create_fleet, fleets::list_fleets, fleets::show_fleet, patterns::service_patterns, patterns::set_service_patterns, patterns::fleet_patterns, patterns::set_fleet_patterns, fleets::factory_device, fleets::list_devices, fleets::fleet_summary, fleets::show_device, lifecycle::set_device_state, lifecycle::decommission_device,
+        fleets::create_fleet, fleets::list_fleets, fleets::show_fleet, patterns::service_patterns, patterns::set_service_patterns, patterns::fleet_patterns, patterns::set_fleet_patterns, fleets::factory_device, fleets::list_devices, fleets::fleet_summary, fleets::show_device, device_history::device_history, lifecycle::set_device_state, lifecycle::decommission_device,
         lifecycle::onboarding_challenge, lifecycle::onboarding_complete, lifecycle::wipe_receipt, lifecycle::create_claim_code, lifecycle::claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
     modifiers(&SecurityAddon),
@@ -258,6 +261,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             get(patterns::fleet_patterns).put(patterns::set_fleet_patterns),
         )
         .route("/v1/fleets/{fleet}/devices/{id}", get(fleets::show_device))
+        .route(
+            "/v1/fleets/{fleet}/devices/{id}/history",
+            get(device_history::device_history),
+        )
         .route("/v1/factory/devices", post(fleets::factory_device))
         .route(
             "/v1/fleets/{fleet}/devices/{id}/state",

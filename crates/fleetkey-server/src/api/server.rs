@@ -4,38 +4,12 @@
 
 use super::supervisor::Supervisor;
 use super::{AppState, metrics::Metrics, ratelimit::RateLimits, router};
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::KeyService;
 use crate::tokens::TokenService;
 use std::future::Future;
-use std::io::IsTerminal;
 use std::sync::Arc;
-
-/// Sets up `tracing`: human lines on a terminal (or when asked), JSON otherwise.
-/// `RUST_LOG` filters (default `info`). Safe to call once per process.
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Human => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(!json && std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-}
 
 /// Selects aws-lc-rs as the process's rustls provider (the same library as the
 /// rest of fleetkey). Needed because more than one provider is compiled in.
@@ -76,16 +50,8 @@ pub fn state(
         transit_mounts: config.transit_mount_list(),
         device_idle_secs: config.device_idle_timeout_secs,
         access_log: config.access_log,
+        recent_telemetry: Default::default(),
     }))
-}
-
-fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), token = tracing::field::Empty)
 }
 
 /// Receive buffer asked for on the device UDP socket (the kernel may give less:
@@ -219,7 +185,11 @@ pub async fn serve_on(
         }
     };
     // One telemetry sink for sessions and frames.
-    let sink = telemetry_sink(config).await?;
+    let sink: Arc<dyn crate::telemetry::TelemetrySink> =
+        Arc::new(crate::telemetry::recent::Remembering::new(
+            telemetry_sink(config).await?,
+            state.recent_telemetry.clone(),
+        ));
     let coordination = coordinate(config, &state).await?;
     let ingest = crate::ingest::FrameIngest::new(
         state.fleets.clone(),
@@ -416,7 +386,10 @@ async fn serve_http(
     let app = router(state.clone(), config.max_body_bytes).layer(
         tower::ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(
+                tower_http::trace::TraceLayer::new_for_http()
+                    .make_span_with(crate::observability::spans::http_request),
+            )
             .layer(PropagateRequestIdLayer::x_request_id()),
     );
     let io = |e: std::io::Error| Error::Io {

@@ -166,7 +166,7 @@ macro_rules! from_env_parsed {
         }
     )*};
 }
-from_env_parsed!(u32, u64, usize);
+from_env_parsed!(u32, u64, usize, f64);
 
 impl FromEnv for bool {
     fn from_env(v: String) -> Result<Self, String> {
@@ -327,6 +327,18 @@ pub struct Config {
     /// One log line per HTTP request (target `fleetkey::access`, level info):
     /// method, route template, status, latency, request id, token id.
     pub access_log: bool,
+    /// OpenTelemetry collector (OTLP over HTTP, protobuf): spans are posted to
+    /// `<otlp_endpoint>/v1/traces`. Unset, no trace is made or sent
+    /// (docs/operations.md, "Traces"). Headers for the collector (an API key) come
+    /// from `OTEL_EXPORTER_OTLP_HEADERS`.
+    pub otlp_endpoint: Option<ServiceUrl>,
+    /// Fraction of new traces kept, 0 to 1 (default 1: every request). A request
+    /// that continues a caller's trace follows the caller's decision.
+    pub trace_sample_ratio: f64,
+    /// Whether a request's W3C `traceparent` (HTTP header, gRPC metadata)
+    /// continues the caller's trace. Turn off where callers are not trusted to
+    /// choose what is traced.
+    pub trace_accept_parent: bool,
     /// Seconds between policy runs (rotation by age, overlap expiry).
     pub scheduler_interval_secs: u64,
     /// Device listener address (Noise sessions over TCP); `off` disables it.
@@ -400,6 +412,9 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             log_format: LogFormat::Auto,
             access_log: true,
+            otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
+            trace_accept_parent: true,
             scheduler_interval_secs: 60,
             device_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 8401))),
             device_connections_per_minute: 10,
@@ -539,6 +554,9 @@ impl Config {
             "FLEETKEY_RATE_LIMIT_GLOBAL" => rate_limit.global_per_sec,
             "FLEETKEY_LOG_FORMAT" => log_format,
             "FLEETKEY_ACCESS_LOG" => access_log,
+            "FLEETKEY_OTLP_ENDPOINT" => otlp_endpoint,
+            "FLEETKEY_TRACE_SAMPLE_RATIO" => trace_sample_ratio,
+            "FLEETKEY_TRACE_ACCEPT_PARENT" => trace_accept_parent,
             "FLEETKEY_TRANSIT_MOUNTS" => transit_mounts,
         }))
     }
@@ -551,6 +569,7 @@ impl Config {
         self.validate_store()?;
         self.validate_coordination()?;
         self.validate_rate_limit()?;
+        self.validate_traces()?;
         if self.scheduler_interval_secs == 0 {
             return Err(err("scheduler_interval_secs", "must be at least 1"));
         }
@@ -709,6 +728,29 @@ impl Config {
             return Err(err(
                 "rate_limit",
                 "adaptive_error_ratio must be in [0, 1] and adaptive_factor in (0, 1]",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The OTLP endpoint and the sampling ratio.
+    fn validate_traces(&self) -> Result<(), ConfigError> {
+        if let Some(u) = self.otlp_endpoint.as_ref().map(ServiceUrl::expose) {
+            let scheme_ok = u.starts_with("http://") || u.starts_with("https://");
+            if !scheme_ok || u.parse::<axum::http::Uri>().is_err() {
+                return Err(err(
+                    "otlp_endpoint",
+                    format!(
+                        "{:?} is not an http(s)://host:port URL (the collector's OTLP/HTTP address)",
+                        redacted_url(u)
+                    ),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            return Err(err(
+                "trace_sample_ratio",
+                format!("{} is not between 0 and 1", self.trace_sample_ratio),
             ));
         }
         Ok(())

@@ -178,3 +178,49 @@ fn the_deploy_example_is_valid_and_complete() {
         "missing from deploy/fleetkey.toml: {missing:?}"
     );
 }
+
+#[test]
+fn trace_settings_are_checked() {
+    for (var, value, key) in [
+        ("FLEETKEY_OTLP_ENDPOINT", "collector:4318", "otlp_endpoint"),
+        (
+            "FLEETKEY_OTLP_ENDPOINT",
+            "grpc://collector:4317",
+            "otlp_endpoint",
+        ),
+        (
+            "FLEETKEY_OTLP_ENDPOINT",
+            "http://col lector",
+            "otlp_endpoint",
+        ),
+        ("FLEETKEY_TRACE_SAMPLE_RATIO", "1.5", "trace_sample_ratio"),
+        ("FLEETKEY_TRACE_SAMPLE_RATIO", "-0.1", "trace_sample_ratio"),
+        ("FLEETKEY_TRACE_SAMPLE_RATIO", "NaN", "trace_sample_ratio"),
+    ] {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == var).then(|| value.to_owned()))
+            .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains(key), "{value}: {e}");
+    }
+    // A collector's credentials in the URL stay out of the error.
+    let mut c = Config::default();
+    c.apply_env(|k| (k == "FLEETKEY_OTLP_ENDPOINT").then(|| "ftp://u:otlp-secret@c".to_owned()))
+        .unwrap();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(!e.contains("otlp-secret"), "{e}");
+    let mut c = Config::default();
+    c.apply_env(|k| match k {
+        "FLEETKEY_OTLP_ENDPOINT" => Some("https://collector.internal:4318".to_owned()),
+        "FLEETKEY_TRACE_SAMPLE_RATIO" => Some("0.25".to_owned()),
+        "FLEETKEY_TRACE_ACCEPT_PARENT" => Some("false".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    c.validate().unwrap();
+    assert_eq!(
+        crate::observability::traces_url(c.otlp_endpoint.as_ref().unwrap()),
+        "https://collector.internal:4318/v1/traces"
+    );
+    assert!((c.trace_sample_ratio - 0.25).abs() < f64::EPSILON && !c.trace_accept_parent);
+}

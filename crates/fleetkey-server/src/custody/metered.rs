@@ -5,10 +5,12 @@
 
 use super::{Custody, Resident};
 use crate::error::{Error, Result};
+use crate::observability::spans;
 use fleetkey_crypto::secret::SecretBytes;
 use prometheus::{HistogramOpts, HistogramVec};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 /// A custody whose calls are observed in a histogram.
 pub struct Metered {
@@ -31,40 +33,49 @@ impl Metered {
         Ok(Self { inner, calls })
     }
 
-    fn observe<T>(&self, operation: &str, start: Instant, r: &Result<T>) {
-        let result = match r {
+    /// Runs one call in its trace span, then times and counts it by result.
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let span = spans::custody_call(self.inner.backend(), operation);
+        let start = Instant::now();
+        let r = call.instrument(span.clone()).await;
+        let result = match &r {
             Ok(_) => "ok",
             Err(Error::Envelope(fleetkey_crypto::Error::Open)) => "refused",
             Err(Error::CustodyUnavailable(_)) => "unavailable",
             Err(_) => "error",
         };
+        spans::custody_result(&span, result);
         self.calls
             .with_label_values(&[self.inner.backend(), operation, result])
             .observe(start.elapsed().as_secs_f64());
+        r
+    }
+
+    /// The inner custody's resident keys, or the refusal for a backend without.
+    fn resident_keys(&self) -> Result<&dyn Resident> {
+        self.inner
+            .resident()
+            .ok_or_else(|| no_resident(self.inner.backend()))
     }
 }
 
 #[async_trait::async_trait]
 impl Custody for Metered {
     async fn wrap(&self, key: &SecretBytes<32>, context: &str) -> Result<Vec<u8>> {
-        let start = Instant::now();
-        let r = self.inner.wrap(key, context).await;
-        self.observe("wrap", start, &r);
-        r
+        self.timed("wrap", self.inner.wrap(key, context)).await
     }
 
     async fn unwrap(&self, wrapped: &[u8], context: &str) -> Result<SecretBytes<32>> {
-        let start = Instant::now();
-        let r = self.inner.unwrap(wrapped, context).await;
-        self.observe("unwrap", start, &r);
-        r
+        self.timed("unwrap", self.inner.unwrap(wrapped, context))
+            .await
     }
 
     async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
-        let start = Instant::now();
-        let r = self.inner.sign(msg).await;
-        self.observe("sign", start, &r);
-        r
+        self.timed("sign", self.inner.sign(msg)).await
     }
 
     fn public_key(&self) -> Vec<u8> {
@@ -93,13 +104,10 @@ impl Custody for Metered {
 #[async_trait::async_trait]
 impl Resident for Metered {
     async fn generate(&self, context: &str) -> Result<Vec<u8>> {
-        let start = Instant::now();
-        let r = match self.inner.resident() {
-            Some(k) => k.generate(context).await,
-            None => Err(no_resident(self.inner.backend())),
-        };
-        self.observe("resident_generate", start, &r);
-        r
+        self.timed("resident_generate", async {
+            self.resident_keys()?.generate(context).await
+        })
+        .await
     }
 
     async fn seal(
@@ -109,13 +117,12 @@ impl Resident for Metered {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>> {
-        let start = Instant::now();
-        let r = match self.inner.resident() {
-            Some(k) => k.seal(reference, nonce, aad, plaintext).await,
-            None => Err(no_resident(self.inner.backend())),
-        };
-        self.observe("resident_seal", start, &r);
-        r
+        self.timed("resident_seal", async {
+            self.resident_keys()?
+                .seal(reference, nonce, aad, plaintext)
+                .await
+        })
+        .await
     }
 
     async fn open(
@@ -125,23 +132,19 @@ impl Resident for Metered {
         aad: &[u8],
         ciphertext: &[u8],
     ) -> Result<Vec<u8>> {
-        let start = Instant::now();
-        let r = match self.inner.resident() {
-            Some(k) => k.open(reference, nonce, aad, ciphertext).await,
-            None => Err(no_resident(self.inner.backend())),
-        };
-        self.observe("resident_open", start, &r);
-        r
+        self.timed("resident_open", async {
+            self.resident_keys()?
+                .open(reference, nonce, aad, ciphertext)
+                .await
+        })
+        .await
     }
 
     async fn destroy(&self, reference: &[u8]) -> Result<()> {
-        let start = Instant::now();
-        let r = match self.inner.resident() {
-            Some(k) => k.destroy(reference).await,
-            None => Err(no_resident(self.inner.backend())),
-        };
-        self.observe("resident_destroy", start, &r);
-        r
+        self.timed("resident_destroy", async {
+            self.resident_keys()?.destroy(reference).await
+        })
+        .await
     }
 }
 

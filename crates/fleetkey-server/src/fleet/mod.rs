@@ -33,6 +33,7 @@ pub mod constrained;
 mod device_config;
 pub mod downlink;
 mod factory;
+pub mod history;
 pub mod lifecycle;
 mod onboarding;
 pub mod patterns;
@@ -126,6 +127,8 @@ pub struct FleetService {
     pub commands: Commands,
     /// Device sessions as the device listener records them.
     pub sessions: DeviceSessions,
+    /// Devices' histories (audit entries and sessions).
+    pub history: history::History,
 }
 
 /// What the parts of the fleet service share.
@@ -235,6 +238,10 @@ impl FleetService {
                 store: store.clone(),
                 seen: parking_lot::Mutex::default(),
                 patterns: parking_lot::Mutex::default(),
+            },
+            history: history::History {
+                core: core.clone(),
+                store: store.clone(),
             },
             registry,
             scheduler: store,

@@ -144,6 +144,7 @@ pub trait Store:
     + OnboardingStore
     + CommandStore
     + SessionStore
+    + HistoryStore
     + SchedulerStore
     + CustodyStore
 {
@@ -158,6 +159,7 @@ impl<T> Store for T where
         + OnboardingStore
         + CommandStore
         + SessionStore
+        + HistoryStore
         + SchedulerStore
         + CustodyStore
 {
@@ -403,6 +405,27 @@ pub trait CommandStore: Changes {
         before: UnixTime,
         limit: u32,
     ) -> Result<Vec<String>>;
+}
+
+/// A device's history as operators read it (`GET …/devices/{id}/history`): its
+/// audit entries and its sessions, newest first.
+#[async_trait::async_trait]
+pub trait HistoryStore: Send + Sync {
+    /// Audit entries whose subject is `subject` (`device:<id>`), newest first, at
+    /// most `limit`, only those with `seq < before` when it is given.
+    async fn audit_entries_about(
+        &self,
+        subject: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
+    /// The device's recorded sessions, newest first, at most `limit` (ended
+    /// sessions are pruned after a while: docs/operations.md).
+    async fn device_sessions(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DeviceSessionRecord>>;
 }
 
 /// Device sessions as the device listener sees them (`fleet/sessions.rs`).

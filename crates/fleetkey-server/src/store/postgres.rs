@@ -130,6 +130,7 @@ async fn xact_lock(tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<()> {
 impl Dialect for Postgres {
     type Record = sqlx::postgres::PgRow;
     type State = PgState;
+    const SYSTEM: &'static str = "postgresql";
     const INSERTION_ORDER: &'static str = "ord";
 
     fn json_text_elements(n: usize) -> String {

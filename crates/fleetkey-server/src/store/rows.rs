@@ -160,6 +160,21 @@ pub(crate) fn entry_from_row<R: StoreRow>(r: &R) -> Result<AuditEntry> {
     })
 }
 
+pub(crate) fn session_from_row<R: StoreRow>(r: &R) -> Result<super::DeviceSessionRecord> {
+    Ok(super::DeviceSessionRecord {
+        id: r.col("id")?,
+        device_id: r.col("device_id")?,
+        previous: r.col("previous")?,
+        pattern: r.col("pattern")?,
+        peer: r.col("peer")?,
+        started_at: r.col("started_at")?,
+        ended_at: r.col("ended_at")?,
+        telemetry_seq: to_u64(r.col("telemetry_seq")?, "telemetry_seq")?,
+        messages_in: to_u64(r.col("messages_in")?, "messages_in")?,
+        messages_out: to_u64(r.col("messages_out")?, "messages_out")?,
+    })
+}
+
 pub(crate) fn device_from_row<R: StoreRow>(r: &R) -> Result<DeviceRecord> {
     Ok(DeviceRecord {
         id: r.col("id")?,

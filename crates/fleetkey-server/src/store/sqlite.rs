@@ -48,6 +48,7 @@ impl SqlStore<Sqlite> {
 impl Dialect for Sqlite {
     type Record = sqlx::sqlite::SqliteRow;
     type State = ();
+    const SYSTEM: &'static str = "sqlite";
     const INSERTION_ORDER: &'static str = "rowid";
 
     fn json_text_elements(n: usize) -> String {

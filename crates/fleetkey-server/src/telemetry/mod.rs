@@ -10,6 +10,7 @@
 //! before acknowledging.
 
 pub mod mqtt;
+pub mod recent;
 
 use crate::error::{Error, Result};
 use parking_lot::Mutex;

@@ -107,12 +107,15 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
             .parse()
             .map_err(|e| CliError::usage(format!("--log-format: {e}")))?;
     }
-    server::init_logging(config.log_format);
+    // Before the runtime: the trace exporter's blocking HTTP client is made here.
+    let tracing = fleetkey_server::observability::init(&config).map_err(|e| {
+        CliError::usage(e).hint("check otlp_endpoint (docs/operations.md, \"Traces\")")
+    })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::io("async runtime", &e))?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let dir = config.data_dir.clone();
         fleetkey_server::secret_file::private_dir(&dir)
             .map_err(|e| CliError::io(dir.display(), &e))?;
@@ -137,7 +140,11 @@ pub fn run(args: ServeArgs) -> CliResult<()> {
                 }
                 other => service_error(other),
             })
-    })
+    });
+    // After the runtime: the spans still queued are sent before the exit.
+    drop(rt);
+    tracing.shutdown();
+    served
 }
 
 /// The service on `config.data_dir` (its store, custody from `source`).

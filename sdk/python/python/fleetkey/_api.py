@@ -24,6 +24,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "datakey_batch": ("POST", "/v1/keyrings/{name}/datakey/batch"),
     "decommission_device": ("POST", "/v1/fleets/{fleet}/devices/{id}/decommission"),
     "delete_alias": ("DELETE", "/v1/aliases/{alias}"),
+    "device_history": ("GET", "/v1/fleets/{fleet}/devices/{id}/history"),
     "directory_key": ("GET", "/v1/directory"),
     "directory_record": ("GET", "/v1/directory/{identity}"),
     "disable": ("POST", "/v1/keyrings/{name}/disable"),
@@ -209,6 +210,13 @@ class Api(Generic[R]):
         ``DELETE /v1/aliases/{alias}``
         """
         return self._dispatch("delete_alias", {"alias": alias}, {}, None)
+
+    def device_history(self, fleet: str, id: str, *, limit: int | None = None, before: int | None = None) -> R:
+        """A device's history: audit entries, sessions, latest telemetry.
+
+        ``GET /v1/fleets/{fleet}/devices/{id}/history``
+        """
+        return self._dispatch("device_history", {"fleet": fleet, "id": id}, {"limit": limit, "before": before}, None)
 
     def directory_key(self) -> R:
         """The key that signs every directory record (no token).

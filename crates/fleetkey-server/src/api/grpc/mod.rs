@@ -23,6 +23,7 @@ use crate::tokens::Principal;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 /// The generated messages and service.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -172,13 +173,18 @@ impl CryptoService {
         Fut: Future<Output = Result<O, Status>>,
     {
         let start = Instant::now();
-        let (r, token) = match self.admitted(&req).await {
-            Ok(p) => {
-                let token = p.token_id.clone();
-                (f(p, req.into_inner()).await, Some(token))
+        let span = crate::observability::spans::grpc_call(method, req.metadata());
+        let call = async {
+            match self.admitted(&req).await {
+                Ok(p) => {
+                    let token = p.token_id.clone();
+                    (f(p, req.into_inner()).await, Some(token))
+                }
+                Err(s) => (Err(s), None),
             }
-            Err(s) => (Err(s), None),
         };
+        let (r, token) = call.instrument(span.clone()).await;
+        let _in = span.enter();
         self.record(method, start, r.as_ref().err(), token.as_deref());
         r.map(Response::new)
     }
@@ -221,6 +227,12 @@ impl CryptoService {
         token: Option<&str>,
     ) {
         let code = err.map_or(tonic::Code::Ok, Status::code);
+        let http = err.map_or(axum::http::StatusCode::OK, http_equivalent);
+        crate::observability::spans::grpc_status(
+            &tracing::Span::current(),
+            code,
+            http.is_server_error(),
+        );
         record_request(
             &self.st,
             &Finished {
@@ -228,7 +240,7 @@ impl CryptoService {
                 route: method,
                 status: grpc_code_label(code),
                 code: u16::try_from(code as i32).unwrap_or(2),
-                http: err.map_or(axum::http::StatusCode::OK, http_equivalent),
+                http,
                 secs: start.elapsed().as_secs_f64(),
                 request_id: "-",
                 token_id: token.unwrap_or("-"),
@@ -617,15 +629,19 @@ impl Crypto for CryptoService {
     ) -> Result<Response<Self::SealStreamStream>, Status> {
         let start = Instant::now();
         let method = "grpc:/fleetkey.v1.Crypto/SealStream";
-        let p = match self.admitted(&req).await {
-            Ok(p) => p,
-            Err(s) => {
-                self.record(method, start, Some(&s), None);
-                return Err(s);
+        let span = crate::observability::spans::grpc_call(method, req.metadata());
+        let opened = async {
+            match self.admitted(&req).await {
+                Ok(p) => {
+                    let r = stream::start(self, &p, req.into_inner()).await;
+                    (r, Some(p.token_id))
+                }
+                Err(s) => (Err(s), None),
             }
         };
-        let r = stream::start(self, &p, req.into_inner()).await;
-        self.record(method, start, r.as_ref().err(), Some(&p.token_id));
+        let (r, token) = opened.instrument(span.clone()).await;
+        let _in = span.enter();
+        self.record(method, start, r.as_ref().err(), token.as_deref());
         r.map(Response::new)
     }
 }

@@ -34,6 +34,7 @@ use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 mod session;
 
@@ -318,85 +319,12 @@ impl DeviceListener {
         peer: SocketAddr,
         permit: super::admission::Slot,
     ) {
-        let m = &self.state.metrics;
-        let started = Instant::now();
-        let result = tokio::select! {
-            r = Box::pin(self.accept_handshake(stream, started)) => r,
-            () = permit.evicted() => Err(("unknown", "evicted", "a newer connection took the slot".into())),
-        };
-        drop(permit);
-        let (mut session, pattern) = match result {
-            Ok(s) => s,
-            Err((label, result, why)) => {
-                m.handshakes.with_label_values(&[label, result]).inc();
-                if result == "bad_preamble" {
-                    m.session_refusals.with_label_values(&[result]).inc();
-                }
-                tracing::debug!(%peer, error = %why, "device handshake failed");
-                return;
-            }
-        };
-        let label = pattern_label(pattern);
-        m.handshake_latency
-            .with_label_values(&[label])
-            .observe(started.elapsed().as_secs_f64());
-        let Some(key) = session.remote_static() else {
+        let span = crate::observability::spans::device_handshake(peer);
+        let opened = Box::pin(self.open_session(stream, peer, permit)).instrument(span);
+        let Some((mut session, label, device, key)) = opened.await else {
             return;
         };
-        let device = match Box::pin(self.state.fleets.sessions.session_device(&key)).await {
-            // Only what the session needs stays in memory while it is open.
-            Ok(Ok(d)) => Peer {
-                id: d.id,
-                fleet: d.fleet,
-                state: d.state,
-            },
-            Ok(Err((id, reason))) => {
-                m.handshakes.with_label_values(&[label, "refused"]).inc();
-                Box::pin(self.refuse(&mut session, id.as_deref(), &key, reason, None, peer)).await;
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "device lookup failed");
-                return;
-            }
-        };
-        // The pattern must be allowed for the device's fleet now (changed at
-        // run time: docs/operations.md, "Session patterns").
-        let allowed = match session_pattern(pattern) {
-            Some(p) => {
-                self.state
-                    .fleets
-                    .sessions
-                    .pattern_allowed(&device.fleet, p)
-                    .await
-            }
-            None => Ok(Err(
-                "this pattern is not offered for device sessions".to_owned()
-            )),
-        };
-        match allowed {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => {
-                m.handshakes
-                    .with_label_values(&[label, "pattern_refused"])
-                    .inc();
-                let refusal = self.refuse(
-                    &mut session,
-                    Some(&device.id),
-                    &key,
-                    "pattern_not_allowed",
-                    Some(why),
-                    peer,
-                );
-                Box::pin(refusal).await;
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reading the session patterns failed");
-                return;
-            }
-        }
-        m.handshakes.with_label_values(&[label, "ok"]).inc();
+        let m = &self.state.metrics;
         m.active_sessions.inc();
         let key_prefix = fleetkey_crypto::hex_prefix(&key);
         tracing::info!(device = %device.id, key = %key_prefix, pattern = label, "device session open");
@@ -420,6 +348,106 @@ impl DeviceListener {
         }
         Box::pin(c.finish()).await;
         m.active_sessions.dec();
+    }
+
+    /// The handshake and the session's admission (the device is known, active
+    /// and allowed this pattern), in the handshake's trace span; `None` when the
+    /// connection ends here (counted, logged, and refused to the device when it
+    /// proved its key).
+    async fn open_session(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: super::admission::Slot,
+    ) -> Option<(Session<TcpStream>, &'static str, Peer, [u8; 32])> {
+        let span = tracing::Span::current();
+        let traced = |pattern: &str, result: &str, device: Option<&str>| {
+            crate::observability::spans::handshake_result(&span, pattern, result, device);
+        };
+        let m = &self.state.metrics;
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = Box::pin(self.accept_handshake(stream, started)) => r,
+            () = permit.evicted() => Err(("unknown", "evicted", "a newer connection took the slot".into())),
+        };
+        drop(permit);
+        let (mut session, pattern) = match result {
+            Ok(s) => s,
+            Err((label, result, why)) => {
+                m.handshakes.with_label_values(&[label, result]).inc();
+                if result == "bad_preamble" {
+                    m.session_refusals.with_label_values(&[result]).inc();
+                }
+                traced(label, result, None);
+                tracing::debug!(%peer, error = %why, "device handshake failed");
+                return None;
+            }
+        };
+        let label = pattern_label(pattern);
+        m.handshake_latency
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        let key = session.remote_static()?;
+        let device = match Box::pin(self.state.fleets.sessions.session_device(&key)).await {
+            // Only what the session needs stays in memory while it is open.
+            Ok(Ok(d)) => Peer {
+                id: d.id,
+                fleet: d.fleet,
+                state: d.state,
+            },
+            Ok(Err((id, reason))) => {
+                m.handshakes.with_label_values(&[label, "refused"]).inc();
+                traced(label, "refused", id.as_deref());
+                Box::pin(self.refuse(&mut session, id.as_deref(), &key, reason, None, peer)).await;
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "device lookup failed");
+                traced(label, "failed", None);
+                return None;
+            }
+        };
+        // The pattern must be allowed for the device's fleet now (changed at
+        // run time: docs/operations.md, "Session patterns").
+        let allowed = match session_pattern(pattern) {
+            Some(p) => {
+                self.state
+                    .fleets
+                    .sessions
+                    .pattern_allowed(&device.fleet, p)
+                    .await
+            }
+            None => Ok(Err(
+                "this pattern is not offered for device sessions".to_owned()
+            )),
+        };
+        match allowed {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                m.handshakes
+                    .with_label_values(&[label, "pattern_refused"])
+                    .inc();
+                traced(label, "pattern_refused", Some(&device.id));
+                let refusal = self.refuse(
+                    &mut session,
+                    Some(&device.id),
+                    &key,
+                    "pattern_not_allowed",
+                    Some(why),
+                    peer,
+                );
+                Box::pin(refusal).await;
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the session patterns failed");
+                traced(label, "failed", Some(&device.id));
+                return None;
+            }
+        }
+        m.handshakes.with_label_values(&[label, "ok"]).inc();
+        traced(label, "ok", Some(&device.id));
+        Some((session, label, device, key))
     }
 
     async fn refuse(

@@ -17,6 +17,7 @@ mod changes;
 mod custody;
 mod device_changes;
 mod devices;
+mod history;
 mod keyring_changes;
 mod queries;
 
@@ -24,6 +25,7 @@ use super::rows::{Column, StoreRow};
 use crate::error::{Error, Result};
 use sqlx::{Database, Pool, Transaction};
 use std::borrow::Cow;
+use tracing::Instrument as _;
 
 /// One argument of a statement. Each kind carries its own NULL, so PostgreSQL sees
 /// the column's type even when the value is absent.
@@ -153,7 +155,9 @@ impl<'a> Stmt<'a> {
         self,
         on: impl Into<On<'c, D>>,
     ) -> std::result::Result<u64, sqlx::Error> {
-        D::execute(on.into(), &D::adapt(self)).await
+        let span = crate::observability::spans::store_statement(D::SYSTEM, &self.sql);
+        let s = D::adapt(self);
+        D::execute(on.into(), &s).instrument(span).await
     }
 
     /// Every row it returns.
@@ -161,7 +165,9 @@ impl<'a> Stmt<'a> {
         self,
         on: impl Into<On<'c, D>>,
     ) -> std::result::Result<Vec<D::Record>, sqlx::Error> {
-        D::fetch_all(on.into(), &D::adapt(self)).await
+        let span = crate::observability::spans::store_statement(D::SYSTEM, &self.sql);
+        let s = D::adapt(self);
+        D::fetch_all(on.into(), &s).instrument(span).await
     }
 
     /// Its row, if any.
@@ -169,7 +175,9 @@ impl<'a> Stmt<'a> {
         self,
         on: impl Into<On<'c, D>>,
     ) -> std::result::Result<Option<D::Record>, sqlx::Error> {
-        D::fetch_optional(on.into(), &D::adapt(self)).await
+        let span = crate::observability::spans::store_statement(D::SYSTEM, &self.sql);
+        let s = D::adapt(self);
+        D::fetch_optional(on.into(), &s).instrument(span).await
     }
 
     /// Its first column of its row, if any.
@@ -262,6 +270,8 @@ pub trait Dialect: Database {
     /// What the store keeps besides its pool (PostgreSQL: lock keys and the
     /// leader's connection).
     type State: Send + Sync;
+    /// The database's name in traces (OpenTelemetry's `db.system.name`).
+    const SYSTEM: &'static str;
     /// The column that orders a table's rows by insertion (`device_commands`).
     const INSERTION_ORDER: &'static str;
 

@@ -4,7 +4,8 @@
 use super::super::rows::StoreRow as _;
 use super::super::rows::{
     command_from_row, config_from_row, device_from_row, entry_from_row, fleet_from_row, grant,
-    hash32, keyring_from_row, to_i64, to_u32, to_u64, token_from_row, version_from_row,
+    hash32, keyring_from_row, session_from_row, to_i64, to_u32, to_u64, token_from_row,
+    version_from_row,
 };
 use super::super::{
     AliasRecord, AuditStore, Change, Changes, CommandRecord, CommandStore, DeviceCount,
@@ -746,25 +747,10 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
     }
 
     async fn device_session(&self, id: &str) -> Result<Option<DeviceSessionRecord>> {
-        let row = stmt("SELECT * FROM device_sessions WHERE id = $1")
+        stmt("SELECT * FROM device_sessions WHERE id = $1")
             .bind(id)
-            .optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(DeviceSessionRecord {
-                id: r.col("id")?,
-                device_id: r.col("device_id")?,
-                previous: r.col("previous")?,
-                pattern: r.col("pattern")?,
-                peer: r.col("peer")?,
-                started_at: r.col("started_at")?,
-                ended_at: r.col("ended_at")?,
-                telemetry_seq: to_u64(r.col("telemetry_seq")?, "telemetry_seq")?,
-                messages_in: to_u64(r.col("messages_in")?, "messages_in")?,
-                messages_out: to_u64(r.col("messages_out")?, "messages_out")?,
-            })
-        })
-        .transpose()
+            .record(&self.pool, session_from_row)
+            .await
     }
 
     async fn device_telemetry_seq(&self, device_id: &str) -> Result<u64> {

@@ -29,3 +29,25 @@ export function sparkline(caption, values, unit = "/s") {
   if (values.length > 1) svg.append(s("polyline", { class: "line", points: pts }));
   return h("figure", {}, h("figcaption", {}, label), svg);
 }
+
+/**
+ * A numeric series over time, [[unixSeconds, value]] oldest first, as a line
+ * with its first and last times and its range written out (so the figure reads
+ * without the picture too).
+ */
+export function series(caption, points) {
+  const w = 320, ht = 80;
+  const vs = points.map(([, v]) => v);
+  const lo = Math.min(...vs), hi = Math.max(...vs);
+  const span = hi - lo || 1;
+  const t0 = points.length ? points[0][0] : 0;
+  const t1 = points.length ? points[points.length - 1][0] : 0;
+  const x = (t, i) => (t1 > t0 ? ((t - t0) * w) / (t1 - t0) : (i * w) / Math.max(1, points.length - 1));
+  const pts = points.map(([t, v], i) => `${x(t, i).toFixed(1)},${(ht - 4 - ((ht - 8) * (v - lo)) / span).toFixed(1)}`).join(" ");
+  const last = vs.length ? vs[vs.length - 1] : 0;
+  const label = `${caption}: latest ${last}, range ${lo} to ${hi} over ${points.length} messages`;
+  const svg = s("svg", { width: w, height: ht, role: "img", "aria-label": label });
+  if (points.length > 1) svg.append(s("polyline", { class: "line", points: pts }));
+  else if (points.length === 1) svg.append(s("circle", { class: "dot", cx: w / 2, cy: ht / 2, r: 3 }));
+  return h("figure", {}, h("figcaption", {}, `${caption}: ${last} (${lo} – ${hi})`), svg);
+}
