@@ -196,6 +196,7 @@ try {
   await page.getByRole("link", { name: "Audit log" }).click();
   await page.getByRole("heading", { name: "Audit log" }).waitFor();
   await page.getByText(/Last signed checkpoint|No signed checkpoint yet/).waitFor();
+  await page.getByText(/^Chain verified: \d+ entries chain from the first; checkpoint \d+: signature valid, matches the chain\.$/).waitFor();
   await page.screenshot({ path: join(shots, "05-audit.png"), fullPage: true });
   await page.getByRole("link", { name: "Tokens" }).click();
   await page.getByRole("heading", { name: "Tokens" }).waitFor();

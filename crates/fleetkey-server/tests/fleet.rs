@@ -779,3 +779,65 @@ async fn a_device_history_lists_its_events_and_sessions_newest_first() {
         Err(Error::DeviceNotFound(_))
     ));
 }
+
+/// The stored audit chain checked in place (GET /v1/audit/verify): valid, then
+/// only new entries read on the next call, a hand edit of an entry found by a
+/// full walk (with its sequence number), a forged checkpoint found.
+#[tokio::test]
+async fn the_stored_audit_chain_verifies_in_place_and_a_hand_edit_is_found() {
+    let e = env().await;
+    for fleet in ["a1", "a2", "a3"] {
+        e.fleets
+            .registry
+            .create_fleet("ops", &fleet.parse().unwrap(), None)
+            .await
+            .unwrap();
+    }
+    // No checkpoint yet: the chain alone.
+    let s = e.keys.verify_audit(false).await.unwrap();
+    assert_eq!(s.verdict, "valid", "{s:?}");
+    assert!(s.checkpoint.is_none());
+    let n = s.verified_entries;
+    assert!(n >= 3 && s.read_now == n);
+    e.keys.checkpoint().await.unwrap();
+    manufacture(&e, "a1", "uid:audited").await;
+    let s = e.keys.verify_audit(false).await.unwrap();
+    assert_eq!(s.verdict, "valid", "{s:?}");
+    assert!(s.verified_entries > n);
+    assert_eq!(s.read_now, s.verified_entries - n, "only new entries read");
+    let c = s.checkpoint.unwrap();
+    assert!(c.signature_valid && c.matches_chain);
+    assert_eq!(c.seq, n);
+
+    // A hand edit of entry 2 in the database.
+    let actor = e.keys.audit_entries(1, 1).await.unwrap()[0].actor.clone();
+    common::raw_sql(
+        e._dir.path(),
+        "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2",
+    )
+    .await;
+    // Already verified: the incremental walk does not re-read it ...
+    assert_eq!(e.keys.verify_audit(false).await.unwrap().verdict, "valid");
+    // ... a full walk does.
+    let s = e.keys.verify_audit(true).await.unwrap();
+    assert_eq!(s.verdict, "invalid", "{s:?}");
+    let p = s.problem.unwrap();
+    assert_eq!(p.seq, 2);
+    assert!(p.reason.contains("altered"), "{}", p.reason);
+    assert_eq!(s.verified_entries, 1);
+    // Put back, and a forged checkpoint instead.
+    let put_back = format!("UPDATE audit_log SET actor = '{actor}' WHERE seq = 2");
+    common::raw_sql(e._dir.path(), &put_back).await;
+    let s = e.keys.verify_audit(true).await.unwrap();
+    assert_eq!(s.verdict, "valid", "{s:?}");
+    e.keys.checkpoint().await.unwrap();
+    common::raw_sql(
+        e._dir.path(),
+        "UPDATE audit_checkpoints SET time = time + 1 WHERE seq = (SELECT MAX(seq) FROM audit_checkpoints)",
+    )
+    .await;
+    let s = e.keys.verify_audit(false).await.unwrap();
+    assert_eq!(s.verdict, "invalid", "{s:?}");
+    let c = s.checkpoint.unwrap();
+    assert!(!c.signature_valid && c.matches_chain);
+}

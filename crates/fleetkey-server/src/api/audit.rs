@@ -123,3 +123,28 @@ pub(super) async fn audit_public_key(
         public_key: crate::audit::verify::public_key_text(&st.keys.public_key()),
     }))
 }
+
+/// How to verify.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    /// Start again from the first entry instead of going on from the last call
+    /// (default false).
+    pub full: Option<bool>,
+}
+
+/// The stored audit chain verified in place: every entry's hash chain (on from
+/// the last call; from genesis with `full=true`; at most 200,000 entries per
+/// call) and the newest checkpoint's signature and head.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", params(VerifyQuery),
+    responses((status = 200, body = crate::audit::status::ChainStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["audit:read"])))]
+pub(super) async fn audit_verify(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    ApiQuery(q): ApiQuery<VerifyQuery>,
+) -> ApiResult<Json<crate::audit::status::ChainStatus>> {
+    p.require("audit:read")?;
+    Ok(Json(st.keys.verify_audit(q.full.unwrap_or(false)).await?))
+}

@@ -9,6 +9,7 @@
 //! The records and the chaining rule live with the store that appends them
 //! (`store::audit_log`); they are re-exported here.
 
+pub mod status;
 pub mod verify;
 
 pub use crate::store::audit_log::{

@@ -32,6 +32,9 @@ pub struct KeyService {
     pub(super) aliases: parking_lot::RwLock<HashMap<String, String>>,
     /// The service's own X-Wing identities (import recipients).
     pub(super) directory: crate::directory::Directory,
+    /// How far the stored audit chain was verified ([`KeyService::verify_audit`]);
+    /// one walk at a time.
+    audit_progress: tokio::sync::Mutex<crate::audit::status::Progress>,
 }
 
 impl KeyService {
@@ -62,6 +65,7 @@ impl KeyService {
             }),
             rings: parking_lot::RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
+            audit_progress: Default::default(),
             aliases: Default::default(),
         })
     }
@@ -479,6 +483,20 @@ impl KeyService {
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         let s = &self.shared;
         crate::audit::checkpoint(s.audit.as_ref(), s.custody.as_ref(), s.clock.now()).await
+    }
+
+    /// Verifies the stored audit chain on from where the last call stopped
+    /// (from genesis when `full`) and checks the newest checkpoint with the
+    /// service's public key ([`crate::audit::status`]).
+    pub async fn verify_audit(&self, full: bool) -> Result<crate::audit::status::ChainStatus> {
+        let mut progress = self.audit_progress.lock().await;
+        crate::audit::status::verify_stored(
+            self.shared.audit.as_ref(),
+            &self.shared.custody.public_key(),
+            &mut progress,
+            full,
+        )
+        .await
     }
 
     /// The oldest stored checkpoint at or after entry `seq`.

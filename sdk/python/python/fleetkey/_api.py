@@ -12,6 +12,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "audit_checkpoint": ("GET", "/v1/audit/checkpoint"),
     "audit_page": ("GET", "/v1/audit"),
     "audit_public_key": ("GET", "/v1/audit/public-key"),
+    "audit_verify": ("GET", "/v1/audit/verify"),
     "cancel_deletion": ("POST", "/v1/keyrings/{name}/cancel-deletion"),
     "claim_device": ("POST", "/v1/claims"),
     "confirm_rotation": ("POST", "/v1/devices/rotation/confirm"),
@@ -126,6 +127,13 @@ class Api(Generic[R]):
         ``GET /v1/audit/public-key``
         """
         return self._dispatch("audit_public_key", {}, {}, None)
+
+    def audit_verify(self, *, full: bool | None = None) -> R:
+        """The stored audit chain verified in place: every entry's hash chain (on from the last call; from genesis with `full=true`; at most 200,000 entries per call) and the newest checkpoint's signature and head.
+
+        ``GET /v1/audit/verify``
+        """
+        return self._dispatch("audit_verify", {}, {"full": full}, None)
 
     def cancel_deletion(self, name: str) -> R:
         """Cancel a scheduled deletion; the keyring comes back disabled.

@@ -1,5 +1,6 @@
 // The audit log: pages of entries (oldest first, from any sequence number), a
-// filter over the page, and the last signed checkpoint.
+// filter over the page, the last signed checkpoint and the chain's verification
+// in place (GET /v1/audit/verify).
 import { api } from "../api.js";
 import { h, table, when } from "../dom.js";
 
@@ -8,6 +9,8 @@ export async function auditPage(after = 0) {
     api("GET", `/v1/audit?limit=100&after=${after}`),
     api("GET", "/v1/audit/checkpoint").catch((e) => ({ error: e })),
   ]);
+  // After the checkpoint (which signs the head now), so it is the one checked.
+  const verified = await api("GET", "/v1/audit/verify").catch((e) => ({ error: e }));
   const filter = h("input", { id: "audit-filter", type: "search", placeholder: "action, actor or subject" });
   const body = h("div", {});
   const render = () => {
@@ -45,11 +48,32 @@ export async function auditPage(after = 0) {
         `Last signed checkpoint: entry ${checkpoint.seq ?? "?"} at ${when(checkpoint.time)}. `,
         "Verify the whole chain offline with `fleetkey audit export` and `fleetkey audit verify`.",
       );
+  let chain;
+  if (verified.error) {
+    chain = h("p", { class: "muted" }, `Chain not verified (${verified.error.message}).`);
+  } else if (verified.verdict === "invalid") {
+    chain = h(
+      "p",
+      { class: "error", role: "alert" },
+      `Chain INVALID at entry ${verified.problem.seq}: ${verified.problem.reason}. See docs/operations.md, "The audit log".`,
+    );
+  } else {
+    const c = verified.checkpoint;
+    chain = h(
+      "p",
+      { class: verified.verdict === "valid" ? "ok" : "muted" },
+      verified.verdict === "valid"
+        ? `Chain verified: ${verified.verified_entries} entries chain from the first`
+        : `Chain verified so far: ${verified.verified_entries} entries (more to read; reload)`,
+      c ? `; checkpoint ${c.seq}: signature ${c.signature_valid ? "valid" : "INVALID"}, ${c.matches_chain ? "matches the chain" : "does NOT match the chain"}.` : ".",
+    );
+  }
   return {
     node: h(
       "section",
       {},
       h("h1", {}, "Audit log"),
+      chain,
       cp,
       h("div", { class: "row" }, h("label", { for: "audit-filter" }, "Filter this page"), filter),
       body,
