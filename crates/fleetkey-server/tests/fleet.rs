@@ -841,3 +841,58 @@ async fn the_stored_audit_chain_verifies_in_place_and_a_hand_edit_is_found() {
     let c = s.checkpoint.unwrap();
     assert!(!c.signature_valid && c.matches_chain);
 }
+
+/// The credential-expiry gauges' counts: a fleet's onboarded devices whose
+/// operational credential expires within 14 days, and those expired; devices
+/// without one (manufactured) and other fleets' never count.
+#[tokio::test]
+async fn credential_expiry_counts_expiring_and_expired_credentials() {
+    use fleetkey_server::fleet::onboarding_message;
+    let e = env().await;
+    // A one-year lifetime in "long", ten days in "short".
+    e.fleets
+        .registry
+        .create_fleet("ops", &"long".parse().unwrap(), None)
+        .await
+        .unwrap();
+    e.fleets
+        .registry
+        .create_fleet("ops", &"short".parse().unwrap(), Some(10 * 86_400))
+        .await
+        .unwrap();
+    let mut onboarded = Vec::new();
+    for (fleet, hw) in [("long", "uid:l1"), ("short", "uid:s1"), ("short", "uid:s2")] {
+        let dev = manufacture(&e, fleet, hw).await;
+        let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
+        let sig = dev
+            .signer
+            .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
+        e.fleets
+            .onboarding
+            .onboard(&dev.birth, &c.nonce, &sig)
+            .await
+            .unwrap();
+        onboarded.push(dev.id);
+    }
+    manufacture(&e, "short", "uid:s3").await; // no credential yet
+    let counts = e.fleets.registry.credential_expiry().await.unwrap();
+    assert_eq!(
+        counts,
+        [("long".to_owned(), 0, 0), ("short".to_owned(), 2, 0)]
+    );
+    // One of "short"'s credentials issued 11 days ago: expired.
+    common::raw_sql(
+        e._dir.path(),
+        &format!(
+            "UPDATE devices SET credential_issued_at = credential_issued_at - {} WHERE id = '{}'",
+            11 * 86_400,
+            onboarded[2]
+        ),
+    )
+    .await;
+    let counts = e.fleets.registry.credential_expiry().await.unwrap();
+    assert_eq!(
+        counts,
+        [("long".to_owned(), 0, 0), ("short".to_owned(), 2, 1)]
+    );
+}

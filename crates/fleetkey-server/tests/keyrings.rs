@@ -92,6 +92,11 @@ async fn use_count_rotates_exactly_at_the_threshold() {
     assert_eq!(info.primary_version, 3);
     assert_eq!(info.versions[0].seal_count, 25);
     assert_eq!(info.versions[1].seal_count, 25);
+    // The primary's count is live: its block is still being sealed from.
+    assert_eq!(info.versions[2].seal_count, 10);
+    ring.seal(b"m", b"").await.unwrap();
+    let info = e.keys.show("r").await.unwrap();
+    assert_eq!(info.versions[2].seal_count, 11, "counted once, not twice");
 }
 
 #[tokio::test]

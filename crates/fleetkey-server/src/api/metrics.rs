@@ -71,6 +71,10 @@ pub struct Metrics {
     pub constrained_active: IntGaugeVec,
     /// Devices heard from within a window (5m, 1h, 24h), by fleet.
     pub devices_seen: IntGaugeVec,
+    /// Operational credentials expiring within 14 days, by fleet.
+    pub credentials_expiring: IntGaugeVec,
+    /// Operational credentials expired, by fleet.
+    pub credentials_expired: IntGaugeVec,
     /// 1 while Redis is configured but unreachable (instances act alone).
     pub coordination_degraded: IntGauge,
     /// The HTTP listener's connections.
@@ -297,6 +301,16 @@ const DEVICES_SEEN: Def = Def::new(
     "Devices heard from (a verified session message or frame) within the window (5m, 1h, 24h), by fleet; from the store, so every instance reports the whole fleet (refreshed every 30 s)",
     &["fleet", "window"],
 );
+const CREDENTIALS_EXPIRING: Def = Def::new(
+    "fleetkey_device_credentials_expiring",
+    "Devices (onboarded, active, rotating) whose operational credential expires within 14 days, expired ones included, by fleet; from the store (refreshed every 30 s)",
+    &["fleet"],
+);
+const CREDENTIALS_EXPIRED: Def = Def::new(
+    "fleetkey_device_credentials_expired",
+    "Devices (onboarded, active, rotating) whose operational credential has expired, by fleet; from the store (refreshed every 30 s)",
+    &["fleet"],
+);
 const COORDINATION_DEGRADED: Def = Def::new(
     "fleetkey_coordination_degraded",
     "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
@@ -378,6 +392,8 @@ impl Metrics {
             device_downlinks: DEVICE_DOWNLINKS.counter_vec(&r)?,
             constrained_active: CONSTRAINED_ACTIVE.gauge_vec(&r)?,
             devices_seen: DEVICES_SEEN.gauge_vec(&r)?,
+            credentials_expiring: CREDENTIALS_EXPIRING.gauge_vec(&r)?,
+            credentials_expired: CREDENTIALS_EXPIRED.gauge_vec(&r)?,
             coordination_degraded: COORDINATION_DEGRADED.gauge(&r)?,
             http: crate::api::http::HttpMetrics {
                 open: HTTP_CONNECTIONS.gauge(&r)?,

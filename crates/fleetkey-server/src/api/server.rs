@@ -284,7 +284,7 @@ pub async fn serve_on(
 
 /// Writes the devices heard from (`last_seen`) every
 /// [`crate::fleet::SEEN_FLUSH`] and once more at shutdown; refreshes the
-/// `fleetkey_devices_seen` gauges every 30 s.
+/// `fleetkey_devices_seen` and credential-expiry gauges every 30 s.
 async fn devices_seen(state: Arc<AppState>, stop: tokio_util::sync::CancellationToken) {
     let sessions = &state.fleets.sessions;
     let mut tick = tokio::time::interval(crate::fleet::SEEN_FLUSH);
@@ -312,6 +312,22 @@ async fn devices_seen(state: Arc<AppState>, stop: tokio_util::sync::Cancellation
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "counting the devices seen failed"),
+            }
+            match state.fleets.registry.credential_expiry().await {
+                Ok(counts) => {
+                    let m = &state.metrics;
+                    m.credentials_expiring.reset();
+                    m.credentials_expired.reset();
+                    for (fleet, expiring, expired) in counts {
+                        m.credentials_expiring
+                            .with_label_values(&[fleet.as_str()])
+                            .set(expiring);
+                        m.credentials_expired
+                            .with_label_values(&[fleet.as_str()])
+                            .set(expired);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "counting expiring credentials failed"),
             }
         }
         ticks = ticks.wrapping_add(1);

@@ -423,7 +423,22 @@ impl Registry {
         let since = sessions::SEEN_WINDOWS.map(|(_, secs)| now.saturating_sub(secs));
         self.core.store.device_counts(fleet, since).await
     }
+
+    /// Per fleet, `(fleet, expiring, expired)`: operational credentials that
+    /// expire within [`CREDENTIAL_WARNING_SECS`] and that have expired, over
+    /// the devices that hold one (onboarded, active, rotating).
+    pub async fn credential_expiry(&self) -> Result<Vec<(String, i64, i64)>> {
+        let now = self.core.clock.now();
+        self.core
+            .store
+            .credential_expiry_counts(now, now.saturating_add(CREDENTIAL_WARNING_SECS))
+            .await
+    }
 }
+
+/// How long before its expiry a device's operational credential counts as
+/// expiring (`fleetkey_device_credentials_expiring`): 14 days.
+pub const CREDENTIAL_WARNING_SECS: i64 = 14 * 86_400;
 
 /// The registered public keys of a device.
 pub(crate) fn device_keys(d: &DeviceRecord) -> Result<DeviceKeys> {

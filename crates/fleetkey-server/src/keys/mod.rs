@@ -226,7 +226,8 @@ pub struct VersionInfo {
     pub retired_at: Option<UnixTime>,
     /// When it was revoked.
     pub revoked_at: Option<UnixTime>,
-    /// Seals recorded (flushed in batches).
+    /// Seals made with it: this instance's up to now, other instances' as of
+    /// their last flush (each scheduler run).
     pub seal_count: u64,
     /// `generated` by the service or `imported`.
     pub origin: crate::store::Origin,

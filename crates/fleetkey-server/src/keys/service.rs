@@ -233,9 +233,12 @@ impl KeyService {
         Ok(out)
     }
 
-    /// One keyring with its versions (fresh from the store).
+    /// One keyring with its versions (fresh from the store). Seal counts include
+    /// this instance's seals up to now (the live nonce block's too, written
+    /// first); other instances' arrive with their next flush.
     pub async fn show(&self, name: &str) -> Result<KeyringInfo> {
         let ring = self.keyring(name).await?;
+        ring.retire_block(&ring.primary.load_full());
         ring.flush_usage().await?;
         ring.reload().await?;
         Ok(ring.info())

@@ -327,6 +327,14 @@ pub trait FleetStore: Changes {
     /// A fleet's devices counted by state and profile, with how many of each were
     /// heard from at or after each of `since` and how many never: one query.
     async fn device_counts(&self, fleet: &str, since: [UnixTime; 3]) -> Result<Vec<DeviceCount>>;
+    /// Per fleet, of the devices holding an operational credential (onboarded,
+    /// active, rotating), how many credentials expire before `soon` and how
+    /// many expired before `now` (issued + the fleet's credential lifetime).
+    async fn credential_expiry_counts(
+        &self,
+        now: UnixTime,
+        soon: UnixTime,
+    ) -> Result<Vec<(String, i64, i64)>>;
     /// Registers many devices in **one** transaction (one disk flush): each item
     /// succeeds or fails on its own; a hardware identity already registered fails
     /// with [`crate::Error::DeviceExists`].

@@ -11,6 +11,31 @@ use crate::error::{Error, Result};
 use crate::store::audit_log::AuditEntry;
 use sqlx::Transaction;
 
+/// Per fleet, credentials expiring before `soon` and expired before `now`
+/// (devices onboarded, active or rotating; fleets with none are absent).
+pub(super) async fn credential_expiry<D: Dialect>(
+    store: &SqlStore<D>,
+    now: UnixTime,
+    soon: UnixTime,
+) -> Result<Vec<(String, i64, i64)>> {
+    let rows = stmt(
+        "SELECT d.fleet, \
+         SUM(CASE WHEN d.credential_issued_at + f.credential_ttl_secs < $2 THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN d.credential_issued_at + f.credential_ttl_secs < $1 THEN 1 ELSE 0 END) \
+         FROM devices d JOIN fleets f ON f.name = d.fleet \
+         WHERE d.state IN ('onboarded', 'active', 'rotating') \
+         AND d.credential_issued_at IS NOT NULL \
+         GROUP BY d.fleet ORDER BY d.fleet",
+    )
+    .bind(now)
+    .bind(soon)
+    .all(&store.pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.col_at(0)?, r.col_at(1)?, r.col_at(2)?)))
+        .collect()
+}
+
 /// A fleet's devices by state and profile, with their last-seen buckets.
 pub(super) async fn counts<D: Dialect>(
     store: &SqlStore<D>,

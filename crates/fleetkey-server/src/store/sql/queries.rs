@@ -385,6 +385,14 @@ impl<D: Dialect> FleetStore for SqlStore<D> {
         super::devices::counts(self, fleet, since).await
     }
 
+    async fn credential_expiry_counts(
+        &self,
+        now: UnixTime,
+        soon: UnixTime,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        super::devices::credential_expiry(self, now, soon).await
+    }
+
     async fn register_devices(
         &self,
         items: Vec<Registration>,
