@@ -30,6 +30,7 @@ fn main() {
         cli::Command::Keys(c) => commands::keys::run(c),
         cli::Command::Audit(c) => commands::audit::run(c),
         cli::Command::Custody(c) => commands::custody::run(c),
+        cli::Command::Backup(c) => commands::backup::run(c),
         cli::Command::Serve(a) => commands::serve::run(a),
         cli::Command::Tokens(c) => commands::tokens::run(c),
         cli::Command::Fleets(c) => commands::fleets::fleets(c),

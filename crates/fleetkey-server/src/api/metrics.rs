@@ -71,6 +71,14 @@ pub struct Metrics {
     pub constrained_active: IntGaugeVec,
     /// Devices heard from within a window (5m, 1h, 24h), by fleet.
     pub devices_seen: IntGaugeVec,
+    /// Unix time of the newest scheduled backup.
+    pub backup_last_success: IntGauge,
+    /// Seconds since it (set at each scrape).
+    backup_age: IntGauge,
+    /// When the backup schedule started (Unix seconds; 0: no schedule).
+    pub backup_scheduled_since: std::sync::atomic::AtomicI64,
+    /// Scheduled backups by result.
+    pub backups: IntCounterVec,
     /// Operational credentials expiring within 14 days, by fleet.
     pub credentials_expiring: IntGaugeVec,
     /// Operational credentials expired, by fleet.
@@ -311,6 +319,21 @@ const CREDENTIALS_EXPIRED: Def = Def::new(
     "Devices (onboarded, active, rotating) whose operational credential has expired, by fleet; from the store (refreshed every 30 s)",
     &["fleet"],
 );
+const BACKUP_LAST_SUCCESS: Def = Def::new(
+    "fleetkey_backup_last_success_timestamp_seconds",
+    "Unix time of the newest scheduled backup in backup_dir (0: none yet, or no backup_dir)",
+    &[],
+);
+const BACKUP_AGE: Def = Def::new(
+    "fleetkey_backup_age_seconds",
+    "Seconds since the newest scheduled backup (before the first, since the schedule started), at the scrape; 0 without backup_dir",
+    &[],
+);
+const BACKUPS: Def = Def::new(
+    "fleetkey_backups_total",
+    "Scheduled backups attempted, by result (ok, failed)",
+    &["result"],
+);
 const COORDINATION_DEGRADED: Def = Def::new(
     "fleetkey_coordination_degraded",
     "1 while Redis is configured but unreachable: rate limits fall back to this instance's share, invalidations wait for cache expiry",
@@ -392,6 +415,10 @@ impl Metrics {
             device_downlinks: DEVICE_DOWNLINKS.counter_vec(&r)?,
             constrained_active: CONSTRAINED_ACTIVE.gauge_vec(&r)?,
             devices_seen: DEVICES_SEEN.gauge_vec(&r)?,
+            backup_last_success: BACKUP_LAST_SUCCESS.gauge(&r)?,
+            backup_age: BACKUP_AGE.gauge(&r)?,
+            backup_scheduled_since: Default::default(),
+            backups: BACKUPS.counter_vec(&r)?,
             credentials_expiring: CREDENTIALS_EXPIRING.gauge_vec(&r)?,
             credentials_expired: CREDENTIALS_EXPIRED.gauge_vec(&r)?,
             coordination_degraded: COORDINATION_DEGRADED.gauge(&r)?,
@@ -422,6 +449,15 @@ impl Metrics {
             m.nonce_space_alerts.load(Ordering::Relaxed),
         );
         self.adaptive_tightened.set(i64::from(tightened));
+        let since = self.backup_scheduled_since.load(Ordering::Relaxed);
+        if since > 0 {
+            let last = self.backup_last_success.get();
+            let base = if last > 0 { last } else { since };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            self.backup_age.set(now.saturating_sub(base).max(0));
+        }
         for (name, version, headroom) in keys.nonce_headroom() {
             self.nonce_headroom
                 .with_label_values(&[name.as_str(), &version.to_string()])

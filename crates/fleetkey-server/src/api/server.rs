@@ -176,6 +176,21 @@ pub async fn serve_on(
             std::time::Duration::from_secs(config.scheduler_interval_secs),
         ),
     );
+    if let Some(schedule) = backup_schedule(config)? {
+        let m = &state.metrics;
+        m.backup_scheduled_since
+            .store(state.fleets.now(), std::sync::atomic::Ordering::Relaxed);
+        let report = crate::backup::schedule::Reporting {
+            last_success: m.backup_last_success.clone(),
+            attempts: m.backups.clone(),
+        };
+        tracing::info!(dir = %schedule.dir.display(), interval_secs = schedule.interval.as_secs(), keep = schedule.keep, "scheduled backups");
+        let fleets = state.fleets.clone();
+        sup.spawn(
+            "backups",
+            crate::backup::schedule::run(schedule, report, move || fleets.now(), sup.token()),
+        );
+    }
     // One shutdown signal for the HTTP server and every background task.
     let shutdown = {
         let token = sup.token();
@@ -484,6 +499,27 @@ fn serve_grpc(
             tracing::error!(error = %e, "the gRPC listener failed");
         }
     })
+}
+
+/// The scheduled backups the configuration asks for (`backup_dir`), if any.
+fn backup_schedule(config: &Config) -> Result<Option<crate::backup::schedule::Schedule>> {
+    let Some(dir) = &config.backup_dir else {
+        return Ok(None);
+    };
+    let recipients = config
+        .backup_recipient_list()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Some(crate::backup::schedule::Schedule {
+        dir: dir.clone(),
+        interval: std::time::Duration::from_secs(config.backup_interval_secs),
+        keep: config.backup_keep as usize,
+        recipients,
+        sources: crate::backup::Sources {
+            data_dir: config.data_dir.clone(),
+            embedded_store: config.postgres_url().is_none(),
+            config_file: config.source_file.clone(),
+        },
+    }))
 }
 
 /// The telemetry sink the configuration names: an MQTT broker, or the JSON-lines

@@ -389,6 +389,20 @@ pub struct Config {
     /// How many instances share the global rate limit; each keeps this share of it
     /// while Redis is unreachable (default 1).
     pub instances: u32,
+    /// The file these settings were read from (`--config`), if any: scheduled
+    /// backups include it. Not a setting.
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
+    /// Where the server writes its scheduled backups (docs/operations.md,
+    /// "Backups"); unset, it takes none.
+    pub backup_dir: Option<PathBuf>,
+    /// Seconds between scheduled backups (60 to 86400; default 1800).
+    pub backup_interval_secs: u64,
+    /// Scheduled backups kept; older ones are deleted (default 48).
+    pub backup_keep: u32,
+    /// Who can open the backups: `fk1r:` recipients or files holding one,
+    /// comma-separated (1 to 16; required with `backup_dir`).
+    pub backup_recipients: String,
     /// The mounts at which the Vault Transit door answers, comma-separated
     /// (default `transit`: `/v1/transit/…`; a second name maps the same
     /// keyrings under another prefix; empty closes the door).
@@ -432,6 +446,11 @@ impl Default for Config {
             redis_prefix: "fleetkey".into(),
             instance_name: "embedded".into(),
             instances: 1,
+            source_file: None,
+            backup_dir: None,
+            backup_interval_secs: 1800,
+            backup_keep: 48,
+            backup_recipients: String::new(),
             transit_mounts: crate::api::transit::DEFAULT_MOUNT.into(),
         }
     }
@@ -479,6 +498,7 @@ impl Config {
             Some(p) => Self::from_file(p)?,
             None => Config::default(),
         };
+        c.source_file = file.map(Path::to_path_buf);
         c.apply_env(|k| std::env::var(k).ok())?;
         c.validate()?;
         Ok(c)
@@ -558,6 +578,10 @@ impl Config {
             "FLEETKEY_TRACE_SAMPLE_RATIO" => trace_sample_ratio,
             "FLEETKEY_TRACE_ACCEPT_PARENT" => trace_accept_parent,
             "FLEETKEY_TRANSIT_MOUNTS" => transit_mounts,
+            "FLEETKEY_BACKUP_DIR" => backup_dir,
+            "FLEETKEY_BACKUP_INTERVAL_SECS" => backup_interval_secs,
+            "FLEETKEY_BACKUP_KEEP" => backup_keep,
+            "FLEETKEY_BACKUP_RECIPIENTS" => backup_recipients,
         }))
     }
 
@@ -570,6 +594,7 @@ impl Config {
         self.validate_coordination()?;
         self.validate_rate_limit()?;
         self.validate_traces()?;
+        self.validate_backups()?;
         if self.scheduler_interval_secs == 0 {
             return Err(err("scheduler_interval_secs", "must be at least 1"));
         }
@@ -731,6 +756,61 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The scheduled backups: interval, retention, recipients.
+    fn validate_backups(&self) -> Result<(), ConfigError> {
+        if !(60..=86_400).contains(&self.backup_interval_secs) {
+            return Err(err(
+                "backup_interval_secs",
+                format!("{} is not between 60 and 86400", self.backup_interval_secs),
+            ));
+        }
+        if !(1..=10_000).contains(&self.backup_keep) {
+            return Err(err(
+                "backup_keep",
+                format!("{} is not between 1 and 10000", self.backup_keep),
+            ));
+        }
+        if self.backup_dir.is_some() || !self.backup_recipients.trim().is_empty() {
+            let n = self.backup_recipient_list()?.len();
+            if self.backup_dir.is_some() && n == 0 {
+                return Err(err(
+                    "backup_recipients",
+                    "scheduled backups need at least one recipient (fk1r:… from `fleetkey keygen --recipient`)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The backup recipients, each parsed (`fk1r:…`, or a file holding one).
+    pub fn backup_recipient_list(
+        &self,
+    ) -> Result<Vec<fleetkey_crypto::hpke::XWingRecipient>, ConfigError> {
+        let mut out = Vec::new();
+        for item in self.backup_recipients.split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            let text = if item.starts_with("fk1r:") {
+                item.to_owned()
+            } else {
+                std::fs::read_to_string(item)
+                    .map_err(|e| err("backup_recipients", format!("{item}: {e}")))?
+            };
+            out.push(
+                fleetkey_crypto::keyfile::parse_recipient(&text)
+                    .map_err(|e| err("backup_recipients", format!("{item}: {e}")))?,
+            );
+        }
+        if out.len() > crate::backup::format::MAX_RECIPIENTS {
+            return Err(err(
+                "backup_recipients",
+                format!("{} recipients (at most 16)", out.len()),
+            ));
+        }
+        Ok(out)
     }
 
     /// The OTLP endpoint and the sampling ratio.

@@ -6,6 +6,7 @@
 //! [`aws_kms::AwsKmsCustody`] in an AWS KMS key.
 
 pub mod aws_kms;
+pub mod escrow;
 pub mod local;
 pub mod metered;
 pub mod pkcs11;

@@ -144,6 +144,23 @@ Examples:
     FLEETKEY_TO_PKCS11_PIN_FILE=/secure/pin fleetkey custody migrate --to pkcs11"
     )]
     Custody(CustodyCommand),
+    /// Back up the service's data, check a backup, restore one.
+    #[command(
+        subcommand,
+        long_about = "A backup is an online, consistent snapshot of the embedded store \
+(taken while fleetkey serve runs), the sealed root key and the configuration file, \
+sealed to one or more backup recipients (fk1r:…, from `fleetkey keygen --recipient`): \
+without one of their identities it is useless. The key-encryption key that seals \
+the root key is never in a backup; keep it apart or split it (`fleetkey custody split`). \
+On PostgreSQL the database is backed up with its own tools (docs/operations.md, \"Backups\").
+
+Examples:
+  fleetkey keygen --recipient -o backup.id --recipient-out backup.pub
+  fleetkey backup create --recipient backup.pub -o fleetkey.fkbackup
+  fleetkey backup verify fleetkey.fkbackup --identity backup.id
+  fleetkey backup restore fleetkey.fkbackup --identity backup.id --data-dir /srv/fleetkey-new"
+    )]
+    Backup(BackupCommand),
     /// Run the HTTP service (embedded store by default; no configuration needed).
     #[command(
         long_about = "Run the fleetkey service: the REST API under /v1, /healthz, \
@@ -525,6 +542,67 @@ pub enum CustodyCommand {
     /// A new root in the same backend: local makes a fresh root key; the others
     /// move to the keys the FLEETKEY_TO_* settings name.
     Rotate {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Split the key-encryption key file (FLEETKEY_ROOT_KEY_FILE, or the one
+    /// zero-configuration mode made for the data directory) into Shamir shares:
+    /// any THRESHOLD of them recover it, fewer say nothing about it.
+    Split {
+        /// Shares to make (2 to 255).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..))]
+        shares: u8,
+        /// Shares needed to recover (2 to SHARES).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..))]
+        threshold: u8,
+        /// Directory for the share files (one per holder; created, 0700).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Rebuild the key-encryption key file from THRESHOLD share files.
+    Recover {
+        /// A share file; repeat for each.
+        #[arg(long = "share", required = true, value_name = "FILE")]
+        shares: Vec<PathBuf>,
+        /// Where to write the key file (refused if it exists; 0600).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Write a backup of the data directory (online: the server may be running).
+    Create {
+        /// Where to write it (refused if it exists).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Who can open it: fk1r:… or a file holding one; repeatable (1 to 16).
+        #[arg(long = "recipient", required = true, value_name = "STRING_OR_FILE")]
+        recipients: Vec<String>,
+        /// The server's configuration file, kept in the backup.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Open a backup, check every file and the audit chain inside.
+    Verify {
+        /// The backup.
+        file: PathBuf,
+        /// An identity the backup is sealed to.
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+    },
+    /// Restore a backup into a new (or empty) data directory.
+    Restore {
+        /// The backup.
+        file: PathBuf,
+        /// An identity the backup is sealed to.
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
         #[command(flatten)]
         dir: DataDir,
     },

@@ -20,6 +20,15 @@ pub fn run(cmd: CustodyCommand) -> CliResult<()> {
     let (to, dir, action) = match cmd {
         CustodyCommand::Migrate { to, dir } => (Some(to), dir.data_dir, "custody.migrate"),
         CustodyCommand::Rotate { dir } => (None, dir.data_dir, "custody.rotate"),
+        CustodyCommand::Split {
+            shares,
+            threshold,
+            out_dir,
+            dir,
+        } => return super::escrow::split(&dir.data_dir, threshold, shares, &out_dir),
+        CustodyCommand::Recover { shares, output } => {
+            return super::escrow::recover(&shares, &output);
+        }
     };
     // Several threads: PKCS#11 and Vault custody run calls on tokio's pools.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod backup;
 pub mod custody;
 pub mod demo;
 pub mod devices;
+mod escrow;
 pub mod factory;
 pub mod fleets;
 pub mod inspect;
