@@ -42,6 +42,7 @@ pub mod api;
 pub mod audit;
 pub mod backup;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod coord;
 pub mod custody;

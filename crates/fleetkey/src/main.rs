@@ -13,6 +13,7 @@ mod keyring_lifecycle;
 mod keyrings;
 mod local;
 mod output;
+mod pdf;
 mod tokens;
 
 use clap::Parser;
@@ -31,6 +32,7 @@ fn main() {
         cli::Command::Audit(c) => commands::audit::run(c),
         cli::Command::Custody(c) => commands::custody::run(c),
         cli::Command::Backup(c) => commands::backup::run(c),
+        cli::Command::Compliance(c) => commands::compliance::run(c),
         cli::Command::Serve(a) => commands::serve::run(a),
         cli::Command::Tokens(c) => commands::tokens::run(c),
         cli::Command::Fleets(c) => commands::fleets::fleets(c),

@@ -14,6 +14,7 @@
 pub mod admission;
 mod audit;
 mod caches;
+mod compliance;
 pub mod console;
 pub mod datakeys;
 mod device_history;
@@ -195,7 +196,7 @@ impl utoipa::Modify for SecurityAddon {
 #[openapi(
     info(title = "fleetkey", description = "Keys, sealing and audit for device fleets. Binary payloads are base64 (RFC 4648 §4)."),
     paths(keyrings::create_keyring, keyrings::list_keyrings, keyrings::show_keyring, keyrings::rotate_keyring, keyrings::revoke_version, keyrings::set_policy, keyrings::seal, keyrings::unseal, keyrings::rewrap,
-        keyrings::seal_batch, keyrings::unseal_batch, keyrings::rewrap_batch, audit::audit_page, audit::audit_checkpoint, audit::audit_verify, audit::audit_public_key, tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::create_aws_access_key,
+        keyrings::seal_batch, keyrings::unseal_batch, keyrings::rewrap_batch, audit::audit_page, audit::audit_checkpoint, audit::audit_verify, compliance::evidence, audit::audit_public_key, tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::create_aws_access_key,
         fleets::create_fleet, fleets::list_fleets, fleets::show_fleet, patterns::service_patterns, patterns::set_service_patterns, patterns::fleet_patterns, patterns::set_fleet_patterns, fleets::factory_device, fleets::list_devices, fleets::fleet_summary, fleets::show_device, device_history::device_history, lifecycle::set_device_state, lifecycle::decommission_device,
         lifecycle::onboarding_challenge, lifecycle::onboarding_complete, lifecycle::wipe_receipt, lifecycle::create_claim_code, lifecycle::claim_device),
     components(schemas(ErrorBody, ErrorDetail, KeyringInfo, crate::keys::VersionInfo, Policy, crate::store::VersionState)),
@@ -236,6 +237,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/audit", get(audit::audit_page))
         .route("/v1/audit/checkpoint", get(audit::audit_checkpoint))
         .route("/v1/audit/verify", get(audit::audit_verify))
+        .route("/v1/compliance/evidence", get(compliance::evidence))
         .route("/v1/audit/public-key", get(audit::audit_public_key))
         .route(
             "/v1/tokens",

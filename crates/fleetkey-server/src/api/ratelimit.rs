@@ -140,6 +140,11 @@ impl RateLimits {
         }
     }
 
+    /// The limits in force.
+    pub fn config(&self) -> &RateLimitConfig {
+        &self.config
+    }
+
     /// Whether the adaptive mode has tightened the global limit.
     pub fn is_tightened(&self) -> bool {
         self.tightened.load(Ordering::Relaxed)

@@ -161,6 +161,20 @@ Examples:
   fleetkey backup restore fleetkey.fkbackup --identity backup.id --data-dir /srv/fleetkey-new"
     )]
     Backup(BackupCommand),
+    /// Compliance evidence from a running service, mapped to a framework's controls.
+    #[command(
+        subcommand,
+        long_about = "Collects evidence from the running service (FLEETKEY_ADDR, a token \
+with audit:read in FLEETKEY_TOKEN): keyring rotation, the audit chain and its last \
+checkpoint, tokens and their expiries, TLS, custody, backups, rate limits, refused \
+authentications; evaluates each control of the framework (pass, attention, fail) and \
+says what remains the operator's duty. Mapping tables: docs/compliance/.
+
+Examples:
+  fleetkey compliance report --framework soc2
+  fleetkey compliance report --framework pci-dss-4.0 --format pdf -o pci.pdf --drill-report dr.txt"
+    )]
+    Compliance(ComplianceCommand),
     /// Run the HTTP service (embedded store by default; no configuration needed).
     #[command(
         long_about = "Run the fleetkey service: the REST API under /v1, /healthz, \
@@ -605,6 +619,26 @@ pub enum BackupCommand {
         identity: PathBuf,
         #[command(flatten)]
         dir: DataDir,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComplianceCommand {
+    /// A report for one framework, from the live service.
+    Report {
+        /// soc2, hipaa, pci-dss-4.0 or nist-800-53.
+        #[arg(long, value_name = "FRAMEWORK")]
+        framework: String,
+        /// json, md or pdf.
+        #[arg(long = "format", default_value = "md", value_name = "FORMAT")]
+        report_format: String,
+        /// Where to write it (default: standard output; a PDF needs -o).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The output of the last DR drill (`scripts/dr_drill.sh`, its rto_secs and
+        /// rpo_secs lines); its modification time is the drill's date.
+        #[arg(long, value_name = "FILE")]
+        drill_report: Option<PathBuf>,
     },
 }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod compliance;
 pub mod custody;
 pub mod demo;
 pub mod devices;

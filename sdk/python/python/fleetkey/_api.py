@@ -30,6 +30,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "directory_record": ("GET", "/v1/directory/{identity}"),
     "disable": ("POST", "/v1/keyrings/{name}/disable"),
     "enable": ("POST", "/v1/keyrings/{name}/enable"),
+    "evidence": ("GET", "/v1/compliance/evidence"),
     "export": ("POST", "/v1/keyrings/{name}/export"),
     "factory_device": ("POST", "/v1/factory/devices"),
     "factory_recipient": ("GET", "/v1/factory/recipient"),
@@ -253,6 +254,13 @@ class Api(Generic[R]):
         ``POST /v1/keyrings/{name}/enable``
         """
         return self._dispatch("enable", {"name": name}, {}, None)
+
+    def evidence(self) -> R:
+        """Evidence for compliance reports: TLS, custody, keyring rotation, the audit chain, tokens (counted), backups, rate limits, refused authentications.
+
+        ``GET /v1/compliance/evidence``
+        """
+        return self._dispatch("evidence", {}, {}, None)
 
     def export(self, name: str, *, body: Mapping[str, Any]) -> R:
         """Export a version sealed to a recipient (exportable keyrings only).
