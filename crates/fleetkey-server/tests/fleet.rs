@@ -322,6 +322,21 @@ async fn manufacture(e: &Env, fleet: &str, hw: &str) -> Device {
     }
 }
 
+/// Onboards `dev` with a fresh challenge signed by its own key.
+async fn onboard(e: &Env, dev: &Device) {
+    let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
+    let sig = dev.signer.sign(&fleetkey_server::fleet::onboarding_message(
+        &dev.id,
+        &c.nonce,
+        c.issued_at,
+    ));
+    e.fleets
+        .onboarding
+        .onboard(&dev.birth, &c.nonce, &sig)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn onboarding_issues_an_operational_credential_and_refuses_every_bad_proof() {
     use fleetkey_server::fleet::onboarding_message;
@@ -615,7 +630,6 @@ async fn a_decommissioned_device_s_credentials_are_refused_even_if_unreadable_in
 /// never count, an unknown fleet is not found.
 #[tokio::test]
 async fn device_counts_group_by_state_and_profile() {
-    use fleetkey_server::fleet::onboarding_message;
     let e = env().await;
     for fleet in ["counted", "other"] {
         e.fleets
@@ -631,15 +645,7 @@ async fn device_counts_group_by_state_and_profile() {
     manufacture(&e, "other", "uid:elsewhere").await;
     // One onboarded device, heard from now.
     let dev = &made[0];
-    let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
-    let sig = dev
-        .signer
-        .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
-    e.fleets
-        .onboarding
-        .onboard(&dev.birth, &c.nonce, &sig)
-        .await
-        .unwrap();
+    onboard(&e, dev).await;
     e.fleets.sessions.seen(&dev.id);
     e.fleets.sessions.flush_seen().await.unwrap();
 
@@ -665,7 +671,6 @@ async fn device_counts_group_by_state_and_profile() {
 /// fleet's device and an unknown device are not found.
 #[tokio::test]
 async fn a_device_history_lists_its_events_and_sessions_newest_first() {
-    use fleetkey_server::fleet::onboarding_message;
     use fleetkey_server::store::DeviceSessionRecord;
     let e = env().await;
     for fleet in ["told", "other"] {
@@ -677,15 +682,7 @@ async fn a_device_history_lists_its_events_and_sessions_newest_first() {
     }
     let dev = manufacture(&e, "told", "uid:told").await;
     let bystander = manufacture(&e, "told", "uid:bystander").await;
-    let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
-    let sig = dev
-        .signer
-        .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
-    e.fleets
-        .onboarding
-        .onboard(&dev.birth, &c.nonce, &sig)
-        .await
-        .unwrap();
+    onboard(&e, &dev).await;
     for state in [DeviceState::Active, DeviceState::Suspended] {
         e.fleets
             .onboarding
@@ -847,7 +844,6 @@ async fn the_stored_audit_chain_verifies_in_place_and_a_hand_edit_is_found() {
 /// without one (manufactured) and other fleets' never count.
 #[tokio::test]
 async fn credential_expiry_counts_expiring_and_expired_credentials() {
-    use fleetkey_server::fleet::onboarding_message;
     let e = env().await;
     // A one-year lifetime in "long", ten days in "short".
     e.fleets
@@ -863,15 +859,7 @@ async fn credential_expiry_counts_expiring_and_expired_credentials() {
     let mut onboarded = Vec::new();
     for (fleet, hw) in [("long", "uid:l1"), ("short", "uid:s1"), ("short", "uid:s2")] {
         let dev = manufacture(&e, fleet, hw).await;
-        let c = e.fleets.onboarding.challenge(&dev.id).await.unwrap();
-        let sig = dev
-            .signer
-            .sign(&onboarding_message(&dev.id, &c.nonce, c.issued_at));
-        e.fleets
-            .onboarding
-            .onboard(&dev.birth, &c.nonce, &sig)
-            .await
-            .unwrap();
+        onboard(&e, &dev).await;
         onboarded.push(dev.id);
     }
     manufacture(&e, "short", "uid:s3").await; // no credential yet
