@@ -9,7 +9,7 @@
 //! key-encryption key that seals `root-key.json` is never in a backup: keep it
 //! apart (or split it: `fleetkey custody split`). The server takes backups on
 //! its own every `backup_interval_secs` ([`schedule`]). File format:
-//! [`format`], docs/formats.md "Backup files"; operations: docs/operations.md
+//! [`mod@format`], docs/formats.md "Backup files"; operations: docs/operations.md
 //! "Backups".
 
 pub mod archive;

@@ -1,6 +1,6 @@
 //! The frameworks' controls that fleetkey gives evidence for, each mapped to
 //! the checks ([`super::Check`]) that evaluate it. A control mapped to several
-//! checks takes the worst of their statuses. docs/compliance/<framework>.md is
+//! checks takes the worst of their statuses. `docs/compliance/<framework>.md` is
 //! [`markdown`] of each, checked by a test.
 
 use super::Check::{self, *};
@@ -215,7 +215,7 @@ pub fn describe(check: Check) -> &'static str {
     }
 }
 
-/// The mapping table of `f` (docs/compliance/<name>.md).
+/// The mapping table of `f` (`docs/compliance/<name>.md`).
 pub fn markdown(f: &Framework) -> String {
     let mut out = format!(
         "# {}\n\n<!-- Generated from crates/fleetkey-server/src/compliance/frameworks.rs; a test keeps it current. -->\n\n\
