@@ -715,6 +715,30 @@ async fn a_device_history_lists_its_events_and_sessions_newest_first() {
         .await
         .unwrap();
 
+    // Heard from now, one session open: connected (the summary's count), and
+    // the same by the per-device rule.
+    e.fleets.sessions.seen(&dev.id);
+    e.fleets.sessions.flush_seen().await.unwrap();
+    assert_eq!(
+        e.fleets.sessions.connected_count("told", 60).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        e.fleets
+            .sessions
+            .connected_count("other", 60)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        e.fleets
+            .sessions
+            .connected("told", "", "\u{10ffff}", 60)
+            .await
+            .unwrap()
+            .contains(&dev.id)
+    );
     let h = e
         .fleets
         .history

@@ -289,14 +289,14 @@ pub(super) async fn fleet_summary(
     let connected = st
         .fleets
         .sessions
-        .connected(&fleet, "", "\u{10ffff}", st.device_idle_secs)
+        .connected_count(&fleet, st.device_idle_secs)
         .await?;
     let mut out = FleetSummary {
         fleet,
         devices: 0,
         by_state: Default::default(),
         by_profile: Default::default(),
-        connected: i64::try_from(connected.len()).unwrap_or(i64::MAX),
+        connected,
         heard: Default::default(),
     };
     let windows = crate::fleet::SEEN_WINDOWS;

@@ -75,16 +75,20 @@ impl DeviceSessions {
         up_to: &str,
         idle_secs: u64,
     ) -> Result<std::collections::HashSet<String>> {
-        let window = i64::try_from(idle_secs)
-            .unwrap_or(i64::MAX / 2)
-            .saturating_add(i64::try_from(SEEN_FLUSH.as_secs()).unwrap_or(0) * 2);
-        let live_after = self.core.clock.now().saturating_sub(window);
+        let live_after = self.core.clock.now().saturating_sub(live_window(idle_secs));
         Ok(self
             .store
             .connected_devices(fleet, from, up_to, live_after)
             .await?
             .into_iter()
             .collect())
+    }
+
+    /// How many of `fleet`'s devices are connected now, by the same rule as
+    /// [`DeviceSessions::connected`] (one COUNT query).
+    pub async fn connected_count(&self, fleet: &str, idle_secs: u64) -> Result<i64> {
+        let live_after = self.core.clock.now().saturating_sub(live_window(idle_secs));
+        self.store.connected_device_count(fleet, live_after).await
     }
 
     /// Whether `previous` names an earlier session of `device_id` (a session id is
@@ -250,4 +254,12 @@ impl DeviceSessions {
             .await
             .map(|_| ())
     }
+}
+
+/// How long after a device was last heard from an open session still counts as
+/// connected: the idle timeout plus two `last_seen` flushes.
+fn live_window(idle_secs: u64) -> i64 {
+    i64::try_from(idle_secs)
+        .unwrap_or(i64::MAX / 2)
+        .saturating_add(i64::try_from(SEEN_FLUSH.as_secs()).unwrap_or(0) * 2)
 }

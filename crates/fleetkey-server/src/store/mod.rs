@@ -464,6 +464,9 @@ pub trait SessionStore: Changes {
     async fn prune_device_sessions(&self, before: UnixTime) -> Result<u64>;
     /// The session patterns stored for `scope` (`*` or a fleet), comma-separated.
     async fn session_patterns(&self, scope: &str) -> Result<Option<String>>;
+    /// How many of a fleet's devices have a session not recorded as ended and
+    /// were heard from at or after `live_after` (the summary's "connected now").
+    async fn connected_device_count(&self, fleet: &str, live_after: UnixTime) -> Result<i64>;
     /// Raises each device's `last_seen` to the time given (never lowers it), in
     /// one transaction.
     async fn record_seen(&self, seen: &[(String, UnixTime)]) -> Result<()>;

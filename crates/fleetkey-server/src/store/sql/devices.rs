@@ -11,6 +11,23 @@ use crate::error::{Error, Result};
 use crate::store::audit_log::AuditEntry;
 use sqlx::Transaction;
 
+/// A fleet's devices with an open session, heard from at or after `live_after`:
+/// one COUNT, whatever the fleet's size.
+pub(super) async fn connected_count<D: Dialect>(
+    store: &SqlStore<D>,
+    fleet: &str,
+    live_after: UnixTime,
+) -> Result<i64> {
+    stmt(
+        "SELECT COUNT(DISTINCT d.id) FROM devices d JOIN device_sessions s ON s.device_id = d.id \
+         WHERE d.fleet = $1 AND d.last_seen >= $2 AND s.ended_at IS NULL",
+    )
+    .bind(fleet)
+    .bind(live_after)
+    .scalar(&store.pool)
+    .await
+}
+
 /// Per fleet, credentials expiring before `soon` and expired before `now`
 /// (devices onboarded, active or rotating; fleets with none are absent).
 pub(super) async fn credential_expiry<D: Dialect>(

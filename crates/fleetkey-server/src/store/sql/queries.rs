@@ -671,6 +671,10 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
             .collect()
     }
 
+    async fn connected_device_count(&self, fleet: &str, live_after: UnixTime) -> Result<i64> {
+        super::devices::connected_count(self, fleet, live_after).await
+    }
+
     async fn connected_devices(
         &self,
         fleet: &str,
