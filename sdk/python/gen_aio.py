@@ -10,6 +10,8 @@ import pathlib
 import re
 import sys
 
+from gen_common import write_or_check
+
 HERE = pathlib.Path(__file__).resolve().parent
 SRC = HERE / "python" / "fleetkey" / "client.py"
 OUT = HERE / "python" / "fleetkey" / "aio.py"
@@ -73,14 +75,7 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if OUT.read_text() != text:
-            print(f"{OUT} is stale: run python3 sdk/python/gen_aio.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    return 0
+    return write_or_check(OUT, render(), "gen_aio.py")
 
 
 if __name__ == "__main__":

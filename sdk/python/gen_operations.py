@@ -15,6 +15,8 @@ import keyword
 import pathlib
 import sys
 
+from gen_common import write_or_check
+
 HERE = pathlib.Path(__file__).resolve().parent
 DOC = HERE.parent / "typescript" / "openapi.json"
 OUT = HERE / "python" / "fleetkey" / "_api.py"
@@ -106,14 +108,7 @@ class Api(Generic[R]):
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is stale: run python3 sdk/python/gen_operations.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    return 0
+    return write_or_check(OUT, render(), "gen_operations.py")
 
 
 if __name__ == "__main__":
