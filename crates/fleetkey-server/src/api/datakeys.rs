@@ -97,7 +97,7 @@ async fn one(ring: &crate::keys::Keyring, req: &DataKeyRequest) -> ApiResult<Dat
 #[utoipa::path(post, path = "/v1/keyrings/{name}/datakey", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = DataKeyRequest,
     responses((status = 200, body = DataKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["datakey:{name}"])))]
 pub(super) async fn datakey(
     State(st): St,
@@ -116,7 +116,7 @@ pub(super) async fn datakey(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/datakey/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = BatchDataKeyRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["datakey:{name}"])))]
 pub(super) async fn datakey_batch(
     State(st): St,

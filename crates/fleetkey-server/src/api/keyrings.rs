@@ -400,7 +400,7 @@ pub(super) fn count(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/seal", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = SealRequest,
     responses((status = 200, body = SealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = ["seal:{name}"])))]
 pub(super) async fn seal(
     State(st): St,
@@ -419,7 +419,7 @@ pub(super) async fn seal(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/unseal", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = CiphertextRequest,
     responses((status = 200, body = UnsealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["unseal:{name}"])))]
 pub(super) async fn unseal(
     State(st): St,
@@ -438,7 +438,7 @@ pub(super) async fn unseal(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/rewrap", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = CiphertextRequest,
     responses((status = 200, body = SealResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["rewrap:{name}"])))]
 pub(super) async fn rewrap(
     State(st): St,
@@ -519,7 +519,7 @@ pub(super) fn check_batch(st: &AppState, n: usize) -> ApiResult<()> {
 #[utoipa::path(post, path = "/v1/keyrings/{name}/seal/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = BatchSealRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = ["seal:{name}"])))]
 pub(super) async fn seal_batch(
     State(st): St,
@@ -541,7 +541,7 @@ pub(super) async fn seal_batch(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/unseal/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = BatchCiphertextRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = ["unseal:{name}"])))]
 pub(super) async fn unseal_batch(
     State(st): St,
@@ -563,7 +563,7 @@ pub(super) async fn unseal_batch(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/rewrap/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = BatchCiphertextRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = ["rewrap:{name}"])))]
 pub(super) async fn rewrap_batch(
     State(st): St,

@@ -274,7 +274,7 @@ async fn check_batch_items(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/sign", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = SignRequest,
     responses((status = 200, body = SignResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["sign:{name}"])))]
 pub(super) async fn sign(
     State(st): St,
@@ -289,7 +289,7 @@ pub(super) async fn sign(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/sign/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = BatchSignRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["sign:{name}"])))]
 pub(super) async fn sign_batch(
     State(st): St,
@@ -304,7 +304,7 @@ pub(super) async fn sign_batch(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/verify", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["verify:{name}"])))]
 pub(super) async fn verify(
     State(st): St,
@@ -319,7 +319,7 @@ pub(super) async fn verify(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/verify/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = BatchVerifyRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["verify:{name}"])))]
 pub(super) async fn verify_batch(
     State(st): St,
@@ -334,7 +334,7 @@ pub(super) async fn verify_batch(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/mac", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = SignRequest,
     responses((status = 200, body = SignResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["mac:{name}"])))]
 pub(super) async fn mac(
     State(st): St,
@@ -349,7 +349,7 @@ pub(super) async fn mac(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/mac/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = BatchSignRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["mac:{name}"])))]
 pub(super) async fn mac_batch(
     State(st): St,
@@ -364,7 +364,7 @@ pub(super) async fn mac_batch(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/mac/verify", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["mac:{name}"])))]
 pub(super) async fn mac_verify(
     State(st): St,
@@ -379,7 +379,7 @@ pub(super) async fn mac_verify(
 #[utoipa::path(post, path = "/v1/keyrings/{name}/mac/verify/batch", tag = "crypto", params(("name" = String, Path, description = "Keyring name")),
     request_body = BatchVerifyRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["mac:{name}"])))]
 pub(super) async fn mac_verify_batch(
     State(st): St,
@@ -422,7 +422,7 @@ pub struct PublicKeyResponse {
 /// The public key of a signing keyring's version, for verifying offline.
 #[utoipa::path(get, path = "/v1/keyrings/{name}/public-key", tag = "crypto", params(("name" = String, Path, description = "Keyring name"), PublicKeyQuery),
     responses((status = 200, body = PublicKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["verify:{name}"])))]
 pub(super) async fn public_key(
     State(st): St,
